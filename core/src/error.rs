@@ -1,0 +1,181 @@
+//! Typed errors for layouts that cannot be built.
+
+use alloc::string::String;
+use core::fmt;
+
+use crate::layout::StrategyKind;
+
+/// Why a layout was refused. Every input that is not a usable layout gives one
+/// of these; nothing in this crate panics on bad input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Error {
+    kind: ErrorKind,
+}
+
+/// The kinds of [`Error`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The shard list is empty.
+    NoShards,
+    /// More shards than [`MAX_SHARDS`](crate::MAX_SHARDS).
+    TooManyShards {
+        /// The count asked for.
+        count: u64,
+        /// The largest count accepted.
+        max: usize,
+    },
+    /// A shard name is empty, too long or has a character outside
+    /// `A-Z a-z 0-9 _ -`.
+    InvalidShardName {
+        /// The offending name.
+        name: String,
+    },
+    /// Two shards share a name.
+    DuplicateShard {
+        /// The repeated name.
+        name: String,
+    },
+    /// A weight is zero, negative, not finite or over
+    /// [`MAX_WEIGHT`](crate::MAX_WEIGHT).
+    InvalidWeight {
+        /// The shard carrying the weight.
+        shard: String,
+        /// The weight given.
+        weight: f64,
+    },
+    /// The strategy has no notion of weights, yet a weight other than 1 was given.
+    WeightsUnsupported {
+        /// The strategy.
+        strategy: StrategyKind,
+    },
+    /// Virtual nodes per shard outside `1..=MAX_VNODES`.
+    VnodesOutOfRange {
+        /// The value given.
+        vnodes: u64,
+    },
+    /// The ring would hold more than [`MAX_RING_POINTS`](crate::MAX_RING_POINTS) points.
+    TooManyRingPoints {
+        /// How many points the layout asks for.
+        points: u64,
+    },
+    /// The Maglev table size is not a prime number.
+    TableSizeNotPrime {
+        /// The value given.
+        table_size: u64,
+    },
+    /// The Maglev table size is under ten slots per shard or over
+    /// [`MAX_TABLE_SIZE`](crate::MAX_TABLE_SIZE).
+    TableSizeOutOfRange {
+        /// The value given.
+        table_size: u64,
+        /// The smallest size accepted for this shard count.
+        min: u64,
+    },
+    /// The bounded-load factor is not a finite number in
+    /// `MIN_LOAD_FACTOR..=MAX_LOAD_FACTOR`.
+    LoadFactorOutOfRange {
+        /// The value given.
+        load_factor: f64,
+    },
+    /// The strategy name is not one of the known ones.
+    UnknownStrategy {
+        /// The name given.
+        name: String,
+    },
+}
+
+impl Error {
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// A short, stable, machine-readable code for the kind (`"no_shards"`, …).
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::NoShards => "no_shards",
+            ErrorKind::TooManyShards { .. } => "too_many_shards",
+            ErrorKind::InvalidShardName { .. } => "invalid_shard_name",
+            ErrorKind::DuplicateShard { .. } => "duplicate_shard",
+            ErrorKind::InvalidWeight { .. } => "invalid_weight",
+            ErrorKind::WeightsUnsupported { .. } => "weights_unsupported",
+            ErrorKind::VnodesOutOfRange { .. } => "vnodes_out_of_range",
+            ErrorKind::TooManyRingPoints { .. } => "too_many_ring_points",
+            ErrorKind::TableSizeNotPrime { .. } => "table_size_not_prime",
+            ErrorKind::TableSizeOutOfRange { .. } => "table_size_out_of_range",
+            ErrorKind::LoadFactorOutOfRange { .. } => "load_factor_out_of_range",
+            ErrorKind::UnknownStrategy { .. } => "unknown_strategy",
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error { kind }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::layout::{
+            MAX_LOAD_FACTOR, MAX_RING_POINTS, MAX_TABLE_SIZE, MAX_VNODES, MAX_WEIGHT,
+            MIN_LOAD_FACTOR,
+        };
+        use crate::shard::MAX_SHARD_NAME_LEN;
+        match &self.kind {
+            ErrorKind::NoShards => write!(f, "a layout needs at least one shard"),
+            ErrorKind::TooManyShards { count, max } => {
+                write!(f, "{count} shards is too many: at most {max} are supported")
+            }
+            ErrorKind::InvalidShardName { name } => write!(
+                f,
+                "invalid shard name {name:?}: use 1 to {MAX_SHARD_NAME_LEN} characters \
+                 from A-Z, a-z, 0-9, '_' and '-'"
+            ),
+            ErrorKind::DuplicateShard { name } => {
+                write!(f, "shard name {name:?} appears more than once")
+            }
+            ErrorKind::InvalidWeight { shard, weight } => write!(
+                f,
+                "shard {shard:?} has weight {weight}: a weight must be a number \
+                 greater than 0 and at most {MAX_WEIGHT}"
+            ),
+            ErrorKind::WeightsUnsupported { strategy } => write!(
+                f,
+                "the {strategy} strategy cannot weight shards: leave every weight at 1, \
+                 or use ring, rendezvous, maglev or bounded-load"
+            ),
+            ErrorKind::VnodesOutOfRange { vnodes } => write!(
+                f,
+                "{vnodes} virtual nodes per shard is out of range: use 1 to {MAX_VNODES}"
+            ),
+            ErrorKind::TooManyRingPoints { points } => write!(
+                f,
+                "the ring would hold {points} points: at most {MAX_RING_POINTS} are \
+                 supported (lower vnodes, weights or the shard count)"
+            ),
+            ErrorKind::TableSizeNotPrime { table_size } => write!(
+                f,
+                "Maglev table size {table_size} is not a prime number (65537 is a good default)"
+            ),
+            ErrorKind::TableSizeOutOfRange { table_size, min } => write!(
+                f,
+                "Maglev table size {table_size} is out of range: use a prime from {min} \
+                 (ten slots per shard) to {MAX_TABLE_SIZE}"
+            ),
+            ErrorKind::LoadFactorOutOfRange { load_factor } => write!(
+                f,
+                "load factor {load_factor} is out of range: use a number from \
+                 {MIN_LOAD_FACTOR} to {MAX_LOAD_FACTOR}"
+            ),
+            ErrorKind::UnknownStrategy { name } => write!(
+                f,
+                "unknown strategy {name:?}: use one of modulo, jump, ring, rendezvous, \
+                 maglev, bounded-load"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,85 @@
+//! Which shard owns a key: one hashing core for the browser (WebAssembly) and
+//! the server, giving the same answer bit for bit on both.
+//!
+//! # The hash
+//!
+//! A key is any byte string. Its hash is `xxh3_64_with_seed(key_bytes, seed)`
+//! (xxh3-64 from `xxhash-rust`), with seed 0 unless the layout names another.
+//! Integer keys are hashed as their 8 little-endian bytes. Every strategy works
+//! on that 64-bit hash and nothing else; `std::hash` is never used, so answers do
+//! not change between builds, targets or versions.
+//!
+//! Shards are named; positions derive from names, never from list order
+//! (except for modulo and jump, which are defined over positions `0..N`):
+//!
+//! | strategy | key → shard |
+//! |---|---|
+//! | `modulo` | `hash % N` |
+//! | `jump` | Lamping & Veach's jump hash of `hash` into N buckets |
+//! | `ring` | first of `round(vnodes × weight)` points per shard at or after `hash`; point `i` of shard `name` at `xxh3(name ++ le32(i), seed)` |
+//! | `rendezvous` | highest `weight / -ln(u)`, `u` from `xxh3(le64(hash), xxh3(name, seed))` (raw comparison when weights are equal) |
+//! | `maglev` | `table[hash % M]`, table filled from per-name permutations |
+//! | `bounded-load` | ring, but a key set is placed so no shard exceeds `ceil(c × K × weight / total)` |
+//!
+//! Floating point (jump, weighted rendezvous) is IEEE-754 with `libm`'s
+//! functions, identical on every target.
+//!
+//! # Example
+//!
+//! ```
+//! use ecoshard_core::{plan_numbered, Layout, StrategyKind};
+//!
+//! let old = Layout::with_count(StrategyKind::Ring, 3)?.build()?;
+//! let new = Layout::with_count(StrategyKind::Ring, 4)?.build()?;
+//! let shard = old.locate_shard(b"user_42");
+//! println!("user_42 lives on {}", shard.name);
+//!
+//! let plan = plan_numbered(&old, &new, "user_", 10_000);
+//! // Close to the ideal 1/4: only keys bound for the new shard move.
+//! assert!(plan.moved_fraction() < 0.30);
+//! assert_eq!(plan.ideal_fraction, 0.25);
+//! # Ok::<(), ecoshard_core::Error>(())
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+mod bounded;
+mod error;
+mod hash;
+mod jump;
+mod keys;
+mod layout;
+mod maglev;
+mod modulo;
+mod plan;
+mod prime;
+mod rendezvous;
+mod ring;
+mod router;
+mod shard;
+mod stats;
+#[cfg(feature = "serde")]
+pub mod wire;
+
+pub use error::{Error, ErrorKind};
+pub use hash::{DEFAULT_SEED, key_hash, key_hash_u64};
+pub use jump::{JUMP_LCG_MULTIPLIER, jump_hash};
+pub use keys::{DEFAULT_KEY_PREFIX, numbered_key, numbered_key_hashes};
+pub use layout::{
+    DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, MAX_LOAD_FACTOR,
+    MAX_RING_POINTS, MAX_SHARDS, MAX_TABLE_SIZE, MAX_VNODES, MAX_WEIGHT, MIN_LOAD_FACTOR,
+    MIN_TABLE_SLOTS_PER_SHARD, StrategyKind,
+};
+pub use maglev::MAGLEV_SKIP_SALT;
+pub use plan::{
+    Plan, PlanSummary, ShardLoad, Transfer, TransferSummary, ideal_fraction, plan, plan_hashes,
+    plan_numbered,
+};
+pub use router::{Lookup, Router};
+pub use shard::{MAX_SHARD_NAME_LEN, Shard};
+pub use stats::LoadStats;

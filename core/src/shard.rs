@@ -1,0 +1,101 @@
+//! A shard: a stable name and a weight.
+//!
+//! Strategies derive every position from the name, never from where the shard
+//! sits in the list, so adding a shard never moves the others' points.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::error::{Error, ErrorKind};
+
+/// Longest shard name accepted, in bytes.
+pub const MAX_SHARD_NAME_LEN: usize = 32;
+
+/// One shard of a layout.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Shard {
+    /// Stable name: 1 to 32 characters from `A-Z a-z 0-9 _ -`.
+    pub name: String,
+    /// Relative capacity; 1 unless stated. Only ring, rendezvous, Maglev and
+    /// bounded-load use it.
+    #[cfg_attr(feature = "serde", serde(default = "default_weight"))]
+    pub weight: f64,
+}
+
+impl Shard {
+    /// A shard of weight 1.
+    pub fn new(name: impl Into<String>) -> Self {
+        Shard {
+            name: name.into(),
+            weight: 1.0,
+        }
+    }
+
+    /// A shard with the given weight.
+    pub fn weighted(name: impl Into<String>, weight: f64) -> Self {
+        Shard {
+            name: name.into(),
+            weight,
+        }
+    }
+
+    /// `count` shards of weight 1 named `s0` … `s{count-1}`.
+    pub fn numbered(count: usize) -> Vec<Shard> {
+        (0..count)
+            .map(|index| Shard::new(format!("s{index}")))
+            .collect()
+    }
+}
+
+#[cfg(feature = "serde")]
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// Checks a shard name against the naming rule.
+pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
+    let well_formed = !name.is_empty()
+        && name.len() <= MAX_SHARD_NAME_LEN
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ErrorKind::InvalidShardName {
+            name: name.chars().take(MAX_SHARD_NAME_LEN + 8).collect(),
+        }
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, ok: bool) {
+        assert_eq!(validate_name(name).is_ok(), ok, "{name:?}");
+    }
+
+    #[test]
+    fn shard_names() {
+        check("s0", true);
+        check("eu-west_1", true);
+        check(&"x".repeat(MAX_SHARD_NAME_LEN), true);
+        check("", false);
+        check(&"x".repeat(MAX_SHARD_NAME_LEN + 1), false);
+        check("a b", false);
+        check("s0; DROP TABLE users", false);
+        check("ñ", false);
+        check("a\"b", false);
+    }
+
+    #[test]
+    fn numbered_shards_are_s0_to_sn() {
+        let names: Vec<String> = Shard::numbered(3).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["s0", "s1", "s2"]);
+    }
+}

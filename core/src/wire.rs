@@ -1,0 +1,301 @@
+//! The JSON shapes the bridge serves and the page reads (feature `serde`).
+//! Both sides serialise these same structs, so they cannot drift apart.
+//!
+//! Field names are a stable surface: scripts use them. Add fields; do not
+//! rename or remove them.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::layout::Layout;
+use crate::plan::{PlanSummary, ShardLoad};
+
+/// Every HTTP error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// The error.
+    pub error: ApiErrorDetail,
+}
+
+/// Code and message of an HTTP error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorDetail {
+    /// Stable, machine-readable code (`"invalid_json"`, `"primary_unavailable"`, …).
+    pub code: String,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// `GET /api/health`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `"ok"`.
+    pub status: String,
+    /// Version of the bridge.
+    pub version: String,
+}
+
+/// Whether the bridge started the cluster itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// Started by the bridge on loopback; nodes can be stopped and started.
+    Local,
+    /// Given by URLs; the bridge only connects.
+    External,
+}
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes writes.
+    Primary,
+    /// Streams from the primary; serves reads.
+    Standby,
+}
+
+/// One node of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// `primary`, `standby-1`, `standby-2`, …
+    pub name: String,
+    /// Primary or standby.
+    pub role: NodeRole,
+    /// `host:port`.
+    pub addr: String,
+    /// Whether it answered the last health check.
+    pub up: bool,
+    /// Replication lag, for standbys.
+    pub lag: Option<LagSample>,
+}
+
+/// Replication state of one standby, as the primary sees it
+/// (`pg_stat_replication`) plus whether the standby itself answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LagSample {
+    /// Standby name (its `application_name`).
+    pub node: String,
+    /// `pg_stat_replication.state` (`streaming`, `catchup`, …); `None` when the
+    /// standby is not connected to the primary.
+    pub state: Option<String>,
+    /// `pg_stat_replication.sync_state` (`async`, `sync`, `quorum`, …).
+    pub sync_state: Option<String>,
+    /// `write_lag` in ms; `None` when PostgreSQL reports NULL (normal when idle).
+    pub write_lag_ms: Option<f64>,
+    /// `flush_lag` in ms; `None` when NULL.
+    pub flush_lag_ms: Option<f64>,
+    /// `replay_lag` in ms; `None` when NULL.
+    pub replay_lag_ms: Option<f64>,
+    /// `pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)` in bytes.
+    pub byte_lag: Option<i64>,
+    /// Whether the standby answered its own health check.
+    pub up: bool,
+    /// When this was sampled, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// `GET /api/layout`: the layout in force and its version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutView {
+    /// Increases by one with every applied layout.
+    pub version: u64,
+    /// The layout.
+    pub layout: Layout,
+}
+
+/// `GET /api/cluster`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Local or external cluster.
+    pub mode: ClusterMode,
+    /// Every node, primary first.
+    pub nodes: Vec<NodeStatus>,
+    /// The layout in force.
+    pub layout: LayoutView,
+}
+
+/// `POST /api/users` body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The shard key.
+    pub user_id: String,
+    /// Display name; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// E-mail; defaults to `<id>@ecomarket.example`.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A stored user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The shard key.
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+    /// E-mail.
+    pub email: String,
+    /// When it was inserted (RFC 3339).
+    pub created_at: String,
+}
+
+/// `POST /api/users` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InsertResult {
+    /// The row as stored.
+    pub user: User,
+    /// Shard it went to.
+    pub shard: String,
+    /// Node that took the write (the primary).
+    pub served_by: String,
+    /// WAL position of the commit (`pg_current_wal_lsn()` after it), e.g. `0/3000148`.
+    pub lsn: String,
+}
+
+/// `POST /api/users/bulk` body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkInsert {
+    /// How many users to generate and insert.
+    pub count: u64,
+    /// Prefix of the generated ids; a unique one is chosen when absent.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// `POST /api/users/bulk` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BulkResult {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// The prefix the ids were generated with (`<prefix>0` …).
+    pub prefix: String,
+    /// Rows inserted per shard.
+    pub shards: Vec<ShardLoad>,
+    /// Node that took the writes.
+    pub served_by: String,
+    /// WAL position after the last commit.
+    pub lsn: String,
+    /// Time the inserts took, in ms.
+    pub elapsed_ms: f64,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consistency {
+    /// Any healthy standby within the lag bound (else the primary).
+    #[default]
+    Eventual,
+    /// The primary.
+    Strong,
+    /// A standby that has replayed past a given LSN (else the primary).
+    ReadYourWrites,
+}
+
+impl Consistency {
+    /// The name used in the query string.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Consistency::Eventual => "eventual",
+            Consistency::Strong => "strong",
+            Consistency::ReadYourWrites => "read-your-writes",
+        }
+    }
+}
+
+/// `GET /api/users/{id}` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// The row.
+    pub user: User,
+    /// Shard holding it.
+    pub shard: String,
+    /// Node that served the read.
+    pub served_by: String,
+    /// That node's replay lag when it was chosen, in ms (0 for the primary;
+    /// `None` when PostgreSQL reported none).
+    pub lag_ms: Option<f64>,
+    /// The consistency asked for.
+    pub consistency: Consistency,
+}
+
+/// A count per node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeCount {
+    /// Node name.
+    pub node: String,
+    /// The count.
+    pub count: u64,
+}
+
+/// `GET /api/stats`, and part of every stream tick.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Reads served per node since start.
+    pub reads: Vec<NodeCount>,
+    /// Rows written since start.
+    pub writes: u64,
+    /// Writes per second over the last second.
+    pub writes_per_sec: f64,
+    /// Reads per second over the last second.
+    pub reads_per_sec: f64,
+    /// Reads that failed since start.
+    pub failed_reads: u64,
+    /// Rows per shard (refreshed every second or so).
+    pub rows: Vec<ShardLoad>,
+}
+
+/// State of a rebalance job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Moving rows.
+    Running,
+    /// Every planned row moved.
+    Done,
+    /// Stopped by an error (see `error`); the old layout's data is intact.
+    Failed,
+}
+
+/// A rebalance job: `PUT /api/layout` answer, `GET /api/rebalance/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RebalanceJob {
+    /// Job id.
+    pub id: u64,
+    /// Running, done or failed.
+    pub state: JobState,
+    /// Rows moved so far.
+    pub moved: u64,
+    /// Rows the plan moves.
+    pub total: u64,
+    /// Moving speed over the job so far.
+    pub rows_per_sec: f64,
+    /// Layout version before.
+    pub from_version: u64,
+    /// Layout version after.
+    pub to_version: u64,
+    /// The plan over the rows present when the job started.
+    pub plan: Option<PlanSummary>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One `tick` of `GET /api/events` (Server-Sent Events, every ~250 ms).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Every node with its lag.
+    pub nodes: Vec<NodeStatus>,
+    /// Counters.
+    pub stats: Stats,
+    /// The running or last rebalance job.
+    pub rebalance: Option<RebalanceJob>,
+    /// Version of the layout in force.
+    pub layout_version: u64,
+}
