@@ -65,7 +65,7 @@ pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
     let mut out = String::new();
     match args.format {
         Format::Json => {
-            out = serde_json::to_string_pretty(&located).map_err(|e| Failure::usage(e))?;
+            out = serde_json::to_string_pretty(&located).map_err(Failure::usage)?;
             out.push('\n');
         }
         Format::Table => {
