@@ -1,0 +1,75 @@
+//! `cargo xtask test`: every check and test, in the order that fails fastest.
+//!
+//! Steps (all by default; name some to run only those): `fmt`, `clippy`,
+//! `host` (every crate's tests natively, the bridge's against a real local
+//! PostgreSQL cluster), `wasm` (the core's tests in wasm32 under Node.js).
+
+use anyhow::bail;
+
+use crate::setup::{self, Needs};
+use crate::util::{cargo, exec};
+
+const STEPS: [&str; 4] = ["fmt", "clippy", "host", "wasm"];
+
+pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
+    for step in steps {
+        eprintln!("\n==> {step}");
+        match *step {
+            "fmt" => exec(cargo().args(["fmt", "--all", "--check"]))?,
+            "clippy" => {
+                exec(cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
+                exec(cargo().args([
+                    "clippy",
+                    "-p",
+                    "ecoshard-core",
+                    "--all-features",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
+            }
+            "host" => exec(cargo().args(["test", "--workspace", "--all-features"]))?,
+            "wasm" => exec(
+                cargo()
+                    .args([
+                        "test",
+                        "-p",
+                        "ecoshard-core",
+                        "--all-features",
+                        "--target",
+                        "wasm32-unknown-unknown",
+                    ])
+                    .env(
+                        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                        "wasm-bindgen-test-runner",
+                    ),
+            )?,
+            other => bail!(
+                "unknown test step {other:?}; steps are {}",
+                STEPS.join(", ")
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let steps: Vec<&str> = if args.is_empty() {
+        STEPS.to_vec()
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    setup::run(Needs::all())?;
+    run_steps(&steps)?;
+    eprintln!("\nall {} steps passed", steps.len());
+    Ok(())
+}
