@@ -6,6 +6,9 @@
 //! - `cargo xtask bench` — run the benchmarks (`core`, `bridge`, `web`; all by default)
 //! - `cargo xtask setup` — only install the prerequisites
 
+mod bench;
+mod demo;
+mod dist;
 mod setup;
 mod test;
 mod util;
@@ -21,6 +24,9 @@ fn main() -> ExitCode {
     let outcome = match task {
         "setup" => setup::run(setup::Needs::all()),
         "test" => test::run(rest),
+        "dist" => dist::run(rest),
+        "bench" => bench::run(rest),
+        "demo" => demo::run(rest),
         "help" | "--help" | "-h" => {
             eprintln!("{}", HELP);
             Ok(())

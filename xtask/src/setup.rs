@@ -34,6 +34,17 @@ impl Needs {
             node: true,
         }
     }
+
+    /// Nothing beyond the wasm32 target.
+    pub(crate) fn none() -> Self {
+        Needs {
+            wasm_bindgen: false,
+            browser: false,
+            postgres: false,
+            compose: false,
+            node: false,
+        }
+    }
 }
 
 pub(crate) fn run(needs: Needs) -> anyhow::Result<()> {

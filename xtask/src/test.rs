@@ -2,14 +2,15 @@
 //!
 //! Steps (all by default; name some to run only those): `fmt`, `clippy`,
 //! `host` (every crate's tests natively, the bridge's against a real local
-//! PostgreSQL cluster), `wasm` (the core's tests in wasm32 under Node.js).
+//! PostgreSQL cluster), `e2e` (builds the page, then drives it in headless
+//! Chromium), `wasm` (the core's tests in wasm32 under Node.js).
 
 use anyhow::bail;
 
 use crate::setup::{self, Needs};
 use crate::util::{cargo, exec};
 
-const STEPS: [&str; 4] = ["fmt", "clippy", "host", "wasm"];
+const STEPS: [&str; 5] = ["fmt", "clippy", "host", "e2e", "wasm"];
 
 pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
     for step in steps {
@@ -38,6 +39,15 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                 ]))?;
             }
             "host" => exec(cargo().args(["test", "--workspace", "--all-features"]))?,
+            "e2e" => {
+                let dist = crate::dist::build(false)?;
+                exec(
+                    cargo()
+                        .args(["test", "-p", "ecoshard-web", "--test", "browser"])
+                        .args(["--", "--ignored", "--test-threads=1"])
+                        .env("ECOSHARD_DIST", dist),
+                )?;
+            }
             "wasm" => exec(
                 cargo()
                     .args([

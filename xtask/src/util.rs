@@ -66,3 +66,11 @@ pub(crate) fn locked_version(name: &str) -> anyhow::Result<String> {
     }
     bail!("{name} is not in Cargo.lock")
 }
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `target/` at the root.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}

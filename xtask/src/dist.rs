@@ -1,0 +1,156 @@
+//! `cargo xtask dist`: builds the page into `<target>/dist` — the web crate
+//! for wasm32 (profile `wasm-release`, or `dev` with `--dev`), then the
+//! `wasm-bindgen` CLI at the version in Cargo.lock (`--target web`, name and
+//! producers sections and debug info stripped), then the static files from
+//! `web/static/`. `<target>` is cargo's target directory (`target/` unless
+//! `CARGO_TARGET_DIR` says otherwise), where the bridge serves `dist/` from.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::util::{cargo, exec, locked_version, output, root};
+
+/// Name of the generated JS and wasm files (`ecoshard-web.js`, `ecoshard-web_bg.wasm`).
+const OUT_NAME: &str = "ecoshard-web";
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut dev = false;
+    for arg in args {
+        match arg.as_str() {
+            "--dev" => dev = true,
+            other => bail!("unknown dist option {other:?}; the only one is --dev"),
+        }
+    }
+    let dist = build(dev)?;
+    for entry in std::fs::read_dir(&dist).with_context(|| format!("listing {}", dist.display()))? {
+        let entry = entry?;
+        let size = entry.metadata()?.len();
+        eprintln!("  {:>9} bytes  {}", size, entry.file_name().to_string_lossy());
+    }
+    eprintln!("page built into {}", dist.display());
+    Ok(())
+}
+
+/// Builds the page and returns the dist directory.
+pub(crate) fn build(dev: bool) -> anyhow::Result<PathBuf> {
+    let target = target_dir()?;
+    let profile = if dev { "dev" } else { "wasm-release" };
+    exec(cargo().args([
+        "build",
+        "-p",
+        "ecoshard-web",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        profile,
+    ]))?;
+    let profile_dir = if dev { "debug" } else { profile };
+    let wasm = target
+        .join("wasm32-unknown-unknown")
+        .join(profile_dir)
+        .join("ecoshard_web.wasm");
+    check_bindgen()?;
+
+    let staging = target.join("dist.new");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    let mut bindgen = Command::new("wasm-bindgen");
+    bindgen
+        .arg(&wasm)
+        .arg("--out-dir")
+        .arg(&staging)
+        .args(["--out-name", OUT_NAME, "--target", "web", "--no-typescript"]);
+    if dev {
+        bindgen.args(["--debug", "--keep-debug"]);
+    } else {
+        bindgen.args(["--remove-name-section", "--remove-producers-section"]);
+    }
+    exec(&mut bindgen)?;
+    copy_static(&root().join("web").join("static"), &staging)?;
+
+    let dist = target.join("dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).with_context(|| format!("removing {}", dist.display()))?;
+    }
+    std::fs::rename(&staging, &dist)
+        .with_context(|| format!("moving {} to {}", staging.display(), dist.display()))?;
+    Ok(dist)
+}
+
+/// Cargo's target directory for this workspace, as `cargo metadata` reports it.
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
+    let metadata = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
+        .context("cargo metadata failed")?;
+    json_string_field(&metadata, "target_directory")
+        .map(PathBuf::from)
+        .context("cargo metadata gave no target_directory")
+}
+
+/// The value of the first `"field": "…"` in a JSON text (enough for cargo metadata).
+fn json_string_field(json: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":");
+    let start = json.find(&key)? + key.len();
+    let rest = json[start..].trim_start().strip_prefix('"')?;
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                other => value.push(other),
+            },
+            other => value.push(other),
+        }
+    }
+    None
+}
+
+fn check_bindgen() -> anyhow::Result<()> {
+    let wanted = locked_version("wasm-bindgen")?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    match have.split_whitespace().nth(1) {
+        Some(version) if version == wanted => Ok(()),
+        Some(version) => bail!(
+            "wasm-bindgen {version} is installed but Cargo.lock has {wanted}: \
+             run `cargo xtask setup` (installs wasm-bindgen-cli {wanted})"
+        ),
+        None => bail!(
+            "the wasm-bindgen CLI is not installed: run `cargo xtask setup` \
+             (installs wasm-bindgen-cli {wanted})"
+        ),
+    }
+}
+
+fn copy_static(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_string_field_with_escapes() {
+        let json = r#"{"packages":[],"target_directory":"/work/my \"odd\" dir\\target","version":1}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some(r#"/work/my "odd" dir\target"#)
+        );
+        assert_eq!(json_string_field(json, "workspace_root"), None);
+    }
+}
