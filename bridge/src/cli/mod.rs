@@ -3,9 +3,13 @@
 //! Bad arguments print one line on stderr and exit with code 2; failures while
 //! running print one line and exit with code 1. Nothing panics at the user.
 
+mod cluster;
 mod offline;
+mod serve;
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -25,19 +29,138 @@ pub const MAX_PLAN_KEYS: u64 = 10_000_000;
 #[command(
     name = "ecoshard",
     version,
-    about = "See and do database sharding: plan layouts, locate keys, run the bridge to a replicated PostgreSQL"
+    about = "See and do database sharding: plan layouts, locate keys, run the bridge to a replicated PostgreSQL",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// `ecoshard` alone is `ecoshard serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the bridge: HTTP API, live stream and web page (the default command).
+    Serve(ServeArgs),
+    /// Start, stop or inspect the local PostgreSQL cluster on its own.
+    Cluster(ClusterArgs),
     /// Which shard owns each key.
     Locate(LocateArgs),
     /// What-if: keys moved going from one shard count to another.
     Plan(PlanArgs),
+}
+
+/// Where the local cluster lives and how its servers run.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LocalClusterArgs {
+    /// Data directory of the local cluster (reused between runs).
+    #[arg(long, env = "ECOSHARD_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub(crate) data_dir: PathBuf,
+    /// Port of the local primary; the standbys take the next ports.
+    #[arg(long, env = "ECOSHARD_PG_PORT", default_value_t = crate::local::DEFAULT_PG_PORT)]
+    pub(crate) pg_port: u16,
+    /// Directory of PostgreSQL's binaries (default: pg_config --bindir, /usr/lib/postgresql/*/bin).
+    #[arg(long, env = "ECOSHARD_PG_BIN")]
+    pub(crate) pg_bin: Option<PathBuf>,
+    /// User that runs the servers when ecoshard runs as root.
+    #[arg(long, env = "ECOSHARD_PG_USER", default_value = "postgres")]
+    pub(crate) pg_user: String,
+}
+
+impl LocalClusterArgs {
+    pub(crate) fn options(&self) -> crate::local::ClusterOptions {
+        let mut options = crate::local::ClusterOptions::new(&self.data_dir, self.pg_port);
+        options.pg_bin = self.pg_bin.clone();
+        options.pg_user = Some(self.pg_user.clone());
+        options
+    }
+}
+
+/// `ecoshard cluster`.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    pub(crate) command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Start the primary and standbys (creating or repairing them) and leave them running.
+    Up(LocalClusterArgs),
+    /// Stop every server of the local cluster.
+    Down(LocalClusterArgs),
+    /// Show which nodes run; exit code 3 when the primary does not.
+    Status {
+        #[command(flatten)]
+        local: LocalClusterArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// `ecoshard serve`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, env = "ECOSHARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Primary of an existing cluster (postgres://user@host:port/db); without
+    /// it the bridge starts a local cluster.
+    #[arg(long, env = "ECOSHARD_PRIMARY")]
+    pub(crate) primary: Option<String>,
+    /// A standby of the existing cluster (repeat; named standby-1, standby-2, …).
+    #[arg(
+        long = "replica",
+        env = "ECOSHARD_REPLICAS",
+        value_delimiter = ',',
+        requires = "primary"
+    )]
+    pub(crate) replicas: Vec<String>,
+    /// Database holding the shards (local cluster; created when missing).
+    #[arg(long, env = "ECOSHARD_DATABASE", default_value = "ecomarket")]
+    pub(crate) database: String,
+    #[command(flatten)]
+    pub(crate) local: LocalClusterArgs,
+    /// Directory of the built web page (default: target/dist in the workspace).
+    #[arg(long, env = "ECOSHARD_WEB_DIR")]
+    pub(crate) web_dir: Option<PathBuf>,
+    /// Strategy of the first layout, used only when the database has none.
+    #[arg(long, value_parser = parse_strategy, default_value = "ring")]
+    pub(crate) strategy: StrategyKind,
+    /// Shard count of the first layout, used only when the database has none.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) shards: u64,
+    /// Standbys lagging more than this (ms) serve no eventual reads.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) max_lag_ms: u64,
+    /// Connections per node.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) pool_size: usize,
+}
+
+/// `<workspace>/target/ecoshard-cluster` when run from a checkout, else
+/// `/var/lib/ecoshard/cluster` for root, else `~/.local/share/ecoshard/cluster`.
+fn default_data_dir() -> PathBuf {
+    let workspace_target = workspace_dir().join("target");
+    if workspace_target.is_dir() {
+        return workspace_target.join("ecoshard-cluster");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match home {
+        Some(home) if !home.starts_with("/root") => home.join(".local/share/ecoshard/cluster"),
+        _ => PathBuf::from("/var/lib/ecoshard/cluster"),
+    }
+}
+
+/// The workspace this binary was built in.
+pub(crate) fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 /// Output format.
@@ -150,6 +273,16 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A failure while running: exit code 1.
+    pub(crate) fn runtime(message: impl std::fmt::Display) -> Self {
+        Failure {
+            code: EXIT_FAILURE,
+            message: message.to_string(),
+        }
+    }
+}
+
 impl From<ecoshard_core::Error> for Failure {
     fn from(error: ecoshard_core::Error) -> Self {
         Failure::usage(error)
@@ -183,9 +316,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Locate(args)) => offline::locate(&args),
         Some(Command::Plan(args)) => offline::plan(&args),
-        None => Err(Failure::usage(
-            "no command given: try ecoshard plan, ecoshard locate or ecoshard --help",
-        )),
+        Some(Command::Cluster(args)) => {
+            init_logging();
+            cluster::run(&args)
+        }
+        Some(Command::Serve(args)) => serve::run(&args),
+        None => serve::run(&cli.serve),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,4 +330,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` adjusts (default: info for ecoshard, warn for the rest).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ecoshard_bridge=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,3 @@
+//! Bridge benchmark (written next).
+
+fn main() {}

@@ -1,0 +1,34 @@
+//! `GET /api/health`, `/api/cluster`, `/api/layout`, `/api/stats`.
+
+use axum::extract::State;
+use ecoshard_core::wire::{ClusterView, Health, LayoutView, Stats};
+
+use crate::nodes::Node;
+use crate::state::AppState;
+
+/// Liveness: answers as long as the bridge runs.
+pub async fn health() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Nodes with their health and lag, and the layout in force.
+pub async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterView> {
+    axum::Json(ClusterView {
+        mode: state.mode(),
+        nodes: state.cluster().nodes.iter().map(Node::status).collect(),
+        layout: state.routing().table().view(),
+    })
+}
+
+/// The layout in force and its version.
+pub async fn layout(State(state): State<AppState>) -> axum::Json<LayoutView> {
+    axum::Json(state.routing().table().view())
+}
+
+/// Counters, rates and rows per shard.
+pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
+    axum::Json(state.stats())
+}

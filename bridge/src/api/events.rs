@@ -1,0 +1,30 @@
+//! `GET /api/events`: Server-Sent Events, one `tick` (JSON `Tick`) every
+//! ~250 ms. Each client has its own queue of 16 ticks; a client that falls
+//! behind skips ticks and never slows the others.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt as _, stream};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::state::AppState;
+
+/// The stream: the latest tick at once, then every new one.
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = state.subscribe();
+    let first = stream::iter(state.latest_tick());
+    let rest = BroadcastStream::new(receiver).filter_map(|tick| async move {
+        // Lagged: this client missed ticks; it gets the next ones.
+        tick.ok()
+    });
+    let stream = first
+        .chain(rest)
+        .map(|json: Arc<str>| Ok(Event::default().event("tick").data(&*json)));
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+}

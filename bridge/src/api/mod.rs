@@ -1,0 +1,87 @@
+//! The HTTP API under `/api` (see docs/api.md) and the app around it: the web
+//! page's static files at `/`, compression, body limits.
+
+mod cluster;
+mod events;
+mod users;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use tower_http::compression::CompressionLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The whole app: `/api/…` and the web page.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(cluster::health))
+        .route("/cluster", get(cluster::cluster))
+        .route("/layout", get(cluster::layout))
+        .route("/stats", get(cluster::stats))
+        .route("/events", get(events::events))
+        .route("/users", post(users::insert))
+        .route("/users/bulk", post(users::bulk))
+        .route("/users/{id}", get(users::read))
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see docs/api.md)",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let web_dir = state.web_dir().cloned();
+    crate::web::mount(Router::new().nest("/api", api), web_dir.as_deref())
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// `axum::Json` with rejections turned into [`ApiError`]s.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(Json(value))
+    }
+}
+
+/// `axum::extract::Query` with rejections turned into [`ApiError`]s.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
+
+/// `axum::extract::Path` with rejections turned into [`ApiError`]s.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(value))
+    }
+}

@@ -1,0 +1,333 @@
+//! `POST /api/users`, `POST /api/users/bulk`, `GET /api/users/{id}`: writes go
+//! to the primary, into the shard the core picks; reads go to a standby as
+//! the consistency allows, else the primary, and say who served them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ecoshard_core::ShardLoad;
+use ecoshard_core::wire::{
+    BulkInsert, BulkResult, Consistency, InsertResult, NewUser, ReadResult, User,
+};
+use serde::Deserialize;
+use tokio_postgres::types::PgLsn;
+
+use super::{Json, Path, Query};
+use crate::db;
+use crate::error::ApiError;
+use crate::nodes::Node;
+use crate::routing::ShardSql;
+use crate::state::{AppState, pool_error};
+use crate::validate;
+
+/// Most users one bulk insert makes.
+pub const MAX_BULK: u64 = 10_000;
+
+/// `POST /api/users`.
+pub async fn insert(
+    State(state): State<AppState>,
+    Json(new_user): Json<NewUser>,
+) -> Result<(StatusCode, axum::Json<InsertResult>), ApiError> {
+    validate::user_id(&new_user.user_id)?;
+    if let Some(name) = &new_user.name {
+        validate::name(name)?;
+    }
+    if let Some(email) = &new_user.email {
+        validate::email(email)?;
+    }
+    let user_id = new_user.user_id;
+    let name = new_user.name.unwrap_or_else(|| user_id.clone());
+    let email = new_user
+        .email
+        .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
+    let table = state.routing().table();
+    let shard = table.current.locate(&user_id);
+    let primary = state.cluster().primary();
+    let client = primary.pool.get().await.map_err(|error| {
+        tracing::warn!("write to the primary: {}", pool_error(&error));
+        ApiError::primary_unavailable()
+    })?;
+    let inserted = db::insert_user(&client, shard, &user_id, &name, &email)
+        .await
+        .map_err(|error| write_error(&user_id, &error))?;
+    state.record_write(1, u64::from(inserted.lsn));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InsertResult {
+            user: User {
+                user_id,
+                name,
+                email,
+                created_at: inserted.created_at,
+            },
+            shard: shard.name.clone(),
+            served_by: primary.name().to_string(),
+            lsn: inserted.lsn.to_string(),
+        }),
+    ))
+}
+
+/// `POST /api/users/bulk`: `count` users `<prefix>0` …, in one transaction.
+pub async fn bulk(
+    State(state): State<AppState>,
+    Json(request): Json<BulkInsert>,
+) -> Result<(StatusCode, axum::Json<BulkResult>), ApiError> {
+    if request.count == 0 || request.count > MAX_BULK {
+        return Err(ApiError::bad_request(
+            "invalid_count",
+            format!("count must be 1 to {MAX_BULK}, not {}", request.count),
+        ));
+    }
+    let prefix = match request.prefix {
+        Some(prefix) => {
+            validate::prefix(&prefix)?;
+            prefix
+        }
+        None => unique_prefix(),
+    };
+    let _permit = state.bulk_permits().try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "other bulk inserts are running; try again when they finish",
+        )
+    })?;
+    let started = Instant::now();
+    let table = state.routing().table();
+    let shards = &table.current.shards;
+    let mut batches: Vec<(Vec<String>, Vec<String>, Vec<String>)> =
+        vec![(Vec::new(), Vec::new(), Vec::new()); shards.len()];
+    for index in 0..request.count {
+        let user_id = format!("{prefix}{index}");
+        let shard = table.current.router.locate(user_id.as_bytes());
+        let batch = &mut batches[shard];
+        batch.1.push(format!("User {index}"));
+        batch.2.push(format!("{user_id}@ecomarket.example"));
+        batch.0.push(user_id);
+    }
+    let primary = state.cluster().primary();
+    let mut client = primary.pool.get().await.map_err(|error| {
+        tracing::warn!("bulk write to the primary: {}", pool_error(&error));
+        ApiError::primary_unavailable()
+    })?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|error| write_error(&prefix, &error))?;
+    for (shard, (ids, names, emails)) in shards.iter().zip(&batches) {
+        if !ids.is_empty() {
+            db::insert_users(&tx, shard, ids, names, emails)
+                .await
+                .map_err(|error| write_error(&prefix, &error))?;
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|error| write_error(&prefix, &error))?;
+    let lsn_statement = client
+        .prepare_cached(db::CURRENT_LSN)
+        .await
+        .map_err(|error| write_error(&prefix, &error))?;
+    let lsn: PgLsn = client
+        .query_one(&lsn_statement, &[])
+        .await
+        .map_err(|error| write_error(&prefix, &error))?
+        .get(0);
+    state.record_write(request.count, u64::from(lsn));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(BulkResult {
+            inserted: request.count,
+            prefix,
+            shards: shards
+                .iter()
+                .zip(&batches)
+                .map(|(shard, batch)| ShardLoad {
+                    shard: shard.name.clone(),
+                    keys: batch.0.len() as u64,
+                })
+                .collect(),
+            served_by: primary.name().to_string(),
+            lsn: lsn.to_string(),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1_000.0,
+        }),
+    ))
+}
+
+/// Query of `GET /api/users/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// `eventual` (default), `strong` or `read-your-writes`.
+    consistency: Option<String>,
+    /// For `read-your-writes`: the `lsn` an insert answered (default: the
+    /// latest write this bridge acknowledged).
+    lsn: Option<String>,
+}
+
+/// `GET /api/users/{id}?consistency=…&lsn=…`.
+pub async fn read(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Result<axum::Json<ReadResult>, ApiError> {
+    validate::user_id(&user_id)?;
+    let consistency = match params.consistency.as_deref() {
+        None | Some("eventual") => Consistency::Eventual,
+        Some("strong") => Consistency::Strong,
+        Some("read-your-writes") => Consistency::ReadYourWrites,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_consistency",
+                format!(
+                    "unknown consistency {:?}: use eventual, strong or read-your-writes",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
+    };
+    let after_lsn = match (&params.lsn, consistency) {
+        (Some(text), Consistency::ReadYourWrites) => text
+            .parse::<PgLsn>()
+            .map(u64::from)
+            .map_err(|_| ApiError::bad_request("invalid_lsn", "lsn must look like 0/3000148"))?,
+        (Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "lsn is only for consistency=read-your-writes",
+            ));
+        }
+        (None, _) => state.counters().last_write_lsn.load(Ordering::Relaxed),
+    };
+    let table = state.routing().table();
+    let shards = table.read_shards(&user_id);
+    let candidates = state.cluster().read_candidates(consistency, after_lsn);
+    for node in candidates.ready {
+        if let Some(found) = read_on(node, &shards, &user_id).await {
+            return answer(&state, node, found, consistency);
+        }
+    }
+    for node in candidates.behind {
+        // Checked before reading: once replay has passed the LSN, a new
+        // snapshot on that standby includes the write.
+        let caught_up = match node.pool.get().await {
+            Ok(client) => db::replay_lsn(&client)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|lsn| u64::from(lsn) >= after_lsn),
+            Err(_) => false,
+        };
+        if caught_up && let Some(found) = read_on(node, &shards, &user_id).await {
+            return answer(&state, node, found, consistency);
+        }
+    }
+    let primary = candidates.primary;
+    match read_on(primary, &shards, &user_id).await {
+        Some(found) => answer(&state, primary, found, consistency),
+        None => {
+            state
+                .counters()
+                .failed_reads
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_node_available",
+                "no node could serve the read: the primary and the standbys in rotation failed",
+            ))
+        }
+    }
+}
+
+/// What a node answered: the row and its shard, or not found.
+type Found = Option<(User, String)>;
+
+/// Reads from `node`, looking in each shard in turn. `None` when the node
+/// failed (it is then taken out of the rotation if the failure is the node's).
+async fn read_on(node: &Node, shards: &[&ShardSql], user_id: &str) -> Option<Found> {
+    let client = match node.pool.get().await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::debug!("read on {}: {}", node.name(), pool_error(&error));
+            if matches!(
+                &error,
+                deadpool_postgres::PoolError::Backend(_) | deadpool_postgres::PoolError::Timeout(_)
+            ) && !matches!(
+                &error,
+                deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
+            ) {
+                node.mark_down();
+            }
+            return None;
+        }
+    };
+    for shard in shards {
+        match db::read_user(&client, shard, user_id).await {
+            Ok(Some(user)) => return Some(Some((user, shard.name.clone()))),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
+                if db::is_node_failure(&error) {
+                    node.mark_down();
+                }
+                return None;
+            }
+        }
+    }
+    Some(None)
+}
+
+fn answer(
+    state: &AppState,
+    node: &Node,
+    found: Found,
+    consistency: Consistency,
+) -> Result<axum::Json<ReadResult>, ApiError> {
+    node.reads.fetch_add(1, Ordering::Relaxed);
+    let _ = state;
+    match found {
+        Some((user, shard)) => Ok(axum::Json(ReadResult {
+            user,
+            shard,
+            served_by: node.name().to_string(),
+            lag_ms: node.lag_ms(),
+            consistency,
+        })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+            format!(
+                "no user with that id (served by {}, consistency {})",
+                node.name(),
+                consistency.name()
+            ),
+        )),
+    }
+}
+
+fn write_error(what: &str, error: &tokio_postgres::Error) -> ApiError {
+    if db::is_unique_violation(error) {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_user",
+            format!("a user with id {what:?} already exists; nothing was written"),
+        )
+    } else if db::is_node_failure(error) {
+        tracing::warn!("write failed: {}", db::describe(error));
+        ApiError::primary_unavailable()
+    } else {
+        ApiError::internal("write", db::describe(error))
+    }
+}
+
+/// `b<ms since epoch>-<n>-`: unique per bridge run and across restarts.
+fn unique_prefix() -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "b{}-{}-",
+        crate::monitor::now_ms(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}

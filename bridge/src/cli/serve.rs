@@ -1,0 +1,74 @@
+//! `ecoshard serve`: starts (or reuses) the local cluster, or connects to the
+//! one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM, and
+//! stops the servers it started.
+
+use ecoshard_core::Layout;
+
+use super::{Failure, ServeArgs};
+use crate::local::LocalCluster;
+use crate::state::{AppState, BridgeConfig};
+use crate::topology::Topology;
+
+pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
+    super::init_logging();
+    let initial_layout = Layout::with_count(args.strategy, args.shards)?;
+    initial_layout.validate()?;
+    if !crate::schema::is_plain_identifier(&args.database) {
+        return Err(Failure::usage(
+            "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
+        ));
+    }
+    // Held until the end: dropping it stops the servers this process started.
+    let mut local = None;
+    let topology = match &args.primary {
+        Some(primary) => Topology::external(primary, &args.replicas).map_err(Failure::usage)?,
+        None => {
+            tracing::info!(
+                "starting the local cluster in {} (ports {}-{})",
+                args.local.data_dir.display(),
+                args.local.pg_port,
+                args.local.pg_port.saturating_add(2)
+            );
+            let cluster = LocalCluster::start(&args.local.options()).map_err(Failure::runtime)?;
+            let topology = Topology::local(&cluster, &args.database);
+            local = Some(cluster);
+            topology
+        }
+    };
+    let web_dir = args
+        .web_dir
+        .clone()
+        .or_else(|| Some(crate::web::default_dir()).filter(|dir| dir.is_dir()));
+    let config = BridgeConfig {
+        pool_size: args.pool_size,
+        max_lag_ms: args.max_lag_ms,
+        initial_layout,
+        web_dir,
+        create_database: true,
+        ..BridgeConfig::new(topology)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::runtime(format!("starting the runtime: {error}")))?;
+    let outcome = runtime.block_on(async {
+        let state = AppState::start(config).await.map_err(Failure::runtime)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|error| {
+                Failure::runtime(format!("cannot listen on {}: {error}", args.listen))
+            })?;
+        let addr = listener.local_addr().unwrap_or(args.listen);
+        tracing::info!("bridge listening on http://{addr}/ (Ctrl-C stops it)");
+        crate::server::serve(listener, state, crate::server::shutdown_signal())
+            .await
+            .map_err(|error| Failure::runtime(format!("serving: {error}")))
+    });
+    // Background tasks end with the runtime; then the servers stop.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Some(cluster) = local.take() {
+        drop(cluster);
+        tracing::info!("stopped the local cluster's servers this bridge started");
+    }
+    outcome
+}

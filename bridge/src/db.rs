@@ -1,0 +1,133 @@
+//! The SQL the bridge runs on behalf of requests, as functions over
+//! `&impl GenericClient` (a pooled connection or a transaction). Values are
+//! always bound parameters; only validated shard names are spliced in.
+
+use deadpool_postgres::GenericClient;
+use ecoshard_core::wire::User;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::PgLsn;
+
+use crate::routing::ShardSql;
+
+/// What a single insert gives back.
+#[derive(Debug)]
+pub struct Inserted {
+    /// `created_at` as stored (RFC 3339).
+    pub created_at: String,
+    /// WAL write position right after the commit.
+    pub lsn: PgLsn,
+}
+
+/// Inserts one user into its shard and reads the WAL position after the
+/// commit. The two statements are pipelined: one round trip.
+pub async fn insert_user(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+    user_id: &str,
+    name: &str,
+    email: &str,
+) -> Result<Inserted, tokio_postgres::Error> {
+    let insert = client.prepare_cached(&shard.insert).await?;
+    let lsn = client.prepare_cached(CURRENT_LSN).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
+    let (row, lsn_row) = futures::try_join!(
+        client.query_one(&insert, &params),
+        client.query_one(&lsn, &[]),
+    )?;
+    Ok(Inserted {
+        created_at: row.get(0),
+        lsn: lsn_row.get(0),
+    })
+}
+
+/// WAL write position of the primary.
+pub const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
+
+/// Reads one user from a shard.
+pub async fn read_user(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+    user_id: &str,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    let select = client.prepare_cached(&shard.select).await?;
+    Ok(client
+        .query_opt(&select, &[&user_id])
+        .await?
+        .map(|row| User {
+            user_id: row.get(0),
+            name: row.get(1),
+            email: row.get(2),
+            created_at: row.get(3),
+        }))
+}
+
+/// Inserts many users into one shard.
+pub async fn insert_users(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+    ids: &[String],
+    names: &[String],
+    emails: &[String],
+) -> Result<u64, tokio_postgres::Error> {
+    let insert = client.prepare_cached(&shard.insert_many).await?;
+    client.execute(&insert, &[&ids, &names, &emails]).await
+}
+
+/// Rows in one shard.
+pub async fn count_users(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+) -> Result<u64, tokio_postgres::Error> {
+    let count = client.prepare_cached(&shard.count).await?;
+    let row = client.query_one(&count, &[]).await?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Replay position of a standby (`None` when it is not one).
+pub async fn replay_lsn(
+    client: &impl GenericClient,
+) -> Result<Option<PgLsn>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("SELECT pg_last_wal_replay_lsn()")
+        .await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
+}
+
+/// Whether the error is a duplicate key.
+pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Whether the error means the node itself is unreachable or going away
+/// (as opposed to a problem with this one statement).
+pub fn is_node_failure(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        None => true,
+        Some(code) => {
+            let class = &code.code()[..2];
+            // 08 connection exception, 57 operator intervention (shutdown,
+            // cannot connect now), 53 insufficient resources, 58 system error.
+            matches!(class, "08" | "57" | "53" | "58")
+        }
+    }
+}
+
+/// A database error in one line: the server's message, or the client's.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `ApiError`: every error the HTTP API answers, with one stable JSON shape
+//! `{"error": {"code", "message"}}`. Internals are logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ecoshard_core::wire::{ApiErrorBody, ApiErrorDetail};
+
+/// An error answered to an HTTP client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status (4xx for the client's mistakes, 5xx for ours or the database's).
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with a code naming what was wrong.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 for a route that does not exist.
+    pub fn no_route() -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint (see docs/api.md)",
+        )
+    }
+
+    /// 503: the primary did not take the write.
+    pub fn primary_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "primary_unavailable",
+            "the primary is not answering; writes are refused until it is back",
+        )
+    }
+
+    /// 500, after logging what happened.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!("{context}: {error}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error (logged by the bridge)",
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            error: ApiErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection;
+        let text = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", text),
+            JsonRejection::JsonDataError(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text)
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(_)
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the body is over the limit of {} bytes",
+                        crate::api::MAX_BODY_BYTES
+                    ),
+                )
+            }
+            other => ApiError::new(other.status(), "invalid_body", text),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", rejection.body_text())
+    }
+}

@@ -1,0 +1,908 @@
+//! The local cluster: a real PostgreSQL primary and streaming standbys on
+//! loopback, made from the system's binaries in a data directory that is
+//! reused on the next start (seconds) and rebuilt when broken.
+//!
+//! ```text
+//! DIR/cluster.json   what the launcher remembers (ports, PostgreSQL version)
+//! DIR/pgpass         passwords of `replicator` and `ecoshard` (0600)
+//! DIR/run/           Unix sockets (0700)
+//! DIR/log/NODE.log   server logs
+//! DIR/primary/  DIR/standby-1/  DIR/standby-2/   data directories (0700)
+//! ```
+//!
+//! Every server this process starts is stopped when the [`LocalCluster`] is
+//! dropped and, should the process die without dropping it (a panic in
+//! another thread, SIGKILL, a test binary's statics), by a watchdog process
+//! that waits for this one to end.
+
+mod binaries;
+mod config;
+mod watchdog;
+
+use std::fmt;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use binaries::{PgBinaries, RunAs};
+pub use config::{ClusterState, Passwords};
+use config::{LocalSettings, STATE_FORMAT, Upstream};
+use ecoshard_core::wire::NodeRole;
+use watchdog::Watchdog;
+
+/// Default port of the primary; standby `i` listens on the port plus `i`.
+pub const DEFAULT_PG_PORT: u16 = 55432;
+/// Name of the primary node.
+pub const PRIMARY: &str = "primary";
+
+/// How to start a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Where the data directories live.
+    pub data_dir: PathBuf,
+    /// Port of the primary; standbys on the next ports.
+    pub pg_port: u16,
+    /// Number of standbys (named `standby-1`, `standby-2`, …).
+    pub standbys: usize,
+    /// Directory of PostgreSQL's binaries, when not found by itself.
+    pub pg_bin: Option<PathBuf>,
+    /// User that runs the servers when this process is root (default `postgres`).
+    pub pg_user: Option<String>,
+    /// Stop the servers this process started when it ends (false for `cluster up`).
+    pub stop_on_exit: bool,
+    /// Also delete the data directory when the process ends (tests).
+    pub remove_on_exit: bool,
+}
+
+impl ClusterOptions {
+    /// Two standbys, servers stopped on exit, data kept.
+    pub fn new(data_dir: impl Into<PathBuf>, pg_port: u16) -> Self {
+        ClusterOptions {
+            data_dir: data_dir.into(),
+            pg_port,
+            standbys: 2,
+            pg_bin: None,
+            pg_user: None,
+            stop_on_exit: true,
+            remove_on_exit: false,
+        }
+    }
+}
+
+/// Why the local cluster could not be started or stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// PostgreSQL's server binaries are not installed where we looked.
+    MissingBinaries {
+        /// Directories searched.
+        searched: Vec<String>,
+    },
+    /// Running as root, and the unprivileged user to run servers as is missing.
+    NoServerUser {
+        /// The user asked for.
+        name: String,
+    },
+    /// The server user cannot use the data directory.
+    DataDirInaccessible {
+        /// The directory.
+        path: PathBuf,
+        /// The user.
+        user: String,
+    },
+    /// A port the cluster needs is taken.
+    PortInUse {
+        /// The node that wanted it.
+        node: String,
+        /// The port.
+        port: u16,
+    },
+    /// A running cluster uses other ports than asked.
+    RunningElsewhere {
+        /// Port of the running primary.
+        pg_port: u16,
+    },
+    /// A PostgreSQL tool failed.
+    Command {
+        /// What was run.
+        what: String,
+        /// Its error output or the server log's tail.
+        detail: String,
+    },
+    /// A file operation failed.
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Something did not happen in time.
+    Timeout {
+        /// What was awaited.
+        what: String,
+    },
+    /// No node of that name.
+    UnknownNode {
+        /// The name.
+        name: String,
+    },
+}
+
+impl ClusterError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ClusterError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterError::MissingBinaries { searched } => write!(
+                f,
+                "PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup, psql) not found \
+                 (looked in {}): install them (Debian/Ubuntu: apt-get install postgresql), point at \
+                 them with --pg-bin DIR or ECOSHARD_PG_BIN, or use an existing cluster with \
+                 --primary URL --replica URL",
+                if searched.is_empty() {
+                    "nowhere".to_string()
+                } else {
+                    searched.join(", ")
+                }
+            ),
+            ClusterError::NoServerUser { name } => write!(
+                f,
+                "running as root, and PostgreSQL refuses to: no user {name:?} to run the servers as \
+                 (create one, e.g. `useradd --system postgres`, or name another with --pg-user)"
+            ),
+            ClusterError::DataDirInaccessible { path, user } => write!(
+                f,
+                "user {user} cannot use the data directory {} (a parent directory is private?): \
+                 choose another with --data-dir",
+                path.display()
+            ),
+            ClusterError::PortInUse { node, port } => write!(
+                f,
+                "port {port} (for {node}) is in use on 127.0.0.1: stop what uses it or choose other \
+                 ports with --pg-port"
+            ),
+            ClusterError::RunningElsewhere { pg_port } => write!(
+                f,
+                "the cluster in this data directory is already running with its primary on port \
+                 {pg_port}: use --pg-port {pg_port}, or stop it with `ecoshard cluster down`"
+            ),
+            ClusterError::Command { what, detail } => write!(f, "{what} failed: {detail}"),
+            ClusterError::Io { what, source } => write!(f, "{what}: {source}"),
+            ClusterError::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            ClusterError::UnknownNode { name } => write!(f, "no node named {name:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+/// One node of the local cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalNode {
+    /// `primary`, `standby-1`, …
+    pub name: String,
+    /// Its role.
+    pub role: NodeRole,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub data: PathBuf,
+}
+
+/// One line of `ecoshard cluster status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeState {
+    /// Node name.
+    pub name: String,
+    /// `primary` or `standby`.
+    pub role: NodeRole,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Whether its server runs.
+    pub running: bool,
+}
+
+/// A started (or adopted) local cluster. Dropping it stops the servers it started.
+#[derive(Debug)]
+pub struct LocalCluster {
+    layout: Paths,
+    bins: PgBinaries,
+    run_as: RunAs,
+    passwords: Passwords,
+    nodes: Vec<LocalNode>,
+    /// Names of the servers this process started, to stop on drop.
+    started: Mutex<Vec<String>>,
+    stop_on_exit: bool,
+    _watchdog: Option<Watchdog>,
+}
+
+impl LocalCluster {
+    /// Starts the cluster in `options.data_dir`, creating or repairing it as
+    /// needed; servers already running there are used as they are.
+    pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
+        let bins = PgBinaries::find(options.pg_bin.as_deref())?;
+        let run_as = RunAs::detect(options.pg_user.as_deref())?;
+        let layout = Paths::new(&options.data_dir);
+        layout.prepare(&run_as)?;
+        let nodes = layout.nodes(options.pg_port, options.standbys);
+        let mut cluster = LocalCluster {
+            layout,
+            bins,
+            run_as,
+            passwords: Passwords {
+                replicator: String::new(),
+                ecoshard: String::new(),
+            },
+            nodes,
+            started: Mutex::new(Vec::new()),
+            stop_on_exit: options.stop_on_exit,
+            _watchdog: None,
+        };
+        cluster.bring_up(options)?;
+        if options.stop_on_exit || options.remove_on_exit {
+            let started = cluster
+                .started
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            let data_dirs: Vec<PathBuf> = cluster
+                .nodes
+                .iter()
+                .filter(|node| options.stop_on_exit && started.contains(&node.name))
+                .map(|node| node.data.clone())
+                .collect();
+            cluster._watchdog = Some(Watchdog::spawn(
+                &cluster.run_as,
+                &cluster.bins.tool("pg_ctl"),
+                &data_dirs,
+                options
+                    .remove_on_exit
+                    .then_some(cluster.layout.root.as_path()),
+                &cluster.layout.root,
+            )?);
+        }
+        Ok(cluster)
+    }
+
+    /// Stops every server running in `data_dir` (whoever started it).
+    /// Answers each node's name and whether it was running.
+    pub fn stop_all_in(options: &ClusterOptions) -> Result<Vec<(String, bool)>, ClusterError> {
+        let bins = PgBinaries::find(options.pg_bin.as_deref())?;
+        let run_as = RunAs::detect(options.pg_user.as_deref())?;
+        let layout = Paths::new(&options.data_dir);
+        let state = ClusterState::load(&layout.state_file());
+        let (port, standbys) = state
+            .map(|s| (s.pg_port, s.standbys))
+            .unwrap_or((options.pg_port, options.standbys));
+        let mut stopped = Vec::new();
+        // Standbys first, so they do not log the primary's disappearance.
+        for node in layout.nodes(port, standbys).iter().rev() {
+            let running = is_running(&bins, &run_as, &layout.root, &node.data);
+            if running {
+                stop_server(&bins, &run_as, &layout.root, &node.data, "fast")?;
+            }
+            stopped.push((node.name.clone(), running));
+        }
+        stopped.reverse();
+        Ok(stopped)
+    }
+
+    /// Which nodes of the cluster in `data_dir` run.
+    pub fn status_in(options: &ClusterOptions) -> Result<Vec<NodeState>, ClusterError> {
+        let bins = PgBinaries::find(options.pg_bin.as_deref())?;
+        let run_as = RunAs::detect(options.pg_user.as_deref())?;
+        let layout = Paths::new(&options.data_dir);
+        let state = ClusterState::load(&layout.state_file());
+        let (port, standbys) = state
+            .map(|s| (s.pg_port, s.standbys))
+            .unwrap_or((options.pg_port, options.standbys));
+        Ok(layout
+            .nodes(port, standbys)
+            .into_iter()
+            .map(|node| NodeState {
+                running: layout.root.exists()
+                    && is_running(&bins, &run_as, &layout.root, &node.data),
+                name: node.name,
+                role: node.role,
+                port: node.port,
+            })
+            .collect())
+    }
+
+    /// The nodes, primary first.
+    pub fn nodes(&self) -> &[LocalNode] {
+        &self.nodes
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.layout.root
+    }
+
+    /// The passfile with the `replicator` and `ecoshard` passwords.
+    pub fn passfile(&self) -> PathBuf {
+        self.layout.passfile()
+    }
+
+    /// PostgreSQL's binaries in use.
+    pub fn binaries(&self) -> &PgBinaries {
+        &self.bins
+    }
+
+    /// The `ecoshard` role's password.
+    pub fn ecoshard_password(&self) -> &str {
+        &self.passwords.ecoshard
+    }
+
+    /// How the bridge connects to `node` (as `ecoshard`, over TCP).
+    pub fn connect_config(&self, node: &LocalNode, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(node.port)
+            .user("ecoshard")
+            .password(self.passwords.ecoshard.as_str())
+            .dbname(database)
+            .application_name("ecoshard-bridge");
+        config
+    }
+
+    /// Stops one node: `fast` (clean) or `immediate` (like a crash).
+    pub fn stop_node(&self, name: &str, immediate: bool) -> Result<(), ClusterError> {
+        let node = self.node(name)?;
+        let mode = if immediate { "immediate" } else { "fast" };
+        stop_server(
+            &self.bins,
+            &self.run_as,
+            &self.layout.root,
+            &node.data,
+            mode,
+        )
+    }
+
+    /// Starts one node again (after [`LocalCluster::stop_node`]).
+    pub fn start_node(&self, name: &str) -> Result<(), ClusterError> {
+        let node = self.node(name)?.clone();
+        if is_running(&self.bins, &self.run_as, &self.layout.root, &node.data) {
+            return Ok(());
+        }
+        self.write_config(&node)?;
+        self.start_server(&node)
+    }
+
+    fn node(&self, name: &str) -> Result<&LocalNode, ClusterError> {
+        self.nodes
+            .iter()
+            .find(|node| node.name == name)
+            .ok_or_else(|| ClusterError::UnknownNode { name: name.into() })
+    }
+
+    fn primary(&self) -> &LocalNode {
+        &self.nodes[0]
+    }
+
+    fn bring_up(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
+        let state_file = self.layout.state_file();
+        let state = ClusterState::load(&state_file);
+        let primary = self.primary().clone();
+        let passwords = Passwords::read_passfile(&self.layout.passfile());
+        let primary_running = self.is_running(&primary);
+        if primary_running {
+            // Started earlier (`ecoshard cluster up`): use it as it is.
+            match (&state, &passwords) {
+                (Some(state), Some(_)) if state.pg_port != options.pg_port => {
+                    return Err(ClusterError::RunningElsewhere {
+                        pg_port: state.pg_port,
+                    });
+                }
+                (Some(_), Some(_)) => {}
+                _ => {
+                    return Err(ClusterError::Command {
+                        what: "reusing the running cluster".into(),
+                        detail: format!(
+                            "{} runs a server but its cluster.json or pgpass is missing: stop it \
+                             with `ecoshard cluster down` to have it rebuilt",
+                            primary.data.display()
+                        ),
+                    });
+                }
+            }
+        }
+        let reusable = state
+            .as_ref()
+            .is_some_and(|s| s.format == STATE_FORMAT && s.pg_major == self.bins.major)
+            && passwords.is_some()
+            && has_data_dir(&primary.data)
+            && !primary.data.join("standby.signal").exists();
+        if let (true, Some(passwords)) = (reusable, passwords) {
+            self.passwords = passwords;
+            if !primary_running {
+                self.write_config(&primary)?;
+                self.start_server(&primary)?;
+            }
+        } else {
+            if primary_running {
+                return Err(ClusterError::Command {
+                    what: "reusing the running cluster".into(),
+                    detail: "it does not match this PostgreSQL version: stop it with `ecoshard cluster down`"
+                        .into(),
+                });
+            }
+            self.create_primary()?;
+        }
+        ClusterState {
+            format: STATE_FORMAT,
+            pg_major: self.bins.major,
+            pg_port: options.pg_port,
+            standbys: options.standbys,
+        }
+        .save(&state_file)?;
+        let standbys: Vec<LocalNode> = self.nodes[1..].to_vec();
+        for standby in &standbys {
+            self.bring_up_standby(standby)?;
+        }
+        self.wait_streaming(&standbys)
+    }
+
+    fn create_primary(&mut self) -> Result<(), ClusterError> {
+        let primary = self.primary().clone();
+        if self.layout.root.join(PRIMARY).exists() || self.layout.state_file().exists() {
+            tracing::warn!(
+                "{} is not a usable cluster: building a new one",
+                self.layout.root.display()
+            );
+        }
+        for node in &self.nodes {
+            remove_dir(&node.data)?;
+        }
+        self.passwords = Passwords::generate()?;
+        let passfile = self.layout.passfile();
+        self.passwords.write_passfile(&passfile)?;
+        self.run_as.own(&passfile)?;
+        let initdb = self
+            .run_as
+            .command(self.bins.tool("initdb"), &self.layout.root)
+            .arg("-D")
+            .arg(&primary.data)
+            .args([
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ])
+            .output();
+        check_output("initdb", initdb)?;
+        self.write_config(&primary)?;
+        self.start_server(&primary)?;
+        let user = self.server_user_name();
+        let mut command = self.run_as.command("sh", &self.layout.root);
+        command
+            .arg("-s")
+            .env("PATH", self.path_env())
+            .env("PGHOST", self.layout.run_dir())
+            .env("PGPORT", primary.port.to_string())
+            .env("POSTGRES_USER", user)
+            .env("REPLICATION_PASSWORD", &self.passwords.replicator)
+            .env("ECOSHARD_PASSWORD", &self.passwords.ecoshard)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = command.spawn().and_then(|mut child| {
+            use std::io::Write as _;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(config::INIT_SCRIPT.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+        check_output("init-ecoshard.sh (roles, database, slots)", output)?;
+        Ok(())
+    }
+
+    fn bring_up_standby(&self, standby: &LocalNode) -> Result<(), ClusterError> {
+        if self.is_running(standby) {
+            return Ok(());
+        }
+        let valid = has_data_dir(&standby.data)
+            && standby.data.join("standby.signal").exists()
+            && self.system_identifier(&standby.data)?.is_some()
+            && self.system_identifier(&standby.data)?
+                == self.system_identifier(&self.primary().data)?;
+        if valid {
+            self.write_config(standby)?;
+            match self.start_server(standby) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!("{} did not start ({error}): cloning it again", standby.name);
+                }
+            }
+        }
+        self.clone_standby(standby)?;
+        self.write_config(standby)?;
+        self.start_server(standby)
+    }
+
+    /// `pg_basebackup -R` of the primary into the standby's directory, using
+    /// its replication slot (created when missing).
+    fn clone_standby(&self, standby: &LocalNode) -> Result<(), ClusterError> {
+        remove_dir(&standby.data)?;
+        let slot = slot_name(&standby.name);
+        self.psql(
+            self.primary(),
+            &format!(
+                "SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS \
+                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
+            ),
+        )?;
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=replicator passfile={} application_name={} sslmode=disable",
+            self.primary().port,
+            self.layout.passfile().display(),
+            standby.name
+        );
+        let output = self
+            .run_as
+            .command(self.bins.tool("pg_basebackup"), &self.layout.root)
+            .arg("-D")
+            .arg(&standby.data)
+            .args([
+                "-X", "stream", "-c", "fast", "-R", "-S", &slot, "-d", &conninfo,
+            ])
+            .output();
+        check_output(&format!("pg_basebackup for {}", standby.name), output)
+    }
+
+    fn write_config(&self, node: &LocalNode) -> Result<(), ClusterError> {
+        let passfile = self.layout.passfile();
+        let slot = slot_name(&node.name);
+        let upstream = (node.role == NodeRole::Standby).then(|| Upstream {
+            port: self.primary().port,
+            passfile: &passfile,
+            slot: &slot,
+        });
+        config::write_node_config(
+            &node.data,
+            &LocalSettings {
+                name: &node.name,
+                port: node.port,
+                socket_dir: &self.layout.run_dir(),
+                upstream,
+            },
+        )?;
+        for file in ["postgresql.conf", "pg_hba.conf", "postgresql.auto.conf"] {
+            let path = node.data.join(file);
+            if path.exists() {
+                self.run_as.own(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_server(&self, node: &LocalNode) -> Result<(), ClusterError> {
+        if !port_is_free(node.port) {
+            return Err(ClusterError::PortInUse {
+                node: node.name.clone(),
+                port: node.port,
+            });
+        }
+        let log = self.layout.log_file(&node.name);
+        let output = self
+            .run_as
+            .command(self.bins.tool("pg_ctl"), &self.layout.root)
+            .arg("start")
+            .arg("-D")
+            .arg(&node.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "120", "-s"])
+            // Its own process group: a Ctrl-C in the terminal reaches the
+            // bridge, which then stops the servers in order.
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match check_output(&format!("starting {}", node.name), output) {
+            Ok(()) => {
+                if let Ok(mut started) = self.started.lock() {
+                    started.push(node.name.clone());
+                }
+                Ok(())
+            }
+            Err(ClusterError::Command { what, detail }) => Err(ClusterError::Command {
+                what,
+                detail: format!("{detail}; log tail: {}", log_tail(&log)),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn is_running(&self, node: &LocalNode) -> bool {
+        is_running(&self.bins, &self.run_as, &self.layout.root, &node.data)
+    }
+
+    fn system_identifier(&self, data: &Path) -> Result<Option<String>, ClusterError> {
+        let output = self
+            .run_as
+            .command(self.bins.tool("pg_controldata"), &self.layout.root)
+            .arg("-D")
+            .arg(data)
+            .output()
+            .map_err(|error| ClusterError::io("running pg_controldata", error))?;
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("Database system identifier:"))
+            .map(|id| id.trim().to_string()))
+    }
+
+    /// Runs one SQL command as the superuser over the Unix socket; its output.
+    fn psql(&self, node: &LocalNode, sql: &str) -> Result<String, ClusterError> {
+        let output = self
+            .run_as
+            .command(self.bins.tool("psql"), &self.layout.root)
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(self.layout.run_dir())
+            .args(["-p", &node.port.to_string(), "-c", sql])
+            .output()
+            .map_err(|error| ClusterError::io("running psql", error))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        } else {
+            Err(ClusterError::Command {
+                what: format!("psql on {}", node.name),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    fn wait_streaming(&self, standbys: &[LocalNode]) -> Result<(), ClusterError> {
+        let names: Vec<String> = standbys
+            .iter()
+            .map(|node| format!("'{}'", node.name))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name IN ({})",
+            names.join(",")
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.psql(self.primary(), &sql)? == names.len().to_string() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::Timeout {
+                    what: "the standbys to stream from the primary".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn server_user_name(&self) -> String {
+        match &self.run_as {
+            RunAs::User { name, .. } => name.clone(),
+            RunAs::Current => Command::new("id")
+                .arg("-un")
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+                .unwrap_or_else(|_| "postgres".into()),
+        }
+    }
+
+    fn path_env(&self) -> String {
+        format!(
+            "{}:/usr/local/bin:/usr/bin:/bin",
+            self.bins.bindir.display()
+        )
+    }
+
+    /// Stops the servers this process started, standbys first.
+    fn stop_started(&self) {
+        let started = match self.started.lock() {
+            Ok(mut started) => std::mem::take(&mut *started),
+            Err(_) => return,
+        };
+        for node in self.nodes.iter().rev() {
+            if started.contains(&node.name)
+                && let Err(error) = stop_server(
+                    &self.bins,
+                    &self.run_as,
+                    &self.layout.root,
+                    &node.data,
+                    "fast",
+                )
+            {
+                tracing::warn!("stopping {}: {error}", node.name);
+            }
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.stop_on_exit {
+            self.stop_started();
+        }
+    }
+}
+
+/// Where everything of a local cluster lives.
+#[derive(Clone, Debug)]
+struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    fn new(root: &Path) -> Self {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        Paths { root }
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+
+    fn passfile(&self) -> PathBuf {
+        self.root.join("pgpass")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    fn log_file(&self, node: &str) -> PathBuf {
+        self.root.join("log").join(format!("{node}.log"))
+    }
+
+    fn nodes(&self, pg_port: u16, standbys: usize) -> Vec<LocalNode> {
+        let mut nodes = vec![LocalNode {
+            name: PRIMARY.into(),
+            role: NodeRole::Primary,
+            port: pg_port,
+            data: self.root.join(PRIMARY),
+        }];
+        for index in 1..=standbys {
+            let name = format!("standby-{index}");
+            nodes.push(LocalNode {
+                data: self.root.join(&name),
+                name,
+                role: NodeRole::Standby,
+                port: pg_port.saturating_add(index as u16),
+            });
+        }
+        nodes
+    }
+
+    /// Creates the root, `run/` and `log/` (0700, owned by the server user),
+    /// and checks that user can reach them.
+    fn prepare(&self, run_as: &RunAs) -> Result<(), ClusterError> {
+        for dir in [self.root.clone(), self.run_dir(), self.root.join("log")] {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|error| ClusterError::io(format!("creating {}", dir.display()), error))?;
+            run_as.own(&dir)?;
+        }
+        let reachable = run_as
+            .command("sh", Path::new("/"))
+            .arg("-c")
+            .arg("test -w \"$1\" && test -x \"$1\"")
+            .arg("sh")
+            .arg(&self.root)
+            .status()
+            .is_ok_and(|status| status.success());
+        if reachable {
+            Ok(())
+        } else {
+            Err(ClusterError::DataDirInaccessible {
+                path: self.root.clone(),
+                user: run_as.name(),
+            })
+        }
+    }
+}
+
+/// Physical replication slot of a standby: `standby-1` → `standby_1`.
+pub fn slot_name(node: &str) -> String {
+    node.replace('-', "_")
+}
+
+fn has_data_dir(data: &Path) -> bool {
+    data.join("PG_VERSION").is_file() && data.join("global/pg_control").is_file()
+}
+
+fn is_running(bins: &PgBinaries, run_as: &RunAs, root: &Path, data: &Path) -> bool {
+    data.join("postmaster.pid").exists()
+        && run_as
+            .command(bins.tool("pg_ctl"), root)
+            .arg("status")
+            .arg("-D")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+}
+
+fn stop_server(
+    bins: &PgBinaries,
+    run_as: &RunAs,
+    root: &Path,
+    data: &Path,
+    mode: &str,
+) -> Result<(), ClusterError> {
+    if !is_running(bins, run_as, root, data) {
+        return Ok(());
+    }
+    let output = run_as
+        .command(bins.tool("pg_ctl"), root)
+        .arg("stop")
+        .arg("-D")
+        .arg(data)
+        .args(["-m", mode, "-w", "-t", "60", "-s"])
+        .output();
+    check_output(&format!("stopping {}", data.display()), output)
+}
+
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn remove_dir(dir: &Path) -> Result<(), ClusterError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(ClusterError::io(
+            format!("removing {}", dir.display()),
+            error,
+        )),
+    }
+}
+
+fn check_output(what: &str, output: std::io::Result<Output>) -> Result<(), ClusterError> {
+    let output = output.map_err(|error| ClusterError::io(format!("running {what}"), error))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if detail.is_empty() {
+        detail = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    }
+    if detail.is_empty() {
+        detail = format!("exit status {}", output.status);
+    }
+    Err(ClusterError::Command {
+        what: what.to_string(),
+        detail,
+    })
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join(" | ")
+}

@@ -1,0 +1,245 @@
+//! The monitor: every 250 ms it checks every node, reads the primary's
+//! `pg_stat_replication`, decides which standbys are in the read rotation, and
+//! publishes a `Tick` to the live stream. Once a second it counts rows per shard.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ecoshard_core::ShardLoad;
+use ecoshard_core::wire::{LagSample, NodeRole, Stats, Tick};
+use tokio_postgres::types::PgLsn;
+
+use crate::nodes::{Cluster, Node};
+use crate::state::AppState;
+
+/// Time between ticks.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Longest a health check may take before the node counts as down.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// One row of `pg_stat_replication`.
+#[derive(Debug)]
+struct Replication {
+    application_name: String,
+    state: Option<String>,
+    sync_state: Option<String>,
+    write_lag_ms: Option<f64>,
+    flush_lag_ms: Option<f64>,
+    replay_lag_ms: Option<f64>,
+    byte_lag: Option<i64>,
+}
+
+const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state,
+        (EXTRACT(epoch FROM write_lag) * 1000)::float8,
+        (EXTRACT(epoch FROM flush_lag) * 1000)::float8,
+        (EXTRACT(epoch FROM replay_lag) * 1000)::float8,
+        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8
+   FROM pg_stat_replication";
+
+const CHECK_SQL: &str = "SELECT pg_is_in_recovery(),
+        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
+
+/// What one check found.
+#[derive(Debug, Default)]
+struct Check {
+    in_recovery: bool,
+    lsn: Option<u64>,
+    replication: Vec<Replication>,
+}
+
+/// Starts the monitor and the row counter; they end with the runtime.
+pub fn spawn(state: &AppState) {
+    let ticker = state.clone();
+    tokio::spawn(async move { run_ticks(ticker).await });
+    let counter = state.clone();
+    tokio::spawn(async move { run_row_counts(counter).await });
+}
+
+async fn run_ticks(state: AppState) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut rates = Rates::default();
+    loop {
+        interval.tick().await;
+        check_nodes(state.cluster()).await;
+        let stats = rates.update(&state);
+        let tick = Tick {
+            at_ms: now_ms(),
+            nodes: state.cluster().nodes.iter().map(Node::status).collect(),
+            stats: stats.clone(),
+            rebalance: None,
+            layout_version: state.routing().table().current.version,
+        };
+        match serde_json::to_string(&tick) {
+            Ok(json) => state.publish_tick(Arc::from(json), stats),
+            Err(error) => tracing::error!("serialising a tick: {error}"),
+        }
+    }
+}
+
+async fn run_row_counts(state: AppState) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let table = state.routing().table();
+        let Ok(Ok(client)) =
+            tokio::time::timeout(Duration::from_secs(1), state.cluster().primary().pool.get())
+                .await
+        else {
+            continue;
+        };
+        let mut rows = Vec::with_capacity(table.current.shards.len());
+        for shard in &table.current.shards {
+            match crate::db::count_users(&client, shard).await {
+                Ok(keys) => rows.push(ShardLoad {
+                    shard: shard.name.clone(),
+                    keys,
+                }),
+                Err(error) => {
+                    tracing::debug!("counting rows of {}: {error}", shard.name);
+                    break;
+                }
+            }
+        }
+        if rows.len() == table.current.shards.len() {
+            state.set_rows(rows);
+        }
+    }
+}
+
+/// Checks every node at once and updates their state.
+pub async fn check_nodes(cluster: &Cluster) {
+    let checks = futures::future::join_all(
+        cluster
+            .nodes
+            .iter()
+            .map(|node| tokio::time::timeout(CHECK_TIMEOUT, check(node))),
+    )
+    .await;
+    let checks: Vec<Option<Check>> = checks
+        .into_iter()
+        .map(|outcome| outcome.ok().and_then(Result::ok))
+        .collect();
+    let at_ms = now_ms();
+    let primary_check = checks[0].as_ref().filter(|check| !check.in_recovery);
+    cluster.primary().record_check(
+        primary_check.is_some(),
+        primary_check.and_then(|check| check.lsn),
+        None,
+        false,
+    );
+    for (node, check) in cluster.nodes.iter().zip(&checks).skip(1) {
+        let up = check.is_some();
+        let row = primary_check.and_then(|primary| {
+            primary
+                .replication
+                .iter()
+                .find(|row| row.application_name == node.name())
+        });
+        let lag = LagSample {
+            node: node.name().to_string(),
+            state: row.and_then(|row| row.state.clone()),
+            sync_state: row.and_then(|row| row.sync_state.clone()),
+            write_lag_ms: row.and_then(|row| row.write_lag_ms),
+            flush_lag_ms: row.and_then(|row| row.flush_lag_ms),
+            replay_lag_ms: row.and_then(|row| row.replay_lag_ms),
+            byte_lag: row.and_then(|row| row.byte_lag),
+            up,
+            at_ms,
+        };
+        let is_standby = check.as_ref().is_some_and(|check| check.in_recovery);
+        let eligible = is_standby
+            && match (primary_check, row) {
+                // Primary down: standbys are the best there is.
+                (None, _) => true,
+                (Some(_), Some(row)) => {
+                    row.state.as_deref() == Some("streaming")
+                        && row.replay_lag_ms.unwrap_or(0.0) <= cluster.max_lag_ms
+                }
+                // Up but not streaming from the primary: it may be far behind.
+                (Some(_), None) => false,
+            };
+        node.record_check(up, check.as_ref().and_then(|c| c.lsn), Some(lag), eligible);
+    }
+}
+
+async fn check(node: &Node) -> Result<Check, String> {
+    let client = node.monitor_pool.get().await.map_err(|e| e.to_string())?;
+    let statement = client
+        .prepare_cached(CHECK_SQL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = client
+        .query_one(&statement, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_recovery: bool = row.get(0);
+    let lsn: Option<PgLsn> = row.get(1);
+    let mut check = Check {
+        in_recovery,
+        lsn: lsn.map(u64::from),
+        replication: Vec::new(),
+    };
+    if node.spec.role == NodeRole::Primary && !in_recovery {
+        let statement = client
+            .prepare_cached(REPLICATION_SQL)
+            .await
+            .map_err(|e| e.to_string())?;
+        for row in client
+            .query(&statement, &[])
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            check.replication.push(Replication {
+                application_name: row.get(0),
+                state: row.get(1),
+                sync_state: row.get(2),
+                write_lag_ms: row.get(3),
+                flush_lag_ms: row.get(4),
+                replay_lag_ms: row.get(5),
+                byte_lag: row.get(6),
+            });
+        }
+    }
+    Ok(check)
+}
+
+/// Writes and reads per second over the last second.
+#[derive(Debug, Default)]
+struct Rates {
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Rates {
+    fn update(&mut self, state: &AppState) -> Stats {
+        let mut stats = state.stats();
+        let reads: u64 = stats.reads.iter().map(|count| count.count).sum();
+        let now = Instant::now();
+        self.samples.push_back((now, stats.writes, reads));
+        while self.samples.len() > 2
+            && now.duration_since(self.samples[0].0) > Duration::from_millis(1_050)
+        {
+            self.samples.pop_front();
+        }
+        if let Some((then, writes, reads_then)) = self.samples.front().copied() {
+            let seconds = now.duration_since(then).as_secs_f64();
+            if seconds > 0.0 {
+                stats.writes_per_sec = (stats.writes - writes) as f64 / seconds;
+                stats.reads_per_sec = (reads - reads_then) as f64 / seconds;
+            }
+        }
+        stats.failed_reads = state.counters().failed_reads.load(Ordering::Relaxed);
+        stats
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,204 @@
+//! The nodes at run time: a connection pool each, their health and lag as
+//! last checked, and the choice of which node serves a read.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
+use tokio_postgres::NoTls;
+
+use crate::topology::{NodeSpec, Topology};
+
+/// One node: its pools and what the monitor last saw.
+#[derive(Debug)]
+pub struct Node {
+    /// How to reach it.
+    pub spec: NodeSpec,
+    /// Connections for requests.
+    pub pool: Pool,
+    /// One connection for health checks, so a busy pool never looks like a dead node.
+    pub monitor_pool: Pool,
+    up: AtomicBool,
+    /// In the read rotation: up, a standby, streaming, and within the lag bound.
+    eligible: AtomicBool,
+    /// Last replay LSN seen (standbys) or WAL write LSN (primary).
+    lsn: AtomicU64,
+    lag: RwLock<Option<LagSample>>,
+    /// Reads this node served.
+    pub reads: AtomicU64,
+}
+
+impl Node {
+    fn new(spec: NodeSpec, pool_size: usize) -> Self {
+        Node {
+            pool: make_pool(&spec, pool_size, Duration::from_secs(2)),
+            monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
+            spec,
+            up: AtomicBool::new(false),
+            eligible: AtomicBool::new(false),
+            lsn: AtomicU64::new(0),
+            lag: RwLock::new(None),
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Node name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Whether it answered its last check (and no request failed on it since).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Takes it out of the read rotation until its next good health check.
+    pub fn mark_down(&self) {
+        self.up.store(false, Ordering::Relaxed);
+        self.eligible.store(false, Ordering::Relaxed);
+    }
+
+    /// Last LSN seen: replay LSN of a standby, WAL write LSN of the primary.
+    pub fn lsn(&self) -> u64 {
+        self.lsn.load(Ordering::Relaxed)
+    }
+
+    /// Replay lag in ms as last reported (`None` when PostgreSQL reports NULL);
+    /// 0 for the primary.
+    pub fn lag_ms(&self) -> Option<f64> {
+        if self.spec.role == NodeRole::Primary {
+            return Some(0.0);
+        }
+        self.lag
+            .read()
+            .ok()
+            .and_then(|lag| lag.as_ref().and_then(|lag| lag.replay_lag_ms))
+    }
+
+    /// Its status for `/api/cluster` and the stream.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            name: self.spec.name.clone(),
+            role: self.spec.role,
+            addr: self.spec.addr.clone(),
+            up: self.is_up(),
+            lag: self.lag.read().ok().and_then(|lag| lag.clone()),
+        }
+    }
+
+    /// Records a health check's outcome.
+    pub(crate) fn record_check(
+        &self,
+        up: bool,
+        lsn: Option<u64>,
+        lag: Option<LagSample>,
+        eligible: bool,
+    ) {
+        self.up.store(up, Ordering::Relaxed);
+        if let Some(lsn) = lsn {
+            self.lsn.store(lsn, Ordering::Relaxed);
+        }
+        if let Ok(mut slot) = self.lag.write() {
+            *slot = lag;
+        }
+        self.eligible.store(up && eligible, Ordering::Relaxed);
+    }
+}
+
+/// The cluster: the primary and its standbys.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Primary first.
+    pub nodes: Vec<Node>,
+    next_standby: AtomicUsize,
+    /// Standbys further behind than this (ms) serve no eventual reads.
+    pub max_lag_ms: f64,
+}
+
+impl Cluster {
+    /// Pools for every node (connections open lazily).
+    pub fn new(topology: &Topology, pool_size: usize, max_lag_ms: u64) -> Arc<Self> {
+        Arc::new(Cluster {
+            nodes: topology
+                .nodes
+                .iter()
+                .map(|spec| Node::new(spec.clone(), pool_size))
+                .collect(),
+            next_standby: AtomicUsize::new(0),
+            max_lag_ms: max_lag_ms as f64,
+        })
+    }
+
+    /// The primary.
+    pub fn primary(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    /// The standbys.
+    pub fn standbys(&self) -> &[Node] {
+        &self.nodes[1..]
+    }
+
+    /// Nodes to try for a read, best first; the primary is always last.
+    ///
+    /// `eventual`: the standbys in the rotation, round-robin. `strong`: the
+    /// primary. `read-your-writes`: the standbys in the rotation whose replay
+    /// LSN as last checked has passed `after_lsn` (the caller may check the
+    /// others live), round-robin.
+    pub fn read_candidates(&self, consistency: Consistency, after_lsn: u64) -> ReadCandidates<'_> {
+        let standbys = self.standbys();
+        let mut ready = Vec::with_capacity(standbys.len() + 1);
+        let mut behind = Vec::new();
+        if consistency != Consistency::Strong && !standbys.is_empty() {
+            let start = self.next_standby.fetch_add(1, Ordering::Relaxed);
+            for offset in 0..standbys.len() {
+                let node = &standbys[(start + offset) % standbys.len()];
+                if !node.eligible.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if consistency == Consistency::ReadYourWrites && node.lsn() < after_lsn {
+                    behind.push(node);
+                } else {
+                    ready.push(node);
+                }
+            }
+        }
+        ReadCandidates {
+            ready,
+            behind,
+            primary: self.primary(),
+        }
+    }
+}
+
+/// Where a read may go (see [`Cluster::read_candidates`]).
+#[derive(Debug)]
+pub struct ReadCandidates<'a> {
+    /// Standbys that may serve it now.
+    pub ready: Vec<&'a Node>,
+    /// Standbys in the rotation that had not replayed far enough when last checked.
+    pub behind: Vec<&'a Node>,
+    /// The fallback.
+    pub primary: &'a Node,
+}
+
+fn make_pool(spec: &NodeSpec, size: usize, wait: Duration) -> Pool {
+    let manager = Manager::from_config(
+        spec.config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    // Building fails only without a runtime or with a zero size; neither happens here.
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .recycle_timeout(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap_or_else(|error| unreachable!("pool settings are valid: {error}"))
+}

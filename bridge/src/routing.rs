@@ -1,0 +1,205 @@
+//! Which shard a key goes to, from the core, and the SQL for that shard.
+//!
+//! The routing table is swapped whole (an `Arc` behind a lock), so a request
+//! sees one consistent layout. It can hold a previous layout too: during a
+//! rebalance (issue 4) writes go by the new layout and reads look under the
+//! new one, then the old.
+
+use std::sync::{Arc, RwLock};
+
+use ecoshard_core::wire::LayoutView;
+use ecoshard_core::{Layout, Router};
+
+use crate::schema::shard_schema;
+
+/// `created_at` as RFC 3339 in UTC, microseconds.
+const CREATED_AT: &str =
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// The SQL of one shard, built once per layout.
+#[derive(Debug)]
+pub struct ShardSql {
+    /// Shard name.
+    pub name: String,
+    /// `INSERT … ($1 id, $2 name, $3 email) RETURNING created_at text`.
+    pub insert: String,
+    /// Bulk insert from three `text[]`.
+    pub insert_many: String,
+    /// `SELECT user_id, name, email, created_at text … WHERE user_id = $1`.
+    pub select: String,
+    /// `SELECT count(*)`.
+    pub count: String,
+}
+
+impl ShardSql {
+    fn new(name: &str) -> Self {
+        let table = format!("{}.users", shard_schema(name));
+        ShardSql {
+            name: name.to_string(),
+            insert: format!(
+                "INSERT INTO {table} (user_id, name, email) VALUES ($1, $2, $3) RETURNING {CREATED_AT}"
+            ),
+            insert_many: format!(
+                "INSERT INTO {table} (user_id, name, email) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+            ),
+            select: format!(
+                "SELECT user_id, name, email, {CREATED_AT} FROM {table} WHERE user_id = $1"
+            ),
+            count: format!("SELECT count(*) FROM {table}"),
+        }
+    }
+}
+
+/// One layout, built: its version, router and per-shard SQL.
+#[derive(Debug)]
+pub struct Placement {
+    /// Version in `ecoshard.layout`.
+    pub version: u64,
+    /// The core's router.
+    pub router: Router,
+    /// SQL per shard, in layout order.
+    pub shards: Vec<ShardSql>,
+}
+
+impl Placement {
+    /// Builds a stored layout.
+    pub fn new(view: &LayoutView) -> Result<Self, ecoshard_core::Error> {
+        let router = view.layout.build()?;
+        let shards = router
+            .shards()
+            .iter()
+            .map(|shard| ShardSql::new(&shard.name))
+            .collect();
+        Ok(Placement {
+            version: view.version,
+            router,
+            shards,
+        })
+    }
+
+    /// The shard owning `key` (for bounded-load: its ring owner, which is
+    /// where a key inserted one at a time goes).
+    pub fn locate(&self, key: &str) -> &ShardSql {
+        &self.shards[self.router.locate(key.as_bytes())]
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        self.router.layout()
+    }
+}
+
+/// The layouts in force.
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// Writes go here; reads look here first.
+    pub current: Placement,
+    /// During a rebalance: the layout being left, where rows not yet moved are.
+    pub previous: Option<Placement>,
+}
+
+impl RoutingTable {
+    /// Shards to read `key` from, in order (one unless a rebalance runs and
+    /// the key's owner changes).
+    pub fn read_shards(&self, key: &str) -> Vec<&ShardSql> {
+        let mut shards = vec![self.current.locate(key)];
+        if let Some(previous) = &self.previous {
+            let old = previous.locate(key);
+            if old.name != shards[0].name {
+                shards.push(old);
+            }
+        }
+        shards
+    }
+
+    /// The layout in force, with its version.
+    pub fn view(&self) -> LayoutView {
+        LayoutView {
+            version: self.current.version,
+            layout: self.current.layout().clone(),
+        }
+    }
+}
+
+/// The shared, swappable routing table.
+#[derive(Debug)]
+pub struct Routing {
+    table: RwLock<Arc<RoutingTable>>,
+}
+
+impl Routing {
+    /// Routing by one layout.
+    pub fn new(current: Placement) -> Self {
+        Routing {
+            table: RwLock::new(Arc::new(RoutingTable {
+                current,
+                previous: None,
+            })),
+        }
+    }
+
+    /// The table in force now; hold it for the whole request.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        match self.table.read() {
+            Ok(table) => Arc::clone(&table),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the table (issue 4: start and end of a rebalance).
+    pub fn replace(&self, table: RoutingTable) {
+        let table = Arc::new(table);
+        match self.table.write() {
+            Ok(mut slot) => *slot = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecoshard_core::StrategyKind;
+
+    fn placement(strategy: StrategyKind, shards: u64, version: u64) -> Placement {
+        Placement::new(&LayoutView {
+            version,
+            layout: Layout::with_count(strategy, shards).unwrap(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn locate_agrees_with_the_core() {
+        let placement = placement(StrategyKind::Modulo, 3, 1);
+        let router = Layout::with_count(StrategyKind::Modulo, 3)
+            .unwrap()
+            .build()
+            .unwrap();
+        for index in 0..100 {
+            let key = format!("user_{index}");
+            let expected = &router.shards()[router.locate(key.as_bytes())].name;
+            assert_eq!(&placement.locate(&key).name, expected);
+        }
+    }
+
+    #[test]
+    fn reads_look_under_the_old_layout_only_when_the_owner_changed() {
+        let table = RoutingTable {
+            current: placement(StrategyKind::Modulo, 4, 2),
+            previous: Some(placement(StrategyKind::Modulo, 3, 1)),
+        };
+        let mut moved = 0;
+        for index in 0..300 {
+            let key = format!("user_{index}");
+            let shards = table.read_shards(&key);
+            assert_eq!(shards[0].name, table.current.locate(&key).name);
+            if shards.len() == 2 {
+                moved += 1;
+                assert_ne!(shards[0].name, shards[1].name);
+            }
+        }
+        assert!(moved > 150, "modulo 3→4 moves most keys, got {moved}");
+    }
+}

@@ -1,0 +1,186 @@
+//! What the database holds besides the rows: the `ecoshard` schema (schema
+//! version, layouts with their version and state) and one schema per shard
+//! (`shard_<name>.users`). Start-up on an empty database creates all of it.
+
+use deadpool_postgres::GenericClient;
+use ecoshard_core::Layout;
+use ecoshard_core::wire::LayoutView;
+
+/// Key of the advisory lock that serialises schema changes between bridges.
+const SCHEMA_LOCK: i64 = 0x6563_6f73_6861_7264; // "ecoshard"
+
+/// Migrations, in order; `ecoshard.schema_version` records how many ran.
+/// Append, never edit: issue 4's rebalance jobs come as migration 2.
+const MIGRATIONS: &[&str] = &[
+    // 1: layouts. Exactly one is `active` (the one routing uses); a rebalance
+    // adds a `target` and, when done, retires the old one.
+    "CREATE TABLE ecoshard.layout (
+         version bigint PRIMARY KEY CHECK (version > 0),
+         layout jsonb NOT NULL,
+         state text NOT NULL CHECK (state IN ('active', 'target', 'retired')),
+         created_at timestamptz NOT NULL DEFAULT now()
+     );
+     CREATE UNIQUE INDEX layout_one_active ON ecoshard.layout ((true)) WHERE state = 'active';",
+];
+
+/// Error of a schema operation.
+#[derive(Debug)]
+pub enum SchemaError {
+    /// The database refused.
+    Db(tokio_postgres::Error),
+    /// The stored layout is not a valid one.
+    BadStoredLayout(String),
+}
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaError::Db(error) => write!(f, "{}", crate::db::describe(error)),
+            SchemaError::BadStoredLayout(why) => write!(f, "the stored layout is invalid: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+impl From<tokio_postgres::Error> for SchemaError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        SchemaError::Db(error)
+    }
+}
+
+/// Brings the schema up to date, stores `initial` as version 1 when there is
+/// no layout yet, makes sure every shard of the active layout has its schema,
+/// and answers the active layout. Runs in one transaction under an advisory lock.
+pub async fn prepare(
+    client: &mut deadpool_postgres::Client,
+    initial: &Layout,
+) -> Result<LayoutView, SchemaError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS ecoshard;
+         CREATE TABLE IF NOT EXISTS ecoshard.schema_version (version integer NOT NULL);",
+    )
+    .await?;
+    let done: i32 = match tx
+        .query_opt("SELECT version FROM ecoshard.schema_version", &[])
+        .await?
+    {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO ecoshard.schema_version VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    for migration in MIGRATIONS.iter().skip(done.max(0) as usize) {
+        tx.batch_execute(migration).await?;
+    }
+    tx.execute(
+        "UPDATE ecoshard.schema_version SET version = $1",
+        &[&(MIGRATIONS.len() as i32)],
+    )
+    .await?;
+    let view = match active_layout(&tx).await? {
+        Some(view) => view,
+        None => {
+            let json = serde_json::to_string(initial)
+                .map_err(|error| SchemaError::BadStoredLayout(error.to_string()))?;
+            tx.execute(
+                "INSERT INTO ecoshard.layout (version, layout, state) VALUES (1, $1::text::jsonb, 'active')",
+                &[&json],
+            )
+            .await?;
+            LayoutView {
+                version: 1,
+                layout: initial.clone(),
+            }
+        }
+    };
+    ensure_shards(&tx, &view.layout).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// The active layout, if any.
+pub async fn active_layout(client: &impl GenericClient) -> Result<Option<LayoutView>, SchemaError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT version, layout::text FROM ecoshard.layout WHERE state = 'active'",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let version: i64 = row.get(0);
+    let json: String = row.get(1);
+    let layout: Layout = serde_json::from_str(&json)
+        .map_err(|error| SchemaError::BadStoredLayout(error.to_string()))?;
+    Ok(Some(LayoutView {
+        version: version as u64,
+        layout,
+    }))
+}
+
+/// Creates the schema and `users` table of every shard of `layout` that lacks them.
+pub async fn ensure_shards(
+    client: &impl GenericClient,
+    layout: &Layout,
+) -> Result<(), SchemaError> {
+    for shard in &layout.shards {
+        let schema = shard_schema(&shard.name);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {schema}.users (
+                     user_id text PRIMARY KEY,
+                     name text NOT NULL,
+                     email text NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now()
+                 );"
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The quoted schema of a shard: `"shard_<name>"`. Shard names are validated
+/// by the core (`A-Z a-z 0-9 _ -`, at most 32), so quoting is all it needs.
+pub fn shard_schema(shard: &str) -> String {
+    debug_assert!(
+        shard
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    );
+    format!("\"shard_{shard}\"")
+}
+
+/// Whether `name` is a database name the bridge will create: `[a-z_][a-z0-9_]*`, ≤ 63.
+pub fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert_eq!(shard_schema("s0"), "\"shard_s0\"");
+        assert_eq!(shard_schema("EU-west_1"), "\"shard_EU-west_1\"");
+        assert!(is_plain_identifier("ecomarket"));
+        assert!(is_plain_identifier("t_2"));
+        assert!(!is_plain_identifier("2t"));
+        assert!(!is_plain_identifier("Eco"));
+        assert!(!is_plain_identifier("a\"b"));
+        assert!(!is_plain_identifier(""));
+    }
+}

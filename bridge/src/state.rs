@@ -1,0 +1,317 @@
+//! `AppState`: everything a request handler needs, cheap to clone (one `Arc`).
+//! `AppState::start` prepares the database and starts the monitor.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ecoshard_core::Layout;
+use ecoshard_core::ShardLoad;
+use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
+use tokio::sync::{Semaphore, broadcast};
+use tokio_postgres::error::SqlState;
+
+use crate::nodes::Cluster;
+use crate::routing::{Placement, Routing};
+use crate::topology::Topology;
+
+/// How to run the bridge.
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    /// The nodes.
+    pub topology: Topology,
+    /// Connections per node.
+    pub pool_size: usize,
+    /// Standbys lagging more than this serve no eventual reads.
+    pub max_lag_ms: u64,
+    /// Stored as version 1 when the database has no layout yet.
+    pub initial_layout: Layout,
+    /// Directory of the built web page, if any.
+    pub web_dir: Option<PathBuf>,
+    /// Create the database when it does not exist.
+    pub create_database: bool,
+}
+
+impl BridgeConfig {
+    /// Defaults: 16 connections per node, 1 s lag bound, ring over 3 shards, no page.
+    pub fn new(topology: Topology) -> Self {
+        BridgeConfig {
+            topology,
+            pool_size: 16,
+            max_lag_ms: 1_000,
+            initial_layout: Layout::with_count(ecoshard_core::StrategyKind::Ring, 3)
+                .unwrap_or_else(|_| unreachable!("3 shards is a valid count")),
+            web_dir: None,
+            create_database: true,
+        }
+    }
+}
+
+/// Why the bridge could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The primary could not be reached or refused.
+    Primary(String),
+    /// Preparing the schema failed.
+    Schema(crate::schema::SchemaError),
+    /// The stored or given layout is invalid.
+    Layout(ecoshard_core::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Primary(why) => write!(f, "cannot use the primary: {why}"),
+            StartError::Schema(error) => write!(f, "preparing the database: {error}"),
+            StartError::Layout(error) => write!(f, "layout: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Shared state of the bridge.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cluster: Arc<Cluster>,
+    routing: Routing,
+    mode: ClusterMode,
+    counters: Counters,
+    ticks: broadcast::Sender<Arc<str>>,
+    latest_tick: RwLock<Option<Arc<str>>>,
+    latest_stats: RwLock<Stats>,
+    rows: RwLock<Vec<ShardLoad>>,
+    bulk_permits: Semaphore,
+    web_dir: Option<PathBuf>,
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Rows written.
+    pub writes: AtomicU64,
+    /// Reads that failed (no node could serve them).
+    pub failed_reads: AtomicU64,
+    /// Highest commit LSN this bridge has acknowledged.
+    pub last_write_lsn: AtomicU64,
+}
+
+/// Bulk inserts running at once; more get 429.
+pub const BULK_CONCURRENCY: usize = 2;
+
+impl AppState {
+    /// Connects, creates the database and schema when missing, loads the
+    /// layout, runs a first health check and starts the monitor.
+    pub async fn start(config: BridgeConfig) -> Result<Self, StartError> {
+        config
+            .initial_layout
+            .validate()
+            .map_err(StartError::Layout)?;
+        if config.create_database {
+            ensure_database(&config.topology).await?;
+        }
+        let cluster = Cluster::new(&config.topology, config.pool_size, config.max_lag_ms);
+        let mut client = cluster
+            .primary()
+            .pool
+            .get()
+            .await
+            .map_err(|error| StartError::Primary(pool_error(&error)))?;
+        let view = crate::schema::prepare(&mut client, &config.initial_layout)
+            .await
+            .map_err(StartError::Schema)?;
+        drop(client);
+        if view.layout != config.initial_layout {
+            tracing::info!(
+                "using the stored layout version {} ({} over {} shards)",
+                view.version,
+                view.layout.strategy,
+                view.layout.shards.len()
+            );
+        }
+        let placement = Placement::new(&view).map_err(StartError::Layout)?;
+        let (ticks, _) = broadcast::channel(16);
+        let state = AppState {
+            inner: Arc::new(Inner {
+                cluster,
+                routing: Routing::new(placement),
+                mode: config.topology.mode,
+                counters: Counters::default(),
+                ticks,
+                latest_tick: RwLock::new(None),
+                latest_stats: RwLock::new(Stats::default()),
+                rows: RwLock::new(Vec::new()),
+                bulk_permits: Semaphore::new(BULK_CONCURRENCY),
+                web_dir: config.web_dir,
+            }),
+        };
+        crate::monitor::check_nodes(state.cluster()).await;
+        crate::monitor::spawn(&state);
+        Ok(state)
+    }
+
+    /// The nodes.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
+    }
+
+    /// The routing table holder.
+    pub fn routing(&self) -> &Routing {
+        &self.inner.routing
+    }
+
+    /// Local or external.
+    pub fn mode(&self) -> ClusterMode {
+        self.inner.mode
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Limits concurrent bulk inserts.
+    pub fn bulk_permits(&self) -> &Semaphore {
+        &self.inner.bulk_permits
+    }
+
+    /// Directory of the web page.
+    pub fn web_dir(&self) -> Option<&PathBuf> {
+        self.inner.web_dir.as_ref()
+    }
+
+    /// New subscriber to the stream's ticks (JSON).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.inner.ticks.subscribe()
+    }
+
+    /// The last tick sent, if any.
+    pub fn latest_tick(&self) -> Option<Arc<str>> {
+        self.inner
+            .latest_tick
+            .read()
+            .ok()
+            .and_then(|tick| tick.clone())
+    }
+
+    pub(crate) fn publish_tick(&self, json: Arc<str>, stats: Stats) {
+        if let Ok(mut latest) = self.inner.latest_tick.write() {
+            *latest = Some(Arc::clone(&json));
+        }
+        if let Ok(mut latest) = self.inner.latest_stats.write() {
+            *latest = stats;
+        }
+        // No receivers is fine; slow receivers lag and skip, never block this.
+        let _ = self.inner.ticks.send(json);
+    }
+
+    /// Counters as of now, with the rates and row counts of the last tick.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self
+            .inner
+            .latest_stats
+            .read()
+            .map(|stats| stats.clone())
+            .unwrap_or_default();
+        stats.reads = self.reads_per_node();
+        stats.writes = self.inner.counters.writes.load(Ordering::Relaxed);
+        stats.failed_reads = self.inner.counters.failed_reads.load(Ordering::Relaxed);
+        stats.rows = self.rows();
+        stats
+    }
+
+    /// Reads served per node.
+    pub fn reads_per_node(&self) -> Vec<NodeCount> {
+        self.cluster()
+            .nodes
+            .iter()
+            .map(|node| NodeCount {
+                node: node.name().to_string(),
+                count: node.reads.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Rows per shard as last counted.
+    pub fn rows(&self) -> Vec<ShardLoad> {
+        self.inner
+            .rows
+            .read()
+            .map(|rows| rows.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_rows(&self, rows: Vec<ShardLoad>) {
+        if let Ok(mut slot) = self.inner.rows.write() {
+            *slot = rows;
+        }
+    }
+
+    /// Records an acknowledged write at `lsn`.
+    pub(crate) fn record_write(&self, rows: u64, lsn: u64) {
+        self.inner
+            .counters
+            .writes
+            .fetch_add(rows, Ordering::Relaxed);
+        self.inner
+            .counters
+            .last_write_lsn
+            .fetch_max(lsn, Ordering::Relaxed);
+    }
+}
+
+/// Creates the database on the primary when it does not exist.
+async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
+    let Some(primary) = topology.nodes.first() else {
+        return Err(StartError::Primary("no primary given".into()));
+    };
+    let database = primary
+        .config
+        .get_dbname()
+        .unwrap_or("ecomarket")
+        .to_string();
+    match primary.config.connect(tokio_postgres::NoTls).await {
+        Ok(_) => return Ok(()),
+        Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(error) => return Err(StartError::Primary(crate::db::describe(&error))),
+    }
+    if !crate::schema::is_plain_identifier(&database) {
+        return Err(StartError::Primary(format!(
+            "database {database:?} does not exist, and only names of a-z 0-9 _ are created"
+        )));
+    }
+    let mut config = primary.config.clone();
+    config.dbname("postgres");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|error| StartError::Primary(crate::db::describe(&error)))?;
+    let connection = tokio::spawn(connection);
+    let created = client
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await;
+    drop(client);
+    let _ = connection.await;
+    match created {
+        Ok(()) => {
+            tracing::info!("created database {database}");
+            Ok(())
+        }
+        // Another bridge made it first.
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(error) => Err(StartError::Primary(crate::db::describe(&error))),
+    }
+}
+
+/// A pool error in one line.
+pub fn pool_error(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => crate::db::describe(error),
+        other => other.to_string(),
+    }
+}
