@@ -27,7 +27,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(&dist).with_context(|| format!("listing {}", dist.display()))? {
         let entry = entry?;
         let size = entry.metadata()?.len();
-        eprintln!("  {:>9} bytes  {}", size, entry.file_name().to_string_lossy());
+        eprintln!(
+            "  {:>9} bytes  {}",
+            size,
+            entry.file_name().to_string_lossy()
+        );
     }
     eprintln!("page built into {}", dist.display());
     Ok(())
@@ -61,11 +65,13 @@ pub(crate) fn build(dev: bool) -> anyhow::Result<PathBuf> {
     }
     std::fs::create_dir_all(&staging)?;
     let mut bindgen = Command::new("wasm-bindgen");
-    bindgen
-        .arg(&wasm)
-        .arg("--out-dir")
-        .arg(&staging)
-        .args(["--out-name", OUT_NAME, "--target", "web", "--no-typescript"]);
+    bindgen.arg(&wasm).arg("--out-dir").arg(&staging).args([
+        "--out-name",
+        OUT_NAME,
+        "--target",
+        "web",
+        "--no-typescript",
+    ]);
     if dev {
         bindgen.args(["--debug", "--keep-debug"]);
     } else {
@@ -146,7 +152,8 @@ mod tests {
 
     #[test]
     fn reads_a_string_field_with_escapes() {
-        let json = r#"{"packages":[],"target_directory":"/work/my \"odd\" dir\\target","version":1}"#;
+        let json =
+            r#"{"packages":[],"target_directory":"/work/my \"odd\" dir\\target","version":1}"#;
         assert_eq!(
             json_string_field(json, "target_directory").as_deref(),
             Some(r#"/work/my "odd" dir\target"#)

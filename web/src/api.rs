@@ -1,0 +1,260 @@
+//! Talking to the bridge: one async function per endpoint of DESIGN.md's
+//! HTTP API, over the wire types in `ecoshard_core::wire`, and the wording of
+//! every failure as a sentence for people (never a blank page or a raw error).
+
+use ecoshard_core::Layout;
+use ecoshard_core::wire::{
+    ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, Health, InsertResult, NewUser,
+    ReadResult, RebalanceJob,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A request to the bridge that did not give the expected answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// HTTP status, `None` when no answer came at all.
+    pub status: Option<u16>,
+    /// The bridge's error code (`primary_unavailable`, …), or one of ours
+    /// (`unreachable`, `bad_answer`).
+    pub code: String,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ApiError {
+    /// No answer at all (network error, bridge not running).
+    pub fn unreachable(detail: &str) -> ApiError {
+        ApiError {
+            status: None,
+            code: "unreachable".to_string(),
+            message: format!("The bridge did not answer ({detail}). Is `ecoshard serve` running?"),
+        }
+    }
+
+    /// Reads a failed answer: the bridge's JSON error when there is one, else
+    /// a sentence from the status.
+    pub fn from_answer(status: u16, status_text: &str, body: &str) -> ApiError {
+        if let Ok(parsed) = serde_json::from_str::<ApiErrorBody>(body) {
+            return ApiError {
+                status: Some(status),
+                code: parsed.error.code,
+                message: parsed.error.message,
+            };
+        }
+        let message = match status {
+            404 => {
+                "The bridge does not know this request (404): is it an older version?".to_string()
+            }
+            413 => "The request was too large for the bridge (413).".to_string(),
+            429 => "The bridge is rate-limiting: wait a moment and try again (429).".to_string(),
+            502..=504 => {
+                format!("The bridge could not reach the database in time ({status} {status_text}).")
+            }
+            _ => {
+                let text = body.trim();
+                if text.is_empty() || text.starts_with('<') {
+                    format!("The bridge answered {status} {status_text} without an explanation.")
+                } else {
+                    let short: String = text.chars().take(200).collect();
+                    format!("The bridge answered {status} {status_text}: {short}")
+                }
+            }
+        };
+        ApiError {
+            status: Some(status),
+            code: format!("http_{status}"),
+            message,
+        }
+    }
+
+    /// A 2xx answer whose body is not what was expected.
+    pub fn bad_answer(what: &str, detail: &str) -> ApiError {
+        ApiError {
+            status: None,
+            code: "bad_answer".to_string(),
+            message: format!("The bridge's answer to {what} could not be read: {detail}."),
+        }
+    }
+}
+
+/// The query string of a read.
+pub fn read_path(user_id: &str, consistency: Consistency) -> String {
+    format!(
+        "/api/users/{}?consistency={}",
+        percent_encode(user_id),
+        consistency.name()
+    )
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /api/health`.
+pub async fn health() -> Result<Health, ApiError> {
+    get("/api/health", "the health check").await
+}
+
+/// `GET /api/cluster`.
+pub async fn cluster() -> Result<ClusterView, ApiError> {
+    get("/api/cluster", "the cluster request").await
+}
+
+/// `POST /api/users`.
+pub async fn insert_user(user: &NewUser) -> Result<InsertResult, ApiError> {
+    send("POST", "/api/users", Some(user), "the insert").await
+}
+
+/// `POST /api/users/bulk`.
+pub async fn insert_bulk(count: u64) -> Result<BulkResult, ApiError> {
+    let body = BulkInsert {
+        count,
+        prefix: None,
+    };
+    send("POST", "/api/users/bulk", Some(&body), "the bulk insert").await
+}
+
+/// `GET /api/users/{id}?consistency=…`.
+pub async fn read_user(user_id: &str, consistency: Consistency) -> Result<ReadResult, ApiError> {
+    get(&read_path(user_id, consistency), "the read").await
+}
+
+/// `PUT /api/layout`: starts moving rows to the layout; answers the job.
+pub async fn apply_layout(layout: &Layout) -> Result<RebalanceJob, ApiError> {
+    send("PUT", "/api/layout", Some(layout), "the new layout").await
+}
+
+/// `GET /api/rebalance/{id}`.
+pub async fn rebalance(id: u64) -> Result<RebalanceJob, ApiError> {
+    get(&format!("/api/rebalance/{id}"), "the progress request").await
+}
+
+/// `POST /api/nodes/{name}/stop` or `…/start`.
+pub async fn node_action(name: &str, start: bool) -> Result<(), ApiError> {
+    let verb = if start { "start" } else { "stop" };
+    let path = format!("/api/nodes/{}/{verb}", percent_encode(name));
+    send_raw("POST", &path, None::<&()>).await.map(|_| ())
+}
+
+async fn get<T: DeserializeOwned>(path: &str, what: &str) -> Result<T, ApiError> {
+    send("GET", path, None::<&()>, what).await
+}
+
+async fn send<B: Serialize, T: DeserializeOwned>(
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let text = send_raw(method, path, body).await?;
+    serde_json::from_str(&text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
+}
+
+/// Sends a request; the body of a 2xx answer, or the failure in words.
+async fn send_raw<B: Serialize>(
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+) -> Result<String, ApiError> {
+    use gloo::net::http::{Method, RequestBuilder};
+
+    let method = match method {
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        _ => Method::GET,
+    };
+    let builder = RequestBuilder::new(path)
+        .method(method)
+        .header("accept", "application/json");
+    let request = match body {
+        Some(body) => builder
+            .json(body)
+            .map_err(|error| ApiError::unreachable(&error.to_string()))?,
+        None => builder
+            .build()
+            .map_err(|error| ApiError::unreachable(&error.to_string()))?,
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|_| ApiError::unreachable("network error"))?;
+    let text = response.text().await.unwrap_or_default();
+    if response.ok() {
+        Ok(text)
+    } else {
+        Err(ApiError::from_answer(
+            response.status(),
+            &response.status_text(),
+            &text,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: u16, body: &str, code: &str, message_has: &str) {
+        let error = ApiError::from_answer(status, "Status", body);
+        assert_eq!(error.code, code, "{body}");
+        assert!(
+            error.message.contains(message_has),
+            "{:?} lacks {message_has:?}",
+            error.message
+        );
+        assert_eq!(error.status, Some(status));
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        check(
+            503,
+            r#"{"error":{"code":"primary_unavailable","message":"The primary is down: writes are refused until it is back."}}"#,
+            "primary_unavailable",
+            "primary is down",
+        );
+        check(404, "", "http_404", "does not know this request");
+        check(
+            502,
+            "<html>bad gateway</html>",
+            "http_502",
+            "could not reach",
+        );
+        check(500, "", "http_500", "without an explanation");
+        check(500, "<h1>oops</h1>", "http_500", "without an explanation");
+        check(418, "short and stout", "http_418", "short and stout");
+        assert!(
+            ApiError::unreachable("network error")
+                .message
+                .contains("ecoshard serve")
+        );
+    }
+
+    #[test]
+    fn read_paths_escape_the_id() {
+        assert_eq!(
+            read_path("user_42", Consistency::ReadYourWrites),
+            "/api/users/user_42?consistency=read-your-writes"
+        );
+        assert_eq!(
+            read_path("a b/c", Consistency::Strong),
+            "/api/users/a%20b%2Fc?consistency=strong"
+        );
+    }
+}

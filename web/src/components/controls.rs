@@ -1,0 +1,210 @@
+//! The explorer's controls: strategy, shards (add, remove a chosen one, set
+//! the count), key count, seed and the parameters the strategy uses.
+
+use ecoshard_core::{MAX_LOAD_FACTOR, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind};
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use crate::palette::shard_color;
+use crate::state::{
+    Explorer, ExplorerAction, MAX_KEYS, MAX_SHARDS, strategy_blurb, strategy_title,
+};
+
+/// Props of [`Controls`].
+#[derive(PartialEq, Properties)]
+pub struct ControlsProps {
+    /// The explorer's state.
+    pub state: Explorer,
+    /// Where the controls send their actions.
+    pub on_action: Callback<ExplorerAction>,
+}
+
+const KEY_PRESETS: [u32; 5] = [300, 2_000, 10_000, 100_000, 1_000_000];
+
+/// The control panel.
+#[function_component]
+pub fn Controls(props: &ControlsProps) -> Html {
+    let state = &props.state;
+    let act = |action: ExplorerAction| {
+        let on_action = props.on_action.clone();
+        Callback::from(move |_: MouseEvent| on_action.emit(action.clone()))
+    };
+    let strategy = state.strategy;
+
+    html! {
+        <aside class="controls card">
+            <section>
+                <h3>{ "Strategy" }</h3>
+                <div class="strategies" role="radiogroup">
+                    { for StrategyKind::ALL.iter().map(|kind| {
+                        let selected = *kind == strategy;
+                        html! {
+                            <button
+                                id={format!("strategy-{}", kind.name())}
+                                class={classes!("strategy", selected.then_some("selected"))}
+                                role="radio"
+                                aria-checked={selected.to_string()}
+                                onclick={act(ExplorerAction::SetStrategy(*kind))}
+                            >
+                                <span class="strategy-name">{ strategy_title(*kind) }</span>
+                                <span class="strategy-blurb">{ strategy_blurb(*kind) }</span>
+                            </button>
+                        }
+                    }) }
+                </div>
+            </section>
+
+            <section>
+                <h3>{ "Shards" }</h3>
+                <div class="shard-row">
+                    <NumberField
+                        id="shard-count" label="count" value={state.after.len().to_string()}
+                        min="1" max={MAX_SHARDS.to_string()} step="1"
+                        on_commit={parse_then(&props.on_action, |count: usize| ExplorerAction::SetShardCount(count))}
+                    />
+                    <button id="add-shard" class="button primary" onclick={act(ExplorerAction::AddShard)}
+                        disabled={state.after.len() >= MAX_SHARDS}>{ "+ Add shard" }</button>
+                </div>
+                <div class="chips" id="shard-chips">
+                    { for state.after.iter().map(|shard| {
+                        let color = shard_color(&shard.name).css();
+                        let is_new = !state.before.iter().any(|old| old.name == shard.name);
+                        html! {
+                            <span class={classes!("chip", is_new.then_some("new"))} style={format!("--chip: {color}")}>
+                                <span class="swatch" />
+                                { &shard.name }
+                                <button class="remove-shard" data-shard={shard.name.clone()}
+                                    title={format!("remove {}", shard.name)}
+                                    disabled={state.after.len() <= 1}
+                                    onclick={act(ExplorerAction::RemoveShard(shard.name.clone()))}>{ "×" }</button>
+                            </span>
+                        }
+                    }) }
+                </div>
+                <p class="hint">{ "Click × to remove that shard: its keys move to the others." }</p>
+            </section>
+
+            <section>
+                <h3>{ "Keys" }</h3>
+                <NumberField
+                    id="key-count" label="user_0 … user_N-1" value={state.key_count.to_string()}
+                    min="1" max={MAX_KEYS.to_string()} step="1"
+                    on_commit={parse_then(&props.on_action, ExplorerAction::SetKeyCount)}
+                />
+                <div class="presets">
+                    { for KEY_PRESETS.iter().map(|count| html! {
+                        <button class={classes!("preset", (state.key_count == *count).then_some("selected"))}
+                            onclick={act(ExplorerAction::SetKeyCount(*count))}>{ short_count(*count) }</button>
+                    }) }
+                </div>
+                <NumberField
+                    id="seed" label="hash seed" value={state.params.seed.to_string()}
+                    min="0" max={u64::MAX.to_string()} step="1"
+                    on_commit={parse_then(&props.on_action, ExplorerAction::SetSeed)}
+                />
+            </section>
+
+            <section>
+                <h3>{ "Parameters" }</h3>
+                if strategy.uses_vnodes() {
+                    <NumberField
+                        id="vnodes" label="virtual nodes per shard" value={state.params.vnodes.to_string()}
+                        min="1" max={MAX_VNODES.to_string()} step="1"
+                        on_commit={parse_then(&props.on_action, ExplorerAction::SetVnodes)}
+                    />
+                }
+                if strategy == StrategyKind::Maglev {
+                    <NumberField
+                        id="table-size" label="lookup table size (prime)" value={state.params.table_size.to_string()}
+                        min="11" max="16777213" step="2"
+                        on_commit={parse_then(&props.on_action, ExplorerAction::SetTableSize)}
+                    />
+                }
+                if strategy == StrategyKind::BoundedLoad {
+                    <NumberField
+                        id="load-factor" label="bound factor c" value={state.params.load_factor.to_string()}
+                        min={MIN_LOAD_FACTOR.to_string()} max={MAX_LOAD_FACTOR.to_string()} step="0.05"
+                        on_commit={parse_then(&props.on_action, ExplorerAction::SetLoadFactor)}
+                    />
+                }
+                if !strategy.uses_vnodes() && !matches!(strategy, StrategyKind::Maglev | StrategyKind::BoundedLoad) {
+                    <p class="hint">{ format!("{} has no parameters beyond the seed.", strategy_title(strategy)) }</p>
+                }
+            </section>
+        </aside>
+    }
+}
+
+/// A callback that parses the committed text and, if it parses, emits the action.
+fn parse_then<T: std::str::FromStr + 'static>(
+    on_action: &Callback<ExplorerAction>,
+    make: impl Fn(T) -> ExplorerAction + 'static,
+) -> Callback<String> {
+    let on_action = on_action.clone();
+    Callback::from(move |text: String| {
+        if let Ok(value) = text.trim().parse::<T>() {
+            on_action.emit(make(value));
+        }
+    })
+}
+
+fn short_count(count: u32) -> String {
+    match count {
+        1_000_000.. => format!("{}M", count / 1_000_000),
+        1_000.. => format!("{}k", count / 1_000),
+        _ => count.to_string(),
+    }
+}
+
+#[derive(PartialEq, Properties)]
+struct NumberFieldProps {
+    id: AttrValue,
+    label: AttrValue,
+    value: AttrValue,
+    min: AttrValue,
+    max: AttrValue,
+    step: AttrValue,
+    on_commit: Callback<String>,
+}
+
+/// A labelled number input that reports its value when committed (Enter or
+/// leaving the field), and shows the state's value otherwise.
+#[function_component]
+fn NumberField(props: &NumberFieldProps) -> Html {
+    let input = use_node_ref();
+    {
+        // Show the state's value when it changes (e.g. the count after "+ Add shard").
+        let input = input.clone();
+        use_effect_with(props.value.clone(), move |value| {
+            if let Some(element) = input.cast::<HtmlInputElement>() {
+                element.set_value(value);
+            }
+        });
+    }
+    let commit = {
+        let on_commit = props.on_commit.clone();
+        let input = input.clone();
+        move || {
+            if let Some(element) = input.cast::<HtmlInputElement>() {
+                on_commit.emit(element.value());
+            }
+        }
+    };
+    let onchange = {
+        let commit = commit.clone();
+        Callback::from(move |_: Event| commit())
+    };
+    let onkeydown = Callback::from(move |event: KeyboardEvent| {
+        if event.key() == "Enter" {
+            commit();
+        }
+    });
+    html! {
+        <label class="field">
+            <span class="field-label">{ &props.label }</span>
+            <input ref={input} id={props.id.clone()} type="number" inputmode="numeric"
+                value={props.value.clone()} min={props.min.clone()} max={props.max.clone()} step={props.step.clone()}
+                {onchange} {onkeydown} />
+        </label>
+    }
+}

@@ -1,0 +1,264 @@
+//! Real traffic through the bridge: insert one user (form), bulk N, a steady
+//! rate of inserts and read-backs (start/stop); reads with a chosen
+//! consistency, and the reads each node served.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ecoshard_core::wire::{Consistency, NewUser};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::platform::spawn_local;
+use yew::prelude::*;
+
+use crate::api;
+use crate::format::thousands;
+use crate::hooks::use_interval;
+use crate::live::{Live, LiveAction};
+
+#[derive(PartialEq, Properties)]
+pub(super) struct TrafficProps {
+    pub(super) live: Live,
+    pub(super) dispatch: Callback<LiveAction>,
+}
+
+const MAX_BULK: u64 = 100_000;
+const MAX_RATE: u32 = 50;
+
+fn input_value(node: &NodeRef) -> String {
+    node.cast::<HtmlInputElement>()
+        .map(|input| input.value())
+        .unwrap_or_default()
+}
+
+fn insert(user: NewUser, dispatch: Callback<LiveAction>) {
+    spawn_local(async move {
+        match api::insert_user(&user).await {
+            Ok(result) => dispatch.emit(LiveAction::Inserted(Box::new(result))),
+            Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+        }
+    });
+}
+
+fn read(user_id: String, consistency: Consistency, dispatch: Callback<LiveAction>) {
+    spawn_local(async move {
+        match api::read_user(&user_id, consistency).await {
+            Ok(result) => dispatch.emit(LiveAction::Read(Box::new(result))),
+            Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+        }
+    });
+}
+
+/// The steady traffic generator's own counter and the ids it wrote.
+#[derive(Default)]
+struct Steady {
+    sent: u64,
+    session: u32,
+}
+
+#[function_component]
+pub(super) fn Traffic(props: &TrafficProps) -> Html {
+    let live = &props.live;
+    let user_id = use_node_ref();
+    let user_name = use_node_ref();
+    let email = use_node_ref();
+    let bulk_count = use_node_ref();
+    let read_id = use_node_ref();
+    let consistency = use_node_ref();
+    let rate_input = use_node_ref();
+    let rate = use_state(|| None::<u32>);
+    let steady = use_mut_ref(|| Steady {
+        sent: 0,
+        session: js_sys::Math::random().to_bits() as u32 % 100_000,
+    });
+    let next_id = use_state(|| format!("user_{}", (js_sys::Math::random() * 1e6) as u32));
+
+    let on_insert = {
+        let (user_id, user_name, email) = (user_id.clone(), user_name.clone(), email.clone());
+        let dispatch = props.dispatch.clone();
+        let next_id = next_id.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let id = input_value(&user_id).trim().to_string();
+            if id.is_empty() {
+                dispatch.emit(LiveAction::Failed(
+                    "Give the user an id: it is the shard key.".to_string(),
+                ));
+                return;
+            }
+            let optional = |node: &NodeRef| {
+                Some(input_value(node).trim().to_string()).filter(|v| !v.is_empty())
+            };
+            insert(
+                NewUser {
+                    user_id: id,
+                    name: optional(&user_name),
+                    email: optional(&email),
+                },
+                dispatch.clone(),
+            );
+            next_id.set(format!("user_{}", (js_sys::Math::random() * 1e6) as u32));
+        })
+    };
+    let on_bulk = {
+        let bulk_count = bulk_count.clone();
+        let dispatch = props.dispatch.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let count = input_value(&bulk_count).trim().parse::<u64>().unwrap_or(0);
+            if count == 0 || count > MAX_BULK {
+                dispatch.emit(LiveAction::Failed(format!(
+                    "Bulk insert takes 1 to {} users.",
+                    thousands(MAX_BULK)
+                )));
+                return;
+            }
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                match api::insert_bulk(count).await {
+                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
+                    Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+                }
+            });
+        })
+    };
+    let on_read = {
+        let (read_id, consistency) = (read_id.clone(), consistency.clone());
+        let dispatch = props.dispatch.clone();
+        let last_insert = live
+            .last_insert
+            .as_ref()
+            .map(|insert| insert.user.user_id.clone());
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let typed = input_value(&read_id).trim().to_string();
+            let Some(id) = Some(typed)
+                .filter(|id| !id.is_empty())
+                .or_else(|| last_insert.clone())
+            else {
+                dispatch.emit(LiveAction::Failed(
+                    "Give the id of a user to read.".to_string(),
+                ));
+                return;
+            };
+            let level = match consistency
+                .cast::<HtmlSelectElement>()
+                .map(|select| select.value())
+                .as_deref()
+            {
+                Some("strong") => Consistency::Strong,
+                Some("read-your-writes") => Consistency::ReadYourWrites,
+                _ => Consistency::Eventual,
+            };
+            read(id, level, dispatch.clone());
+        })
+    };
+    let toggle_rate = {
+        let rate = rate.clone();
+        let rate_input = rate_input.clone();
+        let dispatch = props.dispatch.clone();
+        Callback::from(move |_: MouseEvent| {
+            if rate.is_some() {
+                rate.set(None);
+                return;
+            }
+            match input_value(&rate_input).trim().parse::<u32>() {
+                Ok(per_second) if (1..=MAX_RATE).contains(&per_second) => {
+                    rate.set(Some(per_second))
+                }
+                _ => dispatch.emit(LiveAction::Failed(format!(
+                    "A steady rate is 1 to {MAX_RATE} inserts per second."
+                ))),
+            }
+        })
+    };
+    {
+        let dispatch = props.dispatch.clone();
+        let steady: Rc<RefCell<Steady>> = steady.clone();
+        let tick = Callback::from(move |_| {
+            let (id, previous) = {
+                let mut state = steady.borrow_mut();
+                state.sent += 1;
+                (
+                    format!("steady_{}_{}", state.session, state.sent),
+                    (state.sent > 1)
+                        .then(|| format!("steady_{}_{}", state.session, state.sent - 1)),
+                )
+            };
+            insert(
+                NewUser {
+                    user_id: id,
+                    name: None,
+                    email: None,
+                },
+                dispatch.clone(),
+            );
+            // Read the previous one back, so reads flow across the standbys too.
+            if let Some(previous) = previous {
+                read(previous, Consistency::Eventual, dispatch.clone());
+            }
+        });
+        use_interval(rate.map(|per_second| 1_000 / per_second), tick);
+    }
+
+    let stats = &live.stats;
+    let reads_total: u64 = stats.reads.iter().map(|count| count.count).sum();
+    html! {
+        <div class="card traffic" id="traffic">
+            <div class="card-head">
+                <h3>{ "Traffic" }</h3>
+                <span class="muted small">{ format!("{} writes · {:.0}/s writes · {:.0}/s reads · {} failed reads", thousands(stats.writes), stats.writes_per_sec, stats.reads_per_sec, thousands(stats.failed_reads)) }</span>
+            </div>
+            <form class="form-row" id="insert-form" onsubmit={on_insert}>
+                <input ref={user_id} id="insert-id" placeholder="user id (shard key)" value={(*next_id).clone()} />
+                <input ref={user_name} id="insert-name" placeholder="name (optional)" />
+                <input ref={email} id="insert-email" placeholder="e-mail (optional)" />
+                <button class="button primary" type="submit" id="insert-one">{ "Insert" }</button>
+            </form>
+            if let Some(result) = &live.last_insert {
+                <p class="result" id="last-insert">{ format!("{} → shard {} on {} · commit LSN {}", result.user.user_id, result.shard, result.served_by, result.lsn) }</p>
+            }
+            <div class="form-grid">
+                <form class="form-row" onsubmit={on_bulk}>
+                    <input ref={bulk_count} id="bulk-count" type="number" min="1" max={MAX_BULK.to_string()} value="1000" />
+                    <button class="button" type="submit" id="insert-bulk">{ "Insert N" }</button>
+                </form>
+                <div class="form-row">
+                    <input ref={rate_input} id="steady-rate" type="number" min="1" max={MAX_RATE.to_string()} value="10" disabled={rate.is_some()} />
+                    <button class={classes!("button", if rate.is_some() { "danger" } else { "" })} id="steady-toggle" onclick={toggle_rate}>
+                        { if let Some(per_second) = *rate { format!("Stop ({per_second}/s)") } else { "Start steady /s".to_string() } }
+                    </button>
+                </div>
+            </div>
+            <form class="form-row" onsubmit={on_read}>
+                <input ref={read_id} id="read-id" placeholder="user id (blank: the last inserted)" />
+                <select ref={consistency} id="read-consistency">
+                    <option value="eventual" selected=true>{ "eventual" }</option>
+                    <option value="read-your-writes">{ "read-your-writes" }</option>
+                    <option value="strong">{ "strong" }</option>
+                </select>
+                <button class="button" type="submit" id="read-one">{ "Read" }</button>
+            </form>
+            if let Some(result) = &live.last_read {
+                <p class="result" id="last-read">
+                    { format!("{} served by ", result.user.user_id) }<strong id="served-by">{ &result.served_by }</strong>
+                    { format!(" · shard {} · {}", result.shard, result.consistency.name()) }
+                </p>
+            }
+            <div class="read-counters" id="read-counters">
+                { for stats.reads.iter().map(|count| {
+                    let share = if reads_total > 0 { count.count as f64 / reads_total as f64 * 100.0 } else { 0.0 };
+                    html! {
+                        <div class="bar-row" data-node={count.node.clone()}>
+                            <span class="bar-name">{ &count.node }</span>
+                            <div class="bar-track"><div class="bar after" style={format!("width: {share:.1}%")} /></div>
+                            <span class="bar-count">{ thousands(count.count) }</span>
+                        </div>
+                    }
+                }) }
+                if stats.reads.is_empty() {
+                    <p class="muted small">{ "Reads per node appear here: watch them alternate between the standbys." }</p>
+                }
+            </div>
+        </div>
+    }
+}

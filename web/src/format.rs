@@ -1,0 +1,79 @@
+//! Numbers as the page prints them: thousands separated, percentages with
+//! one decimal, durations and byte counts in friendly units.
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A fraction as a percentage with one decimal: `0.2567` → `25.7 %`.
+pub fn percent(fraction: f64) -> String {
+    format!("{:.1} %", fraction * 100.0)
+}
+
+/// Milliseconds for people: `0.4 ms`, `12 ms`, `1.5 s`; `—` when unknown.
+pub fn millis(value: Option<f64>) -> String {
+    match value {
+        None => "—".to_string(),
+        Some(ms) if !ms.is_finite() => "—".to_string(),
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) if ms < 1_000.0 => format!("{ms:.0} ms"),
+        Some(ms) => format!("{:.1} s", ms / 1_000.0),
+    }
+}
+
+/// Bytes for people: `0 B`, `512 B`, `1.5 KiB`, `3.2 MiB`; `—` when unknown.
+pub fn bytes(value: Option<i64>) -> String {
+    let Some(value) = value else {
+        return "—".to_string();
+    };
+    let magnitude = value.unsigned_abs() as f64;
+    let sign = if value < 0 { "-" } else { "" };
+    if magnitude < 1024.0 {
+        format!("{value} B")
+    } else if magnitude < 1024.0 * 1024.0 {
+        format!("{sign}{:.1} KiB", magnitude / 1024.0)
+    } else {
+        format!("{sign}{:.1} MiB", magnitude / (1024.0 * 1024.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_by_three() {
+        for (value, expected) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (100_000, "100,000"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(value), expected);
+        }
+    }
+
+    #[test]
+    fn friendly_units() {
+        assert_eq!(percent(0.25), "25.0 %");
+        assert_eq!(percent(0.7467), "74.7 %");
+        assert_eq!(millis(None), "—");
+        assert_eq!(millis(Some(0.42)), "0.4 ms");
+        assert_eq!(millis(Some(57.2)), "57 ms");
+        assert_eq!(millis(Some(1_500.0)), "1.5 s");
+        assert_eq!(bytes(Some(512)), "512 B");
+        assert_eq!(bytes(Some(1_536)), "1.5 KiB");
+        assert_eq!(bytes(Some(3 * 1024 * 1024)), "3.0 MiB");
+        assert_eq!(bytes(None), "—");
+    }
+}

@@ -1,0 +1,405 @@
+//! A scenario: the explorer's change worked out by the core — the plan over
+//! the numbered keys, the shard columns to draw, where every key sits before
+//! and after, the ring's ownership around the circle — and the same change
+//! under every strategy for the comparison table.
+
+use ecoshard_core::{
+    DEFAULT_KEY_PREFIX, Error, Lookup, Plan, Router, StrategyKind, numbered_key_hashes, plan_hashes,
+};
+
+use crate::palette::{Rgb, shard_color};
+use crate::state::Explorer;
+
+/// Samples of ring ownership around the circle.
+pub const BAND_SEGMENTS: usize = 2_048;
+
+/// How the stage draws a strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Keys around the hash ring (ring, bounded-load), with the shard buckets beside it.
+    Ring,
+    /// Keys stacked in one bucket per shard (modulo, jump, rendezvous, Maglev).
+    Buckets,
+}
+
+impl View {
+    /// The view for a strategy.
+    pub fn of(strategy: StrategyKind) -> View {
+        match strategy {
+            StrategyKind::Ring | StrategyKind::BoundedLoad => View::Ring,
+            _ => View::Buckets,
+        }
+    }
+}
+
+/// One shard as drawn: every shard of either side, in before-order then the
+/// new ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    /// Shard name.
+    pub name: String,
+    /// Keys before, `None` if the shard did not exist.
+    pub before: Option<u64>,
+    /// Keys after, `None` if the shard was removed.
+    pub after: Option<u64>,
+    /// Its colour.
+    pub color: Rgb,
+}
+
+impl Column {
+    /// Whether the change adds this shard.
+    pub fn is_new(&self) -> bool {
+        self.before.is_none()
+    }
+
+    /// Whether the change removes this shard.
+    pub fn is_removed(&self) -> bool {
+        self.after.is_none()
+    }
+}
+
+/// The explorer's change, worked out.
+#[derive(Debug)]
+pub struct Scenario {
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// How to draw it.
+    pub view: View,
+    /// The core's plan (per-key owners, counts, loads).
+    pub plan: Plan,
+    /// The keys' hashes, in key order.
+    pub hashes: Vec<u64>,
+    /// Shards as drawn.
+    pub columns: Vec<Column>,
+    /// Per key, its column before.
+    pub column_before: Vec<u16>,
+    /// Per key, its column after.
+    pub column_after: Vec<u16>,
+    /// Per key, its place in its column's stack before (keys that stay come first,
+    /// so they keep their place).
+    pub slot_before: Vec<u32>,
+    /// Per key, its place in its column's stack after.
+    pub slot_after: Vec<u32>,
+    /// The tallest stack on either side.
+    pub max_slots: u32,
+    /// Ring owner (column) of each of [`BAND_SEGMENTS`] arcs before; empty
+    /// for the bucket view.
+    pub band_before: Vec<u16>,
+    /// Ring owner of each arc after.
+    pub band_after: Vec<u16>,
+}
+
+impl Scenario {
+    /// Works out the explorer's change with the core.
+    pub fn compute(explorer: &Explorer) -> Result<Scenario, Error> {
+        let old = explorer.layout_before().build()?;
+        let new = explorer.layout_after().build()?;
+        let hashes = numbered_key_hashes(
+            DEFAULT_KEY_PREFIX,
+            explorer.key_count as usize,
+            explorer.params.seed,
+        );
+        let plan = plan_hashes(&old, &new, &hashes, &hashes);
+        Ok(Scenario::from_plan(
+            explorer.strategy,
+            &old,
+            &new,
+            plan,
+            hashes,
+        ))
+    }
+
+    fn from_plan(
+        strategy: StrategyKind,
+        old: &Router,
+        new: &Router,
+        plan: Plan,
+        hashes: Vec<u64>,
+    ) -> Scenario {
+        let mut columns: Vec<Column> = plan
+            .old_shards
+            .iter()
+            .zip(&plan.loads_before.counts)
+            .map(|(name, keys)| Column {
+                name: name.clone(),
+                before: Some(*keys),
+                after: None,
+                color: shard_color(name),
+            })
+            .collect();
+        let mut column_of_new = Vec::with_capacity(plan.new_shards.len());
+        for (name, keys) in plan.new_shards.iter().zip(&plan.loads_after.counts) {
+            let index = match columns.iter().position(|column| column.name == *name) {
+                Some(index) => index,
+                None => {
+                    columns.push(Column {
+                        name: name.clone(),
+                        before: None,
+                        after: None,
+                        color: shard_color(name),
+                    });
+                    columns.len() - 1
+                }
+            };
+            columns[index].after = Some(*keys);
+            column_of_new.push(index as u16);
+        }
+        let column_before: Vec<u16> = plan.before.iter().map(|old| *old as u16).collect();
+        let column_after: Vec<u16> = plan
+            .after
+            .iter()
+            .map(|new| column_of_new[*new as usize])
+            .collect();
+        let (slot_before, slot_after, max_slots) =
+            stack_slots(columns.len(), &column_before, &column_after);
+
+        let view = View::of(strategy);
+        let (band_before, band_after) = match view {
+            View::Ring => (
+                ownership_band(old, |index| index as u16),
+                ownership_band(new, |index| column_of_new[index]),
+            ),
+            View::Buckets => (Vec::new(), Vec::new()),
+        };
+        Scenario {
+            strategy,
+            view,
+            plan,
+            hashes,
+            columns,
+            column_before,
+            column_after,
+            slot_before,
+            slot_after,
+            max_slots,
+            band_before,
+            band_after,
+        }
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Whether key `index` changes shard.
+    pub fn is_moved(&self, index: usize) -> bool {
+        self.column_before[index] != self.column_after[index]
+    }
+}
+
+/// Places keys in their columns' stacks: keys that stay take the bottom
+/// places on both sides (so they do not move), leavers sit above them before,
+/// arrivals above them after. Returns (before, after, tallest stack).
+pub fn stack_slots(
+    column_count: usize,
+    column_before: &[u16],
+    column_after: &[u16],
+) -> (Vec<u32>, Vec<u32>, u32) {
+    let mut stayers = vec![0u32; column_count];
+    for (before, after) in column_before.iter().zip(column_after) {
+        if before == after {
+            stayers[*before as usize] += 1;
+        }
+    }
+    let mut next_stay = vec![0u32; column_count];
+    let mut next_before = stayers.clone();
+    let mut next_after = stayers;
+    let mut slot_before = Vec::with_capacity(column_before.len());
+    let mut slot_after = Vec::with_capacity(column_before.len());
+    for (before, after) in column_before.iter().zip(column_after) {
+        let (before, after) = (*before as usize, *after as usize);
+        if before == after {
+            slot_before.push(next_stay[before]);
+            slot_after.push(next_stay[before]);
+            next_stay[before] += 1;
+        } else {
+            slot_before.push(next_before[before]);
+            slot_after.push(next_after[after]);
+            next_before[before] += 1;
+            next_after[after] += 1;
+        }
+    }
+    let tallest = next_before
+        .iter()
+        .chain(&next_after)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    (slot_before, slot_after, tallest)
+}
+
+/// The ring owner of [`BAND_SEGMENTS`] evenly spaced positions (segment
+/// middles) on the hash circle, mapped to columns.
+fn ownership_band(router: &Router, column: impl Fn(usize) -> u16) -> Vec<u16> {
+    let step = (u64::MAX / BAND_SEGMENTS as u64).wrapping_add(1);
+    (0..BAND_SEGMENTS as u64)
+        .map(|segment| column(router.shard_index(segment * step + step / 2)))
+        .collect()
+}
+
+/// One strategy's numbers in the comparison table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// Its numbers, or why the layout was refused (core's message).
+    pub outcome: Result<ComparisonNumbers, String>,
+}
+
+/// The figures compared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparisonNumbers {
+    /// Keys that change shard.
+    pub moved: u64,
+    /// `moved / total`.
+    pub moved_fraction: f64,
+    /// The least fraction any placement must move.
+    pub ideal_fraction: f64,
+    /// Peak-to-mean load after the change.
+    pub max_over_mean_after: f64,
+    /// Standard deviation of the load after the change.
+    pub std_dev_after: f64,
+}
+
+/// The explorer's change under every strategy, on the same key hashes.
+pub fn compare_all(explorer: &Explorer, hashes: &[u64]) -> Vec<Comparison> {
+    StrategyKind::ALL
+        .iter()
+        .map(|strategy| Comparison {
+            strategy: *strategy,
+            outcome: compare_one(explorer, *strategy, hashes),
+        })
+        .collect()
+}
+
+fn compare_one(
+    explorer: &Explorer,
+    strategy: StrategyKind,
+    hashes: &[u64],
+) -> Result<ComparisonNumbers, String> {
+    let build = |shards| {
+        explorer
+            .layout_of(strategy, shards)
+            .build()
+            .map_err(|error| error.to_string())
+    };
+    let old = build(&explorer.before)?;
+    let new = build(&explorer.after)?;
+    let plan = plan_hashes(&old, &new, hashes, hashes);
+    Ok(ComparisonNumbers {
+        moved: plan.moved,
+        moved_fraction: plan.moved_fraction(),
+        ideal_fraction: plan.ideal_fraction,
+        max_over_mean_after: plan.loads_after.max_over_mean,
+        std_dev_after: plan.loads_after.std_dev,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use ecoshard_core::{Layout, plan_numbered};
+
+    use super::*;
+    use crate::state::ExplorerAction;
+
+    fn core_plan(strategy: StrategyKind, from: u64, to: u64, keys: usize) -> Plan {
+        let old = Layout::with_count(strategy, from).unwrap().build().unwrap();
+        let new = Layout::with_count(strategy, to).unwrap().build().unwrap();
+        plan_numbered(&old, &new, DEFAULT_KEY_PREFIX, keys)
+    }
+
+    #[test]
+    fn scenario_numbers_are_the_cores_for_every_strategy() {
+        for strategy in StrategyKind::ALL {
+            let explorer = Explorer::default()
+                .apply(ExplorerAction::SetStrategy(strategy))
+                .apply(ExplorerAction::SetKeyCount(300));
+            let scenario = Scenario::compute(&explorer).unwrap();
+            let expected = core_plan(strategy, 3, 4, 300);
+            assert_eq!(scenario.plan.moved, expected.moved, "{strategy}");
+            assert_eq!(
+                scenario.plan.loads_after, expected.loads_after,
+                "{strategy}"
+            );
+            let moved = (0..300).filter(|key| scenario.is_moved(*key)).count() as u64;
+            assert_eq!(moved, expected.moved, "{strategy}");
+        }
+    }
+
+    #[test]
+    fn removing_a_middle_shard_keeps_columns_by_name() {
+        let explorer = Explorer::default()
+            .apply(ExplorerAction::SetKeyCount(1_000))
+            .apply(ExplorerAction::RemoveShard("s1".into()));
+        let scenario = Scenario::compute(&explorer).unwrap();
+        let names: Vec<&str> = scenario.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["s0", "s1", "s2", "s3"]);
+        assert!(scenario.columns[1].is_removed());
+        assert_eq!(scenario.columns[1].after, None);
+        // The ring moves exactly the removed shard's keys, all of them.
+        assert_eq!(Some(scenario.plan.moved), scenario.columns[1].before);
+        for key in 0..1_000 {
+            assert_ne!(scenario.column_after[key], 1);
+        }
+    }
+
+    #[test]
+    fn stayers_keep_their_slot_and_stacks_are_dense() {
+        let before = [0u16, 0, 1, 0, 1, 1];
+        let after = [0u16, 2, 1, 2, 0, 1];
+        let (slot_before, slot_after, tallest) = stack_slots(3, &before, &after);
+        // Column 0 before: stayer key 0 at 0, leavers 1 and 3 at 1 and 2;
+        // column 1: stayers 2 and 5 at 0 and 1, leaver 4 above them at 2.
+        assert_eq!(slot_before, [0, 1, 0, 2, 2, 1]);
+        // After: key 0 stays at 0; key 4 arrives at 1 in column 0; keys 1, 3 at 0, 1 in column 2.
+        assert_eq!(slot_after, [0, 0, 0, 1, 1, 1]);
+        assert_eq!(tallest, 3);
+    }
+
+    #[test]
+    fn the_ring_band_agrees_with_where_keys_land() {
+        let explorer = Explorer::default().apply(ExplorerAction::SetKeyCount(5_000));
+        let scenario = Scenario::compute(&explorer).unwrap();
+        assert_eq!(scenario.band_after.len(), BAND_SEGMENTS);
+        // Most keys sit in an arc sampled to their own owner (arcs narrower
+        // than a sample are the exception).
+        let agreeing = (0..5_000)
+            .filter(|key| {
+                let segment = (scenario.hashes[*key] >> 53) as usize;
+                scenario.band_after[segment] == scenario.column_after[*key]
+            })
+            .count();
+        assert!(agreeing > 4_000, "{agreeing}");
+        let bucket =
+            Scenario::compute(&explorer.apply(ExplorerAction::SetStrategy(StrategyKind::Jump)))
+                .unwrap();
+        assert!(bucket.band_before.is_empty());
+        assert_eq!(bucket.view, View::Buckets);
+    }
+
+    #[test]
+    fn comparison_covers_every_strategy_and_reports_refusals() {
+        let explorer = Explorer::default().apply(ExplorerAction::SetKeyCount(300));
+        let hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, 300, 0);
+        let rows = compare_all(&explorer, &hashes);
+        assert_eq!(rows.len(), 6);
+        for row in &rows {
+            let numbers = row.outcome.as_ref().unwrap();
+            assert_eq!(
+                numbers.moved,
+                core_plan(row.strategy, 3, 4, 300).moved,
+                "{}",
+                row.strategy
+            );
+        }
+        let bad = explorer.apply(ExplorerAction::SetTableSize(1_000));
+        let rows = compare_all(&bad, &hashes);
+        let maglev = rows
+            .iter()
+            .find(|row| row.strategy == StrategyKind::Maglev)
+            .unwrap();
+        assert!(maglev.outcome.as_ref().unwrap_err().contains("not a prime"));
+        assert!(rows[0].outcome.is_ok(), "modulo ignores the table size");
+    }
+}

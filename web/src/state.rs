@@ -1,0 +1,341 @@
+//! The explorer's state: what the person chose (strategy, parameters, key
+//! count) and the change being shown (the shard list before and after).
+//! Every control sends an [`ExplorerAction`]; the reducer is plain Rust, tested
+//! natively.
+//!
+//! The page always shows one change: setting the shard count, adding a shard
+//! or removing one makes the current shards the "before" and the result the
+//! "after". Changing the strategy or a parameter replays the same change under
+//! the new settings, so strategies compare on the same keys and the same change.
+
+use std::rc::Rc;
+
+use ecoshard_core::{
+    DEFAULT_LOAD_FACTOR, DEFAULT_SEED, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, Shard,
+    StrategyKind,
+};
+use yew::Reducible;
+
+/// Most keys the explorer places.
+pub const MAX_KEYS: u32 = 1_000_000;
+/// Most shards the explorer draws.
+pub const MAX_SHARDS: usize = 64;
+/// Keys placed when the page opens.
+pub const DEFAULT_KEYS: u32 = 2_000;
+/// Shards before the first change.
+pub const INITIAL_SHARDS: usize = 3;
+
+/// Strategy parameters, each used by some strategies only.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// Seed of the key hash.
+    pub seed: u64,
+    /// Virtual nodes per shard (ring, bounded-load).
+    pub vnodes: u32,
+    /// Lookup table size, a prime (Maglev).
+    pub table_size: u32,
+    /// Bound factor `c` (bounded-load).
+    pub load_factor: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            seed: DEFAULT_SEED,
+            vnodes: DEFAULT_VNODES,
+            table_size: DEFAULT_TABLE_SIZE,
+            load_factor: DEFAULT_LOAD_FACTOR,
+        }
+    }
+}
+
+/// What the explorer shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explorer {
+    /// The placement strategy (both sides of the change).
+    pub strategy: StrategyKind,
+    /// Its parameters.
+    pub params: Params,
+    /// Keys `user_0` … `user_{key_count-1}`.
+    pub key_count: u32,
+    /// Shards before the change.
+    pub before: Vec<Shard>,
+    /// Shards after the change: the current layout.
+    pub after: Vec<Shard>,
+    /// Counts every action, so the stage knows to replay its animation.
+    pub revision: u64,
+}
+
+impl Default for Explorer {
+    /// Ring, 3 → 4 shards over 2,000 keys: the change the course project showed.
+    fn default() -> Self {
+        Explorer {
+            strategy: StrategyKind::Ring,
+            params: Params::default(),
+            key_count: DEFAULT_KEYS,
+            before: Shard::numbered(INITIAL_SHARDS),
+            after: Shard::numbered(INITIAL_SHARDS + 1),
+            revision: 0,
+        }
+    }
+}
+
+/// Everything a control can ask for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExplorerAction {
+    /// Use another strategy for the same change.
+    SetStrategy(StrategyKind),
+    /// Go from the current shards to `s0` … `s{n-1}`.
+    SetShardCount(usize),
+    /// Add the next free `s{n}`.
+    AddShard,
+    /// Remove the named shard.
+    RemoveShard(String),
+    /// Place this many keys.
+    SetKeyCount(u32),
+    /// Hash with another seed.
+    SetSeed(u64),
+    /// Virtual nodes per shard.
+    SetVnodes(u32),
+    /// Maglev table size.
+    SetTableSize(u32),
+    /// Bounded-load factor.
+    SetLoadFactor(f64),
+    /// Play the current change again.
+    Replay,
+}
+
+impl Explorer {
+    /// The layout before the change, unvalidated.
+    pub fn layout_before(&self) -> Layout {
+        self.layout_of(self.strategy, &self.before)
+    }
+
+    /// The layout after the change (the current one), unvalidated.
+    pub fn layout_after(&self) -> Layout {
+        self.layout_of(self.strategy, &self.after)
+    }
+
+    /// A layout over `shards` under `strategy` with these parameters.
+    pub fn layout_of(&self, strategy: StrategyKind, shards: &[Shard]) -> Layout {
+        Layout::new(strategy, shards.to_vec())
+            .with_seed(self.params.seed)
+            .with_vnodes(self.params.vnodes)
+            .with_table_size(self.params.table_size)
+            .with_load_factor(self.params.load_factor)
+    }
+
+    /// Applies one action; returns the new state (unchanged when the action
+    /// asks for nothing new or for something out of bounds).
+    pub fn apply(&self, action: ExplorerAction) -> Explorer {
+        let mut next = self.clone();
+        match action {
+            ExplorerAction::SetStrategy(strategy) => next.strategy = strategy,
+            ExplorerAction::SetShardCount(count) => {
+                let count = count.clamp(1, MAX_SHARDS);
+                let target = Shard::numbered(count);
+                if target == self.after {
+                    return self.clone();
+                }
+                next.before = self.after.clone();
+                next.after = target;
+            }
+            ExplorerAction::AddShard => {
+                if self.after.len() >= MAX_SHARDS {
+                    return self.clone();
+                }
+                let layout = self.layout_after();
+                next.before = self.after.clone();
+                next.after.push(Shard::new(layout.next_shard_name()));
+            }
+            ExplorerAction::RemoveShard(name) => {
+                if self.after.len() <= 1 || !self.after.iter().any(|shard| shard.name == name) {
+                    return self.clone();
+                }
+                next.before = self.after.clone();
+                next.after.retain(|shard| shard.name != name);
+            }
+            ExplorerAction::SetKeyCount(count) => next.key_count = count.clamp(1, MAX_KEYS),
+            ExplorerAction::SetSeed(seed) => next.params.seed = seed,
+            ExplorerAction::SetVnodes(vnodes) => next.params.vnodes = vnodes,
+            ExplorerAction::SetTableSize(size) => next.params.table_size = size,
+            ExplorerAction::SetLoadFactor(factor) => next.params.load_factor = factor,
+            ExplorerAction::Replay => {
+                next.revision = self.revision + 1;
+                return next;
+            }
+        }
+        if next == *self {
+            return next;
+        }
+        next.revision = self.revision + 1;
+        next
+    }
+
+    /// The `ecoshard plan` command that prints the same numbers, when the
+    /// change is expressible on the command line (shards `s0` … on both sides).
+    pub fn cli_command(&self) -> Option<String> {
+        let numbered = |shards: &[Shard]| *shards == Shard::numbered(shards.len());
+        if !numbered(&self.before) || !numbered(&self.after) {
+            return None;
+        }
+        let mut command = format!(
+            "ecoshard plan --strategy {} --from {} --to {} --keys {}",
+            self.strategy.name(),
+            self.before.len(),
+            self.after.len(),
+            self.key_count
+        );
+        let defaults = Params::default();
+        if self.params.seed != defaults.seed {
+            command.push_str(&format!(" --seed {}", self.params.seed));
+        }
+        if self.strategy.uses_vnodes() && self.params.vnodes != defaults.vnodes {
+            command.push_str(&format!(" --vnodes {}", self.params.vnodes));
+        }
+        if self.strategy == StrategyKind::Maglev && self.params.table_size != defaults.table_size {
+            command.push_str(&format!(" --table-size {}", self.params.table_size));
+        }
+        if self.strategy == StrategyKind::BoundedLoad
+            && self.params.load_factor != defaults.load_factor
+        {
+            command.push_str(&format!(" --load-factor {}", self.params.load_factor));
+        }
+        Some(command)
+    }
+}
+
+impl Reducible for Explorer {
+    type Action = ExplorerAction;
+
+    fn reduce(self: Rc<Self>, action: ExplorerAction) -> Rc<Self> {
+        let next = self.apply(action);
+        if next == *self { self } else { Rc::new(next) }
+    }
+}
+
+/// One line describing a strategy, for the picker.
+pub fn strategy_blurb(strategy: StrategyKind) -> &'static str {
+    match strategy {
+        StrategyKind::Modulo => "hash % N — simple, moves almost everything",
+        StrategyKind::Jump => "Lamping & Veach — no memory, minimal moves",
+        StrategyKind::Ring => "Karger ring with virtual nodes",
+        StrategyKind::Rendezvous => "highest random weight per key",
+        StrategyKind::Maglev => "Google's lookup table, near-minimal moves",
+        StrategyKind::BoundedLoad => "ring that caps every shard's load",
+    }
+}
+
+/// The strategy's name as the page shows it.
+pub fn strategy_title(strategy: StrategyKind) -> &'static str {
+    match strategy {
+        StrategyKind::Modulo => "Modulo",
+        StrategyKind::Jump => "Jump",
+        StrategyKind::Ring => "Ring",
+        StrategyKind::Rendezvous => "Rendezvous",
+        StrategyKind::Maglev => "Maglev",
+        StrategyKind::BoundedLoad => "Bounded-load",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(shards: &[Shard]) -> Vec<&str> {
+        shards.iter().map(|shard| shard.name.as_str()).collect()
+    }
+
+    fn check(actions: &[ExplorerAction], before: &[&str], after: &[&str]) {
+        let state = actions.iter().fold(Explorer::default(), |state, action| {
+            state.apply(action.clone())
+        });
+        assert_eq!(names(&state.before), before, "before after {actions:?}");
+        assert_eq!(names(&state.after), after, "after after {actions:?}");
+    }
+
+    #[test]
+    fn shard_changes_make_the_current_shards_the_before() {
+        use ExplorerAction::*;
+        check(&[], &["s0", "s1", "s2"], &["s0", "s1", "s2", "s3"]);
+        check(
+            &[AddShard],
+            &["s0", "s1", "s2", "s3"],
+            &["s0", "s1", "s2", "s3", "s4"],
+        );
+        check(
+            &[RemoveShard("s1".into())],
+            &["s0", "s1", "s2", "s3"],
+            &["s0", "s2", "s3"],
+        );
+        check(
+            &[RemoveShard("s1".into()), AddShard],
+            &["s0", "s2", "s3"],
+            &["s0", "s2", "s3", "s4"],
+        );
+        check(
+            &[SetShardCount(6)],
+            &["s0", "s1", "s2", "s3"],
+            &["s0", "s1", "s2", "s3", "s4", "s5"],
+        );
+        check(
+            &[SetShardCount(2)],
+            &["s0", "s1", "s2", "s3"],
+            &["s0", "s1"],
+        );
+    }
+
+    #[test]
+    fn impossible_shard_changes_change_nothing() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        assert_eq!(start.apply(RemoveShard("nope".into())), start);
+        assert_eq!(start.apply(SetShardCount(4)), start, "already 4");
+        let single = start.apply(SetShardCount(1));
+        assert_eq!(single.apply(RemoveShard("s0".into())), single);
+        let full = start.apply(SetShardCount(10_000));
+        assert_eq!(full.after.len(), MAX_SHARDS);
+        assert_eq!(full.apply(AddShard), full);
+    }
+
+    #[test]
+    fn settings_keep_the_change_and_bump_the_revision() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        let ring = start.apply(SetStrategy(StrategyKind::Maglev));
+        assert_eq!(ring.strategy, StrategyKind::Maglev);
+        assert_eq!((ring.before.len(), ring.after.len()), (3, 4));
+        assert_eq!(ring.revision, 1);
+        assert_eq!(start.apply(SetKeyCount(0)).key_count, 1);
+        assert_eq!(start.apply(SetKeyCount(u32::MAX)).key_count, MAX_KEYS);
+        assert_eq!(start.apply(Replay).revision, 1);
+        assert_eq!(
+            start.apply(SetKeyCount(DEFAULT_KEYS)),
+            start,
+            "same value, no replay"
+        );
+    }
+
+    #[test]
+    fn cli_command_names_only_what_differs_from_the_defaults() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        assert_eq!(
+            start.cli_command().as_deref(),
+            Some("ecoshard plan --strategy ring --from 3 --to 4 --keys 2000")
+        );
+        let tuned = start
+            .apply(SetStrategy(StrategyKind::BoundedLoad))
+            .apply(SetVnodes(40))
+            .apply(SetLoadFactor(1.5))
+            .apply(SetSeed(7));
+        assert_eq!(
+            tuned.cli_command().as_deref(),
+            Some(
+                "ecoshard plan --strategy bounded-load --from 3 --to 4 --keys 2000 \
+                 --seed 7 --vnodes 40 --load-factor 1.5"
+            )
+        );
+        assert_eq!(start.apply(RemoveShard("s0".into())).cli_command(), None);
+    }
+}
