@@ -1,0 +1,288 @@
+//! The `ecoshard` binary itself: `cluster up|status|down` on a real local
+//! cluster (reused, repaired), `serve` starting a cluster and stopping it on
+//! SIGTERM, and the one-line errors for missing binaries and taken ports.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_ports;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
+
+/// A data directory whose servers are stopped and files deleted when the test
+/// ends, pass or fail.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ecoshard-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch { dir }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--data-dir"])
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ecoshard(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn running_nodes(data_dir: &Path, port: u16) -> Vec<String> {
+    let output = ecoshard(
+        &[
+            "cluster",
+            "status",
+            "--format",
+            "json",
+            "--pg-port",
+            &port.to_string(),
+        ],
+        data_dir,
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&output.stdout).expect("status JSON");
+    nodes
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|node| node["running"] == true)
+        .map(|node| node["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A blocking `GET` over HTTP/1.0: status and body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())?;
+    Some((status, body))
+}
+
+#[test]
+fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
+    let scratch = Scratch::new("updown");
+    let port = free_ports(26600, 3);
+    let port_arg = port.to_string();
+    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let printed = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        printed.contains(&format!("127.0.0.1:{port}/ecomarket")),
+        "{printed}"
+    );
+    assert_eq!(
+        running_nodes(&scratch.dir, port),
+        ["primary", "standby-1", "standby-2"]
+    );
+
+    // Private directories, owned by the server user; no password outside the passfile.
+    let passfile = std::fs::read_to_string(scratch.dir.join("pgpass")).unwrap();
+    let passwords: Vec<&str> = passfile
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit(':').next())
+        .collect();
+    assert_eq!(passwords.len(), 2);
+    for node in ["primary", "standby-1", "standby-2"] {
+        let meta = std::fs::metadata(scratch.dir.join(node)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700, "{node}");
+        if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
+            assert_ne!(meta.uid(), 0, "{node} must not belong to root");
+        }
+        for file in ["postgresql.conf", "postgresql.auto.conf", "pg_hba.conf"] {
+            let text =
+                std::fs::read_to_string(scratch.dir.join(node).join(file)).unwrap_or_default();
+            for password in &passwords {
+                assert!(!text.contains(password), "a password is in {node}/{file}");
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(scratch.dir.join("pgpass"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let down = ecoshard(&["cluster", "down"], &scratch.dir);
+    assert!(down.status.success(), "{}", stderr(&down));
+    let status = ecoshard(&["cluster", "status"], &scratch.dir);
+    assert_eq!(status.status.code(), Some(3), "status of a stopped cluster");
+    assert!(running_nodes(&scratch.dir, port).is_empty());
+
+    // Reuse keeps the data; a broken standby is cloned again.
+    let replicator_password = passwords[0].to_string();
+    std::fs::remove_dir_all(scratch.dir.join("standby-2/global")).unwrap();
+    let again = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        running_nodes(&scratch.dir, port),
+        ["primary", "standby-1", "standby-2"]
+    );
+    let passfile = std::fs::read_to_string(scratch.dir.join("pgpass")).unwrap();
+    assert!(
+        passfile.contains(&replicator_password),
+        "the primary was reused, not rebuilt"
+    );
+    assert!(scratch.dir.join("standby-2/global/pg_control").is_file());
+
+    // Asking for other ports while it runs is refused with a clear line.
+    let other = ecoshard(
+        &["cluster", "up", "--pg-port", &(port + 50).to_string()],
+        &scratch.dir,
+    );
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        stderr(&other).contains(&format!("--pg-port {port}")),
+        "{}",
+        stderr(&other)
+    );
+}
+
+#[test]
+fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
+    let scratch = Scratch::new("serve");
+    let port = free_ports(26700, 3);
+    let http = free_ports(18700, 1);
+    let addr = format!("127.0.0.1:{http}");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--pg-port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(&scratch.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ecoshard serve");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut cluster = None;
+    while Instant::now() < deadline {
+        if let Some((200, body)) = http_get(&addr, "/api/cluster") {
+            cluster = Some(body);
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cluster: serde_json::Value =
+        serde_json::from_str(&cluster.expect("the bridge answers /api/cluster")).unwrap();
+    assert_eq!(cluster["mode"], "local");
+    assert_eq!(cluster["nodes"].as_array().map(Vec::len), Some(3));
+    let (status, page) = http_get(&addr, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("ecoshard"), "{page}");
+    assert_eq!(running_nodes(&scratch.dir, port).len(), 3);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    let mut log = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut log);
+    }
+    assert!(exit.success(), "serve exited with {exit}: {log}");
+    assert!(
+        running_nodes(&scratch.dir, port).is_empty(),
+        "servers left running after SIGTERM"
+    );
+}
+
+#[test]
+fn missing_binaries_give_one_clear_line() {
+    let scratch = Scratch::new("nobin");
+    let output = ecoshard(
+        &["cluster", "up", "--pg-bin", "/nonexistent/postgresql/bin"],
+        &scratch.dir,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    assert!(text.contains("apt-get install postgresql"), "{text}");
+    assert!(text.contains("--primary URL"), "{text}");
+}
+
+#[test]
+fn a_taken_port_is_named_in_the_error() {
+    let scratch = Scratch::new("port");
+    // Below the ephemeral range (32768+), so no outgoing connection takes it.
+    let taken = (26800..27000)
+        .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .expect("a free port");
+    let port = taken.local_addr().unwrap().port();
+    let output = ecoshard(
+        &["cluster", "up", "--pg-port", &port.to_string()],
+        &scratch.dir,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!("port {port}")) && text.contains("in use"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_serve_arguments_exit_with_code_2() {
+    for args in [
+        &["serve", "--shards", "0"][..],
+        &["serve", "--strategy", "sharding"],
+        &["serve", "--listen", "not-an-address"],
+        &["serve", "--database", "Bad-Name"],
+        &["serve", "--primary", "postgres://[bad"],
+    ] {
+        let output = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}");
+    }
+}

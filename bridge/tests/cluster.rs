@@ -1,0 +1,767 @@
+//! The bridge against a real PostgreSQL primary and two streaming standbys
+//! (the original EcoMarket suite's six checks, and more). No mock anywhere.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{
+    NODES, bridge, cluster, connect, eventually, get, post_json, send, wait_standbys_ready,
+};
+use ecoshard_core::wire::{
+    ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, ReadResult, Stats, Tick,
+};
+use ecoshard_core::{Layout, StrategyKind};
+
+/// Below the ephemeral port range, so outgoing connections never take ours.
+const BASE_PORT: u16 = 26400;
+
+fn the_cluster() -> &'static ecoshard_bridge::LocalCluster {
+    cluster("cluster", BASE_PORT)
+}
+
+fn ring(shards: u64) -> Layout {
+    Layout::with_count(StrategyKind::Ring, shards).unwrap()
+}
+
+#[tokio::test]
+async fn write_on_primary_is_visible_on_both_standbys() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_visible", ring(3)).await;
+    let answer = post_json(&state, "/api/users", r#"{"user_id":"ana","name":"Ana"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let inserted: InsertResult = answer.parse();
+    assert_eq!(inserted.served_by, "primary");
+    assert!(inserted.lsn.contains('/'), "{}", inserted.lsn);
+    let schema = format!("\"shard_{}\"", inserted.shard);
+    for standby in ["standby-1", "standby-2"] {
+        let client = connect(cluster, standby, "t_visible").await;
+        let sql = format!("SELECT name FROM {schema}.users WHERE user_id = 'ana'");
+        let seen = eventually(Duration::from_secs(10), || async {
+            client
+                .query_opt(&sql, &[])
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|row| row.get::<_, String>(0) == "Ana")
+        })
+        .await;
+        assert!(seen, "the row never reached {standby}");
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(in_recovery, "{standby} is a standby");
+    }
+}
+
+#[tokio::test]
+async fn reads_spread_round_robin_over_the_standbys() {
+    let _nodes = NODES.read().await;
+    let state = bridge(the_cluster(), "t_round_robin", ring(3)).await;
+    let inserted: InsertResult = post_json(&state, "/api/users", r#"{"user_id":"rr"}"#)
+        .await
+        .parse();
+    wait_standbys_ready(&state).await;
+    let mut served: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..40 {
+        let answer = get(
+            &state,
+            &format!(
+                "/api/users/rr?consistency=read-your-writes&lsn={}",
+                inserted.lsn
+            ),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let read: ReadResult = answer.parse();
+        *served.entry(read.served_by).or_default() += 1;
+    }
+    let one = served.get("standby-1").copied().unwrap_or(0);
+    let two = served.get("standby-2").copied().unwrap_or(0);
+    assert!(
+        one >= 10 && two >= 10,
+        "reads not spread over the standbys: {served:?}"
+    );
+    let stats: Stats = get(&state, "/api/stats").await.parse();
+    let counted: u64 = stats.reads.iter().map(|count| count.count).sum();
+    assert_eq!(counted, 40, "{stats:?}");
+}
+
+#[tokio::test]
+async fn lag_is_reported_from_pg_stat_replication() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_lag", ring(3)).await;
+    wait_standbys_ready(&state).await;
+    let answer = get(&state, "/api/cluster").await;
+    let view: ClusterView = answer.parse();
+    assert_eq!(view.nodes.len(), 3);
+    assert_eq!(view.nodes[0].name, "primary");
+    assert!(view.nodes[0].lag.is_none());
+    let primary = connect(cluster, "primary", "t_lag").await;
+    let names: HashSet<String> = primary
+        .query(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for node in &view.nodes[1..] {
+        assert!(
+            names.contains(&node.name),
+            "{} not in pg_stat_replication: {names:?}",
+            node.name
+        );
+        let lag = node.lag.as_ref().expect("standbys carry lag");
+        assert_eq!(lag.state.as_deref(), Some("streaming"));
+        assert_eq!(lag.sync_state.as_deref(), Some("async"));
+        assert!(lag.byte_lag.is_some_and(|bytes| bytes >= 0), "{lag:?}");
+        assert!(lag.up);
+    }
+    // NULL lag (normal when idle) is sent as null, never as 0.
+    let raw = answer.json();
+    let lag = &raw["nodes"][1]["lag"];
+    for key in ["write_lag_ms", "flush_lag_ms", "replay_lag_ms"] {
+        assert!(
+            lag.get(key).is_some_and(|v| v.is_null() || v.is_f64()),
+            "{key}: {lag}"
+        );
+    }
+}
+
+/// 300 users placed as the core says, checked in PostgreSQL.
+async fn check_placement(strategy: StrategyKind, database: &str) {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let layout = Layout::with_count(strategy, 3).unwrap();
+    let state = bridge(cluster, database, layout.clone()).await;
+    let answer = post_json(
+        &state,
+        "/api/users/bulk",
+        r#"{"count":300,"prefix":"user_"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let bulk: BulkResult = answer.parse();
+    assert_eq!(bulk.inserted, 300);
+    let router = layout.build().unwrap();
+    let primary = connect(cluster, "primary", database).await;
+    let mut seen = HashSet::new();
+    for shard in router.shards() {
+        let rows = primary
+            .query(
+                &format!("SELECT user_id FROM \"shard_{}\".users", shard.name),
+                &[],
+            )
+            .await
+            .unwrap();
+        let expected = bulk
+            .shards
+            .iter()
+            .find(|load| load.shard == shard.name)
+            .unwrap();
+        assert_eq!(rows.len() as u64, expected.keys, "{}", shard.name);
+        for row in rows {
+            let user_id: String = row.get(0);
+            let owner = &router.shards()[router.locate(user_id.as_bytes())].name;
+            assert_eq!(owner, &shard.name, "{user_id} is in the wrong shard");
+            assert!(seen.insert(user_id.clone()), "{user_id} is in two shards");
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    for index in 0..300 {
+        assert!(seen.contains(&format!("user_{index}")));
+    }
+}
+
+#[tokio::test]
+async fn users_are_placed_by_simple_hash_as_the_core_says() {
+    check_placement(StrategyKind::Modulo, "t_place_modulo").await;
+}
+
+#[tokio::test]
+async fn users_are_placed_by_consistent_hash_as_the_core_says() {
+    check_placement(StrategyKind::Ring, "t_place_ring").await;
+}
+
+#[tokio::test]
+async fn read_your_writes_never_misses_a_fresh_insert() {
+    let _nodes = NODES.read().await;
+    let state = bridge(the_cluster(), "t_ryw", ring(3)).await;
+    wait_standbys_ready(&state).await;
+    let mut from_standbys = 0;
+    for index in 0..150 {
+        let inserted: InsertResult = post_json(
+            &state,
+            "/api/users",
+            &format!(r#"{{"user_id":"ryw_{index}"}}"#),
+        )
+        .await
+        .parse();
+        let answer = get(
+            &state,
+            &format!(
+                "/api/users/ryw_{index}?consistency=read-your-writes&lsn={}",
+                inserted.lsn
+            ),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "read {index}: {}",
+            answer.text()
+        );
+        let read: ReadResult = answer.parse();
+        assert_eq!(read.user, inserted.user);
+        if read.served_by != "primary" {
+            from_standbys += 1;
+        }
+        // Without an explicit lsn: the bridge's own latest write.
+        let answer = get(
+            &state,
+            &format!("/api/users/ryw_{index}?consistency=read-your-writes"),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "read {index} (no lsn): {}",
+            answer.text()
+        );
+    }
+    // Not a timing bound: just that the standbys took part at all.
+    eprintln!("read-your-writes: {from_standbys} of 150 first reads served by standbys");
+    let stats: Stats = get(&state, "/api/stats").await.parse();
+    assert_eq!(stats.failed_reads, 0);
+    assert_eq!(stats.writes, 150);
+}
+
+#[tokio::test]
+async fn strong_reads_go_to_the_primary() {
+    let _nodes = NODES.read().await;
+    let state = bridge(the_cluster(), "t_strong", ring(3)).await;
+    post_json(&state, "/api/users", r#"{"user_id":"s1"}"#).await;
+    for _ in 0..5 {
+        let read: ReadResult = get(&state, "/api/users/s1?consistency=strong")
+            .await
+            .parse();
+        assert_eq!(read.served_by, "primary");
+        assert_eq!(read.lag_ms, Some(0.0));
+    }
+    let missing = get(&state, "/api/users/nobody?consistency=strong").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.parse::<ApiErrorBody>().error.code, "user_not_found");
+}
+
+#[tokio::test]
+async fn a_stopped_standby_costs_no_read_and_rejoins_after_restart() {
+    let _nodes = NODES.write().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_failover", ring(3)).await;
+    let answer = post_json(&state, "/api/users/bulk", r#"{"count":50,"prefix":"f"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    wait_standbys_ready(&state).await;
+
+    let reader = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(4) {
+                for index in 0..50 {
+                    let answer =
+                        get(&state, &format!("/api/users/f{index}?consistency=strong")).await;
+                    let eventual = get(&state, &format!("/api/users/f{index}")).await;
+                    for answer in [answer, eventual] {
+                        // A standby may lag behind a fresh insert (404), never fail.
+                        if answer.status == StatusCode::OK || answer.status == StatusCode::NOT_FOUND
+                        {
+                            ok += 1;
+                        } else {
+                            failed.push(answer.text());
+                        }
+                    }
+                }
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopper = tokio::task::spawn_blocking(|| the_cluster().stop_node("standby-1", false));
+    stopper.await.unwrap().expect("stop standby-1");
+    let down = eventually(Duration::from_secs(5), || async {
+        let view: ClusterView = get(&state, "/api/cluster").await.parse();
+        !view.nodes[1].up
+    })
+    .await;
+    assert!(down, "standby-1 still reported up");
+    let (ok, failed) = reader.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed reads, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(ok > 100, "only {ok} reads ran");
+
+    // While it is down, eventual reads all go to standby-2.
+    for index in 0..10 {
+        let read: ReadResult = get(&state, &format!("/api/users/f{index}")).await.parse();
+        assert_ne!(read.served_by, "standby-1");
+    }
+    tokio::task::spawn_blocking(|| the_cluster().start_node("standby-1"))
+        .await
+        .unwrap()
+        .expect("start standby-1");
+    wait_standbys_ready(&state).await;
+    let rejoined = eventually(Duration::from_secs(10), || async {
+        let read: ReadResult = get(&state, "/api/users/f1").await.parse();
+        read.served_by == "standby-1"
+    })
+    .await;
+    assert!(rejoined, "standby-1 never served reads again");
+    let stats: Stats = get(&state, "/api/stats").await.parse();
+    assert_eq!(stats.failed_reads, 0);
+}
+
+#[tokio::test]
+async fn the_layout_is_kept_in_the_database_across_restarts() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let first = bridge(cluster, "t_layout", ring(4)).await;
+    let view: LayoutView = get(&first, "/api/layout").await.parse();
+    assert_eq!(view.version, 1);
+    assert_eq!(view.layout, ring(4));
+    drop(first);
+    // A restart with other flags keeps the stored layout.
+    let second = bridge(
+        cluster,
+        "t_layout",
+        Layout::with_count(StrategyKind::Modulo, 2).unwrap(),
+    )
+    .await;
+    let view: LayoutView = get(&second, "/api/layout").await.parse();
+    assert_eq!(view.version, 1);
+    assert_eq!(view.layout, ring(4));
+    let primary = connect(cluster, "primary", "t_layout").await;
+    let schemas: i64 = primary
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users' AND table_schema LIKE 'shard_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 4, "one users table per shard");
+    let active: i64 = primary
+        .query_one(
+            "SELECT count(*) FROM ecoshard.layout WHERE state = 'active'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(active, 1);
+}
+
+/// One bad request and the error it must get.
+struct Bad<'a> {
+    method: &'a str,
+    uri: &'a str,
+    body: String,
+    json: bool,
+    status: StatusCode,
+    code: &'a str,
+}
+
+fn bad<'a>(
+    method: &'a str,
+    uri: &'a str,
+    body: impl Into<String>,
+    json: bool,
+    status: StatusCode,
+    code: &'a str,
+) -> Bad<'a> {
+    Bad {
+        method,
+        uri,
+        body: body.into(),
+        json,
+        status,
+        code,
+    }
+}
+
+/// Every bad input: a 4xx JSON error with the expected code, and nothing written.
+#[tokio::test]
+async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_bad", ring(3)).await;
+    let long_id = "x".repeat(65);
+    let long_uri = format!("/api/users/{long_id}");
+    let huge = format!(r#"{{"user_id":"big","name":"{}"}}"#, "a".repeat(70_000));
+    let cases = vec![
+        bad(
+            "POST",
+            "/api/users",
+            "{not json",
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":42}"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"a","admin":true}"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"name":"no id"}"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":""}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            format!(r#"{{"user_id":"{long_id}"}}"#),
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"1; DROP TABLE users; --"}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"x' OR '1'='1"}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"bobby","name":"Robert'); DROP TABLE users;--"}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"eve","email":"eve@x.com'; --"}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            r#"{"user_id":"a"}"#,
+            false,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        bad(
+            "POST",
+            "/api/users",
+            huge,
+            true,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        bad(
+            "POST",
+            "/api/users/bulk",
+            r#"{"count":0}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_count",
+        ),
+        bad(
+            "POST",
+            "/api/users/bulk",
+            r#"{"count":10001}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_count",
+        ),
+        bad(
+            "POST",
+            "/api/users/bulk",
+            r#"{"count":-1}"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        bad(
+            "POST",
+            "/api/users/bulk",
+            r#"{"count":"ten"}"#,
+            true,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        bad(
+            "POST",
+            "/api/users/bulk",
+            r#"{"count":5,"prefix":"a;b"}"#,
+            true,
+            StatusCode::BAD_REQUEST,
+            "invalid_prefix",
+        ),
+        bad(
+            "GET",
+            "/api/users/a?consistency=linearizable",
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_consistency",
+        ),
+        bad(
+            "GET",
+            "/api/users/a?consistency=read-your-writes&lsn=zzz",
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_lsn",
+        ),
+        bad(
+            "GET",
+            "/api/users/a?lsn=0/1",
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        bad(
+            "GET",
+            "/api/users/a?limit=5",
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        bad(
+            "GET",
+            "/api/users/a%27%3B%20DROP%20TABLE%20users",
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "GET",
+            &long_uri,
+            "",
+            false,
+            StatusCode::BAD_REQUEST,
+            "invalid_user_id",
+        ),
+        bad(
+            "GET",
+            "/api/users/unknown_id",
+            "",
+            false,
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        bad(
+            "GET",
+            "/api/nothing",
+            "",
+            false,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        bad(
+            "DELETE",
+            "/api/users/a",
+            "",
+            false,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        bad(
+            "PUT",
+            "/api/users",
+            "",
+            false,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for Bad {
+        method,
+        uri,
+        body,
+        json,
+        status,
+        code,
+    } in cases
+    {
+        let mut request = Request::builder().method(method).uri(uri);
+        if json {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let answer = send(&state, request.body(Body::from(body)).unwrap()).await;
+        assert_eq!(answer.status, status, "{method} {uri}: {}", answer.text());
+        assert!(answer.status.is_client_error());
+        let error: ApiErrorBody = answer.parse();
+        assert_eq!(error.error.code, code, "{method} {uri}");
+        assert!(!error.error.message.is_empty());
+    }
+    // A duplicate: 409, and the first row stays as it was.
+    assert_eq!(
+        post_json(&state, "/api/users", r#"{"user_id":"dup","name":"First"}"#)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let again = post_json(&state, "/api/users", r#"{"user_id":"dup","name":"Second"}"#).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.parse::<ApiErrorBody>().error.code, "duplicate_user");
+    // A bulk insert that collides writes nothing at all.
+    let first = post_json(&state, "/api/users/bulk", r#"{"count":10,"prefix":"bk"}"#).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let clash = post_json(&state, "/api/users/bulk", r#"{"count":20,"prefix":"bk"}"#).await;
+    assert_eq!(clash.status, StatusCode::CONFLICT, "{}", clash.text());
+
+    let primary = connect(cluster, "primary", "t_bad").await;
+    let mut total = 0i64;
+    for shard in ["s0", "s1", "s2"] {
+        total += primary
+            .query_one(
+                &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    assert_eq!(total, 11, "only the good rows were written");
+    let name: String = primary
+        .query_one("SELECT name FROM shard_s0.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s1.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s2.users WHERE user_id = 'dup'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "First");
+    let stats: Stats = get(&state, "/api/stats").await.parse();
+    assert_eq!(stats.writes, 11);
+}
+
+#[tokio::test]
+async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
+    use futures::StreamExt as _;
+    let _nodes = NODES.read().await;
+    let state = bridge(the_cluster(), "t_events", ring(3)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(ecoshard_bridge::server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    // A client that connects and never reads.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..12 {
+        readers.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let response = sender
+                .send_request(
+                    Request::get("/api/events")
+                        .header(header::HOST, "x")
+                        .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "text/event-stream"
+            );
+            let mut body = http_body_util::BodyStream::new(response.into_body());
+            let mut text = String::new();
+            let mut ticks = Vec::new();
+            while ticks.len() < 4 {
+                let frame = tokio::time::timeout(Duration::from_secs(20), body.next())
+                    .await
+                    .expect("a tick within 20 s")
+                    .expect("stream open")
+                    .unwrap();
+                if let Some(data) = frame.data_ref() {
+                    text.push_str(&String::from_utf8_lossy(data));
+                }
+                while let Some(end) = text.find("\n\n") {
+                    let event: String = text.drain(..end + 2).collect();
+                    if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: "))
+                        && event.lines().any(|line| line == "event: tick")
+                    {
+                        ticks.push(serde_json::from_str::<Tick>(data).expect("a Tick"));
+                    }
+                }
+            }
+            ticks
+        }));
+    }
+    for reader in readers {
+        let ticks = reader.await.unwrap();
+        assert!(ticks.windows(2).all(|pair| pair[0].at_ms <= pair[1].at_ms));
+        let last = ticks.last().unwrap();
+        assert_eq!(last.nodes.len(), 3);
+        assert_eq!(last.layout_version, 1);
+        assert!(last.nodes[1..].iter().all(|node| node.lag.is_some()));
+    }
+    drop(stalled);
+    server.abort();
+}
