@@ -765,3 +765,75 @@ async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
     drop(stalled);
     server.abort();
 }
+
+#[tokio::test]
+async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
+    let _nodes = NODES.read().await;
+    let dir = std::env::temp_dir().join(format!("ecoshard-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let index = "<!doctype html><title>ecoshard</title><script src=\"/app.js\"></script>";
+    std::fs::write(dir.join("index.html"), index).unwrap();
+    std::fs::write(dir.join("app.js"), "console.log('ecoshard');\n".repeat(200)).unwrap();
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    wasm.extend(std::iter::repeat_n(0u8, 4096));
+    std::fs::write(dir.join("app_bg.wasm"), &wasm).unwrap();
+    let state = common::bridge_with(the_cluster(), "t_web", ring(3), Some(dir.clone())).await;
+
+    let fetch = |uri: &'static str, encoding: &'static str| {
+        let state = state.clone();
+        async move {
+            send(
+                &state,
+                Request::get(uri)
+                    .header(header::ACCEPT_ENCODING, encoding)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let page = fetch("/", "identity").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.text(), index);
+
+    let wasm_answer = fetch("/app_bg.wasm", "gzip").await;
+    assert_eq!(wasm_answer.status, StatusCode::OK);
+    assert_eq!(
+        wasm_answer.headers[header::CONTENT_TYPE],
+        "application/wasm"
+    );
+    assert_eq!(wasm_answer.headers[header::CONTENT_ENCODING], "gzip");
+    assert!(wasm_answer.body.len() < wasm.len());
+
+    let js = fetch("/app.js", "br").await;
+    assert_eq!(js.headers[header::CONTENT_ENCODING], "br");
+    assert!(
+        js.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+
+    // A route of the page itself: index.html, so reloading a deep link works.
+    let deep = fetch("/explore/ring", "identity").await;
+    assert_eq!(deep.status, StatusCode::OK);
+    assert_eq!(deep.text(), index);
+    // The API keeps its JSON 404.
+    let api = fetch("/api/nope", "identity").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.parse::<ApiErrorBody>().error.code, "not_found");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Without a built page: a note on how to build it, and a working API.
+    let bare = common::bridge_with(the_cluster(), "t_web", ring(3), None).await;
+    let note = get(&bare, "/").await;
+    assert_eq!(note.status, StatusCode::OK);
+    assert!(note.text().contains("cargo xtask dist"), "{}", note.text());
+    assert_eq!(get(&bare, "/api/health").await.status, StatusCode::OK);
+}
