@@ -26,21 +26,30 @@ fn count_and_defaults() {
     let layout = parse(r#"{"strategy":"ring","shards":4,"vnodes":100}"#).unwrap();
     assert_eq!(layout.strategy, StrategyKind::Ring);
     assert_eq!(layout.shards, Shard::numbered(4));
-    assert_eq!((layout.vnodes, layout.seed, layout.table_size), (100, 0, 65_537));
+    assert_eq!(
+        (layout.vnodes, layout.seed, layout.table_size),
+        (100, 0, 65_537)
+    );
 }
 
 #[test]
 fn list_of_named_weighted_shards() {
-    let layout =
-        parse(r#"{"strategy":"rendezvous","shards":[{"name":"eu","weight":2},{"name":"us"}],"seed":9}"#)
-            .unwrap();
-    assert_eq!(layout.shards, [Shard::weighted("eu", 2.0), Shard::new("us")]);
+    let layout = parse(
+        r#"{"strategy":"rendezvous","shards":[{"name":"eu","weight":2},{"name":"us"}],"seed":9}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        layout.shards,
+        [Shard::weighted("eu", 2.0), Shard::new("us")]
+    );
     assert_eq!(layout.seed, 9);
 }
 
 #[test]
 fn serialised_layouts_read_back() {
-    let layout = Layout::with_count(StrategyKind::Maglev, 3).unwrap().with_table_size(101);
+    let layout = Layout::with_count(StrategyKind::Maglev, 3)
+        .unwrap()
+        .with_table_size(101);
     let json = serde_json::to_string(&layout).unwrap();
     assert!(json.contains(r#""strategy":"maglev""#), "{json}");
     assert_eq!(parse(&json).unwrap(), layout);
@@ -53,17 +62,47 @@ fn bad_bodies_say_what_is_wrong() {
     check_error(r#"{"strategy":"ring","shards":-3}"#, "negative");
     check_error(r#"{"strategy":"ring","shards":2.5}"#, "whole number");
     check_error(r#"{"strategy":"ring","shards":99999999999}"#, "too many");
-    check_error(r#"{"strategy":"ring","shards":3,"vnodes":0}"#, "virtual nodes");
-    check_error(r#"{"strategy":"ring","shards":3,"vnodes":4294967296}"#, "virtual nodes");
-    check_error(r#"{"strategy":"maglev","shards":3,"table_size":65536}"#, "not a prime");
-    check_error(r#"{"strategy":"bounded-load","shards":3,"load_factor":0.5}"#, "load factor");
-    check_error(r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#, "more than once");
-    check_error(r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#, "invalid shard name");
-    check_error(r#"{"strategy":"ring","shards":[{"name":"a","weight":0}]}"#, "weight");
-    check_error(r#"{"strategy":"jump","shards":[{"name":"a","weight":2}]}"#, "cannot weight");
-    check_error(r#"{"strategy":"ring","shards":3,"vnode":10}"#, "unknown field");
+    check_error(
+        r#"{"strategy":"ring","shards":3,"vnodes":0}"#,
+        "virtual nodes",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":3,"vnodes":4294967296}"#,
+        "virtual nodes",
+    );
+    check_error(
+        r#"{"strategy":"maglev","shards":3,"table_size":65536}"#,
+        "not a prime",
+    );
+    check_error(
+        r#"{"strategy":"bounded-load","shards":3,"load_factor":0.5}"#,
+        "load factor",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#,
+        "more than once",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#,
+        "invalid shard name",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a","weight":0}]}"#,
+        "weight",
+    );
+    check_error(
+        r#"{"strategy":"jump","shards":[{"name":"a","weight":2}]}"#,
+        "cannot weight",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":3,"vnode":10}"#,
+        "unknown field",
+    );
     check_error(r#"{"shards":3}"#, "strategy");
     check_error(r#"{"strategy":"ring"}"#, "shards");
-    check_error(r#"{"strategy":"ring","shards":"3"}"#, "shard count or a list");
+    check_error(
+        r#"{"strategy":"ring","shards":"3"}"#,
+        "shard count or a list",
+    );
     check_error("[1,2]", "");
 }
