@@ -1,3 +1,585 @@
-//! Bridge benchmark (written next).
+//! The bridge's load generator, in one run: single-row inserts and reads by
+//! id through the bridge (HTTP) and sent directly with tokio-postgres
+//! (throughput, p50, p99), pgbench on the same tables for reference, and
+//! replication lag (time until an acknowledged row is visible on each
+//! standby) under a steady insert rate.
+//!
+//! `cargo bench -p ecoshard-bridge --bench bridge`; settings from the
+//! environment: ECOSHARD_BENCH_SECS (per phase, 10), ECOSHARD_BENCH_CLIENTS
+//! (8), ECOSHARD_BENCH_LAG_RATE (inserts/s, 200), ECOSHARD_BENCH_LAG_SECS (10).
+//! It starts `ecoshard serve` with its own local cluster in a temporary
+//! directory and stops it at the end.
 
-fn main() {}
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use ecoshard_core::{Layout, Router, StrategyKind};
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+const SHARDS: u64 = 3;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The bridge process; stopped (SIGTERM, which stops its cluster) on drop.
+struct Bridge {
+    child: Child,
+    data_dir: PathBuf,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn free_port(from: u16, count: u16) -> u16 {
+    (from..from + 2000)
+        .step_by(10)
+        .find(|port| {
+            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+        })
+        .expect("free ports")
+}
+
+fn main() {
+    let secs = setting("ECOSHARD_BENCH_SECS", 10);
+    let clients = setting("ECOSHARD_BENCH_CLIENTS", 8) as usize;
+    let lag_rate = setting("ECOSHARD_BENCH_LAG_RATE", 200);
+    let lag_secs = setting("ECOSHARD_BENCH_LAG_SECS", 10);
+    let pg_port = free_port(27400, 3);
+    let http_port = free_port(28400, 1);
+    let data_dir = std::env::temp_dir().join(format!("ecoshard-bench-{}", std::process::id()));
+    let addr = format!("127.0.0.1:{http_port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--pg-port",
+            &pg_port.to_string(),
+        ])
+        .args(["--strategy", "ring", "--shards", &SHARDS.to_string()])
+        .args(["--pool-size", &(clients * 2).to_string(), "--data-dir"])
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ecoshard serve");
+    let bridge = Bridge { child, data_dir };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(
+        &addr,
+        pg_port,
+        &bridge.data_dir,
+        secs,
+        clients,
+        lag_rate,
+        lag_secs,
+    ));
+    drop(bridge);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    addr: &str,
+    pg_port: u16,
+    data_dir: &Path,
+    secs: u64,
+    clients: usize,
+    lag_rate: u64,
+    lag_secs: u64,
+) {
+    wait_ready(addr).await;
+    let password = std::fs::read_to_string(data_dir.join("pgpass"))
+        .ok()
+        .and_then(|text| ecoshard_bridge::pgpass::lookup(&text, "ecoshard"))
+        .expect("the cluster's passfile");
+    let router = Layout::with_count(StrategyKind::Ring, SHARDS)
+        .unwrap()
+        .build()
+        .unwrap();
+    let duration = Duration::from_secs(secs);
+    println!(
+        "bridge benchmark: {clients} clients, {secs} s per phase, ring over {SHARDS} shards, loopback, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let bridge_insert = bridge_phase(addr, clients, duration, Op::Insert, Vec::new()).await;
+    let direct_insert = direct_phase(
+        pg_port,
+        &password,
+        &router,
+        clients,
+        duration,
+        Op::Insert,
+        Vec::new(),
+    )
+    .await;
+    let ids: Arc<Vec<String>> = Arc::new(bridge_insert.ids.clone());
+    let bridge_read = bridge_phase(addr, clients, duration, Op::Read, ids.to_vec()).await;
+    let direct_read = direct_phase(
+        pg_port,
+        &password,
+        &router,
+        clients,
+        duration,
+        Op::Read,
+        ids.to_vec(),
+    )
+    .await;
+
+    println!();
+    println!("| operation | path | ops/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (name, path, result) in [
+        ("insert one", "bridge (HTTP)", &bridge_insert),
+        ("insert one", "direct tokio-postgres", &direct_insert),
+        ("read by id", "bridge (HTTP, eventual)", &bridge_read),
+        (
+            "read by id",
+            "direct tokio-postgres (standbys)",
+            &direct_read,
+        ),
+    ] {
+        println!(
+            "| {name} | {path} | {:.0} | {:.2} | {:.2} | {} |",
+            result.ops_per_sec(),
+            result.percentile(50.0),
+            result.percentile(99.0),
+            result.errors
+        );
+    }
+    println!();
+    println!(
+        "bridge / direct throughput: insert {:.0} %, read {:.0} %",
+        100.0 * bridge_insert.ops_per_sec() / direct_insert.ops_per_sec(),
+        100.0 * bridge_read.ops_per_sec() / direct_read.ops_per_sec()
+    );
+
+    pgbench(data_dir, pg_port, clients, secs);
+    lag_phase(
+        pg_port,
+        &password,
+        &router,
+        lag_rate,
+        Duration::from_secs(lag_secs),
+    )
+    .await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Insert,
+    Read,
+}
+
+#[derive(Default)]
+struct Outcome {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+    ids: Vec<String>,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        self.ids.extend(other.ids);
+        self.elapsed = self.elapsed.max(other.elapsed);
+    }
+
+    fn ops_per_sec(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+        sorted[index] as f64 / 1_000.0
+    }
+}
+
+async fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(mut sender) = http_connect(addr).await
+            && let Ok((200, body)) = http(&mut sender, "GET", "/api/cluster", None).await
+        {
+            let view: ecoshard_core::wire::ClusterView = serde_json::from_slice(&body).unwrap();
+            let ready = view.nodes.iter().all(|node| {
+                node.up
+                    && node
+                        .lag
+                        .as_ref()
+                        .is_none_or(|lag| lag.state.as_deref() == Some("streaming"))
+            });
+            if ready {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the bridge did not become ready");
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn http_connect(addr: &str) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn http(
+    sender: &mut Sender,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+    sender.ready().await?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "bench");
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+async fn bridge_phase(
+    addr: &str,
+    clients: usize,
+    duration: Duration,
+    op: Op,
+    ids: Vec<String>,
+) -> Outcome {
+    let ids = Arc::new(ids);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let addr = addr.to_string();
+        let ids = Arc::clone(&ids);
+        tasks.push(tokio::spawn(async move {
+            let mut sender = http_connect(&addr).await.expect("connect to the bridge");
+            let mut outcome = Outcome::default();
+            let mut n = 0usize;
+            while started.elapsed() < duration {
+                let begin = Instant::now();
+                let (ok, id) = match op {
+                    Op::Insert => {
+                        let id = format!("hb{worker}_{n}");
+                        let body = format!(r#"{{"user_id":"{id}"}}"#);
+                        let result = http(&mut sender, "POST", "/api/users", Some(body)).await;
+                        (matches!(result, Ok((201, _))), Some(id))
+                    }
+                    Op::Read => {
+                        let id = &ids[(worker * 7919 + n * 104_729) % ids.len()];
+                        let result =
+                            http(&mut sender, "GET", &format!("/api/users/{id}"), None).await;
+                        (matches!(result, Ok((200, _))), None)
+                    }
+                };
+                if ok {
+                    outcome
+                        .latencies_us
+                        .push(begin.elapsed().as_micros() as u64);
+                    outcome.ids.extend(id);
+                } else {
+                    outcome.errors += 1;
+                }
+                n += 1;
+            }
+            outcome.elapsed = started.elapsed();
+            outcome
+        }));
+    }
+    let mut total = Outcome::default();
+    for task in tasks {
+        total.merge(task.await.expect("worker"));
+    }
+    total
+}
+
+async fn connect(port: u16, password: &str) -> Client {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("ecoshard")
+        .password(password)
+        .dbname("ecomarket");
+    let (client, connection) = config.connect(NoTls).await.expect("direct connection");
+    tokio::spawn(connection);
+    client
+}
+
+/// The same operations without the bridge: the core picks the shard, the
+/// insert goes to the primary, reads alternate over the two standbys.
+async fn direct_phase(
+    pg_port: u16,
+    password: &str,
+    router: &Router,
+    clients: usize,
+    duration: Duration,
+    op: Op,
+    ids: Vec<String>,
+) -> Outcome {
+    let ids = Arc::new(ids);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let port = match op {
+            Op::Insert => pg_port,
+            Op::Read => pg_port + 1 + (worker % 2) as u16,
+        };
+        let client = connect(port, password).await;
+        let router = router.clone();
+        let ids = Arc::clone(&ids);
+        tasks.push(tokio::spawn(async move {
+            let mut statements = Vec::new();
+            for shard in router.shards() {
+                let sql = match op {
+                    Op::Insert => format!(
+                        "INSERT INTO \"shard_{}\".users (user_id, name, email) VALUES ($1, $2, $3)",
+                        shard.name
+                    ),
+                    Op::Read => format!(
+                        "SELECT user_id, name, email, created_at::text FROM \"shard_{}\".users WHERE user_id = $1",
+                        shard.name
+                    ),
+                };
+                statements.push(client.prepare(&sql).await.expect("prepare"));
+            }
+            let mut outcome = Outcome::default();
+            let mut n = 0usize;
+            while started.elapsed() < duration {
+                let begin = Instant::now();
+                let ok = match op {
+                    Op::Insert => {
+                        let id = format!("hd{worker}_{n}");
+                        let email = format!("{id}@ecomarket.example");
+                        let statement = &statements[router.locate(id.as_bytes())];
+                        client.execute(statement, &[&id, &id, &email]).await.is_ok()
+                    }
+                    Op::Read => {
+                        let id = &ids[(worker * 7919 + n * 104_729) % ids.len()];
+                        let statement = &statements[router.locate(id.as_bytes())];
+                        matches!(client.query_opt(statement, &[id]).await, Ok(Some(_)))
+                    }
+                };
+                if ok {
+                    outcome.latencies_us.push(begin.elapsed().as_micros() as u64);
+                } else {
+                    outcome.errors += 1;
+                }
+                n += 1;
+            }
+            outcome.elapsed = started.elapsed();
+            outcome
+        }));
+    }
+    let mut total = Outcome::default();
+    for task in tasks {
+        total.merge(task.await.expect("worker"));
+    }
+    total
+}
+
+/// pgbench on the same tables, for reference: inserts on the primary, reads
+/// by id on a standby.
+fn pgbench(data_dir: &Path, pg_port: u16, clients: usize, secs: u64) {
+    let bindir = ecoshard_bridge::local::PgBinaries::find(None)
+        .expect("PostgreSQL binaries")
+        .bindir;
+    let scripts = data_dir.join("bench-scripts");
+    let _ = std::fs::create_dir_all(&scripts);
+    let insert = scripts.join("insert.sql");
+    let read = scripts.join("read.sql");
+    std::fs::write(
+        &insert,
+        "\\set n random(1, 1000000000)\n\
+         INSERT INTO shard_s0.users (user_id, name, email) VALUES ('pgb' || :client_id || '_' || :n, 'x', 'x@ecomarket.example') ON CONFLICT DO NOTHING;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &read,
+        "\\set n random(0, 9999)\n\
+         SELECT user_id, name, email, created_at FROM shard_s0.users WHERE user_id = 'hb0_' || :n;\n",
+    )
+    .unwrap();
+    println!();
+    println!("pgbench (reference, -M prepared, {clients} clients, {secs} s):");
+    for (name, script, port) in [
+        ("insert one (primary)", &insert, pg_port),
+        ("read by id (standby-1)", &read, pg_port + 1),
+    ] {
+        let output = Command::new(bindir.join("pgbench"))
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "ecoshard",
+                "-d",
+                "ecomarket",
+            ])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "2",
+            ])
+            .args(["-T", &secs.to_string(), "-f"])
+            .arg(script)
+            .env("PGPASSFILE", data_dir.join("pgpass"))
+            .output()
+            .expect("run pgbench");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let find = |prefix: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(prefix))
+                .map(|rest| rest.split_whitespace().next().unwrap_or("?").to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        if output.status.success() {
+            println!(
+                "  {name}: {} tps, latency average {} ms",
+                find("tps = "),
+                find("latency average = ")
+            );
+        } else {
+            println!(
+                "  {name}: pgbench failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+}
+
+/// Steady inserts on the primary; per standby, the time from the insert's
+/// acknowledgement until the row is visible there (polled every ms).
+async fn lag_phase(pg_port: u16, password: &str, router: &Router, rate: u64, duration: Duration) {
+    let primary = connect(pg_port, password).await;
+    let shard = &router.shards()[0].name;
+    let insert = primary
+        .prepare(&format!(
+            "INSERT INTO \"shard_{shard}\".users (user_id, name, email) VALUES ($1, $1, 'lag@ecomarket.example')"
+        ))
+        .await
+        .unwrap();
+    let mut watchers = Vec::new();
+    let mut queues = Vec::new();
+    for standby in 1..=2u16 {
+        let client = connect(pg_port + standby, password).await;
+        let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        queues.push(Arc::clone(&pending));
+        let select = client
+            .prepare(&format!(
+                "SELECT user_id FROM \"shard_{shard}\".users WHERE user_id = ANY($1)"
+            ))
+            .await
+            .unwrap();
+        let stop_at = Instant::now() + duration + Duration::from_secs(2);
+        watchers.push(tokio::spawn(async move {
+            let mut lags_us = Vec::new();
+            while Instant::now() < stop_at {
+                let ids: Vec<String> = pending.lock().await.keys().cloned().collect();
+                if !ids.is_empty() {
+                    let rows = client.query(&select, &[&ids]).await.unwrap_or_default();
+                    let now = Instant::now();
+                    let mut pending = pending.lock().await;
+                    for row in rows {
+                        let id: String = row.get(0);
+                        if let Some(acked) = pending.remove(&id) {
+                            lags_us.push(now.duration_since(acked).as_micros() as u64);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let missing = pending.lock().await.len();
+            (lags_us, missing)
+        }));
+    }
+    // Keys that the ring places on the first shard, so one query per poll suffices.
+    let keys: Vec<String> = (0..)
+        .map(|n| format!("lag_{n}"))
+        .filter(|key| router.locate(key.as_bytes()) == 0)
+        .take((rate * duration.as_secs()) as usize)
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for key in &keys {
+        ticker.tick().await;
+        if primary.execute(&insert, &[key]).await.is_ok() {
+            let acked = Instant::now();
+            for queue in &queues {
+                queue.lock().await.insert(key.clone(), acked);
+            }
+        }
+    }
+    println!();
+    println!(
+        "replication lag under {rate} inserts/s for {} s (ack on primary → row visible on the standby, 1 ms polling):",
+        duration.as_secs()
+    );
+    for (index, watcher) in watchers.into_iter().enumerate() {
+        let (mut lags, missing) = watcher.await.unwrap();
+        lags.sort_unstable();
+        let pick = |p: f64| {
+            if lags.is_empty() {
+                f64::NAN
+            } else {
+                lags[((lags.len() - 1) as f64 * p / 100.0).round() as usize] as f64 / 1_000.0
+            }
+        };
+        println!(
+            "  standby-{}: {} rows, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, never seen {missing}",
+            index + 1,
+            lags.len(),
+            pick(50.0),
+            pick(99.0),
+            pick(100.0)
+        );
+    }
+}
