@@ -88,6 +88,60 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Starts `ecoshard serve` with `args` and waits until `/api/cluster` answers;
+/// the child and that answer.
+fn serve_until_ready(
+    args: &[&str],
+    envs: &[(&str, &Path)],
+    addr: &str,
+) -> (std::process::Child, serde_json::Value) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .args(["--listen", addr])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start ecoshard serve");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Some((200, body)) = http_get(addr, "/api/cluster") {
+            let cluster = serde_json::from_str(&body).expect("cluster JSON");
+            return (child, cluster);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut log = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut log);
+            }
+            panic!("serve exited early: {status}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve never answered /api/cluster");
+}
+
+/// SIGTERM, then the exit status and what it printed on stderr.
+fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    let mut log = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut log);
+    }
+    (exit, log)
+}
+
 #[test]
 fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     let scratch = Scratch::new("updown");
@@ -135,6 +189,44 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
         0o600
     );
 
+    // The running cluster as an external one, given by a config file; the
+    // password comes from the passfile, and the bridge leaves the servers running.
+    let config = scratch.dir.join("external.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"primary": "postgres://ecoshard@127.0.0.1:{port}/ecomarket",
+                "replicas": ["postgres://ecoshard@127.0.0.1:{}/ecomarket",
+                             "host=127.0.0.1 port={} user=ecoshard dbname=ecomarket"]}}"#,
+            port + 1,
+            port + 2
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_ports(18600, 1));
+    let config_arg = config.display().to_string();
+    let passfile = scratch.dir.join("pgpass");
+    let (child, cluster) = serve_until_ready(
+        &["--cluster-config", &config_arg],
+        &[("PGPASSFILE", passfile.as_path())],
+        &addr,
+    );
+    assert_eq!(cluster["mode"], "external");
+    let names: Vec<&str> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "standby-1", "standby-2"]);
+    let (exit, log) = terminate(child);
+    assert!(exit.success(), "{log}");
+    assert_eq!(
+        running_nodes(&scratch.dir, port).len(),
+        3,
+        "an external cluster is left running"
+    );
+
     let down = ecoshard(&["cluster", "down"], &scratch.dir);
     assert!(down.status.success(), "{}", stderr(&down));
     let status = ecoshard(&["cluster", "status"], &scratch.dir);
@@ -168,6 +260,25 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
         "{}",
         stderr(&other)
     );
+
+    // A broken primary: the whole cluster is built anew (new passwords).
+    assert!(
+        ecoshard(&["cluster", "down"], &scratch.dir)
+            .status
+            .success()
+    );
+    std::fs::remove_file(scratch.dir.join("primary/global/pg_control")).unwrap();
+    let rebuilt = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert_eq!(
+        running_nodes(&scratch.dir, port),
+        ["primary", "standby-1", "standby-2"]
+    );
+    let passfile = std::fs::read_to_string(scratch.dir.join("pgpass")).unwrap();
+    assert!(
+        !passfile.contains(&replicator_password),
+        "the broken primary was rebuilt"
+    );
 }
 
 #[test]
@@ -176,52 +287,19 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     let port = free_ports(26700, 3);
     let http = free_ports(18700, 1);
     let addr = format!("127.0.0.1:{http}");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--pg-port",
-            &port.to_string(),
-            "--data-dir",
-        ])
-        .arg(&scratch.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ecoshard serve");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut cluster = None;
-    while Instant::now() < deadline {
-        if let Some((200, body)) = http_get(&addr, "/api/cluster") {
-            cluster = Some(body);
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("serve exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let cluster: serde_json::Value =
-        serde_json::from_str(&cluster.expect("the bridge answers /api/cluster")).unwrap();
+    let data_dir = scratch.dir.display().to_string();
+    let (child, cluster) = serve_until_ready(
+        &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
+        &[],
+        &addr,
+    );
     assert_eq!(cluster["mode"], "local");
     assert_eq!(cluster["nodes"].as_array().map(Vec::len), Some(3));
     let (status, page) = http_get(&addr, "/").unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("ecoshard"), "{page}");
     assert_eq!(running_nodes(&scratch.dir, port).len(), 3);
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = child.wait().unwrap();
-    let mut log = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut log);
-    }
+    let (exit, log) = terminate(child);
     assert!(exit.success(), "serve exited with {exit}: {log}");
     assert!(
         running_nodes(&scratch.dir, port).is_empty(),
@@ -271,6 +349,7 @@ fn bad_serve_arguments_exit_with_code_2() {
         &["serve", "--listen", "not-an-address"],
         &["serve", "--database", "Bad-Name"],
         &["serve", "--primary", "postgres://[bad"],
+        &["serve", "--cluster-config", "/nonexistent/cluster.json"],
     ] {
         let output = Command::new(BIN)
             .args(args)

@@ -206,7 +206,7 @@ pub async fn read(
     let candidates = state.cluster().read_candidates(consistency, after_lsn);
     for node in candidates.ready {
         if let Some(found) = read_on(node, &shards, &user_id).await {
-            return answer(&state, node, found, consistency);
+            return answer(node, found, consistency);
         }
     }
     for node in candidates.behind {
@@ -221,12 +221,12 @@ pub async fn read(
             Err(_) => false,
         };
         if caught_up && let Some(found) = read_on(node, &shards, &user_id).await {
-            return answer(&state, node, found, consistency);
+            return answer(node, found, consistency);
         }
     }
     let primary = candidates.primary;
     match read_on(primary, &shards, &user_id).await {
-        Some(found) => answer(&state, primary, found, consistency),
+        Some(found) => answer(primary, found, consistency),
         None => {
             state
                 .counters()
@@ -280,13 +280,11 @@ async fn read_on(node: &Node, shards: &[&ShardSql], user_id: &str) -> Option<Fou
 }
 
 fn answer(
-    state: &AppState,
     node: &Node,
     found: Found,
     consistency: Consistency,
 ) -> Result<axum::Json<ReadResult>, ApiError> {
     node.reads.fetch_add(1, Ordering::Relaxed);
-    let _ = state;
     match found {
         Some((user, shard)) => Ok(axum::Json(ReadResult {
             user,

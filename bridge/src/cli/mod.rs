@@ -111,6 +111,9 @@ pub(crate) struct ServeArgs {
     /// it the bridge starts a local cluster.
     #[arg(long, env = "ECOSHARD_PRIMARY")]
     pub(crate) primary: Option<String>,
+    /// The existing cluster in a JSON file: {"primary": URL, "replicas": [URL, …]}.
+    #[arg(long, env = "ECOSHARD_CLUSTER_CONFIG", conflicts_with = "primary")]
+    pub(crate) cluster_config: Option<PathBuf>,
     /// A standby of the existing cluster (repeat; named standby-1, standby-2, …).
     #[arg(
         long = "replica",

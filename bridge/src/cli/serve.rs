@@ -2,7 +2,10 @@
 //! one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM, and
 //! stops the servers it started.
 
+use std::path::Path;
+
 use ecoshard_core::Layout;
+use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
 use crate::local::LocalCluster;
@@ -20,8 +23,18 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     }
     // Held until the end: dropping it stops the servers this process started.
     let mut local = None;
-    let topology = match &args.primary {
-        Some(primary) => Topology::external(primary, &args.replicas).map_err(Failure::usage)?,
+    let external = match (&args.primary, &args.cluster_config) {
+        (Some(primary), _) => Some((primary.clone(), args.replicas.clone())),
+        (None, Some(path)) => {
+            let config = ExternalConfig::read(path)?;
+            Some((config.primary, config.replicas))
+        }
+        (None, None) => None,
+    };
+    let topology = match external {
+        Some((primary, replicas)) => {
+            Topology::external(&primary, &replicas).map_err(Failure::usage)?
+        }
         None => {
             tracing::info!(
                 "starting the local cluster in {} (ports {}-{})",
@@ -71,4 +84,26 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
+}
+
+/// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalConfig {
+    primary: String,
+    #[serde(default)]
+    replicas: Vec<String>,
+}
+
+impl ExternalConfig {
+    fn read(path: &Path) -> Result<Self, Failure> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| Failure::usage(format!("cannot read {}: {error}", path.display())))?;
+        serde_json::from_str(&text).map_err(|error| {
+            Failure::usage(format!(
+                "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}}): {error}",
+                path.display()
+            ))
+        })
+    }
 }

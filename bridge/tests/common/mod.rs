@@ -145,13 +145,24 @@ pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> toki
         .iter()
         .find(|candidate| candidate.name == node)
         .expect("node exists");
-    let (client, connection) = cluster
-        .connect_config(node, database)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect directly");
-    tokio::spawn(connection);
-    client
+    // A standby may not have replayed the database's creation yet: retry a while.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match cluster
+            .connect_config(node, database)
+            .connect(tokio_postgres::NoTls)
+            .await
+        {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(error) if Instant::now() > deadline => {
+                panic!("connecting to {} directly: {error}", node.name)
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds or `limit` passes; whether it held.
