@@ -1,21 +1,41 @@
 //! Serving the app on a socket until a shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
 
+/// Longest a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves [`crate::app`] on `listener` until `shutdown` completes; requests
-/// in flight finish first.
+/// in flight get up to [`SHUTDOWN_GRACE`] to finish, event streams end at once.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, crate::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let closer = state.clone();
+    let signal = async move {
+        shutdown.await;
+        closer.close_streams();
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(signal);
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        outcome = &mut server => outcome,
+        () = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still running {SHUTDOWN_GRACE:?} after shutdown began: stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
 use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_postgres::error::SqlState;
 
 use crate::nodes::Cluster;
@@ -83,6 +83,8 @@ struct Inner {
     mode: ClusterMode,
     counters: Counters,
     ticks: broadcast::Sender<Arc<str>>,
+    /// Set once the server is shutting down; long-lived streams end on it.
+    closing: watch::Sender<bool>,
     latest_tick: RwLock<Option<Arc<str>>>,
     latest_stats: RwLock<Stats>,
     rows: RwLock<Vec<ShardLoad>>,
@@ -143,6 +145,7 @@ impl AppState {
                 mode: config.topology.mode,
                 counters: Counters::default(),
                 ticks,
+                closing: watch::Sender::new(false),
                 latest_tick: RwLock::new(None),
                 latest_stats: RwLock::new(Stats::default()),
                 rows: RwLock::new(Vec::new()),
@@ -188,6 +191,19 @@ impl AppState {
     /// New subscriber to the stream's ticks (JSON).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.inner.ticks.subscribe()
+    }
+
+    /// Tells long-lived responses (the event stream) to end: the server is stopping.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Completes once [`AppState::close_streams`] was called.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut closing = self.inner.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
     }
 
     /// The last tick sent, if any.

@@ -134,7 +134,18 @@ fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, Strin
         .status()
         .unwrap();
     assert!(killed.success());
-    let exit = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut log = String::new();
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut log);
@@ -299,8 +310,23 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     assert_eq!(status, 200);
     assert!(page.contains("ecoshard"), "{page}");
     assert_eq!(running_nodes(&scratch.dir, port).len(), 3);
+    // A page listening to the event stream must not hold the shutdown up.
+    let mut listener = std::net::TcpStream::connect(&addr).unwrap();
+    write!(listener, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut first = [0u8; 64];
+    let read = listener.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
     let (exit, log) = terminate(child);
     assert!(exit.success(), "serve exited with {exit}: {log}");
+    assert!(!log.contains("stopping anyway"), "{log}");
+    // The stream was ended properly: the last chunk of a chunked body.
+    let mut rest = Vec::new();
+    let _ = listener.read_to_end(&mut rest);
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
     assert!(
         running_nodes(&scratch.dir, port).is_empty(),
         "servers left running after SIGTERM"

@@ -23,8 +23,11 @@ pub async fn events(
         // Lagged: this client missed ticks; it gets the next ones.
         tick.ok()
     });
+    // Ends when the server shuts down, so a graceful shutdown does not wait
+    // for clients that would listen forever.
     let stream = first
         .chain(rest)
+        .take_until(state.closing())
         .map(|json: Arc<str>| Ok(Event::default().event("tick").data(&*json)));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
 }
