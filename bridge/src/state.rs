@@ -30,6 +30,10 @@ pub struct BridgeConfig {
     pub web_dir: Option<PathBuf>,
     /// Create the database when it does not exist.
     pub create_database: bool,
+    /// API requests handled at once; more get 429.
+    pub max_in_flight: usize,
+    /// Event-stream clients at once; more get 429.
+    pub max_event_clients: usize,
 }
 
 impl BridgeConfig {
@@ -43,6 +47,8 @@ impl BridgeConfig {
                 .unwrap_or_else(|_| unreachable!("3 shards is a valid count")),
             web_dir: None,
             create_database: true,
+            max_in_flight: 512,
+            max_event_clients: 64,
         }
     }
 }
@@ -89,6 +95,8 @@ struct Inner {
     latest_stats: RwLock<Stats>,
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
+    in_flight: Semaphore,
+    event_clients: Arc<Semaphore>,
     web_dir: Option<PathBuf>,
 }
 
@@ -150,6 +158,8 @@ impl AppState {
                 latest_stats: RwLock::new(Stats::default()),
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
+                in_flight: Semaphore::new(config.max_in_flight.max(1)),
+                event_clients: Arc::new(Semaphore::new(config.max_event_clients)),
                 web_dir: config.web_dir,
             }),
         };
@@ -181,6 +191,16 @@ impl AppState {
     /// Limits concurrent bulk inserts.
     pub fn bulk_permits(&self) -> &Semaphore {
         &self.inner.bulk_permits
+    }
+
+    /// Limits API requests in flight.
+    pub fn in_flight(&self) -> &Semaphore {
+        &self.inner.in_flight
+    }
+
+    /// Limits event-stream clients; a permit lives as long as its stream.
+    pub fn event_clients(&self) -> &Arc<Semaphore> {
+        &self.inner.event_clients
     }
 
     /// Directory of the web page.

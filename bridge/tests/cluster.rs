@@ -837,3 +837,46 @@ async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
     assert!(note.text().contains("cargo xtask dist"), "{}", note.text());
     assert_eq!(get(&bare, "/api/health").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn event_stream_clients_beyond_the_limit_get_429() {
+    let _nodes = NODES.read().await;
+    let config = ecoshard_bridge::BridgeConfig {
+        initial_layout: ring(3),
+        max_event_clients: 2,
+        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(
+            the_cluster(),
+            "t_limits",
+        ))
+    };
+    let state = ecoshard_bridge::AppState::start(config).await.unwrap();
+    let open = || {
+        let app = ecoshard_bridge::app(state.clone());
+        async move {
+            tower::ServiceExt::oneshot(
+                app,
+                Request::get("/api/events").body(Body::empty()).unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let third = send(
+        &state,
+        Request::get("/api/events").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.parse::<ApiErrorBody>().error.code, "busy");
+    // A client leaving frees its slot.
+    drop(first);
+    let again = open().await;
+    assert_eq!(again.status(), StatusCode::OK);
+    // Other endpoints are not affected.
+    assert_eq!(get(&state, "/api/health").await.status, StatusCode::OK);
+    drop((second, again));
+}

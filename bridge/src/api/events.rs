@@ -11,12 +11,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt as _, stream};
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The stream: the latest tick at once, then every new one.
 pub async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Held by the stream: the slot frees when the client goes.
+    let permit = Arc::clone(state.event_clients())
+        .try_acquire_owned()
+        .map_err(|_| super::busy("too many clients on the event stream; retry later"))?;
     let receiver = state.subscribe();
     let first = stream::iter(state.latest_tick());
     let rest = BroadcastStream::new(receiver).filter_map(|tick| async move {
@@ -28,6 +33,9 @@ pub async fn events(
     let stream = first
         .chain(rest)
         .take_until(state.closing())
-        .map(|json: Arc<str>| Ok(Event::default().event("tick").data(&*json)));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .map(move |json: Arc<str>| {
+            let _held = &permit;
+            Ok(Event::default().event("tick").data(&*json))
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }

@@ -38,11 +38,34 @@ pub fn app(state: AppState) -> Router {
                 "this endpoint does not take that method (see docs/api.md)",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_in_flight,
+        ));
     let web_dir = state.web_dir().cloned();
     crate::web::mount(Router::new().nest("/api", api), web_dir.as_deref())
         .layer(CompressionLayer::new())
         .with_state(state)
+}
+
+/// Refuses API requests beyond `max_in_flight` with 429 instead of queueing them.
+async fn limit_in_flight(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match state.in_flight().try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => busy("the bridge is handling as many requests as it takes; retry shortly")
+            .into_response(),
+    }
+}
+
+/// 429 `busy`.
+pub fn busy(message: &str) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message)
 }
 
 /// `axum::Json` with rejections turned into [`ApiError`]s.

@@ -87,13 +87,10 @@ pub async fn bulk(
         }
         None => unique_prefix(),
     };
-    let _permit = state.bulk_permits().try_acquire().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            "other bulk inserts are running; try again when they finish",
-        )
-    })?;
+    let _permit = state
+        .bulk_permits()
+        .try_acquire()
+        .map_err(|_| super::busy("other bulk inserts are running; try again when they finish"))?;
     let started = Instant::now();
     let table = state.routing().table();
     let shards = &table.current.shards;

@@ -142,6 +142,12 @@ pub(crate) struct ServeArgs {
     /// Connections per node.
     #[arg(long, default_value_t = 16)]
     pub(crate) pool_size: usize,
+    /// API requests handled at once; more are refused with 429.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) max_in_flight: usize,
+    /// Clients of the event stream at once; more are refused with 429.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_event_clients: usize,
 }
 
 /// `<workspace>/target/ecoshard-cluster` when run from a checkout, else

@@ -58,6 +58,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         initial_layout,
         web_dir,
         create_database: true,
+        max_in_flight: args.max_in_flight,
+        max_event_clients: args.max_event_clients,
         ..BridgeConfig::new(topology)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
