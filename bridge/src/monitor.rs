@@ -150,19 +150,38 @@ pub async fn check_nodes(cluster: &Cluster) {
             up,
             at_ms,
         };
-        let is_standby = check.as_ref().is_some_and(|check| check.in_recovery);
-        let eligible = is_standby
-            && match (primary_check, row) {
-                // Primary down: standbys are the best there is.
-                (None, _) => true,
-                (Some(_), Some(row)) => {
-                    row.state.as_deref() == Some("streaming")
-                        && row.replay_lag_ms.unwrap_or(0.0) <= cluster.max_lag_ms
-                }
-                // Up but not streaming from the primary: it may be far behind.
-                (Some(_), None) => false,
-            };
+        let eligible = in_rotation(
+            check.as_ref().map(|check| check.in_recovery),
+            primary_check.is_some(),
+            row.map(|row| (row.state.as_deref(), row.replay_lag_ms)),
+            cluster.max_lag_ms,
+        );
         node.record_check(up, check.as_ref().and_then(|c| c.lsn), Some(lag), eligible);
+    }
+}
+
+/// Whether a standby serves eventual reads: it answered and is in recovery,
+/// and either the primary is down (then the standbys are the best there is)
+/// or the primary lists it as `streaming` with a replay lag within the bound
+/// (NULL lag, normal when idle, counts as none). A standby the primary does
+/// not list may be far behind: out.
+fn in_rotation(
+    in_recovery: Option<bool>,
+    primary_up: bool,
+    replication: Option<(Option<&str>, Option<f64>)>,
+    max_lag_ms: f64,
+) -> bool {
+    if in_recovery != Some(true) {
+        return false;
+    }
+    if !primary_up {
+        return true;
+    }
+    match replication {
+        Some((state, replay_lag_ms)) => {
+            state == Some("streaming") && replay_lag_ms.unwrap_or(0.0) <= max_lag_ms
+        }
+        None => false,
     }
 }
 
@@ -242,4 +261,38 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(
+        in_recovery: Option<bool>,
+        primary_up: bool,
+        replication: Option<(Option<&str>, Option<f64>)>,
+        expected: bool,
+    ) {
+        assert_eq!(
+            in_rotation(in_recovery, primary_up, replication, 1_000.0),
+            expected,
+            "{in_recovery:?} {primary_up} {replication:?}"
+        );
+    }
+
+    #[test]
+    fn rotation_table() {
+        let streaming = Some("streaming");
+        check(Some(true), true, Some((streaming, None)), true);
+        check(Some(true), true, Some((streaming, Some(12.0))), true);
+        check(Some(true), true, Some((streaming, Some(1_000.0))), true);
+        check(Some(true), true, Some((streaming, Some(1_000.5))), false);
+        check(Some(true), true, Some((Some("catchup"), None)), false);
+        check(Some(true), true, Some((None, None)), false);
+        check(Some(true), true, None, false);
+        check(Some(true), false, None, true);
+        check(Some(false), true, Some((streaming, None)), false);
+        check(None, true, Some((streaming, None)), false);
+        check(None, false, None, false);
+    }
 }
