@@ -14,6 +14,26 @@ pub fn thousands(value: u64) -> String {
     out
 }
 
+/// A number with `places` decimals and thousands separated: `33333.33` → `33,333.3`.
+pub fn decimal(value: f64, places: usize) -> String {
+    if !value.is_finite() {
+        return "—".to_string();
+    }
+    let text = format!("{:.*}", places, value.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let sign = if value < 0.0 && text.bytes().any(|b| b.is_ascii_digit() && b != b'0') {
+        "-"
+    } else {
+        ""
+    };
+    let whole = thousands(whole.parse().unwrap_or(0));
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    }
+}
+
 /// A fraction as a percentage with one decimal: `0.2567` → `25.7 %`.
 pub fn percent(fraction: f64) -> String {
     format!("{:.1} %", fraction * 100.0)
@@ -65,6 +85,10 @@ mod tests {
 
     #[test]
     fn friendly_units() {
+        assert_eq!(decimal(33_333.333, 1), "33,333.3");
+        assert_eq!(decimal(666.66, 1), "666.7");
+        assert_eq!(decimal(1_138.0, 0), "1,138");
+        assert_eq!(decimal(-1_234.5, 1), "-1,234.5");
         assert_eq!(percent(0.25), "25.0 %");
         assert_eq!(percent(0.7467), "74.7 %");
         assert_eq!(millis(None), "—");

@@ -185,6 +185,7 @@ pub struct KeySpots {
     bucket_glow: Sprite,
     lift: f64,
     scale: f64,
+    ceiling: f64,
 }
 
 impl KeySpots {
@@ -236,6 +237,7 @@ impl KeySpots {
                 .ring
                 .map_or(0.0, |ring| (ring.band_inner - ring.keys_outer) * 0.9),
             scale: stage.scale,
+            ceiling: buckets.stack_top,
         }
     }
 
@@ -289,6 +291,7 @@ impl KeySpots {
                 self.bucket_after[key],
                 progress,
                 self.scale,
+                self.ceiling,
             );
             frame.blit(&self.bucket_glow, spot, to, glow);
             frame.blit(&self.bucket_dot, spot, color, 1.0);

@@ -246,12 +246,13 @@ pub fn travel_progress(elapsed_ms: f64, rank: f64) -> f64 {
     ease_in_out_cubic((elapsed_ms - start) / TRAVEL_MS)
 }
 
-/// A point along a quadratic arc from `from` to `to` bulging upwards, at `t`.
-pub fn arc_point(from: Point, to: Point, t: f64, scale: f64) -> Point {
+/// A point along a quadratic arc from `from` to `to` bulging upwards, at `t`;
+/// the arc's control point stays below `ceiling` (the top of the stacks).
+pub fn arc_point(from: Point, to: Point, t: f64, scale: f64, ceiling: f64) -> Point {
     let distance = ((to.x - from.x).powi(2) + (to.y - from.y).powi(2)).sqrt();
     let control = Point {
         x: (from.x + to.x) / 2.0,
-        y: from.y.min(to.y) - distance * 0.35 - 16.0 * scale,
+        y: (from.y.min(to.y) - distance * 0.35 - 16.0 * scale).max(ceiling),
     };
     let u = 1.0 - t;
     Point {
@@ -324,11 +325,15 @@ mod tests {
         assert!((mid - 0.5).abs() < 1e-12);
         let from = Point { x: 0.0, y: 100.0 };
         let to = Point { x: 200.0, y: 100.0 };
-        assert_eq!(arc_point(from, to, 0.0, 1.0), from);
-        assert_eq!(arc_point(from, to, 1.0, 1.0), to);
+        assert_eq!(arc_point(from, to, 0.0, 1.0, 0.0), from);
+        assert_eq!(arc_point(from, to, 1.0, 1.0, 0.0), to);
         assert!(
-            arc_point(from, to, 0.5, 1.0).y < 100.0,
+            arc_point(from, to, 0.5, 1.0, 0.0).y < 100.0,
             "arcs bulge upwards"
+        );
+        assert!(
+            arc_point(from, to, 0.5, 1.0, 90.0).y >= 90.0,
+            "not past the ceiling"
         );
     }
 }

@@ -40,12 +40,17 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
             }
             "host" => exec(cargo().args(["test", "--workspace", "--all-features"]))?,
             "e2e" => {
+                // The page, and the bridge binary the live-view test starts.
                 let dist = crate::dist::build(false)?;
+                exec(cargo().args(["build", "-p", "ecoshard-bridge", "--bin", "ecoshard"]))?;
+                let bin = crate::dist::target_dir()?.join("debug").join("ecoshard");
                 exec(
                     cargo()
-                        .args(["test", "-p", "ecoshard-web", "--test", "browser"])
+                        .args(["test", "-p", "ecoshard-web"])
+                        .args(["--test", "browser", "--test", "live"])
                         .args(["--", "--ignored", "--test-threads=1"])
-                        .env("ECOSHARD_DIST", dist),
+                        .env("ECOSHARD_DIST", dist)
+                        .env("ECOSHARD_BIN", bin),
                 )?;
             }
             "wasm" => exec(

@@ -5,7 +5,7 @@ use ecoshard_core::StrategyKind;
 use yew::prelude::*;
 
 use crate::components::Shared;
-use crate::format::{percent, thousands};
+use crate::format::{decimal, percent, thousands};
 use crate::scenario::Comparison;
 use crate::state::strategy_title;
 
@@ -65,7 +65,7 @@ pub fn ComparisonTable(props: &ComparisonTableProps) -> Html {
                                     </td>
                                     <td class="num">{ ratio }</td>
                                     <td class="num">{ format!("{:.3}", numbers.max_over_mean_after) }</td>
-                                    <td class="num">{ format!("{:.1}", numbers.std_dev_after) }</td>
+                                    <td class="num">{ decimal(numbers.std_dev_after, 1) }</td>
                                 </tr>
                             }
                         }

@@ -202,8 +202,10 @@ fn NumberField(props: &NumberFieldProps) -> Html {
     html! {
         <label class="field">
             <span class="field-label">{ &props.label }</span>
+            // No `value` attribute: Yew would put it back on every render, over
+            // what is being typed. The effect above shows the state's value.
             <input ref={input} id={props.id.clone()} type="number" inputmode="numeric"
-                value={props.value.clone()} min={props.min.clone()} max={props.max.clone()} step={props.step.clone()}
+                min={props.min.clone()} max={props.max.clone()} step={props.step.clone()}
                 {onchange} {onkeydown} />
         </label>
     }

@@ -4,7 +4,7 @@
 use yew::prelude::*;
 
 use crate::components::Shared;
-use crate::format::thousands;
+use crate::format::{decimal, thousands};
 use crate::scenario::Scenario;
 
 /// Props of [`LoadBars`].
@@ -45,8 +45,8 @@ pub fn LoadBars(props: &LoadBarsProps) -> Html {
                 }) }
             </div>
             <div class="stats-grid" id="load-stats">
-                <Stat label="mean" before={format!("{:.1}", before.mean)} after={format!("{:.1}", after.mean)} />
-                <Stat label="std dev" before={format!("{:.1}", before.std_dev)} after={format!("{:.1}", after.std_dev)} />
+                <Stat label="mean" before={decimal(before.mean, 1)} after={decimal(after.mean, 1)} />
+                <Stat label="std dev" before={decimal(before.std_dev, 1)} after={decimal(after.std_dev, 1)} />
                 <Stat label="max / mean" before={format!("{:.3}", before.max_over_mean)} after={format!("{:.3}", after.max_over_mean)} id="max-over-mean" />
             </div>
         </div>

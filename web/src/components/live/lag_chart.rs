@@ -16,7 +16,6 @@ pub(super) struct LagChartProps {
     pub(super) points: VecDeque<LagPoint>,
 }
 
-const WIDTH: f64 = 520.0;
 const HEIGHT: f64 = 150.0;
 
 #[function_component]
@@ -38,7 +37,8 @@ pub(super) fn LagChart(props: &LagChartProps) -> Html {
                 <span class="chart-now">
                     { match latest {
                         Some(point) if !point.up => "down".to_string(),
-                        Some(point) => millis(point.replay_ms.or(Some(0.0))),
+                        Some(point) if point.replay_ms.is_none() => "idle".to_string(),
+                        Some(point) => millis(point.replay_ms),
                         None => "—".to_string(),
                     } }
                 </span>
@@ -65,7 +65,8 @@ fn draw(canvas: &HtmlCanvasElement, points: &VecDeque<LagPoint>) {
     let scale = web_sys::window()
         .map_or(1.0, |window| window.device_pixel_ratio())
         .clamp(1.0, 3.0);
-    canvas.set_width((WIDTH * scale) as u32);
+    let width = f64::from(canvas.client_width().max(200));
+    canvas.set_width((width * scale) as u32);
     canvas.set_height((HEIGHT * scale) as u32);
     let Some(context) = canvas
         .get_context("2d")
@@ -76,9 +77,9 @@ fn draw(canvas: &HtmlCanvasElement, points: &VecDeque<LagPoint>) {
         return;
     };
     let _ = context.scale(scale, scale);
-    let (left, right, top, bottom) = (44.0, WIDTH - 8.0, 8.0, HEIGHT - 20.0);
+    let (left, right, top, bottom) = (44.0, width - 8.0, 8.0, HEIGHT - 20.0);
     context.set_fill_style_str("#0d1424");
-    context.fill_rect(0.0, 0.0, WIDTH, HEIGHT);
+    context.fill_rect(0.0, 0.0, width, HEIGHT);
     let now = points.back().map_or(0, |point| point.at_ms);
     let start = now.saturating_sub(LAG_WINDOW_MS);
     let peak = points

@@ -43,7 +43,9 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             spawn_local(async move {
                 match api::apply_layout(&layout).await {
                     Ok(job) => dispatch.emit(LiveAction::Job(Box::new(job))),
-                    Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+                    Err(error) => {
+                        dispatch.emit(LiveAction::Failed(format!("Apply layout: {error}")))
+                    }
                 }
                 sending.set(false);
             });

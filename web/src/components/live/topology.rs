@@ -79,7 +79,10 @@ fn NodeCard(props: &NodeCardProps) -> Html {
             spawn_local(async move {
                 match api::node_action(&name, start).await {
                     Ok(()) => dispatch.emit(LiveAction::NodeAsked { name, start }),
-                    Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+                    Err(error) => {
+                        let verb = if start { "Start" } else { "Stop" };
+                        dispatch.emit(LiveAction::Failed(format!("{verb} {name}: {error}")))
+                    }
                 }
                 busy.set(false);
             });
@@ -99,7 +102,9 @@ fn NodeCard(props: &NodeCardProps) -> Html {
             <div class="node-role muted small">{ role }{ " · " }{ &node.addr }</div>
             if node.role == NodeRole::Standby {
                 <div class="node-metrics">
-                    <span title="replay lag">{ "lag " }<strong>{ millis(lag.and_then(|lag| lag.replay_lag_ms)) }</strong></span>
+                    <span title="replay lag; PostgreSQL reports none while the standby is idle and caught up">
+                        { "lag " }<strong>{ replay_lag_text(lag) }</strong>
+                    </span>
                     <span title="bytes not yet replayed">{ bytes(lag.and_then(|lag| lag.byte_lag)) }</span>
                     <span class="muted">{ lag.and_then(|lag| lag.state.clone()).unwrap_or_else(|| "not streaming".to_string()) }</span>
                 </div>
@@ -113,5 +118,15 @@ fn NodeCard(props: &NodeCardProps) -> Html {
                 </button>
             }
         </div>
+    }
+}
+
+/// Replay lag for people: PostgreSQL reports NULL while a standby is idle and
+/// caught up, which reads better as "idle" than as a dash.
+fn replay_lag_text(lag: Option<&ecoshard_core::wire::LagSample>) -> String {
+    match lag {
+        Some(sample) if sample.replay_lag_ms.is_some() => millis(sample.replay_lag_ms),
+        Some(sample) if sample.up && sample.state.is_some() => "idle".to_string(),
+        _ => "—".to_string(),
     }
 }

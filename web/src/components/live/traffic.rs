@@ -21,7 +21,6 @@ pub(super) struct TrafficProps {
     pub(super) dispatch: Callback<LiveAction>,
 }
 
-const MAX_BULK: u64 = 100_000;
 const MAX_RATE: u32 = 50;
 
 fn input_value(node: &NodeRef) -> String {
@@ -30,11 +29,21 @@ fn input_value(node: &NodeRef) -> String {
         .unwrap_or_default()
 }
 
+fn set_input(node: &NodeRef, value: &str) {
+    if let Some(input) = node.cast::<HtmlInputElement>() {
+        input.set_value(value);
+    }
+}
+
+fn fresh_user_id() -> String {
+    format!("user_{}", (js_sys::Math::random() * 1e6) as u32)
+}
+
 fn insert(user: NewUser, dispatch: Callback<LiveAction>) {
     spawn_local(async move {
         match api::insert_user(&user).await {
             Ok(result) => dispatch.emit(LiveAction::Inserted(Box::new(result))),
-            Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+            Err(error) => dispatch.emit(LiveAction::Failed(format!("Insert: {error}"))),
         }
     });
 }
@@ -43,7 +52,7 @@ fn read(user_id: String, consistency: Consistency, dispatch: Callback<LiveAction
     spawn_local(async move {
         match api::read_user(&user_id, consistency).await {
             Ok(result) => dispatch.emit(LiveAction::Read(Box::new(result))),
-            Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+            Err(error) => dispatch.emit(LiveAction::Failed(format!("Read: {error}"))),
         }
     });
 }
@@ -70,12 +79,24 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
         sent: 0,
         session: js_sys::Math::random().to_bits() as u32 % 100_000,
     });
-    let next_id = use_state(|| format!("user_{}", (js_sys::Math::random() * 1e6) as u32));
+    {
+        // Initial values, set once: a `value` attribute would be put back by
+        // Yew on every render (four a second here), over what is being typed.
+        let fields = [
+            (user_id.clone(), fresh_user_id()),
+            (bulk_count.clone(), "1000".to_string()),
+            (rate_input.clone(), "10".to_string()),
+        ];
+        use_effect_with((), move |_| {
+            for (field, value) in fields {
+                set_input(&field, &value);
+            }
+        });
+    }
 
     let on_insert = {
         let (user_id, user_name, email) = (user_id.clone(), user_name.clone(), email.clone());
         let dispatch = props.dispatch.clone();
-        let next_id = next_id.clone();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
             let id = input_value(&user_id).trim().to_string();
@@ -96,7 +117,7 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
                 },
                 dispatch.clone(),
             );
-            next_id.set(format!("user_{}", (js_sys::Math::random() * 1e6) as u32));
+            set_input(&user_id, &fresh_user_id());
         })
     };
     let on_bulk = {
@@ -104,19 +125,20 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
         let dispatch = props.dispatch.clone();
         Callback::from(move |event: SubmitEvent| {
             event.prevent_default();
-            let count = input_value(&bulk_count).trim().parse::<u64>().unwrap_or(0);
-            if count == 0 || count > MAX_BULK {
-                dispatch.emit(LiveAction::Failed(format!(
-                    "Bulk insert takes 1 to {} users.",
-                    thousands(MAX_BULK)
-                )));
+            // The bridge decides how many it takes, and says so when it refuses.
+            let Ok(count) = input_value(&bulk_count).trim().parse::<u64>() else {
+                dispatch.emit(LiveAction::Failed(
+                    "Bulk insert needs a number of users.".to_string(),
+                ));
                 return;
-            }
+            };
             let dispatch = dispatch.clone();
             spawn_local(async move {
                 match api::insert_bulk(count).await {
                     Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
-                    Err(error) => dispatch.emit(LiveAction::Failed(error.message)),
+                    Err(error) => {
+                        dispatch.emit(LiveAction::Failed(format!("Bulk insert: {error}")))
+                    }
                 }
             });
         })
@@ -209,7 +231,7 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
                 <span class="muted small">{ format!("{} writes · {:.0}/s writes · {:.0}/s reads · {} failed reads", thousands(stats.writes), stats.writes_per_sec, stats.reads_per_sec, thousands(stats.failed_reads)) }</span>
             </div>
             <form class="form-row" id="insert-form" onsubmit={on_insert}>
-                <input ref={user_id} id="insert-id" placeholder="user id (shard key)" value={(*next_id).clone()} />
+                <input ref={user_id} id="insert-id" placeholder="user id (shard key)" />
                 <input ref={user_name} id="insert-name" placeholder="name (optional)" />
                 <input ref={email} id="insert-email" placeholder="e-mail (optional)" />
                 <button class="button primary" type="submit" id="insert-one">{ "Insert" }</button>
@@ -219,11 +241,11 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
             }
             <div class="form-grid">
                 <form class="form-row" onsubmit={on_bulk}>
-                    <input ref={bulk_count} id="bulk-count" type="number" min="1" max={MAX_BULK.to_string()} value="1000" />
+                    <input ref={bulk_count} id="bulk-count" type="number" min="1" />
                     <button class="button" type="submit" id="insert-bulk">{ "Insert N" }</button>
                 </form>
                 <div class="form-row">
-                    <input ref={rate_input} id="steady-rate" type="number" min="1" max={MAX_RATE.to_string()} value="10" disabled={rate.is_some()} />
+                    <input ref={rate_input} id="steady-rate" type="number" min="1" max={MAX_RATE.to_string()} disabled={rate.is_some()} />
                     <button class={classes!("button", if rate.is_some() { "danger" } else { "" })} id="steady-toggle" onclick={toggle_rate}>
                         { if let Some(per_second) = *rate { format!("Stop ({per_second}/s)") } else { "Start steady /s".to_string() } }
                     </button>

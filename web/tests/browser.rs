@@ -1,0 +1,352 @@
+//! The page in a real browser: headless Chromium loads the built page from a
+//! plain static server (no bridge), and every number the explorer shows for a
+//! change is checked against the core's own plan.
+//!
+//! Needs `cargo xtask dist` first and Debian's chromium + chromium-driver, so
+//! the tests are `#[ignore]`d in plain `cargo test`; `cargo xtask test e2e`
+//! builds the page and runs them with `--ignored`.
+
+// Native only: the tests drive a browser from the host.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod support;
+
+use std::time::Duration;
+
+use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, Plan, Shard, StrategyKind, plan_numbered};
+use serde_json::Value;
+use support::{Browser, StaticServer, dist_dir};
+
+const NEEDS: &str = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`";
+
+/// The core's plan for going from shards `before` to `after` under `strategy`
+/// (default parameters) over `user_0` … `user_{keys-1}`: what `ecoshard plan`
+/// prints.
+fn core_plan(strategy: StrategyKind, before: &[&str], after: &[&str], keys: usize) -> Plan {
+    let build = |names: &[&str]| {
+        Layout::new(
+            strategy,
+            names.iter().map(|name| Shard::new(*name)).collect(),
+        )
+        .build()
+        .unwrap()
+    };
+    plan_numbered(&build(before), &build(after), DEFAULT_KEY_PREFIX, keys)
+}
+
+async fn open_page(width: u32, height: u32) -> (StaticServer, Browser) {
+    let server = StaticServer::start(&dist_dir());
+    let browser = Browser::start(width, height).await;
+    browser
+        .client
+        .goto(&server.url())
+        .await
+        .expect("loading the page");
+    browser
+        .wait_for(
+            "the page to start",
+            20,
+            "return document.querySelector('#moved-count') !== null",
+        )
+        .await;
+    (server, browser)
+}
+
+async fn moved_count(browser: &Browser) -> u64 {
+    let value = browser
+        .eval("return document.querySelector('#moved-count').dataset.value")
+        .await;
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// Waits until the headline shows `kicker` (e.g. "Maglev · 5 → 6 shards"),
+/// then returns the moved count.
+async fn moved_after(browser: &Browser, kicker: &str) -> u64 {
+    browser
+        .wait_for(
+            kicker,
+            15,
+            &format!(
+                "return document.querySelector('.summary .kicker')?.textContent.includes({})",
+                Value::String(kicker.to_string())
+            ),
+        )
+        .await;
+    moved_count(browser).await
+}
+
+/// The comparison table's (strategy, moved) rows, once all six are worked out.
+async fn comparison(browser: &Browser) -> Vec<(String, u64)> {
+    let rows = browser
+        .wait_for(
+            "the comparison table",
+            20,
+            "const rows = Array.from(document.querySelectorAll('tr.compare-row[data-moved]'));
+             return rows.length === 6 && rows.map(r => [r.dataset.strategy, r.dataset.moved]);",
+        )
+        .await;
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().unwrap().to_string(),
+                row[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits for the animation to end, so screenshots show the final state.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn opening_shows_ring_three_to_four_with_the_cores_numbers() {
+    let _ = NEEDS;
+    let (_server, browser) = open_page(1440, 1500).await;
+    let s3 = ["s0", "s1", "s2"];
+    let s4 = ["s0", "s1", "s2", "s3"];
+    let expected = core_plan(StrategyKind::Ring, &s3, &s4, 2_000);
+    assert_eq!(
+        moved_after(&browser, "Ring · 3 → 4 shards · 2,000 keys").await,
+        expected.moved
+    );
+    let percent = browser
+        .eval("return document.querySelector('#moved-percent').textContent")
+        .await;
+    assert_eq!(
+        percent.as_str().unwrap(),
+        format!("{:.1} %", expected.moved_fraction() * 100.0)
+    );
+    let ideal = browser
+        .eval("return document.querySelector('#ideal-percent').textContent")
+        .await;
+    assert_eq!(ideal.as_str().unwrap(), "ideal minimum 25.0 %");
+    let max_over_mean = browser
+        .eval("return document.querySelector('#max-over-mean strong').dataset.value")
+        .await;
+    assert_eq!(
+        max_over_mean.as_str().unwrap(),
+        format!("{:.3}", expected.loads_after.max_over_mean)
+    );
+    for (strategy, moved) in comparison(&browser).await {
+        let strategy: StrategyKind = strategy.parse().unwrap();
+        assert_eq!(
+            moved,
+            core_plan(strategy, &s3, &s4, 2_000).moved,
+            "{strategy}"
+        );
+    }
+    let canvas = browser
+        .eval("const c = document.querySelector('#stage-canvas'); return [c.width, c.height]")
+        .await;
+    assert!(
+        canvas[0].as_u64().unwrap() > 600,
+        "the stage fills its card: {canvas}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.screenshot("explorer-ring-moving").await;
+    settle().await;
+    browser.screenshot("explorer-ring").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn strategy_shard_count_and_add_shard_agree_with_the_core() {
+    let (_server, browser) = open_page(1440, 1500).await;
+    browser.click("#strategy-maglev").await;
+    assert_eq!(
+        moved_after(&browser, "Maglev · 3 → 4 shards").await,
+        core_plan(
+            StrategyKind::Maglev,
+            &["s0", "s1", "s2"],
+            &["s0", "s1", "s2", "s3"],
+            2_000
+        )
+        .moved
+    );
+    browser.enter("#shard-count", "5").await;
+    let five = ["s0", "s1", "s2", "s3", "s4"];
+    assert_eq!(
+        moved_after(&browser, "Maglev · 4 → 5 shards").await,
+        core_plan(StrategyKind::Maglev, &five[..4], &five, 2_000).moved
+    );
+    browser.click("#add-shard").await;
+    let six = ["s0", "s1", "s2", "s3", "s4", "s5"];
+    let expected = core_plan(StrategyKind::Maglev, &five, &six, 2_000);
+    assert_eq!(
+        moved_after(&browser, "Maglev · 5 → 6 shards").await,
+        expected.moved
+    );
+    for (strategy, moved) in comparison(&browser).await {
+        let strategy: StrategyKind = strategy.parse().unwrap();
+        assert_eq!(
+            moved,
+            core_plan(strategy, &five, &six, 2_000).moved,
+            "{strategy}"
+        );
+    }
+    let loads = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('#load-bars .bar-row'))
+                 .map(r => r.querySelector('.bar-count').textContent)",
+        )
+        .await;
+    let shown: Vec<String> = loads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|count| count.as_str().unwrap().replace(',', ""))
+        .collect();
+    let expected_loads: Vec<String> = expected
+        .loads_after
+        .counts
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    assert_eq!(shown, expected_loads);
+    settle().await;
+    browser.screenshot("explorer-maglev-add-shard").await;
+
+    browser.click("#strategy-modulo").await;
+    let modulo = core_plan(StrategyKind::Modulo, &five, &six, 2_000);
+    assert_eq!(
+        moved_after(&browser, "Modulo · 5 → 6 shards").await,
+        modulo.moved
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    browser.screenshot("explorer-modulo-moving").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn removing_a_chosen_shard_moves_exactly_its_keys_on_the_ring() {
+    let (_server, browser) = open_page(1440, 1500).await;
+    moved_after(&browser, "Ring · 3 → 4 shards").await;
+    browser.click(".remove-shard[data-shard='s1']").await;
+    let before = ["s0", "s1", "s2", "s3"];
+    let after = ["s0", "s2", "s3"];
+    let expected = core_plan(StrategyKind::Ring, &before, &after, 2_000);
+    assert_eq!(
+        moved_after(&browser, "Ring · 4 → 3 shards").await,
+        expected.moved
+    );
+    assert_eq!(
+        expected.moved, expected.loads_before.counts[1],
+        "only s1's keys move"
+    );
+    let chips = browser
+        .eval("return Array.from(document.querySelectorAll('.remove-shard')).map(b => b.dataset.shard)")
+        .await;
+    assert_eq!(chips, serde_json::json!(["s0", "s2", "s3"]));
+    // Adding a shard now names it s4 (s3 is taken), as the core's next_shard_name does.
+    browser.click("#add-shard").await;
+    let with_s4 = ["s0", "s2", "s3", "s4"];
+    assert_eq!(
+        moved_after(&browser, "Ring · 3 → 4 shards").await,
+        core_plan(StrategyKind::Ring, &after, &with_s4, 2_000).moved
+    );
+    settle().await;
+    browser
+        .screenshot("explorer-ring-after-remove-and-add")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn a_hundred_thousand_keys_and_bounded_load() {
+    let (_server, browser) = open_page(1440, 1500).await;
+    browser.click("#strategy-bounded-load").await;
+    browser.enter("#key-count", "100000").await;
+    let expected = core_plan(
+        StrategyKind::BoundedLoad,
+        &["s0", "s1", "s2"],
+        &["s0", "s1", "s2", "s3"],
+        100_000,
+    );
+    assert_eq!(
+        moved_after(&browser, "Bounded-load · 3 → 4 shards · 100,000 keys").await,
+        expected.moved
+    );
+    assert!(
+        browser
+            .eval("return document.querySelector('#load-factor') !== null")
+            .await
+            == true
+    );
+    assert!(
+        browser
+            .eval("return document.querySelector('#table-size') === null")
+            .await
+            == true
+    );
+    settle().await;
+    browser.screenshot("explorer-bounded-load-100k").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn a_refused_layout_shows_the_cores_message() {
+    let (_server, browser) = open_page(1440, 1000).await;
+    browser.click("#strategy-maglev").await;
+    moved_after(&browser, "Maglev").await;
+    browser.enter("#table-size", "1000").await;
+    let message = browser
+        .wait_for(
+            "the refusal",
+            10,
+            "return document.querySelector('#layout-error')?.textContent",
+        )
+        .await;
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("Maglev table size 1000 is not a prime number"),
+        "{message}"
+    );
+    browser.screenshot("explorer-refused-layout").await;
+    // A good value brings the stage back.
+    browser.enter("#table-size", "65537").await;
+    moved_after(&browser, "Maglev · 3 → 4 shards").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn without_a_bridge_the_page_says_so_instead_of_failing() {
+    let (_server, browser) = open_page(1440, 1000).await;
+    let badge = browser
+        .wait_for(
+            "the bridge badge",
+            10,
+            "const b = document.querySelector('#bridge-status');
+             return b.classList.contains('offline') && b.textContent",
+        )
+        .await;
+    assert!(badge.as_str().unwrap().contains("no bridge"), "{badge}");
+    browser.click("#tab-live").await;
+    let notice = browser
+        .wait_for(
+            "the notice",
+            10,
+            "return document.querySelector('#no-bridge')?.textContent",
+        )
+        .await;
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .contains("No bridge answers at this address")
+    );
+    assert!(notice.as_str().unwrap().contains("cargo xtask demo"));
+    browser.screenshot("live-without-bridge").await;
+    browser.close().await;
+}

@@ -1,0 +1,305 @@
+//! Shared by the browser tests and benchmarks: a tiny static file server for
+//! the built page, and headless Chromium driven through chromedriver.
+//!
+//! Chromium and chromedriver come from Debian (`/usr/bin/chromium`,
+//! `/usr/bin/chromedriver`); `cargo xtask setup` installs them. The page comes
+//! from `cargo xtask dist` (`ECOSHARD_DIST`, else `<target>/dist`).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The built page's directory.
+pub fn dist_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ECOSHARD_DIST") {
+        return PathBuf::from(dir);
+    }
+    target_dir().join("dist")
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` or the workspace's `target/`).
+pub fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+}
+
+/// Where screenshots go: `<target>/screenshots` beside the page.
+pub fn screenshot_dir() -> PathBuf {
+    let dist = dist_dir();
+    let dir = dist.parent().map_or_else(
+        || target_dir().join("screenshots"),
+        |parent| parent.join("screenshots"),
+    );
+    std::fs::create_dir_all(&dir).expect("creating the screenshot directory");
+    dir
+}
+
+/// Serves a directory over HTTP on 127.0.0.1 until dropped. Only files; any
+/// other path (`/api/...` included) is a 404, as from a plain static host.
+pub struct StaticServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl StaticServer {
+    pub fn start(root: &Path) -> StaticServer {
+        assert!(
+            root.join("index.html").is_file(),
+            "{} has no index.html: build the page first with `cargo xtask dist`",
+            root.display()
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the static server");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let root = root.to_path_buf();
+        let stopping = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let root = root.clone();
+                    std::thread::spawn(move || serve_one(stream, &root));
+                }
+            }
+        });
+        StaticServer { addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve_one(stream: TcpStream, root: &Path) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    // Skip the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+        line.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let relative = if path == "/" {
+        "index.html"
+    } else {
+        path.trim_start_matches('/')
+    };
+    let file = root.join(relative);
+    let mut stream = stream;
+    match std::fs::read(&file) {
+        Ok(body) if !relative.contains("..") => {
+            let mime = match file.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js") => "text/javascript",
+                Some("wasm") => "application/wasm",
+                Some("css") => "text/css",
+                _ => "application/octet-stream",
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+        _ => {
+            let body = "not found";
+            let head = format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    }
+}
+
+/// Headless Chromium under chromedriver, with a fresh profile; all of it is
+/// stopped and removed when dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+static PROFILES: AtomicU64 = AtomicU64::new(0);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("finding a free port")
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium window of `width × height`.
+    pub async fn start(width: u32, height: u32) -> Browser {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(binary).exists(),
+                "{binary} is missing: install Debian's chromium and chromium-driver \
+                 (`cargo xtask setup`, or apt-get install chromium chromium-driver)"
+            );
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = std::env::temp_dir().join(format!(
+            "ecoshard-chromium-{}-{}",
+            std::process::id(),
+            PROFILES.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    "--disable-dev-shm-usage",
+                    "--force-device-scale-factor=1",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("opening a Chromium session through chromedriver");
+        Browser {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    /// Ends the session (closing Chromium), then chromedriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+
+    /// Runs a script and returns its value.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
+    }
+
+    /// Waits (up to `seconds`) until `script` returns something truthy other
+    /// than `false`/`null`, and returns it.
+    pub async fn wait_for(&self, what: &str, seconds: u64, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let value = self.eval(script).await;
+            let done = !matches!(value, Value::Null | Value::Bool(false))
+                && value != Value::String(String::new());
+            if done {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let body = self.eval("return document.body.innerText").await;
+                panic!("timed out waiting for {what}; page text:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css}: {error}"))
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+    }
+
+    /// Types `text` into the field and presses Enter.
+    pub async fn enter(&self, css: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css}: {error}"));
+        field.clear().await.expect("clearing a field");
+        field
+            .send_keys(&format!("{text}\u{E007}"))
+            .await
+            .expect("typing into a field");
+    }
+
+    /// Saves a PNG screenshot as `<target>/screenshots/<name>.png`.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("taking a screenshot");
+        let path = screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("writing a screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
