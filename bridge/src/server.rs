@@ -3,6 +3,7 @@
 use std::future::{Future, IntoFuture as _};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
@@ -24,6 +25,12 @@ pub async fn serve(
         closer.close_streams();
         let _ = stopping_tx.send(());
     };
+    // Small responses and stream events go out at once, not after Nagle's delay.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {error}");
+        }
+    });
     let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(signal);
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
