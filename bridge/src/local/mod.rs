@@ -17,14 +17,14 @@
 
 mod binaries;
 mod config;
+mod error;
+mod paths;
+mod process;
 mod watchdog;
 
-use std::fmt;
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,12 @@ pub use binaries::{PgBinaries, RunAs};
 pub use config::{ClusterState, Passwords};
 use config::{LocalSettings, STATE_FORMAT, Upstream};
 use ecoshard_core::wire::NodeRole;
+pub use error::ClusterError;
+use paths::Paths;
+pub use process::slot_name;
+use process::{
+    check_output, has_data_dir, is_running, log_tail, port_is_free, remove_dir, stop_server,
+};
 use watchdog::Watchdog;
 
 /// Default port of the primary; standby `i` listens on the port plus `i`.
@@ -72,120 +78,6 @@ impl ClusterOptions {
         }
     }
 }
-
-/// Why the local cluster could not be started or stopped.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClusterError {
-    /// PostgreSQL's server binaries are not installed where we looked.
-    MissingBinaries {
-        /// Directories searched.
-        searched: Vec<String>,
-    },
-    /// Running as root, and the unprivileged user to run servers as is missing.
-    NoServerUser {
-        /// The user asked for.
-        name: String,
-    },
-    /// The server user cannot use the data directory.
-    DataDirInaccessible {
-        /// The directory.
-        path: PathBuf,
-        /// The user.
-        user: String,
-    },
-    /// A port the cluster needs is taken.
-    PortInUse {
-        /// The node that wanted it.
-        node: String,
-        /// The port.
-        port: u16,
-    },
-    /// A running cluster uses other ports than asked.
-    RunningElsewhere {
-        /// Port of the running primary.
-        pg_port: u16,
-    },
-    /// A PostgreSQL tool failed.
-    Command {
-        /// What was run.
-        what: String,
-        /// Its error output or the server log's tail.
-        detail: String,
-    },
-    /// A file operation failed.
-    Io {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// Something did not happen in time.
-    Timeout {
-        /// What was awaited.
-        what: String,
-    },
-    /// No node of that name.
-    UnknownNode {
-        /// The name.
-        name: String,
-    },
-}
-
-impl ClusterError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        ClusterError::Io {
-            what: what.into(),
-            source,
-        }
-    }
-}
-
-impl fmt::Display for ClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClusterError::MissingBinaries { searched } => write!(
-                f,
-                "PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup, psql) not found \
-                 (looked in {}): install them (Debian/Ubuntu: apt-get install postgresql), point at \
-                 them with --pg-bin DIR or ECOSHARD_PG_BIN, or use an existing cluster with \
-                 --primary URL --replica URL",
-                if searched.is_empty() {
-                    "nowhere".to_string()
-                } else {
-                    searched.join(", ")
-                }
-            ),
-            ClusterError::NoServerUser { name } => write!(
-                f,
-                "running as root, and PostgreSQL refuses to: no user {name:?} to run the servers as \
-                 (create one, e.g. `useradd --system postgres`, or name another with --pg-user)"
-            ),
-            ClusterError::DataDirInaccessible { path, user } => write!(
-                f,
-                "user {user} cannot use the data directory {} (a parent directory is private?): \
-                 choose another with --data-dir",
-                path.display()
-            ),
-            ClusterError::PortInUse { node, port } => write!(
-                f,
-                "port {port} (for {node}) is in use on 127.0.0.1: stop what uses it or choose other \
-                 ports with --pg-port"
-            ),
-            ClusterError::RunningElsewhere { pg_port } => write!(
-                f,
-                "the cluster in this data directory is already running with its primary on port \
-                 {pg_port}: use --pg-port {pg_port}, or stop it with `ecoshard cluster down`"
-            ),
-            ClusterError::Command { what, detail } => write!(f, "{what} failed: {detail}"),
-            ClusterError::Io { what, source } => write!(f, "{what}: {source}"),
-            ClusterError::Timeout { what } => write!(f, "timed out waiting for {what}"),
-            ClusterError::UnknownNode { name } => write!(f, "no node named {name:?}"),
-        }
-    }
-}
-
-impl std::error::Error for ClusterError {}
 
 /// One node of the local cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -747,162 +639,4 @@ impl Drop for LocalCluster {
             self.stop_started();
         }
     }
-}
-
-/// Where everything of a local cluster lives.
-#[derive(Clone, Debug)]
-struct Paths {
-    root: PathBuf,
-}
-
-impl Paths {
-    fn new(root: &Path) -> Self {
-        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        Paths { root }
-    }
-
-    fn state_file(&self) -> PathBuf {
-        self.root.join("cluster.json")
-    }
-
-    fn passfile(&self) -> PathBuf {
-        self.root.join("pgpass")
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.root.join("run")
-    }
-
-    fn log_file(&self, node: &str) -> PathBuf {
-        self.root.join("log").join(format!("{node}.log"))
-    }
-
-    fn nodes(&self, pg_port: u16, standbys: usize) -> Vec<LocalNode> {
-        let mut nodes = vec![LocalNode {
-            name: PRIMARY.into(),
-            role: NodeRole::Primary,
-            port: pg_port,
-            data: self.root.join(PRIMARY),
-        }];
-        for index in 1..=standbys {
-            let name = format!("standby-{index}");
-            nodes.push(LocalNode {
-                data: self.root.join(&name),
-                name,
-                role: NodeRole::Standby,
-                port: pg_port.saturating_add(index as u16),
-            });
-        }
-        nodes
-    }
-
-    /// Creates the root, `run/` and `log/` (0700, owned by the server user),
-    /// and checks that user can reach them.
-    fn prepare(&self, run_as: &RunAs) -> Result<(), ClusterError> {
-        for dir in [self.root.clone(), self.run_dir(), self.root.join("log")] {
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| {
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                })
-                .map_err(|error| ClusterError::io(format!("creating {}", dir.display()), error))?;
-            run_as.own(&dir)?;
-        }
-        let reachable = run_as
-            .command("sh", Path::new("/"))
-            .arg("-c")
-            .arg("test -w \"$1\" && test -x \"$1\"")
-            .arg("sh")
-            .arg(&self.root)
-            .status()
-            .is_ok_and(|status| status.success());
-        if reachable {
-            Ok(())
-        } else {
-            Err(ClusterError::DataDirInaccessible {
-                path: self.root.clone(),
-                user: run_as.name(),
-            })
-        }
-    }
-}
-
-/// Physical replication slot of a standby: `standby-1` → `standby_1`.
-pub fn slot_name(node: &str) -> String {
-    node.replace('-', "_")
-}
-
-fn has_data_dir(data: &Path) -> bool {
-    data.join("PG_VERSION").is_file() && data.join("global/pg_control").is_file()
-}
-
-fn is_running(bins: &PgBinaries, run_as: &RunAs, root: &Path, data: &Path) -> bool {
-    data.join("postmaster.pid").exists()
-        && run_as
-            .command(bins.tool("pg_ctl"), root)
-            .arg("status")
-            .arg("-D")
-            .arg(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-}
-
-fn stop_server(
-    bins: &PgBinaries,
-    run_as: &RunAs,
-    root: &Path,
-    data: &Path,
-    mode: &str,
-) -> Result<(), ClusterError> {
-    if !is_running(bins, run_as, root, data) {
-        return Ok(());
-    }
-    let output = run_as
-        .command(bins.tool("pg_ctl"), root)
-        .arg("stop")
-        .arg("-D")
-        .arg(data)
-        .args(["-m", mode, "-w", "-t", "60", "-s"])
-        .output();
-    check_output(&format!("stopping {}", data.display()), output)
-}
-
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-fn remove_dir(dir: &Path) -> Result<(), ClusterError> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(ClusterError::io(
-            format!("removing {}", dir.display()),
-            error,
-        )),
-    }
-}
-
-fn check_output(what: &str, output: std::io::Result<Output>) -> Result<(), ClusterError> {
-    let output = output.map_err(|error| ClusterError::io(format!("running {what}"), error))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let mut detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    if detail.is_empty() {
-        detail = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    }
-    if detail.is_empty() {
-        detail = format!("exit status {}", output.status);
-    }
-    Err(ClusterError::Command {
-        what: what.to_string(),
-        detail,
-    })
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(8)..].join(" | ")
 }
