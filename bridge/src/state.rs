@@ -144,6 +144,11 @@ impl AppState {
                 view.layout.shards.len()
             );
         }
+        if view.layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
+            tracing::warn!(
+                "bounded-load bounds whole key sets; rows inserted one by one go to their ring owner"
+            );
+        }
         let placement = Placement::new(&view).map_err(StartError::Layout)?;
         let (ticks, _) = broadcast::channel(16);
         let state = AppState {
