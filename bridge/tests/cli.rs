@@ -334,6 +334,39 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
 }
 
 #[test]
+fn a_killed_bridge_leaves_no_server_running_and_a_restart_waits_for_the_cleanup() {
+    let scratch = Scratch::new("killed");
+    let port = free_ports(26900, 3);
+    let addr = format!("127.0.0.1:{}", free_ports(18900, 1));
+    let data_dir = scratch.dir.display().to_string();
+    let port_arg = port.to_string();
+    let (mut child, _) = serve_until_ready(
+        &["--pg-port", &port_arg, "--data-dir", &data_dir],
+        &[],
+        &addr,
+    );
+    assert_eq!(running_nodes(&scratch.dir, port).len(), 3);
+    // SIGKILL: no destructor runs; the watchdog stops the servers.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Started at once, the next run waits for that to finish instead of
+    // adopting servers that are about to stop.
+    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    assert!(up.status.success(), "{}", stderr(&up));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        running_nodes(&scratch.dir, port),
+        ["primary", "standby-1", "standby-2"]
+    );
+    assert!(
+        ecoshard(&["cluster", "down"], &scratch.dir)
+            .status
+            .success()
+    );
+    assert!(running_nodes(&scratch.dir, port).is_empty());
+}
+
+#[test]
 fn missing_binaries_give_one_clear_line() {
     let scratch = Scratch::new("nobin");
     let output = ecoshard(

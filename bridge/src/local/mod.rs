@@ -38,7 +38,7 @@ pub use process::slot_name;
 use process::{
     check_output, has_data_dir, is_running, log_tail, port_is_free, remove_dir, stop_server,
 };
-use watchdog::Watchdog;
+use watchdog::{Watchdog, wait_for_lock};
 
 /// Default port of the primary; standby `i` listens on the port plus `i`.
 pub const DEFAULT_PG_PORT: u16 = 55432;
@@ -127,6 +127,8 @@ impl LocalCluster {
         let run_as = RunAs::detect(options.pg_user.as_deref())?;
         let layout = Paths::new(&options.data_dir);
         layout.prepare(&run_as)?;
+        // A bridge that died has a watchdog stopping its servers: let it finish.
+        wait_for_lock(&run_as, &layout.lock_file(), 30, &layout.root)?;
         let nodes = layout.nodes(options.pg_port, options.standbys);
         let mut cluster = LocalCluster {
             layout,
@@ -156,6 +158,7 @@ impl LocalCluster {
                 .collect();
             cluster._watchdog = Some(Watchdog::spawn(
                 &cluster.run_as,
+                &cluster.layout.lock_file(),
                 &cluster.bins.tool("pg_ctl"),
                 &data_dirs,
                 options

@@ -27,6 +27,11 @@ impl Paths {
         self.root.join("pgpass")
     }
 
+    /// Held by a running bridge's watchdog until its servers are stopped.
+    pub(super) fn lock_file(&self) -> PathBuf {
+        self.root.join("bridge.lock")
+    }
+
     pub(super) fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }

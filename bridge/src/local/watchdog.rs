@@ -16,9 +16,13 @@ pub struct Watchdog {
     _child: Child,
 }
 
-/// Waits for EOF, stops each data directory's server, removes `$remove` if set.
-const SCRIPT: &str = r#"cat >/dev/null
-pg_ctl="$1"; shift
+/// Holds the data directory's lock for its whole life (so a new start waits
+/// until the servers are down), waits for EOF, stops each data directory's
+/// server, removes `$ECOSHARD_REMOVE` if set.
+const SCRIPT: &str = r#"lock="$1"; pg_ctl="$2"; shift 2
+exec 9>>"$lock"
+flock 9 2>/dev/null || true
+cat >/dev/null
 for data in "$@"; do
     "$pg_ctl" stop -D "$data" -m fast -w -t 60 -s >/dev/null 2>&1
 done
@@ -29,6 +33,7 @@ impl Watchdog {
     /// Starts a watchdog for the servers of `data_dirs`.
     pub fn spawn(
         run_as: &RunAs,
+        lock: &Path,
         pg_ctl: &Path,
         data_dirs: &[PathBuf],
         remove: Option<&Path>,
@@ -39,6 +44,7 @@ impl Watchdog {
             .arg("-c")
             .arg(SCRIPT)
             .arg("ecoshard-watchdog")
+            .arg(lock)
             .arg(pg_ctl)
             .args(data_dirs)
             .env(
@@ -66,5 +72,32 @@ impl Watchdog {
             _stdin: stdin,
             _child: child,
         })
+    }
+}
+
+/// Waits (at most `seconds`) until no watchdog holds the lock of the data
+/// directory, i.e. until the servers of a bridge that died are stopped.
+/// Without the `flock` tool there is nothing to wait for.
+pub fn wait_for_lock(
+    run_as: &RunAs,
+    lock: &Path,
+    seconds: u32,
+    cwd: &Path,
+) -> Result<(), ClusterError> {
+    let status = run_as
+        .command("flock", cwd)
+        .args(["-w", &seconds.to_string()])
+        .arg(lock)
+        .arg("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(_) => Err(ClusterError::Busy {
+            path: lock.parent().map(Path::to_path_buf).unwrap_or_default(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(ClusterError::io("running flock", error)),
     }
 }
