@@ -16,6 +16,11 @@ pub const IN_FLIGHT: Rgb = Rgb {
     b: 224,
 };
 
+/// Most glow pixels blended per frame: beyond it (thousands of keys moving at
+/// once) moving keys are drawn without their halo, which at that density adds
+/// nothing visible but costs most of the frame.
+pub const GLOW_PIXEL_BUDGET: usize = 400_000;
+
 /// An RGBA frame buffer over an opaque background.
 #[derive(Clone, Debug, Default)]
 pub struct Frame {
@@ -186,6 +191,7 @@ pub struct KeySpots {
     lift: f64,
     scale: f64,
     ceiling: f64,
+    glows: bool,
 }
 
 impl KeySpots {
@@ -220,6 +226,15 @@ impl KeySpots {
         let (moved, stayed): (Vec<u32>, Vec<u32>) =
             (0..keys as u32).partition(|key| scenario.is_moved(*key as usize));
         let ring_radius = stage.ring.map_or(1.0, |ring| ring.dot_radius);
+        let ring_glow = Sprite::glow(ring_radius * 3.2 + 1.5 * stage.scale);
+        let bucket_glow = Sprite::glow(buckets.dot_radius * 3.0 + 1.5 * stage.scale);
+        let glow_area = bucket_glow.size * bucket_glow.size
+            + if stage.ring.is_some() {
+                ring_glow.size * ring_glow.size
+            } else {
+                0
+            };
+        let glows = moved.len() * glow_area <= GLOW_PIXEL_BUDGET;
         KeySpots {
             ring,
             bucket_before,
@@ -231,19 +246,25 @@ impl KeySpots {
             column_after: scenario.column_after.clone(),
             ring_dot: Sprite::disc(ring_radius),
             bucket_dot: Sprite::disc(buckets.dot_radius),
-            ring_glow: Sprite::glow(ring_radius * 3.2 + 1.5 * stage.scale),
-            bucket_glow: Sprite::glow(buckets.dot_radius * 3.0 + 1.5 * stage.scale),
+            ring_glow,
+            bucket_glow,
             lift: stage
                 .ring
                 .map_or(0.0, |ring| (ring.band_inner - ring.keys_outer) * 0.9),
             scale: stage.scale,
             ceiling: buckets.stack_top,
+            glows,
         }
     }
 
     /// Number of keys.
     pub fn key_count(&self) -> usize {
         self.column_before.len()
+    }
+
+    /// Whether moving keys get a halo (see [`GLOW_PIXEL_BUDGET`]).
+    pub fn glows(&self) -> bool {
+        self.glows
     }
 
     /// Number of keys that move.
@@ -274,7 +295,11 @@ impl KeySpots {
             } else {
                 IN_FLIGHT.mix(to, ((progress - 0.5) * 2.0) as f32)
             };
-            let glow = (progress as f32).min(1.0) * 0.55;
+            let glow = if self.glows {
+                (progress as f32).min(1.0) * 0.55
+            } else {
+                0.0
+            };
             if let Some(ring) = &stage.ring {
                 let spot = self.ring[key];
                 let lift = (progress * std::f64::consts::PI).sin() * self.lift;
@@ -339,6 +364,18 @@ mod tests {
         assert_eq!(frame.pixel(4, 4), [0, 0, 0, 255]);
     }
 
+    #[test]
+    fn thousands_of_moving_keys_go_without_halo() {
+        let explorer = Explorer::default()
+            .apply(ExplorerAction::SetStrategy(StrategyKind::Modulo))
+            .apply(ExplorerAction::SetKeyCount(13_334));
+        let scenario = Scenario::compute(&explorer).unwrap();
+        let stage = StageGeometry::new(1200.0, 460.0, 1.0, &scenario);
+        let spots = KeySpots::new(&scenario, &stage);
+        assert!(spots.moved_count() > 10_000);
+        assert!(!spots.glows());
+    }
+
     /// The regression this guards: at the end of the animation every moved
     /// key must sit in its new bucket in its new shard's colour.
     #[test]
@@ -350,6 +387,7 @@ mod tests {
         let stage = StageGeometry::new(900.0, 400.0, 1.0, &scenario);
         let spots = KeySpots::new(&scenario, &stage);
         assert_eq!(spots.moved_count() as u64, scenario.plan.moved);
+        assert!(spots.glows(), "40 keys get their halo");
         let mut frame = Frame::new(900, 400, Vec::new());
         spots.paint(&mut frame, &stage, ANIMATION_MS + 1.0);
         for key in 0..40 {

@@ -7,7 +7,7 @@ use std::f64::consts::TAU;
 use std::rc::Rc;
 
 use gloo::events::EventListener;
-use wasm_bindgen::{Clamped, JsCast};
+use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 use yew::prelude::*;
 
@@ -35,6 +35,8 @@ pub struct StageProps {
 /// What the frames paint with, rebuilt per scenario and canvas size.
 struct Painter {
     context: CanvasRenderingContext2d,
+    image: ImageData,
+    image_data: js_sys::Uint8ClampedArray,
     geometry: StageGeometry,
     spots: KeySpots,
     frame: Frame,
@@ -44,14 +46,10 @@ impl Painter {
     fn paint(&mut self, elapsed_ms: f64) {
         self.spots
             .paint(&mut self.frame, &self.geometry, elapsed_ms);
-        let image = ImageData::new_with_u8_clamped_array_and_sh(
-            Clamped(self.frame.pixels()),
-            self.frame.width() as u32,
-            self.frame.height() as u32,
-        );
-        if let Ok(image) = image {
-            let _ = self.context.put_image_data(&image, 0.0, 0.0);
-        }
+        // One copy from wasm memory into the image's own pixels; no new
+        // 2-8 MB array per frame.
+        self.image_data.copy_from(self.frame.pixels());
+        let _ = self.context.put_image_data(&self.image, 0.0, 0.0);
     }
 }
 
@@ -187,8 +185,15 @@ fn prepare(canvas: &HtmlCanvasElement, scenario: &Scenario, css_width: f64) -> O
         .0;
     let frame = Frame::new(width as usize, height as usize, background);
     let spots = KeySpots::new(scenario, &geometry);
+    let image = ImageData::new_with_sw(width as u32, height as u32).ok()?;
+    let image_data = js_sys::Reflect::get(&image, &"data".into())
+        .ok()?
+        .dyn_into::<js_sys::Uint8ClampedArray>()
+        .ok()?;
     Some(Painter {
         context,
+        image,
+        image_data,
         geometry,
         spots,
         frame,
