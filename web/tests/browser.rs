@@ -312,6 +312,14 @@ async fn a_refused_layout_shows_the_cores_message() {
             .contains("Maglev table size 1000 is not a prime number"),
         "{message}"
     );
+    let beside = browser
+        .eval("return document.querySelector('#controls-error')?.textContent")
+        .await;
+    assert!(
+        beside.as_str().unwrap().contains("not a prime number"),
+        "{beside}"
+    );
+    browser.eval("window.scrollTo(0, 0); return true").await;
     browser.screenshot("explorer-refused-layout").await;
     // A good value brings the stage back.
     browser.enter("#table-size", "65537").await;
@@ -346,7 +354,18 @@ async fn without_a_bridge_the_page_says_so_instead_of_failing() {
             .unwrap()
             .contains("No bridge answers at this address")
     );
-    assert!(notice.as_str().unwrap().contains("cargo xtask demo"));
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .contains("ecoshard-bridge -- serve")
+    );
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .contains("/api/health answered 404")
+    );
     browser.screenshot("live-without-bridge").await;
     browser.close().await;
 }

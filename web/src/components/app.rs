@@ -61,7 +61,9 @@ pub fn App() -> Html {
                             Err(error) => dispatcher.dispatch(LiveAction::Failed(error.message)),
                         }
                     }
-                    Err(error) => dispatcher.dispatch(LiveAction::BridgeAbsent(error.message)),
+                    Err(error) => {
+                        dispatcher.dispatch(LiveAction::BridgeAbsent(absent_reason(&error)))
+                    }
                 }
             });
             crate::bench::mark_interactive();
@@ -163,5 +165,19 @@ fn BridgeBadge(props: &BridgeBadgeProps) -> Html {
             <span class="dot" />
             { text }
         </div>
+    }
+}
+
+/// Why the health check says there is no bridge, in words that fit a page
+/// served as plain files.
+fn absent_reason(error: &api::ApiError) -> String {
+    match (error.status, error.code.as_str()) {
+        (Some(status), _) => {
+            format!("/api/health answered {status}: this server has no ecoshard API.")
+        }
+        (None, "bad_answer") => {
+            "/api/health did not answer with JSON: this server has no ecoshard API.".to_string()
+        }
+        _ => error.message.clone(),
     }
 }

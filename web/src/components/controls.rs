@@ -30,6 +30,13 @@ pub fn Controls(props: &ControlsProps) -> Html {
         Callback::from(move |_: MouseEvent| on_action.emit(action.clone()))
     };
     let strategy = state.strategy;
+    // The core's word on the layout, shown beside the fields that cause it.
+    let refusal = state
+        .layout_before()
+        .validate()
+        .and_then(|()| state.layout_after().validate())
+        .err()
+        .map(|error| error.to_string());
 
     html! {
         <aside class="controls card">
@@ -126,6 +133,9 @@ pub fn Controls(props: &ControlsProps) -> Html {
                         min={MIN_LOAD_FACTOR.to_string()} max={MAX_LOAD_FACTOR.to_string()} step="0.05"
                         on_commit={parse_then(&props.on_action, ExplorerAction::SetLoadFactor)}
                     />
+                }
+                if let Some(error) = &refusal {
+                    <p class="field-error" id="controls-error">{ error }</p>
                 }
                 if !strategy.uses_vnodes() && !matches!(strategy, StrategyKind::Maglev | StrategyKind::BoundedLoad) {
                     <p class="hint">{ format!("{} has no parameters beyond the seed.", strategy_title(strategy)) }</p>

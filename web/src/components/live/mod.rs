@@ -42,8 +42,8 @@ pub fn LivePage(props: &LivePageProps) -> Html {
             <div class="card notice" id="no-bridge">
                 <h2>{ "No bridge answers at this address" }</h2>
                 <p>{ "This page is being served as static files, so there is no cluster to show. The explorer works fully on its own — same hashing core, same numbers as the command line." }</p>
-                <p>{ "To watch a real replicated PostgreSQL (a primary and two streaming standbys), start the bridge and open the address it prints:" }</p>
-                <pre class="cli-block">{ "cargo xtask demo        # builds the page, starts the local cluster and the bridge" }</pre>
+                <p>{ "To watch a real replicated PostgreSQL (a primary and two streaming standbys), build the page, start the bridge — it starts a local cluster from the system's PostgreSQL — and open the address it prints (http://127.0.0.1:8080/ by default):" }</p>
+                <pre class="cli-block">{ "cargo xtask dist\ncargo run --release -p ecoshard-bridge -- serve" }</pre>
                 <p class="muted small">{ format!("What happened when asking: {reason}") }</p>
             </div>
         },
