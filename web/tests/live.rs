@@ -21,7 +21,9 @@ use support::{Browser, dist_dir, target_dir};
 /// `ecoshard serve` on free ports with its own cluster directory; stopped
 /// (SIGTERM, so it stops its PostgreSQL servers) and removed when dropped.
 struct Bridge {
-    child: Child,
+    child: Option<Child>,
+    binary: PathBuf,
+    http_port: u16,
     url: String,
     pg_port: u16,
     dir: PathBuf,
@@ -52,12 +54,35 @@ impl Bridge {
         let dir = std::env::temp_dir().join(format!("ecoshard-e2e-live-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("bridge.log")).unwrap();
-        let child = Command::new(&binary)
-            .args(["serve", "--listen", &format!("127.0.0.1:{http_port}")])
+        let mut bridge = Bridge {
+            child: None,
+            binary,
+            http_port,
+            url: format!("http://127.0.0.1:{http_port}/"),
+            pg_port,
+            dir,
+        };
+        bridge.spawn();
+        bridge
+    }
+
+    /// Starts `ecoshard serve` (reusing the cluster directory) and waits
+    /// until it answers.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("bridge.log"))
+            .unwrap();
+        let child = Command::new(&self.binary)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.http_port),
+            ])
             .arg("--data-dir")
-            .arg(dir.join("cluster"))
-            .args(["--pg-port", &pg_port.to_string()])
+            .arg(self.dir.join("cluster"))
+            .args(["--pg-port", &self.pg_port.to_string()])
             .arg("--web-dir")
             .arg(dist_dir())
             .stdin(Stdio::null())
@@ -65,22 +90,34 @@ impl Bridge {
             .stderr(log)
             .spawn()
             .expect("starting ecoshard serve");
-        let bridge = Bridge {
-            child,
-            url: format!("http://127.0.0.1:{http_port}/"),
-            pg_port,
-            dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !bridge.healthy() {
+        while !self.healthy() {
             if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(bridge.dir.join("bridge.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default();
                 panic!("the bridge did not become healthy; its log:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        bridge
+    }
+
+    /// Stops the bridge as Ctrl-C would (it stops its PostgreSQL servers too).
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     fn healthy(&self) -> bool {
@@ -141,18 +178,7 @@ fn psql_binary() -> PathBuf {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -160,7 +186,7 @@ impl Drop for Bridge {
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
-    let bridge = Bridge::start();
+    let mut bridge = Bridge::start();
     let browser = Browser::start(1440, 1500).await;
     browser
         .client
@@ -280,8 +306,72 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
         "{refusal}"
     );
 
+    // A steady rate of real inserts (and read-backs), started and stopped.
+    let writes = || async {
+        let text = browser
+            .eval("return document.querySelector('#traffic .card-head .small').textContent")
+            .await;
+        text.as_str()
+            .unwrap()
+            .split(" writes")
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = writes().await;
+    browser.click("#steady-toggle").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while writes().await < before + 10 {
+        assert!(Instant::now() < deadline, "steady inserts did not arrive");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.click("#steady-toggle").await;
+    let stopped = browser
+        .eval("return document.querySelector('#steady-toggle').textContent")
+        .await;
+    assert_eq!(stopped, "Start steady /s");
+
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     browser.screenshot("live-cluster").await;
+
+    // The stream drops when the bridge stops; the page says so and reconnects
+    // by itself when a bridge is back at the same address.
+    bridge.stop();
+    let lost = browser
+        .wait_for(
+            "the page to notice the stream dropped",
+            20,
+            "const b = document.querySelector('#bridge-status');
+             return b.classList.contains('warning') && b.textContent",
+        )
+        .await;
+    assert!(lost.as_str().unwrap().contains("reconnecting"), "{lost}");
+    bridge.spawn();
+    browser
+        .wait_for(
+            "the stream to come back",
+            60,
+            "const b = document.querySelector('#bridge-status');
+             return b.classList.contains('online')",
+        )
+        .await;
+    let samples = |node: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .eval(&format!(
+                    "return Number(document.querySelector('.lag-chart[data-node=\"{node}\"]').dataset.samples)"
+                ))
+                .await
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let resumed = samples("standby-1").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(samples("standby-1").await > resumed, "ticks flow again");
     browser.close().await;
     drop(bridge);
 }
