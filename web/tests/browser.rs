@@ -14,6 +14,7 @@ mod support;
 use std::time::Duration;
 
 use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, Plan, Shard, StrategyKind, plan_numbered};
+use ecoshard_web::state::strategy_title;
 use serde_json::Value;
 use support::{Browser, StaticServer, dist_dir};
 
@@ -367,5 +368,70 @@ async fn without_a_bridge_the_page_says_so_instead_of_failing() {
             .contains("/api/health answered 404")
     );
     browser.screenshot("live-without-bridge").await;
+    browser.close().await;
+}
+
+/// The `ecoshard` binary (`ECOSHARD_BIN`, else `<target>/debug/ecoshard`).
+fn ecoshard_binary() -> std::path::PathBuf {
+    let binary = std::env::var_os("ECOSHARD_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::target_dir().join("debug").join("ecoshard"));
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with cargo build -p ecoshard-bridge",
+        binary.display()
+    );
+    binary
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary and chromium: run `cargo xtask test e2e`"]
+async fn the_page_shows_what_ecoshard_plan_prints() {
+    let (_server, browser) = open_page(1440, 1200).await;
+    browser.enter("#key-count", "300").await;
+    for strategy in StrategyKind::ALL {
+        let name = strategy.name();
+        browser.click(&format!("#strategy-{name}")).await;
+        let moved = moved_after(
+            &browser,
+            &format!("{} · 3 → 4 shards · 300 keys", strategy_title(strategy)),
+        )
+        .await;
+        let output = std::process::Command::new(ecoshard_binary())
+            .args(["plan", "--strategy", name, "--from", "3", "--to", "4"])
+            .args(["--keys", "300", "--format", "json"])
+            .output()
+            .expect("running ecoshard plan");
+        assert!(output.status.success(), "ecoshard plan failed");
+        let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(moved, printed["moved"].as_u64().unwrap(), "{name}");
+        let shown = browser
+            .eval(
+                "return [document.querySelector('#moved-percent').textContent,
+                         document.querySelector('#ideal-percent').textContent,
+                         document.querySelector('#max-over-mean strong').dataset.value]",
+            )
+            .await;
+        let percent = |fraction: &Value| format!("{:.1} %", fraction.as_f64().unwrap() * 100.0);
+        assert_eq!(shown[0], percent(&printed["moved_fraction"]), "{name}");
+        assert_eq!(
+            shown[1],
+            format!("ideal minimum {}", percent(&printed["ideal_fraction"])),
+            "{name}"
+        );
+        assert_eq!(
+            shown[2],
+            format!("{:.3}", printed["max_over_mean_after"].as_f64().unwrap()),
+            "{name}"
+        );
+        let cli = browser
+            .eval("return document.querySelector('.cli').textContent")
+            .await;
+        assert_eq!(
+            cli,
+            format!("$ ecoshard plan --strategy {name} --from 3 --to 4 --keys 300"),
+            "the page names the command that prints its numbers"
+        );
+    }
     browser.close().await;
 }
