@@ -1,8 +1,10 @@
 //! The page in a real browser: headless Chromium loads the built page from a
 //! plain static server (no bridge), and every number the explorer shows for a
-//! change is checked against the core's own plan.
+//! change is checked against the core's own plan, and against the output of
+//! `ecoshard plan` itself.
 //!
-//! Needs `cargo xtask dist` first and Debian's chromium + chromium-driver, so
+//! Needs `cargo xtask dist` first, Debian's chromium + chromium-driver, and
+//! (for the last test) the `ecoshard` binary (`ECOSHARD_BIN`), so
 //! the tests are `#[ignore]`d in plain `cargo test`; `cargo xtask test e2e`
 //! builds the page and runs them with `--ignored`.
 
