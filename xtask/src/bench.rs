@@ -1,10 +1,10 @@
-//! `cargo xtask bench [core]`: the benchmarks behind BENCHMARKS.md.
+//! `cargo xtask bench [core] [bridge] [web]`: the benchmarks behind BENCHMARKS.md.
 
 use anyhow::bail;
 
 use crate::util::{cargo, exec};
 
-const SUITES: [&str; 1] = ["core"];
+const SUITES: [&str; 3] = ["core", "bridge", "web"];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let suites: Vec<&str> = if args.is_empty() {
@@ -15,6 +15,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     for suite in suites {
         match suite {
             "core" => core()?,
+            // Starts its own local cluster; bridge vs direct tokio-postgres vs pgbench.
+            "bridge" => {
+                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "bridge"]))?
+            }
+            "web" => {
+                crate::setup::run(crate::setup::Needs::all())?;
+                crate::dist::build(false)?;
+                exec(cargo().args(["bench", "-p", "ecoshard-web", "--bench", "browser"]))?;
+            }
             other => bail!(
                 "unknown benchmark suite {other:?}; suites are {}",
                 SUITES.join(", ")
@@ -53,7 +62,7 @@ fn core() -> anyhow::Result<()> {
                 .args(example)
                 .env("CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL", opt_level),
         )?;
-        let wasm = crate::util::target_dir()
+        let wasm = crate::util::target_dir()?
             .join("wasm32-unknown-unknown/wasm-release/examples/quickstart.wasm");
         let bytes = std::fs::metadata(&wasm)?.len();
         let gzipped = crate::util::output(

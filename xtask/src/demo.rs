@@ -1,30 +1,32 @@
 //! `cargo xtask demo`: the main job, from a fresh clone.
 //!
-//! Builds the `ecoshard` command line in release mode and shows the EcoMarket
-//! comparison: going from 3 to 4 shards over 300 users with modulo, then with
-//! the consistent-hash ring, jump and rendezvous.
+//! Installs what is missing (wasm32 target, wasm-bindgen CLI, PostgreSQL),
+//! builds the page into `target/dist` and the `ecoshard` binary in release
+//! mode, then runs `ecoshard serve`: it starts (or reuses) a local PostgreSQL
+//! primary and two streaming standbys on loopback, serves the page and the API,
+//! and prints the URL. Ctrl-C stops the bridge and the servers it started.
+//! Arguments after `demo` go to `ecoshard serve` (e.g. `--listen 127.0.0.1:9090`).
 
 use crate::setup::{self, Needs};
-use crate::util::{cargo, exec};
+use crate::util::{cargo, exec, target_dir};
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    if let Some(unknown) = args.first() {
-        anyhow::bail!("demo takes no arguments (got {unknown:?})");
-    }
-    setup::run(Needs::none())?;
-    exec(cargo().args(["build", "--release", "-p", "ecoshard-bridge"]))?;
-    let ecoshard = crate::util::target_dir().join("release/ecoshard");
-    for strategy in ["modulo", "ring", "jump", "rendezvous"] {
-        eprintln!();
-        exec(std::process::Command::new(&ecoshard).args([
-            "plan",
-            "--strategy",
-            strategy,
-            "--from",
-            "3",
-            "--to",
-            "4",
-        ]))?;
-    }
-    Ok(())
+    setup::run(Needs::demo())?;
+    let dist = crate::dist::build(false)?;
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "ecoshard-bridge",
+        "--bin",
+        "ecoshard",
+    ]))?;
+    let ecoshard = target_dir()?.join("release/ecoshard");
+    exec(
+        std::process::Command::new(&ecoshard)
+            .arg("serve")
+            .arg("--web-dir")
+            .arg(&dist)
+            .args(args),
+    )
 }

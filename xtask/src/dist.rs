@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, exec, locked_version, output, root};
+use crate::util::{cargo, exec, root, target_dir, wasm_bindgen_versions};
 
 /// Name of the generated JS and wasm files (`ecoshard-web.js`, `ecoshard-web_bg.wasm`).
 const OUT_NAME: &str = "ecoshard-web";
@@ -89,40 +89,9 @@ pub(crate) fn build(dev: bool) -> anyhow::Result<PathBuf> {
     Ok(dist)
 }
 
-/// Cargo's target directory for this workspace, as `cargo metadata` reports it.
-pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
-    let metadata = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
-        .context("cargo metadata failed")?;
-    json_string_field(&metadata, "target_directory")
-        .map(PathBuf::from)
-        .context("cargo metadata gave no target_directory")
-}
-
-/// The value of the first `"field": "…"` in a JSON text (enough for cargo metadata).
-fn json_string_field(json: &str, field: &str) -> Option<String> {
-    let key = format!("\"{field}\":");
-    let start = json.find(&key)? + key.len();
-    let rest = json[start..].trim_start().strip_prefix('"')?;
-    let mut value = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => match chars.next()? {
-                'n' => value.push('\n'),
-                't' => value.push('\t'),
-                other => value.push(other),
-            },
-            other => value.push(other),
-        }
-    }
-    None
-}
-
 fn check_bindgen() -> anyhow::Result<()> {
-    let wanted = locked_version("wasm-bindgen")?;
-    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
-    match have.split_whitespace().nth(1) {
+    let (wanted, have) = wasm_bindgen_versions()?;
+    match have {
         Some(version) if version == wanted => Ok(()),
         Some(version) => bail!(
             "wasm-bindgen {version} is installed but Cargo.lock has {wanted}: \
@@ -144,20 +113,4 @@ fn copy_static(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_a_string_field_with_escapes() {
-        let json =
-            r#"{"packages":[],"target_directory":"/work/my \"odd\" dir\\target","version":1}"#;
-        assert_eq!(
-            json_string_field(json, "target_directory").as_deref(),
-            Some(r#"/work/my "odd" dir\target"#)
-        );
-        assert_eq!(json_string_field(json, "workspace_root"), None);
-    }
 }

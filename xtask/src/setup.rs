@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, exec, locked_version, output, root};
+use crate::util::{cargo, exec, output, root, wasm_bindgen_versions};
 
 /// What to make sure of.
 #[derive(Clone, Copy, Debug)]
@@ -35,12 +35,12 @@ impl Needs {
         }
     }
 
-    /// Nothing beyond the wasm32 target.
-    pub(crate) fn none() -> Self {
+    /// What building the page and running the bridge need.
+    pub(crate) fn demo() -> Self {
         Needs {
-            wasm_bindgen: false,
+            wasm_bindgen: true,
             browser: false,
-            postgres: false,
+            postgres: true,
             compose: false,
             node: false,
         }
@@ -132,11 +132,9 @@ fn has_postgres() -> bool {
 /// Installs wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock,
 /// unless that version is already on PATH (the build takes minutes).
 fn wasm_bindgen_cli() -> anyhow::Result<()> {
-    let wanted = locked_version("wasm-bindgen")?;
-    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
-    let runner =
-        output(Command::new("wasm-bindgen-test-runner").arg("--version")).unwrap_or_default();
-    if have.split_whitespace().nth(1) == Some(wanted.as_str()) && !runner.is_empty() {
+    let (wanted, have) = wasm_bindgen_versions()?;
+    let runner = output(Command::new("wasm-bindgen-test-runner").arg("--version"));
+    if have.as_deref() == Some(wanted.as_str()) && runner.is_some() {
         return Ok(());
     }
     eprintln!(

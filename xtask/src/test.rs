@@ -30,6 +30,8 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                     "clippy",
                     "-p",
                     "ecoshard-core",
+                    "-p",
+                    "ecoshard-web",
                     "--all-features",
                     "--target",
                     "wasm32-unknown-unknown",
@@ -43,7 +45,7 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                 // The page, and the bridge binary the live-view test starts.
                 let dist = crate::dist::build(false)?;
                 exec(cargo().args(["build", "-p", "ecoshard-bridge", "--bin", "ecoshard"]))?;
-                let bin = crate::dist::target_dir()?.join("debug").join("ecoshard");
+                let bin = crate::util::target_dir()?.join("debug").join("ecoshard");
                 exec(
                     cargo()
                         .args(["test", "-p", "ecoshard-web"])

@@ -67,10 +67,58 @@ pub(crate) fn locked_version(name: &str) -> anyhow::Result<String> {
     bail!("{name} is not in Cargo.lock")
 }
 
-/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `target/` at the root.
-pub(crate) fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root().join(dir),
-        None => root().join("target"),
+/// Cargo's target directory for this workspace, as `cargo metadata` reports it
+/// (`target/` unless `CARGO_TARGET_DIR` or a config says otherwise).
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
+    let metadata = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
+        .context("cargo metadata failed")?;
+    json_string_field(&metadata, "target_directory")
+        .map(PathBuf::from)
+        .context("cargo metadata gave no target_directory")
+}
+
+/// The wasm-bindgen version in Cargo.lock, and the version of the `wasm-bindgen`
+/// CLI on PATH (`None` when there is none).
+pub(crate) fn wasm_bindgen_versions() -> anyhow::Result<(String, Option<String>)> {
+    let wanted = locked_version("wasm-bindgen")?;
+    let have = output(Command::new("wasm-bindgen").arg("--version"))
+        .and_then(|text| text.split_whitespace().nth(1).map(str::to_string));
+    Ok((wanted, have))
+}
+
+/// The value of the first `"field": "…"` in a JSON text (enough for cargo metadata).
+fn json_string_field(json: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":");
+    let start = json.find(&key)? + key.len();
+    let rest = json[start..].trim_start().strip_prefix('"')?;
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                other => value.push(other),
+            },
+            other => value.push(other),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_string_field_with_escapes() {
+        let json =
+            r#"{"packages":[],"target_directory":"/work/my \"odd\" dir\\target","version":1}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some(r#"/work/my "odd" dir\target"#)
+        );
+        assert_eq!(json_string_field(json, "workspace_root"), None);
     }
 }
