@@ -10,7 +10,10 @@ use std::hash::{Hash, Hasher};
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use ecoshard_core::{Layout, StrategyKind, jump_hash, key_hash};
 use maglev::ConsistentHasher;
 use rendezvous_hash::Node;
@@ -30,19 +33,31 @@ fn ours(strategy: StrategyKind, shards: u64) -> ecoshard_core::Router {
         .expect("valid layout")
 }
 
+/// A benchmark group for one strategy and shard count, with ecoshard's own
+/// text key → shard lookup already measured in it.
+fn start_group<'c>(
+    c: &'c mut Criterion,
+    strategy: StrategyKind,
+    shards: u64,
+    keys: &[String],
+) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(format!("{strategy}/{shards}"));
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    let router = ours(strategy, shards);
+    group.bench_function("ecoshard", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|key| router.locate(black_box(key.as_bytes())))
+                .sum::<usize>()
+        })
+    });
+    group
+}
+
 fn bench_jump(c: &mut Criterion, keys: &[String]) {
     let hashes: Vec<u64> = keys.iter().map(|key| key_hash(key.as_bytes(), 0)).collect();
     for shards in SHARD_COUNTS {
-        let mut group = c.benchmark_group(format!("jump/{shards}"));
-        group.throughput(Throughput::Elements(keys.len() as u64));
-        let router = ours(StrategyKind::Jump, shards);
-        group.bench_function("ecoshard", |b| {
-            b.iter(|| {
-                keys.iter()
-                    .map(|key| router.locate(black_box(key.as_bytes())))
-                    .sum::<usize>()
-            })
-        });
+        let mut group = start_group(c, StrategyKind::Jump, shards, keys);
         // Algorithm alone, on the same precomputed 64-bit hashes.
         group.bench_function("ecoshard jump_hash (prehashed)", |b| {
             b.iter(|| {
@@ -74,16 +89,7 @@ fn bench_jump(c: &mut Criterion, keys: &[String]) {
 
 fn bench_ring(c: &mut Criterion, keys: &[String]) {
     for shards in SHARD_COUNTS {
-        let mut group = c.benchmark_group(format!("ring/{shards}"));
-        group.throughput(Throughput::Elements(keys.len() as u64));
-        let router = ours(StrategyKind::Ring, shards);
-        group.bench_function("ecoshard", |b| {
-            b.iter(|| {
-                keys.iter()
-                    .map(|key| router.locate(black_box(key.as_bytes())))
-                    .sum::<usize>()
-            })
-        });
+        let mut group = start_group(c, StrategyKind::Ring, shards, keys);
         // hashring puts one point per node: give it `VNODES` nodes per shard.
         let vnodes = || {
             (0..shards as u32).flat_map(|shard| (0..VNODES).map(move |replica| (shard, replica)))
@@ -126,16 +132,7 @@ impl<N: Hash> rendezvous_hash::NodeHasher<N> for Xxh3PairHasher {
 
 fn bench_rendezvous(c: &mut Criterion, keys: &[String]) {
     for shards in SHARD_COUNTS {
-        let mut group = c.benchmark_group(format!("rendezvous/{shards}"));
-        group.throughput(Throughput::Elements(keys.len() as u64));
-        let router = ours(StrategyKind::Rendezvous, shards);
-        group.bench_function("ecoshard", |b| {
-            b.iter(|| {
-                keys.iter()
-                    .map(|key| router.locate(black_box(key.as_bytes())))
-                    .sum::<usize>()
-            })
-        });
+        let mut group = start_group(c, StrategyKind::Rendezvous, shards, keys);
         let names: Vec<String> = (0..shards).map(|shard| format!("s{shard}")).collect();
         let hrw = hrw_hash::HrwNodes::with_build_hasher(Xxh3Builder::new(), names.clone());
         group.bench_function("hrw-hash (xxh3)", |b| {
@@ -167,16 +164,7 @@ fn bench_rendezvous(c: &mut Criterion, keys: &[String]) {
 
 fn bench_maglev(c: &mut Criterion, keys: &[String]) {
     for shards in SHARD_COUNTS {
-        let mut group = c.benchmark_group(format!("maglev/{shards}"));
-        group.throughput(Throughput::Elements(keys.len() as u64));
-        let router = ours(StrategyKind::Maglev, shards);
-        group.bench_function("ecoshard", |b| {
-            b.iter(|| {
-                keys.iter()
-                    .map(|key| router.locate(black_box(key.as_bytes())))
-                    .sum::<usize>()
-            })
-        });
+        let mut group = start_group(c, StrategyKind::Maglev, shards, keys);
         let names: Vec<String> = (0..shards).map(|shard| format!("s{shard}")).collect();
         let xxh3_table = maglev::Maglev::with_capacity_and_hasher(
             names.clone(),
