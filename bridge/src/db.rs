@@ -43,22 +43,103 @@ pub async fn insert_user(
 /// WAL write position of the primary.
 pub const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
 
-/// Reads one user from a shard.
+/// Reads one user from the first of `shards` that holds it: the row and the
+/// index of its shard in `shards`. Two shards (a rebalance runs) are read in
+/// one statement, so one snapshot: a row moved between them in one
+/// transaction is seen exactly once, before or after its move.
 pub async fn read_user(
     client: &impl GenericClient,
-    shard: &ShardSql,
+    shards: &[&ShardSql],
     user_id: &str,
-) -> Result<Option<User>, tokio_postgres::Error> {
-    let select = client.prepare_cached(&shard.select).await?;
-    Ok(client
-        .query_opt(&select, &[&user_id])
-        .await?
-        .map(|row| User {
+) -> Result<Option<(User, usize)>, tokio_postgres::Error> {
+    let select = match shards {
+        [only] => client.prepare_cached(&only.select).await?,
+        [first, second, ..] => {
+            client
+                .prepare_cached(&select_from_either(first, second))
+                .await?
+        }
+        [] => return Ok(None),
+    };
+    Ok(client.query_opt(&select, &[&user_id]).await?.map(|row| {
+        let user = User {
             user_id: row.get(0),
             name: row.get(1),
             email: row.get(2),
             created_at: row.get(3),
-        }))
+        };
+        let index = if shards.len() == 1 {
+            0
+        } else {
+            row.get::<_, i32>(4).max(0) as usize
+        };
+        (user, index)
+    }))
+}
+
+/// `SELECT … FROM first UNION ALL SELECT … FROM second LIMIT 1`, with the
+/// position (0 or 1) of the shard that answered as a fifth column.
+fn select_from_either(first: &ShardSql, second: &ShardSql) -> String {
+    use crate::routing::CREATED_AT;
+    format!(
+        "(SELECT user_id, name, email, {CREATED_AT}, 0 FROM {} WHERE user_id = $1) \
+         UNION ALL \
+         (SELECT user_id, name, email, {CREATED_AT}, 1 FROM {} WHERE user_id = $1) LIMIT 1",
+        first.table, second.table
+    )
+}
+
+/// Inserts one user into `shard` unless `old_shard` (its owner under the
+/// layout a rebalance is leaving) still holds that id; `Ok(None)` then.
+/// `FOR SHARE` waits for a mover's transaction on that row, then sees the
+/// outcome: a row still there is a duplicate; a row just moved makes the
+/// insert a unique violation in `shard`. Pipelined with the WAL position.
+pub async fn insert_user_unless_in(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+    old_shard: &ShardSql,
+    user_id: &str,
+    name: &str,
+    email: &str,
+) -> Result<Option<Inserted>, tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {} (user_id, name, email) SELECT $1, $2, $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM {} WHERE user_id = $1 FOR SHARE) RETURNING {}",
+        shard.table,
+        old_shard.table,
+        crate::routing::CREATED_AT
+    );
+    let insert = client.prepare_cached(&sql).await?;
+    let lsn = client.prepare_cached(CURRENT_LSN).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
+    let (row, lsn_row) = futures::try_join!(
+        client.query_opt(&insert, &params),
+        client.query_one(&lsn, &[]),
+    )?;
+    Ok(row.map(|row| Inserted {
+        created_at: row.get(0),
+        lsn: lsn_row.get(0),
+    }))
+}
+
+/// Which of `ids` `shard` holds, locking them (`FOR SHARE`) until the end
+/// of the transaction: bulk inserts during a rebalance check the old owner.
+pub async fn existing_users(
+    client: &impl GenericClient,
+    shard: &ShardSql,
+    ids: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT user_id FROM {} WHERE user_id = ANY($1) FOR SHARE",
+        shard.table
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    Ok(client
+        .query(&statement, &[&ids])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// Inserts many users into one shard.

@@ -13,6 +13,7 @@ pub mod local;
 pub mod monitor;
 pub mod nodes;
 pub mod pgpass;
+pub mod rebalance;
 pub mod routing;
 pub mod schema;
 pub mod server;

@@ -69,7 +69,7 @@ async fn run_ticks(state: AppState) {
             at_ms: now_ms(),
             nodes: state.cluster().nodes.iter().map(Node::status).collect(),
             stats: stats.clone(),
-            rebalance: None,
+            rebalance: state.rebalancer().job(),
             layout_version: state.routing().table().current.version,
         };
         match serde_json::to_string(&tick) {

@@ -1,11 +1,16 @@
 //! Which shard a key goes to, from the core, and the SQL for that shard.
 //!
 //! The routing table is swapped whole (an `Arc` behind a lock), so a request
-//! sees one consistent layout. It can hold a previous layout too: during a
-//! rebalance (issue 4) writes go by the new layout and reads look under the
-//! new one, then the old.
+//! sees one consistent layout. It holds a previous layout while a rebalance
+//! runs: writes go by the new layout, reads look under the new one and the
+//! old one in one statement (see `db::read_user`).
+//!
+//! Writes hold the write gate (shared) from taking the table until their
+//! commit; a swap takes it exclusively, so no write under the old table is
+//! still running when the first write under the new one starts.
 
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::LayoutView;
 use ecoshard_core::{Layout, Router};
@@ -13,7 +18,7 @@ use ecoshard_core::{Layout, Router};
 use crate::schema::shard_schema;
 
 /// `created_at` as RFC 3339 in UTC, microseconds.
-const CREATED_AT: &str =
+pub(crate) const CREATED_AT: &str =
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 /// The SQL of one shard, built once per layout.
@@ -21,6 +26,8 @@ const CREATED_AT: &str =
 pub struct ShardSql {
     /// Shard name.
     pub name: String,
+    /// `"shard_<name>".users`.
+    pub table: String,
     /// `INSERT … ($1 id, $2 name, $3 email) RETURNING created_at text`.
     pub insert: String,
     /// Bulk insert from three `text[]`.
@@ -36,6 +43,7 @@ impl ShardSql {
         let table = format!("{}.users", shard_schema(name));
         ShardSql {
             name: name.to_string(),
+            table: table.clone(),
             insert: format!(
                 "INSERT INTO {table} (user_id, name, email) VALUES ($1, $2, $3) RETURNING {CREATED_AT}"
             ),
@@ -97,6 +105,11 @@ pub struct RoutingTable {
     pub current: Placement,
     /// During a rebalance: the layout being left, where rows not yet moved are.
     pub previous: Option<Placement>,
+    /// Standbys that had not replayed up to this WAL position when last
+    /// checked serve no read under this table: before it, rows may still be
+    /// where the table no longer looks (the end of a rebalance), or shard
+    /// schemas it reads may not exist yet (its start). 0: no bound.
+    pub min_replay_lsn: u64,
 }
 
 impl RoutingTable {
@@ -113,6 +126,13 @@ impl RoutingTable {
         shards
     }
 
+    /// During a rebalance, the old owner of `key` when it differs from the new one.
+    pub fn moving_from(&self, key: &str) -> Option<&ShardSql> {
+        let previous = self.previous.as_ref()?;
+        let old = previous.locate(key);
+        (old.name != self.current.locate(key).name).then_some(old)
+    }
+
     /// The layout in force, with its version.
     pub fn view(&self) -> LayoutView {
         LayoutView {
@@ -126,16 +146,43 @@ impl RoutingTable {
 #[derive(Debug)]
 pub struct Routing {
     table: RwLock<Arc<RoutingTable>>,
+    /// Shared by writes, exclusive for a swap.
+    gate: tokio::sync::RwLock<()>,
 }
 
 impl Routing {
     /// Routing by one layout.
     pub fn new(current: Placement) -> Self {
+        Routing::with_table(RoutingTable {
+            current,
+            previous: None,
+            min_replay_lsn: 0,
+        })
+    }
+
+    /// Routing by a table (a rebalance resumed at start-up holds two layouts).
+    pub fn with_table(table: RoutingTable) -> Self {
         Routing {
-            table: RwLock::new(Arc::new(RoutingTable {
-                current,
-                previous: None,
-            })),
+            table: RwLock::new(Arc::new(table)),
+            gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    /// The table for a write, with the gate held shared: keep both until the
+    /// write has committed.
+    pub async fn write_table(&self) -> (tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>) {
+        let gate = self.gate.read().await;
+        (gate, self.table())
+    }
+
+    /// Replaces the table once no write under the old one is running, and
+    /// answers the old one (see [`wait_unshared`]).
+    pub async fn swap(&self, table: RoutingTable) -> Arc<RoutingTable> {
+        let _gate = self.gate.write().await;
+        let table = Arc::new(table);
+        match self.table.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, table),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), table),
         }
     }
 
@@ -146,15 +193,19 @@ impl Routing {
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
+}
 
-    /// Replaces the table (issue 4: start and end of a rebalance).
-    pub fn replace(&self, table: RoutingTable) {
-        let table = Arc::new(table);
-        match self.table.write() {
-            Ok(mut slot) => *slot = table,
-            Err(poisoned) => *poisoned.into_inner() = table,
+/// Waits until no request holds `table` any more (requests hold the table
+/// they started with until they end), at most `limit`; whether that happened.
+pub async fn wait_unshared(table: Arc<RoutingTable>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Arc::strong_count(&table) > 1 {
+        if Instant::now() > deadline {
+            return false;
         }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    true
 }
 
 #[cfg(test)]
@@ -189,6 +240,7 @@ mod tests {
         let table = RoutingTable {
             current: placement(StrategyKind::Modulo, 4, 2),
             previous: Some(placement(StrategyKind::Modulo, 3, 1)),
+            min_replay_lsn: 0,
         };
         let mut moved = 0;
         for index in 0..300 {

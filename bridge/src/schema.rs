@@ -7,7 +7,7 @@ use ecoshard_core::Layout;
 use ecoshard_core::wire::LayoutView;
 
 /// Key of the advisory lock that serialises schema changes between bridges.
-const SCHEMA_LOCK: i64 = 0x6563_6f73_6861_7264; // "ecoshard"
+pub(crate) const SCHEMA_LOCK: i64 = 0x6563_6f73_6861_7264; // "ecoshard"
 
 /// Migrations, in order; `ecoshard.schema_version` records how many ran.
 /// Append, never edit: issue 4's rebalance jobs come as migration 2.
@@ -21,6 +21,23 @@ const MIGRATIONS: &[&str] = &[
          created_at timestamptz NOT NULL DEFAULT now()
      );
      CREATE UNIQUE INDEX layout_one_active ON ecoshard.layout ((true)) WHERE state = 'active';",
+    // 2: rebalance jobs (see `rebalance/`). At most one target layout and
+    // one running job; `moved` changes in the transaction that moves the rows.
+    "CREATE UNIQUE INDEX layout_one_target ON ecoshard.layout ((true)) WHERE state = 'target';
+     CREATE TABLE ecoshard.rebalance (
+         id bigserial PRIMARY KEY,
+         from_version bigint NOT NULL REFERENCES ecoshard.layout (version),
+         to_version bigint NOT NULL REFERENCES ecoshard.layout (version),
+         state text NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+         moved bigint NOT NULL DEFAULT 0,
+         total bigint,
+         moving_ms bigint NOT NULL DEFAULT 0,
+         plan json,
+         error text,
+         started_at timestamptz NOT NULL DEFAULT now(),
+         finished_at timestamptz
+     );
+     CREATE UNIQUE INDEX rebalance_one_running ON ecoshard.rebalance ((true)) WHERE state = 'running';",
 ];
 
 /// Error of a schema operation.
@@ -106,10 +123,22 @@ pub async fn prepare(
 
 /// The active layout, if any.
 pub async fn active_layout(client: &impl GenericClient) -> Result<Option<LayoutView>, SchemaError> {
+    layout_in_state(client, "active").await
+}
+
+/// The layout a rebalance is moving to, if any.
+pub async fn target_layout(client: &impl GenericClient) -> Result<Option<LayoutView>, SchemaError> {
+    layout_in_state(client, "target").await
+}
+
+async fn layout_in_state(
+    client: &impl GenericClient,
+    state: &str,
+) -> Result<Option<LayoutView>, SchemaError> {
     let Some(row) = client
         .query_opt(
-            "SELECT version, layout::text FROM ecoshard.layout WHERE state = 'active'",
-            &[],
+            "SELECT version, layout::text FROM ecoshard.layout WHERE state = $1",
+            &[&state],
         )
         .await?
     else {
@@ -123,6 +152,66 @@ pub async fn active_layout(client: &impl GenericClient) -> Result<Option<LayoutV
         version: version as u64,
         layout,
     }))
+}
+
+/// Names of shards that only retired layouts have (candidates for dropping).
+pub async fn retired_shards(client: &impl GenericClient) -> Result<Vec<String>, SchemaError> {
+    let mut live = std::collections::BTreeSet::new();
+    let mut retired = std::collections::BTreeSet::new();
+    for row in client
+        .query("SELECT state, layout::text FROM ecoshard.layout", &[])
+        .await?
+    {
+        let state: String = row.get(0);
+        let json: String = row.get(1);
+        let layout: Layout = serde_json::from_str(&json)
+            .map_err(|error| SchemaError::BadStoredLayout(error.to_string()))?;
+        let names = layout.shards.into_iter().map(|shard| shard.name);
+        if state == "retired" {
+            retired.extend(names);
+        } else {
+            live.extend(names);
+        }
+    }
+    Ok(retired.difference(&live).cloned().collect())
+}
+
+/// Drops the schema of shard `name` if it exists and its table is empty
+/// (checked under an exclusive lock, in one transaction); whether it did.
+pub async fn drop_shard_if_empty(
+    client: &mut deadpool_postgres::Client,
+    name: &str,
+) -> Result<bool, SchemaError> {
+    let schema = shard_schema(name);
+    let tx = client.transaction().await?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.users")],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    tx.batch_execute(&format!(
+        "LOCK TABLE {schema}.users IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await?;
+    let empty: bool = tx
+        .query_one(
+            &format!("SELECT NOT EXISTS (SELECT 1 FROM {schema}.users)"),
+            &[],
+        )
+        .await?
+        .get(0);
+    if !empty {
+        return Ok(false);
+    }
+    tx.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Creates the schema and `users` table of every shard of `layout` that lacks them.

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_postgres::error::SqlState;
 
 use crate::nodes::Cluster;
-use crate::routing::{Placement, Routing};
+use crate::routing::Routing;
 use crate::topology::Topology;
 
 /// How to run the bridge.
@@ -34,6 +34,8 @@ pub struct BridgeConfig {
     pub max_in_flight: usize,
     /// Event-stream clients at once; more get 429.
     pub max_event_clients: usize,
+    /// Rows a rebalance moves per transaction.
+    pub rebalance_batch: usize,
 }
 
 impl BridgeConfig {
@@ -49,6 +51,7 @@ impl BridgeConfig {
             create_database: true,
             max_in_flight: 512,
             max_event_clients: 64,
+            rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
         }
     }
 }
@@ -62,6 +65,8 @@ pub enum StartError {
     Schema(crate::schema::SchemaError),
     /// The stored or given layout is invalid.
     Layout(ecoshard_core::Error),
+    /// The given layout is valid but not one the bridge applies to a database.
+    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for StartError {
@@ -70,6 +75,7 @@ impl std::fmt::Display for StartError {
             StartError::Primary(why) => write!(f, "cannot use the primary: {why}"),
             StartError::Schema(error) => write!(f, "preparing the database: {error}"),
             StartError::Layout(error) => write!(f, "layout: {error}"),
+            StartError::Unsupported(why) => f.write_str(why),
         }
     }
 }
@@ -86,6 +92,7 @@ pub struct AppState {
 struct Inner {
     cluster: Arc<Cluster>,
     routing: Routing,
+    rebalance: crate::rebalance::Rebalancer,
     mode: ClusterMode,
     counters: Counters,
     ticks: broadcast::Sender<Arc<str>>,
@@ -122,6 +129,11 @@ impl AppState {
             .initial_layout
             .validate()
             .map_err(StartError::Layout)?;
+        if config.initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
+            return Err(StartError::Unsupported(
+                crate::rebalance::BOUNDED_LOAD_REFUSAL,
+            ));
+        }
         if config.create_database {
             ensure_database(&config.topology).await?;
         }
@@ -135,6 +147,7 @@ impl AppState {
         let view = crate::schema::prepare(&mut client, &config.initial_layout)
             .await
             .map_err(StartError::Schema)?;
+        let startup = crate::rebalance::startup(&mut client, &view).await?;
         drop(client);
         if view.layout != config.initial_layout {
             tracing::info!(
@@ -149,12 +162,15 @@ impl AppState {
                 "bounded-load bounds whole key sets; rows inserted one by one go to their ring owner"
             );
         }
-        let placement = Placement::new(&view).map_err(StartError::Layout)?;
         let (ticks, _) = broadcast::channel(16);
         let state = AppState {
             inner: Arc::new(Inner {
                 cluster,
-                routing: Routing::new(placement),
+                routing: Routing::with_table(startup.table),
+                rebalance: crate::rebalance::Rebalancer::new(
+                    config.rebalance_batch,
+                    startup.last_job,
+                ),
                 mode: config.topology.mode,
                 counters: Counters::default(),
                 ticks,
@@ -170,6 +186,9 @@ impl AppState {
         };
         crate::monitor::check_nodes(state.cluster()).await;
         crate::monitor::spawn(&state);
+        if let Some(pending) = startup.pending {
+            crate::rebalance::resume(&state, pending);
+        }
         Ok(state)
     }
 
@@ -181,6 +200,11 @@ impl AppState {
     /// The routing table holder.
     pub fn routing(&self) -> &Routing {
         &self.inner.routing
+    }
+
+    /// The rebalance job, running or last.
+    pub fn rebalancer(&self) -> &crate::rebalance::Rebalancer {
+        &self.inner.rebalance
     }
 
     /// Local or external.

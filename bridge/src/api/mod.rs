@@ -3,6 +3,7 @@
 
 mod cluster;
 mod events;
+mod layout;
 mod users;
 
 use axum::Router;
@@ -24,7 +25,8 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(cluster::health))
         .route("/cluster", get(cluster::cluster))
-        .route("/layout", get(cluster::layout))
+        .route("/layout", get(cluster::layout).put(layout::apply))
+        .route("/rebalance/{id}", get(layout::job))
         .route("/stats", get(cluster::stats))
         .route("/events", get(events::events))
         .route("/users", post(users::insert))

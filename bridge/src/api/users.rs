@@ -42,16 +42,26 @@ pub async fn insert(
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
-    let table = state.routing().table();
+    // Held until the commit: a rebalance swaps tables between writes only.
+    let (_gate, table) = state.routing().write_table().await;
     let shard = table.current.locate(&user_id);
     let primary = state.cluster().primary();
     let client = primary.pool.get().await.map_err(|error| {
         tracing::warn!("write to the primary: {}", pool_error(&error));
         ApiError::primary_unavailable()
     })?;
-    let inserted = db::insert_user(&client, shard, &user_id, &name, &email)
-        .await
-        .map_err(|error| write_error(&user_id, &error))?;
+    let inserted = match table.moving_from(&user_id) {
+        // A rebalance moves this key's owner: the row may still be at the old one.
+        Some(old_shard) => {
+            db::insert_user_unless_in(&client, shard, old_shard, &user_id, &name, &email)
+                .await
+                .map_err(|error| write_error(&user_id, &error))?
+                .ok_or_else(|| duplicate(&user_id))?
+        }
+        None => db::insert_user(&client, shard, &user_id, &name, &email)
+            .await
+            .map_err(|error| write_error(&user_id, &error))?,
+    };
     state.record_write(1, u64::from(inserted.lsn));
     Ok((
         StatusCode::CREATED,
@@ -92,7 +102,7 @@ pub async fn bulk(
         .try_acquire()
         .map_err(|_| super::busy("other bulk inserts are running; try again when they finish"))?;
     let started = Instant::now();
-    let table = state.routing().table();
+    let (_gate, table) = state.routing().write_table().await;
     let shards = &table.current.shards;
     let mut batches: Vec<(Vec<String>, Vec<String>, Vec<String>)> =
         vec![(Vec::new(), Vec::new(), Vec::new()); shards.len()];
@@ -113,6 +123,29 @@ pub async fn bulk(
         .transaction()
         .await
         .map_err(|error| write_error(&prefix, &error))?;
+    if let Some(previous) = &table.previous {
+        // During a rebalance, keys whose owner changes may still be at the old one.
+        let mut by_old_shard: Vec<Vec<String>> = vec![Vec::new(); previous.shards.len()];
+        for (ids, _, _) in &batches {
+            for user_id in ids {
+                let old = previous.router.locate(user_id.as_bytes());
+                if previous.shards[old].name != table.current.locate(user_id).name {
+                    by_old_shard[old].push(user_id.clone());
+                }
+            }
+        }
+        for (old_shard, ids) in previous.shards.iter().zip(&by_old_shard) {
+            if ids.is_empty() {
+                continue;
+            }
+            let found = db::existing_users(&tx, old_shard, ids)
+                .await
+                .map_err(|error| write_error(&prefix, &error))?;
+            if let Some(user_id) = found.first() {
+                return Err(duplicate(user_id));
+            }
+        }
+    }
     for (shard, (ids, names, emails)) in shards.iter().zip(&batches) {
         if !ids.is_empty() {
             db::insert_users(&tx, shard, ids, names, emails)
@@ -200,7 +233,16 @@ pub async fn read(
     };
     let table = state.routing().table();
     let shards = table.read_shards(&user_id);
-    let candidates = state.cluster().read_candidates(consistency, after_lsn);
+    let mut candidates = state.cluster().read_candidates(consistency, after_lsn);
+    if table.min_replay_lsn > 0 {
+        // Standbys behind the table's start may not hold what it reads yet.
+        candidates
+            .ready
+            .retain(|node| node.lsn() >= table.min_replay_lsn);
+        candidates
+            .behind
+            .retain(|node| node.lsn() >= table.min_replay_lsn);
+    }
     for node in candidates.ready {
         if let Some(found) = read_on(node, &shards, &user_id).await {
             return answer(node, found, consistency);
@@ -260,20 +302,16 @@ async fn read_on(node: &Node, shards: &[&ShardSql], user_id: &str) -> Option<Fou
             return None;
         }
     };
-    for shard in shards {
-        match db::read_user(&client, shard, user_id).await {
-            Ok(Some(user)) => return Some(Some((user, shard.name.clone()))),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
-                if db::is_node_failure(&error) {
-                    node.mark_down();
-                }
-                return None;
+    match db::read_user(&client, shards, user_id).await {
+        Ok(found) => Some(found.map(|(user, index)| (user, shards[index].name.clone()))),
+        Err(error) => {
+            tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
+            if db::is_node_failure(&error) {
+                node.mark_down();
             }
+            None
         }
     }
-    Some(None)
 }
 
 fn answer(
@@ -302,13 +340,17 @@ fn answer(
     }
 }
 
+fn duplicate(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "duplicate_user",
+        format!("a user with id {what:?} already exists; nothing was written"),
+    )
+}
+
 fn write_error(what: &str, error: &tokio_postgres::Error) -> ApiError {
     if db::is_unique_violation(error) {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_user",
-            format!("a user with id {what:?} already exists; nothing was written"),
-        )
+        duplicate(what)
     } else if db::is_node_failure(error) {
         tracing::warn!("write failed: {}", db::describe(error));
         ApiError::primary_unavailable()

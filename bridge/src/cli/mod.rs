@@ -3,6 +3,7 @@
 //! Bad arguments print one line on stderr and exit with code 2; failures while
 //! running print one line and exit with code 1. Nothing panics at the user.
 
+mod apply;
 mod cluster;
 mod offline;
 mod serve;
@@ -50,6 +51,8 @@ enum Command {
     Locate(LocateArgs),
     /// What-if: keys moved going from one shard count to another.
     Plan(PlanArgs),
+    /// Apply a layout to the database of a running bridge (a rebalance), with a progress bar.
+    Apply(apply::ApplyArgs),
 }
 
 /// Where the local cluster lives and how its servers run.
@@ -148,6 +151,10 @@ pub(crate) struct ServeArgs {
     /// Clients of the event stream at once; more are refused with 429.
     #[arg(long, default_value_t = 64)]
     pub(crate) max_event_clients: usize,
+    /// Rows a rebalance moves per transaction.
+    #[arg(long, env = "ECOSHARD_REBALANCE_BATCH", default_value_t = crate::rebalance::DEFAULT_BATCH_ROWS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::rebalance::MAX_BATCH_ROWS as u64))]
+    pub(crate) rebalance_batch: u64,
 }
 
 /// `<workspace>/target/ecoshard-cluster` when run from a checkout, else
@@ -325,6 +332,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Locate(args)) => offline::locate(&args),
         Some(Command::Plan(args)) => offline::plan(&args),
+        Some(Command::Apply(args)) => apply::run(&args),
         Some(Command::Cluster(args)) => {
             init_logging();
             cluster::run(&args)

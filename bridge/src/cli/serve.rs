@@ -16,6 +16,9 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     super::init_logging();
     let initial_layout = Layout::with_count(args.strategy, args.shards)?;
     initial_layout.validate()?;
+    if initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
+        return Err(Failure::usage(crate::rebalance::BOUNDED_LOAD_REFUSAL));
+    }
     if !crate::schema::is_plain_identifier(&args.database) {
         return Err(Failure::usage(
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
@@ -60,6 +63,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         create_database: true,
         max_in_flight: args.max_in_flight,
         max_event_clients: args.max_event_clients,
+        rebalance_batch: args.rebalance_batch as usize,
         ..BridgeConfig::new(topology)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,38 @@
+//! `PUT /api/layout` (apply a layout: a rebalance job) and
+//! `GET /api/rebalance/{id}` (its progress).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ecoshard_core::Layout;
+use ecoshard_core::wire::RebalanceJob;
+
+use super::{Json, Path};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `PUT /api/layout`: 202 and the job with its plan; 200 when the layout is
+/// the one in force (nothing moves, no new version).
+pub async fn apply(
+    State(state): State<AppState>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<(StatusCode, axum::Json<RebalanceJob>), ApiError> {
+    let layout: Layout = serde_json::from_value(body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_layout",
+            format!(
+                "{error} (a layout is {{\"strategy\": \"ring\", \"shards\": 4, \"vnodes\": 160}}, \
+                 shards a count or a list of {{\"name\", \"weight\"}})"
+            ),
+        )
+    })?;
+    let (status, job) = crate::rebalance::apply(&state, layout).await?;
+    Ok((status, axum::Json(job)))
+}
+
+/// `GET /api/rebalance/{id}`.
+pub async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<RebalanceJob>, ApiError> {
+    crate::rebalance::job(&state, id).await.map(axum::Json)
+}

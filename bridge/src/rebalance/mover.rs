@@ -1,0 +1,425 @@
+//! The mover: swaps the routing for a job just begun, plans from the real
+//! keys, moves each misplaced row with one statement per batch (delete from
+//! the old shard, insert into the new one, count it in the job row: one
+//! transaction), checks that nothing is left, completes the job, and drops
+//! the schemas of shards the new layout no longer has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::GenericClient;
+use ecoshard_core::wire::JobState;
+use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
+use tokio::sync::{OwnedMutexGuard, oneshot};
+
+use super::{Pending, store};
+use crate::routing::{Placement, RoutingTable, wait_unshared};
+use crate::schema::shard_schema;
+use crate::state::AppState;
+
+/// Longest the mover waits for requests holding an old routing table.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Pause before trying again after the primary failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Rounds of "scan, move what is misplaced" before giving up.
+const MAX_ROUNDS: usize = 3;
+
+/// The keys of each shard, by shard name.
+pub(super) type Keys = BTreeMap<String, Vec<String>>;
+
+/// Why a step failed.
+#[derive(Debug)]
+enum Failure {
+    /// The primary is unreachable: try again.
+    Retry(String),
+    /// Anything else: the job fails.
+    Fatal(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if crate::db::is_node_failure(&error) {
+            Failure::Retry(crate::db::describe(&error))
+        } else {
+            Failure::Fatal(crate::db::describe(&error))
+        }
+    }
+}
+
+/// Runs a job to its end; `slot` is held until then, `planned` told once
+/// the plan is stored.
+pub(super) async fn run(
+    state: AppState,
+    pending: Pending,
+    slot: OwnedMutexGuard<()>,
+    mut planned: Option<oneshot::Sender<()>>,
+) {
+    let id = pending.job.id;
+    if let Some(lsn) = pending.swap_at_lsn {
+        match (Placement::new(&pending.to), Placement::new(&pending.from)) {
+            (Ok(current), Ok(previous)) => {
+                let old = state
+                    .routing()
+                    .swap(RoutingTable {
+                        current,
+                        previous: Some(previous),
+                        min_replay_lsn: lsn,
+                    })
+                    .await;
+                // Reads under the old table look only at old owners: none may
+                // run once rows move.
+                if !wait_unshared(old, DRAIN_LIMIT).await {
+                    tracing::warn!(
+                        "requests under the old layout still run after {DRAIN_LIMIT:?}; moving anyway"
+                    );
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                fail(&state, id, &format!("building the layouts: {error}")).await;
+                return;
+            }
+        }
+    }
+    let mut job = pending.job.clone();
+    let completed_at_lsn = loop {
+        match work(&state, &pending, &mut job, &mut planned).await {
+            Ok(lsn) => break lsn,
+            Err(Failure::Retry(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(Failure::Fatal(why)) => {
+                tracing::error!("rebalance job {id} failed: {why}");
+                fail(&state, id, &why).await;
+                return;
+            }
+        }
+    };
+    finish(&state, &pending, &job, completed_at_lsn).await;
+    drop(slot);
+}
+
+/// Plans (once), moves, checks and completes; the WAL position after the
+/// completing commit.
+async fn work(
+    state: &AppState,
+    pending: &Pending,
+    job: &mut store::StoredJob,
+    planned: &mut Option<oneshot::Sender<()>>,
+) -> Result<u64, Failure> {
+    let mut client = state
+        .cluster()
+        .primary()
+        .pool
+        .get()
+        .await
+        .map_err(|error| Failure::Retry(crate::state::pool_error(&error)))?;
+    let from = &pending.from.layout;
+    let to = &pending.to.layout;
+    let owner = router(to).map_err(|error| Failure::Fatal(error.to_string()))?;
+    let batch_rows = state.rebalancer().batch_rows;
+    let mut round = 0;
+    loop {
+        let keys = scan(&client, from, to).await?;
+        let moves = misplaced(&keys, &owner);
+        if job.total.is_none() {
+            let plan = plan_summary(from, to, &keys).map_err(Failure::Fatal)?;
+            let count = moves.values().map(|keys| keys.len() as u64).sum();
+            if plan.moved != count {
+                tracing::warn!(
+                    "rebalance job {}: the core plans {} moves, the shards hold {count} misplaced rows",
+                    job.id,
+                    plan.moved
+                );
+            }
+            let (total, plan) = store::set_plan(&client, job.id, count, &plan).await?;
+            job.total = Some(total);
+            job.plan = plan;
+            let view = job.view();
+            state.rebalancer().update(job.id, |memory| *memory = view);
+            tracing::info!("rebalance job {}: {total} rows to move", job.id);
+        }
+        if let Some(planned) = planned.take() {
+            let _ = planned.send(());
+        }
+        if moves.is_empty() {
+            break;
+        }
+        round += 1;
+        if round > MAX_ROUNDS {
+            return Err(Failure::Fatal(format!(
+                "rows are still misplaced after {MAX_ROUNDS} rounds of moving"
+            )));
+        }
+        move_rows(state, &client, job, &moves, batch_rows).await?;
+    }
+    let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms).await?;
+    job.state = JobState::Done;
+    Ok(lsn)
+}
+
+/// Moves `moves` in batches of `batch_rows`, in order of (from, to) shard
+/// names, then user_id; each batch is one statement (one transaction) that
+/// deletes the rows from the old shard, inserts them into the new one and
+/// adds them to the job's `moved`.
+async fn move_rows(
+    state: &AppState,
+    client: &deadpool_postgres::Client,
+    job: &mut store::StoredJob,
+    moves: &BTreeMap<(String, String), Vec<String>>,
+    batch_rows: usize,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let base_ms = job.moving_ms;
+    let id = job.id as i64;
+    for ((from, to), keys) in moves {
+        let statement = client.prepare(&move_sql(from, to)).await?;
+        for batch in keys.chunks(batch_rows) {
+            let moving_ms = base_ms + started.elapsed().as_millis() as u64;
+            let row = client
+                .query_opt(&statement, &[&batch, &id, &(moving_ms as i64)])
+                .await?
+                .ok_or_else(|| Failure::Fatal("the job's row is gone or not running".into()))?;
+            job.moved = row.get::<_, i64>(0).max(0) as u64;
+            job.moving_ms = base_ms + started.elapsed().as_millis() as u64;
+            let (moved, rows_per_sec) = (
+                job.moved,
+                store::rows_per_sec(job.moved, job.moving_ms as f64),
+            );
+            state.rebalancer().update(job.id, |memory| {
+                memory.moved = moved;
+                memory.rows_per_sec = rows_per_sec;
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
+/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`.
+fn move_sql(from: &str, to: &str) -> String {
+    format!(
+        "WITH moved AS (
+             DELETE FROM {from}.users WHERE user_id = ANY($1)
+             RETURNING user_id, name, email, created_at),
+         inserted AS (
+             INSERT INTO {to}.users (user_id, name, email, created_at)
+             SELECT user_id, name, email, created_at FROM moved
+             RETURNING 1)
+         UPDATE ecoshard.rebalance
+            SET moved = moved + (SELECT count(*) FROM inserted), moving_ms = $3
+          WHERE id = $2 AND state = 'running'
+         RETURNING moved",
+        from = shard_schema(from),
+        to = shard_schema(to),
+    )
+}
+
+/// After the completing commit: routing by the new layout alone (standbys
+/// serve it once they have replayed the last move), then, once no request
+/// holds the old routing, the schemas of shards the new layout lacks are
+/// dropped if empty; then the job counts as done.
+async fn finish(state: &AppState, pending: &Pending, job: &store::StoredJob, lsn: u64) {
+    let view = job.view();
+    match Placement::new(&pending.to) {
+        Ok(current) => {
+            let old = state
+                .routing()
+                .swap(RoutingTable {
+                    current,
+                    previous: None,
+                    min_replay_lsn: lsn,
+                })
+                .await;
+            let kept: BTreeSet<&str> = pending
+                .to
+                .layout
+                .shards
+                .iter()
+                .map(|shard| shard.name.as_str())
+                .collect();
+            let gone: Vec<&str> = pending
+                .from
+                .layout
+                .shards
+                .iter()
+                .map(|shard| shard.name.as_str())
+                .filter(|name| !kept.contains(name))
+                .collect();
+            if !gone.is_empty() {
+                if wait_unshared(old, DRAIN_LIMIT).await {
+                    drop_shards(state, &gone).await;
+                } else {
+                    tracing::warn!(
+                        "requests under the old layout still run after {DRAIN_LIMIT:?}; \
+                         leaving shards {gone:?} for the next start to drop"
+                    );
+                }
+            }
+        }
+        Err(error) => tracing::error!("rebalance job {}: {error}", job.id),
+    }
+    tracing::info!(
+        "rebalance job {} done: {} rows moved, {:.0} rows/s",
+        job.id,
+        job.moved,
+        view.rows_per_sec
+    );
+    state.rebalancer().update(job.id, |memory| *memory = view);
+}
+
+async fn drop_shards(state: &AppState, names: &[&str]) {
+    let mut client = match state.cluster().primary().pool.get().await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(
+                "dropping shards {names:?}: {}; the next start drops them",
+                crate::state::pool_error(&error)
+            );
+            return;
+        }
+    };
+    for name in names {
+        match crate::schema::drop_shard_if_empty(&mut client, name).await {
+            Ok(true) => tracing::info!("dropped the schema of shard {name}"),
+            Ok(false) => tracing::warn!("shard {name} is not empty; its schema is kept"),
+            Err(error) => tracing::warn!("dropping shard {name}: {error}"),
+        }
+    }
+}
+
+async fn fail(state: &AppState, id: u64, why: &str) {
+    if let Ok(client) = state.cluster().primary().pool.get().await
+        && let Err(error) = store::fail(&client, id, why).await
+    {
+        tracing::error!(
+            "recording that job {id} failed: {}",
+            crate::db::describe(&error)
+        );
+    }
+    let why = why.to_string();
+    state.rebalancer().update(id, |memory| {
+        memory.state = JobState::Failed;
+        memory.error = Some(why);
+    });
+}
+
+/// Every user_id of every shard of `from` and `to`, by shard.
+pub(super) async fn scan(
+    client: &impl GenericClient,
+    from: &Layout,
+    to: &Layout,
+) -> Result<Keys, tokio_postgres::Error> {
+    let names: BTreeSet<&str> = from
+        .shards
+        .iter()
+        .chain(&to.shards)
+        .map(|shard| shard.name.as_str())
+        .collect();
+    let mut keys = Keys::new();
+    for name in names {
+        let rows = client
+            .query(
+                &format!("SELECT user_id FROM {}.users", shard_schema(name)),
+                &[],
+            )
+            .await?;
+        keys.insert(
+            name.to_string(),
+            rows.iter().map(|row| row.get(0)).collect(),
+        );
+    }
+    Ok(keys)
+}
+
+/// Rows in a shard that is not their owner under `owner`, by (from, to),
+/// sorted by user_id.
+fn misplaced(keys: &Keys, owner: &Router) -> BTreeMap<(String, String), Vec<String>> {
+    let mut moves: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (shard, ids) in keys {
+        for user_id in ids {
+            let to = &owner.locate_shard(user_id.as_bytes()).name;
+            if to != shard {
+                moves
+                    .entry((shard.clone(), to.clone()))
+                    .or_default()
+                    .push(user_id.clone());
+            }
+        }
+    }
+    for ids in moves.values_mut() {
+        ids.sort_unstable();
+    }
+    moves
+}
+
+/// The core's plan from `from` to `to` over the scanned rows that are where
+/// `from` puts them: rows written under `to` since the routing changed are
+/// in place already and not part of the change.
+pub(super) fn plan_summary(from: &Layout, to: &Layout, keys: &Keys) -> Result<PlanSummary, String> {
+    let old = router(from).map_err(|error| error.to_string())?;
+    let new = router(to).map_err(|error| error.to_string())?;
+    let in_old_place = keys.iter().flat_map(|(shard, ids)| {
+        let old = &old;
+        ids.iter()
+            .filter(move |user_id| old.locate_shard(user_id.as_bytes()).name == *shard)
+            .map(|user_id| user_id.as_bytes())
+    });
+    let plan = ecoshard_core::plan(&old, &new, in_old_place);
+    Ok(plan.summary())
+}
+
+/// The router that places single keys as the bridge does: a bounded-load
+/// layout (stored before the bridge refused them) routes by its ring.
+fn router(layout: &Layout) -> Result<Router, ecoshard_core::Error> {
+    if layout.strategy == StrategyKind::BoundedLoad {
+        layout.clone().with_strategy(StrategyKind::Ring).build()
+    } else {
+        layout.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misplaced_rows_are_grouped_by_shard_pair_and_sorted() {
+        let owner = Layout::with_count(StrategyKind::Modulo, 4)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut keys = Keys::new();
+        for shard in ["s0", "s1", "s2"] {
+            keys.insert(shard.to_string(), Vec::new());
+        }
+        let old = Layout::with_count(StrategyKind::Modulo, 3)
+            .unwrap()
+            .build()
+            .unwrap();
+        for index in (0..300).rev() {
+            let key = format!("user_{index}");
+            let shard = old.locate_shard(key.as_bytes()).name.clone();
+            keys.get_mut(&shard).unwrap().push(key);
+        }
+        let moves = misplaced(&keys, &owner);
+        let plan = ecoshard_core::plan_numbered(&old, &owner, "user_", 300);
+        let count: usize = moves.values().map(Vec::len).sum();
+        assert_eq!(count as u64, plan.moved);
+        for ((from, to), ids) in &moves {
+            assert_ne!(from, to);
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+            for id in ids {
+                assert_eq!(&owner.locate_shard(id.as_bytes()).name, to);
+            }
+        }
+    }
+
+    #[test]
+    fn move_sql_names_both_shards_and_binds_every_value() {
+        let sql = move_sql("s0", "s3");
+        assert!(sql.contains("DELETE FROM \"shard_s0\".users WHERE user_id = ANY($1)"));
+        assert!(sql.contains("INSERT INTO \"shard_s3\".users"));
+        assert!(sql.contains("WHERE id = $2"));
+    }
+}

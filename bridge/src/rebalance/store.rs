@@ -1,0 +1,357 @@
+//! The rebalance job in the database (`ecoshard.rebalance`, migration 2):
+//! starting one with its target layout, its progress, its end. Every change
+//! of state is one transaction, so a killed bridge leaves a state it can
+//! resume from.
+
+use deadpool_postgres::GenericClient;
+use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
+use ecoshard_core::{Layout, PlanSummary};
+use tokio_postgres::types::PgLsn;
+
+use crate::schema::{SCHEMA_LOCK, ensure_shards};
+
+/// A job as stored.
+#[derive(Clone, Debug)]
+pub struct StoredJob {
+    /// Id.
+    pub id: u64,
+    /// Running, done or failed.
+    pub state: JobState,
+    /// Layout version before.
+    pub from_version: u64,
+    /// Layout version after.
+    pub to_version: u64,
+    /// Rows moved.
+    pub moved: u64,
+    /// Rows to move, once planned.
+    pub total: Option<u64>,
+    /// Time spent moving, over every run of the job.
+    pub moving_ms: u64,
+    /// The plan, once made.
+    pub plan: Option<PlanSummary>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl StoredJob {
+    /// The wire form.
+    pub fn view(&self) -> RebalanceJob {
+        RebalanceJob {
+            id: self.id,
+            state: self.state,
+            moved: self.moved,
+            total: self.total.unwrap_or(0),
+            rows_per_sec: rows_per_sec(self.moved, self.moving_ms as f64),
+            from_version: self.from_version,
+            to_version: self.to_version,
+            plan: self.plan.clone(),
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// `moved` over `moving_ms`, 0 before any time passed.
+pub fn rows_per_sec(moved: u64, moving_ms: f64) -> f64 {
+    if moving_ms > 0.0 {
+        moved as f64 / (moving_ms / 1_000.0)
+    } else {
+        0.0
+    }
+}
+
+/// Why a job could not start.
+#[derive(Debug)]
+pub enum BeginError {
+    /// A job is running, or failed with its target layout still in place.
+    Busy(StoredJob),
+    /// The layout in force changed since the request looked at it.
+    Moved,
+    /// The database refused.
+    Db(crate::schema::SchemaError),
+}
+
+impl From<tokio_postgres::Error> for BeginError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        BeginError::Db(error.into())
+    }
+}
+
+impl From<crate::schema::SchemaError> for BeginError {
+    fn from(error: crate::schema::SchemaError) -> Self {
+        BeginError::Db(error)
+    }
+}
+
+/// A started job: its row and the WAL position after its commit.
+#[derive(Debug)]
+pub struct Begun {
+    /// The job.
+    pub job: StoredJob,
+    /// The target layout, with its new version.
+    pub target: LayoutView,
+    /// `pg_current_wal_lsn()` after the commit (the new shards exist from there).
+    pub lsn: u64,
+}
+
+/// In one transaction under the schema lock: stores `layout` as the target
+/// (version = the active one + 1), the job, and the schemas of new shards.
+pub async fn begin(
+    client: &mut deadpool_postgres::Client,
+    from_version: u64,
+    layout: &Layout,
+) -> Result<Begun, BeginError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    if let Some(job) = unfinished(&tx).await? {
+        return Err(BeginError::Busy(job));
+    }
+    let active: Option<i64> = tx
+        .query_opt(
+            "SELECT version FROM ecoshard.layout WHERE state = 'active'",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0));
+    if active != Some(from_version as i64) {
+        return Err(BeginError::Moved);
+    }
+    let to_version: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) + 1 FROM ecoshard.layout",
+            &[],
+        )
+        .await?
+        .get(0);
+    let json = serde_json::to_string(layout).map_err(|error| {
+        BeginError::Db(crate::schema::SchemaError::BadStoredLayout(
+            error.to_string(),
+        ))
+    })?;
+    tx.execute(
+        "INSERT INTO ecoshard.layout (version, layout, state) VALUES ($1, $2::text::jsonb, 'target')",
+        &[&to_version, &json],
+    )
+    .await?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO ecoshard.rebalance (from_version, to_version, state) \
+             VALUES ($1, $2, 'running') RETURNING id",
+            &[&(from_version as i64), &to_version],
+        )
+        .await?
+        .get(0);
+    ensure_shards(&tx, layout).await?;
+    tx.commit().await?;
+    let lsn: PgLsn = client.query_one(crate::db::CURRENT_LSN, &[]).await?.get(0);
+    Ok(Begun {
+        job: StoredJob {
+            id: id as u64,
+            state: JobState::Running,
+            from_version,
+            to_version: to_version as u64,
+            moved: 0,
+            total: None,
+            moving_ms: 0,
+            plan: None,
+            error: None,
+        },
+        target: LayoutView {
+            version: to_version as u64,
+            layout: layout.clone(),
+        },
+        lsn: u64::from(lsn),
+    })
+}
+
+/// Records a layout equal to the one in force: a job that moved nothing, done
+/// at once, with no new layout version.
+pub async fn record_no_op(
+    client: &impl GenericClient,
+    version: u64,
+    plan: &PlanSummary,
+) -> Result<StoredJob, tokio_postgres::Error> {
+    let plan_json = serde_json::to_string(plan).unwrap_or_else(|_| "null".into());
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO ecoshard.rebalance \
+                 (from_version, to_version, state, total, plan, finished_at) \
+             VALUES ($1, $1, 'done', 0, $2::text::json, now()) RETURNING id",
+            &[&(version as i64), &plan_json],
+        )
+        .await?
+        .get(0);
+    Ok(StoredJob {
+        id: id as u64,
+        state: JobState::Done,
+        from_version: version,
+        to_version: version,
+        moved: 0,
+        total: Some(0),
+        moving_ms: 0,
+        plan: Some(plan.clone()),
+        error: None,
+    })
+}
+
+/// The job that is running or failed with its target still in place, if any.
+pub async fn unfinished(
+    client: &impl GenericClient,
+) -> Result<Option<StoredJob>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM ecoshard.rebalance r \
+                 WHERE state = 'running' OR (state = 'failed' AND EXISTS \
+                     (SELECT 1 FROM ecoshard.layout l WHERE l.version = r.to_version AND l.state = 'target')) \
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The job with this id.
+pub async fn load(
+    client: &impl GenericClient,
+    id: u64,
+) -> Result<Option<StoredJob>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM ecoshard.rebalance WHERE id = $1"),
+            &[&(id.min(i64::MAX as u64) as i64)],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The latest job, if any.
+pub async fn latest(
+    client: &impl GenericClient,
+) -> Result<Option<StoredJob>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM ecoshard.rebalance ORDER BY id DESC LIMIT 1"),
+            &[],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Marks a failed job running again (a restart resumes it).
+pub async fn mark_running(
+    client: &impl GenericClient,
+    id: u64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE ecoshard.rebalance SET state = 'running', error = NULL WHERE id = $1",
+            &[&(id as i64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Stores the plan and the number of rows to move, unless already stored
+/// (a resumed job keeps its first plan); answers what is stored.
+pub async fn set_plan(
+    client: &impl GenericClient,
+    id: u64,
+    total: u64,
+    plan: &PlanSummary,
+) -> Result<(u64, Option<PlanSummary>), tokio_postgres::Error> {
+    let plan_json = serde_json::to_string(plan).unwrap_or_else(|_| "null".into());
+    client
+        .execute(
+            "UPDATE ecoshard.rebalance SET total = $2, plan = $3::text::json \
+             WHERE id = $1 AND total IS NULL",
+            &[&(id as i64), &(total as i64), &plan_json],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT total, plan::text FROM ecoshard.rebalance WHERE id = $1",
+            &[&(id as i64)],
+        )
+        .await?;
+    let stored_total: Option<i64> = row.get(0);
+    let stored_plan: Option<String> = row.get(1);
+    Ok((
+        stored_total.unwrap_or(total as i64).max(0) as u64,
+        stored_plan.and_then(|json| serde_json::from_str(&json).ok()),
+    ))
+}
+
+/// Ends the job in one transaction: the old layout retired, the target
+/// active, the job done. Answers the WAL position after the commit.
+pub async fn complete(
+    client: &mut deadpool_postgres::Client,
+    id: u64,
+    to_version: u64,
+    moving_ms: u64,
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    tx.execute(
+        "UPDATE ecoshard.layout SET state = 'retired' WHERE state = 'active'",
+        &[],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE ecoshard.layout SET state = 'active' WHERE version = $1 AND state = 'target'",
+        &[&(to_version as i64)],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE ecoshard.rebalance SET state = 'done', finished_at = now(), moving_ms = $2 \
+         WHERE id = $1",
+        &[&(id as i64), &(moving_ms as i64)],
+    )
+    .await?;
+    tx.commit().await?;
+    let lsn: PgLsn = client.query_one(crate::db::CURRENT_LSN, &[]).await?.get(0);
+    Ok(u64::from(lsn))
+}
+
+/// Marks the job failed with `why`.
+pub async fn fail(
+    client: &impl GenericClient,
+    id: u64,
+    why: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE ecoshard.rebalance SET state = 'failed', error = $2, finished_at = now() \
+             WHERE id = $1",
+            &[&(id as i64), &why],
+        )
+        .await?;
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "id, state, from_version, to_version, moved, total, moving_ms, plan::text, error";
+
+fn from_row(row: &tokio_postgres::Row) -> StoredJob {
+    let state: String = row.get(1);
+    let plan: Option<String> = row.get(7);
+    StoredJob {
+        id: row.get::<_, i64>(0) as u64,
+        state: match state.as_str() {
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            _ => JobState::Failed,
+        },
+        from_version: row.get::<_, i64>(2) as u64,
+        to_version: row.get::<_, i64>(3) as u64,
+        moved: row.get::<_, i64>(4).max(0) as u64,
+        total: row
+            .get::<_, Option<i64>>(5)
+            .map(|total| total.max(0) as u64),
+        moving_ms: row.get::<_, i64>(6).max(0) as u64,
+        plan: plan.and_then(|json| serde_json::from_str(&json).ok()),
+        error: row.get(8),
+    }
+}

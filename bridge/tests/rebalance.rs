@@ -1,0 +1,658 @@
+//! Applying a layout to a real primary and two standbys: exactly the planned
+//! rows move, nothing is lost or doubled, reads and inserts stay correct
+//! while rows move, a second job and bad layouts are refused, and a shrink
+//! drops the emptied shard. (The binary killed mid-job: `rebalance_cli.rs`.)
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{Answer, NODES, bridge, cluster, connect, eventually, get, post_json, send};
+use ecoshard_bridge::AppState;
+use ecoshard_core::wire::{ApiErrorBody, JobState, LayoutView, RebalanceJob, Tick};
+use ecoshard_core::{Layout, StrategyKind, plan_numbered};
+
+/// The port range of this binary (others: 26400–26999, 27400+, 28400+, 29000–29499).
+const BASE_PORT: u16 = 29500;
+
+fn the_cluster() -> &'static ecoshard_bridge::LocalCluster {
+    cluster("rebalance", BASE_PORT)
+}
+
+async fn put_layout(state: &AppState, json: &str) -> Answer {
+    send(
+        state,
+        Request::put("/api/layout")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json.to_string()))
+            .expect("request"),
+    )
+    .await
+}
+
+/// Polls the job until it is no longer running.
+async fn wait_done(state: &AppState, id: u64) -> RebalanceJob {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let answer = get(state, &format!("/api/rebalance/{id}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let job: RebalanceJob = answer.parse();
+        if job.state != JobState::Running {
+            assert_eq!(job.state, JobState::Done, "{job:?}");
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} still running: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every row of every shard schema, as the primary has them now.
+struct Snapshot {
+    /// user_id → the shards holding it.
+    shards_of: BTreeMap<String, Vec<String>>,
+    /// md5 over every row (id, name, email, created_at), ordered by user_id.
+    checksum: String,
+    rows: i64,
+}
+
+async fn snapshot(client: &tokio_postgres::Client, except_prefix: &str) -> Snapshot {
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'shard\\_%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let union = schemas
+        .iter()
+        .map(|schema| {
+            format!(
+                "SELECT '{}'::text AS shard, * FROM \"{schema}\".users",
+                schema.trim_start_matches("shard_")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut shards_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in client
+        .query(&format!("SELECT user_id, shard FROM ({union}) t"), &[])
+        .await
+        .unwrap()
+    {
+        shards_of.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(
+                     user_id || '|' || name || '|' || email || '|' || created_at::text, ',' ORDER BY user_id)), '')
+                 FROM ({union}) t WHERE $1 = '' OR user_id NOT LIKE $1 || '%'"
+            ),
+            &[&except_prefix],
+        )
+        .await
+        .unwrap();
+    Snapshot {
+        shards_of,
+        rows: row.get(0),
+        checksum: row.get(1),
+    }
+}
+
+fn assert_no_key_twice(snapshot: &Snapshot) {
+    for (user_id, shards) in &snapshot.shards_of {
+        assert_eq!(shards.len(), 1, "{user_id} is in {shards:?}");
+    }
+}
+
+/// 300 users, 3 → 4 shards: the rows that change shard in PostgreSQL are
+/// exactly the core's plan; count and checksum hold; then 4 → 3 drops s3.
+async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let three = Layout::with_count(strategy, 3).unwrap();
+    let four = Layout::with_count(strategy, 4).unwrap();
+    let state = bridge(cluster, database, three.clone()).await;
+    let answer = post_json(
+        &state,
+        "/api/users/bulk",
+        r#"{"count":300,"prefix":"user_"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let primary = connect(cluster, "primary", database).await;
+    let before = snapshot(&primary, "").await;
+    assert_eq!(before.rows, 300);
+
+    let answer = put_layout(
+        &state,
+        &format!(r#"{{"strategy":"{}","shards":4}}"#, strategy.name()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let started: RebalanceJob = answer.parse();
+    let old = three.build().unwrap();
+    let new = four.build().unwrap();
+    let plan = plan_numbered(&old, &new, "user_", 300);
+    let summary = started.plan.clone().expect("the answer carries the plan");
+    let expected = plan.summary();
+    // Counts exactly; fractions as JSON carries them (serde_json parses to ±1 ulp).
+    assert_eq!(
+        (
+            summary.total,
+            summary.moved,
+            &summary.transfers,
+            &summary.loads_before,
+            &summary.loads_after
+        ),
+        (
+            expected.total,
+            expected.moved,
+            &expected.transfers,
+            &expected.loads_before,
+            &expected.loads_after
+        ),
+        "the plan is the core's over the real keys"
+    );
+    assert!((summary.moved_fraction - expected.moved_fraction).abs() < 1e-12);
+    assert!((summary.ideal_fraction - expected.ideal_fraction).abs() < 1e-12);
+    assert_eq!(started.total, plan.moved);
+    assert_eq!((started.from_version, started.to_version), (1, 2));
+
+    let done = wait_done(&state, started.id).await;
+    assert_eq!(done.moved, plan.moved);
+    assert_eq!(done.total, plan.moved);
+    let after = snapshot(&primary, "").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    let mut moved_in_postgres = BTreeSet::new();
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(
+            shards[0],
+            new.locate_shard(user_id.as_bytes()).name,
+            "{user_id} is not at its new owner"
+        );
+        if before.shards_of[user_id] != *shards {
+            moved_in_postgres.insert(user_id.clone());
+        }
+    }
+    let planned: BTreeSet<String> = (0..300)
+        .filter(|index| plan.is_moved(*index))
+        .map(|index| format!("user_{index}"))
+        .collect();
+    assert_eq!(moved_in_postgres, planned);
+    let layout: LayoutView = get(&state, "/api/layout").await.parse();
+    assert_eq!((layout.version, &layout.layout), (2, &four));
+    let states: Vec<(i64, String)> = primary
+        .query(
+            "SELECT version, state FROM ecoshard.layout ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(states, [(1, "retired".into()), (2, "active".into())]);
+    // The stream carries the job.
+    let streamed = eventually(Duration::from_secs(5), || async {
+        state.latest_tick().is_some_and(|json| {
+            let tick: Tick = serde_json::from_str(&json).unwrap();
+            tick.rebalance
+                .is_some_and(|job| job.id == done.id && job.state == JobState::Done)
+                && tick.layout_version == 2
+        })
+    })
+    .await;
+    assert!(streamed, "no tick carried the finished job");
+
+    // Shrinking: s3's rows go back, then its schema is dropped.
+    let answer = put_layout(
+        &state,
+        &format!(r#"{{"strategy":"{}","shards":3}}"#, strategy.name()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let shrink: RebalanceJob = answer.parse();
+    let back = plan_numbered(&new, &old, "user_", 300);
+    assert_eq!(shrink.total, back.moved);
+    assert_eq!(wait_done(&state, shrink.id).await.moved, back.moved);
+    let gone = eventually(Duration::from_secs(30), || async {
+        primary
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'shard_s3'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    })
+    .await;
+    assert!(gone, "the emptied shard's schema was not dropped");
+    let last = snapshot(&primary, "").await;
+    assert_no_key_twice(&last);
+    assert_eq!((last.rows, &last.checksum), (before.rows, &before.checksum));
+    assert_eq!(last.shards_of, before.shards_of, "every row is home again");
+    (plan.moved, back.moved)
+}
+
+#[tokio::test]
+async fn modulo_three_to_four_moves_about_three_quarters_exactly_as_planned() {
+    let (grow, _) = grow_and_shrink(StrategyKind::Modulo, "t_rb_modulo").await;
+    assert!((200..=250).contains(&grow), "modulo moved {grow} of 300");
+}
+
+#[tokio::test]
+async fn ring_three_to_four_moves_about_a_quarter_exactly_as_planned() {
+    let (grow, _) = grow_and_shrink(StrategyKind::Ring, "t_rb_ring").await;
+    assert!((40..=110).contains(&grow), "ring moved {grow} of 300");
+}
+
+fn error_code(answer: &Answer) -> String {
+    answer.parse::<ApiErrorBody>().error.code
+}
+
+#[tokio::test]
+async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let database = "t_rb_refuse";
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let state = bridge(cluster, database, three.clone()).await;
+    let answer = post_json(&state, "/api/users/bulk", r#"{"count":2000,"prefix":"k"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let primary = connect(cluster, "primary", database).await;
+    let schemas = || async {
+        primary
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard\\_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let jobs = || async {
+        primary
+            .query_one("SELECT count(*) FROM ecoshard.rebalance", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = snapshot(&primary, "").await;
+
+    for (body, status, code) in [
+        (r#"{"strategy":"ring","shards":0}"#, 400, "invalid_layout"),
+        (
+            r#"{"strategy":"sharding","shards":4}"#,
+            400,
+            "invalid_layout",
+        ),
+        (
+            r#"{"strategy":"ring","shards":4,"vnodes":0}"#,
+            400,
+            "invalid_layout",
+        ),
+        (
+            r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#,
+            400,
+            "invalid_layout",
+        ),
+        (
+            r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#,
+            400,
+            "invalid_layout",
+        ),
+        (
+            r#"{"strategy":"maglev","shards":4,"table_size":100}"#,
+            400,
+            "invalid_layout",
+        ),
+        (
+            r#"{"strategy":"ring","shards":4,"drop":"table"}"#,
+            400,
+            "invalid_layout",
+        ),
+        (r#"{"strategy":"ring"}"#, 400, "invalid_layout"),
+        (r#"[1,2]"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":4"#, 400, "invalid_json"),
+        (
+            r#"{"strategy":"bounded-load","shards":4}"#,
+            400,
+            "unsupported_strategy",
+        ),
+    ] {
+        let answer = put_layout(&state, body).await;
+        assert_eq!(answer.status.as_u16(), status, "{body}: {}", answer.text());
+        assert_eq!(error_code(&answer), code, "{body}");
+    }
+    let untyped = send(
+        &state,
+        Request::put("/api/layout")
+            .body(Body::from(r#"{"strategy":"ring","shards":4}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(untyped.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let layout: LayoutView = get(&state, "/api/layout").await.parse();
+    assert_eq!((layout.version, &layout.layout), (1, &three));
+    assert_eq!(schemas().await, 3);
+    assert_eq!(jobs().await, 0);
+
+    // The layout in force again: a job that moves nothing, no new version.
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":3,"vnodes":160}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let no_op: RebalanceJob = answer.parse();
+    assert_eq!(no_op.state, JobState::Done);
+    assert_eq!((no_op.moved, no_op.total), (0, 0));
+    assert_eq!((no_op.from_version, no_op.to_version), (1, 1));
+    let plan = no_op.plan.expect("a plan");
+    assert_eq!((plan.total, plan.moved), (2000, 0));
+    assert!(plan.transfers.is_empty());
+    let layout: LayoutView = get(&state, "/api/layout").await.parse();
+    assert_eq!(layout.version, 1);
+    assert_eq!(schemas().await, 3);
+    let again: RebalanceJob = get(&state, &format!("/api/rebalance/{}", no_op.id))
+        .await
+        .parse();
+    assert_eq!(again.state, JobState::Done);
+
+    // Hold one row the job must move: the job waits on it, deterministically.
+    let four = Layout::with_count(StrategyKind::Ring, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let old = three.build().unwrap();
+    let held = (0..2000)
+        .map(|index| format!("k{index}"))
+        .find(|key| old.locate_shard(key.as_bytes()).name != four.locate_shard(key.as_bytes()).name)
+        .unwrap();
+    let mut holder = connect(cluster, "primary", database).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute(
+        &format!(
+            "SELECT 1 FROM \"shard_{}\".users WHERE user_id = $1 FOR UPDATE",
+            old.locate_shard(held.as_bytes()).name
+        ),
+        &[&held],
+    )
+    .await
+    .unwrap();
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let first: RebalanceJob = answer.parse();
+    assert_eq!(first.state, JobState::Running);
+    for body in [
+        r#"{"strategy":"ring","shards":5}"#,
+        r#"{"strategy":"ring","shards":3}"#,
+    ] {
+        let second = put_layout(&state, body).await;
+        assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text());
+        assert_eq!(error_code(&second), "rebalance_running");
+        assert!(
+            second.text().contains(&format!("job {}", first.id)),
+            "{}",
+            second.text()
+        );
+    }
+    let running: RebalanceJob = get(&state, &format!("/api/rebalance/{}", first.id))
+        .await
+        .parse();
+    assert_eq!(running.state, JobState::Running);
+    // Reads of the held key and of every other key still answer meanwhile.
+    let read = get(&state, &format!("/api/users/{held}?consistency=strong")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    lock.rollback().await.unwrap();
+    let done = wait_done(&state, first.id).await;
+    assert_eq!(done.moved, done.total);
+    let after = snapshot(&primary, "").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":5}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    wait_done(&state, answer.parse::<RebalanceJob>().id).await;
+
+    let unknown = get(&state, "/api/rebalance/987654").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&unknown), "job_not_found");
+    let bad = get(&state, "/api/rebalance/seven").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&bad), "invalid_path");
+}
+
+/// A small deterministic sequence for picking keys.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let database = "t_rb_load";
+    let three = Layout::with_count(StrategyKind::Modulo, 3).unwrap();
+    let state = bridge(cluster, database, three.clone()).await;
+    const BATCHES: u64 = 10;
+    const PER_BATCH: u64 = 10_000;
+    for batch in 0..BATCHES {
+        let answer = post_json(
+            &state,
+            "/api/users/bulk",
+            &format!(r#"{{"count":{PER_BATCH},"prefix":"b{batch}_"}}"#),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    }
+    let total_rows = (BATCHES * PER_BATCH) as i64;
+    let primary = connect(cluster, "primary", database).await;
+    let before = snapshot(&primary, "live_").await;
+    assert_eq!(before.rows, total_rows);
+    // Standbys serve eventual reads: let them hold every row first.
+    for standby in ["standby-1", "standby-2"] {
+        let client = connect(cluster, standby, database).await;
+        let caught_up = eventually(Duration::from_secs(60), || async {
+            let mut rows = 0;
+            for shard in ["s0", "s1", "s2"] {
+                rows += client
+                    .query_one(
+                        &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
+                        &[],
+                    )
+                    .await
+                    .map(|row| row.get::<_, i64>(0))
+                    .unwrap_or(0);
+            }
+            rows == total_rows
+        })
+        .await;
+        assert!(caught_up, "{standby} never held every row");
+    }
+    common::wait_standbys_ready(&state).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let moving = Arc::new(AtomicBool::new(false));
+    let reads_while_moving = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for reader in 0..4u64 {
+        let (state, stop, moving, counted) = (
+            state.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&moving),
+            Arc::clone(&reads_while_moving),
+        );
+        readers.push(tokio::spawn(async move {
+            let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (reader + 1);
+            let mut failures = Vec::new();
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let batch = next(&mut seed) % BATCHES;
+                let index = next(&mut seed) % PER_BATCH;
+                let key = format!("b{batch}_{index}");
+                let consistency = if reader % 2 == 0 {
+                    "eventual"
+                } else {
+                    "strong"
+                };
+                let was_moving = moving.load(Ordering::Relaxed);
+                let answer = get(
+                    &state,
+                    &format!("/api/users/{key}?consistency={consistency}"),
+                )
+                .await;
+                reads += 1;
+                if was_moving && moving.load(Ordering::Relaxed) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                if answer.status != StatusCode::OK {
+                    failures.push(format!("{key}: {} {}", answer.status, answer.text()));
+                } else if answer.json()["user"]["user_id"] != key.as_str() {
+                    failures.push(format!("{key}: wrong row {}", answer.text()));
+                }
+            }
+            (reads, failures)
+        }));
+    }
+    let mut inserters = Vec::new();
+    for inserter in 0..2u64 {
+        let (state, stop) = (state.clone(), Arc::clone(&stop));
+        inserters.push(tokio::spawn(async move {
+            let mut inserted = Vec::new();
+            let mut failures = Vec::new();
+            let mut duplicates_refused = 0u64;
+            let mut seed = 0x2545_f491_4f6c_dd1d ^ (inserter + 7);
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("live_{inserter}_{count}");
+                count += 1;
+                let answer =
+                    post_json(&state, "/api/users", &format!(r#"{{"user_id":"{key}"}}"#)).await;
+                if answer.status == StatusCode::CREATED {
+                    inserted.push(key);
+                } else {
+                    failures.push(format!("{key}: {} {}", answer.status, answer.text()));
+                }
+                // An id that exists, moved or not yet: always refused.
+                let existing = format!(
+                    "b{}_{}",
+                    next(&mut seed) % BATCHES,
+                    next(&mut seed) % PER_BATCH
+                );
+                let answer = post_json(
+                    &state,
+                    "/api/users",
+                    &format!(r#"{{"user_id":"{existing}"}}"#),
+                )
+                .await;
+                if answer.status == StatusCode::CONFLICT {
+                    duplicates_refused += 1;
+                } else {
+                    failures.push(format!(
+                        "{existing} again: {} {}",
+                        answer.status,
+                        answer.text()
+                    ));
+                }
+            }
+            (inserted, duplicates_refused, failures)
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    moving.store(true, Ordering::Relaxed);
+    let answer = put_layout(&state, r#"{"strategy":"modulo","shards":4}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    let plan = job.plan.clone().unwrap();
+    assert!(job.total > 70_000, "{job:?}");
+    let done = wait_done(&state, job.id).await;
+    moving.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut read_failures = Vec::new();
+    let mut reads = 0;
+    for reader in readers {
+        let (count, failures) = reader.await.unwrap();
+        reads += count;
+        read_failures.extend(failures);
+    }
+    let mut inserted = Vec::new();
+    let mut write_failures = Vec::new();
+    let mut refused = 0;
+    for inserter in inserters {
+        let (keys, duplicates, failures) = inserter.await.unwrap();
+        inserted.extend(keys);
+        refused += duplicates;
+        write_failures.extend(failures);
+    }
+    assert!(
+        read_failures.is_empty(),
+        "{} of {reads} reads failed: {:?}",
+        read_failures.len(),
+        &read_failures[..read_failures.len().min(5)]
+    );
+    assert!(
+        write_failures.is_empty(),
+        "{:?}",
+        &write_failures[..write_failures.len().min(5)]
+    );
+    assert!(
+        reads_while_moving.load(Ordering::Relaxed) > 0,
+        "no read ran during the job"
+    );
+    assert!(refused > 0 && !inserted.is_empty());
+    let after = snapshot(&primary, "live_").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    assert_eq!(done.total, plan.moved);
+    assert_eq!(done.moved, done.total);
+    let four = Layout::with_count(StrategyKind::Modulo, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    for key in &inserted {
+        let shards = after
+            .shards_of
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} was acknowledged, then lost"));
+        assert_eq!(shards, &[four.locate_shard(key.as_bytes()).name.clone()]);
+    }
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(
+            shards[0],
+            four.locate_shard(user_id.as_bytes()).name,
+            "{user_id}"
+        );
+    }
+    assert_eq!(after.shards_of.len(), total_rows as usize + inserted.len());
+    eprintln!(
+        "moved {} rows at {:.0} rows/s; {reads} reads ({} during the job), {} inserts, {refused} duplicates refused",
+        done.moved,
+        done.rows_per_sec,
+        reads_while_moving.load(Ordering::Relaxed),
+        inserted.len()
+    );
+}
