@@ -4,8 +4,9 @@
 //! drops the emptied shard. (The binary killed mid-job: `rebalance_cli.rs`.)
 
 mod common;
+mod rows;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use common::{Answer, NODES, bridge, cluster, connect, eventually, get, post_json
 use ecoshard_bridge::AppState;
 use ecoshard_core::wire::{ApiErrorBody, JobState, LayoutView, RebalanceJob, Tick};
 use ecoshard_core::{Layout, StrategyKind, plan_numbered};
+use rows::{assert_no_key_twice, snapshot};
 
 /// The port range of this binary (others: 26400–26999, 27400+, 28400+, 29000–29499).
 const BASE_PORT: u16 = 29500;
@@ -51,68 +53,6 @@ async fn wait_done(state: &AppState, id: u64) -> RebalanceJob {
             "job {id} still running: {job:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every row of every shard schema, as the primary has them now.
-struct Snapshot {
-    /// user_id → the shards holding it.
-    shards_of: BTreeMap<String, Vec<String>>,
-    /// md5 over every row (id, name, email, created_at), ordered by user_id.
-    checksum: String,
-    rows: i64,
-}
-
-async fn snapshot(client: &tokio_postgres::Client, except_prefix: &str) -> Snapshot {
-    let schemas: Vec<String> = client
-        .query(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'shard\\_%' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let union = schemas
-        .iter()
-        .map(|schema| {
-            format!(
-                "SELECT '{}'::text AS shard, * FROM \"{schema}\".users",
-                schema.trim_start_matches("shard_")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let mut shards_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in client
-        .query(&format!("SELECT user_id, shard FROM ({union}) t"), &[])
-        .await
-        .unwrap()
-    {
-        shards_of.entry(row.get(0)).or_default().push(row.get(1));
-    }
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*), coalesce(md5(string_agg(
-                     user_id || '|' || name || '|' || email || '|' || created_at::text, ',' ORDER BY user_id)), '')
-                 FROM ({union}) t WHERE $1 = '' OR user_id NOT LIKE $1 || '%'"
-            ),
-            &[&except_prefix],
-        )
-        .await
-        .unwrap();
-    Snapshot {
-        shards_of,
-        rows: row.get(0),
-        checksum: row.get(1),
-    }
-}
-
-fn assert_no_key_twice(snapshot: &Snapshot) {
-    for (user_id, shards) in &snapshot.shards_of {
-        assert_eq!(shards.len(), 1, "{user_id} is in {shards:?}");
     }
 }
 

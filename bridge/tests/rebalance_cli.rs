@@ -1,0 +1,383 @@
+//! The binary killed (SIGKILL) in the middle of a rebalance: the next start
+//! resumes the job and finishes it with every row once and unchanged; and
+//! `ecoshard apply` from a terminal, with its exit codes.
+
+mod common;
+mod rows;
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_ports;
+use ecoshard_core::wire::{JobState, RebalanceJob};
+use ecoshard_core::{Layout, StrategyKind};
+use rows::{assert_no_key_twice, snapshot};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
+
+/// A data directory whose servers are stopped and files deleted when the
+/// test ends, pass or fail; the bridge, if still running, is killed first.
+struct Scratch {
+    dir: PathBuf,
+    bridge: Option<Child>,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ecoshard-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch { dir, bridge: None }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(mut bridge) = self.bridge.take() {
+            let _ = bridge.kill();
+            let _ = bridge.wait();
+        }
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--data-dir"])
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.0 request: status and body.
+fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+fn job(addr: &str, id: u64) -> RebalanceJob {
+    let (status, body) = http(addr, "GET", &format!("/api/rebalance/{id}"), None).expect("bridge");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Starts `ecoshard serve` and waits until `/api/cluster` answers.
+fn serve(args: &[String], addr: &str) -> Child {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", addr])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ecoshard serve");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(addr, "GET", "/api/cluster", None) {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve never answered");
+}
+
+fn apply(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("apply")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard apply")
+}
+
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+#[test]
+fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job() {
+    const BATCH: usize = 100;
+    let mut scratch = Scratch::new("rebalance");
+    let port = free_ports(29600, 3);
+    let addr = format!("127.0.0.1:{}", free_ports(29700, 1));
+    let args: Vec<String> = [
+        "--pg-port",
+        &port.to_string(),
+        "--data-dir",
+        &scratch.dir.display().to_string(),
+        "--strategy",
+        "modulo",
+        "--shards",
+        "3",
+        "--rebalance-batch",
+        &BATCH.to_string(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    scratch.bridge = Some(serve(&args, &addr));
+    let mut keys = Vec::new();
+    for prefix in ["a", "b"] {
+        let body = format!(r#"{{"count":10000,"prefix":"{prefix}"}}"#);
+        let (status, text) = http(&addr, "POST", "/api/users/bulk", Some(&body)).unwrap();
+        assert_eq!(status, 201, "{text}");
+        keys.extend((0..10_000).map(|index| format!("{prefix}{index}")));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let passfile = std::fs::read_to_string(scratch.dir.join("pgpass")).unwrap();
+    let password = ecoshard_bridge::pgpass::lookup(&passfile, "ecoshard").unwrap();
+    let connect = || {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("ecoshard")
+            .password(&password)
+            .dbname("ecomarket");
+        runtime.block_on(async {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        })
+    };
+    let client = connect();
+    let before = runtime.block_on(snapshot(&client, ""));
+    assert_eq!(before.rows, 20_000);
+
+    // The mover goes by (from, to) shard names, then user_id, BATCH rows at
+    // a time: holding the 251st row of the first pair stops it after exactly
+    // two batches.
+    let three = Layout::with_count(StrategyKind::Modulo, 3)
+        .unwrap()
+        .build()
+        .unwrap();
+    let four = Layout::with_count(StrategyKind::Modulo, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut moves: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for key in &keys {
+        let (from, to) = (
+            three.locate_shard(key.as_bytes()).name.clone(),
+            four.locate_shard(key.as_bytes()).name.clone(),
+        );
+        if from != to {
+            moves.entry((from, to)).or_default().push(key.clone());
+        }
+    }
+    let total: usize = moves.values().map(Vec::len).sum();
+    let ((first_from, _), first_keys) = moves.iter_mut().next().unwrap();
+    first_keys.sort_unstable();
+    let held = first_keys[2 * BATCH + 50].clone();
+    let mut holder = connect();
+    let lock = runtime.block_on(holder.transaction()).unwrap();
+    runtime
+        .block_on(lock.execute(
+            &format!("SELECT 1 FROM \"shard_{first_from}\".users WHERE user_id = $1 FOR UPDATE"),
+            &[&held],
+        ))
+        .unwrap();
+
+    let (status, body) = http(
+        &addr,
+        "PUT",
+        "/api/layout",
+        Some(r#"{"strategy":"modulo","shards":4}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let started: RebalanceJob = serde_json::from_str(&body).unwrap();
+    assert_eq!(started.total, total as u64);
+    let stopped = wait_until(Duration::from_secs(60), || {
+        job(&addr, started.id).moved == 2 * BATCH as u64
+    });
+    assert!(stopped, "{:?}", job(&addr, started.id));
+    std::thread::sleep(Duration::from_millis(300));
+    let midway = job(&addr, started.id);
+    assert_eq!(midway.state, JobState::Running);
+    assert!(
+        0 < midway.moved && midway.moved < midway.total,
+        "{midway:?}"
+    );
+    assert_eq!(midway.moved, 2 * BATCH as u64, "held on the third batch");
+
+    // A second layout meanwhile: refused (409 → exit code 1).
+    let url = format!("http://{addr}");
+    let refused = apply(&["--url", &url, "--strategy", "ring", "--shards", "3"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("rebalance_running"), "{stderr}");
+
+    // SIGKILL: nothing of the bridge runs on; its watchdog stops the servers
+    // (ending the held transaction too).
+    let mut bridge = scratch.bridge.take().unwrap();
+    bridge.kill().unwrap();
+    bridge.wait().unwrap();
+    drop(lock);
+    drop(holder);
+    drop(client);
+    scratch.bridge = Some(serve(&args, &addr));
+    let resumed = wait_until(Duration::from_secs(120), || {
+        job(&addr, started.id).state != JobState::Running
+    });
+    let done = job(&addr, started.id);
+    assert!(resumed, "{done:?}");
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    assert_eq!((done.moved, done.total), (total as u64, total as u64));
+    assert_eq!(done.to_version, 2);
+
+    let client = connect();
+    let after = runtime.block_on(snapshot(&client, ""));
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(
+            shards[0],
+            four.locate_shard(user_id.as_bytes()).name,
+            "{user_id}"
+        );
+    }
+
+    // ecoshard apply: back to 3 shards, followed to the end, JSON on stdout.
+    let back = apply(&[
+        "--url",
+        &url,
+        "--strategy",
+        "modulo",
+        "--shards",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    let back: RebalanceJob = serde_json::from_slice(&back.stdout).unwrap();
+    assert_eq!(back.state, JobState::Done);
+    assert_eq!((back.from_version, back.to_version), (2, 3));
+    assert_eq!(back.moved, back.total);
+    assert_eq!(back.plan.as_ref().map(|plan| plan.moved), Some(back.total));
+    let home = runtime.block_on(snapshot(&client, ""));
+    assert_eq!(home.shards_of, before.shards_of);
+    assert_eq!(home.checksum, before.checksum);
+    // The same layout again: nothing moves (table output).
+    let same = apply(&["--url", &url, "--strategy", "modulo", "--shards", "3"]);
+    assert!(same.status.success());
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(text.contains("nothing to move"), "{text}");
+
+    for (args, code) in [
+        (
+            &["--url", url.as_str(), "--strategy", "ring", "--shards", "0"][..],
+            2,
+        ),
+        (
+            &[
+                "--url",
+                url.as_str(),
+                "--strategy",
+                "bounded-load",
+                "--shards",
+                "4",
+            ],
+            2,
+        ),
+        (
+            &[
+                "--url",
+                url.as_str(),
+                "--layout-json",
+                r#"{"strategy":"ring","shards":3,"vnodes":0}"#,
+            ],
+            2,
+        ),
+        (
+            &[
+                "--url",
+                url.as_str(),
+                "--layout-json",
+                "@/nonexistent/layout.json",
+            ],
+            2,
+        ),
+        (&["--url", url.as_str(), "--shards", "4"], 2),
+        (
+            &[
+                "--url",
+                "ftp://example",
+                "--strategy",
+                "ring",
+                "--shards",
+                "4",
+            ],
+            2,
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "--strategy",
+                "ring",
+                "--shards",
+                "4",
+            ],
+            1,
+        ),
+    ] {
+        let output = apply(args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .lines()
+                .count(),
+            1,
+            "{args:?}: one line"
+        );
+    }
+
+    let bridge = scratch.bridge.take().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &bridge.id().to_string()])
+        .status()
+        .unwrap();
+    let mut bridge = bridge;
+    let _ = bridge.wait();
+}
