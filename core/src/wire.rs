@@ -258,7 +258,8 @@ pub enum JobState {
     Running,
     /// Every planned row moved.
     Done,
-    /// Stopped by an error (see `error`); the old layout's data is intact.
+    /// Stopped by an error (see `error`). Every row is readable (reads look
+    /// under both layouts); restarting the bridge resumes the job.
     Failed,
 }
 

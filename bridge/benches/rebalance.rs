@@ -1,0 +1,210 @@
+//! Rows moved per second by a rebalance, at several batch sizes (rows per
+//! moving transaction): 100,000 rows under modulo, 3 → 4 shards and back
+//! (about 75,000 rows move each way), through `PUT /api/layout` on
+//! `ecoshard serve` with its own local cluster; and ring 3 → 4 and back at
+//! the default batch size.
+//!
+//! `cargo bench -p ecoshard-bridge --bench rebalance`; settings from the
+//! environment: ECOSHARD_BENCH_ROWS (100000), ECOSHARD_BENCH_BATCHES
+//! (comma-separated batch sizes, "100,250,1000,2000,5000,10000,25000"),
+//! ECOSHARD_BENCH_REPEAT (round trips 3 → 4 → 3 per batch size, 2).
+//! Stops its bridge and servers and deletes its directory at the end.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecoshard_core::wire::{JobState, RebalanceJob};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
+
+/// A running `ecoshard serve`; stopped with SIGTERM (which stops its servers) on drop.
+struct Bridge {
+    child: Child,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The data directory, deleted at the end.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--data-dir"])
+            .arg(&self.0)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port(from: u16, count: u16) -> u16 {
+    (from..from + 100)
+        .step_by(10)
+        .find(|port| {
+            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
+        })
+        .expect("free ports")
+}
+
+fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("bridge");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Bridge {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", addr, "--pg-port", &pg_port.to_string()])
+        .args(["--strategy", "modulo", "--shards", "3"])
+        .args(["--rebalance-batch", &batch.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ecoshard serve");
+    let bridge = Bridge { child };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok()
+            && http(addr, "GET", "/api/health", None).0 == 200
+        {
+            return bridge;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("serve never answered");
+}
+
+/// Applies `layout` and waits for the end: the job and the wall time from
+/// the request to the job's end (planning included).
+fn rebalance(addr: &str, layout: &str) -> (RebalanceJob, Duration) {
+    let started = Instant::now();
+    let (status, body) = http(addr, "PUT", "/api/layout", Some(layout));
+    assert!(status == 202 || status == 200, "{status}: {body}");
+    let mut job: RebalanceJob = serde_json::from_str(&body).unwrap();
+    while job.state == JobState::Running {
+        std::thread::sleep(Duration::from_millis(10));
+        let (status, body) = http(addr, "GET", &format!("/api/rebalance/{}", job.id), None);
+        assert_eq!(status, 200, "{body}");
+        job = serde_json::from_str(&body).unwrap();
+    }
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.moved, job.total);
+    (job, started.elapsed())
+}
+
+fn main() {
+    let rows: u64 = std::env::var("ECOSHARD_BENCH_ROWS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(100_000);
+    let batches: Vec<usize> = std::env::var("ECOSHARD_BENCH_BATCHES")
+        .unwrap_or_else(|_| "100,250,1000,2000,5000,10000,25000".into())
+        .split(',')
+        .filter_map(|size| size.trim().parse().ok())
+        .collect();
+    let pg_port = free_port(29800, 3);
+    let addr = format!("127.0.0.1:{}", free_port(29900, 1));
+    let scratch = Scratch(
+        std::env::temp_dir().join(format!("ecoshard-bench-rebalance-{}", std::process::id())),
+    );
+
+    {
+        let _bridge = serve(&scratch.0, pg_port, &addr, 1_000);
+        let mut inserted = 0;
+        while inserted < rows {
+            let count = (rows - inserted).min(10_000);
+            let body = format!(r#"{{"count":{count},"prefix":"r{inserted}_"}}"#);
+            let (status, text) = http(&addr, "POST", "/api/users/bulk", Some(&body));
+            assert_eq!(status, 201, "{text}");
+            inserted += count;
+        }
+        eprintln!("inserted {rows} rows");
+    }
+
+    let repeat: usize = std::env::var("ECOSHARD_BENCH_REPEAT")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(2);
+    println!(
+        "| layout change | batch (rows) | rows moved | moving rows/s | wall s (plan + move) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let report = |change: &str, batch: usize, job: &RebalanceJob, wall: Duration| {
+        println!(
+            "| {change} | {batch} | {} | {:.0} | {:.2} |",
+            job.moved,
+            job.rows_per_sec,
+            wall.as_secs_f64()
+        );
+    };
+    let mut summary = Vec::new();
+    for batch in &batches {
+        let _bridge = serve(&scratch.0, pg_port, &addr, *batch);
+        let mut rates = Vec::new();
+        for _ in 0..repeat {
+            for (change, layout) in [
+                ("modulo 3 → 4", r#"{"strategy":"modulo","shards":4}"#),
+                ("modulo 4 → 3", r#"{"strategy":"modulo","shards":3}"#),
+            ] {
+                let (job, wall) = rebalance(&addr, layout);
+                report(change, *batch, &job, wall);
+                rates.push(job.rows_per_sec);
+            }
+        }
+        rates.sort_by(f64::total_cmp);
+        summary.push((*batch, rates));
+    }
+    let batch = ecoshard_bridge::rebalance::DEFAULT_BATCH_ROWS;
+    let _bridge = serve(&scratch.0, pg_port, &addr, batch);
+    rebalance(&addr, r#"{"strategy":"ring","shards":3}"#);
+    let (job, wall) = rebalance(&addr, r#"{"strategy":"ring","shards":4}"#);
+    report("ring 3 → 4", batch, &job, wall);
+    let (job, wall) = rebalance(&addr, r#"{"strategy":"ring","shards":3}"#);
+    report("ring 4 → 3", batch, &job, wall);
+
+    println!();
+    println!("| batch (rows) | runs | median rows/s | min | max | ms per batch (at the median) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (batch, rates) in summary {
+        let median = rates[rates.len() / 2];
+        println!(
+            "| {batch} | {} | {median:.0} | {:.0} | {:.0} | {:.1} |",
+            rates.len(),
+            rates[0],
+            rates[rates.len() - 1],
+            batch as f64 / median * 1_000.0
+        );
+    }
+}
