@@ -272,6 +272,11 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
         (r#"[1,2]"#, 400, "invalid_layout"),
         (r#"{"strategy":"ring","shards":4"#, 400, "invalid_json"),
         (
+            r#"{"strategy":"ring","shards":257}"#,
+            400,
+            "too_many_shards",
+        ),
+        (
             r#"{"strategy":"bounded-load","shards":4}"#,
             400,
             "unsupported_strategy",
@@ -595,4 +600,110 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
         reads_while_moving.load(Ordering::Relaxed),
         inserted.len()
     );
+}
+
+#[tokio::test]
+async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let database = "t_rb_failed";
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let state = bridge(cluster, database, three.clone()).await;
+    let answer = post_json(&state, "/api/users/bulk", r#"{"count":3000,"prefix":"f"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let primary = connect(cluster, "primary", database).await;
+    let before = snapshot(&primary, "").await;
+
+    // Ring 3 → 4 moves keys from s0, s1 and s2 to s3, one pair after the
+    // other (one batch each here). Hold a key of s0 → s3, so the job waits
+    // on its first batch; meanwhile put a copy of a key of s2 → s3 into s3
+    // behind the bridge's back: its batch must fail.
+    let old = three.build().unwrap();
+    let new = Layout::with_count(StrategyKind::Ring, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let moving_from = |shard: &str| {
+        (0..3000)
+            .map(|index| format!("f{index}"))
+            .find(|key| {
+                old.locate_shard(key.as_bytes()).name == shard
+                    && new.locate_shard(key.as_bytes()).name == "s3"
+            })
+            .unwrap()
+    };
+    let (held, doubled) = (moving_from("s0"), moving_from("s2"));
+    let mut holder = connect(cluster, "primary", database).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM \"shard_s0\".users WHERE user_id = $1 FOR UPDATE",
+        &[&held],
+    )
+    .await
+    .unwrap();
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    primary
+        .execute(
+            "INSERT INTO \"shard_s3\".users SELECT * FROM \"shard_s2\".users WHERE user_id = $1",
+            &[&doubled],
+        )
+        .await
+        .unwrap();
+    lock.rollback().await.unwrap();
+    let failed = eventually(Duration::from_secs(60), || async {
+        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        now.state == JobState::Failed
+    })
+    .await;
+    assert!(failed, "the job did not fail");
+    let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
+        .await
+        .parse();
+    assert!(
+        now.error
+            .as_deref()
+            .is_some_and(|why| why.contains("duplicate key")),
+        "{now:?}"
+    );
+    assert!(now.moved < now.total, "{now:?}");
+    // Every original row is still found, moved or not.
+    for index in (0..3000).step_by(7) {
+        let key = format!("f{index}");
+        let read = get(&state, &format!("/api/users/{key}?consistency=strong")).await;
+        assert_eq!(read.status, StatusCode::OK, "{key}: {}", read.text());
+    }
+    // No other layout until it is resumed; the same layout neither.
+    for body in [
+        r#"{"strategy":"ring","shards":5}"#,
+        r#"{"strategy":"ring","shards":4}"#,
+    ] {
+        let refused = put_layout(&state, body).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
+        assert!(refused.text().contains("failed"), "{}", refused.text());
+    }
+
+    // Repaired by hand, then a bridge started on the database resumes the job.
+    primary
+        .execute(
+            "DELETE FROM \"shard_s3\".users WHERE user_id = $1",
+            &[&doubled],
+        )
+        .await
+        .unwrap();
+    let restarted = bridge(cluster, database, three).await;
+    let done = wait_done(&restarted, job.id).await;
+    assert_eq!((done.moved, done.total), (now.total, now.total));
+    let after = snapshot(&primary, "").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(shards[0], new.locate_shard(user_id.as_bytes()).name);
+    }
 }

@@ -373,6 +373,26 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
         );
     }
 
+    // serve refuses a first layout the database cannot take, before starting anything.
+    for args in [
+        &["--strategy", "bounded-load", "--shards", "3"][..],
+        &["--strategy", "ring", "--shards", "257"],
+    ] {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .args([
+                "--listen",
+                "127.0.0.1:1",
+                "--data-dir",
+                "/nonexistent/ecoshard",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+
     let bridge = scratch.bridge.take().unwrap();
     Command::new("kill")
         .args(["-TERM", &bridge.id().to_string()])

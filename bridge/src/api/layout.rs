@@ -25,7 +25,11 @@ pub async fn apply(
             ),
         )
     })?;
-    let (status, job) = crate::rebalance::apply(&state, layout).await?;
+    // On a task of its own: a client that hangs up must not cancel a job
+    // half begun (stored, but its routing not swapped yet).
+    let (status, job) = tokio::spawn(async move { crate::rebalance::apply(&state, layout).await })
+        .await
+        .map_err(|error| ApiError::internal("applying a layout", error))??;
     Ok((status, axum::Json(job)))
 }
 

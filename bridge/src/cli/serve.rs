@@ -19,6 +19,13 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     if initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
         return Err(Failure::usage(crate::rebalance::BOUNDED_LOAD_REFUSAL));
     }
+    if initial_layout.shards.len() > crate::rebalance::MAX_DATABASE_SHARDS {
+        return Err(Failure::usage(format!(
+            "--shards {} is more than the database takes: at most {}",
+            args.shards,
+            crate::rebalance::MAX_DATABASE_SHARDS
+        )));
+    }
     if !crate::schema::is_plain_identifier(&args.database) {
         return Err(Failure::usage(
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",

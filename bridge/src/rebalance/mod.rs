@@ -33,6 +33,10 @@ pub use store::StoredJob;
 pub const DEFAULT_BATCH_ROWS: usize = 5_000;
 /// Most rows per moving transaction.
 pub const MAX_BATCH_ROWS: usize = 100_000;
+/// Most shards a layout applied to the database may have: each is a schema
+/// with a table, all created in one transaction (PostgreSQL's lock table
+/// bounds how many one transaction may create).
+pub const MAX_DATABASE_SHARDS: usize = 256;
 
 /// Longest `PUT /api/layout` waits for the plan before answering without it.
 const PLAN_WAIT: Duration = Duration::from_secs(60);
@@ -212,10 +216,23 @@ pub async fn apply(
     if layout.strategy == StrategyKind::BoundedLoad {
         return Err(bounded_load_refused());
     }
+    if layout.shards.len() > MAX_DATABASE_SHARDS {
+        return Err(ApiError::bad_request(
+            "too_many_shards",
+            format!(
+                "{} shards is more than the database takes: at most {MAX_DATABASE_SHARDS} \
+                 (each is a schema, all created in one transaction)",
+                layout.shards.len()
+            ),
+        ));
+    }
     let rebalancer = state.rebalancer();
     let slot = Arc::clone(&rebalancer.slot)
         .try_lock_owned()
         .map_err(|_| busy(rebalancer.job()))?;
+    if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
+        return Err(busy(Some(job)));
+    }
     let from = state.routing().table().view();
     let primary = state.cluster().primary();
     let mut client = primary.pool.get().await.map_err(|error| {
