@@ -15,9 +15,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     for suite in suites {
         match suite {
             "core" => core()?,
-            // Starts its own local cluster; bridge vs direct tokio-postgres vs pgbench.
+            // Each starts its own local cluster: bridge vs direct tokio-postgres vs
+            // pgbench; rows moved per second by a rebalance.
             "bridge" => {
-                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "bridge"]))?
+                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "bridge"]))?;
+                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "rebalance"]))?;
             }
             "web" => {
                 crate::setup::run(crate::setup::Needs::all())?;
