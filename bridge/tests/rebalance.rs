@@ -359,13 +359,41 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
         .await
         .parse();
     assert_eq!(running.state, JobState::Running);
-    // Reads of the held key and of every other key still answer meanwhile.
+    // The held key still reads; bulk inserts go by the new layout, and one
+    // holding ids that still sit at their old owner is refused whole.
     let read = get(&state, &format!("/api/users/{held}?consistency=strong")).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    // An id still at its old owner (not the held one's shard, whose rows the
+    // waiting mover has locked): a duplicate, found by the old-owner check.
+    let held_from = old.locate_shard(held.as_bytes()).name.clone();
+    let unmoved = (0..2000)
+        .map(|index| format!("k{index}"))
+        .find(|key| {
+            let from = &old.locate_shard(key.as_bytes()).name;
+            *from != held_from && *from != four.locate_shard(key.as_bytes()).name
+        })
+        .unwrap();
+    let again = post_json(
+        &state,
+        "/api/users",
+        &format!(r#"{{"user_id":"{unmoved}"}}"#),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    let fresh = post_json(&state, "/api/users/bulk", r#"{"count":500,"prefix":"n"}"#).await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.text());
     lock.rollback().await.unwrap();
     let done = wait_done(&state, first.id).await;
     assert_eq!(done.moved, done.total);
-    let after = snapshot(&primary, "").await;
+    let after = snapshot(&primary, "n").await;
+    for index in 0..500 {
+        let key = format!("n{index}");
+        assert_eq!(
+            after.shards_of.get(&key),
+            Some(&vec![four.locate_shard(key.as_bytes()).name.clone()]),
+            "{key}"
+        );
+    }
     assert_no_key_twice(&after);
     assert_eq!(
         (after.rows, &after.checksum),
@@ -676,6 +704,12 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
         let read = get(&state, &format!("/api/users/{key}?consistency=strong")).await;
         assert_eq!(read.status, StatusCode::OK, "{key}: {}", read.text());
     }
+    // Writes go by the new layout; ids still at their old owner are duplicates
+    // (a bulk insert is refused whole).
+    let again = post_json(&state, "/api/users/bulk", r#"{"count":3000,"prefix":"f"}"#).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    let fresh = post_json(&state, "/api/users/bulk", r#"{"count":300,"prefix":"g"}"#).await;
+    assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.text());
     // No other layout until it is resumed; the same layout neither.
     for body in [
         r#"{"strategy":"ring","shards":5}"#,
@@ -697,7 +731,8 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
     let restarted = bridge(cluster, database, three).await;
     let done = wait_done(&restarted, job.id).await;
     assert_eq!((done.moved, done.total), (now.total, now.total));
-    let after = snapshot(&primary, "").await;
+    let after = snapshot(&primary, "g").await;
+    assert_eq!(after.shards_of.len(), 3300);
     assert_no_key_twice(&after);
     assert_eq!(
         (after.rows, &after.checksum),
