@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{LagSample, NodeRole, Stats, Tick};
+use ecoshard_core::wire::{LagSample, Stats, Tick};
 use tokio_postgres::types::PgLsn;
 
 use crate::nodes::{Cluster, Node};
@@ -124,14 +124,32 @@ pub async fn check_nodes(cluster: &Cluster) {
         .map(|outcome| outcome.ok().and_then(Result::ok))
         .collect();
     let at_ms = now_ms();
-    let primary_check = checks[0].as_ref().filter(|check| !check.in_recovery);
-    cluster.primary().record_check(
+    let primary = cluster.primary();
+    let primary_index = cluster
+        .nodes
+        .iter()
+        .position(|node| std::ptr::eq(node, primary))
+        .unwrap_or(0);
+    let primary_check = checks[primary_index]
+        .as_ref()
+        .filter(|check| !check.in_recovery);
+    primary.record_check(
         primary_check.is_some(),
         primary_check.and_then(|check| check.lsn),
         None,
         false,
     );
-    for (node, check) in cluster.nodes.iter().zip(&checks).skip(1) {
+    for (index, (node, check)) in cluster.nodes.iter().zip(&checks).enumerate() {
+        if index == primary_index {
+            continue;
+        }
+        if check.as_ref().is_some_and(|check| !check.in_recovery) {
+            tracing::error!(
+                "{} answers as a primary but is not the bridge's primary ({}): kept out of the read rotation",
+                node.name(),
+                primary.name()
+            );
+        }
         let up = check.is_some();
         let row = primary_check.and_then(|primary| {
             primary
@@ -202,7 +220,7 @@ async fn check(node: &Node) -> Result<Check, String> {
         lsn: lsn.map(u64::from),
         replication: Vec::new(),
     };
-    if node.spec.role == NodeRole::Primary && !in_recovery {
+    if node.is_primary() && !in_recovery {
         let statement = client
             .prepare_cached(REPLICATION_SQL)
             .await

@@ -1,5 +1,6 @@
 //! The nodes at run time: a connection pool each, their health and lag as
-//! last checked, and the choice of which node serves a read.
+//! last checked, which one is primary (it changes with a failover), and the
+//! choice of which node serves a read.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,8 @@ pub struct Node {
     /// One connection for health checks, so a busy pool never looks like a dead node.
     pub monitor_pool: Pool,
     up: AtomicBool,
+    /// Whether it is the primary now.
+    primary: AtomicBool,
     /// In the read rotation: up, a standby, streaming, and within the lag bound.
     eligible: AtomicBool,
     /// Last replay LSN seen (standbys) or WAL write LSN (primary).
@@ -35,6 +38,7 @@ impl Node {
         Node {
             pool: make_pool(&spec, pool_size, Duration::from_secs(2)),
             monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
+            primary: AtomicBool::new(spec.role == NodeRole::Primary),
             spec,
             up: AtomicBool::new(false),
             eligible: AtomicBool::new(false),
@@ -47,6 +51,20 @@ impl Node {
     /// Node name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Primary or standby, now.
+    pub fn role(&self) -> NodeRole {
+        if self.primary.load(Ordering::SeqCst) {
+            NodeRole::Primary
+        } else {
+            NodeRole::Standby
+        }
+    }
+
+    /// Whether it is the primary now.
+    pub fn is_primary(&self) -> bool {
+        self.primary.load(Ordering::SeqCst)
     }
 
     /// Whether it answered its last check (and no request failed on it since).
@@ -68,7 +86,7 @@ impl Node {
     /// Replay lag in ms as last reported (`None` when PostgreSQL reports NULL);
     /// 0 for the primary.
     pub fn lag_ms(&self) -> Option<f64> {
-        if self.spec.role == NodeRole::Primary {
+        if self.is_primary() {
             return Some(0.0);
         }
         self.lag
@@ -81,7 +99,7 @@ impl Node {
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             name: self.spec.name.clone(),
-            role: self.spec.role,
+            role: self.role(),
             addr: self.spec.addr.clone(),
             up: self.is_up(),
             lag: self.lag.read().ok().and_then(|lag| lag.clone()),
@@ -110,8 +128,10 @@ impl Node {
 /// The cluster: the primary and its standbys.
 #[derive(Debug)]
 pub struct Cluster {
-    /// Primary first.
+    /// In the topology's order (`primary`, `standby-1`, …), whatever their roles.
     pub nodes: Vec<Node>,
+    /// Index of the primary in `nodes`.
+    primary: AtomicUsize,
     next_standby: AtomicUsize,
     /// Standbys further behind than this (ms) serve no eventual reads.
     pub max_lag_ms: f64,
@@ -120,25 +140,67 @@ pub struct Cluster {
 impl Cluster {
     /// Pools for every node (connections open lazily).
     pub fn new(topology: &Topology, pool_size: usize, max_lag_ms: u64) -> Arc<Self> {
+        let primary = topology
+            .nodes
+            .iter()
+            .position(|spec| spec.role == NodeRole::Primary)
+            .unwrap_or(0);
+        let nodes: Vec<Node> = topology
+            .nodes
+            .iter()
+            .map(|spec| Node::new(spec.clone(), pool_size))
+            .collect();
+        for (index, node) in nodes.iter().enumerate() {
+            node.primary.store(index == primary, Ordering::SeqCst);
+        }
         Arc::new(Cluster {
-            nodes: topology
-                .nodes
-                .iter()
-                .map(|spec| Node::new(spec.clone(), pool_size))
-                .collect(),
+            nodes,
+            primary: AtomicUsize::new(primary),
             next_standby: AtomicUsize::new(0),
             max_lag_ms: max_lag_ms as f64,
         })
     }
 
-    /// The primary.
+    /// The primary now.
     pub fn primary(&self) -> &Node {
-        &self.nodes[0]
+        &self.nodes[self.primary.load(Ordering::SeqCst)]
     }
 
-    /// The standbys.
-    pub fn standbys(&self) -> &[Node] {
-        &self.nodes[1..]
+    /// The standbys now, in the topology's order.
+    pub fn standbys(&self) -> Vec<&Node> {
+        let primary = self.primary.load(Ordering::SeqCst);
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != primary)
+            .map(|(_, node)| node)
+            .collect()
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|node| node.name() == name)
+    }
+
+    /// Makes `name` the primary (after a failover): writes go to it from now
+    /// on; the old primary is a standby, out of the read rotation until its
+    /// health checks say it is one. `false` when there is no such node.
+    pub fn set_primary(&self, name: &str) -> bool {
+        let Some(index) = self.nodes.iter().position(|node| node.name() == name) else {
+            return false;
+        };
+        for (other, node) in self.nodes.iter().enumerate() {
+            node.primary.store(other == index, Ordering::SeqCst);
+            node.eligible.store(false, Ordering::SeqCst);
+            if other == index
+                && let Ok(mut lag) = node.lag.write()
+            {
+                *lag = None;
+            }
+        }
+        self.nodes[index].up.store(true, Ordering::SeqCst);
+        self.primary.store(index, Ordering::SeqCst);
+        true
     }
 
     /// Nodes to try for a read, best first; the primary is always last.
@@ -154,7 +216,7 @@ impl Cluster {
         if consistency != Consistency::Strong && !standbys.is_empty() {
             let start = self.next_standby.fetch_add(1, Ordering::Relaxed);
             for offset in 0..standbys.len() {
-                let node = &standbys[(start + offset) % standbys.len()];
+                let node = standbys[(start + offset) % standbys.len()];
                 if !node.eligible.load(Ordering::Relaxed) {
                     continue;
                 }

@@ -30,6 +30,10 @@ pub struct ClusterState {
     pub pg_port: u16,
     /// Number of standbys.
     pub standbys: usize,
+    /// The node that is primary now (absent: `primary`). Changes with a
+    /// failover, so a restarted bridge knows who takes the writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }
 
 /// Current `cluster.json` format.
@@ -122,6 +126,9 @@ pub struct LocalSettings<'a> {
     pub socket_dir: &'a Path,
     /// For a standby: the primary's port, the passfile and the slot.
     pub upstream: Option<Upstream<'a>>,
+    /// For a primary in synchronous mode: the standbys, one of which must
+    /// confirm each commit (`ANY 1 (…)`).
+    pub sync_standbys: &'a [String],
 }
 
 /// Where a standby streams from.
@@ -162,6 +169,11 @@ pub fn write_node_config(data: &Path, settings: &LocalSettings<'_>) -> Result<()
         );
         conf.push_str(&format!("primary_conninfo = '{}'\n", conf_quote(&conninfo)));
         conf.push_str(&format!("primary_slot_name = '{}'\n", upstream.slot));
+    } else if !settings.sync_standbys.is_empty() {
+        conf.push_str(&format!(
+            "synchronous_standby_names = '{}'\n",
+            conf_quote(&sync_standby_names(settings.sync_standbys))
+        ));
     }
     write(&data.join("postgresql.conf"), &conf)?;
     write(&data.join("pg_hba.conf"), HBA_CONF)?;
@@ -182,13 +194,23 @@ pub fn write_node_config(data: &Path, settings: &LocalSettings<'_>) -> Result<()
     Ok(())
 }
 
+/// `ANY 1 ("standby-1", "standby-2")`: any one of them confirms a commit.
+/// The names are quoted because they hold `-`.
+pub fn sync_standby_names(standbys: &[String]) -> String {
+    let names: Vec<String> = standbys
+        .iter()
+        .map(|name| format!("\"{}\"", name.replace('"', "\"\"")))
+        .collect();
+    format!("ANY 1 ({})", names.join(", "))
+}
+
 /// Quotes a value for `postgresql.conf` ('…' with ' doubled).
 fn conf_quote(value: &str) -> String {
     value.replace('\'', "''")
 }
 
 /// Quotes a value inside a libpq connection string ('…' with \ and ' escaped).
-fn conninfo_quote(value: &str) -> String {
+pub(super) fn conninfo_quote(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
@@ -224,6 +246,8 @@ mod tests {
             "hot_standby_feedback",
             "wal_receiver_status_interval",
             "password_encryption",
+            "wal_log_hints",
+            "wal_retrieve_retry_interval",
         ] {
             let primary = setting(PRIMARY_CONF, key);
             assert!(primary.is_some(), "{key} missing from primary config");
@@ -238,6 +262,15 @@ mod tests {
         }
         assert!(setting(HBA_CONF, "trust").is_none());
         assert!(!HBA_CONF.contains(" trust"));
+    }
+
+    #[test]
+    fn sync_names_quote_each_standby() {
+        let names = ["standby-1".to_string(), "primary".to_string()];
+        assert_eq!(
+            sync_standby_names(&names),
+            r#"ANY 1 ("standby-1", "primary")"#
+        );
     }
 
     #[test]

@@ -66,6 +66,13 @@ pub enum ClusterError {
         /// The name.
         name: String,
     },
+    /// Not done, because of the cluster's state now (e.g. no primary to follow).
+    Refused {
+        /// What was asked.
+        what: String,
+        /// Why not, and what to do.
+        reason: String,
+    },
 }
 
 impl ClusterError {
@@ -123,6 +130,7 @@ impl fmt::Display for ClusterError {
                 path.display()
             ),
             ClusterError::UnknownNode { name } => write!(f, "no node named {name:?}"),
+            ClusterError::Refused { what, reason } => write!(f, "{what}: {reason}"),
         }
     }
 }

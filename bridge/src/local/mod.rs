@@ -3,7 +3,8 @@
 //! reused on the next start (seconds) and rebuilt when broken.
 //!
 //! ```text
-//! DIR/cluster.json   what the launcher remembers (ports, PostgreSQL version)
+//! DIR/cluster.json   what the launcher remembers (ports, PostgreSQL version,
+//!                    which node is primary)
 //! DIR/pgpass         passwords of `replicator` and `ecoshard` (0600)
 //! DIR/run/           Unix sockets (0700)
 //! DIR/log/NODE.log   server logs
@@ -18,6 +19,7 @@
 mod binaries;
 mod config;
 mod error;
+mod failover;
 mod paths;
 mod process;
 mod watchdog;
@@ -26,6 +28,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use binaries::{PgBinaries, RunAs};
@@ -33,6 +36,7 @@ pub use config::{ClusterState, Passwords};
 use config::{LocalSettings, STATE_FORMAT, Upstream};
 use ecoshard_core::wire::NodeRole;
 pub use error::ClusterError;
+pub use failover::Promotion;
 use paths::Paths;
 pub use process::slot_name;
 use process::{
@@ -62,6 +66,8 @@ pub struct ClusterOptions {
     pub stop_on_exit: bool,
     /// Also delete the data directory when the process ends (tests).
     pub remove_on_exit: bool,
+    /// Commits wait for one standby (`synchronous_standby_names = ANY 1 (…)`).
+    pub sync_replication: bool,
 }
 
 impl ClusterOptions {
@@ -75,6 +81,7 @@ impl ClusterOptions {
             pg_user: None,
             stop_on_exit: true,
             remove_on_exit: false,
+            sync_replication: false,
         }
     }
 }
@@ -82,9 +89,9 @@ impl ClusterOptions {
 /// One node of the local cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalNode {
-    /// `primary`, `standby-1`, …
+    /// `primary`, `standby-1`, … (names stay; roles change with a failover).
     pub name: String,
-    /// Its role.
+    /// Its role when this was asked.
     pub role: NodeRole,
     /// Port on 127.0.0.1.
     pub port: u16,
@@ -112,7 +119,17 @@ pub struct LocalCluster {
     bins: PgBinaries,
     run_as: RunAs,
     passwords: Passwords,
+    /// Every node; their `role` fields are not kept: `primary` says which is.
     nodes: Vec<LocalNode>,
+    /// Index in `nodes` of the primary (persisted in `cluster.json`).
+    primary: Mutex<usize>,
+    /// Whether commits should wait for a standby.
+    sync_replication: bool,
+    /// Whether the primary's config asks for synchronous standbys now (only
+    /// once they stream: before, every commit would wait forever).
+    sync_active: AtomicBool,
+    /// One start, stop or promotion at a time.
+    operations: Mutex<()>,
     /// Names of the servers this process started, to stop on drop.
     started: Mutex<Vec<String>>,
     stop_on_exit: bool,
@@ -139,6 +156,10 @@ impl LocalCluster {
                 ecoshard: String::new(),
             },
             nodes,
+            primary: Mutex::new(0),
+            sync_replication: options.sync_replication,
+            sync_active: AtomicBool::new(false),
+            operations: Mutex::new(()),
             started: Mutex::new(Vec::new()),
             stop_on_exit: options.stop_on_exit,
             _watchdog: None,
@@ -176,20 +197,19 @@ impl LocalCluster {
         let bins = PgBinaries::find(options.pg_bin.as_deref())?;
         let run_as = RunAs::detect(options.pg_user.as_deref())?;
         let layout = Paths::new(&options.data_dir);
-        let state = ClusterState::load(&layout.state_file());
-        let (port, standbys) = state
-            .map(|s| (s.pg_port, s.standbys))
-            .unwrap_or((options.pg_port, options.standbys));
+        let nodes = recorded_nodes(&layout, options);
         let mut stopped = Vec::new();
         // Standbys first, so they do not log the primary's disappearance.
-        for node in layout.nodes(port, standbys).iter().rev() {
+        let mut order: Vec<&LocalNode> = nodes.iter().collect();
+        order.sort_by_key(|node| node.role == NodeRole::Primary);
+        for node in order {
             let running = is_running(&bins, &run_as, &layout.root, &node.data);
             if running {
                 stop_server(&bins, &run_as, &layout.root, &node.data, "fast")?;
             }
             stopped.push((node.name.clone(), running));
         }
-        stopped.reverse();
+        stopped.sort_by_key(|(name, _)| nodes.iter().position(|node| &node.name == name));
         Ok(stopped)
     }
 
@@ -198,12 +218,7 @@ impl LocalCluster {
         let bins = PgBinaries::find(options.pg_bin.as_deref())?;
         let run_as = RunAs::detect(options.pg_user.as_deref())?;
         let layout = Paths::new(&options.data_dir);
-        let state = ClusterState::load(&layout.state_file());
-        let (port, standbys) = state
-            .map(|s| (s.pg_port, s.standbys))
-            .unwrap_or((options.pg_port, options.standbys));
-        Ok(layout
-            .nodes(port, standbys)
+        Ok(recorded_nodes(&layout, options)
             .into_iter()
             .map(|node| NodeState {
                 running: layout.root.exists()
@@ -215,9 +230,38 @@ impl LocalCluster {
             .collect())
     }
 
-    /// The nodes, primary first.
-    pub fn nodes(&self) -> &[LocalNode] {
-        &self.nodes
+    /// The nodes in their fixed order (`primary`, `standby-1`, …), each with
+    /// its role now.
+    pub fn nodes(&self) -> Vec<LocalNode> {
+        let primary = self.primary_index();
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| LocalNode {
+                role: if index == primary {
+                    NodeRole::Primary
+                } else {
+                    NodeRole::Standby
+                },
+                ..node.clone()
+            })
+            .collect()
+    }
+
+    /// Name of the node that is primary now.
+    pub fn primary_name(&self) -> String {
+        self.primary().name
+    }
+
+    /// Whether commits wait for a standby (`--sync-replication`).
+    pub fn sync_replication(&self) -> bool {
+        self.sync_replication
+    }
+
+    /// Whether the server of `name` runs (`pg_ctl status`).
+    pub fn is_node_running(&self, name: &str) -> Result<bool, ClusterError> {
+        let node = self.node(name)?.clone();
+        Ok(self.is_running(&node))
     }
 
     /// The data directory.
@@ -255,7 +299,8 @@ impl LocalCluster {
 
     /// Stops one node: `fast` (clean) or `immediate` (like a crash).
     pub fn stop_node(&self, name: &str, immediate: bool) -> Result<(), ClusterError> {
-        let node = self.node(name)?;
+        let node = self.node(name)?.clone();
+        let _operation = self.operation();
         let mode = if immediate { "immediate" } else { "fast" };
         stop_server(
             &self.bins,
@@ -266,14 +311,34 @@ impl LocalCluster {
         )
     }
 
-    /// Starts one node again (after [`LocalCluster::stop_node`]).
-    pub fn start_node(&self, name: &str) -> Result<(), ClusterError> {
+    /// Starts one node again (after [`LocalCluster::stop_node`]) in its role
+    /// now. A node that is no longer primary (the old primary after a
+    /// failover) is first made a standby of the new one (`pg_rewind`, or a
+    /// fresh `pg_basebackup` when that fails): it never comes back as a
+    /// second primary. Answers what was done to it, if anything.
+    pub fn start_node(&self, name: &str) -> Result<Option<String>, ClusterError> {
         let node = self.node(name)?.clone();
-        if is_running(&self.bins, &self.run_as, &self.layout.root, &node.data) {
-            return Ok(());
+        let _operation = self.operation();
+        if self.is_running(&node) {
+            return Ok(None);
+        }
+        // A killed postmaster not yet reaped still holds its lock files.
+        process::wait_reaped(&node.data);
+        let mut rebuilt = None;
+        if node.name != self.primary_name() {
+            rebuilt = self.prepare_standby(&node)?;
         }
         self.write_config(&node)?;
-        self.start_server(&node)
+        self.start_server(&node)?;
+        Ok(rebuilt)
+    }
+
+    /// Stops the servers this process started (standbys first); what
+    /// dropping the cluster does, for owners that cannot drop it.
+    pub fn stop_servers(&self) {
+        if self.stop_on_exit {
+            self.stop_started();
+        }
     }
 
     fn node(&self, name: &str) -> Result<&LocalNode, ClusterError> {
@@ -283,14 +348,34 @@ impl LocalCluster {
             .ok_or_else(|| ClusterError::UnknownNode { name: name.into() })
     }
 
-    fn primary(&self) -> &LocalNode {
-        &self.nodes[0]
+    fn primary_index(&self) -> usize {
+        *self
+            .primary
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The primary now.
+    fn primary(&self) -> LocalNode {
+        LocalNode {
+            role: NodeRole::Primary,
+            ..self.nodes[self.primary_index()].clone()
+        }
+    }
+
+    fn operation(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.operations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn bring_up(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
         let state_file = self.layout.state_file();
         let state = ClusterState::load(&state_file);
-        let primary = self.primary().clone();
+        // The primary as last recorded (a failover may have made it a standby-N).
+        *self.primary.get_mut().unwrap_or_else(|p| p.into_inner()) =
+            recorded_primary(&self.nodes, state.as_ref());
+        let primary = self.primary();
         let passwords = Passwords::read_passfile(&self.layout.passfile());
         let primary_running = self.is_running(&primary);
         if primary_running {
@@ -334,6 +419,8 @@ impl LocalCluster {
                         .into(),
                 });
             }
+            // A new cluster: its primary is the node named `primary`.
+            *self.primary.get_mut().unwrap_or_else(|p| p.into_inner()) = 0;
             self.create_primary()?;
         }
         ClusterState {
@@ -341,13 +428,22 @@ impl LocalCluster {
             pg_major: self.bins.major,
             pg_port: options.pg_port,
             standbys: options.standbys,
+            primary: Some(self.primary_name()),
         }
         .save(&state_file)?;
-        let standbys: Vec<LocalNode> = self.nodes[1..].to_vec();
+        let standbys: Vec<LocalNode> = self
+            .nodes()
+            .into_iter()
+            .filter(|node| node.role == NodeRole::Standby)
+            .collect();
         for standby in &standbys {
             self.bring_up_standby(standby)?;
         }
-        self.wait_streaming(&standbys)
+        self.wait_streaming(&standbys)?;
+        if self.sync_replication {
+            self.enable_sync()?;
+        }
+        Ok(())
     }
 
     fn create_primary(&mut self) -> Result<(), ClusterError> {
@@ -410,11 +506,12 @@ impl LocalCluster {
             return Ok(());
         }
         let valid = has_data_dir(&standby.data)
-            && standby.data.join("standby.signal").exists()
             && self.system_identifier(&standby.data)?.is_some()
             && self.system_identifier(&standby.data)?
                 == self.system_identifier(&self.primary().data)?;
         if valid {
+            // An old primary, or a standby left behind by a failover.
+            self.prepare_standby(standby)?;
             self.write_config(standby)?;
             match self.start_server(standby) {
                 Ok(()) => return Ok(()),
@@ -432,14 +529,7 @@ impl LocalCluster {
     /// its replication slot (created when missing).
     fn clone_standby(&self, standby: &LocalNode) -> Result<(), ClusterError> {
         remove_dir(&standby.data)?;
-        let slot = slot_name(&standby.name);
-        self.psql(
-            self.primary(),
-            &format!(
-                "SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS \
-                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
-            ),
-        )?;
+        let slot = self.ensure_slot(standby)?;
         let conninfo = format!(
             "host=127.0.0.1 port={} user=replicator passfile={} application_name={} sslmode=disable",
             self.primary().port,
@@ -458,14 +548,28 @@ impl LocalCluster {
         check_output(&format!("pg_basebackup for {}", standby.name), output)
     }
 
+    /// Writes the node's settings for its role now: a standby streams from
+    /// the primary through its slot; the primary in synchronous mode waits
+    /// for any one of the others.
     fn write_config(&self, node: &LocalNode) -> Result<(), ClusterError> {
         let passfile = self.layout.passfile();
         let slot = slot_name(&node.name);
-        let upstream = (node.role == NodeRole::Standby).then(|| Upstream {
-            port: self.primary().port,
+        let primary = self.primary();
+        let is_primary = node.name == primary.name;
+        let upstream = (!is_primary).then(|| Upstream {
+            port: primary.port,
             passfile: &passfile,
             slot: &slot,
         });
+        let sync_standbys: Vec<String> = if is_primary && self.sync_active.load(Ordering::SeqCst) {
+            self.nodes
+                .iter()
+                .filter(|other| other.name != node.name)
+                .map(|other| other.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         config::write_node_config(
             &node.data,
             &LocalSettings {
@@ -473,6 +577,7 @@ impl LocalCluster {
                 port: node.port,
                 socket_dir: &self.layout.run_dir(),
                 upstream,
+                sync_standbys: &sync_standbys,
             },
         )?;
         for file in ["postgresql.conf", "pg_hba.conf", "postgresql.auto.conf"] {
@@ -485,6 +590,7 @@ impl LocalCluster {
     }
 
     fn start_server(&self, node: &LocalNode) -> Result<(), ClusterError> {
+        process::wait_reaped(&node.data);
         if !port_is_free(node.port) {
             return Err(ClusterError::PortInUse {
                 node: node.name.clone(),
@@ -584,7 +690,7 @@ impl LocalCluster {
         );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.psql(self.primary(), &sql)? == names.len().to_string() {
+            if self.psql(&self.primary(), &sql)? == names.len().to_string() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -634,6 +740,33 @@ impl LocalCluster {
             }
         }
     }
+}
+
+/// The nodes of the cluster in `data_dir` with their roles as `cluster.json` records them.
+fn recorded_nodes(layout: &Paths, options: &ClusterOptions) -> Vec<LocalNode> {
+    let state = ClusterState::load(&layout.state_file());
+    let (port, standbys) = state
+        .as_ref()
+        .map(|s| (s.pg_port, s.standbys))
+        .unwrap_or((options.pg_port, options.standbys));
+    let mut nodes = layout.nodes(port, standbys);
+    let primary = recorded_primary(&nodes, state.as_ref());
+    for (index, node) in nodes.iter_mut().enumerate() {
+        node.role = if index == primary {
+            NodeRole::Primary
+        } else {
+            NodeRole::Standby
+        };
+    }
+    nodes
+}
+
+/// Index of the primary `cluster.json` names (the node `primary` when it names none).
+fn recorded_primary(nodes: &[LocalNode], state: Option<&ClusterState>) -> usize {
+    state
+        .and_then(|state| state.primary.as_deref())
+        .and_then(|name| nodes.iter().position(|node| node.name == name))
+        .unwrap_or(0)
 }
 
 impl Drop for LocalCluster {

@@ -16,8 +16,12 @@ pub(super) fn has_data_dir(data: &Path) -> bool {
     data.join("PG_VERSION").is_file() && data.join("global/pg_control").is_file()
 }
 
+/// Whether the server of `data` runs: `pg_ctl status`, and its postmaster is
+/// not a zombie (killed, and not yet reaped by its parent: `pg_ctl status`
+/// alone counts those as running).
 pub(super) fn is_running(bins: &PgBinaries, run_as: &RunAs, root: &Path, data: &Path) -> bool {
     data.join("postmaster.pid").exists()
+        && !postmaster_pid(data).is_some_and(is_zombie)
         && run_as
             .command(bins.tool("pg_ctl"), root)
             .arg("status")
@@ -27,6 +31,47 @@ pub(super) fn is_running(bins: &PgBinaries, run_as: &RunAs, root: &Path, data: &
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
+}
+
+/// Waits (at most 30 s) until a dead postmaster of `data` is reaped:
+/// PostgreSQL refuses to start while the pid in `postmaster.pid` exists.
+pub(super) fn wait_reaped(data: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(pid) = postmaster_pid(data).filter(|pid| is_zombie(*pid)) {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                "the dead postmaster {pid} of {} is not reaped",
+                data.display()
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The pid on the first line of `postmaster.pid`.
+pub(super) fn postmaster_pid(data: &Path) -> Option<u32> {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` has exited but is not reaped yet (state `Z` in `/proc/PID/stat`).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after_name) = stat.rsplit_once(')')?;
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 pub(super) fn stop_server(

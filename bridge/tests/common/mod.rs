@@ -142,14 +142,14 @@ pub async fn post_json(state: &AppState, uri: &str, json: &str) -> Answer {
 pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> tokio_postgres::Client {
     let node = cluster
         .nodes()
-        .iter()
+        .into_iter()
         .find(|candidate| candidate.name == node)
         .expect("node exists");
     // A standby may not have replayed the database's creation yet: retry a while.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match cluster
-            .connect_config(node, database)
+            .connect_config(&node, database)
             .connect(tokio_postgres::NoTls)
             .await
         {
