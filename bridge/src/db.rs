@@ -179,6 +179,12 @@ pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
+/// Whether the error says the node is read-only: a standby, not the primary
+/// (it was demoted, or the bridge has not seen a failover yet).
+pub fn is_read_only(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
 /// Whether the error means the node itself is unreachable or going away
 /// (as opposed to a problem with this one statement).
 pub fn is_node_failure(error: &tokio_postgres::Error) -> bool {

@@ -45,7 +45,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "primary_unavailable",
-            "the primary is not answering; writes are refused until it is back",
+            "the primary is not answering: writes are refused until it is back \
+             (or, with automatic failover, until a standby is promoted)",
         )
     }
 

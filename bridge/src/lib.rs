@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod db;
 pub mod error;
+pub mod failover;
 pub mod local;
 pub mod monitor;
 pub mod nodes;

@@ -64,6 +64,7 @@ async fn run_ticks(state: AppState) {
     loop {
         interval.tick().await;
         check_nodes(state.cluster()).await;
+        crate::failover::after_check(&state);
         let stats = rates.update(&state);
         let tick = Tick {
             at_ms: now_ms(),

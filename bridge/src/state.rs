@@ -11,6 +11,8 @@ use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_postgres::error::SqlState;
 
+use crate::failover::Failover;
+use crate::local::LocalCluster;
 use crate::nodes::Cluster;
 use crate::routing::Routing;
 use crate::topology::Topology;
@@ -36,6 +38,10 @@ pub struct BridgeConfig {
     pub max_event_clients: usize,
     /// Rows a rebalance moves per transaction.
     pub rebalance_batch: usize,
+    /// The local cluster this bridge started: node stop/start and failover need it.
+    pub local: Option<Arc<LocalCluster>>,
+    /// Promote a standby when the primary's server is gone (local cluster only).
+    pub auto_failover: bool,
 }
 
 impl BridgeConfig {
@@ -52,6 +58,8 @@ impl BridgeConfig {
             max_in_flight: 512,
             max_event_clients: 64,
             rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
+            local: None,
+            auto_failover: false,
         }
     }
 }
@@ -105,6 +113,7 @@ struct Inner {
     in_flight: Semaphore,
     event_clients: Arc<Semaphore>,
     web_dir: Option<PathBuf>,
+    failover: Failover,
 }
 
 /// Counters since start.
@@ -182,6 +191,7 @@ impl AppState {
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
                 event_clients: Arc::new(Semaphore::new(config.max_event_clients)),
                 web_dir: config.web_dir,
+                failover: Failover::new(config.local, config.auto_failover),
             }),
         };
         crate::monitor::check_nodes(state.cluster()).await;
@@ -230,6 +240,11 @@ impl AppState {
     /// Limits event-stream clients; a permit lives as long as its stream.
     pub fn event_clients(&self) -> &Arc<Semaphore> {
         &self.inner.event_clients
+    }
+
+    /// Node actions and failover.
+    pub fn failover(&self) -> &Failover {
+        &self.inner.failover
     }
 
     /// Directory of the web page.

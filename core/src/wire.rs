@@ -110,10 +110,14 @@ pub struct LayoutView {
 pub struct ClusterView {
     /// Local or external cluster.
     pub mode: ClusterMode,
-    /// Every node, primary first.
+    /// Every node, in a fixed order (`primary`, `standby-1`, …). Names never
+    /// change; roles do, after a failover: look at each node's `role`.
     pub nodes: Vec<NodeStatus>,
     /// The layout in force.
     pub layout: LayoutView,
+    /// Failover settings and the last failover.
+    #[serde(default)]
+    pub failover: FailoverView,
 }
 
 /// `POST /api/users` body.
@@ -299,4 +303,51 @@ pub struct Tick {
     pub rebalance: Option<RebalanceJob>,
     /// Version of the layout in force.
     pub layout_version: u64,
+}
+
+/// `POST /api/nodes/{name}/stop` and `…/start` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeAction {
+    /// The node (`primary`, `standby-1`, …).
+    pub node: String,
+    /// `stop` or `start`.
+    pub action: String,
+    /// Whether anything changed: `false` when it was already stopped (or running).
+    pub changed: bool,
+    /// Its role now.
+    pub role: NodeRole,
+    /// What happened, in one sentence.
+    pub message: String,
+}
+
+/// Failover settings and history, in `GET /api/cluster`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailoverView {
+    /// Whether a standby is promoted automatically when the primary's server is gone.
+    pub auto: bool,
+    /// Whether commits wait for one standby (`synchronous_standby_names = ANY 1 (…)`).
+    pub sync_replication: bool,
+    /// Whether a failover is running now (writes answer 503 until it ends).
+    pub in_progress: bool,
+    /// The last failover this bridge made, if any.
+    pub last: Option<FailoverEvent>,
+}
+
+/// One failover: a standby promoted in place of a primary that was gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailoverEvent {
+    /// The node that was primary.
+    pub from: String,
+    /// The standby promoted.
+    pub to: String,
+    /// When writes went to the new primary, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// From the first failed health check of the old primary to the decision to promote, ms.
+    pub detect_ms: f64,
+    /// `pg_promote` alone (the call, waiting for the promotion to finish), ms.
+    pub promote_ms: f64,
+    /// From the first failed health check to writes going to the new primary, ms.
+    pub total_ms: f64,
+    /// Standbys pointed at the new primary.
+    pub repointed: Vec<String>,
 }

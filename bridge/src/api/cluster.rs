@@ -20,6 +20,7 @@ pub async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterView> {
         mode: state.mode(),
         nodes: state.cluster().nodes.iter().map(Node::status).collect(),
         layout: state.routing().table().view(),
+        failover: state.failover().view(),
     })
 }
 

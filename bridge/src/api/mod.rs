@@ -4,6 +4,7 @@
 mod cluster;
 mod events;
 mod layout;
+mod nodes;
 mod users;
 
 use axum::Router;
@@ -32,6 +33,8 @@ pub fn app(state: AppState) -> Router {
         .route("/users", post(users::insert))
         .route("/users/bulk", post(users::bulk))
         .route("/users/{id}", get(users::read))
+        .route("/nodes/{name}/stop", post(nodes::stop))
+        .route("/nodes/{name}/start", post(nodes::start))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

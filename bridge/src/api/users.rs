@@ -17,6 +17,7 @@ use tokio_postgres::types::PgLsn;
 use super::{Json, Path, Query};
 use crate::db;
 use crate::error::ApiError;
+use crate::failover::{self, WRITE_TIMEOUT};
 use crate::nodes::Node;
 use crate::routing::ShardSql;
 use crate::state::{AppState, pool_error};
@@ -42,26 +43,36 @@ pub async fn insert(
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
+    if let Some(refusal) = failover::write_refusal(&state) {
+        return Err(refusal);
+    }
     // Held until the commit: a rebalance swaps tables between writes only.
     let (_gate, table) = state.routing().write_table().await;
     let shard = table.current.locate(&user_id);
     let primary = state.cluster().primary();
     let client = primary.pool.get().await.map_err(|error| {
         tracing::warn!("write to the primary: {}", pool_error(&error));
-        ApiError::primary_unavailable()
+        failover::primary_unavailable(&state)
     })?;
-    let inserted = match table.moving_from(&user_id) {
-        // A rebalance moves this key's owner: the row may still be at the old one.
-        Some(old_shard) => {
-            db::insert_user_unless_in(&client, shard, old_shard, &user_id, &name, &email)
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        match table.moving_from(&user_id) {
+            // A rebalance moves this key's owner: the row may still be at the old one.
+            Some(old_shard) => {
+                db::insert_user_unless_in(&client, shard, old_shard, &user_id, &name, &email)
+                    .await
+                    .map_err(|error| write_error(&user_id, &error))?
+                    .ok_or_else(|| duplicate(&user_id))
+            }
+            None => db::insert_user(&client, shard, &user_id, &name, &email)
                 .await
-                .map_err(|error| write_error(&user_id, &error))?
-                .ok_or_else(|| duplicate(&user_id))?
+                .map_err(|error| write_error(&user_id, &error)),
         }
-        None => db::insert_user(&client, shard, &user_id, &name, &email)
-            .await
-            .map_err(|error| write_error(&user_id, &error))?,
+    })
+    .await;
+    let Ok(written) = written else {
+        return Err(failover::write_timed_out(&state, client));
     };
+    let inserted = written?;
     state.record_write(1, u64::from(inserted.lsn));
     Ok((
         StatusCode::CREATED,
@@ -97,6 +108,9 @@ pub async fn bulk(
         }
         None => unique_prefix(),
     };
+    if let Some(refusal) = failover::write_refusal(&state) {
+        return Err(refusal);
+    }
     let _permit = state
         .bulk_permits()
         .try_acquire()
@@ -117,54 +131,62 @@ pub async fn bulk(
     let primary = state.cluster().primary();
     let mut client = primary.pool.get().await.map_err(|error| {
         tracing::warn!("bulk write to the primary: {}", pool_error(&error));
-        ApiError::primary_unavailable()
+        failover::primary_unavailable(&state)
     })?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|error| write_error(&prefix, &error))?;
-    if let Some(previous) = &table.previous {
-        // During a rebalance, keys whose owner changes may still be at the old one.
-        let mut by_old_shard: Vec<Vec<String>> = vec![Vec::new(); previous.shards.len()];
-        for (ids, _, _) in &batches {
-            for user_id in ids {
-                let old = previous.router.locate(user_id.as_bytes());
-                if previous.shards[old].name != table.current.locate(user_id).name {
-                    by_old_shard[old].push(user_id.clone());
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|error| write_error(&prefix, &error))?;
+        if let Some(previous) = &table.previous {
+            // During a rebalance, keys whose owner changes may still be at the old one.
+            let mut by_old_shard: Vec<Vec<String>> = vec![Vec::new(); previous.shards.len()];
+            for (ids, _, _) in &batches {
+                for user_id in ids {
+                    let old = previous.router.locate(user_id.as_bytes());
+                    if previous.shards[old].name != table.current.locate(user_id).name {
+                        by_old_shard[old].push(user_id.clone());
+                    }
+                }
+            }
+            for (old_shard, ids) in previous.shards.iter().zip(&by_old_shard) {
+                if ids.is_empty() {
+                    continue;
+                }
+                let found = db::existing_users(&tx, old_shard, ids)
+                    .await
+                    .map_err(|error| write_error(&prefix, &error))?;
+                if let Some(user_id) = found.first() {
+                    return Err(duplicate(user_id));
                 }
             }
         }
-        for (old_shard, ids) in previous.shards.iter().zip(&by_old_shard) {
-            if ids.is_empty() {
-                continue;
-            }
-            let found = db::existing_users(&tx, old_shard, ids)
-                .await
-                .map_err(|error| write_error(&prefix, &error))?;
-            if let Some(user_id) = found.first() {
-                return Err(duplicate(user_id));
+        for (shard, (ids, names, emails)) in shards.iter().zip(&batches) {
+            if !ids.is_empty() {
+                db::insert_users(&tx, shard, ids, names, emails)
+                    .await
+                    .map_err(|error| write_error(&prefix, &error))?;
             }
         }
-    }
-    for (shard, (ids, names, emails)) in shards.iter().zip(&batches) {
-        if !ids.is_empty() {
-            db::insert_users(&tx, shard, ids, names, emails)
-                .await
-                .map_err(|error| write_error(&prefix, &error))?;
-        }
-    }
-    tx.commit()
-        .await
-        .map_err(|error| write_error(&prefix, &error))?;
-    let lsn_statement = client
-        .prepare_cached(db::CURRENT_LSN)
-        .await
-        .map_err(|error| write_error(&prefix, &error))?;
-    let lsn: PgLsn = client
-        .query_one(&lsn_statement, &[])
-        .await
-        .map_err(|error| write_error(&prefix, &error))?
-        .get(0);
+        tx.commit()
+            .await
+            .map_err(|error| write_error(&prefix, &error))?;
+        let lsn_statement = client
+            .prepare_cached(db::CURRENT_LSN)
+            .await
+            .map_err(|error| write_error(&prefix, &error))?;
+        let lsn: PgLsn = client
+            .query_one(&lsn_statement, &[])
+            .await
+            .map_err(|error| write_error(&prefix, &error))?
+            .get(0);
+        Ok::<PgLsn, ApiError>(lsn)
+    })
+    .await;
+    let Ok(written) = written else {
+        return Err(failover::write_timed_out(&state, client));
+    };
+    let lsn = written?;
     state.record_write(request.count, u64::from(lsn));
     Ok((
         StatusCode::CREATED,
@@ -271,11 +293,7 @@ pub async fn read(
                 .counters()
                 .failed_reads
                 .fetch_add(1, Ordering::Relaxed);
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_node_available",
-                "no node could serve the read: the primary and the standbys in rotation failed",
-            ))
+            Err(failover::read_unavailable(&state, consistency, after_lsn))
         }
     }
 }
@@ -351,7 +369,7 @@ fn duplicate(what: &str) -> ApiError {
 fn write_error(what: &str, error: &tokio_postgres::Error) -> ApiError {
     if db::is_unique_violation(error) {
         duplicate(what)
-    } else if db::is_node_failure(error) {
+    } else if db::is_node_failure(error) || db::is_read_only(error) {
         tracing::warn!("write failed: {}", db::describe(error));
         ApiError::primary_unavailable()
     } else {

@@ -155,6 +155,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ECOSHARD_REBALANCE_BATCH", default_value_t = crate::rebalance::DEFAULT_BATCH_ROWS as u64,
           value_parser = clap::value_parser!(u64).range(1..=crate::rebalance::MAX_BATCH_ROWS as u64))]
     pub(crate) rebalance_batch: u64,
+    /// When the local primary's server is gone, promote the most advanced
+    /// standby and send writes to it (local cluster only).
+    #[arg(long, env = "ECOSHARD_AUTO_FAILOVER")]
+    pub(crate) auto_failover: bool,
+    /// Each commit waits until a standby has it (synchronous_standby_names =
+    /// ANY 1 (…)), so a failover loses no acknowledged write (local cluster only).
+    #[arg(long, env = "ECOSHARD_SYNC_REPLICATION")]
+    pub(crate) sync_replication: bool,
 }
 
 /// `<workspace>/target/ecoshard-cluster` when run from a checkout, else

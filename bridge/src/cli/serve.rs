@@ -3,6 +3,7 @@
 //! stops the servers it started.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ecoshard_core::Layout;
 use serde::Deserialize;
@@ -43,6 +44,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     };
     let topology = match external {
         Some((primary, replicas)) => {
+            if args.auto_failover || args.sync_replication {
+                return Err(Failure::usage(
+                    "--auto-failover and --sync-replication manage the local cluster; an external \
+                     cluster's failover and synchronous_standby_names are its own to set",
+                ));
+            }
             Topology::external(&primary, &replicas).map_err(Failure::usage)?
         }
         None => {
@@ -52,9 +59,11 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 args.local.pg_port,
                 args.local.pg_port.saturating_add(2)
             );
-            let cluster = LocalCluster::start(&args.local.options()).map_err(Failure::runtime)?;
+            let mut options = args.local.options();
+            options.sync_replication = args.sync_replication;
+            let cluster = LocalCluster::start(&options).map_err(Failure::runtime)?;
             let topology = Topology::local(&cluster, &args.database);
-            local = Some(cluster);
+            local = Some(Arc::new(cluster));
             topology
         }
     };
@@ -71,6 +80,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         max_in_flight: args.max_in_flight,
         max_event_clients: args.max_event_clients,
         rebalance_batch: args.rebalance_batch as usize,
+        local: local.clone(),
+        auto_failover: args.auto_failover,
         ..BridgeConfig::new(topology)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -93,6 +104,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(cluster) = local.take() {
+        // Stopped here even if a task still holds the cluster.
+        cluster.stop_servers();
         drop(cluster);
         tracing::info!("stopped the local cluster's servers this bridge started");
     }

@@ -1,0 +1,296 @@
+//! Failover in the bridge: watching the primary's health checks, promoting a
+//! standby of the local cluster when the primary's server is gone
+//! (`--auto-failover`), and saying clearly why a write or a strong read is
+//! refused meanwhile. Writes are bounded in time: none waits on a dead or
+//! silent primary for more than [`WRITE_TIMEOUT`].
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use ecoshard_core::wire::{Consistency, FailoverEvent, FailoverView};
+use tokio_postgres::types::PgLsn;
+
+use crate::error::ApiError;
+use crate::local::LocalCluster;
+use crate::state::AppState;
+
+/// Health checks of the primary failed in a row before a failover is
+/// considered (checks every 250 ms). Two are enough: a failover also needs
+/// the primary's server to be gone, which a slow primary is not.
+pub const FAILOVER_AFTER_CHECKS: u32 = 2;
+/// Longest a write waits for the primary to confirm it. Shorter than the
+/// nodes' `statement_timeout` (10 s), so the bridge gives up first: a commit
+/// still waiting for a synchronous standby is then never acknowledged.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Wait after a failover that did not happen before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Node actions and failovers of one bridge.
+#[derive(Debug)]
+pub struct Failover {
+    local: Option<Arc<LocalCluster>>,
+    auto: bool,
+    /// One node action or failover at a time.
+    operations: tokio::sync::Mutex<()>,
+    in_progress: AtomicBool,
+    down_checks: AtomicU32,
+    down_since: Mutex<Option<Instant>>,
+    retry_at: Mutex<Option<Instant>>,
+    last: RwLock<Option<FailoverEvent>>,
+}
+
+impl Failover {
+    /// `local`: the cluster this bridge started, if any (node actions and
+    /// failover need it). `auto`: promote a standby when the primary is gone.
+    pub fn new(local: Option<Arc<LocalCluster>>, auto: bool) -> Self {
+        if auto && local.is_none() {
+            tracing::warn!("automatic failover needs the local cluster; it is off");
+        }
+        Failover {
+            auto: auto && local.is_some(),
+            local,
+            operations: tokio::sync::Mutex::new(()),
+            in_progress: AtomicBool::new(false),
+            down_checks: AtomicU32::new(0),
+            down_since: Mutex::new(None),
+            retry_at: Mutex::new(None),
+            last: RwLock::new(None),
+        }
+    }
+
+    /// The local cluster, when this bridge started it.
+    pub fn local(&self) -> Option<&Arc<LocalCluster>> {
+        self.local.as_ref()
+    }
+
+    /// Whether a standby is promoted automatically.
+    pub fn is_auto(&self) -> bool {
+        self.auto
+    }
+
+    /// Whether a failover runs now.
+    pub fn in_progress(&self) -> bool {
+        self.in_progress.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the other node actions and failovers to finish; hold the
+    /// guard while stopping or starting a node.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.operations.lock().await
+    }
+
+    /// Settings and the last failover, for `GET /api/cluster`.
+    pub fn view(&self) -> FailoverView {
+        FailoverView {
+            auto: self.auto,
+            sync_replication: self
+                .local
+                .as_ref()
+                .is_some_and(|local| local.sync_replication()),
+            in_progress: self.in_progress(),
+            last: self.last.read().ok().and_then(|last| last.clone()),
+        }
+    }
+}
+
+/// Called after every round of health checks: counts the primary's failed
+/// checks and, with automatic failover, starts one when they add up.
+pub(crate) fn after_check(state: &AppState) {
+    let failover = state.failover();
+    if state.cluster().primary().is_up() {
+        failover.down_checks.store(0, Ordering::SeqCst);
+        set(&failover.down_since, None);
+        return;
+    }
+    let checks = failover.down_checks.fetch_add(1, Ordering::SeqCst) + 1;
+    if checks == 1 {
+        set(&failover.down_since, Some(Instant::now()));
+    }
+    if !failover.auto || checks < FAILOVER_AFTER_CHECKS {
+        return;
+    }
+    if get(&failover.retry_at).is_some_and(|at| Instant::now() < at) {
+        return;
+    }
+    if failover.in_progress.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let down_since = get(&failover.down_since).unwrap_or_else(Instant::now);
+    let state = state.clone();
+    tokio::spawn(async move {
+        run(&state, down_since).await;
+        state.failover().in_progress.store(false, Ordering::SeqCst);
+    });
+}
+
+/// One failover: only when the primary's server is really gone (a primary
+/// that runs but is slow to answer is left alone: promoting beside it would
+/// make two primaries), then [`LocalCluster::fail_over`], then writes go to
+/// the new primary.
+async fn run(state: &AppState, down_since: Instant) {
+    let failover = state.failover();
+    let Some(local) = failover.local.clone() else {
+        return;
+    };
+    let _operation = failover.lock().await;
+    let old = state.cluster().primary().name().to_string();
+    let running = {
+        let local = Arc::clone(&local);
+        let old = old.clone();
+        tokio::task::spawn_blocking(move || local.is_node_running(&old)).await
+    };
+    match running {
+        Ok(Ok(false)) => {}
+        Ok(Ok(true)) => {
+            tracing::warn!(
+                "the primary ({old}) does not answer but its server runs: not failing over"
+            );
+            set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
+            return;
+        }
+        Ok(Err(error)) => {
+            tracing::error!("failover: checking {old}: {error}");
+            set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
+            return;
+        }
+        Err(error) => {
+            tracing::error!("failover: {error}");
+            return;
+        }
+    }
+    let decided = Instant::now();
+    tracing::warn!("the primary ({old}) is gone: promoting the most advanced standby");
+    let outcome = tokio::task::spawn_blocking(move || local.fail_over()).await;
+    match outcome {
+        Ok(Ok(promotion)) => {
+            state.cluster().set_primary(&promotion.to);
+            let event = FailoverEvent {
+                from: promotion.from,
+                to: promotion.to,
+                at_ms: crate::monitor::now_ms(),
+                detect_ms: millis(decided.duration_since(down_since)),
+                promote_ms: millis(promotion.promote_time),
+                total_ms: millis(down_since.elapsed()),
+                repointed: promotion.repointed,
+            };
+            tracing::warn!(
+                "failover: {} is the primary in place of {} (pg_promote {:.0} ms, {:.0} ms since the first failed check); {} now stream from it",
+                event.to,
+                event.from,
+                event.promote_ms,
+                event.total_ms,
+                if event.repointed.is_empty() {
+                    "no standbys".to_string()
+                } else {
+                    event.repointed.join(", ")
+                }
+            );
+            if let Ok(mut last) = failover.last.write() {
+                *last = Some(event);
+            }
+            failover.down_checks.store(0, Ordering::SeqCst);
+            set(&failover.down_since, None);
+        }
+        Ok(Err(error)) => {
+            tracing::error!("failover failed: {error}");
+            set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
+        }
+        Err(error) => tracing::error!("failover: {error}"),
+    }
+}
+
+/// A write refused before it is tried: a failover is running.
+pub fn write_refusal(state: &AppState) -> Option<ApiError> {
+    state.failover().in_progress().then(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "primary_unavailable",
+            "the primary is gone and a standby is being promoted: retry in a moment",
+        )
+    })
+}
+
+/// 503 `primary_unavailable`, saying what happens next.
+pub fn primary_unavailable(state: &AppState) -> ApiError {
+    if let Some(refusal) = write_refusal(state) {
+        return refusal;
+    }
+    let primary = state.cluster().primary().name().to_string();
+    let next = if state.failover().is_auto() {
+        "until it is back or a standby is promoted in its place"
+    } else {
+        "until it is back"
+    };
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "primary_unavailable",
+        format!("the primary ({primary}) is not answering: writes are refused {next}"),
+    )
+}
+
+/// 503 for a write the primary did not confirm within [`WRITE_TIMEOUT`]. Its
+/// connection is closed rather than reused.
+pub fn write_timed_out(state: &AppState, client: deadpool_postgres::Object) -> ApiError {
+    drop(deadpool_postgres::Object::take(client));
+    let sync = state
+        .failover()
+        .local()
+        .is_some_and(|local| local.sync_replication());
+    let why = if sync {
+        "no standby confirmed it in time (synchronous replication needs one)"
+    } else {
+        "the primary did not confirm it in time"
+    };
+    tracing::warn!("write not acknowledged after {WRITE_TIMEOUT:?}: {why}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "primary_unavailable",
+        format!(
+            "the write was not acknowledged: {why} ({} s); it may still be committed later",
+            WRITE_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// 503 for a read no node could serve, saying what the consistency needed.
+pub fn read_unavailable(state: &AppState, consistency: Consistency, after_lsn: u64) -> ApiError {
+    let primary = state.cluster().primary().name().to_string();
+    match consistency {
+        Consistency::Strong => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "primary_unavailable",
+            format!(
+                "strong reads go to the primary ({primary}), which is not answering: read with \
+                 consistency=eventual to be served by a standby meanwhile"
+            ),
+        ),
+        Consistency::ReadYourWrites => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node_available",
+            format!(
+                "no standby has replayed up to {} and the primary ({primary}) is not answering: \
+                 retry, or read with consistency=eventual",
+                PgLsn::from(after_lsn)
+            ),
+        ),
+        Consistency::Eventual => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node_available",
+            "no node could serve the read: the primary and the standbys in rotation failed",
+        ),
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+fn set<T>(slot: &Mutex<Option<T>>, value: Option<T>) {
+    *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+}
+
+fn get<T: Copy>(slot: &Mutex<Option<T>>) -> Option<T> {
+    *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
