@@ -16,10 +16,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         match suite {
             "core" => core()?,
             // Each starts its own local cluster: bridge vs direct tokio-postgres vs
-            // pgbench; rows moved per second by a rebalance.
+            // pgbench; rows moved per second by a rebalance; time to promote a standby.
             "bridge" => {
                 exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "bridge"]))?;
                 exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "rebalance"]))?;
+                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "failover"]))?;
             }
             "web" => {
                 crate::setup::run(crate::setup::Needs::all())?;
