@@ -92,8 +92,15 @@ async fn run_row_counts(state: AppState) {
         else {
             continue;
         };
-        let mut rows = Vec::with_capacity(table.current.shards.len());
-        for shard in &table.current.shards {
+        // During a rebalance, shards only the old layout has still hold rows.
+        let shards: Vec<_> = table
+            .current
+            .shards
+            .iter()
+            .chain(table.leaving_shards())
+            .collect();
+        let mut rows = Vec::with_capacity(shards.len());
+        for shard in shards.iter().copied() {
             match crate::db::count_users(&client, shard).await {
                 Ok(keys) => rows.push(ShardLoad {
                     shard: shard.name.clone(),
@@ -105,7 +112,7 @@ async fn run_row_counts(state: AppState) {
                 }
             }
         }
-        if rows.len() == table.current.shards.len() {
+        if rows.len() == shards.len() {
             state.set_rows(rows);
         }
     }

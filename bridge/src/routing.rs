@@ -133,6 +133,20 @@ impl RoutingTable {
         (old.name != self.current.locate(key).name).then_some(old)
     }
 
+    /// During a rebalance, the shards only the old layout has (they still
+    /// hold rows until the job is done).
+    pub fn leaving_shards(&self) -> impl Iterator<Item = &ShardSql> {
+        self.previous.iter().flat_map(move |previous| {
+            previous.shards.iter().filter(move |shard| {
+                !self
+                    .current
+                    .shards
+                    .iter()
+                    .any(|kept| kept.name == shard.name)
+            })
+        })
+    }
+
     /// The layout in force, with its version.
     pub fn view(&self) -> LayoutView {
         LayoutView {
@@ -233,6 +247,28 @@ mod tests {
             let expected = &router.shards()[router.locate(key.as_bytes())].name;
             assert_eq!(&placement.locate(&key).name, expected);
         }
+    }
+
+    #[test]
+    fn leaving_shards_are_those_only_the_old_layout_has() {
+        let check = |from: u64, to: u64, expected: &[&str]| {
+            let table = RoutingTable {
+                current: placement(StrategyKind::Ring, to, 2),
+                previous: Some(placement(StrategyKind::Ring, from, 1)),
+                min_replay_lsn: 0,
+            };
+            let leaving: Vec<&str> = table
+                .leaving_shards()
+                .map(|shard| shard.name.as_str())
+                .collect();
+            assert_eq!(leaving, expected, "{from} → {to}");
+        };
+        check(4, 3, &["s3"]);
+        check(5, 3, &["s3", "s4"]);
+        check(3, 4, &[]);
+        check(3, 3, &[]);
+        let alone = Routing::new(placement(StrategyKind::Ring, 3, 1)).table();
+        assert_eq!(alone.leaving_shards().count(), 0);
     }
 
     #[test]
