@@ -162,10 +162,18 @@ async fn run(state: &AppState, down_since: Instant) {
     }
     let decided = Instant::now();
     tracing::warn!("the primary ({old}) is gone: promoting the most advanced standby");
-    let outcome = tokio::task::spawn_blocking(move || local.fail_over()).await;
+    let promoting = Arc::clone(&local);
+    let outcome = tokio::task::spawn_blocking(move || promoting.fail_over()).await;
     match outcome {
         Ok(Ok(promotion)) => {
             state.cluster().set_primary(&promotion.to);
+            // Not awaited: writes already go to the new primary; the
+            // checkpoint only spares the standbys a rewind at their next start.
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = local.checkpoint() {
+                    tracing::warn!("checkpoint after the failover: {error}");
+                }
+            });
             let event = FailoverEvent {
                 from: promotion.from,
                 to: promotion.to,

@@ -731,22 +731,29 @@ async fn with_synchronous_replication_no_acknowledged_write_is_lost_to_a_primary
 
 /// `ecoshard serve`, stopped (SIGTERM, then SIGKILL) when dropped, so that a
 /// failing test leaves no bridge running; its watchdog then stops the servers.
+/// Its log is shown when the test fails.
 struct Serve {
     child: Child,
+    log: PathBuf,
 }
 
 impl Serve {
     fn start(args: &[&str], addr: &str) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "ecoshard-failover-serve-{}-{}.log",
+            std::process::id(),
+            addr.replace([':', '.'], "_")
+        ));
         let child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
             .arg("serve")
             .args(["--listen", addr])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("serve's log file"))
             .spawn()
             .expect("start ecoshard serve");
-        let mut serve = Serve { child };
+        let mut serve = Serve { child, log };
         let ready = (0..900).any(|_| {
             if let Ok(Some(status)) = serve.child.try_wait() {
                 panic!("serve exited early: {status}");
@@ -763,8 +770,12 @@ impl Serve {
     }
 
     fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         for _ in 0..600 {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -780,6 +791,11 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.terminate();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- ecoshard serve's log ---\n{log}");
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -876,6 +892,33 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
         })
     });
     assert!(streaming, "{:?}", cluster_view(&addr));
+    // `ecoshard cluster status` reads the same record.
+    let status = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
+        .args([
+            "cluster",
+            "status",
+            "--format",
+            "json",
+            "--data-dir",
+            &data_dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let nodes: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let roles: Vec<(&str, &str)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["name"].as_str().unwrap(),
+                node["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(roles.contains(&(promoted.as_str(), "primary")), "{roles:?}");
+    assert!(roles.contains(&("primary", "standby")), "{roles:?}");
     serve.stop();
 }
 

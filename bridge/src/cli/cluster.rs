@@ -76,17 +76,18 @@ fn status(args: &LocalClusterArgs, format: Format) -> Result<(), Failure> {
             }
         }
     }
-    let primary_running = nodes
-        .iter()
-        .any(|node| node.name == PRIMARY && node.running);
-    if primary_running {
-        Ok(())
-    } else {
+    // The primary as cluster.json records it: a failover may have moved it.
+    let primary = nodes.iter().find(|node| node.role == NodeRole::Primary);
+    match primary {
+        Some(primary) if primary.running => Ok(()),
         // Scripts can test `ecoshard cluster status` like `pg_ctl status`.
-        Err(Failure {
+        _ => Err(Failure {
             code: 3,
-            message: "the primary is not running".into(),
-        })
+            message: format!(
+                "the primary ({}) is not running",
+                primary.map_or(PRIMARY, |primary| primary.name.as_str())
+            ),
+        }),
     }
 }
 

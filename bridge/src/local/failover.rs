@@ -121,6 +121,13 @@ impl LocalCluster {
         })
     }
 
+    /// A `CHECKPOINT` on the primary. After a promotion it puts the new
+    /// timeline into the standbys' restart points, so that a standby stopped
+    /// later is seen to be on the primary's timeline and is not rewound.
+    pub fn checkpoint(&self) -> Result<(), ClusterError> {
+        self.psql(&self.primary(), "CHECKPOINT").map(|_| ())
+    }
+
     /// Kills the node's postmaster with SIGKILL (a crash, for tests and the
     /// benchmark) and waits until it is gone. `false` when it was not running.
     pub fn kill_node(&self, name: &str) -> Result<bool, ClusterError> {
