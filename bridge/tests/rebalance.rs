@@ -742,3 +742,103 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
         assert_eq!(shards[0], new.locate_shard(user_id.as_bytes()).name);
     }
 }
+
+/// Its own cluster, with synchronous replication: the primary is killed.
+const FAILOVER_PORT: u16 = 29550;
+
+#[tokio::test]
+async fn a_rebalance_outlives_a_primary_failover() {
+    const BATCH: usize = 100;
+    let port = common::free_ports(FAILOVER_PORT, 3);
+    let dir = std::env::temp_dir().join(format!(
+        "ecoshard-rebalance-failover-{}",
+        std::process::id()
+    ));
+    let mut options = ecoshard_bridge::ClusterOptions::new(&dir, port);
+    options.remove_on_exit = true;
+    options.sync_replication = true;
+    let local = Arc::new(
+        ecoshard_bridge::LocalCluster::start(&options).expect("starting the failover cluster"),
+    );
+    let database = "t_rb_failover";
+    let three = Layout::with_count(StrategyKind::Modulo, 3).unwrap();
+    let config = ecoshard_bridge::BridgeConfig {
+        initial_layout: three.clone(),
+        pool_size: 8,
+        rebalance_batch: BATCH,
+        local: Some(Arc::clone(&local)),
+        auto_failover: true,
+        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(&local, database))
+    };
+    let state = AppState::start(config).await.expect("starting the bridge");
+    let answer = post_json(&state, "/api/users/bulk", r#"{"count":5000,"prefix":"p"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let before = snapshot(&connect(&local, "primary", database).await, "").await;
+
+    // Hold the mover after two batches of its first (from, to) pair.
+    let old = three.build().unwrap();
+    let new = Layout::with_count(StrategyKind::Modulo, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut first: Vec<(String, String, String)> = (0..5000)
+        .map(|index| format!("p{index}"))
+        .filter_map(|key| {
+            let (from, to) = (
+                old.locate_shard(key.as_bytes()).name.clone(),
+                new.locate_shard(key.as_bytes()).name.clone(),
+            );
+            (from != to).then_some((from, to, key))
+        })
+        .collect();
+    first.sort();
+    let (from, to, _) = first[0].clone();
+    let pair: Vec<&(String, String, String)> = first
+        .iter()
+        .filter(|(f, t, _)| *f == from && *t == to)
+        .collect();
+    let held = pair[2 * BATCH + 10].2.clone();
+    let mut holder = connect(&local, "primary", database).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute(
+        &format!("SELECT 1 FROM \"shard_{from}\".users WHERE user_id = $1 FOR UPDATE"),
+        &[&held],
+    )
+    .await
+    .unwrap();
+    let answer = put_layout(&state, r#"{"strategy":"modulo","shards":4}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    let held_there = eventually(Duration::from_secs(60), || async {
+        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        now.moved == 2 * BATCH as u64
+    })
+    .await;
+    assert!(held_there, "the mover did not stop at the held row");
+
+    // kill -9 the primary: a standby is promoted, the job carries on there.
+    let killer = Arc::clone(&local);
+    assert!(
+        tokio::task::spawn_blocking(move || killer.kill_node("primary"))
+            .await
+            .unwrap()
+            .expect("kill -9 the primary")
+    );
+    drop(lock);
+    drop(holder);
+    let done = wait_done(&state, job.id).await;
+    assert_eq!((done.moved, done.total), (job.total, job.total));
+    let promoted = local.primary_name();
+    assert_ne!(promoted, "primary");
+    let after = snapshot(&connect(&local, &promoted, database).await, "").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(shards[0], new.locate_shard(user_id.as_bytes()).name);
+    }
+}

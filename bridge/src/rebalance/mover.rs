@@ -30,7 +30,7 @@ pub(super) type Keys = BTreeMap<String, Vec<String>>;
 /// Why a step failed.
 #[derive(Debug)]
 enum Failure {
-    /// The primary is unreachable: try again.
+    /// The primary is unreachable or no longer the primary: try again.
     Retry(String),
     /// Anything else: the job fails.
     Fatal(String),
@@ -38,7 +38,9 @@ enum Failure {
 
 impl From<tokio_postgres::Error> for Failure {
     fn from(error: tokio_postgres::Error) -> Self {
-        if crate::db::is_node_failure(&error) {
+        // A read-only node: the bridge's primary was demoted or a failover is
+        // under way; the next try goes to whichever node is primary then.
+        if crate::db::is_node_failure(&error) || crate::db::is_read_only(&error) {
             Failure::Retry(crate::db::describe(&error))
         } else {
             Failure::Fatal(crate::db::describe(&error))
