@@ -743,6 +743,73 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
     }
 }
 
+#[tokio::test]
+async fn a_batch_whose_job_is_gone_moves_nothing() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let database = "t_rb_gone";
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let state = bridge(cluster, database, three.clone()).await;
+    let answer = post_json(&state, "/api/users/bulk", r#"{"count":2000,"prefix":"q"}"#).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let primary = connect(cluster, "primary", database).await;
+    let before = snapshot(&primary, "").await;
+    let old = three.build().unwrap();
+    let new = Layout::with_count(StrategyKind::Ring, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let held = (0..2000)
+        .map(|index| format!("q{index}"))
+        .find(|key| {
+            old.locate_shard(key.as_bytes()).name == "s0"
+                && new.locate_shard(key.as_bytes()).name == "s3"
+        })
+        .unwrap();
+    let mut holder = connect(cluster, "primary", database).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM \"shard_s0\".users WHERE user_id = $1 FOR UPDATE",
+        &[&held],
+    )
+    .await
+    .unwrap();
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    // While its first batch waits, the job stops being "running" in the
+    // database (as when a failover loses it): that batch must not commit.
+    primary
+        .execute(
+            "UPDATE ecoshard.rebalance SET state = 'failed' WHERE id = $1",
+            &[&(job.id as i64)],
+        )
+        .await
+        .unwrap();
+    lock.rollback().await.unwrap();
+    let stopped = eventually(Duration::from_secs(60), || async {
+        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        now.state == JobState::Failed
+    })
+    .await;
+    assert!(stopped, "the job went on");
+    let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
+        .await
+        .parse();
+    assert_eq!(now.moved, 0, "{now:?}");
+    assert!(
+        now.error
+            .as_deref()
+            .is_some_and(|why| why.contains("no longer holds")),
+        "{now:?}"
+    );
+    let after = snapshot(&primary, "").await;
+    assert_eq!(after.shards_of, before.shards_of, "a row moved");
+    assert_eq!(after.checksum, before.checksum);
+}
+
 /// Its own cluster, with synchronous replication: the primary is killed.
 const FAILOVER_PORT: u16 = 29550;
 

@@ -23,6 +23,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Rounds of "scan, move what is misplaced" before giving up.
 const MAX_ROUNDS: usize = 3;
+/// Why a job stops when the database no longer holds it.
+const GONE: &str = "the database no longer holds this job running with its target layout \
+                    (lost to a failover without synchronous replication?)";
 
 /// The keys of each shard, by shard name.
 pub(super) type Keys = BTreeMap<String, Vec<String>>;
@@ -153,9 +156,11 @@ async fn work(
                 "rows are still misplaced after {MAX_ROUNDS} rounds of moving"
             )));
         }
-        move_rows(state, &client, job, &moves, batch_rows).await?;
+        move_rows(state, &mut client, job, &moves, batch_rows).await?;
     }
-    let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms).await?;
+    let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
+        .await?
+        .ok_or_else(|| Failure::Fatal(GONE.into()))?;
     job.state = JobState::Done;
     Ok(lsn)
 }
@@ -166,7 +171,7 @@ async fn work(
 /// adds them to the job's `moved`.
 async fn move_rows(
     state: &AppState,
-    client: &deadpool_postgres::Client,
+    client: &mut deadpool_postgres::Client,
     job: &mut store::StoredJob,
     moves: &BTreeMap<(String, String), Vec<String>>,
     batch_rows: usize,
@@ -178,10 +183,17 @@ async fn move_rows(
         let statement = client.prepare(&move_sql(from, to)).await?;
         for batch in keys.chunks(batch_rows) {
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
-            let row = client
+            // A transaction of its own, so that a batch whose job is gone
+            // (the UPDATE finds no running row) moves nothing.
+            let tx = client.transaction().await?;
+            let Some(row) = tx
                 .query_opt(&statement, &[&batch, &id, &(moving_ms as i64)])
                 .await?
-                .ok_or_else(|| Failure::Fatal("the job's row is gone or not running".into()))?;
+            else {
+                tx.rollback().await?;
+                return Err(Failure::Fatal(GONE.into()));
+            };
+            tx.commit().await?;
             job.moved = row.get::<_, i64>(0).max(0) as u64;
             job.moving_ms = base_ms + started.elapsed().as_millis() as u64;
             let (moved, rows_per_sec) = (
@@ -198,7 +210,8 @@ async fn move_rows(
 }
 
 /// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
-/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`.
+/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`,
+/// or no row when the job is not running (the caller then rolls back).
 fn move_sql(from: &str, to: &str) -> String {
     format!(
         "WITH moved AS (

@@ -284,35 +284,45 @@ pub async fn set_plan(
 }
 
 /// Ends the job in one transaction: the old layout retired, the target
-/// active, the job done. Answers the WAL position after the commit.
+/// active, the job done. Answers the WAL position after the commit, or
+/// `None` (and changes nothing) when the database does not hold the job
+/// running and its target (e.g. lost to a failover under asynchronous
+/// replication).
 pub async fn complete(
     client: &mut deadpool_postgres::Client,
     id: u64,
     to_version: u64,
     moving_ms: u64,
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Option<u64>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
-    tx.execute(
-        "UPDATE ecoshard.layout SET state = 'retired' WHERE state = 'active'",
-        &[],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE ecoshard.layout SET state = 'active' WHERE version = $1 AND state = 'target'",
-        &[&(to_version as i64)],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE ecoshard.rebalance SET state = 'done', finished_at = now(), moving_ms = $2 \
-         WHERE id = $1",
-        &[&(id as i64), &(moving_ms as i64)],
-    )
-    .await?;
+    let finished = tx
+        .execute(
+            "UPDATE ecoshard.rebalance SET state = 'done', finished_at = now(), moving_ms = $2 \
+             WHERE id = $1 AND state = 'running'",
+            &[&(id as i64), &(moving_ms as i64)],
+        )
+        .await?;
+    let retired = tx
+        .execute(
+            "UPDATE ecoshard.layout SET state = 'retired' WHERE state = 'active'",
+            &[],
+        )
+        .await?;
+    let activated = tx
+        .execute(
+            "UPDATE ecoshard.layout SET state = 'active' WHERE version = $1 AND state = 'target'",
+            &[&(to_version as i64)],
+        )
+        .await?;
+    if (finished, retired, activated) != (1, 1, 1) {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     tx.commit().await?;
     let lsn: PgLsn = client.query_one(crate::db::CURRENT_LSN, &[]).await?.get(0);
-    Ok(u64::from(lsn))
+    Ok(Some(u64::from(lsn)))
 }
 
 /// Marks the job failed with `why`.
