@@ -425,7 +425,14 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     let cluster = the_cluster();
     let database = "t_rb_load";
     let three = Layout::with_count(StrategyKind::Modulo, 3).unwrap();
-    let state = bridge(cluster, database, three.clone()).await;
+    // Batches of 1,000: more commits for the readers to meet.
+    let config = ecoshard_bridge::BridgeConfig {
+        initial_layout: three.clone(),
+        pool_size: 8,
+        rebalance_batch: 1_000,
+        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(cluster, database))
+    };
+    let state = AppState::start(config).await.expect("starting the bridge");
     const BATCHES: u64 = 10;
     const PER_BATCH: u64 = 10_000;
     for batch in 0..BATCHES {
@@ -466,13 +473,15 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     let stop = Arc::new(AtomicBool::new(false));
     let moving = Arc::new(AtomicBool::new(false));
     let reads_while_moving = Arc::new(AtomicU64::new(0));
+    let standby_reads_while_moving = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for reader in 0..4u64 {
-        let (state, stop, moving, counted) = (
+        let (state, stop, moving, counted, on_standbys) = (
             state.clone(),
             Arc::clone(&stop),
             Arc::clone(&moving),
             Arc::clone(&reads_while_moving),
+            Arc::clone(&standby_reads_while_moving),
         );
         readers.push(tokio::spawn(async move {
             let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (reader + 1);
@@ -494,13 +503,16 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
                 )
                 .await;
                 reads += 1;
-                if was_moving && moving.load(Ordering::Relaxed) {
+                let during = was_moving && moving.load(Ordering::Relaxed);
+                if during {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
                 if answer.status != StatusCode::OK {
                     failures.push(format!("{key}: {} {}", answer.status, answer.text()));
                 } else if answer.json()["user"]["user_id"] != key.as_str() {
                     failures.push(format!("{key}: wrong row {}", answer.text()));
+                } else if during && answer.json()["served_by"] != "primary" {
+                    on_standbys.fetch_add(1, Ordering::Relaxed);
                 }
             }
             (reads, failures)
@@ -593,6 +605,10 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
         reads_while_moving.load(Ordering::Relaxed) > 0,
         "no read ran during the job"
     );
+    assert!(
+        standby_reads_while_moving.load(Ordering::Relaxed) > 0,
+        "no standby served a read during the job"
+    );
     assert!(refused > 0 && !inserted.is_empty());
     let after = snapshot(&primary, "live_").await;
     assert_no_key_twice(&after);
@@ -622,10 +638,12 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     }
     assert_eq!(after.shards_of.len(), total_rows as usize + inserted.len());
     eprintln!(
-        "moved {} rows at {:.0} rows/s; {reads} reads ({} during the job), {} inserts, {refused} duplicates refused",
+        "moved {} rows at {:.0} rows/s; {reads} reads ({} during the job, {} of them on standbys), \
+         {} inserts, {refused} duplicates refused",
         done.moved,
         done.rows_per_sec,
         reads_while_moving.load(Ordering::Relaxed),
+        standby_reads_while_moving.load(Ordering::Relaxed),
         inserted.len()
     );
 }
