@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -144,10 +145,15 @@ fn serve_one(stream: TcpStream, root: &Path) {
 }
 
 /// Headless Chromium under chromedriver, with a fresh profile; all of it is
-/// stopped and removed when dropped.
+/// stopped and removed when dropped, whether the test passed or panicked.
+///
+/// chromedriver runs in a process group of its own, which the Chromium it
+/// launches (browser, renderers, GPU and utility processes) joins; ending the
+/// session closes Chromium politely, and killing the group afterwards makes
+/// sure nothing outlives the test even when the session could not be ended.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    driver: ProcessGroup,
     profile: PathBuf,
 }
 
@@ -175,8 +181,12 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("starting chromedriver");
+        // From here on, a panic (chromedriver never listening, no session)
+        // still kills the group.
+        let mut group = ProcessGroup(Some(driver));
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -222,17 +232,16 @@ impl Browser {
             .expect("opening a Chromium session through chromedriver");
         Browser {
             client,
-            driver,
+            driver: ProcessGroup(group.0.take()),
             profile,
         }
     }
 
-    /// Ends the session (closing Chromium), then chromedriver.
-    pub async fn close(mut self) {
-        let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+    /// Ends the session (closing Chromium), then kills what is left of
+    /// chromedriver's process group.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.clone().close()).await;
+        // Drop kills the group and removes the profile.
     }
 
     /// Runs a script and returns its value.
@@ -299,7 +308,33 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        self.driver.kill();
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A child that leads its own process group; dropping it (or `kill`) sends
+/// SIGKILL to the whole group and reaps the leader.
+struct ProcessGroup(Option<Child>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        let Some(mut leader) = self.0.take() else {
+            return;
+        };
+        // The group id is the leader's pid (process_group(0)).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", leader.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = leader.kill();
+        let _ = leader.wait();
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
