@@ -4,6 +4,9 @@
 //! - a 1,000,000-key plan per strategy in wasm (timed in the page with
 //!   `performance.now()`) against the same function natively;
 //! - frame times while 10,000 keys move (the page's own per-frame log);
+//! - 1,000,000 keys in the explorer: from the change to the headline on
+//!   screen, to the comparison table, and every frame the browser showed
+//!   meanwhile;
 //! - the wasm module's size, raw and gzip -9;
 //! - navigation to interactive (the page marks `data-interactive-ms` when its
 //!   first render is on screen), over fresh loads.
@@ -214,7 +217,127 @@ mod native {
                 percentile(&interval, 1.0),
             );
         }
+        million_keys(&browser).await;
         browser.close().await;
+    }
+
+    /// Installs the probe: from the next Enter in `#key-count` or click on a
+    /// strategy, when the headline shows `expected` moved keys, when the
+    /// browser painted it (two animation frames later), when the comparison
+    /// table's row for `strategy` shows it too, and every animation frame
+    /// for the next `seconds`.
+    const PROBE: &str = "
+        const [expected, strategy, seconds] = arguments;
+        const probe = { t0: null, headline: null, shown: null, compared: null, frames: [] };
+        window.__probe = probe;
+        const start = (event) => {
+            if (probe.t0 !== null) return;
+            if (event.type === 'keydown' && event.key !== 'Enter') return;
+            if (event.type === 'click' && !event.target.closest('[id^=\"strategy-\"]')) return;
+            probe.t0 = performance.now();
+            const tick = (now) => {
+                probe.frames.push(now);
+                if (now - probe.t0 < seconds * 1000) requestAnimationFrame(tick);
+            };
+            requestAnimationFrame(tick);
+        };
+        document.addEventListener('keydown', start, true);
+        document.addEventListener('click', start, true);
+        const check = () => {
+            if (probe.t0 === null) return;
+            const headline = document.querySelector('#moved-count');
+            if (probe.headline === null && headline && headline.dataset.value === expected) {
+                probe.headline = performance.now();
+                requestAnimationFrame(() => requestAnimationFrame(() => {
+                    probe.shown = performance.now();
+                }));
+            }
+            const row = document.querySelector(`.compare-row[data-strategy=\"${strategy}\"]`);
+            if (probe.compared === null && row && row.dataset.moved === expected
+                && document.querySelectorAll('.compare-row[data-moved]').length === 6) {
+                probe.compared = performance.now();
+            }
+        };
+        new MutationObserver(check).observe(document.body,
+            { subtree: true, childList: true, attributes: true, characterData: true });
+        return true;";
+
+    /// 1,000,000 keys: entering the count (ring 3 → 4), then switching to
+    /// modulo at that count.
+    async fn million_keys(browser: &Browser) {
+        const KEYS: u32 = 1_000_000;
+        const SECONDS: f64 = 6.0;
+        println!(
+            "\n| 1,000,000 keys | headline in DOM | headline painted | comparison done | longest frame gap | animation frame interval p50 | stage paint p50 / p95 |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (strategy, label) in [
+            ("ring", "enter the count (ring 3 → 4)"),
+            ("modulo", "switch to modulo"),
+        ] {
+            let expected = ecoshard_web::bench::plan_moved(strategy, 3, 4, KEYS).to_string();
+            browser
+                .client
+                .execute(
+                    PROBE,
+                    vec![
+                        Value::from(expected.clone()),
+                        Value::from(strategy),
+                        Value::from(SECONDS),
+                    ],
+                )
+                .await
+                .expect("installing the probe");
+            // The frame benchmark above left the page on ring 3 → 4.
+            if strategy == "ring" {
+                browser.enter("#key-count", &KEYS.to_string()).await;
+            } else {
+                browser.click(&format!("#strategy-{strategy}")).await;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(SECONDS + 1.0)).await;
+            let probe = browser.eval("return window.__probe").await;
+            let at = |field: &str| {
+                probe[field]
+                    .as_f64()
+                    .map(|t| t - probe["t0"].as_f64().unwrap())
+            };
+            let frames: Vec<f64> = probe["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|value| value.as_f64().unwrap())
+                .collect();
+            let intervals: Vec<f64> = frames.windows(2).map(|pair| pair[1] - pair[0]).collect();
+            let stats: Value = serde_json::from_str(
+                browser
+                    .eval("return ecoshard.frame_stats()")
+                    .await
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let log = |field: &str| -> Vec<f64> {
+                stats[field]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|value| value.as_f64().unwrap())
+                    .collect()
+            };
+            let (paint, animation) = (log("paint_ms"), log("interval_ms"));
+            let ms =
+                |value: Option<f64>| value.map_or("never".to_string(), |v| format!("{v:.0} ms"));
+            println!(
+                "| {label} | {} | {} | {} | {:.0} ms | {:.1} ms | {:.1} / {:.1} ms |",
+                ms(at("headline")),
+                ms(at("shown")),
+                ms(at("compared")),
+                percentile(&intervals, 1.0),
+                percentile(&animation, 0.5),
+                percentile(&paint, 0.5),
+                percentile(&paint, 0.95),
+            );
+        }
     }
 
     fn chromium_version() -> String {

@@ -170,8 +170,9 @@ impl Sprite {
     }
 }
 
-/// Everything per key that does not change between frames of one scenario on
-/// one canvas size: spots, colours, which keys move and in what order.
+/// Everything per drawn key that does not change between frames of one
+/// scenario on one canvas size: spots, colours, which keys move and in what
+/// order.
 #[derive(Clone, Debug)]
 pub struct KeySpots {
     ring: Vec<Point>,
@@ -197,12 +198,10 @@ pub struct KeySpots {
 impl KeySpots {
     /// Works out every key's spots for a scenario laid out by `stage`.
     pub fn new(scenario: &Scenario, stage: &StageGeometry) -> KeySpots {
-        let keys = scenario.key_count();
+        let keys = scenario.drawn_count();
         let ring = match &stage.ring {
-            Some(ring) => scenario
-                .hashes
-                .iter()
-                .map(|hash| ring_point(ring, *hash, 0.0))
+            Some(ring) => (0..keys)
+                .map(|key| ring_point(ring, scenario.drawn_hash(key), 0.0))
                 .collect(),
             None => Vec::new(),
         };
@@ -257,7 +256,7 @@ impl KeySpots {
         }
     }
 
-    /// Number of keys.
+    /// Number of keys drawn.
     pub fn key_count(&self) -> usize {
         self.column_before.len()
     }

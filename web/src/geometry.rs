@@ -110,7 +110,7 @@ impl StageGeometry {
                 let keys_outer = outer * 0.86;
                 let keys_inner = outer * 0.50;
                 let annulus = PI * (keys_outer * keys_outer - keys_inner * keys_inner);
-                let spacing = (annulus / scenario.key_count().max(1) as f64).sqrt();
+                let spacing = (annulus / scenario.drawn_count().max(1) as f64).sqrt();
                 let ring = RingGeometry {
                     center,
                     band_outer: outer,
@@ -291,7 +291,7 @@ mod tests {
         .unwrap();
         let stage = StageGeometry::new(1200.0, 520.0, 1.0, &scenario);
         let ring = stage.ring.unwrap();
-        for hash in &scenario.hashes {
+        for hash in scenario.hashes.iter() {
             let point = ring_point(&ring, *hash, 0.0);
             let radius =
                 ((point.x - ring.center.x).powi(2) + (point.y - ring.center.y).powi(2)).sqrt();

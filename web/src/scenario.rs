@@ -1,7 +1,14 @@
 //! A scenario: the explorer's change worked out by the core — the plan over
-//! the numbered keys, the shard columns to draw, where every key sits before
-//! and after, the ring's ownership around the circle — and the same change
-//! under every strategy for the comparison table.
+//! the numbered keys, the shard columns to draw, where every drawn key sits
+//! before and after, the ring's ownership around the circle — and the same
+//! change under every strategy for the comparison table.
+//!
+//! Every number comes from the plan over all keys; the stage draws at most
+//! [`MAX_DRAWN_KEYS`] of them (an even sample past that), which at a million
+//! keys looks the same — the stacks and the ring are solid colour either way —
+//! and keeps the animation at the display's frame rate.
+
+use std::rc::Rc;
 
 use ecoshard_core::{
     DEFAULT_KEY_PREFIX, Error, Lookup, Plan, Router, StrategyKind, numbered_key_hashes, plan_hashes,
@@ -12,6 +19,21 @@ use crate::state::Explorer;
 
 /// Samples of ring ownership around the circle.
 pub const BAND_SEGMENTS: usize = 2_048;
+
+/// Most keys the stage draws and animates. Past it, every `n`-th key is drawn
+/// (`n` = ⌈keys ÷ this⌉); the numbers still count every key.
+pub const MAX_DRAWN_KEYS: usize = 40_000;
+
+/// The hashes of `user_0` … `user_{count-1}` under `seed`, shared between the
+/// scenario, the comparison and the next scenario over the same keys.
+pub fn key_hashes(count: u32, seed: u64) -> Rc<[u64]> {
+    numbered_key_hashes(DEFAULT_KEY_PREFIX, count as usize, seed).into()
+}
+
+/// Every how many keys the stage draws one, for `key_count` keys.
+pub fn draw_stride(key_count: usize) -> usize {
+    key_count.div_ceil(MAX_DRAWN_KEYS).max(1)
+}
 
 /// How the stage draws a strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,22 +87,27 @@ pub struct Scenario {
     pub strategy: StrategyKind,
     /// How to draw it.
     pub view: View,
-    /// The core's plan (per-key owners, counts, loads).
+    /// The core's plan over every key (per-key owners, counts, loads).
     pub plan: Plan,
-    /// The keys' hashes, in key order.
-    pub hashes: Vec<u64>,
+    /// Every key's hash, in key order.
+    pub hashes: Rc<[u64]>,
+    /// The keys the stage draws, in key order: all of them up to
+    /// [`MAX_DRAWN_KEYS`], else every `draw_stride`-th.
+    pub drawn: Vec<u32>,
+    /// One key drawn in this many.
+    pub draw_stride: usize,
     /// Shards as drawn.
     pub columns: Vec<Column>,
-    /// Per key, its column before.
+    /// Per drawn key, its column before.
     pub column_before: Vec<u16>,
-    /// Per key, its column after.
+    /// Per drawn key, its column after.
     pub column_after: Vec<u16>,
-    /// Per key, its place in its column's stack before (keys that stay come first,
-    /// so they keep their place).
+    /// Per drawn key, its place in its column's stack before (keys that stay
+    /// come first, so they keep their place).
     pub slot_before: Vec<u32>,
-    /// Per key, its place in its column's stack after.
+    /// Per drawn key, its place in its column's stack after.
     pub slot_after: Vec<u32>,
-    /// The tallest stack on either side.
+    /// The tallest stack of drawn keys on either side.
     pub max_slots: u32,
     /// Ring owner (column) of each of [`BAND_SEGMENTS`] arcs before; empty
     /// for the bucket view.
@@ -92,13 +119,18 @@ pub struct Scenario {
 impl Scenario {
     /// Works out the explorer's change with the core.
     pub fn compute(explorer: &Explorer) -> Result<Scenario, Error> {
+        Scenario::compute_with(
+            explorer,
+            key_hashes(explorer.key_count, explorer.params.seed),
+        )
+    }
+
+    /// Works out the explorer's change over `hashes`, which must be
+    /// [`key_hashes`] of its key count and seed (computed once for several
+    /// scenarios over the same keys).
+    pub fn compute_with(explorer: &Explorer, hashes: Rc<[u64]>) -> Result<Scenario, Error> {
         let old = explorer.layout_before().build()?;
         let new = explorer.layout_after().build()?;
-        let hashes = numbered_key_hashes(
-            DEFAULT_KEY_PREFIX,
-            explorer.key_count as usize,
-            explorer.params.seed,
-        );
         let plan = plan_hashes(&old, &new, &hashes, &hashes);
         Ok(Scenario::from_plan(
             explorer.strategy,
@@ -114,7 +146,7 @@ impl Scenario {
         old: &Router,
         new: &Router,
         plan: Plan,
-        hashes: Vec<u64>,
+        hashes: Rc<[u64]>,
     ) -> Scenario {
         let mut columns: Vec<Column> = plan
             .old_shards
@@ -144,11 +176,15 @@ impl Scenario {
             columns[index].after = Some(*keys);
             column_of_new.push(index as u16);
         }
-        let column_before: Vec<u16> = plan.before.iter().map(|old| *old as u16).collect();
-        let column_after: Vec<u16> = plan
-            .after
+        let draw_stride = draw_stride(hashes.len());
+        let drawn: Vec<u32> = (0..hashes.len() as u32).step_by(draw_stride).collect();
+        let column_before: Vec<u16> = drawn
             .iter()
-            .map(|new| column_of_new[*new as usize])
+            .map(|key| plan.before[*key as usize] as u16)
+            .collect();
+        let column_after: Vec<u16> = drawn
+            .iter()
+            .map(|key| column_of_new[plan.after[*key as usize] as usize])
             .collect();
         let (slot_before, slot_after, max_slots) =
             stack_slots(columns.len(), &column_before, &column_after);
@@ -166,6 +202,8 @@ impl Scenario {
             view,
             plan,
             hashes,
+            drawn,
+            draw_stride,
             columns,
             column_before,
             column_after,
@@ -182,9 +220,24 @@ impl Scenario {
         self.hashes.len()
     }
 
-    /// Whether key `index` changes shard.
-    pub fn is_moved(&self, index: usize) -> bool {
-        self.column_before[index] != self.column_after[index]
+    /// Number of keys the stage draws.
+    pub fn drawn_count(&self) -> usize {
+        self.drawn.len()
+    }
+
+    /// Whether every key is drawn.
+    pub fn draws_every_key(&self) -> bool {
+        self.draw_stride == 1
+    }
+
+    /// The hash of the `drawn`-th drawn key.
+    pub fn drawn_hash(&self, drawn: usize) -> u64 {
+        self.hashes[self.drawn[drawn] as usize]
+    }
+
+    /// Whether the `drawn`-th drawn key changes shard.
+    pub fn is_moved(&self, drawn: usize) -> bool {
+        self.column_before[drawn] != self.column_after[drawn]
     }
 }
 
@@ -273,7 +326,8 @@ pub fn compare_all(explorer: &Explorer, hashes: &[u64]) -> Vec<Comparison> {
         .collect()
 }
 
-fn compare_one(
+/// One strategy's row of the comparison.
+pub fn compare_one(
     explorer: &Explorer,
     strategy: StrategyKind,
     hashes: &[u64],
@@ -325,6 +379,45 @@ mod tests {
             let moved = (0..300).filter(|key| scenario.is_moved(*key)).count() as u64;
             assert_eq!(moved, expected.moved, "{strategy}");
         }
+    }
+
+    #[test]
+    fn past_the_cap_the_stage_draws_an_even_sample_and_the_numbers_count_every_key() {
+        let keys = 4 * MAX_DRAWN_KEYS as u32;
+        let explorer = Explorer::default().apply(ExplorerAction::SetKeyCount(keys));
+        let scenario = Scenario::compute(&explorer).unwrap();
+        assert_eq!(scenario.draw_stride, 4);
+        assert!(!scenario.draws_every_key());
+        assert_eq!(scenario.drawn_count(), MAX_DRAWN_KEYS);
+        assert_eq!(scenario.drawn[1], 4);
+        assert_eq!(scenario.drawn_hash(1), scenario.hashes[4]);
+        // The plan is over every key; the drawn keys are where the plan puts them.
+        let expected = core_plan(StrategyKind::Ring, 3, 4, keys as usize);
+        assert_eq!(scenario.plan.moved, expected.moved);
+        assert_eq!(scenario.key_count(), keys as usize);
+        for drawn in [0, 1, 777, MAX_DRAWN_KEYS - 1] {
+            let key = scenario.drawn[drawn] as usize;
+            assert_eq!(
+                u32::from(scenario.column_before[drawn]),
+                expected.before[key]
+            );
+            let moved = expected.before[key] != expected.after[key];
+            assert_eq!(scenario.is_moved(drawn), moved, "key {key}");
+        }
+        // The sample moves about the same share as all keys do.
+        let drawn_moved = (0..scenario.drawn_count())
+            .filter(|drawn| scenario.is_moved(*drawn))
+            .count() as f64;
+        let share = drawn_moved / scenario.drawn_count() as f64;
+        assert!((share - expected.moved_fraction()).abs() < 0.02, "{share}");
+        // Stacks hold the drawn keys only.
+        assert!(scenario.max_slots as usize <= MAX_DRAWN_KEYS);
+        let small = Scenario::compute(&explorer.apply(ExplorerAction::SetKeyCount(2_000))).unwrap();
+        assert!(small.draws_every_key());
+        assert_eq!(small.drawn_count(), 2_000);
+        assert_eq!(draw_stride(1_000_000), 25);
+        assert_eq!(draw_stride(MAX_DRAWN_KEYS + 1), 2);
+        assert_eq!(draw_stride(0), 1);
     }
 
     #[test]

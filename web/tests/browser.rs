@@ -296,6 +296,64 @@ async fn a_hundred_thousand_keys_and_bounded_load() {
 
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn a_million_keys_are_all_counted_and_a_sample_is_drawn() {
+    let (_server, browser) = open_page(1440, 1300).await;
+    browser.enter("#key-count", "1000000").await;
+    let s3 = ["s0", "s1", "s2"];
+    let s4 = ["s0", "s1", "s2", "s3"];
+    let ring = core_plan(StrategyKind::Ring, &s3, &s4, 1_000_000);
+    assert_eq!(
+        moved_after(&browser, "Ring · 3 → 4 shards · 1,000,000 keys").await,
+        ring.moved
+    );
+    // The stage draws every 25th key and says so.
+    let sample = browser
+        .wait_for(
+            "the sample note",
+            10,
+            "const note = document.querySelector('#drawn-sample');
+             return note && [note.dataset.drawn, note.textContent]",
+        )
+        .await;
+    assert_eq!(sample[0], "40000");
+    assert!(
+        sample[1].as_str().unwrap().contains("1 key in 25"),
+        "{sample}"
+    );
+    browser.screenshot("explorer-ring-1m-moving").await;
+    // The comparison waits for the animation, then counts every key too.
+    let waiting = browser
+        .eval("return document.querySelector('#comparison .working')?.textContent ?? ''")
+        .await;
+    assert!(
+        waiting
+            .as_str()
+            .unwrap()
+            .contains("once the animation is over"),
+        "{waiting}"
+    );
+    let rows = comparison(&browser).await;
+    let modulo = core_plan(StrategyKind::Modulo, &s3, &s4, 1_000_000);
+    for (strategy, expected) in [("ring", ring.moved), ("modulo", modulo.moved)] {
+        let shown = rows.iter().find(|(name, _)| name == strategy).unwrap().1;
+        assert_eq!(shown, expected, "{strategy}");
+    }
+    settle().await;
+    browser.screenshot("explorer-ring-1m").await;
+    // Back under the cap, every key is drawn again.
+    browser.enter("#key-count", "2000").await;
+    moved_after(&browser, "Ring · 3 → 4 shards · 2,000 keys").await;
+    assert!(
+        browser
+            .eval("return document.querySelector('#drawn-sample') === null")
+            .await
+            == true
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
 async fn a_refused_layout_shows_the_cores_message() {
     let (_server, browser) = open_page(1440, 1000).await;
     browser.click("#strategy-maglev").await;

@@ -5,6 +5,7 @@ use ecoshard_core::StrategyKind;
 use yew::prelude::*;
 
 use crate::components::Shared;
+use crate::components::explorer::DEFER_COMPARISON_KEYS;
 use crate::format::{decimal, percent, thousands};
 use crate::scenario::Comparison;
 use crate::state::strategy_title;
@@ -30,6 +31,9 @@ pub struct ComparisonTableProps {
 #[function_component]
 pub fn ComparisonTable(props: &ComparisonTableProps) -> Html {
     let body = match &props.rows {
+        None if props.key_count > DEFER_COMPARISON_KEYS => html! {
+            <tr><td colspan="6" class="muted working">{ format!("six plans of {} keys — worked out once the animation is over, so it stays smooth…", thousands(u64::from(props.key_count))) }</td></tr>
+        },
         None => html! {
             <tr><td colspan="6" class="muted working">{ "working out six plans…" }</td></tr>
         },

@@ -1,8 +1,11 @@
 //! The explorer tab: controls on the left; the stage, the moved-keys summary,
 //! the load bars and the strategy comparison on the right. The scenario is
-//! worked out on every change; the comparison (six plans) a moment later, so
-//! the animation starts at once.
+//! worked out on every change (the keys' hashes only when the keys change);
+//! the comparison (six plans) a moment later, one plan per task so the page
+//! paints between them — and with many keys only once the animation is over,
+//! so it never stalls a frame.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use ecoshard_core::{Shard, StrategyKind};
@@ -15,8 +18,13 @@ use crate::components::controls::Controls;
 use crate::components::loads::LoadBars;
 use crate::components::stage::Stage;
 use crate::components::summary::Summary;
-use crate::scenario::{Comparison, Scenario, compare_all};
+use crate::geometry::ANIMATION_MS;
+use crate::scenario::{Comparison, Scenario, compare_one, key_hashes};
 use crate::state::{Explorer, ExplorerAction, Params};
+
+/// Past this many keys the comparison waits for the animation to end: each
+/// of its plans then takes tens of milliseconds, several frames' worth.
+pub const DEFER_COMPARISON_KEYS: u32 = 100_000;
 
 /// Props of [`ExplorerPage`].
 #[derive(PartialEq, Properties)]
@@ -36,13 +44,63 @@ struct ComparisonInputs {
     key_count: u32,
 }
 
+/// The comparison being worked out, one strategy per timer. The handle of
+/// the timer whose callback runs is kept until the next one fires, so a
+/// callback never drops itself.
+#[derive(Default)]
+struct ComparisonRun {
+    pending: Option<Timeout>,
+    running: Option<Timeout>,
+    rows: Vec<Comparison>,
+}
+
+/// Works out the next strategy's row; schedules the one after, or hands
+/// over the table when every strategy is done.
+fn comparison_step(
+    run: Rc<RefCell<ComparisonRun>>,
+    explorer: Rc<Explorer>,
+    hashes: Rc<[u64]>,
+    done: UseStateHandle<Option<Shared<Vec<Comparison>>>>,
+) {
+    let mut state = run.borrow_mut();
+    state.running = state.pending.take();
+    let strategy = StrategyKind::ALL[state.rows.len()];
+    state.rows.push(Comparison {
+        strategy,
+        outcome: compare_one(&explorer, strategy, &hashes),
+    });
+    if state.rows.len() == StrategyKind::ALL.len() {
+        done.set(Some(Shared(Rc::new(std::mem::take(&mut state.rows)))));
+        return;
+    }
+    let next = Rc::clone(&run);
+    state.pending = Some(Timeout::new(0, move || {
+        comparison_step(next, explorer, hashes, done)
+    }));
+}
+
 /// The explorer tab.
 #[function_component]
 pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
     let state = &props.state;
-    let scenario = use_memo(state.clone(), |state| {
-        Scenario::compute(state).map(|scenario| Shared(Rc::new(scenario)))
+    // The keys' hashes: only a new key count or seed changes them.
+    let hashes = use_memo((state.key_count, state.params.seed), |(count, seed)| {
+        Shared(key_hashes(*count, *seed))
     });
+    // The scenario: a replay (a new revision only) draws the same one again.
+    let scenario = use_memo(
+        (
+            Explorer {
+                revision: 0,
+                ..state.clone()
+            },
+            (*hashes).clone(),
+        ),
+        |(explorer, hashes)| {
+            Scenario::compute_with(explorer, Rc::clone(&hashes.0))
+                .map(|scenario| Shared(Rc::new(scenario)))
+        },
+    );
     let comparison = use_state(|| None::<Shared<Vec<Comparison>>>);
     {
         let inputs = ComparisonInputs {
@@ -51,26 +109,27 @@ pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
             params: state.params,
             key_count: state.key_count,
         };
-        let explorer = state.clone();
-        let hashes = match &*scenario {
-            Ok(scenario) => Some(scenario.clone()),
-            Err(_) => None,
-        };
+        let explorer = Rc::new(state.clone());
+        let hashes = Rc::clone(&hashes.0);
         let comparison = comparison.clone();
-        use_effect_with(inputs, move |_| {
+        use_effect_with(inputs, move |inputs| {
             comparison.set(None);
-            let timer = Timeout::new(30, move || {
-                let hashes = match hashes {
-                    Some(scenario) => scenario.hashes.clone(),
-                    None => ecoshard_core::numbered_key_hashes(
-                        ecoshard_core::DEFAULT_KEY_PREFIX,
-                        explorer.key_count as usize,
-                        explorer.params.seed,
-                    ),
-                };
-                comparison.set(Some(Shared(Rc::new(compare_all(&explorer, &hashes)))));
-            });
-            move || drop(timer)
+            let delay = if inputs.key_count > DEFER_COMPARISON_KEYS {
+                ANIMATION_MS as u32 + 100
+            } else {
+                30
+            };
+            let run = Rc::new(RefCell::new(ComparisonRun::default()));
+            let first = Rc::clone(&run);
+            run.borrow_mut().pending = Some(Timeout::new(delay, move || {
+                comparison_step(first, explorer, hashes, comparison)
+            }));
+            // Unmount or new inputs: cancel what is left.
+            move || {
+                let mut state = run.borrow_mut();
+                state.pending = None;
+                state.rows.clear();
+            }
         });
     }
     let on_pick_strategy = {

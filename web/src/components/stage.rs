@@ -147,6 +147,11 @@ pub fn Stage(props: &StageProps) -> Html {
                     <span><i class="band before" />{ "before" }</span>
                 }
             </div>
+            if !props.scenario.draws_every_key() {
+                <div class="stage-sample" id="drawn-sample" data-drawn={props.scenario.drawn_count().to_string()}>
+                    { format!("drawing 1 key in {} · {} of {} · every number counts them all", props.scenario.draw_stride, thousands(props.scenario.drawn_count() as u64), thousands(props.scenario.key_count() as u64)) }
+                </div>
+            }
         </div>
     }
 }
