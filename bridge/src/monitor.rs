@@ -72,6 +72,7 @@ async fn run_ticks(state: AppState) {
             stats: stats.clone(),
             rebalance: state.rebalancer().job(),
             layout_version: state.routing().table().current.version,
+            failover: state.failover().view(),
         };
         match serde_json::to_string(&tick) {
             Ok(json) => state.publish_tick(Arc::from(json), stats),

@@ -747,6 +747,8 @@ async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
                     if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: "))
                         && event.lines().any(|line| line == "event: tick")
                     {
+                        // The failover view rides on every tick (not just a default).
+                        assert!(data.contains(r#""failover":{"auto":false"#), "{data}");
                         ticks.push(serde_json::from_str::<Tick>(data).expect("a Tick"));
                     }
                 }

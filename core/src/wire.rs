@@ -303,6 +303,10 @@ pub struct Tick {
     pub rebalance: Option<RebalanceJob>,
     /// Version of the layout in force.
     pub layout_version: u64,
+    /// Failover settings, whether one runs now and the last one, as in
+    /// `GET /api/cluster` (absent from ticks of older bridges: all off, none).
+    #[serde(default)]
+    pub failover: FailoverView,
 }
 
 /// `POST /api/nodes/{name}/stop` and `…/start` answer.

@@ -344,7 +344,7 @@ impl Reducible for Live {
 
 #[cfg(test)]
 mod tests {
-    use ecoshard_core::wire::{Consistency, JobState, LagSample, NodeCount, User};
+    use ecoshard_core::wire::{Consistency, FailoverView, JobState, LagSample, NodeCount, User};
 
     use super::*;
 
@@ -385,6 +385,7 @@ mod tests {
             },
             rebalance: None,
             layout_version: 1,
+            failover: FailoverView::default(),
         }))
     }
 
