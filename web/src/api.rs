@@ -4,11 +4,13 @@
 
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
-    ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, Health, InsertResult, NewUser,
-    ReadResult, RebalanceJob,
+    ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, Health, InsertResult,
+    LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::live::NodeRequest;
 
 /// A request to the bridge that did not give the expected answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,18 +123,21 @@ pub async fn insert_user(user: &NewUser) -> Result<InsertResult, ApiError> {
     send("POST", "/api/users", Some(user), "the insert").await
 }
 
-/// `POST /api/users/bulk`.
-pub async fn insert_bulk(count: u64) -> Result<BulkResult, ApiError> {
-    let body = BulkInsert {
-        count,
-        prefix: None,
-    };
+/// `POST /api/users/bulk`: `count` users named `<prefix>0` … (a fresh prefix
+/// when `None`).
+pub async fn insert_bulk(count: u64, prefix: Option<String>) -> Result<BulkResult, ApiError> {
+    let body = BulkInsert { count, prefix };
     send("POST", "/api/users/bulk", Some(&body), "the bulk insert").await
 }
 
 /// `GET /api/users/{id}?consistency=…`.
 pub async fn read_user(user_id: &str, consistency: Consistency) -> Result<ReadResult, ApiError> {
     get(&read_path(user_id, consistency), "the read").await
+}
+
+/// `GET /api/layout`.
+pub async fn layout() -> Result<LayoutView, ApiError> {
+    get("/api/layout", "the layout request").await
 }
 
 /// `PUT /api/layout`: starts moving rows to the layout; answers the job.
@@ -145,11 +150,24 @@ pub async fn rebalance(id: u64) -> Result<RebalanceJob, ApiError> {
     get(&format!("/api/rebalance/{id}"), "the progress request").await
 }
 
-/// `POST /api/nodes/{name}/stop` or `…/start`.
-pub async fn node_action(name: &str, start: bool) -> Result<(), ApiError> {
-    let verb = if start { "start" } else { "stop" };
-    let path = format!("/api/nodes/{}/{verb}", percent_encode(name));
-    send_raw("POST", &path, None::<&()>).await.map(|_| ())
+/// `POST /api/nodes/{name}/stop?mode=…` or `…/start`.
+pub async fn node_action(name: &str, request: NodeRequest) -> Result<NodeAction, ApiError> {
+    send(
+        "POST",
+        &node_action_path(name, request),
+        None::<&()>,
+        "the node action",
+    )
+    .await
+}
+
+/// The path of a stop or start.
+pub fn node_action_path(name: &str, request: NodeRequest) -> String {
+    let name = percent_encode(name);
+    match request {
+        NodeRequest::Stop(mode) => format!("/api/nodes/{name}/stop?mode={}", mode.name()),
+        NodeRequest::Start => format!("/api/nodes/{name}/start"),
+    }
 }
 
 async fn get<T: DeserializeOwned>(path: &str, what: &str) -> Result<T, ApiError> {
@@ -243,6 +261,23 @@ mod tests {
             ApiError::unreachable("network error")
                 .message
                 .contains("ecoshard serve")
+        );
+    }
+
+    #[test]
+    fn node_actions_name_the_node_and_the_mode() {
+        use crate::live::StopMode;
+        assert_eq!(
+            node_action_path("standby-1", NodeRequest::Stop(StopMode::Fast)),
+            "/api/nodes/standby-1/stop?mode=fast"
+        );
+        assert_eq!(
+            node_action_path("primary", NodeRequest::Stop(StopMode::Immediate)),
+            "/api/nodes/primary/stop?mode=immediate"
+        );
+        assert_eq!(
+            node_action_path("standby-2", NodeRequest::Start),
+            "/api/nodes/standby-2/start"
         );
     }
 

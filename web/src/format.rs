@@ -66,6 +66,29 @@ pub fn bytes(value: Option<i64>) -> String {
     }
 }
 
+/// A count with its noun: `1 row`, `2,330 rows`.
+pub fn count(value: u64, singular: &str, plural: &str) -> String {
+    format!(
+        "{} {}",
+        thousands(value),
+        if value == 1 { singular } else { plural }
+    )
+}
+
+/// The bridge's messages (lower case, no full stop) as a sentence.
+pub fn sentence(text: &str) -> String {
+    let text = text.trim();
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    let mut out: String = first.to_uppercase().chain(chars).collect();
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +122,18 @@ mod tests {
         assert_eq!(bytes(Some(1_536)), "1.5 KiB");
         assert_eq!(bytes(Some(3 * 1024 * 1024)), "3.0 MiB");
         assert_eq!(bytes(None), "—");
+        assert_eq!(count(1, "row", "rows"), "1 row");
+        assert_eq!(count(2_330, "row", "rows"), "2,330 rows");
+        assert_eq!(count(0, "row", "rows"), "0 rows");
+    }
+
+    #[test]
+    fn bridge_messages_read_as_sentences() {
+        assert_eq!(
+            sentence("bounded-load is not applied to the database"),
+            "Bounded-load is not applied to the database."
+        );
+        assert_eq!(sentence("Done already."), "Done already.");
+        assert_eq!(sentence("  "), "");
     }
 }

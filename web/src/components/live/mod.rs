@@ -7,8 +7,10 @@ mod rebalance;
 mod topology;
 mod traffic;
 
+use yew::platform::spawn_local;
 use yew::prelude::*;
 
+use crate::api;
 use crate::live::{BridgeStatus, Live, LiveAction, LogKind};
 use crate::state::Explorer;
 
@@ -32,6 +34,22 @@ pub struct LivePageProps {
 #[function_component]
 pub fn LivePage(props: &LivePageProps) -> Html {
     let live = &props.live;
+    {
+        // The stream carries the layout's version only: fetch the layout
+        // when a rebalance began or ended.
+        let dispatch = props.dispatch.clone();
+        let wanted = live.layout_is_stale().then_some(live.layout_version);
+        use_effect_with(wanted, move |wanted| {
+            if wanted.is_some() {
+                spawn_local(async move {
+                    match api::layout().await {
+                        Ok(view) => dispatch.emit(LiveAction::Layout(view)),
+                        Err(error) => dispatch.emit(LiveAction::Failed(format!("Layout: {error}"))),
+                    }
+                });
+            }
+        });
+    }
     match &live.bridge {
         BridgeStatus::Checking => html! {
             <div class="card notice" id="bridge-checking">
@@ -73,7 +91,12 @@ pub fn LivePage(props: &LivePageProps) -> Html {
                     <div class="card-head"><h3>{ "Activity" }</h3></div>
                     <ul id="activity">
                         { for live.log.iter().map(|entry| html! {
-                            <li key={entry.serial} class={classes!(if entry.kind == LogKind::Error { "error" } else { "ok" })}>{ &entry.text }</li>
+                            <li key={entry.serial} class={classes!(if entry.kind == LogKind::Error { "error" } else { "ok" })}>
+                                { &entry.text }
+                                if entry.repeats > 1 {
+                                    <span class="repeats">{ format!("× {}", entry.repeats) }</span>
+                                }
+                            </li>
                         }) }
                         if live.log.is_empty() {
                             <li class="muted">{ "Insert or read a user to see where it goes." }</li>

@@ -1,16 +1,23 @@
 //! "Apply this layout": sends the explorer's current layout to the bridge and
-//! follows the rebalance job — a progress bar, the rows moved against the
-//! rows the plan predicted.
+//! follows the rebalance job from the stream — a progress bar, rows per
+//! second, and three counts side by side: the rows the bridge planned to move
+//! (the core over the ids the database holds), the rows it moved, and what
+//! the explorer predicted (the core over its own numbered keys), with why
+//! they can differ. Refusals show the bridge's sentence.
 
-use ecoshard_core::wire::JobState;
+use ecoshard_core::wire::{JobState, RebalanceJob};
+use ecoshard_core::{Layout, StrategyKind};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
 use crate::api;
-use crate::format::{percent, thousands};
+use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
-use crate::live::{Live, LiveAction};
+use crate::live::{Applying, Live, LiveAction, Prediction, compare_with_plan};
 use crate::state::{Explorer, strategy_title};
+
+/// Most users one bulk insert takes (the bridge's bound).
+const MAX_BULK: u32 = 10_000;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct RebalanceProps {
@@ -19,13 +26,45 @@ pub(super) struct RebalanceProps {
     pub(super) dispatch: Callback<LiveAction>,
 }
 
+/// "Ring over 4 shards (s0, s1, s2, s3)".
+fn describe(layout: &Layout) -> String {
+    let names: Vec<&str> = layout
+        .shards
+        .iter()
+        .map(|shard| shard.name.as_str())
+        .collect();
+    let list = if names.len() > 8 {
+        format!("{}, … {}", names[..6].join(", "), names[names.len() - 1])
+    } else {
+        names.join(", ")
+    };
+    format!(
+        "{} over {} shards ({list})",
+        strategy_title(layout.strategy),
+        layout.shards.len()
+    )
+}
+
 #[function_component]
 pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
     let live = &props.live;
     let explorer = &props.explorer;
-    let sending = use_state(|| false);
-    let layout = explorer.layout_after();
-    let valid = layout.validate();
+    let target = explorer.layout_after();
+    let valid = target.validate();
+    let bounded = target.strategy == StrategyKind::BoundedLoad;
+    let database = live.layout.clone();
+    let in_force = database.as_ref().is_some_and(|view| view.layout == target);
+    // The explorer's prediction for this change as the database would make
+    // it: from the layout in force, over the explorer's keys.
+    let prediction = use_memo(
+        (database.clone(), target.clone(), explorer.key_count),
+        |(database, target, key_count)| {
+            database.as_ref().and_then(|view| {
+                Prediction::compute(&view.layout, view.version, target, *key_count).ok()
+            })
+        },
+    );
+    let sending = matches!(live.applying, Applying::Sending { .. });
     let running = live
         .job
         .as_ref()
@@ -34,20 +73,40 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
 
     let apply = {
         let dispatch = props.dispatch.clone();
-        let sending = sending.clone();
+        let target = target.clone();
+        let prediction = (*prediction).clone();
         Callback::from(move |_: MouseEvent| {
-            let layout = layout.clone();
+            let layout = target.clone();
             let dispatch = dispatch.clone();
-            let sending = sending.clone();
-            sending.set(true);
+            let prediction = prediction.clone();
+            dispatch.emit(LiveAction::ApplySent {
+                target: describe(&layout),
+            });
             spawn_local(async move {
                 match api::apply_layout(&layout).await {
-                    Ok(job) => dispatch.emit(LiveAction::Job(Box::new(job))),
-                    Err(error) => {
-                        dispatch.emit(LiveAction::Failed(format!("Apply layout: {error}")))
-                    }
+                    Ok(job) => dispatch.emit(LiveAction::ApplyStarted {
+                        job: Box::new(job),
+                        prediction,
+                    }),
+                    Err(error) => dispatch.emit(LiveAction::ApplyRefused(error)),
                 }
-                sending.set(false);
+            });
+        })
+    };
+    let insert_keys = {
+        let dispatch = props.dispatch.clone();
+        let count = explorer.key_count;
+        Callback::from(move |_: MouseEvent| {
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                let prefix = ecoshard_core::DEFAULT_KEY_PREFIX.to_string();
+                match api::insert_bulk(u64::from(count), Some(prefix)).await {
+                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
+                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
+                        what: "Inserting the explorer's keys".to_string(),
+                        error,
+                    }),
+                }
             });
         })
     };
@@ -64,63 +123,227 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
                 });
             }
         });
-        use_interval(running.map(|_| 500), poll);
+        use_interval(running.map(|_| 1_000), poll);
     }
 
-    let target = format!(
-        "{} over {} shards ({})",
-        strategy_title(explorer.strategy),
-        explorer.after.len(),
-        explorer
-            .after
-            .iter()
-            .map(|shard| shard.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let rows = live.rows();
+    let button_text = if running.is_some() {
+        "Rebalancing…"
+    } else if sending {
+        "Sending…"
+    } else if in_force {
+        "In force"
+    } else if bounded {
+        "Apply anyway"
+    } else {
+        "Apply layout"
+    };
+    let button_title = if bounded {
+        "The bridge refuses bounded-load: see the note above"
+    } else if in_force {
+        "The database is in this layout already"
+    } else {
+        "PUT /api/layout: move the rows whose shard changes"
+    };
+    let explorer_keys = thousands(u64::from(explorer.key_count));
     html! {
         <div class="card rebalance" id="rebalance">
-            <div class="card-head"><h3>{ "Apply this layout" }</h3></div>
-            <p class="muted small">{ "Sends the explorer's current layout to the bridge, which moves exactly the rows whose shard changes, each in its own transaction." }</p>
+            <div class="card-head">
+                <h3>{ "Apply this layout" }</h3>
+                <span class="muted small">{ "moves exactly the rows whose shard changes, batch by batch" }</span>
+            </div>
+            <dl class="layouts">
+                <dt>{ "database now" }</dt>
+                <dd id="database-layout">
+                    { match (&database, &live.job) {
+                        // During a job the version is the target's already.
+                        (Some(view), Some(job)) if job.state == JobState::Running && job.to_version == view.version => format!(
+                            "moving v{} → v{} · {} · {}",
+                            job.from_version,
+                            view.version,
+                            describe(&view.layout),
+                            count(rows, "row", "rows")
+                        ),
+                        (Some(view), _) => format!("v{} · {} · {}", view.version, describe(&view.layout), count(rows, "row", "rows")),
+                        (None, _) => "…".to_string(),
+                    } }
+                </dd>
+                <dt>{ "explorer's layout" }</dt>
+                <dd id="target-layout">{ describe(&target) }</dd>
+            </dl>
+            if bounded {
+                <div class="banner warn" id="bounded-warning">
+                    <strong>{ "Bounded-load cannot be applied to a database" }</strong>
+                    <span>{ "Where it puts a key depends on every other key in the set, so a row inserted or read by its id alone could not be found again. The bridge refuses it; choose Ring for the same ring without the load bound. The explorer still shows what bounded-load would do." }</span>
+                </div>
+            }
             <div class="apply-row">
-                <span class="target">{ target }</span>
-                <button class="button primary" id="apply-layout" onclick={apply}
-                    disabled={*sending || running.is_some() || valid.is_err()}>
-                    { if running.is_some() { "Rebalancing…" } else { "Apply layout" } }
+                if let Some(id) = running {
+                    <span class="prediction muted">{ format!("Job {id} is moving rows; the next layout can be applied once it is done.") }</span>
+                } else {
+                    { prediction_line(&prediction, bounded, rows, &explorer_keys) }
+                }
+                <button class={classes!("button", if bounded { "warning" } else { "primary" })} id="apply-layout"
+                    title={button_title} onclick={apply}
+                    disabled={sending || running.is_some() || valid.is_err() || in_force}>
+                    { button_text }
                 </button>
             </div>
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            if let Some(job) = &live.job {
-                <div class="job" id="job" data-state={format!("{:?}", job.state).to_lowercase()} data-moved={job.moved.to_string()}>
-                    <div class="progress">
-                        <div class={classes!("progress-fill", format!("{:?}", job.state).to_lowercase())}
-                            style={format!("width: {:.1}%", if job.total == 0 { 100.0 } else { job.moved as f64 / job.total as f64 * 100.0 })} />
-                    </div>
-                    <div class="job-numbers">
-                        <span>{ format!("job {} · v{} → v{}", job.id, job.from_version, job.to_version) }</span>
-                        <span>{ format!("{} / {} rows · {:.0} rows/s", thousands(job.moved), thousands(job.total), job.rows_per_sec) }</span>
-                    </div>
-                    if let Some(plan) = &job.plan {
-                        <div class="predicted">
-                            <span>{ "predicted by the plan " }<strong id="predicted-rows">{ thousands(plan.moved) }</strong>
-                                { format!(" of {} rows ({}, ideal {})", thousands(plan.total), percent(plan.moved_fraction), percent(plan.ideal_fraction)) }</span>
-                            <span>{ "moved " }<strong id="real-rows">{ thousands(job.moved) }</strong>
-                                { match job.state {
-                                    JobState::Done if job.moved == plan.moved => " ✓ exactly as planned".to_string(),
-                                    JobState::Done => format!(" — differs from the plan by {}", job.moved.abs_diff(plan.moved)),
-                                    JobState::Running => " so far".to_string(),
-                                    JobState::Failed => " before it stopped".to_string(),
-                                } }
-                            </span>
-                        </div>
-                    }
-                    if let Some(error) = &job.error {
-                        <p class="error-text">{ error }</p>
-                    }
+            <div class="keys-row">
+                <button class="button small ghost" id="insert-explorer-keys" onclick={insert_keys}
+                    disabled={explorer.key_count > MAX_BULK}
+                    title={if explorer.key_count > MAX_BULK { format!("the bridge inserts at most {} users at once", thousands(u64::from(MAX_BULK))) } else { format!("POST /api/users/bulk with prefix user_ and count {}", explorer.key_count) }}>
+                    { format!("Insert the explorer's {explorer_keys} keys") }
+                </button>
+                <span class="muted small">{ "user_0 … into the database: with the same keys, the explorer's prediction is the plan, key for key" }</span>
+            </div>
+            if let Applying::Refused { target, error } = &live.applying {
+                <div class="banner bad" id="apply-refusal" data-code={error.code.clone()}>
+                    <strong>{ match error.status {
+                        Some(status) => format!("The bridge refused this layout · {status} {}", error.code),
+                        None => "The layout was not applied".to_string(),
+                    } }</strong>
+                    <span>{ sentence(&error.message) }</span>
+                    <span class="muted">
+                        { format!("Sent: {target}.") }
+                        // The bridge's rule: a 4xx never writes anything.
+                        if error.status.is_some_and(|status| (400..500).contains(&status)) {
+                            { " Nothing changed in the database." }
+                        }
+                    </span>
                 </div>
             }
+            if let Some(job) = &live.job {
+                <JobView job={job.clone()} applying={live.applying.clone()} />
+            }
         </div>
+    }
+}
+
+/// The explorer's prediction for the database, before applying.
+fn prediction_line(
+    prediction: &Option<Prediction>,
+    bounded: bool,
+    rows: u64,
+    explorer_keys: &str,
+) -> Html {
+    if bounded {
+        return html! { <span class="prediction muted">{ "No prediction: the database takes no bounded-load layout." }</span> };
+    }
+    match prediction {
+        Some(prediction) if prediction.moved == 0 => html! {
+            <span class="prediction" id="prediction" data-moved="0">
+                { format!("The explorer predicts nothing moves: its {explorer_keys} keys keep their shard.") }
+            </span>
+        },
+        Some(prediction) => html! {
+            <span class="prediction" id="prediction" data-moved={prediction.moved.to_string()}>
+                { "The explorer predicts " }
+                <strong>{ percent(prediction.fraction()) }</strong>
+                { format!(" move ({} of its {explorer_keys} keys; ideal {})", thousands(prediction.moved), percent(prediction.ideal_fraction)) }
+                if rows > 0 {
+                    { format!(" — about {} of the database's {}", thousands(prediction.rows_for(rows)), count(rows, "row", "rows")) }
+                }
+            </span>
+        },
+        None => {
+            html! { <span class="prediction muted">{ "Waiting for the database's layout…" }</span> }
+        }
+    }
+}
+
+#[derive(PartialEq, Properties)]
+struct JobViewProps {
+    job: RebalanceJob,
+    applying: Applying,
+}
+
+/// The running or last job: progress, then planned, moved and predicted.
+#[function_component]
+fn JobView(props: &JobViewProps) -> Html {
+    let job = &props.job;
+    let state = match job.state {
+        JobState::Running => "running",
+        JobState::Done => "done",
+        JobState::Failed => "failed",
+    };
+    let share = if job.total == 0 {
+        100.0
+    } else {
+        job.moved as f64 / job.total as f64 * 100.0
+    };
+    // The explorer's prediction, when this page started this job.
+    let prediction = match &props.applying {
+        Applying::Started {
+            job_id, prediction, ..
+        } if *job_id == job.id => prediction.clone(),
+        _ => None,
+    };
+    let no_op = job.total == 0 && job.from_version == job.to_version;
+    html! {
+        <div class="job" id="job" data-id={job.id.to_string()} data-state={state}
+            data-moved={job.moved.to_string()} data-total={job.total.to_string()}>
+            <div class="job-head">
+                <span class="job-title">
+                    { if no_op { format!("job {} · layout v{} already in force", job.id, job.to_version) } else { format!("job {} · layout v{} → v{}", job.id, job.from_version, job.to_version) } }
+                </span>
+                <span class={classes!("pill", state)}>{ state }</span>
+            </div>
+            <div class="progress" role="progressbar" aria-valuenow={format!("{share:.0}")} aria-valuemin="0" aria-valuemax="100">
+                <div class={classes!("progress-fill", state)} style={format!("width: {share:.1}%")} />
+            </div>
+            <div class="job-numbers">
+                <span id="job-progress">{ format!("{} / {} rows moved · {:.0} %", thousands(job.moved), thousands(job.total), share) }</span>
+                <span id="job-rate">{ format!("{} rows/s", thousands(job.rows_per_sec.round() as u64)) }</span>
+            </div>
+            if let Some(plan) = &job.plan {
+                <table class="counts">
+                    <tbody>
+                        <tr>
+                            <th>{ "planned by the bridge" }</th>
+                            <td class="num"><strong id="planned-rows">{ thousands(plan.moved) }</strong></td>
+                            <td class="muted">{ format!("of the {} rows the database held · {}", thousands(plan.total), percent(plan.moved_fraction)) }</td>
+                        </tr>
+                        <tr>
+                            <th>{ "moved in the database" }</th>
+                            <td class="num"><strong id="real-rows">{ thousands(job.moved) }</strong></td>
+                            <td class={classes!(if job.state == JobState::Failed { "bad" } else if job.state == JobState::Done && job.moved == plan.moved { "good" } else { "muted" })} id="moved-verdict">
+                                { match job.state {
+                                    JobState::Done if job.moved == plan.moved => "✓ exactly as planned".to_string(),
+                                    JobState::Done => format!("differs from the plan by {}", thousands(job.moved.abs_diff(plan.moved))),
+                                    JobState::Running => format!("so far · {} to go", thousands(plan.moved.saturating_sub(job.moved))),
+                                    JobState::Failed => "before it stopped: every row stays readable; restart the bridge to resume".to_string(),
+                                } }
+                            </td>
+                        </tr>
+                        if let Some(prediction) = &prediction {
+                            <tr>
+                                <th>{ "predicted by the explorer" }</th>
+                                <td class="num"><strong id="predicted-rows">{ format!("{}{}", if prediction.key_count == plan.total { "" } else { "≈ " }, thousands(prediction.rows_for(plan.total))) }</strong></td>
+                                <td class="muted">{ format!("{} of its {} keys · {}", thousands(prediction.moved), thousands(prediction.key_count), percent(prediction.fraction())) }</td>
+                            </tr>
+                        }
+                    </tbody>
+                </table>
+                if let Some(prediction) = &prediction {
+                    { prediction_note(prediction, plan.moved, plan.total) }
+                }
+            }
+            if let Some(error) = &job.error {
+                <p class="error-text">{ error }</p>
+            }
+        </div>
+    }
+}
+
+fn prediction_note(prediction: &Prediction, plan_moved: u64, plan_rows: u64) -> Html {
+    let (agrees, text) = compare_with_plan(prediction, plan_moved, plan_rows);
+    html! {
+        <p class={classes!("prediction-note", agrees.then_some("agrees"))} id="prediction-note" data-agrees={agrees.to_string()}>
+            { if agrees { "✓ " } else { "ⓘ " } }{ text }
+        </p>
     }
 }

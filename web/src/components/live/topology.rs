@@ -1,13 +1,17 @@
-//! The cluster's nodes: the primary feeding its standbys, each with role,
-//! up/down, current lag, and (local cluster) a stop/start switch.
+//! The cluster's nodes: the primary feeding its standbys, each with its role
+//! as the bridge reports it (after a failover the node named `primary` may be
+//! a standby), up/down, current lag, reads per second, and (local cluster)
+//! stop, crash and start switches. A banner says what a primary that is down
+//! means for writes, and what the last failover did.
 
-use ecoshard_core::wire::{ClusterMode, NodeRole, NodeStatus};
+use ecoshard_core::wire::{ClusterMode, FailoverView, NodeRole, NodeStatus};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
 use crate::api;
 use crate::format::{bytes, millis, thousands};
-use crate::live::{Live, LiveAction};
+use crate::live::{Live, LiveAction, NodeRequest, StopMode, failover_sentence};
+use crate::state::strategy_title;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct TopologyProps {
@@ -19,37 +23,147 @@ pub(super) struct TopologyProps {
 pub(super) fn Topology(props: &TopologyProps) -> Html {
     let live = &props.live;
     let local = live.mode == Some(ClusterMode::Local);
-    let primary = live
-        .nodes
-        .iter()
-        .find(|node| node.role == NodeRole::Primary);
+    let primary = live.primary();
+    let card = |node: &NodeStatus| {
+        html! {
+            <NodeCard
+                node={node.clone()}
+                reads={live.reads_by(&node.name)}
+                read_rate={live.read_rate(&node.name)}
+                tag={node_tag(&live.failover, node)}
+                {local}
+                request={live.node_requests.get(&node.name).copied()}
+                dispatch={props.dispatch.clone()}
+                key={node.name.clone()}
+            />
+        }
+    };
+    let layout = match (&live.layout, live.layout_version) {
+        (Some(view), _) => format!(
+            "layout v{}: {} over {} shards",
+            view.version,
+            strategy_title(view.layout.strategy),
+            view.layout.shards.len()
+        ),
+        (None, Some(version)) => format!("layout v{version}"),
+        _ => String::new(),
+    };
+    let settings = match live.mode {
+        Some(ClusterMode::Local) => format!(
+            " · local cluster · auto-failover {} · {} replication",
+            if live.failover.auto { "on" } else { "off" },
+            if live.failover.sync_replication {
+                "synchronous"
+            } else {
+                "asynchronous"
+            }
+        ),
+        Some(ClusterMode::External) => " · external cluster".to_string(),
+        None => String::new(),
+    };
     html! {
         <div class="card topology" id="topology">
             <div class="card-head">
                 <h3>{ "Cluster" }</h3>
-                <span class="muted small">
-                    { match (&live.layout_summary, live.layout_version) {
-                        (Some(summary), Some(version)) => format!("layout v{version}: {summary}"),
-                        (None, Some(version)) => format!("layout v{version}"),
-                        _ => String::new(),
-                    } }
-                    { match live.mode { Some(ClusterMode::Local) => " · local cluster", Some(ClusterMode::External) => " · external cluster", None => "" } }
-                </span>
+                <span class="muted small" id="cluster-settings">{ layout }{ settings }</span>
             </div>
+            <PrimaryBanner
+                primary={primary.cloned()}
+                failover={live.failover.clone()}
+                writes_refused={live.writes_refused}
+            />
             <div class="nodes">
                 if let Some(primary) = primary {
-                    <NodeCard node={primary.clone()} reads={live.reads_by(&primary.name)} local={false} dispatch={props.dispatch.clone()} />
-                    <div class="stream-arrows" aria-hidden="true">{ "WAL ➜" }</div>
+                    { card(primary) }
+                    <div class="stream-arrows" aria-hidden="true">
+                        <span>{ "WAL" }</span>
+                        <span class="arrow">{ "➜" }</span>
+                    </div>
                 }
                 <div class="standbys">
-                    { for live.standbys().map(|node| html! {
-                        <NodeCard node={node.clone()} reads={live.reads_by(&node.name)} {local} dispatch={props.dispatch.clone()} key={node.name.clone()} />
-                    }) }
+                    { for live.standbys().map(card) }
                 </div>
                 if live.nodes.is_empty() {
                     <p class="muted">{ "Waiting for the first report from the bridge…" }</p>
                 }
             </div>
+            if local {
+                <p class="muted small hint-line">
+                    { "Stop is a clean shutdown, Crash stops at once with no checkpoint (pg_ctl -m immediate). A stopped standby leaves the read rotation; reads go to the others. A stopped primary makes writes answer 503" }
+                    { if live.failover.auto { "; with auto-failover on, the most advanced standby takes over." } else { "; start it again to take writes (or run the bridge with --auto-failover)." } }
+                </p>
+            }
+            if let Some(event) = &live.failover.last {
+                <p class="failover-line" id="last-failover" data-to={event.to.clone()} data-from={event.from.clone()}>
+                    { failover_sentence(event) }
+                </p>
+            }
+        </div>
+    }
+}
+
+/// "promoted" on the node the last failover made primary, "former primary"
+/// on the one it replaced.
+fn node_tag(failover: &FailoverView, node: &NodeStatus) -> Option<AttrValue> {
+    let event = failover.last.as_ref()?;
+    if event.to == node.name && node.role == NodeRole::Primary {
+        Some("promoted".into())
+    } else if event.from == node.name && node.role == NodeRole::Standby {
+        Some("former primary".into())
+    } else {
+        None
+    }
+}
+
+#[derive(PartialEq, Properties)]
+struct PrimaryBannerProps {
+    primary: Option<NodeStatus>,
+    failover: FailoverView,
+    writes_refused: u64,
+}
+
+/// What a primary that is down (or being replaced) means, while it lasts.
+#[function_component]
+fn PrimaryBanner(props: &PrimaryBannerProps) -> Html {
+    let down = props.primary.as_ref().is_some_and(|primary| !primary.up);
+    if !down && !props.failover.in_progress {
+        return html! {};
+    }
+    let name = props
+        .primary
+        .as_ref()
+        .map_or("the primary", |primary| primary.name.as_str());
+    // "The primary is down", or "The primary, standby-1, is down" after a failover.
+    let subject = if name == "primary" {
+        "The primary".to_string()
+    } else {
+        format!("The primary, {name},")
+    };
+    let (title, detail) = if props.failover.in_progress {
+        (
+            "Failover under way".to_string(),
+            format!(
+                "{subject} is gone; the bridge is promoting the standby that received the most WAL. Writes answer 503 until it takes them; reads go on from the standbys."
+            ),
+        )
+    } else if props.failover.auto {
+        (
+            format!("{subject} is down"),
+            "Writes answer 503 (primary_unavailable) at once; reads go on from the standbys. Auto-failover is on: once the primary's server is gone, the most advanced standby is promoted.".to_string(),
+        )
+    } else {
+        (
+            format!("{subject} is down"),
+            "Writes answer 503 (primary_unavailable) at once; reads go on from the standbys. Auto-failover is off: writes resume when the primary is started again.".to_string(),
+        )
+    };
+    html! {
+        <div class="banner bad" id="primary-banner" data-failover={props.failover.in_progress.to_string()}>
+            <strong>{ title }</strong>
+            <span>{ detail }</span>
+            if props.writes_refused > 0 {
+                <span class="banner-count" id="writes-refused">{ format!("{} writes refused so far", thousands(props.writes_refused)) }</span>
+            }
         </div>
     }
 }
@@ -58,49 +172,56 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
 struct NodeCardProps {
     node: NodeStatus,
     reads: u64,
+    read_rate: f64,
+    tag: Option<AttrValue>,
     local: bool,
+    request: Option<NodeRequest>,
     dispatch: Callback<LiveAction>,
 }
 
 #[function_component]
 fn NodeCard(props: &NodeCardProps) -> Html {
     let node = &props.node;
-    let busy = use_state(|| false);
-    let toggle = {
+    let ask = |request: NodeRequest| {
         let name = node.name.clone();
-        let start = !node.up;
         let dispatch = props.dispatch.clone();
-        let busy = busy.clone();
         Callback::from(move |_: MouseEvent| {
             let name = name.clone();
             let dispatch = dispatch.clone();
-            let busy = busy.clone();
-            busy.set(true);
+            dispatch.emit(LiveAction::NodeAsked {
+                name: name.clone(),
+                request,
+            });
             spawn_local(async move {
-                match api::node_action(&name, start).await {
-                    Ok(()) => dispatch.emit(LiveAction::NodeAsked { name, start }),
-                    Err(error) => {
-                        let verb = if start { "Start" } else { "Stop" };
-                        dispatch.emit(LiveAction::Failed(format!("{verb} {name}: {error}")))
-                    }
+                match api::node_action(&name, request).await {
+                    Ok(action) => dispatch.emit(LiveAction::NodeActed(action)),
+                    Err(error) => dispatch.emit(LiveAction::NodeActionFailed { name, error }),
                 }
-                busy.set(false);
             });
         })
     };
-    let role = match node.role {
-        NodeRole::Primary => "primary · writes",
-        NodeRole::Standby => "standby · reads",
+    let is_primary = node.role == NodeRole::Primary;
+    let role = if is_primary {
+        "primary · takes writes"
+    } else {
+        "standby · serves reads"
     };
     let lag = node.lag.as_ref();
+    let state = if node.up { "up" } else { "down" };
+    let busy = props.request.is_some();
     html! {
-        <div class={classes!("node", if node.up { "up" } else { "down" })} data-node={node.name.clone()} data-up={node.up.to_string()}>
+        <div class={classes!("node", state, is_primary.then_some("is-primary"))}
+            data-node={node.name.clone()} data-up={node.up.to_string()}
+            data-role={if is_primary { "primary" } else { "standby" }}>
             <div class="node-head">
                 <span class="node-name">{ &node.name }</span>
-                <span class={classes!("pill", if node.up { "up" } else { "down" })}>{ if node.up { "up" } else { "down" } }</span>
+                if let Some(tag) = &props.tag {
+                    <span class="tag">{ tag }</span>
+                }
+                <span class={classes!("pill", state)}>{ state }</span>
             </div>
             <div class="node-role muted small">{ role }{ " · " }{ &node.addr }</div>
-            if node.role == NodeRole::Standby {
+            if !is_primary {
                 <div class="node-metrics">
                     <span title="replay lag; PostgreSQL reports none while the standby is idle and caught up">
                         { "lag " }<strong>{ replay_lag_text(lag) }</strong>
@@ -109,13 +230,42 @@ fn NodeCard(props: &NodeCardProps) -> Html {
                     <span class="muted">{ lag.and_then(|lag| lag.state.clone()).unwrap_or_else(|| "not streaming".to_string()) }</span>
                 </div>
             }
-            <div class="node-reads small">{ format!("{} reads served", thousands(props.reads)) }</div>
-            if node.role == NodeRole::Standby && props.local {
-                <button class={classes!("button", "small", if node.up { "danger" } else { "primary" })}
-                    data-action={if node.up { "stop" } else { "start" }}
-                    disabled={*busy} onclick={toggle}>
-                    { if node.up { "Stop standby" } else { "Start standby" } }
-                </button>
+            <div class="node-reads small">
+                <span class="reads-rate" data-rate={format!("{:.1}", props.read_rate)}>{ format!("{:.0} reads/s", props.read_rate) }</span>
+                <span class="muted">{ format!(" · {} served", thousands(props.reads)) }</span>
+            </div>
+            if props.local {
+                <div class="node-actions">
+                    { match props.request {
+                        Some(NodeRequest::Start) => html! {
+                            <button class="button small" disabled=true>{ "Starting…" }</button>
+                        },
+                        Some(NodeRequest::Stop(_)) => html! {
+                            <button class="button small" disabled=true>{ "Stopping…" }</button>
+                        },
+                        None if node.up => html! {
+                            <>
+                                <button class="button small danger" data-action="stop" disabled={busy}
+                                    title="pg_ctl stop -m fast: a clean shutdown"
+                                    onclick={ask(NodeRequest::Stop(StopMode::Fast))}>
+                                    { if is_primary { "Stop primary" } else { "Stop" } }
+                                </button>
+                                <button class="button small ghost" data-action="crash" disabled={busy}
+                                    title="pg_ctl stop -m immediate: like a crash, no checkpoint"
+                                    onclick={ask(NodeRequest::Stop(StopMode::Immediate))}>
+                                    { "Crash" }
+                                </button>
+                            </>
+                        },
+                        None => html! {
+                            <button class="button small primary" data-action="start" disabled={busy}
+                                title={if is_primary { "start it again as the primary" } else { "start it again: it catches up through its replication slot" }}
+                                onclick={ask(NodeRequest::Start)}>
+                                { "Start" }
+                            </button>
+                        },
+                    } }
+                </div>
             }
         </div>
     }

@@ -43,7 +43,11 @@ fn insert(user: NewUser, dispatch: Callback<LiveAction>) {
     spawn_local(async move {
         match api::insert_user(&user).await {
             Ok(result) => dispatch.emit(LiveAction::Inserted(Box::new(result))),
-            Err(error) => dispatch.emit(LiveAction::Failed(format!("Insert: {error}"))),
+            Err(error) => dispatch.emit(LiveAction::WriteFailed {
+                // One wording for every id, so a run of refusals is one line.
+                what: "Insert".to_string(),
+                error,
+            }),
         }
     });
 }
@@ -57,11 +61,55 @@ fn read(user_id: String, consistency: Consistency, dispatch: Callback<LiveAction
     });
 }
 
-/// The steady traffic generator's own counter and the ids it wrote.
+/// The steady traffic generator's own counter and the last id the bridge
+/// acknowledged, which the next tick reads back.
 #[derive(Default)]
 struct Steady {
     sent: u64,
     session: u32,
+    acknowledged: Option<String>,
+}
+
+/// One tick of steady traffic: insert a fresh user, read back the last one
+/// the bridge acknowledged (so reads flow across the standbys too). Their
+/// answers update the counters and the last insert and read, not the log;
+/// failures are logged (a run of the same one as one line).
+fn steady_tick(steady: &Rc<RefCell<Steady>>, dispatch: &Callback<LiveAction>) {
+    let (id, acknowledged) = {
+        let mut state = steady.borrow_mut();
+        state.sent += 1;
+        (
+            format!("steady_{}_{}", state.session, state.sent),
+            state.acknowledged.clone(),
+        )
+    };
+    let user = NewUser {
+        user_id: id,
+        name: None,
+        email: None,
+    };
+    let (inserted, insert_dispatch) = (Rc::clone(steady), dispatch.clone());
+    spawn_local(async move {
+        match api::insert_user(&user).await {
+            Ok(result) => {
+                inserted.borrow_mut().acknowledged = Some(result.user.user_id.clone());
+                insert_dispatch.emit(LiveAction::SteadyInserted(Box::new(result)));
+            }
+            Err(error) => insert_dispatch.emit(LiveAction::WriteFailed {
+                what: "Insert".to_string(),
+                error,
+            }),
+        }
+    });
+    if let Some(previous) = acknowledged {
+        let dispatch = dispatch.clone();
+        spawn_local(async move {
+            match api::read_user(&previous, Consistency::Eventual).await {
+                Ok(result) => dispatch.emit(LiveAction::SteadyRead(Box::new(result))),
+                Err(error) => dispatch.emit(LiveAction::Failed(format!("Read: {error}"))),
+            }
+        });
+    }
 }
 
 #[function_component]
@@ -78,6 +126,7 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
     let steady = use_mut_ref(|| Steady {
         sent: 0,
         session: js_sys::Math::random().to_bits() as u32 % 100_000,
+        acknowledged: None,
     });
     {
         // Initial values, set once: a `value` attribute would be put back by
@@ -134,11 +183,12 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
             };
             let dispatch = dispatch.clone();
             spawn_local(async move {
-                match api::insert_bulk(count).await {
+                match api::insert_bulk(count, None).await {
                     Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
-                    Err(error) => {
-                        dispatch.emit(LiveAction::Failed(format!("Bulk insert: {error}")))
-                    }
+                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
+                        what: "Bulk insert".to_string(),
+                        error,
+                    }),
                 }
             });
         })
@@ -196,29 +246,7 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
     {
         let dispatch = props.dispatch.clone();
         let steady: Rc<RefCell<Steady>> = steady.clone();
-        let tick = Callback::from(move |_| {
-            let (id, previous) = {
-                let mut state = steady.borrow_mut();
-                state.sent += 1;
-                (
-                    format!("steady_{}_{}", state.session, state.sent),
-                    (state.sent > 1)
-                        .then(|| format!("steady_{}_{}", state.session, state.sent - 1)),
-                )
-            };
-            insert(
-                NewUser {
-                    user_id: id,
-                    name: None,
-                    email: None,
-                },
-                dispatch.clone(),
-            );
-            // Read the previous one back, so reads flow across the standbys too.
-            if let Some(previous) = previous {
-                read(previous, Consistency::Eventual, dispatch.clone());
-            }
-        });
+        let tick = Callback::from(move |_| steady_tick(&steady, &dispatch));
         use_interval(rate.map(|per_second| 1_000 / per_second), tick);
     }
 
@@ -228,7 +256,12 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
         <div class="card traffic" id="traffic">
             <div class="card-head">
                 <h3>{ "Traffic" }</h3>
-                <span class="muted small">{ format!("{} writes · {:.0}/s writes · {:.0}/s reads · {} failed reads", thousands(stats.writes), stats.writes_per_sec, stats.reads_per_sec, thousands(stats.failed_reads)) }</span>
+                <span class="muted small">
+                    { format!("{} writes · {:.0}/s writes · {:.0}/s reads · {} failed reads", thousands(stats.writes), stats.writes_per_sec, stats.reads_per_sec, thousands(stats.failed_reads)) }
+                    if live.writes_refused > 0 {
+                        <span class="bad" id="writes-refused-count">{ format!(" · {} writes refused (503)", thousands(live.writes_refused)) }</span>
+                    }
+                </span>
             </div>
             <form class="form-row" id="insert-form" onsubmit={on_insert}>
                 <input ref={user_id} id="insert-id" placeholder="user id (shard key)" />
@@ -251,6 +284,12 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
                     </button>
                 </div>
             </div>
+            if live.steady_inserts > 0 {
+                <p class="muted small steady-status" id="steady-status">
+                    { format!("steady traffic: {} inserts and {} read-backs acknowledged", thousands(live.steady_inserts), thousands(live.steady_reads)) }
+                    { if rate.is_some() { " · running" } else { " · stopped" } }
+                </p>
+            }
             <form class="form-row" onsubmit={on_read}>
                 <input ref={read_id} id="read-id" placeholder="user id (blank: the last inserted)" />
                 <select ref={consistency} id="read-consistency">

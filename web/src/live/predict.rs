@@ -1,0 +1,163 @@
+//! The explorer's prediction for applying its layout to the database: the
+//! core's plan from the layout the database is in to the explorer's, over the
+//! explorer's numbered keys (`user_0` … `user_{N-1}`). The bridge plans the
+//! same change over the ids the database really holds; the two agree exactly
+//! when those are the explorer's keys, and within sampling error otherwise.
+
+use ecoshard_core::{DEFAULT_KEY_PREFIX, Error, Layout, numbered_key_hashes, plan_hashes};
+
+/// What the explorer expects a layout change to move.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// Version of the database's layout the change starts from.
+    pub from_version: u64,
+    /// Keys the explorer placed.
+    pub key_count: u64,
+    /// Of those, the keys whose shard changes.
+    pub moved: u64,
+    /// The least fraction any placement must move for this change.
+    pub ideal_fraction: f64,
+}
+
+impl Prediction {
+    /// The core's plan from `database` (version `from_version`) to `target`
+    /// over `key_count` numbered keys, each side hashed with its own seed as
+    /// the bridge does.
+    pub fn compute(
+        database: &Layout,
+        from_version: u64,
+        target: &Layout,
+        key_count: u32,
+    ) -> Result<Prediction, Error> {
+        let old = database.build()?;
+        let new = target.build()?;
+        let count = key_count as usize;
+        let old_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, database.seed);
+        let plan = if target.seed == database.seed {
+            plan_hashes(&old, &new, &old_hashes, &old_hashes)
+        } else {
+            let new_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, target.seed);
+            plan_hashes(&old, &new, &old_hashes, &new_hashes)
+        };
+        Ok(Prediction {
+            from_version,
+            key_count: plan.total,
+            moved: plan.moved,
+            ideal_fraction: plan.ideal_fraction,
+        })
+    }
+
+    /// `moved / key_count`.
+    pub fn fraction(&self) -> f64 {
+        if self.key_count == 0 {
+            0.0
+        } else {
+            self.moved as f64 / self.key_count as f64
+        }
+    }
+
+    /// The rows expected to move out of `rows`, at the predicted fraction.
+    pub fn rows_for(&self, rows: u64) -> u64 {
+        (self.fraction() * rows as f64).round() as u64
+    }
+}
+
+/// How the explorer's prediction compares with the bridge's plan over the
+/// database's real rows, in one sentence.
+pub fn compare_with_plan(
+    prediction: &Prediction,
+    plan_moved: u64,
+    plan_rows: u64,
+) -> (bool, String) {
+    let expected = prediction.rows_for(plan_rows);
+    if prediction.key_count == plan_rows && prediction.moved == plan_moved {
+        return (
+            true,
+            format!(
+                "the explorer predicted exactly this: the database holds {} rows and the same \
+                 change moves {} of the explorer's {} keys — the same core on both sides",
+                crate::format::thousands(plan_rows),
+                crate::format::thousands(prediction.moved),
+                crate::format::thousands(prediction.key_count)
+            ),
+        );
+    }
+    let apart = expected.abs_diff(plan_moved);
+    (
+        apart == 0,
+        format!(
+            "the explorer's {} keys (user_0 …) move {:.1} %, which for the database's {} rows \
+             is about {}; the plan counts the ids the database really holds, so the two differ \
+             by {} rows — a sample's error, not a disagreement (insert the explorer's keys to \
+             compare key for key)",
+            crate::format::thousands(prediction.key_count),
+            prediction.fraction() * 100.0,
+            crate::format::thousands(plan_rows),
+            crate::format::thousands(expected),
+            crate::format::thousands(apart)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use ecoshard_core::{Shard, StrategyKind, plan, plan_numbered};
+
+    use super::*;
+
+    fn ring(shards: u64) -> Layout {
+        Layout::with_count(StrategyKind::Ring, shards).unwrap()
+    }
+
+    #[test]
+    fn the_prediction_is_the_cores_plan_from_the_databases_layout() {
+        let prediction = Prediction::compute(&ring(3), 1, &ring(4), 2_000).unwrap();
+        let expected = plan_numbered(
+            &ring(3).build().unwrap(),
+            &ring(4).build().unwrap(),
+            DEFAULT_KEY_PREFIX,
+            2_000,
+        );
+        assert_eq!(prediction.moved, expected.moved);
+        assert_eq!(prediction.key_count, 2_000);
+        assert_eq!(prediction.ideal_fraction, 0.25);
+        assert_eq!(prediction.from_version, 1);
+        // From the layout in force to itself, nothing moves.
+        let same = Prediction::compute(&ring(4), 2, &ring(4), 2_000).unwrap();
+        assert_eq!(same.moved, 0);
+        assert_eq!(same.rows_for(10_000), 0);
+    }
+
+    #[test]
+    fn each_side_hashes_with_its_own_seed_as_the_bridge_does() {
+        let database = ring(3);
+        let target = Layout::new(StrategyKind::Ring, Shard::numbered(3)).with_seed(7);
+        let prediction = Prediction::compute(&database, 1, &target, 500).unwrap();
+        let keys: Vec<Vec<u8>> = (0..500).map(|i| format!("user_{i}").into_bytes()).collect();
+        let expected = plan(
+            &database.build().unwrap(),
+            &target.build().unwrap(),
+            keys.iter().map(Vec::as_slice),
+        );
+        assert_eq!(prediction.moved, expected.moved);
+        assert!(prediction.moved > 0, "a new seed reshuffles the keys");
+    }
+
+    #[test]
+    fn the_comparison_says_exact_when_the_keys_are_the_same() {
+        let prediction = Prediction {
+            from_version: 1,
+            key_count: 2_000,
+            moved: 466,
+            ideal_fraction: 0.25,
+        };
+        let (agrees, text) = compare_with_plan(&prediction, 466, 2_000);
+        assert!(agrees);
+        assert!(text.contains("exactly"), "{text}");
+        let (agrees, text) = compare_with_plan(&prediction, 2_400, 10_000);
+        assert!(!agrees);
+        assert!(text.contains("about 2,330"), "{text}");
+        assert!(text.contains("differ by 70 rows"), "{text}");
+        assert_eq!(prediction.rows_for(0), 0);
+    }
+}
