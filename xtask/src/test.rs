@@ -49,7 +49,14 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                 exec(
                     cargo()
                         .args(["test", "-p", "ecoshard-web"])
-                        .args(["--test", "browser", "--test", "live"])
+                        .args([
+                            "--test",
+                            "browser",
+                            "--test",
+                            "live",
+                            "--test",
+                            "live_nodes",
+                        ])
                         .args(["--", "--ignored", "--test-threads=1"])
                         .env("ECOSHARD_DIST", dist)
                         .env("ECOSHARD_BIN", bin),

@@ -3,11 +3,16 @@
 //! and what the explorer predicted for it, and a short log of what happened.
 //! Plain Rust, tested natively.
 
+mod changes;
+mod log;
 mod predict;
+mod rates;
 mod state;
+mod status;
 
+pub use changes::failover_sentence;
+pub use log::{ActivityLog, LOG_LENGTH, LogEntry, LogKind};
 pub use predict::{Prediction, compare_with_plan};
-pub use state::{
-    Applying, BridgeStatus, LAG_WINDOW_MS, LagPoint, Live, LiveAction, LogEntry, LogKind,
-    NodeRequest, StopMode, StreamStatus, failover_sentence,
-};
+pub use rates::ReadRates;
+pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
+pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};

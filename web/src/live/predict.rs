@@ -66,10 +66,22 @@ impl Prediction {
 /// database's real rows, in one sentence.
 pub fn compare_with_plan(
     prediction: &Prediction,
+    job_from_version: u64,
     plan_moved: u64,
     plan_rows: u64,
 ) -> (bool, String) {
     let expected = prediction.rows_for(plan_rows);
+    if prediction.from_version != job_from_version {
+        return (
+            false,
+            format!(
+                "the explorer predicted the change from layout v{}, but the database was at \
+                 v{job_from_version} when the job began (another layout was applied meanwhile): \
+                 two different changes, so the counts are not comparable",
+                prediction.from_version
+            ),
+        );
+    }
     if prediction.key_count == plan_rows && prediction.moved == plan_moved {
         return (
             true,
@@ -151,10 +163,16 @@ mod tests {
             moved: 466,
             ideal_fraction: 0.25,
         };
-        let (agrees, text) = compare_with_plan(&prediction, 466, 2_000);
+        let (agrees, text) = compare_with_plan(&prediction, 1, 466, 2_000);
         assert!(agrees);
         assert!(text.contains("exactly"), "{text}");
-        let (agrees, text) = compare_with_plan(&prediction, 2_400, 10_000);
+        let (agrees, text) = compare_with_plan(&prediction, 2, 466, 2_000);
+        assert!(!agrees);
+        assert!(
+            text.contains("from layout v1, but the database was at v2"),
+            "{text}"
+        );
+        let (agrees, text) = compare_with_plan(&prediction, 1, 2_400, 10_000);
         assert!(!agrees);
         assert!(text.contains("about 2,330"), "{text}");
         assert!(text.contains("differ by 70 rows"), "{text}");

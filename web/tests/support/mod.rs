@@ -271,6 +271,24 @@ impl Browser {
         }
     }
 
+    /// Waits (up to `seconds`) until `script` returns something truthy.
+    pub async fn until(&self, what: &str, seconds: u64, script: &str) {
+        self.wait_for(what, seconds, script).await;
+    }
+
+    /// The text of the first element matching `css` (empty when none).
+    pub async fn text(&self, css: &str) -> String {
+        let script = format!(
+            "return document.querySelector({})?.textContent ?? ''",
+            Value::String(css.to_string())
+        );
+        self.eval(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub async fn click(&self, css: &str) {
         self.client
             .wait()

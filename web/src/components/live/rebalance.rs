@@ -329,7 +329,7 @@ fn JobView(props: &JobViewProps) -> Html {
                     </tbody>
                 </table>
                 if let Some(prediction) = &prediction {
-                    { prediction_note(prediction, plan.moved, plan.total) }
+                    { prediction_note(prediction, job.from_version, plan.moved, plan.total) }
                 }
             }
             if let Some(error) = &job.error {
@@ -339,11 +339,16 @@ fn JobView(props: &JobViewProps) -> Html {
     }
 }
 
-fn prediction_note(prediction: &Prediction, plan_moved: u64, plan_rows: u64) -> Html {
-    let (agrees, text) = compare_with_plan(prediction, plan_moved, plan_rows);
+fn prediction_note(
+    prediction: &Prediction,
+    job_from_version: u64,
+    plan_moved: u64,
+    plan_rows: u64,
+) -> Html {
+    let (agrees, text) = compare_with_plan(prediction, job_from_version, plan_moved, plan_rows);
     html! {
         <p class={classes!("prediction-note", agrees.then_some("agrees"))} id="prediction-note" data-agrees={agrees.to_string()}>
-            { if agrees { "✓ " } else { "ⓘ " } }{ text }
+            { if agrees { "✓ " } else { "Why they differ: " } }{ text }
         </p>
     }
 }

@@ -1,0 +1,346 @@
+//! The live view's reducer, natively: every answer and stream tick the page
+//! gets becomes the state it shows (lag history, roles, jobs, the log).
+
+use ecoshard_core::wire::{
+    Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView, NodeCount, NodeRole,
+    NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
+};
+use ecoshard_web::api::ApiError;
+use ecoshard_web::live::{
+    Applying, LAG_WINDOW_MS, LOG_LENGTH, Live, LiveAction, LogKind, Prediction, StreamStatus,
+};
+
+fn node(name: &str, role: NodeRole, up: bool, lag_ms: Option<f64>, at_ms: u64) -> NodeStatus {
+    NodeStatus {
+        name: name.to_string(),
+        role,
+        addr: "127.0.0.1:5433".to_string(),
+        up,
+        lag: (role == NodeRole::Standby).then(|| LagSample {
+            node: name.to_string(),
+            state: up.then(|| "streaming".to_string()),
+            sync_state: Some("async".to_string()),
+            write_lag_ms: lag_ms,
+            flush_lag_ms: lag_ms,
+            replay_lag_ms: lag_ms,
+            byte_lag: Some(0),
+            up,
+            at_ms,
+        }),
+    }
+}
+
+fn tick(at_ms: u64, standby_up: bool) -> LiveAction {
+    LiveAction::Tick(Box::new(Tick {
+        at_ms,
+        nodes: vec![
+            node("primary", NodeRole::Primary, true, None, at_ms),
+            node("standby-1", NodeRole::Standby, standby_up, Some(1.5), at_ms),
+            node("standby-2", NodeRole::Standby, true, None, at_ms),
+        ],
+        stats: Stats {
+            reads: vec![NodeCount {
+                node: "standby-2".to_string(),
+                count: at_ms / 1_000,
+            }],
+            ..Stats::default()
+        },
+        rebalance: None,
+        layout_version: 1,
+        failover: FailoverView::default(),
+    }))
+}
+
+#[test]
+fn ticks_build_lag_history_within_the_window() {
+    let mut live = Live::default();
+    for second in 0..400u64 {
+        live = live.apply(tick(1_000_000 + second * 1_000, true));
+    }
+    let history = &live.lag["standby-1"];
+    assert!(history.len() <= (LAG_WINDOW_MS / 1_000 + 1) as usize);
+    assert_eq!(history.back().unwrap().replay_ms, Some(1.5));
+    assert_eq!(live.lag["standby-2"].back().unwrap().replay_ms, None);
+    assert_eq!(live.stream, StreamStatus::Open);
+    assert_eq!(live.reads_by("standby-2"), 1_399);
+    assert_eq!(live.reads_by("standby-1"), 0);
+    assert_eq!(live.standbys().count(), 2);
+    // The same sample twice is kept once.
+    let again = live.apply(tick(1_399_000, true));
+    assert_eq!(again.lag["standby-1"].len(), history.len());
+}
+
+#[test]
+fn a_stopped_standby_shows_down() {
+    let live = Live::default()
+        .apply(tick(1_000, true))
+        .apply(tick(2_000, false));
+    let standby = live.nodes.iter().find(|n| n.name == "standby-1").unwrap();
+    assert!(!standby.up);
+    assert!(!live.lag["standby-1"].back().unwrap().up);
+}
+
+#[test]
+fn jobs_only_move_forward() {
+    let job = |moved, state| {
+        LiveAction::Job(Box::new(RebalanceJob {
+            id: 7,
+            state,
+            moved,
+            total: 100,
+            rows_per_sec: 50.0,
+            from_version: 1,
+            to_version: 2,
+            plan: None,
+            error: None,
+        }))
+    };
+    let live = Live::default()
+        .apply(job(40, JobState::Running))
+        .apply(job(20, JobState::Running));
+    assert_eq!(
+        live.job.as_ref().unwrap().moved,
+        40,
+        "a late poll is ignored"
+    );
+    let done = live.apply(job(100, JobState::Done));
+    assert_eq!(done.job.as_ref().unwrap().state, JobState::Done);
+}
+
+#[test]
+fn the_log_keeps_the_newest_entries_first() {
+    let read = ReadResult {
+        user: User {
+            user_id: "user_1".to_string(),
+            name: "user_1".to_string(),
+            email: "user_1@ecomarket.example".to_string(),
+            created_at: "2025-01-01T00:00:00Z".to_string(),
+        },
+        shard: "s2".to_string(),
+        served_by: "standby-1".to_string(),
+        lag_ms: Some(0.8),
+        consistency: Consistency::Eventual,
+    };
+    let mut live = Live::default().apply(LiveAction::Read(Box::new(read)));
+    assert_eq!(
+        live.log[0].text,
+        "read user_1 (eventual) from standby-1 on shard s2, lag 0.8 ms"
+    );
+    for index in 0..20 {
+        live = live.apply(LiveAction::Failed(format!("failure {index}")));
+    }
+    assert_eq!(live.log.len(), LOG_LENGTH);
+    assert_eq!(live.log[0].text, "failure 19");
+    assert_eq!(live.log[0].kind, LogKind::Error);
+    assert!(live.log[0].serial > live.log[1].serial);
+}
+
+fn job(id: u64, moved: u64, state: JobState) -> RebalanceJob {
+    RebalanceJob {
+        id,
+        state,
+        moved,
+        total: 100,
+        rows_per_sec: 50.0,
+        from_version: id,
+        to_version: id + 1,
+        plan: None,
+        error: None,
+    }
+}
+
+fn refusal(status: u16, code: &str, message: &str) -> ApiError {
+    ApiError {
+        status: Some(status),
+        code: code.to_string(),
+        message: message.to_string(),
+    }
+}
+
+#[test]
+fn the_stream_never_takes_a_job_backwards() {
+    let live = Live::default()
+        .apply(LiveAction::Job(Box::new(job(3, 10, JobState::Running))))
+        .apply(LiveAction::Job(Box::new(job(2, 100, JobState::Done))));
+    assert_eq!(live.job.as_ref().unwrap().id, 3, "an older job is ignored");
+    let done = live.apply(LiveAction::Job(Box::new(job(3, 100, JobState::Done))));
+    assert_eq!(
+        done.log[0].text,
+        "rebalance job 3 done: 100 rows moved, layout v4 in force"
+    );
+    let late = done.apply(LiveAction::Job(Box::new(job(3, 90, JobState::Running))));
+    assert_eq!(
+        late.job.as_ref().unwrap().state,
+        JobState::Done,
+        "a late poll"
+    );
+    // A failed job runs again once a restarted bridge resumes it.
+    let failed = Live::default().apply(LiveAction::Job(Box::new(job(4, 5, JobState::Failed))));
+    let resumed = failed.apply(LiveAction::Job(Box::new(job(4, 5, JobState::Running))));
+    assert!(resumed.job_running());
+}
+
+#[test]
+fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence() {
+    let prediction = Prediction {
+        from_version: 1,
+        key_count: 2_000,
+        moved: 466,
+        ideal_fraction: 0.25,
+    };
+    let sent = Live::default().apply(LiveAction::ApplySent {
+        target: "Ring over 4 shards".to_string(),
+    });
+    let started = sent.apply(LiveAction::ApplyStarted {
+        job: Box::new(job(2, 0, JobState::Running)),
+        prediction: Some(prediction.clone()),
+    });
+    assert_eq!(
+        started.applying,
+        Applying::Started {
+            target: "Ring over 4 shards".to_string(),
+            job_id: 2,
+            prediction: Some(prediction),
+        }
+    );
+    assert_eq!(started.job.as_ref().unwrap().id, 2);
+    assert!(
+        started.log[0]
+            .text
+            .starts_with("applying Ring over 4 shards: job 2")
+    );
+    let refused = started
+        .apply(LiveAction::ApplySent {
+            target: "Bounded-load over 4 shards".to_string(),
+        })
+        .apply(LiveAction::ApplyRefused(refusal(
+            400,
+            "unsupported_strategy",
+            "bounded-load cannot be applied to the database",
+        )));
+    let Applying::Refused { target, error } = &refused.applying else {
+        panic!("{:?}", refused.applying);
+    };
+    assert_eq!(target, "Bounded-load over 4 shards");
+    assert_eq!(error.code, "unsupported_strategy");
+    assert_eq!(refused.log[0].kind, LogKind::Error);
+    assert_eq!(
+        refused.job.as_ref().unwrap().id,
+        2,
+        "the last job stays shown"
+    );
+}
+
+#[test]
+fn a_failover_changes_roles_from_the_data_and_is_logged() {
+    let before = Live::default().apply(tick(1_000, true));
+    assert_eq!(before.primary().unwrap().name, "primary");
+    let LiveAction::Tick(mut next) = tick(2_000, true) else {
+        unreachable!()
+    };
+    next.nodes[0].role = NodeRole::Standby;
+    next.nodes[0].up = false;
+    next.nodes[1].role = NodeRole::Primary;
+    next.failover = FailoverView {
+        auto: true,
+        sync_replication: false,
+        in_progress: false,
+        last: Some(FailoverEvent {
+            from: "primary".to_string(),
+            to: "standby-1".to_string(),
+            at_ms: 1_900,
+            detect_ms: 250.4,
+            promote_ms: 41.9,
+            total_ms: 372.0,
+            repointed: vec!["standby-2".to_string()],
+        }),
+    };
+    let after = before.apply(LiveAction::Tick(next));
+    assert_eq!(after.primary().unwrap().name, "standby-1");
+    let standbys: Vec<&str> = after.standbys().map(|node| node.name.as_str()).collect();
+    assert_eq!(standbys, ["primary", "standby-2"]);
+    let log: Vec<&str> = after.log.iter().map(|entry| entry.text.as_str()).collect();
+    assert!(
+        log.contains(&"standby-1 is the primary now: writes go to it"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|line| line
+            .starts_with("failover: standby-1 promoted in place of primary — detected in 250")),
+        "{log:?}"
+    );
+    assert!(after.failover.auto);
+}
+
+#[test]
+fn refused_writes_are_counted_and_a_run_of_them_is_one_line() {
+    let mut live = Live::default();
+    for _ in 0..30 {
+        live = live.apply(LiveAction::WriteFailed {
+            what: "Insert".to_string(),
+            error: refusal(503, "primary_unavailable", "the primary is down"),
+        });
+    }
+    live = live.apply(LiveAction::WriteFailed {
+        what: "Insert".to_string(),
+        error: refusal(409, "duplicate_user", "user_1 exists"),
+    });
+    assert_eq!(live.writes_refused, 30, "only 503s count as refused");
+    assert_eq!(live.log.len(), 2);
+    assert_eq!(live.log[1].repeats, 30);
+    assert_eq!(
+        live.log[1].text,
+        "Insert refused (503 primary_unavailable): the primary is down"
+    );
+}
+
+#[test]
+fn reads_per_second_come_from_the_counters_and_nodes_going_down_are_logged() {
+    let mut live = Live::default();
+    // standby-2's counter grows by one a second (see `tick`).
+    for second in 0..5u64 {
+        live = live.apply(tick(10_000 + second * 1_000, true));
+    }
+    assert!(
+        (live.read_rate("standby-2") - 1.0).abs() < 1e-9,
+        "{:?}",
+        live.read_rates
+    );
+    assert_eq!(live.read_rate("standby-1"), 0.0);
+    let down = live.apply(tick(15_000, false));
+    assert_eq!(
+        down.log[0].text,
+        "standby-1 is down: reads go to the other nodes"
+    );
+    let up = down.apply(tick(16_000, true));
+    assert_eq!(up.log[0].text, "standby-1 is up again");
+}
+
+#[test]
+fn the_layout_is_fetched_again_when_the_stream_moves_past_it() {
+    let view = LayoutView {
+        version: 1,
+        layout: ecoshard_core::Layout::with_count(ecoshard_core::StrategyKind::Ring, 3).unwrap(),
+    };
+    let live = Live::default().apply(LiveAction::Layout(view.clone()));
+    assert!(!live.layout_is_stale(), "no tick yet");
+    let live = live.apply(tick(1_000, true));
+    assert!(!live.layout_is_stale(), "tick says v1");
+    let LiveAction::Tick(mut next) = tick(2_000, true) else {
+        unreachable!()
+    };
+    next.layout_version = 2;
+    let moved_on = live.apply(LiveAction::Tick(next));
+    assert!(moved_on.layout_is_stale());
+    let fetched = moved_on.apply(LiveAction::Layout(LayoutView { version: 2, ..view }));
+    assert!(!fetched.layout_is_stale());
+}
+
+#[test]
+fn no_bridge_stops_the_stream() {
+    let live = Live::default()
+        .apply(LiveAction::StreamConnecting)
+        .apply(LiveAction::BridgeAbsent("404".to_string()));
+    assert_eq!(live.stream, StreamStatus::Idle);
+    assert!(!live.has_bridge());
+}
