@@ -82,7 +82,11 @@ pub fn sentence(text: &str) -> String {
     let Some(first) = chars.next() else {
         return String::new();
     };
-    let mut out: String = first.to_uppercase().chain(chars).collect();
+    // ASCII only: the bridge's messages start in ASCII, and Unicode case
+    // tables would cost the page kilobytes.
+    let mut out = String::with_capacity(text.len() + 1);
+    out.push(first.to_ascii_uppercase());
+    out.push_str(chars.as_str());
     if !out.ends_with(['.', '!', '?']) {
         out.push('.');
     }
