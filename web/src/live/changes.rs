@@ -65,7 +65,12 @@ pub fn failover_sentence(event: &FailoverEvent) -> String {
         millis(Some(event.total_ms))
     );
     if !event.repointed.is_empty() {
-        text.push_str(&format!("; {} now follow it", event.repointed.join(", ")));
+        let verb = if event.repointed.len() == 1 {
+            "follows"
+        } else {
+            "follow"
+        };
+        text.push_str(&format!("; {} now {verb} it", event.repointed.join(", ")));
     }
     text
 }
@@ -192,7 +197,7 @@ mod tests {
         assert_eq!(
             lines[0].1,
             "failover: standby-2 promoted in place of primary — detected in 250 ms, \
-             pg_promote 42 ms, writes back after 372 ms; standby-1 now follow it"
+             pg_promote 42 ms, writes back after 372 ms; standby-1 now follows it"
         );
         assert!(changes(&[], &done, &tick(Vec::new(), done.clone())).is_empty());
     }

@@ -201,10 +201,11 @@ fn NodeCard(props: &NodeCardProps) -> Html {
         })
     };
     let is_primary = node.role == NodeRole::Primary;
-    let role = if is_primary {
-        "primary · takes writes"
-    } else {
-        "standby · serves reads"
+    let role = match (is_primary, node.up) {
+        (true, true) => "primary · takes writes",
+        (true, false) => "primary · writes refused while down",
+        (false, true) => "standby · serves reads",
+        (false, false) => "standby · out of the read rotation",
     };
     let lag = node.lag.as_ref();
     let state = if node.up { "up" } else { "down" };
