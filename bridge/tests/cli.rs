@@ -424,3 +424,19 @@ fn bad_serve_arguments_exit_with_code_2() {
         assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}");
     }
 }
+
+#[test]
+fn a_missing_argument_is_named_on_the_one_line() {
+    let output = Command::new(BIN)
+        .args(["locate", "--strategy", "jump", "--shards", "4"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
+    assert!(
+        text.contains("the following required arguments were not provided: <KEYS>"),
+        "{text}"
+    );
+}

@@ -313,6 +313,27 @@ impl From<ecoshard_core::Error> for Failure {
     }
 }
 
+/// clap's message on one line: its first line, followed by the indented
+/// lines that complete it (such as the names of missing arguments).
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|line| line.trim().is_empty());
+    let Some(first) = lines.next() else {
+        return "error: bad arguments".to_owned();
+    };
+    let mut line = first.trim_end().to_owned();
+    if line.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|item| item.starts_with(' ') && !item.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        if !items.is_empty() {
+            line.push(' ');
+            line.push_str(&items.join(", "));
+        }
+    }
+    line
+}
+
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
     run(std::env::args_os())
@@ -328,12 +349,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            let rendered = error.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("error: bad arguments");
-            eprintln!("{line} (see ecoshard --help)");
+            eprintln!(
+                "{} (see ecoshard --help)",
+                one_line(&error.render().to_string())
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     };
