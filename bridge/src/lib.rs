@@ -6,6 +6,7 @@
 //! an [`AppState`] and call it without a socket, or serve it on port 0.
 
 pub mod api;
+pub mod batch;
 pub mod cli;
 pub mod db;
 pub mod error;

@@ -10,6 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
 use tokio_postgres::NoTls;
 
+use crate::batch::Batcher;
 use crate::topology::{NodeSpec, Topology};
 
 /// One node: its pools and what the monitor last saw.
@@ -31,12 +32,16 @@ pub struct Node {
     lag: RwLock<Option<LagSample>>,
     /// Reads this node served.
     pub reads: AtomicU64,
+    /// Reads by key, batched.
+    pub batcher: Batcher,
 }
 
 impl Node {
     fn new(spec: NodeSpec, pool_size: usize) -> Self {
+        let pool = make_pool(&spec, pool_size, Duration::from_secs(2));
         Node {
-            pool: make_pool(&spec, pool_size, Duration::from_secs(2)),
+            batcher: Batcher::new(pool.clone()),
+            pool,
             monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
             primary: AtomicBool::new(spec.role == NodeRole::Primary),
             spec,

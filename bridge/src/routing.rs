@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ecoshard_core::wire::LayoutView;
 use ecoshard_core::{Layout, Router};
 
+use crate::batch::BatchSql;
 use crate::schema::shard_schema;
 
 /// `created_at` as RFC 3339 in UTC, microseconds.
@@ -68,6 +69,8 @@ pub struct Placement {
     pub router: Router,
     /// SQL per shard, in layout order.
     pub shards: Vec<ShardSql>,
+    /// Reads by key, batched per node (`None`: too many shards to batch).
+    pub batch: Option<Arc<BatchSql>>,
 }
 
 impl Placement {
@@ -78,11 +81,18 @@ impl Placement {
             .shards()
             .iter()
             .map(|shard| ShardSql::new(&shard.name))
-            .collect();
+            .collect::<Vec<_>>();
+        let batch = BatchSql::new(
+            shards
+                .iter()
+                .map(|shard| (shard.table.as_str(), shard.select.as_str())),
+        )
+        .map(Arc::new);
         Ok(Placement {
             version: view.version,
             router,
             shards,
+            batch,
         })
     }
 
@@ -90,6 +100,11 @@ impl Placement {
     /// where a key inserted one at a time goes).
     pub fn locate(&self, key: &str) -> &ShardSql {
         &self.shards[self.router.locate(key.as_bytes())]
+    }
+
+    /// The position of `key`'s shard in the layout.
+    pub fn position(&self, key: &str) -> usize {
+        self.router.locate(key.as_bytes())
     }
 
     /// The layout.

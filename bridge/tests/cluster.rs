@@ -93,6 +93,91 @@ async fn reads_spread_round_robin_over_the_standbys() {
     assert_eq!(counted, 40, "{stats:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_batched_reads", ring(3)).await;
+    let bulk: BulkResult = post_json(
+        &state,
+        "/api/users/bulk",
+        r#"{"count":300,"prefix":"batch_"}"#,
+    )
+    .await
+    .parse();
+    wait_standbys_ready(&state).await;
+    // What PostgreSQL holds, straight from the primary.
+    let primary = connect(cluster, "primary", "t_batched_reads").await;
+    let mut stored = BTreeMap::new();
+    for shard in ["s0", "s1", "s2"] {
+        for row in primary
+            .query(
+                &format!("SELECT user_id, name, email FROM shard_{shard}.users"),
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let fields: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            stored.insert(fields.0.clone(), (shard.to_string(), fields));
+        }
+    }
+    assert_eq!(stored.len(), 300);
+    // 180 rows twice, 100 keys that are nowhere, all at once (under the
+    // bridge's 512 requests in flight): the standbys answer them in batches,
+    // and every read must get its own row (or none).
+    let keys: Vec<String> = (0..180)
+        .chain(0..180)
+        .map(|n| format!("batch_{n}"))
+        .chain((0..100).map(|n| format!("nowhere_{n}")))
+        .collect();
+    let reads = keys.iter().map(|key| {
+        let state = state.clone();
+        let uri = format!(
+            "/api/users/{key}?consistency=read-your-writes&lsn={}",
+            bulk.lsn
+        );
+        tokio::spawn(async move { get(&state, &uri).await })
+    });
+    let answers = futures::future::join_all(reads).await;
+    let mut served = BTreeMap::<String, u32>::new();
+    for (key, answer) in keys.iter().zip(answers) {
+        let answer = answer.expect("read task");
+        match stored.get(key) {
+            Some((shard, (user_id, name, email))) => {
+                assert_eq!(answer.status, StatusCode::OK, "{key}: {}", answer.text());
+                let read: ReadResult = answer.parse();
+                assert_eq!(&read.user.user_id, user_id);
+                assert_eq!(&read.user.name, name, "{key}");
+                assert_eq!(&read.user.email, email, "{key}");
+                assert_eq!(&read.shard, shard, "{key}");
+                *served.entry(read.served_by).or_default() += 1;
+            }
+            None => assert_eq!(
+                answer.status,
+                StatusCode::NOT_FOUND,
+                "{key}: {}",
+                answer.text()
+            ),
+        }
+    }
+    assert_eq!(served.values().sum::<u32>(), 360, "{served:?}");
+    // They did share statements.
+    let (statements, batched) = state
+        .cluster()
+        .standbys()
+        .iter()
+        .map(|node| node.batcher.sent())
+        .fold((0, 0), |sum, sent| (sum.0 + sent.0, sum.1 + sent.1));
+    assert!(
+        batched >= 360 && statements < batched,
+        "{statements} statements for {batched} reads"
+    );
+    eprintln!("{statements} statements for {batched} reads");
+    let stats: Stats = get(&state, "/api/stats").await.parse();
+    assert_eq!(stats.failed_reads, 0, "{stats:?}");
+}
+
 #[tokio::test]
 async fn lag_is_reported_from_pg_stat_replication() {
     let _nodes = NODES.read().await;

@@ -2,6 +2,7 @@
 //! to the primary, into the shard the core picks; reads go to a standby as
 //! the consistency allows, else the primary, and say who served them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use tokio_postgres::types::PgLsn;
 
 use super::{Json, Path, Query};
+use crate::batch::BatchSql;
 use crate::db;
 use crate::error::ApiError;
 use crate::failover::{self, WRITE_TIMEOUT};
@@ -255,6 +257,12 @@ pub async fn read(
     };
     let table = state.routing().table();
     let shards = table.read_shards(&user_id);
+    // One shard to look in (no rebalance moves this key): the read can join
+    // the node's batch.
+    let batch = match (&table.current.batch, shards.len()) {
+        (Some(sql), 1) => Some((sql, table.current.position(&user_id))),
+        _ => None,
+    };
     let mut candidates = state.cluster().read_candidates(consistency, after_lsn);
     if table.min_replay_lsn > 0 {
         // Standbys behind the table's start may not hold what it reads yet.
@@ -266,7 +274,7 @@ pub async fn read(
             .retain(|node| node.lsn() >= table.min_replay_lsn);
     }
     for node in candidates.ready {
-        if let Some(found) = read_on(node, &shards, &user_id).await {
+        if let Some(found) = read_on(node, &shards, batch, &user_id).await {
             return answer(node, found, consistency);
         }
     }
@@ -281,12 +289,12 @@ pub async fn read(
                 .is_some_and(|lsn| u64::from(lsn) >= after_lsn),
             Err(_) => false,
         };
-        if caught_up && let Some(found) = read_on(node, &shards, &user_id).await {
+        if caught_up && let Some(found) = read_on(node, &shards, batch, &user_id).await {
             return answer(node, found, consistency);
         }
     }
     let primary = candidates.primary;
-    match read_on(primary, &shards, &user_id).await {
+    match read_on(primary, &shards, batch, &user_id).await {
         Some(found) => answer(primary, found, consistency),
         None => {
             state
@@ -303,7 +311,24 @@ type Found = Option<(User, String)>;
 
 /// Reads from `node`, looking in each shard in turn. `None` when the node
 /// failed (it is then taken out of the rotation if the failure is the node's).
-async fn read_on(node: &Node, shards: &[&ShardSql], user_id: &str) -> Option<Found> {
+async fn read_on(
+    node: &Node,
+    shards: &[&ShardSql],
+    batch: Option<(&Arc<BatchSql>, usize)>,
+    user_id: &str,
+) -> Option<Found> {
+    if let Some((sql, position)) = batch {
+        return match node.batcher.read(sql, position, user_id).await {
+            Ok(found) => Some(found.map(|user| (user, shards[0].name.clone()))),
+            Err(failure) => {
+                tracing::debug!("read on {}: {}", node.name(), failure.message);
+                if failure.node_down {
+                    node.mark_down();
+                }
+                None
+            }
+        };
+    }
     let client = match node.pool.get().await {
         Ok(client) => client,
         Err(error) => {
