@@ -138,6 +138,9 @@ async fn run(
     .await;
     let ids: Arc<Vec<String>> = Arc::new(bridge_insert.ids.clone());
     let bridge_read = bridge_phase(addr, clients, duration, Op::Read, ids.to_vec()).await;
+    // The HTTP hop alone: the bridge's ceiling for any request, whatever the
+    // database costs.
+    let bridge_health = bridge_phase(addr, clients, duration, Op::Health, Vec::new()).await;
     let direct_read = direct_phase(
         pg_port,
         &password,
@@ -161,6 +164,11 @@ async fn run(
             "direct tokio-postgres (standbys)",
             &direct_read,
         ),
+        (
+            "GET /api/health",
+            "bridge (HTTP alone, no database)",
+            &bridge_health,
+        ),
     ] {
         println!(
             "| {name} | {path} | {:.0} | {:.2} | {:.2} | {} |",
@@ -175,6 +183,10 @@ async fn run(
         "bridge / direct throughput: insert {:.0} %, read {:.0} %",
         100.0 * bridge_insert.ops_per_sec() / direct_insert.ops_per_sec(),
         100.0 * bridge_read.ops_per_sec() / direct_read.ops_per_sec()
+    );
+    println!(
+        "the HTTP hop alone answers {:.0} % of the direct read rate",
+        100.0 * bridge_health.ops_per_sec() / direct_read.ops_per_sec()
     );
 
     pgbench(data_dir, pg_port, clients, secs);
@@ -192,6 +204,7 @@ async fn run(
 enum Op {
     Insert,
     Read,
+    Health,
 }
 
 #[derive(Default)]
@@ -313,6 +326,10 @@ async fn bridge_phase(
                             http(&mut sender, "GET", &format!("/api/users/{id}"), None).await;
                         (matches!(result, Ok((200, _))), None)
                     }
+                    Op::Health => {
+                        let result = http(&mut sender, "GET", "/api/health", None).await;
+                        (matches!(result, Ok((200, _))), None)
+                    }
                 };
                 if ok {
                     outcome
@@ -359,13 +376,17 @@ async fn direct_phase(
     op: Op,
     ids: Vec<String>,
 ) -> Outcome {
+    assert!(
+        op != Op::Health,
+        "the health check has no direct counterpart"
+    );
     let ids = Arc::new(ids);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..clients {
         let port = match op {
             Op::Insert => pg_port,
-            Op::Read => pg_port + 1 + (worker % 2) as u16,
+            Op::Read | Op::Health => pg_port + 1 + (worker % 2) as u16,
         };
         let client = connect(port, password).await;
         let router = router.clone();
@@ -378,7 +399,7 @@ async fn direct_phase(
                         "INSERT INTO \"shard_{}\".users (user_id, name, email) VALUES ($1, $2, $3)",
                         shard.name
                     ),
-                    Op::Read => format!(
+                    Op::Read | Op::Health => format!(
                         "SELECT user_id, name, email, created_at::text FROM \"shard_{}\".users WHERE user_id = $1",
                         shard.name
                     ),
@@ -396,7 +417,7 @@ async fn direct_phase(
                         let statement = &statements[router.locate(id.as_bytes())];
                         client.execute(statement, &[&id, &id, &email]).await.is_ok()
                     }
-                    Op::Read => {
+                    Op::Read | Op::Health => {
                         let id = &ids[(worker * 7919 + n * 104_729) % ids.len()];
                         let statement = &statements[router.locate(id.as_bytes())];
                         matches!(client.query_opt(statement, &[id]).await, Ok(Some(_)))
