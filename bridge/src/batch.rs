@@ -171,17 +171,54 @@ impl Batcher {
 
 /// Runs batches until the queue is empty, then gives its place back.
 async fn drain(pool: Pool, queue: Arc<Mutex<Queue>>, counts: Arc<Counts>) {
+    let place = Place {
+        pool: pool.clone(),
+        queue: Arc::clone(&queue),
+        counts: Arc::clone(&counts),
+    };
     loop {
         let batch = {
             let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.waiting.is_empty() {
-                queue.running -= 1;
-                return;
+                break;
             }
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect::<Vec<_>>()
         };
         run(&pool, batch, &counts).await;
+    }
+    drop(place);
+}
+
+/// A running batch's place in its node's queue, given back when the task
+/// ends — also when it ends by a panic, so that no read is left queued
+/// behind a place nobody holds.
+struct Place {
+    pool: Pool,
+    queue: Arc<Mutex<Queue>>,
+    counts: Arc<Counts>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.waiting.is_empty() {
+                queue.running -= 1;
+            }
+            !queue.waiting.is_empty()
+        };
+        // Reads queued after the last look: the place passes to a new task.
+        if waiting && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drain(
+                self.pool.clone(),
+                Arc::clone(&self.queue),
+                Arc::clone(&self.counts),
+            ));
+        } else if waiting {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.running -= 1;
+        }
     }
 }
 
@@ -270,4 +307,96 @@ async fn query(
         found.insert((shard, user.user_id.clone()), user);
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool whose server never answers: every connection is refused.
+    fn refused_pool() -> Pool {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(1)
+            .user("nobody")
+            .dbname("none");
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        Pool::builder(manager)
+            .max_size(1)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .expect("pool")
+    }
+
+    fn sql() -> Arc<BatchSql> {
+        Arc::new(
+            BatchSql::new([("s0.users", "SELECT 1"), ("s1.users", "SELECT 2")].into_iter())
+                .expect("two shards batch"),
+        )
+    }
+
+    #[test]
+    fn one_statement_reads_every_shard_by_array() {
+        let sql = sql();
+        assert_eq!(sql.singles, ["SELECT 1", "SELECT 2"]);
+        assert!(
+            sql.union
+                .contains("FROM s0.users WHERE user_id = ANY($1::text[])")
+        );
+        assert!(sql.union.contains(" UNION ALL SELECT 1::int4,"));
+        assert!(
+            sql.union
+                .contains("FROM s1.users WHERE user_id = ANY($2::text[])")
+        );
+        let many = (0..=MAX_BATCH_SHARDS)
+            .map(|_| ("t.users", "SELECT 1"))
+            .collect::<Vec<_>>();
+        assert!(BatchSql::new(many.into_iter()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_refuses_answers_every_read_with_a_failure() {
+        let batcher = Batcher::new(refused_pool());
+        let sql = sql();
+        let reads = (0..5).map(|n| {
+            let sql = Arc::clone(&sql);
+            let batcher = &batcher;
+            async move { batcher.read(&sql, n % 2, &format!("k{n}")).await }
+        });
+        for answer in futures::future::join_all(reads).await {
+            let failure = answer.expect_err("no server");
+            assert!(failure.node_down, "{failure:?}");
+        }
+        let queue = batcher.queue.lock().unwrap();
+        assert_eq!((queue.running, queue.waiting.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_place_given_up_with_reads_queued_passes_to_a_new_batch() {
+        // As after a batch that panicked: its place is dropped while reads wait.
+        let batcher = Batcher::new(refused_pool());
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut queue = batcher.queue.lock().unwrap();
+            queue.running = MAX_IN_FLIGHT;
+            queue.waiting.push(Pending {
+                sql: sql(),
+                shard: 0,
+                key: "stranded".to_owned(),
+                reply,
+            });
+        }
+        drop(Place {
+            pool: batcher.pool.clone(),
+            queue: Arc::clone(&batcher.queue),
+            counts: Arc::clone(&batcher.counts),
+        });
+        let answered = answer.await.expect("the read gets an answer");
+        assert!(answered.is_err());
+        tokio::task::yield_now().await;
+        let queue = batcher.queue.lock().unwrap();
+        assert_eq!(queue.running, MAX_IN_FLIGHT - 1);
+        assert!(queue.waiting.is_empty());
+    }
 }
