@@ -1,152 +1,242 @@
-//! Reads by key that arrive together on one node go to PostgreSQL as one
-//! statement.
+//! Reads by key, and inserts, that arrive together on one node go to
+//! PostgreSQL as one statement.
 //!
-//! A read joins its node's queue. When fewer than [`MAX_IN_FLIGHT`] batches
-//! are running on that node, it starts one, which takes everything queued;
-//! reads that arrive meanwhile queue up and leave together with the next
-//! batch. Nothing waits on a timer: alone, a read goes at once, on the
-//! shard's single-key statement; under concurrent load, one statement answers
-//! many (`user_id = ANY($n)` per shard of the layout, `UNION ALL`), which saves
-//! PostgreSQL a statement and both sides a round trip per read.
+//! A request joins its node's queue (one for reads, one for inserts). When
+//! fewer than [`MAX_IN_FLIGHT`] batches of that queue are running, it starts
+//! one, which takes everything queued; requests that arrive meanwhile queue
+//! up and leave together with the next batch. Nothing waits on a timer:
+//! alone, a request goes at once, on its shard's single-row statement; under
+//! concurrent load one statement answers many — reads `user_id = ANY($n)`
+//! per shard of the layout, `UNION ALL`; inserts one
+//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` per shard in one
+//! statement, so one commit (one WAL flush) for all of them. That saves
+//! PostgreSQL a statement, a commit and both sides a round trip per request.
+//!
+//! An insert is answered only once its batch has committed, with the WAL
+//! position read after that commit; an id already stored (or twice in one
+//! batch) is a duplicate, and nothing else of the batch depends on it.
 //!
 //! A batch runs in a task of its own, so a client that goes away never
-//! strands the reads queued behind its own. A failure (no connection, an
-//! error from the node) answers every read of the batch, which then tries
-//! the next node as any failed read does.
+//! strands the requests queued behind its own. A failure (no connection, an
+//! error from the node) answers every request of the batch.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use deadpool_postgres::Pool;
 use ecoshard_core::wire::User;
 use tokio::sync::oneshot;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{PgLsn, ToSql};
 
-use crate::db;
-use crate::routing::CREATED_AT;
+use crate::db::{self, Inserted};
+use crate::failover::WRITE_TIMEOUT;
+use crate::routing::{CREATED_AT, ShardSql};
 
-/// Batches running at once on one node: two keeps both cores of a small
-/// machine busy while a batch is on the wire, and still lets reads gather.
+/// Batches of one queue running at once: two keeps both cores of a small
+/// machine busy while a batch is on the wire, and still lets requests gather.
 pub const MAX_IN_FLIGHT: usize = 2;
 
-/// Reads in one statement at most.
+/// Requests in one statement at most.
 pub const MAX_BATCH: usize = 128;
 
-/// Layouts with more shards than this read key by key: their statement would
-/// carry an index scan per shard, most of them over an empty array.
+/// Layouts with more shards than this go row by row: their statements would
+/// carry a part per shard, most of them over an empty array.
 pub const MAX_BATCH_SHARDS: usize = 16;
 
-/// The statements of one layout's batched reads.
+/// The statements of one layout's batches.
 #[derive(Debug)]
 pub struct BatchSql {
     /// Per shard, in layout order: the single-key `SELECT` (a batch of one).
-    singles: Vec<String>,
+    selects: Vec<String>,
+    /// Per shard: the single-row `INSERT … RETURNING created_at`.
+    inserts: Vec<String>,
     /// Every shard's rows for an array of keys each, tagged with the shard's
     /// position: `SELECT 0, … FROM s0 WHERE user_id = ANY($1) UNION ALL …`.
-    union: String,
+    select_all: String,
+    /// Every shard's inserts from three arrays each (ids, names, e-mails),
+    /// the rows written tagged with the shard's position.
+    insert_all: String,
 }
 
 impl BatchSql {
-    /// The statements for shards with these tables and single-key `SELECT`s,
-    /// in layout order; `None` when the layout has too many shards to batch.
-    pub fn new<'a>(shards: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+    /// The statements for a layout's shards; `None` when it has too many
+    /// shards to batch.
+    pub fn new(shards: &[ShardSql]) -> Option<Self> {
         if shards.len() > MAX_BATCH_SHARDS {
             return None;
         }
-        let mut singles = Vec::with_capacity(shards.len());
-        let mut parts = Vec::with_capacity(shards.len());
-        for (index, (table, select)) in shards.enumerate() {
-            singles.push(select.to_owned());
-            parts.push(format!(
+        let mut selects = Vec::with_capacity(shards.len());
+        let mut inserts = Vec::with_capacity(shards.len());
+        let mut select_parts = Vec::with_capacity(shards.len());
+        let mut insert_parts = Vec::with_capacity(shards.len());
+        let mut insert_results = Vec::with_capacity(shards.len());
+        for (index, shard) in shards.iter().enumerate() {
+            let table = &shard.table;
+            selects.push(shard.select.clone());
+            inserts.push(shard.insert.clone());
+            select_parts.push(format!(
                 "SELECT {index}::int4, user_id, name, email, {CREATED_AT} FROM {table} \
                  WHERE user_id = ANY(${}::text[])",
                 index + 1
             ));
+            let first = 3 * index + 1;
+            insert_parts.push(format!(
+                "i{index} AS (INSERT INTO {table} (user_id, name, email) \
+                 SELECT * FROM unnest(${first}::text[], ${}::text[], ${}::text[]) \
+                 ON CONFLICT (user_id) DO NOTHING RETURNING user_id, {CREATED_AT} AS created_at)",
+                first + 1,
+                first + 2
+            ));
+            insert_results.push(format!(
+                "SELECT {index}::int4, user_id, created_at FROM i{index}"
+            ));
         }
         Some(BatchSql {
-            singles,
-            union: parts.join(" UNION ALL "),
+            selects,
+            inserts,
+            select_all: select_parts.join(" UNION ALL "),
+            insert_all: format!(
+                "WITH {} {}",
+                insert_parts.join(", "),
+                insert_results.join(" UNION ALL ")
+            ),
         })
+    }
+
+    fn shards(&self) -> usize {
+        self.selects.len()
     }
 }
 
-/// Why a batch found no answer: said once, given to each of its reads.
+/// Why a batch found no answer: said once, given to each of its requests.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// The node itself failed (it leaves the read rotation).
+    /// The node itself failed (it leaves the read rotation), or, for a
+    /// write, could not take it (gone, or read-only after a failover).
     pub node_down: bool,
+    /// No answer within [`WRITE_TIMEOUT`]: the write may still commit.
+    pub timed_out: bool,
     /// What happened, for the log.
     pub message: String,
 }
 
-/// A read's answer: the row, or none, or why the node could not say.
-pub type Answer = Result<Option<User>, Failure>;
+impl Failure {
+    fn pool(error: &deadpool_postgres::PoolError) -> Self {
+        Failure {
+            node_down: matches!(
+                error,
+                deadpool_postgres::PoolError::Backend(_) | deadpool_postgres::PoolError::Timeout(_)
+            ) && !matches!(
+                error,
+                deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
+            ),
+            timed_out: false,
+            message: crate::state::pool_error(error),
+        }
+    }
 
-struct Pending {
+    fn query(error: &tokio_postgres::Error) -> Self {
+        Failure {
+            node_down: db::is_node_failure(error) || db::is_read_only(error),
+            timed_out: false,
+            message: db::describe(error),
+        }
+    }
+
+    fn lost() -> Self {
+        Failure {
+            node_down: false,
+            timed_out: false,
+            message: "the batch ended without an answer".to_owned(),
+        }
+    }
+}
+
+/// A read's answer: the row, or none, or why the node could not say.
+pub type ReadAnswer = Result<Option<User>, Failure>;
+
+/// An insert's answer: written (`Some`), a duplicate id (`None`), or why not.
+pub type InsertAnswer = Result<Option<Inserted>, Failure>;
+
+/// A read waiting in a queue.
+pub struct Read {
     sql: Arc<BatchSql>,
     shard: usize,
     key: String,
-    reply: oneshot::Sender<Answer>,
+    reply: oneshot::Sender<ReadAnswer>,
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Pending>,
+/// An insert waiting in a queue.
+pub struct Insert {
+    sql: Arc<BatchSql>,
+    shard: usize,
+    user_id: String,
+    name: String,
+    email: String,
+    reply: oneshot::Sender<InsertAnswer>,
+}
+
+/// What a queue holds: requests that can share one statement per layout.
+pub trait Job: Sized + Send + 'static {
+    /// The layout's statements the request was made for.
+    fn sql(&self) -> &Arc<BatchSql>;
+    /// Answers every request of `group` (all for the same layout).
+    fn run(pool: &Pool, group: Vec<Self>) -> impl Future<Output = ()> + Send;
+}
+
+struct Queue<J> {
+    waiting: Vec<J>,
     running: usize,
 }
 
-/// One node's read queue.
-pub struct Batcher {
-    pool: Pool,
-    queue: Arc<Mutex<Queue>>,
-    counts: Arc<Counts>,
-}
-
-/// Statements sent and reads they answered.
+/// Statements sent and requests they answered.
 #[derive(Default)]
 struct Counts {
     statements: AtomicU64,
-    reads: AtomicU64,
+    requests: AtomicU64,
 }
 
-impl std::fmt::Debug for Batcher {
+/// One node's queue of one kind of request.
+pub struct Batcher<J> {
+    pool: Pool,
+    queue: Arc<Mutex<Queue<J>>>,
+    counts: Arc<Counts>,
+}
+
+impl<J> std::fmt::Debug for Batcher<J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher").finish_non_exhaustive()
     }
 }
 
-impl Batcher {
+impl<J: Job> Batcher<J> {
     /// A queue sending its batches over `pool`.
     pub fn new(pool: Pool) -> Self {
         Batcher {
             pool,
-            queue: Arc::default(),
+            queue: Arc::new(Mutex::new(Queue {
+                waiting: Vec::new(),
+                running: 0,
+            })),
             counts: Arc::default(),
         }
     }
 
-    /// Statements sent so far, and the reads they answered (more reads than
-    /// statements: reads shared statements).
+    /// Statements sent so far, and the requests they answered (more requests
+    /// than statements: requests shared statements).
     pub fn sent(&self) -> (u64, u64) {
         (
             self.counts.statements.load(Ordering::Relaxed),
-            self.counts.reads.load(Ordering::Relaxed),
+            self.counts.requests.load(Ordering::Relaxed),
         )
     }
 
-    /// Reads `key` from the shard at position `shard` of the layout `sql`
-    /// was built for.
-    pub async fn read(&self, sql: &Arc<BatchSql>, shard: usize, key: &str) -> Answer {
-        let (reply, answer) = oneshot::channel();
+    fn push(&self, job: J) {
         let start = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.waiting.push(Pending {
-                sql: Arc::clone(sql),
-                shard,
-                key: key.to_owned(),
-                reply,
-            });
+            queue.waiting.push(job);
             let start = queue.running < MAX_IN_FLIGHT;
             if start {
                 queue.running += 1;
@@ -160,24 +250,57 @@ impl Batcher {
                 Arc::clone(&self.counts),
             ));
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Failure {
-                node_down: false,
-                message: "the batch ended without an answer".to_owned(),
-            })
-        })
+    }
+}
+
+impl Batcher<Read> {
+    /// Reads `key` from the shard at position `shard` of the layout `sql`
+    /// was built for.
+    pub async fn read(&self, sql: &Arc<BatchSql>, shard: usize, key: &str) -> ReadAnswer {
+        let (reply, answer) = oneshot::channel();
+        self.push(Read {
+            sql: Arc::clone(sql),
+            shard,
+            key: key.to_owned(),
+            reply,
+        });
+        answer.await.unwrap_or_else(|_| Err(Failure::lost()))
+    }
+}
+
+impl Batcher<Insert> {
+    /// Inserts a user into the shard at position `shard` of the layout `sql`
+    /// was built for; answers once it is committed.
+    pub async fn insert(
+        &self,
+        sql: &Arc<BatchSql>,
+        shard: usize,
+        user_id: &str,
+        name: &str,
+        email: &str,
+    ) -> InsertAnswer {
+        let (reply, answer) = oneshot::channel();
+        self.push(Insert {
+            sql: Arc::clone(sql),
+            shard,
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            email: email.to_owned(),
+            reply,
+        });
+        answer.await.unwrap_or_else(|_| Err(Failure::lost()))
     }
 }
 
 /// Runs batches until the queue is empty, then gives its place back.
-async fn drain(pool: Pool, queue: Arc<Mutex<Queue>>, counts: Arc<Counts>) {
+async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Counts>) {
     let place = Place {
         pool: pool.clone(),
         queue: Arc::clone(&queue),
         counts: Arc::clone(&counts),
     };
     loop {
-        let batch = {
+        let mut batch = {
             let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.waiting.is_empty() {
                 break;
@@ -185,21 +308,34 @@ async fn drain(pool: Pool, queue: Arc<Mutex<Queue>>, counts: Arc<Counts>) {
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect::<Vec<_>>()
         };
-        run(&pool, batch, &counts).await;
+        // One statement per layout (one, unless the layout changed while
+        // the batch gathered).
+        while let Some(first) = batch.first() {
+            let sql = Arc::clone(first.sql());
+            let (group, rest): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|job| Arc::ptr_eq(job.sql(), &sql));
+            batch = rest;
+            counts.statements.fetch_add(1, Ordering::Relaxed);
+            counts
+                .requests
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            J::run(&pool, group).await;
+        }
     }
     drop(place);
 }
 
-/// A running batch's place in its node's queue, given back when the task
-/// ends — also when it ends by a panic, so that no read is left queued
-/// behind a place nobody holds.
-struct Place {
+/// A running batch's place in its queue, given back when the task ends —
+/// also when it ends by a panic, so that no request is left queued behind a
+/// place nobody holds.
+struct Place<J: Job> {
     pool: Pool,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Mutex<Queue<J>>>,
     counts: Arc<Counts>,
 }
 
-impl Drop for Place {
+impl<J: Job> Drop for Place<J> {
     fn drop(&mut self) {
         let waiting = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -208,7 +344,7 @@ impl Drop for Place {
             }
             !queue.waiting.is_empty()
         };
-        // Reads queued after the last look: the place passes to a new task.
+        // Requests queued after the last look: the place passes to a new task.
         if waiting && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(drain(
                 self.pool.clone(),
@@ -222,65 +358,45 @@ impl Drop for Place {
     }
 }
 
-/// Answers every read of `batch`, one statement per layout it holds (one,
-/// unless the layout changed while it gathered).
-async fn run(pool: &Pool, mut batch: Vec<Pending>, counts: &Counts) {
-    while let Some(first) = batch.first() {
-        let sql = Arc::clone(&first.sql);
-        let (group, rest): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|pending| Arc::ptr_eq(&pending.sql, &sql));
-        batch = rest;
-        counts.statements.fetch_add(1, Ordering::Relaxed);
-        counts
-            .reads
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        match query(pool, &sql, &group).await {
+impl Job for Read {
+    fn sql(&self) -> &Arc<BatchSql> {
+        &self.sql
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>) {
+        match read_rows(pool, &group).await {
             Ok(rows) => {
-                for pending in group {
-                    let user = rows.get(&(pending.shard, pending.key));
-                    let _ = pending.reply.send(Ok(user.cloned()));
+                for read in group {
+                    let user = rows.get(&(read.shard, read.key));
+                    let _ = read.reply.send(Ok(user.cloned()));
                 }
             }
             Err(failure) => {
-                for pending in group {
-                    let _ = pending.reply.send(Err(failure.clone()));
+                for read in group {
+                    let _ = read.reply.send(Err(failure.clone()));
                 }
             }
         }
     }
 }
 
-/// The rows of `group`'s keys, by (shard position, key).
-async fn query(
-    pool: &Pool,
-    sql: &BatchSql,
-    group: &[Pending],
-) -> Result<HashMap<(usize, String), User>, Failure> {
-    let client = pool.get().await.map_err(|error| Failure {
-        node_down: matches!(
-            &error,
-            deadpool_postgres::PoolError::Backend(_) | deadpool_postgres::PoolError::Timeout(_)
-        ) && !matches!(
-            &error,
-            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
-        ),
-        message: crate::state::pool_error(&error),
-    })?;
-    let failed = |error: tokio_postgres::Error| Failure {
-        node_down: db::is_node_failure(&error),
-        message: db::describe(&error),
-    };
-    let user = |row: &tokio_postgres::Row, from: usize| User {
+fn user(row: &tokio_postgres::Row, from: usize) -> User {
+    User {
         user_id: row.get(from),
         name: row.get(from + 1),
         email: row.get(from + 2),
         created_at: row.get(from + 3),
-    };
+    }
+}
+
+/// The rows of `group`'s keys, by (shard position, key).
+async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String), User>, Failure> {
+    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
+    let failed = |error: tokio_postgres::Error| Failure::query(&error);
     let mut found = HashMap::with_capacity(group.len());
     if let [only] = group {
         let select = client
-            .prepare_cached(&sql.singles[only.shard])
+            .prepare_cached(&only.sql.selects[only.shard])
             .await
             .map_err(failed)?;
         if let Some(row) = client
@@ -292,21 +408,138 @@ async fn query(
         }
         return Ok(found);
     }
-    let mut keys: Vec<Vec<&str>> = vec![Vec::new(); sql.singles.len()];
-    for pending in group {
-        keys[pending.shard].push(&pending.key);
+    let Some(sql) = group.first().map(|read| &read.sql) else {
+        return Ok(found);
+    };
+    let mut keys: Vec<Vec<&str>> = vec![Vec::new(); sql.shards()];
+    for read in group {
+        keys[read.shard].push(&read.key);
     }
     let params: Vec<&(dyn ToSql + Sync)> = keys
         .iter()
         .map(|keys| keys as &(dyn ToSql + Sync))
         .collect();
-    let union = client.prepare_cached(&sql.union).await.map_err(failed)?;
-    for row in client.query(&union, &params).await.map_err(failed)? {
+    let select = client
+        .prepare_cached(&sql.select_all)
+        .await
+        .map_err(failed)?;
+    for row in client.query(&select, &params).await.map_err(failed)? {
         let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
         let user = user(&row, 1);
         found.insert((shard, user.user_id.clone()), user);
     }
     Ok(found)
+}
+
+impl Job for Insert {
+    fn sql(&self) -> &Arc<BatchSql> {
+        &self.sql
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>) {
+        // An id twice in one batch: the first one is written, the others are
+        // duplicates whatever happens to it.
+        let mut seen = std::collections::HashSet::with_capacity(group.len());
+        let (first, again): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .partition(|insert| seen.insert(insert.user_id.clone()));
+        for insert in again {
+            let _ = insert.reply.send(Ok(None));
+        }
+        match write_rows(pool, &first).await {
+            Ok((written, lsn)) => {
+                for insert in first {
+                    let created_at = written.get(&(insert.shard, insert.user_id));
+                    let _ = insert.reply.send(Ok(created_at.map(|created_at| Inserted {
+                        created_at: created_at.clone(),
+                        lsn,
+                    })));
+                }
+            }
+            Err(failure) => {
+                for insert in first {
+                    let _ = insert.reply.send(Err(failure.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `group` (distinct ids) in one statement, so one commit; answers
+/// `created_at` of each row written, by (shard position, id), and the WAL
+/// position read after the commit. Bounded by [`WRITE_TIMEOUT`]: past it
+/// the connection is closed, and the rows may or may not be committed.
+async fn write_rows(
+    pool: &Pool,
+    group: &[Insert],
+) -> Result<(HashMap<(usize, String), String>, PgLsn), Failure> {
+    let Some(sql) = group.first().map(|insert| &insert.sql) else {
+        return Ok((HashMap::new(), PgLsn::from(0)));
+    };
+    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        let mut written = HashMap::with_capacity(group.len());
+        if let [only] = group {
+            let inserted = db::insert_row(
+                &client,
+                &sql.inserts[only.shard],
+                &only.user_id,
+                &only.name,
+                &only.email,
+            )
+            .await;
+            return match inserted {
+                Ok(inserted) => {
+                    written.insert((only.shard, only.user_id.clone()), inserted.created_at);
+                    Ok((written, inserted.lsn))
+                }
+                Err(error) if db::is_unique_violation(&error) => Ok((written, PgLsn::from(0))),
+                Err(error) => Err(Failure::query(&error)),
+            };
+        }
+        let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
+        for insert in group {
+            let [ids, names, emails] = &mut columns[insert.shard];
+            ids.push(&insert.user_id);
+            names.push(&insert.name);
+            emails.push(&insert.email);
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = columns
+            .iter()
+            .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
+            .collect();
+        let failed = |error: tokio_postgres::Error| Failure::query(&error);
+        let insert = client
+            .prepare_cached(&sql.insert_all)
+            .await
+            .map_err(failed)?;
+        let current_lsn = client
+            .prepare_cached(db::CURRENT_LSN)
+            .await
+            .map_err(failed)?;
+        let (rows, lsn) = futures::try_join!(
+            client.query(&insert, &params),
+            client.query_one(&current_lsn, &[]),
+        )
+        .map_err(failed)?;
+        for row in rows {
+            let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
+            written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
+        }
+        Ok((written, lsn.get(0)))
+    })
+    .await;
+    match written {
+        Ok(written) => written,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Err(Failure {
+                node_down: false,
+                timed_out: true,
+                message: format!("no commit within {} s", WRITE_TIMEOUT.as_secs()),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -330,57 +563,70 @@ mod tests {
     }
 
     fn sql() -> Arc<BatchSql> {
-        Arc::new(
-            BatchSql::new([("s0.users", "SELECT 1"), ("s1.users", "SELECT 2")].into_iter())
-                .expect("two shards batch"),
-        )
+        let shards = [ShardSql::new("s0"), ShardSql::new("s1")];
+        Arc::new(BatchSql::new(&shards).expect("two shards batch"))
     }
 
     #[test]
-    fn one_statement_reads_every_shard_by_array() {
+    fn one_statement_covers_every_shard_with_arrays() {
         let sql = sql();
-        assert_eq!(sql.singles, ["SELECT 1", "SELECT 2"]);
+        assert_eq!(sql.shards(), 2);
+        assert!(sql.select_all.contains("WHERE user_id = ANY($1::text[])"));
+        assert!(sql.select_all.contains(" UNION ALL SELECT 1::int4,"));
+        assert!(sql.select_all.contains("WHERE user_id = ANY($2::text[])"));
+        assert!(sql.insert_all.contains(
+            "unnest($4::text[], $5::text[], $6::text[]) ON CONFLICT (user_id) DO NOTHING"
+        ));
         assert!(
-            sql.union
-                .contains("FROM s0.users WHERE user_id = ANY($1::text[])")
+            sql.insert_all
+                .ends_with("SELECT 1::int4, user_id, created_at FROM i1")
         );
-        assert!(sql.union.contains(" UNION ALL SELECT 1::int4,"));
-        assert!(
-            sql.union
-                .contains("FROM s1.users WHERE user_id = ANY($2::text[])")
-        );
-        let many = (0..=MAX_BATCH_SHARDS)
-            .map(|_| ("t.users", "SELECT 1"))
-            .collect::<Vec<_>>();
-        assert!(BatchSql::new(many.into_iter()).is_none());
+        let many: Vec<ShardSql> = (0..=MAX_BATCH_SHARDS)
+            .map(|n| ShardSql::new(&format!("s{n}")))
+            .collect();
+        assert!(BatchSql::new(&many).is_none());
     }
 
     #[tokio::test]
-    async fn a_node_that_refuses_answers_every_read_with_a_failure() {
-        let batcher = Batcher::new(refused_pool());
+    async fn a_node_that_refuses_answers_every_request_with_a_failure() {
+        let reads = Batcher::<Read>::new(refused_pool());
+        let inserts = Batcher::<Insert>::new(refused_pool());
         let sql = sql();
-        let reads = (0..5).map(|n| {
-            let sql = Arc::clone(&sql);
-            let batcher = &batcher;
-            async move { batcher.read(&sql, n % 2, &format!("k{n}")).await }
+        let answers = (0..5).map(|n| {
+            let (sql, reads) = (Arc::clone(&sql), &reads);
+            async move { reads.read(&sql, n % 2, &format!("k{n}")).await.map(|_| ()) }
         });
-        for answer in futures::future::join_all(reads).await {
-            let failure = answer.expect_err("no server");
-            assert!(failure.node_down, "{failure:?}");
+        let written = (0..5).map(|n| {
+            let (sql, inserts) = (Arc::clone(&sql), &inserts);
+            async move {
+                let id = format!("k{}", n % 3);
+                inserts.insert(&sql, n % 2, &id, "n", "e").await.map(|_| ())
+            }
+        });
+        let (answers, written) = futures::join!(
+            futures::future::join_all(answers),
+            futures::future::join_all(written)
+        );
+        for failure in answers.into_iter().chain(written).filter_map(Result::err) {
+            assert!(failure.node_down && !failure.timed_out, "{failure:?}");
         }
-        let queue = batcher.queue.lock().unwrap();
-        assert_eq!((queue.running, queue.waiting.len()), (0, 0));
+        for queue in [
+            reads.queue.lock().unwrap().running,
+            inserts.queue.lock().unwrap().running,
+        ] {
+            assert_eq!(queue, 0);
+        }
     }
 
     #[tokio::test]
-    async fn a_place_given_up_with_reads_queued_passes_to_a_new_batch() {
+    async fn a_place_given_up_with_requests_queued_passes_to_a_new_batch() {
         // As after a batch that panicked: its place is dropped while reads wait.
-        let batcher = Batcher::new(refused_pool());
+        let batcher = Batcher::<Read>::new(refused_pool());
         let (reply, answer) = oneshot::channel();
         {
             let mut queue = batcher.queue.lock().unwrap();
             queue.running = MAX_IN_FLIGHT;
-            queue.waiting.push(Pending {
+            queue.waiting.push(Read {
                 sql: sql(),
                 shard: 0,
                 key: "stranded".to_owned(),

@@ -27,7 +27,18 @@ pub async fn insert_user(
     name: &str,
     email: &str,
 ) -> Result<Inserted, tokio_postgres::Error> {
-    let insert = client.prepare_cached(&shard.insert).await?;
+    insert_row(client, &shard.insert, user_id, name, email).await
+}
+
+/// [`insert_user`] with the shard's `INSERT … RETURNING created_at` given.
+pub async fn insert_row(
+    client: &impl GenericClient,
+    insert: &str,
+    user_id: &str,
+    name: &str,
+    email: &str,
+) -> Result<Inserted, tokio_postgres::Error> {
+    let insert = client.prepare_cached(insert).await?;
     let lsn = client.prepare_cached(CURRENT_LSN).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
     let (row, lsn_row) = futures::try_join!(

@@ -242,6 +242,12 @@ pub fn primary_unavailable(state: &AppState) -> ApiError {
 /// connection is closed rather than reused.
 pub fn write_timed_out(state: &AppState, client: deadpool_postgres::Object) -> ApiError {
     drop(deadpool_postgres::Object::take(client));
+    write_not_acknowledged(state)
+}
+
+/// 503 for a write that got no answer in time (its connection is closed):
+/// it may still be committed.
+pub fn write_not_acknowledged(state: &AppState) -> ApiError {
     let sync = state
         .failover()
         .local()

@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
 use tokio_postgres::NoTls;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Insert, Read};
 use crate::topology::{NodeSpec, Topology};
 
 /// One node: its pools and what the monitor last saw.
@@ -33,14 +33,17 @@ pub struct Node {
     /// Reads this node served.
     pub reads: AtomicU64,
     /// Reads by key, batched.
-    pub batcher: Batcher,
+    pub read_batches: Batcher<Read>,
+    /// Inserts, batched (used while the node is primary).
+    pub insert_batches: Batcher<Insert>,
 }
 
 impl Node {
     fn new(spec: NodeSpec, pool_size: usize) -> Self {
         let pool = make_pool(&spec, pool_size, Duration::from_secs(2));
         Node {
-            batcher: Batcher::new(pool.clone()),
+            read_batches: Batcher::new(pool.clone()),
+            insert_batches: Batcher::new(pool.clone()),
             pool,
             monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
             primary: AtomicBool::new(spec.role == NodeRole::Primary),

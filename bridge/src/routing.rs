@@ -40,7 +40,8 @@ pub struct ShardSql {
 }
 
 impl ShardSql {
-    fn new(name: &str) -> Self {
+    /// The SQL of the shard named `name` (a name the core validated).
+    pub(crate) fn new(name: &str) -> Self {
         let table = format!("{}.users", shard_schema(name));
         ShardSql {
             name: name.to_string(),
@@ -69,7 +70,8 @@ pub struct Placement {
     pub router: Router,
     /// SQL per shard, in layout order.
     pub shards: Vec<ShardSql>,
-    /// Reads by key, batched per node (`None`: too many shards to batch).
+    /// Reads by key and inserts, batched per node (`None`: too many shards
+    /// to batch).
     pub batch: Option<Arc<BatchSql>>,
 }
 
@@ -82,12 +84,7 @@ impl Placement {
             .iter()
             .map(|shard| ShardSql::new(&shard.name))
             .collect::<Vec<_>>();
-        let batch = BatchSql::new(
-            shards
-                .iter()
-                .map(|shard| (shard.table.as_str(), shard.select.as_str())),
-        )
-        .map(Arc::new);
+        let batch = BatchSql::new(&shards).map(Arc::new);
         Ok(Placement {
             version: view.version,
             router,

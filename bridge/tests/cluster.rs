@@ -167,7 +167,7 @@ async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
         .cluster()
         .standbys()
         .iter()
-        .map(|node| node.batcher.sent())
+        .map(|node| node.read_batches.sent())
         .fold((0, 0), |sum, sent| (sum.0 + sent.0, sum.1 + sent.1));
     assert!(
         batched >= 360 && statements < batched,
@@ -176,6 +176,87 @@ async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
     eprintln!("{statements} statements for {batched} reads");
     let stats: Stats = get(&state, "/api/stats").await.parse();
     assert_eq!(stats.failed_reads, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_share_commits_and_each_id_is_written_once() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let state = bridge(cluster, "t_batched_inserts", ring(3)).await;
+    let stored = post_json(&state, "/api/users", r#"{"user_id":"taken"}"#).await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text());
+    // 200 new ids, 100 of them sent twice at once, and one id already stored:
+    // each new id is written once (201), every other request is a 409.
+    let ids: Vec<String> = (0..200)
+        .map(|n| format!("ins_{n}"))
+        .chain((0..100).map(|n| format!("ins_{n}")))
+        .chain(std::iter::once("taken".to_string()))
+        .collect();
+    let writes = ids.iter().map(|id| {
+        let state = state.clone();
+        let body = format!(
+            r#"{{"user_id":"{id}","name":"Name {}"}}"#,
+            id.replace('_', " ")
+        );
+        tokio::spawn(async move { post_json(&state, "/api/users", &body).await })
+    });
+    let answers = futures::future::join_all(writes).await;
+    let mut created = BTreeMap::<String, InsertResult>::new();
+    let mut conflicts = 0;
+    for (id, answer) in ids.iter().zip(answers) {
+        let answer = answer.expect("insert task");
+        match answer.status {
+            StatusCode::CREATED => {
+                let result: InsertResult = answer.parse();
+                assert_eq!(&result.user.user_id, id);
+                assert!(created.insert(id.clone(), result).is_none(), "{id} twice");
+            }
+            StatusCode::CONFLICT => conflicts += 1,
+            other => panic!("{id}: {other} {}", answer.text()),
+        }
+    }
+    assert_eq!((created.len(), conflicts), (200, 101));
+    // In PostgreSQL: each id once, in the shard the core says, as sent.
+    let primary = connect(cluster, "primary", "t_batched_inserts").await;
+    let router = ring(3).build().unwrap();
+    let mut rows = 0;
+    for shard in ["s0", "s1", "s2"] {
+        for row in primary
+            .query(
+                &format!(
+                    "SELECT user_id, name FROM shard_{shard}.users WHERE user_id LIKE 'ins\\_%'"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let (id, name): (String, String) = (row.get(0), row.get(1));
+            assert_eq!(router.locate_shard(id.as_bytes()).name, shard, "{id}");
+            assert_eq!(name, format!("Name {}", id.replace('_', " ")));
+            assert_eq!(created[&id].shard, shard);
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 200);
+    // Each answer's LSN is past its commit: read-your-writes finds the row.
+    for (id, result) in created.iter().take(20) {
+        let answer = get(
+            &state,
+            &format!(
+                "/api/users/{id}?consistency=read-your-writes&lsn={}",
+                result.lsn
+            ),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text());
+    }
+    let (statements, inserts) = state.cluster().primary().insert_batches.sent();
+    assert!(
+        inserts >= 301 && statements < inserts,
+        "{statements} statements for {inserts} inserts"
+    );
+    eprintln!("{statements} statements for {inserts} inserts");
 }
 
 #[tokio::test]

@@ -52,27 +52,50 @@ pub async fn insert(
     let (_gate, table) = state.routing().write_table().await;
     let shard = table.current.locate(&user_id);
     let primary = state.cluster().primary();
-    let client = primary.pool.get().await.map_err(|error| {
-        tracing::warn!("write to the primary: {}", pool_error(&error));
-        failover::primary_unavailable(&state)
-    })?;
-    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-        match table.moving_from(&user_id) {
-            // A rebalance moves this key's owner: the row may still be at the old one.
-            Some(old_shard) => {
-                db::insert_user_unless_in(&client, shard, old_shard, &user_id, &name, &email)
+    let written = match (table.moving_from(&user_id), &table.current.batch) {
+        // The usual case: the insert joins the primary's batch.
+        (None, Some(sql)) => {
+            let position = table.current.position(&user_id);
+            match primary
+                .insert_batches
+                .insert(sql, position, &user_id, &name, &email)
+                .await
+            {
+                Ok(Some(inserted)) => Ok(inserted),
+                Ok(None) => Err(duplicate(&user_id)),
+                Err(failure) if failure.timed_out => Err(failover::write_not_acknowledged(&state)),
+                Err(failure) if failure.node_down => {
+                    tracing::warn!("write to the primary: {}", failure.message);
+                    Err(failover::primary_unavailable(&state))
+                }
+                Err(failure) => Err(ApiError::internal("write", failure.message)),
+            }
+        }
+        (moving_from, _) => {
+            let client = primary.pool.get().await.map_err(|error| {
+                tracing::warn!("write to the primary: {}", pool_error(&error));
+                failover::primary_unavailable(&state)
+            })?;
+            let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+                match moving_from {
+                    // A rebalance moves this key's owner: the row may still be at the old one.
+                    Some(old_shard) => db::insert_user_unless_in(
+                        &client, shard, old_shard, &user_id, &name, &email,
+                    )
                     .await
                     .map_err(|error| write_error(&user_id, &error))?
-                    .ok_or_else(|| duplicate(&user_id))
-            }
-            None => db::insert_user(&client, shard, &user_id, &name, &email)
-                .await
-                .map_err(|error| write_error(&user_id, &error)),
+                    .ok_or_else(|| duplicate(&user_id)),
+                    None => db::insert_user(&client, shard, &user_id, &name, &email)
+                        .await
+                        .map_err(|error| write_error(&user_id, &error)),
+                }
+            })
+            .await;
+            let Ok(written) = written else {
+                return Err(failover::write_timed_out(&state, client));
+            };
+            written
         }
-    })
-    .await;
-    let Ok(written) = written else {
-        return Err(failover::write_timed_out(&state, client));
     };
     let inserted = written?;
     state.record_write(1, u64::from(inserted.lsn));
@@ -318,7 +341,7 @@ async fn read_on(
     user_id: &str,
 ) -> Option<Found> {
     if let Some((sql, position)) = batch {
-        return match node.batcher.read(sql, position, user_id).await {
+        return match node.read_batches.read(sql, position, user_id).await {
             Ok(found) => Some(found.map(|user| (user, shards[0].name.clone()))),
             Err(failure) => {
                 tracing::debug!("read on {}: {}", node.name(), failure.message);
