@@ -125,13 +125,7 @@ pub struct Failure {
 impl Failure {
     fn pool(error: &deadpool_postgres::PoolError) -> Self {
         Failure {
-            node_down: matches!(
-                error,
-                deadpool_postgres::PoolError::Backend(_) | deadpool_postgres::PoolError::Timeout(_)
-            ) && !matches!(
-                error,
-                deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
-            ),
+            node_down: db::pool_failure_is_node(error),
             timed_out: false,
             message: crate::state::pool_error(error),
         }
@@ -380,15 +374,6 @@ impl Job for Read {
     }
 }
 
-fn user(row: &tokio_postgres::Row, from: usize) -> User {
-    User {
-        user_id: row.get(from),
-        name: row.get(from + 1),
-        email: row.get(from + 2),
-        created_at: row.get(from + 3),
-    }
-}
-
 /// The rows of `group`'s keys, by (shard position, key).
 async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String), User>, Failure> {
     let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
@@ -404,7 +389,7 @@ async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String
             .await
             .map_err(failed)?
         {
-            found.insert((only.shard, only.key.clone()), user(&row, 0));
+            found.insert((only.shard, only.key.clone()), db::user_at(&row, 0));
         }
         return Ok(found);
     }
@@ -425,7 +410,7 @@ async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String
         .map_err(failed)?;
     for row in client.query(&select, &params).await.map_err(failed)? {
         let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
-        let user = user(&row, 1);
+        let user = db::user_at(&row, 1);
         found.insert((shard, user.user_id.clone()), user);
     }
     Ok(found)
@@ -480,7 +465,7 @@ async fn write_rows(
     let written = tokio::time::timeout(WRITE_TIMEOUT, async {
         let mut written = HashMap::with_capacity(group.len());
         if let [only] = group {
-            let inserted = db::insert_row(
+            let inserted = db::insert_returning(
                 &client,
                 &sql.inserts[only.shard],
                 &only.user_id,
@@ -489,10 +474,11 @@ async fn write_rows(
             )
             .await;
             return match inserted {
-                Ok(inserted) => {
+                Ok(Some(inserted)) => {
                     written.insert((only.shard, only.user_id.clone()), inserted.created_at);
                     Ok((written, inserted.lsn))
                 }
+                Ok(None) => Ok((written, PgLsn::from(0))),
                 Err(error) if db::is_unique_violation(&error) => Ok((written, PgLsn::from(0))),
                 Err(error) => Err(Failure::query(&error)),
             };
@@ -513,20 +499,14 @@ async fn write_rows(
             .prepare_cached(&sql.insert_all)
             .await
             .map_err(failed)?;
-        let current_lsn = client
-            .prepare_cached(db::CURRENT_LSN)
+        let (rows, lsn) = db::then_lsn(&client, client.query(&insert, &params))
             .await
             .map_err(failed)?;
-        let (rows, lsn) = futures::try_join!(
-            client.query(&insert, &params),
-            client.query_one(&current_lsn, &[]),
-        )
-        .map_err(failed)?;
         for row in rows {
             let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
             written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
         }
-        Ok((written, lsn.get(0)))
+        Ok((written, lsn))
     })
     .await;
     match written {

@@ -19,36 +19,47 @@ pub struct Inserted {
 }
 
 /// Inserts one user into its shard and reads the WAL position after the
-/// commit. The two statements are pipelined: one round trip.
+/// commit. The two statements are pipelined: one round trip. `None` never
+/// happens for a plain insert (an existing id is a unique violation); it is
+/// there so that every single-row insert answers alike.
 pub async fn insert_user(
     client: &impl GenericClient,
     shard: &ShardSql,
     user_id: &str,
     name: &str,
     email: &str,
-) -> Result<Inserted, tokio_postgres::Error> {
-    insert_row(client, &shard.insert, user_id, name, email).await
+) -> Result<Option<Inserted>, tokio_postgres::Error> {
+    insert_returning(client, &shard.insert, user_id, name, email).await
 }
 
-/// [`insert_user`] with the shard's `INSERT … RETURNING created_at` given.
-pub async fn insert_row(
+/// Runs `insert` (`$1` id, `$2` name, `$3` e-mail, `RETURNING created_at`)
+/// and reads the WAL position after its commit, pipelined: one round trip.
+/// `None` when it wrote no row.
+pub async fn insert_returning(
     client: &impl GenericClient,
     insert: &str,
     user_id: &str,
     name: &str,
     email: &str,
-) -> Result<Inserted, tokio_postgres::Error> {
+) -> Result<Option<Inserted>, tokio_postgres::Error> {
     let insert = client.prepare_cached(insert).await?;
-    let lsn = client.prepare_cached(CURRENT_LSN).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
-    let (row, lsn_row) = futures::try_join!(
-        client.query_one(&insert, &params),
-        client.query_one(&lsn, &[]),
-    )?;
-    Ok(Inserted {
+    let (row, lsn) = then_lsn(client, client.query_opt(&insert, &params)).await?;
+    Ok(row.map(|row| Inserted {
         created_at: row.get(0),
-        lsn: lsn_row.get(0),
-    })
+        lsn,
+    }))
+}
+
+/// `statement`'s result, and the WAL position read right after it (after
+/// its commit, outside a transaction). The two are pipelined: one round trip.
+pub async fn then_lsn<T>(
+    client: &impl GenericClient,
+    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<(T, PgLsn), tokio_postgres::Error> {
+    let lsn = client.prepare_cached(CURRENT_LSN).await?;
+    let (value, lsn) = futures::try_join!(statement, client.query_one(&lsn, &[]))?;
+    Ok((value, lsn.get(0)))
 }
 
 /// WAL write position of the primary.
@@ -73,12 +84,7 @@ pub async fn read_user(
         [] => return Ok(None),
     };
     Ok(client.query_opt(&select, &[&user_id]).await?.map(|row| {
-        let user = User {
-            user_id: row.get(0),
-            name: row.get(1),
-            email: row.get(2),
-            created_at: row.get(3),
-        };
+        let user = user_at(&row, 0);
         let index = if shards.len() == 1 {
             0
         } else {
@@ -86,6 +92,17 @@ pub async fn read_user(
         };
         (user, index)
     }))
+}
+
+/// The user in `row`'s columns `from` … `from + 3` (id, name, e-mail,
+/// `created_at` as text).
+pub fn user_at(row: &tokio_postgres::Row, from: usize) -> User {
+    User {
+        user_id: row.get(from),
+        name: row.get(from + 1),
+        email: row.get(from + 2),
+        created_at: row.get(from + 3),
+    }
 }
 
 /// `SELECT … FROM first UNION ALL SELECT … FROM second LIMIT 1`, with the
@@ -120,17 +137,7 @@ pub async fn insert_user_unless_in(
         old_shard.table,
         crate::routing::CREATED_AT
     );
-    let insert = client.prepare_cached(&sql).await?;
-    let lsn = client.prepare_cached(CURRENT_LSN).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
-    let (row, lsn_row) = futures::try_join!(
-        client.query_opt(&insert, &params),
-        client.query_one(&lsn, &[]),
-    )?;
-    Ok(row.map(|row| Inserted {
-        created_at: row.get(0),
-        lsn: lsn_row.get(0),
-    }))
+    insert_returning(client, &sql, user_id, name, email).await
 }
 
 /// Which of `ids` `shard` holds, locking them (`FOR SHARE`) until the end
@@ -194,6 +201,14 @@ pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
 /// (it was demoted, or the bridge has not seen a failover yet).
 pub fn is_read_only(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// Whether failing to get a pooled connection says the node itself is gone
+/// (no connection could be made or checked) rather than the pool being busy.
+pub fn pool_failure_is_node(error: &deadpool_postgres::PoolError) -> bool {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    matches!(error, PoolError::Backend(_) | PoolError::Timeout(_))
+        && !matches!(error, PoolError::Timeout(TimeoutType::Wait))
 }
 
 /// Whether the error means the node itself is unreachable or going away

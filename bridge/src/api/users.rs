@@ -79,16 +79,16 @@ pub async fn insert(
             let written = tokio::time::timeout(WRITE_TIMEOUT, async {
                 match moving_from {
                     // A rebalance moves this key's owner: the row may still be at the old one.
-                    Some(old_shard) => db::insert_user_unless_in(
-                        &client, shard, old_shard, &user_id, &name, &email,
-                    )
-                    .await
-                    .map_err(|error| write_error(&user_id, &error))?
-                    .ok_or_else(|| duplicate(&user_id)),
-                    None => db::insert_user(&client, shard, &user_id, &name, &email)
+                    Some(old_shard) => {
+                        db::insert_user_unless_in(
+                            &client, shard, old_shard, &user_id, &name, &email,
+                        )
                         .await
-                        .map_err(|error| write_error(&user_id, &error)),
+                    }
+                    None => db::insert_user(&client, shard, &user_id, &name, &email).await,
                 }
+                .map_err(|error| write_error(&user_id, &error))?
+                .ok_or_else(|| duplicate(&user_id))
             })
             .await;
             let Ok(written) = written else {
@@ -356,13 +356,7 @@ async fn read_on(
         Ok(client) => client,
         Err(error) => {
             tracing::debug!("read on {}: {}", node.name(), pool_error(&error));
-            if matches!(
-                &error,
-                deadpool_postgres::PoolError::Backend(_) | deadpool_postgres::PoolError::Timeout(_)
-            ) && !matches!(
-                &error,
-                deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)
-            ) {
+            if db::pool_failure_is_node(&error) {
                 node.mark_down();
             }
             return None;
