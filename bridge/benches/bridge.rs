@@ -11,8 +11,8 @@
 //! directory and stops it at the end.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,47 +23,20 @@ use hyper::Request;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
+#[path = "../tests/common/blocking.rs"]
+mod blocking;
+
+use blocking::{Serve, free_ports, setting};
+
 const SHARDS: u64 = 3;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The bridge process; stopped (SIGTERM, which stops its cluster) on drop.
-struct Bridge {
-    child: Child,
-    data_dir: PathBuf,
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-fn free_port(from: u16, count: u16) -> u16 {
-    (from..from + 2000)
-        .step_by(10)
-        .find(|port| {
-            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        })
-        .expect("free ports")
-}
 
 fn main() {
     let secs = setting("ECOSHARD_BENCH_SECS", 10);
     let clients = setting("ECOSHARD_BENCH_CLIENTS", 8) as usize;
     let lag_rate = setting("ECOSHARD_BENCH_LAG_RATE", 200);
     let lag_secs = setting("ECOSHARD_BENCH_LAG_SECS", 10);
-    let pg_port = free_port(27400, 3);
-    let http_port = free_port(28400, 1);
+    let pg_port = free_ports(27400, 3);
+    let http_port = free_ports(28400, 1);
     let data_dir = std::env::temp_dir().join(format!("ecoshard-bench-{}", std::process::id()));
     let addr = format!("127.0.0.1:{http_port}");
     let child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
@@ -82,20 +55,17 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start ecoshard serve");
-    let bridge = Bridge { child, data_dir };
+    let bridge = Serve {
+        child,
+        data_dir: Some(data_dir.clone()),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(run(
-        &addr,
-        pg_port,
-        &bridge.data_dir,
-        secs,
-        clients,
-        lag_rate,
-        lag_secs,
+        &addr, pg_port, &data_dir, secs, clients, lag_rate, lag_secs,
     ));
     drop(bridge);
 }

@@ -11,28 +11,16 @@
 //! ECOSHARD_BENCH_SYNC (`0` asynchronous only, `1` synchronous only, unset both),
 //! ECOSHARD_BENCH_LOG (set: show the bridge's log).
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::{ClusterView, FailoverEvent, NodeRole};
 
-/// The bridge process; stopped (SIGTERM, which stops its cluster) on drop.
-struct Bridge {
-    child: Child,
-    data_dir: PathBuf,
-}
+#[path = "../tests/common/blocking.rs"]
+mod blocking;
 
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
+use blocking::{Serve, cluster_view, free_ports, http, primary_of, setting};
 
 /// One failover, as measured.
 struct Run {
@@ -48,10 +36,7 @@ struct Run {
 }
 
 fn main() {
-    let runs = std::env::var("ECOSHARD_BENCH_FAILOVERS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(5);
+    let runs = setting("ECOSHARD_BENCH_FAILOVERS", 5) as usize;
     let modes: &[bool] = match std::env::var("ECOSHARD_BENCH_SYNC").as_deref() {
         Ok("0") => &[false],
         Ok("1") => &[true],
@@ -69,8 +54,8 @@ fn main() {
 }
 
 fn bench_mode(sync: bool, runs: usize) -> Vec<Run> {
-    let pg_port = free_port(29440..29480, 3);
-    let http_port = free_port(29480..29500, 1);
+    let pg_port = free_ports(29440, 3);
+    let http_port = free_ports(28480, 1);
     let addr = format!("127.0.0.1:{http_port}");
     let data_dir = std::env::temp_dir().join(format!(
         "ecoshard-bench-failover-{}-{}",
@@ -101,23 +86,25 @@ fn bench_mode(sync: bool, runs: usize) -> Vec<Run> {
     if sync {
         command.arg("--sync-replication");
     }
-    let bridge = Bridge {
+    let bridge = Serve {
         child: command.spawn().expect("start ecoshard serve"),
-        data_dir,
+        data_dir: Some(data_dir.clone()),
     };
     wait_for("the bridge to answer", || {
-        http(&addr, "GET", "/api/cluster", "").is_some()
+        http(&addr, "GET", "/api/cluster", None).is_some()
     });
     let mut results = Vec::new();
     for index in 0..runs {
-        wait_for("every node to stream", || all_streaming(&cluster(&addr)));
+        wait_for("every node to stream", || {
+            all_streaming(&cluster_view(&addr))
+        });
         // Some rows first, so the standbys have work to catch up on.
         let (status, body) =
-            http(&addr, "POST", "/api/users/bulk", r#"{"count":1000}"#).expect("bulk insert");
+            http(&addr, "POST", "/api/users/bulk", Some(r#"{"count":1000}"#)).expect("bulk insert");
         assert_eq!(status, 201, "{body}");
-        let from = primary(&cluster(&addr));
-        let previous = cluster(&addr).failover.last.map(|event| event.at_ms);
-        kill(&bridge.data_dir, &from);
+        let from = primary_of(&cluster_view(&addr));
+        let previous = cluster_view(&addr).failover.last.map(|event| event.at_ms);
+        kill(&data_dir, &from);
         let killed = Instant::now();
         let mut refused = 0;
         let mut late = 0;
@@ -125,7 +112,7 @@ fn bench_mode(sync: bool, runs: usize) -> Vec<Run> {
         loop {
             sequence += 1;
             let body = format!(r#"{{"user_id":"f{index}_{sequence}"}}"#);
-            match http(&addr, "POST", "/api/users", &body) {
+            match http(&addr, "POST", "/api/users", Some(&body)) {
                 // A backend of the killed postmaster may still take a write
                 // for a moment: wait for one on the new primary.
                 Some((201, answer)) if !answer.contains(&format!(r#""served_by":"{from}""#)) => {
@@ -150,14 +137,14 @@ fn bench_mode(sync: bool, runs: usize) -> Vec<Run> {
                 index + 1
             );
         }
-        let view = cluster(&addr);
+        let view = cluster_view(&addr);
         let event = view
             .failover
             .last
             .filter(|event| Some(event.at_ms) != previous)
             .expect("the bridge reports the failover");
         let rejoin = Instant::now();
-        let (status, body) = http(&addr, "POST", &format!("/api/nodes/{from}/start"), "")
+        let (status, body) = http(&addr, "POST", &format!("/api/nodes/{from}/start"), None)
             .expect("start the old primary");
         assert_eq!(status, 200, "{body}");
         let rejoin_ms = rejoin.elapsed().as_secs_f64() * 1_000.0;
@@ -227,20 +214,6 @@ fn report(sync: bool, runs: &[Run]) {
     }
 }
 
-fn cluster(addr: &str) -> ClusterView {
-    let (status, body) = http(addr, "GET", "/api/cluster", "").expect("GET /api/cluster");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("cluster JSON")
-}
-
-fn primary(view: &ClusterView) -> String {
-    view.nodes
-        .iter()
-        .find(|node| node.role == NodeRole::Primary)
-        .map(|node| node.name.clone())
-        .expect("a primary")
-}
-
 fn all_streaming(view: &ClusterView) -> bool {
     view.nodes.iter().all(|node| {
         node.up
@@ -270,33 +243,4 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A blocking HTTP/1.0 request: status and body.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
-    let _ = stream.set_nodelay(true);
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-fn free_port(range: std::ops::Range<u16>, count: u16) -> u16 {
-    range
-        .step_by(10)
-        .find(|port| {
-            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        })
-        .expect("free ports")
 }

@@ -10,28 +10,18 @@
 //! ECOSHARD_BENCH_REPEAT (round trips 3 → 4 → 3 per batch size, 2).
 //! Stops its bridge and servers and deletes its directory at the end.
 
-use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::{JobState, RebalanceJob};
 
+#[path = "../tests/common/blocking.rs"]
+mod blocking;
+
+use blocking::{Serve, free_ports};
+
 const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
-
-/// A running `ecoshard serve`; stopped with SIGTERM (which stops its servers) on drop.
-struct Bridge {
-    child: Child,
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// The data directory, deleted at the end.
 struct Scratch(PathBuf);
@@ -46,43 +36,13 @@ impl Drop for Scratch {
     }
 }
 
-fn free_port(from: u16, count: u16) -> u16 {
-    (from..from + 100)
-        .step_by(10)
-        .find(|port| {
-            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).is_ok())
-        })
-        .expect("free ports")
-}
-
+/// A request answered within 120 s (a rebalance's request plans first).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("bridge");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+    blocking::request(addr, method, path, body, Duration::from_secs(120))
+        .expect("an answer from the bridge")
 }
 
-fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Bridge {
+fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Serve {
     let child = Command::new(BIN)
         .args(["serve", "--listen", addr, "--pg-port", &pg_port.to_string()])
         .args(["--strategy", "modulo", "--shards", "3"])
@@ -93,7 +53,10 @@ fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Bridge {
         .stderr(Stdio::null())
         .spawn()
         .expect("start ecoshard serve");
-    let bridge = Bridge { child };
+    let bridge = Serve {
+        child,
+        data_dir: None,
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(addr).is_ok()
@@ -134,8 +97,8 @@ fn main() {
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect();
-    let pg_port = free_port(29800, 3);
-    let addr = format!("127.0.0.1:{}", free_port(29900, 1));
+    let pg_port = free_ports(29800, 3);
+    let addr = format!("127.0.0.1:{}", free_ports(29900, 1));
     let scratch = Scratch(
         std::env::temp_dir().join(format!("ecoshard-bench-rebalance-{}", std::process::id())),
     );

@@ -74,18 +74,9 @@ fn running_nodes(data_dir: &Path, port: u16) -> Vec<String> {
         .collect()
 }
 
-/// A blocking `GET` over HTTP/1.0: status and body.
+/// A blocking `GET`, answered within 5 s: status and body.
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())?;
-    Some((status, body))
+    common::blocking::request(addr, "GET", path, None, Duration::from_secs(5))
 }
 
 /// Starts `ecoshard serve` with `args` and waits until `/api/cluster` answers;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::blocking::{cluster_view, http, primary_of};
 use common::{Answer, connect, eventually, free_ports, get, post_json, send};
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
 use ecoshard_core::wire::{
@@ -759,7 +760,7 @@ impl Serve {
                 panic!("serve exited early: {status}");
             }
             std::thread::sleep(Duration::from_millis(100));
-            http(addr, "GET", "/api/cluster").is_some_and(|(status, _)| status == 200)
+            http(addr, "GET", "/api/cluster", None).is_some_and(|(status, _)| status == 200)
         });
         assert!(ready, "serve never answered");
         serve
@@ -812,37 +813,6 @@ impl Drop for Scratch {
     }
 }
 
-/// A blocking HTTP/1.0 request without a body: status and body.
-fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(HANG)).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-fn cluster_view(addr: &str) -> ClusterView {
-    let (status, body) = http(addr, "GET", "/api/cluster").expect("an answer");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("cluster JSON")
-}
-
-fn primary_of(view: &ClusterView) -> String {
-    view.nodes
-        .iter()
-        .find(|node| node.role == NodeRole::Primary)
-        .map(|node| node.name.clone())
-        .expect("a primary")
-}
-
 #[test]
 fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     let _serial = SERIAL.blocking_lock();
@@ -855,7 +825,13 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     let args = ["--data-dir", &data_dir, "--pg-port", &pg_port];
 
     let serve = Serve::start(&[&args[..], &["--auto-failover"]].concat(), &addr);
-    let (status, body) = http(&addr, "POST", "/api/nodes/primary/stop?mode=immediate").unwrap();
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/nodes/primary/stop?mode=immediate",
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + HANG;
     let promoted = loop {
@@ -876,7 +852,7 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     let view = cluster_view(&addr);
     assert_eq!(primary_of(&view), promoted, "{view:?}");
     assert!(!view.failover.auto);
-    let (status, body) = http(&addr, "POST", "/api/nodes/primary/start").unwrap();
+    let (status, body) = http(&addr, "POST", "/api/nodes/primary/start", None).unwrap();
     assert_eq!(status, 200, "{body}");
     let started: NodeAction = serde_json::from_str(&body).unwrap();
     assert_eq!(started.role, NodeRole::Standby, "{started:?}");

@@ -6,11 +6,11 @@ mod common;
 mod rows;
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::blocking::http;
 use common::free_ports;
 use ecoshard_core::wire::{JobState, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
@@ -45,27 +45,6 @@ impl Drop for Scratch {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// One HTTP/1.0 request: status and body.
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
 }
 
 fn job(addr: &str, id: u64) -> RebalanceJob {

@@ -15,6 +15,10 @@ use ecoshard_core::Layout;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
+pub mod blocking;
+
+pub use blocking::free_ports;
+
 static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
 
 /// Tests that stop nodes hold this for writing; every other test for reading.
@@ -31,17 +35,6 @@ pub fn cluster(name: &str, base_port: u16) -> &'static LocalCluster {
         LocalCluster::start(&options)
             .unwrap_or_else(|error| panic!("starting the test cluster: {error}"))
     })
-}
-
-/// First port `p ≥ base` (in steps of 10) with `p … p+count-1` all free.
-pub fn free_ports(base: u16, count: u16) -> u16 {
-    (0..200)
-        .map(|step| base + step * 10)
-        .find(|port| {
-            (0..count)
-                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", port + offset)).is_ok())
-        })
-        .unwrap_or_else(|| panic!("no free ports from {base}"))
 }
 
 /// A bridge over the shared cluster, on its own database.
