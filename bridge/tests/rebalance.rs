@@ -56,22 +56,29 @@ async fn wait_done(state: &AppState, id: u64) -> RebalanceJob {
     }
 }
 
+/// A bridge on `database` over `layout` holding `count` generated users
+/// `<prefix>0` …, and a direct connection to the primary.
+async fn bridge_with_users(
+    database: &str,
+    layout: &Layout,
+    count: u64,
+    prefix: &str,
+) -> (AppState, tokio_postgres::Client) {
+    let cluster = the_cluster();
+    let state = bridge(cluster, database, layout.clone()).await;
+    let body = format!(r#"{{"count":{count},"prefix":"{prefix}"}}"#);
+    let answer = post_json(&state, "/api/users/bulk", &body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    (state, connect(cluster, "primary", database).await)
+}
+
 /// 300 users, 3 → 4 shards: the rows that change shard in PostgreSQL are
 /// exactly the core's plan; count and checksum hold; then 4 → 3 drops s3.
 async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
     let three = Layout::with_count(strategy, 3).unwrap();
     let four = Layout::with_count(strategy, 4).unwrap();
-    let state = bridge(cluster, database, three.clone()).await;
-    let answer = post_json(
-        &state,
-        "/api/users/bulk",
-        r#"{"count":300,"prefix":"user_"}"#,
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-    let primary = connect(cluster, "primary", database).await;
+    let (state, primary) = bridge_with_users(database, &three, 300, "user_").await;
     let before = snapshot(&primary, "").await;
     assert_eq!(before.rows, 300);
 
@@ -210,13 +217,9 @@ fn error_code(answer: &Answer) -> String {
 #[tokio::test]
 async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
     let database = "t_rb_refuse";
     let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
-    let state = bridge(cluster, database, three.clone()).await;
-    let answer = post_json(&state, "/api/users/bulk", r#"{"count":2000,"prefix":"k"}"#).await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-    let primary = connect(cluster, "primary", database).await;
+    let (state, primary) = bridge_with_users(database, &three, 2000, "k").await;
     let schemas = || async {
         primary
             .query_one(
@@ -327,7 +330,7 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
         .map(|index| format!("k{index}"))
         .find(|key| old.locate_shard(key.as_bytes()).name != four.locate_shard(key.as_bytes()).name)
         .unwrap();
-    let mut holder = connect(cluster, "primary", database).await;
+    let mut holder = connect(the_cluster(), "primary", database).await;
     let lock = holder.transaction().await.unwrap();
     lock.execute(
         &format!(
@@ -654,10 +657,7 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
     let cluster = the_cluster();
     let database = "t_rb_failed";
     let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
-    let state = bridge(cluster, database, three.clone()).await;
-    let answer = post_json(&state, "/api/users/bulk", r#"{"count":3000,"prefix":"f"}"#).await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-    let primary = connect(cluster, "primary", database).await;
+    let (state, primary) = bridge_with_users(database, &three, 3000, "f").await;
     let before = snapshot(&primary, "").await;
 
     // Ring 3 → 4 moves keys from s0, s1 and s2 to s3, one pair after the
@@ -767,10 +767,7 @@ async fn a_batch_whose_job_is_gone_moves_nothing() {
     let cluster = the_cluster();
     let database = "t_rb_gone";
     let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
-    let state = bridge(cluster, database, three.clone()).await;
-    let answer = post_json(&state, "/api/users/bulk", r#"{"count":2000,"prefix":"q"}"#).await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-    let primary = connect(cluster, "primary", database).await;
+    let (state, primary) = bridge_with_users(database, &three, 2000, "q").await;
     let before = snapshot(&primary, "").await;
     let old = three.build().unwrap();
     let new = Layout::with_count(StrategyKind::Ring, 4)
