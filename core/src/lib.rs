@@ -50,6 +50,7 @@ extern crate std;
 
 mod bounded;
 mod error;
+mod format;
 mod hash;
 mod jump;
 mod keys;
@@ -67,6 +68,7 @@ mod stats;
 pub mod wire;
 
 pub use error::{Error, ErrorKind};
+pub use format::thousands;
 pub use hash::{DEFAULT_SEED, key_hash, key_hash_u64};
 pub use jump::{JUMP_LCG_MULTIPLIER, jump_hash};
 pub use keys::{DEFAULT_KEY_PREFIX, numbered_key, numbered_key_hashes};

@@ -1,18 +1,7 @@
 //! Numbers as the page prints them: thousands separated, percentages with
 //! one decimal, durations and byte counts in friendly units.
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use ecoshard_core::thousands;
 
 /// A number with `places` decimals and thousands separated: `33333.33` → `33,333.3`.
 pub fn decimal(value: f64, places: usize) -> String {
@@ -96,40 +85,6 @@ pub fn sentence(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_groups_by_three() {
-        for (value, expected) in [
-            (0, "0"),
-            (999, "999"),
-            (1_000, "1,000"),
-            (100_000, "100,000"),
-            (1_234_567, "1,234,567"),
-        ] {
-            assert_eq!(thousands(value), expected);
-        }
-    }
-
-    #[test]
-    fn friendly_units() {
-        assert_eq!(decimal(33_333.333, 1), "33,333.3");
-        assert_eq!(decimal(666.66, 1), "666.7");
-        assert_eq!(decimal(1_138.0, 0), "1,138");
-        assert_eq!(decimal(-1_234.5, 1), "-1,234.5");
-        assert_eq!(percent(0.25), "25.0 %");
-        assert_eq!(percent(0.7467), "74.7 %");
-        assert_eq!(millis(None), "—");
-        assert_eq!(millis(Some(0.42)), "0.4 ms");
-        assert_eq!(millis(Some(57.2)), "57 ms");
-        assert_eq!(millis(Some(1_500.0)), "1.5 s");
-        assert_eq!(bytes(Some(512)), "512 B");
-        assert_eq!(bytes(Some(1_536)), "1.5 KiB");
-        assert_eq!(bytes(Some(3 * 1024 * 1024)), "3.0 MiB");
-        assert_eq!(bytes(None), "—");
-        assert_eq!(count(1, "row", "rows"), "1 row");
-        assert_eq!(count(2_330, "row", "rows"), "2,330 rows");
-        assert_eq!(count(0, "row", "rows"), "0 rows");
-    }
 
     #[test]
     fn bridge_messages_read_as_sentences() {

@@ -10,7 +10,7 @@ use axum::http::{Method, Request, StatusCode, Uri, header};
 use clap::Args;
 use ecoshard_core::wire::{ApiErrorBody, JobState, RebalanceJob};
 use ecoshard_core::{
-    DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, StrategyKind,
+    DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, StrategyKind, thousands,
 };
 use http_body_util::{BodyExt as _, Full};
 
@@ -269,19 +269,6 @@ fn job_table(job: &RebalanceJob) -> String {
     out
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// A 4xx (other than 409 and 429) is the input's fault: exit code 2.
 fn refused(status: StatusCode, bytes: &[u8]) -> Failure {
     let message = match serde_json::from_slice::<ApiErrorBody>(bytes) {
@@ -393,18 +380,6 @@ impl Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_table() {
-        for (value, expected) in [
-            (0, "0"),
-            (999, "999"),
-            (1_000, "1,000"),
-            (1_234_567, "1,234,567"),
-        ] {
-            assert_eq!(thousands(value), expected);
-        }
-    }
 
     #[test]
     fn urls() {
