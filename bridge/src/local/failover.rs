@@ -299,17 +299,10 @@ impl LocalCluster {
 
     /// Timeline of the last checkpoint of a stopped data directory.
     fn checkpoint_timeline(&self, data: &Path) -> Option<u32> {
-        let output = self
-            .run_as
-            .command(self.bins.tool("pg_controldata"), &self.layout.root)
-            .arg("-D")
-            .arg(data)
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .find_map(|line| line.strip_prefix("Latest checkpoint's TimeLineID:"))
-            .and_then(|id| id.trim().parse().ok())
+        self.control_field(data, "Latest checkpoint's TimeLineID:")
+            .ok()??
+            .parse()
+            .ok()
     }
 
     /// `pg_rewind` of a stopped node from the primary now.

@@ -633,17 +633,27 @@ impl LocalCluster {
     }
 
     fn system_identifier(&self, data: &Path) -> Result<Option<String>, ClusterError> {
+        self.control_field(data, "Database system identifier:")
+            .map_err(|error| ClusterError::io("running pg_controldata", error))
+    }
+
+    /// The value of one field `pg_controldata` prints for `data` (`label`
+    /// with its colon), trimmed; `None` when it prints no such field.
+    fn control_field(
+        &self,
+        data: &Path,
+        label: &str,
+    ) -> std::io::Result<Option<String>> {
         let output = self
             .run_as
             .command(self.bins.tool("pg_controldata"), &self.layout.root)
             .arg("-D")
             .arg(data)
-            .output()
-            .map_err(|error| ClusterError::io("running pg_controldata", error))?;
+            .output()?;
         Ok(String::from_utf8_lossy(&output.stdout)
             .lines()
-            .find_map(|line| line.strip_prefix("Database system identifier:"))
-            .map(|id| id.trim().to_string()))
+            .find_map(|line| line.strip_prefix(label))
+            .map(|value| value.trim().to_string()))
     }
 
     /// Runs one SQL command as the superuser over the Unix socket; its output.
