@@ -639,11 +639,7 @@ impl LocalCluster {
 
     /// The value of one field `pg_controldata` prints for `data` (`label`
     /// with its colon), trimmed; `None` when it prints no such field.
-    fn control_field(
-        &self,
-        data: &Path,
-        label: &str,
-    ) -> std::io::Result<Option<String>> {
+    fn control_field(&self, data: &Path, label: &str) -> std::io::Result<Option<String>> {
         let output = self
             .run_as
             .command(self.bins.tool("pg_controldata"), &self.layout.root)
