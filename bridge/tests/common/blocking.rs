@@ -48,8 +48,11 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<
 }
 
 /// The first of `base`, `base + 10`, … (200 tries) where `count` loopback
-/// ports in a row are free.
+/// ports in a row are free. `ECOSHARD_TEST_PORT_OFFSET` (0–9) shifts every
+/// search, so test runs of two checkouts at once never pick the same ports
+/// while one of them is still starting its servers.
 pub fn free_ports(base: u16, count: u16) -> u16 {
+    let base = base + port_offset();
     (0..200)
         .map(|step| base + step * 10)
         .find(|port| {
@@ -57,6 +60,14 @@ pub fn free_ports(base: u16, count: u16) -> u16 {
                 .all(|offset| std::net::TcpListener::bind(("127.0.0.1", port + offset)).is_ok())
         })
         .unwrap_or_else(|| panic!("no free ports from {base}"))
+}
+
+/// `ECOSHARD_TEST_PORT_OFFSET`, 0 when unset (at most 9).
+pub fn port_offset() -> u16 {
+    std::env::var("ECOSHARD_TEST_PORT_OFFSET")
+        .ok()
+        .and_then(|offset| offset.parse::<u16>().ok())
+        .map_or(0, |offset| offset.min(9))
 }
 
 /// `GET /api/cluster`.

@@ -26,8 +26,14 @@ pub struct Bridge {
 
 /// The first of `count` free ports from `base`, in steps of 10, staying
 /// below `base + 100` (the live tests' ranges: HTTP 18500–18599, PostgreSQL
-/// 26500–26599; the tests run one at a time).
+/// 26500–26599; the tests run one at a time). `ECOSHARD_TEST_PORT_OFFSET`
+/// (0–9) shifts the search, for two checkouts' tests at once.
 fn free_port_run(base: u16, count: u16) -> u16 {
+    let offset = std::env::var("ECOSHARD_TEST_PORT_OFFSET")
+        .ok()
+        .and_then(|offset| offset.parse::<u16>().ok())
+        .map_or(0, |offset| offset.min(9));
+    let base = base + offset;
     (0..10)
         .map(|step| base + step * 10)
         .find(|port| {
