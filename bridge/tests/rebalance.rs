@@ -414,6 +414,99 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
     assert_eq!(error_code(&bad), "invalid_path");
 }
 
+/// Every value of a JSON document with its numbers replaced by 0: the shape.
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(_) => Value::from(0),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| (key.clone(), shape(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The latest tick once it shows job `id` done.
+async fn tick_with_done_job(state: &AppState, id: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(json) = state.latest_tick() {
+            let tick: Tick = serde_json::from_str(&json).unwrap();
+            if tick
+                .rebalance
+                .is_some_and(|job| job.id == id && job.state == JobState::Done)
+            {
+                return json.to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick showed job {id} done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ticks_carry_the_job_without_its_plan_whatever_the_shard_count() {
+    let _nodes = NODES.read().await;
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let (state, _primary) = bridge_with_users("t_rb_ticks", &three, 1000, "t").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            state.latest_tick().is_some()
+        })
+        .await
+    );
+    let first = state.latest_tick().unwrap().len();
+
+    let mut summaries = Vec::new();
+    let mut sizes = Vec::new();
+    for shards in [4, 256] {
+        let started = std::time::Instant::now();
+        let answer = put_layout(
+            &state,
+            &format!(r#"{{"strategy":"ring","shards":{shards}}}"#),
+        )
+        .await;
+        eprintln!(
+            "PUT of ring over {shards} shards took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+        let done = wait_done(&state, answer.parse::<RebalanceJob>().id).await;
+        let json = tick_with_done_job(&state, done.id).await;
+        let tick: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let job = &tick["rebalance"];
+        assert_eq!(job["plan"], serde_json::Value::Null, "{job}");
+        assert_eq!(job["total"], done.total, "{job}");
+        // The plan is there, once, for whoever asks for it.
+        let full = get(&state, &format!("/api/rebalance/{}", done.id)).await;
+        let plan = full.parse::<RebalanceJob>().plan.expect("the job's plan");
+        assert_eq!(plan.loads_after.len(), shards);
+        sizes.push((shards, json.len(), job.to_string().len(), full.body.len()));
+        summaries.push(shape(job));
+    }
+    // The same fields, none a list or an object: nothing in a tick's job
+    // grows with the shard count.
+    assert_eq!(summaries[0], summaries[1]);
+    let fields = summaries[1].as_object().expect("an object");
+    assert!(
+        fields
+            .values()
+            .all(|value| !value.is_array() && !value.is_object()),
+        "{fields:?}"
+    );
+    eprintln!(
+        "tick before any job: {first} bytes; after a job to (shards, tick bytes, its job's \
+         bytes, GET /api/rebalance bytes): {sizes:?}"
+    );
+}
+
 /// A small deterministic sequence for picking keys.
 fn next(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;

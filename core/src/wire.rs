@@ -284,7 +284,9 @@ pub struct RebalanceJob {
     pub from_version: u64,
     /// Layout version after.
     pub to_version: u64,
-    /// The plan over the rows present when the job started.
+    /// The plan over the rows present when the job started; always `None`
+    /// in a [`Tick`] (it grows with the shard count; `GET
+    /// /api/rebalance/{id}` carries it).
     pub plan: Option<PlanSummary>,
     /// Why it failed.
     pub error: Option<String>,
@@ -299,7 +301,7 @@ pub struct Tick {
     pub nodes: Vec<NodeStatus>,
     /// Counters.
     pub stats: Stats,
-    /// The running or last rebalance job.
+    /// The running or last rebalance job, without its plan (`plan` is `None`).
     pub rebalance: Option<RebalanceJob>,
     /// Version of the layout in force.
     pub layout_version: u64,

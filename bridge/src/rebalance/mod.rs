@@ -65,6 +65,19 @@ impl Rebalancer {
         self.job.read().ok().and_then(|job| job.clone())
     }
 
+    /// The running or last job without its plan: what every stream tick
+    /// carries (the plan grows with the shard count; `GET
+    /// /api/rebalance/{id}` answers it).
+    pub fn job_summary(&self) -> Option<RebalanceJob> {
+        let slot = self.job.read().ok()?;
+        let job = slot.as_ref()?;
+        Some(RebalanceJob {
+            plan: None,
+            error: job.error.clone(),
+            ..*job
+        })
+    }
+
     fn set_job(&self, job: RebalanceJob) {
         if let Ok(mut slot) = self.job.write() {
             *slot = Some(job);
