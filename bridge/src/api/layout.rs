@@ -13,7 +13,7 @@ use crate::rebalance::Applied;
 use crate::state::AppState;
 
 /// `PUT /api/layout`: 202 and the job (with its plan when it was ready
-/// within [`crate::rebalance::PLAN_WAIT`]); 200 and the layout in force when
+/// within `rebalance::PLAN_WAIT`); 200 and the layout in force when
 /// the layout is that one (nothing stored, nothing moves).
 pub async fn apply(
     State(state): State<AppState>,

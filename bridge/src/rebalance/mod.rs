@@ -8,10 +8,10 @@
 //! routing, plans from the real keys, then moves exactly the rows whose owner
 //! changed, in batches, each batch one statement that also counts it in the
 //! job row. The PUT answers with the plan when it is ready within
-//! [`PLAN_WAIT`], else without it.
+//! `PLAN_WAIT`, else without it.
 //!
 //! Layout builds and plans (up to a few hundred ms at the core's bounds, and
-//! a plan grows with the rows) run on the blocking pool ([`off_workers`]),
+//! a plan grows with the rows) run on the blocking pool (`off_workers`),
 //! never on the async workers that answer requests.
 //!
 //! A bridge that finds a job running at start-up resumes it: the rows left
@@ -49,7 +49,7 @@ pub const MAX_DATABASE_SHARDS: usize = 256;
 
 /// Longest `PUT /api/layout` waits for the plan before answering without it
 /// (`plan` null, `total` 0: `GET /api/rebalance/{id}` has it later).
-pub const PLAN_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const PLAN_WAIT: Duration = Duration::from_millis(500);
 
 /// What `PUT /api/layout` did.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub enum Applied {
     /// The layout is the one in force: nothing stored, nothing scanned.
     InForce(LayoutView),
     /// A job started; it carries its plan when that was ready within
-    /// [`PLAN_WAIT`].
+    /// `PLAN_WAIT`.
     Started(RebalanceJob),
 }
 
@@ -107,7 +107,7 @@ impl Rebalancer {
     /// The running or last job without its plan: what every stream tick
     /// carries (the plan grows with the shard count; `GET
     /// /api/rebalance/{id}` answers it).
-    pub fn job_summary(&self) -> Option<RebalanceJob> {
+    pub(crate) fn job_summary(&self) -> Option<RebalanceJob> {
         let slot = self.job.read().ok()?;
         let job = slot.as_ref()?;
         Some(RebalanceJob {
@@ -261,7 +261,7 @@ pub fn resume(state: &AppState, pending: Pending) {
 
 /// `PUT /api/layout`: nothing for the layout in force; else starts moving to
 /// `layout` and answers the job, with its plan when it is ready within
-/// [`PLAN_WAIT`].
+/// `PLAN_WAIT`.
 pub async fn apply(state: &AppState, layout: Layout) -> Result<Applied, ApiError> {
     if layout.strategy == StrategyKind::BoundedLoad {
         return Err(bounded_load_refused());
