@@ -74,7 +74,7 @@ fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Serve {
 fn rebalance(addr: &str, layout: &str) -> (RebalanceJob, Duration) {
     let started = Instant::now();
     let (status, body) = http(addr, "PUT", "/api/layout", Some(layout));
-    assert!(status == 202 || status == 200, "{status}: {body}");
+    assert_eq!(status, 202, "{body}");
     let mut job: RebalanceJob = serde_json::from_str(&body).unwrap();
     while job.state == JobState::Running {
         std::thread::sleep(Duration::from_millis(10));

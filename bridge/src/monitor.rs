@@ -70,7 +70,9 @@ async fn run_ticks(state: AppState) {
             at_ms: now_ms(),
             nodes: state.cluster().nodes.iter().map(Node::status).collect(),
             stats: stats.clone(),
-            rebalance: state.rebalancer().job(),
+            // Without its plan, which grows with the shard count: the page
+            // fetches it once from GET /api/rebalance/{id}.
+            rebalance: state.rebalancer().job_summary(),
             layout_version: state.routing().table().current.version,
             failover: state.failover().view(),
         };

@@ -56,6 +56,29 @@ async fn wait_done(state: &AppState, id: u64) -> RebalanceJob {
     }
 }
 
+/// The job with its plan: as answered when the PUT waited long enough for
+/// it, else from `GET /api/rebalance/{id}` once the mover has made it.
+async fn with_plan(state: &AppState, started: RebalanceJob) -> RebalanceJob {
+    if started.plan.is_some() {
+        return started;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let job: RebalanceJob = get(state, &format!("/api/rebalance/{}", started.id))
+            .await
+            .parse();
+        if job.plan.is_some() {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {} never got its plan: {job:?}",
+            job.id
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A bridge on `database` over `layout` holding `count` generated users
 /// `<prefix>0` …, and a direct connection to the primary.
 async fn bridge_with_users(
@@ -88,7 +111,7 @@ async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
     )
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
-    let started: RebalanceJob = answer.parse();
+    let started = with_plan(&state, answer.parse()).await;
     let old = three.build().unwrap();
     let new = four.build().unwrap();
     let plan = plan_numbered(&old, &new, "user_", 300);
@@ -174,7 +197,7 @@ async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
     )
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
-    let shrink: RebalanceJob = answer.parse();
+    let shrink = with_plan(&state, answer.parse()).await;
     let back = plan_numbered(&new, &old, "user_", 300);
     assert_eq!(shrink.total, back.moved);
     assert_eq!(wait_done(&state, shrink.id).await.moved, back.moved);
@@ -215,7 +238,7 @@ fn error_code(answer: &Answer) -> String {
 }
 
 #[tokio::test]
-async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits() {
+async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     let _nodes = NODES.read().await;
     let database = "t_rb_refuse";
     let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
@@ -301,24 +324,6 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
     assert_eq!((layout.version, &layout.layout), (1, &three));
     assert_eq!(schemas().await, 3);
     assert_eq!(jobs().await, 0);
-
-    // The layout in force again: a job that moves nothing, no new version.
-    let answer = put_layout(&state, r#"{"strategy":"ring","shards":3,"vnodes":160}"#).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    let no_op: RebalanceJob = answer.parse();
-    assert_eq!(no_op.state, JobState::Done);
-    assert_eq!((no_op.moved, no_op.total), (0, 0));
-    assert_eq!((no_op.from_version, no_op.to_version), (1, 1));
-    let plan = no_op.plan.expect("a plan");
-    assert_eq!((plan.total, plan.moved), (2000, 0));
-    assert!(plan.transfers.is_empty());
-    let layout: LayoutView = get(&state, "/api/layout").await.parse();
-    assert_eq!(layout.version, 1);
-    assert_eq!(schemas().await, 3);
-    let again: RebalanceJob = get(&state, &format!("/api/rebalance/{}", no_op.id))
-        .await
-        .parse();
-    assert_eq!(again.state, JobState::Done);
 
     // Hold one row the job must move: the job waits on it, deterministically.
     let four = Layout::with_count(StrategyKind::Ring, 4)
@@ -412,6 +417,216 @@ async fn bad_layouts_change_nothing_a_no_op_moves_nothing_and_a_second_job_waits
     let bad = get(&state, "/api/rebalance/seven").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&bad), "invalid_path");
+}
+
+/// Rows of `ecoshard.rebalance` and of `ecoshard.layout`, counted in PostgreSQL.
+async fn job_and_layout_rows(primary: &tokio_postgres::Client) -> (i64, i64) {
+    let count = |table: &'static str| async move {
+        primary
+            .query_one(&format!("SELECT count(*) FROM ecoshard.{table}"), &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    (count("rebalance").await, count("layout").await)
+}
+
+#[tokio::test]
+async fn a_no_op_layout_stores_no_job_and_no_version() {
+    let _nodes = NODES.read().await;
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let (state, primary) = bridge_with_users("t_rb_no_op", &three, 2000, "k").await;
+    let before = job_and_layout_rows(&primary).await;
+    assert_eq!(before, (0, 1));
+
+    // The layout in force, spelt with a default given explicitly.
+    let answer = put_layout(&state, r#"{"strategy":"ring","shards":3,"vnodes":160}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let in_force: LayoutView = answer.parse();
+    assert_eq!((in_force.version, &in_force.layout), (1, &three));
+    assert_eq!(job_and_layout_rows(&primary).await, before);
+    assert!(state.rebalancer().job().is_none(), "a job was recorded");
+    let layout: LayoutView = get(&state, "/api/layout").await.parse();
+    assert_eq!(layout, in_force);
+}
+
+/// Every value of a JSON document with its numbers replaced by 0: the shape.
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(_) => Value::from(0),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| (key.clone(), shape(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The latest tick once it shows job `id` done.
+async fn tick_with_done_job(state: &AppState, id: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(json) = state.latest_tick() {
+            let tick: Tick = serde_json::from_str(&json).unwrap();
+            if tick
+                .rebalance
+                .is_some_and(|job| job.id == id && job.state == JobState::Done)
+            {
+                return json.to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tick showed job {id} done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ticks_carry_the_job_without_its_plan_whatever_the_shard_count() {
+    let _nodes = NODES.read().await;
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let (state, _primary) = bridge_with_users("t_rb_ticks", &three, 1000, "t").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            state.latest_tick().is_some()
+        })
+        .await
+    );
+    let first = state.latest_tick().unwrap().len();
+
+    let mut summaries = Vec::new();
+    let mut sizes = Vec::new();
+    for shards in [4, 256] {
+        let started = std::time::Instant::now();
+        let answer = put_layout(
+            &state,
+            &format!(r#"{{"strategy":"ring","shards":{shards}}}"#),
+        )
+        .await;
+        eprintln!(
+            "PUT of ring over {shards} shards took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+        let done = wait_done(&state, answer.parse::<RebalanceJob>().id).await;
+        let json = tick_with_done_job(&state, done.id).await;
+        let tick: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let job = &tick["rebalance"];
+        assert_eq!(job["plan"], serde_json::Value::Null, "{job}");
+        assert_eq!(job["total"], done.total, "{job}");
+        // The plan is there, once, for whoever asks for it.
+        let full = get(&state, &format!("/api/rebalance/{}", done.id)).await;
+        let plan = full.parse::<RebalanceJob>().plan.expect("the job's plan");
+        assert_eq!(plan.loads_after.len(), shards);
+        sizes.push((shards, json.len(), job.to_string().len(), full.body.len()));
+        summaries.push(shape(job));
+    }
+    // The same fields, none a list or an object: nothing in a tick's job
+    // grows with the shard count.
+    assert_eq!(summaries[0], summaries[1]);
+    let fields = summaries[1].as_object().expect("an object");
+    assert!(
+        fields
+            .values()
+            .all(|value| !value.is_array() && !value.is_object()),
+        "{fields:?}"
+    );
+    eprintln!(
+        "tick before any job: {first} bytes; after a job to (shards, tick bytes, its job's \
+         bytes, GET /api/rebalance bytes): {sizes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_layout_too_costly_to_build_is_refused_and_health_answers_while_the_costliest_is_built() {
+    let _nodes = NODES.read().await;
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let (state, primary) = bridge_with_users("t_rb_costly", &three, 2000, "c").await;
+
+    // The review's layout, which held the server for 16 s: refused, naming the limit.
+    let shards: Vec<String> = (0..255)
+        .map(|index| format!(r#"{{"name":"s{index}","weight":1e-300}}"#))
+        .collect();
+    let review = format!(
+        r#"{{"strategy":"maglev","table_size":16777213,"shards":[{}]}}"#,
+        shards.join(",")
+    );
+    let started = std::time::Instant::now();
+    let answer = put_layout(&state, &review).await;
+    let refusal_took = started.elapsed();
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+    let error = answer.parse::<ApiErrorBody>().error;
+    assert_eq!(error.code, "invalid_layout");
+    assert!(
+        error.message.contains("at most 20000000"),
+        "{}",
+        error.message
+    );
+    assert_eq!(job_and_layout_rows(&primary).await, (0, 1));
+
+    // The costliest layout the bounds allow: the largest Maglev table. While
+    // it is built (job stored, routing not yet swapped), health answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (state, stop) = (state.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let building = |state: &AppState| {
+                    state.rebalancer().job().is_some()
+                        && state.routing().table().current.version == 1
+                };
+                let before = building(&state);
+                let answer = get(&state, "/api/health").await;
+                let during = before && building(&state);
+                answers.push((std::time::Instant::now(), answer.status, during));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answers
+        })
+    };
+    let started = std::time::Instant::now();
+    let answer = put_layout(
+        &state,
+        r#"{"strategy":"maglev","shards":1,"table_size":16777213}"#,
+    )
+    .await;
+    let put_took = started.elapsed();
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    let done = wait_done(&state, job.id).await;
+    stop.store(true, Ordering::Relaxed);
+    let answers = poller.await.unwrap();
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status, _)| *status == StatusCode::OK),
+        "a health check failed"
+    );
+    let during_build = answers.iter().filter(|(_, _, during)| *during).count();
+    assert!(
+        during_build > 0,
+        "health never answered while the layout was built"
+    );
+    assert_eq!(done.moved, done.total);
+    let longest_gap = answers
+        .windows(2)
+        .map(|pair| pair[1].0 - pair[0].0)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "refusing the review's layout took {refusal_took:?}; PUT of the costliest layout took \
+         {put_took:?} (plan in the answer: {}); {} health answers while the job ran, {during_build} \
+         while the layout was built, longest gap {longest_gap:?}",
+        job.plan.is_some(),
+        answers.len()
+    );
 }
 
 /// A small deterministic sequence for picking keys.
@@ -570,7 +785,7 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     moving.store(true, Ordering::Relaxed);
     let answer = put_layout(&state, r#"{"strategy":"modulo","shards":4}"#).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
-    let job: RebalanceJob = answer.parse();
+    let job = with_plan(&state, answer.parse()).await;
     let plan = job.plan.clone().unwrap();
     assert!(job.total > 70_000, "{job:?}");
     let done = wait_done(&state, job.id).await;
@@ -825,6 +1040,47 @@ async fn a_batch_whose_job_is_gone_moves_nothing() {
     assert_eq!(after.checksum, before.checksum);
 }
 
+#[tokio::test]
+async fn a_job_stored_before_its_shards_were_created_is_resumed_with_them() {
+    let _nodes = NODES.read().await;
+    let cluster = the_cluster();
+    let database = "t_rb_no_shards";
+    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let four = Layout::with_count(StrategyKind::Ring, 4).unwrap();
+    let (_first, primary) = bridge_with_users(database, &three, 500, "n").await;
+    let before = snapshot(&primary, "").await;
+    // What a bridge killed between storing a job and creating its shards leaves.
+    primary
+        .execute(
+            "INSERT INTO ecoshard.layout (version, layout, state) VALUES (2, $1::text::jsonb, 'target')",
+            &[&serde_json::to_string(&four).unwrap()],
+        )
+        .await
+        .unwrap();
+    primary
+        .execute(
+            "INSERT INTO ecoshard.rebalance (from_version, to_version, state) VALUES (1, 2, 'running')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let restarted = bridge(cluster, database, three).await;
+    let id = restarted.rebalancer().job().expect("the job resumed").id;
+    let done = wait_done(&restarted, id).await;
+    assert_eq!(done.moved, done.total);
+    let after = snapshot(&primary, "").await;
+    assert_no_key_twice(&after);
+    assert_eq!(
+        (after.rows, &after.checksum),
+        (before.rows, &before.checksum)
+    );
+    let new = four.build().unwrap();
+    for (user_id, shards) in &after.shards_of {
+        assert_eq!(shards[0], new.locate_shard(user_id.as_bytes()).name);
+    }
+    assert!(after.shards_of.values().any(|shards| shards[0] == "s3"));
+}
+
 /// Its own cluster, with synchronous replication: the primary is killed.
 const FAILOVER_PORT: u16 = 29550;
 
@@ -890,7 +1146,7 @@ async fn a_rebalance_outlives_a_primary_failover() {
     .unwrap();
     let answer = put_layout(&state, r#"{"strategy":"modulo","shards":4}"#).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
-    let job: RebalanceJob = answer.parse();
+    let job = with_plan(&state, answer.parse()).await;
     let held_there = eventually(Duration::from_secs(60), || async {
         let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
             .await

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::blocking::http;
 use common::free_ports;
-use ecoshard_core::wire::{JobState, RebalanceJob};
+use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
 use rows::{assert_no_key_twice, snapshot};
 
@@ -193,7 +193,12 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     .unwrap();
     assert_eq!(status, 202, "{body}");
     let started: RebalanceJob = serde_json::from_str(&body).unwrap();
-    assert_eq!(started.total, total as u64);
+    // The PUT waits for the plan half a second at most; the job has it then.
+    let planned = wait_until(Duration::from_secs(60), || {
+        job(&addr, started.id).plan.is_some()
+    });
+    assert!(planned, "{:?}", job(&addr, started.id));
+    assert_eq!(job(&addr, started.id).total, total as u64);
     let stopped = wait_until(Duration::from_secs(60), || {
         job(&addr, started.id).moved == 2 * BATCH as u64
     });
@@ -233,6 +238,12 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(done.to_version, 2);
 
     let client = connect();
+    let job_rows = || {
+        runtime
+            .block_on(client.query_one("SELECT count(*) FROM ecoshard.rebalance", &[]))
+            .unwrap()
+            .get::<_, i64>(0)
+    };
     let after = runtime.block_on(snapshot(&client, ""));
     assert_no_key_twice(&after);
     assert_eq!(
@@ -271,11 +282,27 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     let home = runtime.block_on(snapshot(&client, ""));
     assert_eq!(home.shards_of, before.shards_of);
     assert_eq!(home.checksum, before.checksum);
-    // The same layout again: nothing moves (table output).
+    // The same layout again: nothing moves, nothing is stored (table output,
+    // then the layout in force as JSON).
+    let jobs_before = job_rows();
     let same = apply(&["--url", &url, "--strategy", "modulo", "--shards", "3"]);
     assert!(same.status.success());
     let text = String::from_utf8_lossy(&same.stdout);
-    assert!(text.contains("nothing to move"), "{text}");
+    assert_eq!(text, "the layout is already version 3; nothing to move\n");
+    let same = apply(&[
+        "--url",
+        &url,
+        "--strategy",
+        "modulo",
+        "--shards",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert!(same.status.success());
+    let in_force: LayoutView = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!(in_force.version, 3);
+    assert_eq!(job_rows(), jobs_before);
 
     for (args, code) in [
         (

@@ -54,10 +54,31 @@ pub enum ErrorKind {
         /// The value given.
         vnodes: u64,
     },
-    /// The ring would hold more than [`MAX_RING_POINTS`](crate::MAX_RING_POINTS) points.
+    /// The ring would hold more than [`MAX_RING_POINTS`](crate::MAX_RING_POINTS) points:
+    /// building it (hashing and sorting every point) would cost too much.
     TooManyRingPoints {
         /// How many points the layout asks for.
         points: u64,
+    },
+    /// A Maglev table of `table_size` slots over `shards` shards would cost
+    /// more than [`MAX_MAGLEV_COST`](crate::MAX_MAGLEV_COST) (`table_size ×
+    /// shards`): filling the table takes up to that many shard turns.
+    MaglevTooCostly {
+        /// The table size given.
+        table_size: u64,
+        /// The number of shards.
+        shards: u64,
+    },
+    /// A shard's weight is under [`MIN_WEIGHT_RATIO`](crate::MIN_WEIGHT_RATIO)
+    /// of the largest weight: such a shard gets (almost) no keys and only adds
+    /// work (a Maglev turn every round, a rendezvous score for every key).
+    WeightTooSmall {
+        /// The shard carrying the weight.
+        shard: String,
+        /// Its weight.
+        weight: f64,
+        /// The largest weight of the layout.
+        largest: f64,
     },
     /// The Maglev table size is not a prime number.
     TableSizeNotPrime {
@@ -102,6 +123,8 @@ impl Error {
             ErrorKind::WeightsUnsupported { .. } => "weights_unsupported",
             ErrorKind::VnodesOutOfRange { .. } => "vnodes_out_of_range",
             ErrorKind::TooManyRingPoints { .. } => "too_many_ring_points",
+            ErrorKind::MaglevTooCostly { .. } => "maglev_too_costly",
+            ErrorKind::WeightTooSmall { .. } => "weight_too_small",
             ErrorKind::TableSizeNotPrime { .. } => "table_size_not_prime",
             ErrorKind::TableSizeOutOfRange { .. } => "table_size_out_of_range",
             ErrorKind::LoadFactorOutOfRange { .. } => "load_factor_out_of_range",
@@ -119,8 +142,8 @@ impl From<ErrorKind> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::layout::{
-            MAX_LOAD_FACTOR, MAX_RING_POINTS, MAX_TABLE_SIZE, MAX_VNODES, MAX_WEIGHT,
-            MIN_LOAD_FACTOR,
+            DEFAULT_TABLE_SIZE, MAX_LOAD_FACTOR, MAX_MAGLEV_COST, MAX_RING_POINTS, MAX_TABLE_SIZE,
+            MAX_VNODES, MAX_WEIGHT, MIN_LOAD_FACTOR, MIN_WEIGHT_RATIO,
         };
         use crate::shard::MAX_SHARD_NAME_LEN;
         match &self.kind {
@@ -154,6 +177,23 @@ impl fmt::Display for Error {
                 f,
                 "the ring would hold {points} points: at most {MAX_RING_POINTS} are \
                  supported (lower vnodes, weights or the shard count)"
+            ),
+            ErrorKind::MaglevTooCostly { table_size, shards } => write!(
+                f,
+                "a Maglev table of {table_size} slots over {shards} shards costs {} \
+                 (table size × shards) to fill: at most {MAX_MAGLEV_COST} is allowed \
+                 (use a smaller table, {DEFAULT_TABLE_SIZE} is a good default, or fewer shards)",
+                table_size.saturating_mul(*shards)
+            ),
+            ErrorKind::WeightTooSmall {
+                shard,
+                weight,
+                largest,
+            } => write!(
+                f,
+                "shard {shard:?} has weight {weight}, under {MIN_WEIGHT_RATIO} of the largest \
+                 weight ({largest}): it would get almost no keys and only add work; raise its \
+                 weight to at least {MIN_WEIGHT_RATIO} × {largest} or leave it out"
             ),
             ErrorKind::TableSizeNotPrime { table_size } => write!(
                 f,

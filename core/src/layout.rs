@@ -20,6 +20,9 @@ pub const DEFAULT_VNODES: u32 = 160;
 /// Most virtual nodes per shard.
 pub const MAX_VNODES: u32 = 4_096;
 /// Most points a ring may hold in all (virtual nodes × weights over all shards).
+///
+/// A ring of this many points builds in about 0.17 s natively (1,024 shards of
+/// 4,096 virtual nodes; `cargo bench -p ecoshard-core --bench build`).
 pub const MAX_RING_POINTS: u64 = 1 << 22;
 /// Default Maglev lookup table size (a prime).
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
@@ -27,6 +30,13 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
 pub const MAX_TABLE_SIZE: u64 = 1 << 24;
 /// Maglev needs at least this many table slots per shard.
 pub const MIN_TABLE_SLOTS_PER_SHARD: u64 = 10;
+/// Most `table_size × shards` a Maglev layout may cost. Filling the table
+/// takes up to that many shard turns (when weights are skewed) besides its
+/// slots' probes; at this bound a table builds in about 0.3 s natively (the
+/// largest table, 16,777,213 slots, over one shard; or 9,999,991 over two;
+/// `cargo bench -p ecoshard-core --bench build`). 256 shards at the default
+/// table size cost 16,777,472.
+pub const MAX_MAGLEV_COST: u64 = 20_000_000;
 /// Default bound factor `c` of bounded-load hashing.
 pub const DEFAULT_LOAD_FACTOR: f64 = 1.25;
 /// Smallest bound factor `c` (1 = perfectly even).
@@ -35,6 +45,10 @@ pub const MIN_LOAD_FACTOR: f64 = 1.0;
 pub const MAX_LOAD_FACTOR: f64 = 10.0;
 /// Largest shard weight.
 pub const MAX_WEIGHT: f64 = 1_000.0;
+/// Smallest ratio of a shard's weight to the layout's largest weight. A shard
+/// under it would get less than a millionth of the keys (often none) and only
+/// add work: a Maglev turn every round, a rendezvous score for every key.
+pub const MIN_WEIGHT_RATIO: f64 = 1e-6;
 
 /// The placement strategies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -251,6 +265,7 @@ impl Layout {
                 .into());
             }
         }
+        check_weight_ratios(&self.shards)?;
         let mut names: Vec<&str> = self
             .shards
             .iter()
@@ -263,6 +278,17 @@ impl Layout {
             }
             .into());
         }
+        self.check_parameters()
+    }
+
+    /// Validates the layout and builds the router that answers lookups.
+    pub fn build(&self) -> Result<Router, Error> {
+        self.validate()?;
+        Ok(Router::new_unchecked(self.clone()))
+    }
+
+    /// The strategy's own parameters, and what building it would cost.
+    fn check_parameters(&self) -> Result<(), Error> {
         match self.strategy {
             StrategyKind::Ring | StrategyKind::BoundedLoad => {
                 if self.vnodes == 0 || self.vnodes > MAX_VNODES {
@@ -285,6 +311,10 @@ impl Layout {
                 if table_size < min || table_size > MAX_TABLE_SIZE {
                     return Err(ErrorKind::TableSizeOutOfRange { table_size, min }.into());
                 }
+                let shards = self.shards.len() as u64;
+                if table_size.saturating_mul(shards) > MAX_MAGLEV_COST {
+                    return Err(ErrorKind::MaglevTooCostly { table_size, shards }.into());
+                }
                 if !is_prime(table_size) {
                     return Err(ErrorKind::TableSizeNotPrime { table_size }.into());
                 }
@@ -292,12 +322,6 @@ impl Layout {
             StrategyKind::Modulo | StrategyKind::Jump | StrategyKind::Rendezvous => {}
         }
         Ok(())
-    }
-
-    /// Validates the layout and builds the router that answers lookups.
-    pub fn build(&self) -> Result<Router, Error> {
-        self.validate()?;
-        Ok(Router::new_unchecked(self.clone()))
     }
 }
 
@@ -325,6 +349,24 @@ fn check_shard_count(count: u64) -> Result<usize, Error> {
         .into());
     }
     Ok(count as usize)
+}
+
+/// Every weight at least [`MIN_WEIGHT_RATIO`] of the largest (weights already
+/// checked to be positive and finite).
+fn check_weight_ratios(shards: &[Shard]) -> Result<(), Error> {
+    let largest = shards.iter().map(|shard| shard.weight).fold(0.0, f64::max);
+    match shards
+        .iter()
+        .find(|shard| shard.weight < largest * MIN_WEIGHT_RATIO)
+    {
+        Some(shard) => Err(ErrorKind::WeightTooSmall {
+            shard: shard.name.clone(),
+            weight: shard.weight,
+            largest,
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 fn check_load_factor(load_factor: f64) -> Result<(), Error> {
@@ -558,6 +600,77 @@ mod tests {
             Layout::new(StrategyKind::Modulo, alloc::vec![Shard::new("bad name")]),
             Some("invalid_shard_name"),
         );
+    }
+
+    #[test]
+    fn layouts_that_cost_too_much_to_build_are_refused() {
+        let maglev = |count: usize, table_size: u32| {
+            Layout::new(StrategyKind::Maglev, Shard::numbered(count)).with_table_size(table_size)
+        };
+        let weighted = |strategy, weights: &[f64]| {
+            let shards = weights
+                .iter()
+                .enumerate()
+                .map(|(index, weight)| Shard::weighted(format!("s{index}"), *weight))
+                .collect();
+            Layout::new(strategy, shards)
+        };
+        // The review's layout: 255 shards of weight 1e-300, the largest table.
+        let mut review = maglev(255, 16_777_213);
+        for shard in &mut review.shards {
+            shard.weight = 1e-300;
+        }
+        check(review, Some("maglev_too_costly"));
+        check(maglev(2, 16_777_213), Some("maglev_too_costly"));
+        check(maglev(1, 16_777_213), None);
+        check(maglev(256, DEFAULT_TABLE_SIZE), None);
+        check(maglev(306, 65_537), Some("maglev_too_costly"));
+        check(ring(256), None);
+        check(ring(MAX_SHARDS as u64), None);
+        check(ring(1_024).with_vnodes(MAX_VNODES), None);
+        check(
+            ring(1_025).with_vnodes(MAX_VNODES),
+            Some("too_many_ring_points"),
+        );
+        for strategy in [
+            StrategyKind::Ring,
+            StrategyKind::Rendezvous,
+            StrategyKind::Maglev,
+            StrategyKind::BoundedLoad,
+        ] {
+            check(weighted(strategy, &[1_000.0, 0.0011]), None);
+            check(
+                weighted(strategy, &[1_000.0, 0.0009]),
+                Some("weight_too_small"),
+            );
+            check(weighted(strategy, &[1e-300, 1e-300]), None);
+            check(weighted(strategy, &[1.0, 1e-300]), Some("weight_too_small"));
+        }
+    }
+
+    #[test]
+    fn cost_errors_name_the_limit() {
+        use alloc::string::ToString;
+        let too_costly = Layout::new(StrategyKind::Maglev, Shard::numbered(255))
+            .with_table_size(16_777_213)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(too_costly.contains("at most 20000000"), "{too_costly}");
+        assert!(too_costly.contains("4278189315"), "{too_costly}");
+        let too_small = Layout::new(
+            StrategyKind::Ring,
+            alloc::vec![Shard::weighted("big", 10.0), Shard::weighted("tiny", 1e-9)],
+        )
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(too_small.contains("\"tiny\""), "{too_small}");
+        assert!(
+            too_small.contains("under 0.000001 of the largest"),
+            "{too_small}"
+        );
+        assert!(too_small.contains("at least 0.000001 × 10"), "{too_small}");
     }
 
     #[test]

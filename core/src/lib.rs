@@ -24,6 +24,24 @@
 //! Floating point (jump, weighted rendezvous) is IEEE-754 with `libm`'s
 //! functions, identical on every target.
 //!
+//! # Bounds on the work a layout may cost
+//!
+//! [`Layout::validate`] (and so [`Layout::build`] and the JSON form) refuses a
+//! layout whose build would cost too much, with a typed error naming the limit,
+//! so no input makes a build run for seconds. Each bound was chosen so that a
+//! build at the bound takes well under a second natively (figures from
+//! `cargo bench -p ecoshard-core --bench build`):
+//!
+//! | bound | limit | a build at the bound |
+//! |---|---|---|
+//! | ring and bounded-load points, `Σ max(1, round(vnodes × weight))` | [`MAX_RING_POINTS`] (4,194,304) | about 0.17 s |
+//! | Maglev `table_size × shards` | [`MAX_MAGLEV_COST`] (20,000,000) | about 0.3 s |
+//! | each weight at least [`MIN_WEIGHT_RATIO`] (1e-6) of the largest | — | a lighter shard gets almost no keys and only adds work |
+//!
+//! The defaults stay well inside them: 256 shards at the default parameters cost
+//! 40,960 ring points or 16,777,472 for Maglev; 10,000 ring shards 1,600,000
+//! points.
+//!
 //! # Example
 //!
 //! ```
@@ -74,8 +92,8 @@ pub use jump::{JUMP_LCG_MULTIPLIER, jump_hash};
 pub use keys::{DEFAULT_KEY_PREFIX, numbered_key, numbered_key_hashes};
 pub use layout::{
     DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, MAX_LOAD_FACTOR,
-    MAX_RING_POINTS, MAX_SHARDS, MAX_TABLE_SIZE, MAX_VNODES, MAX_WEIGHT, MIN_LOAD_FACTOR,
-    MIN_TABLE_SLOTS_PER_SHARD, StrategyKind,
+    MAX_MAGLEV_COST, MAX_RING_POINTS, MAX_SHARDS, MAX_TABLE_SIZE, MAX_VNODES, MAX_WEIGHT,
+    MIN_LOAD_FACTOR, MIN_TABLE_SLOTS_PER_SHARD, MIN_WEIGHT_RATIO, StrategyKind,
 };
 pub use maglev::MAGLEV_SKIP_SALT;
 pub use plan::{

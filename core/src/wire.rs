@@ -267,7 +267,7 @@ pub enum JobState {
     Failed,
 }
 
-/// A rebalance job: `PUT /api/layout` answer, `GET /api/rebalance/{id}`.
+/// A rebalance job: `PUT /api/layout` answer (202), `GET /api/rebalance/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RebalanceJob {
     /// Job id.
@@ -276,7 +276,7 @@ pub struct RebalanceJob {
     pub state: JobState,
     /// Rows moved so far.
     pub moved: u64,
-    /// Rows the plan moves.
+    /// Rows the plan moves (0 while a running job is still planning).
     pub total: u64,
     /// Moving speed over the job so far.
     pub rows_per_sec: f64,
@@ -284,7 +284,9 @@ pub struct RebalanceJob {
     pub from_version: u64,
     /// Layout version after.
     pub to_version: u64,
-    /// The plan over the rows present when the job started.
+    /// The plan over the rows present when the job started: `None` until it
+    /// is made, and always `None` in a [`Tick`] (it grows with the shard
+    /// count; `GET /api/rebalance/{id}` carries it).
     pub plan: Option<PlanSummary>,
     /// Why it failed.
     pub error: Option<String>,
@@ -299,7 +301,7 @@ pub struct Tick {
     pub nodes: Vec<NodeStatus>,
     /// Counters.
     pub stats: Stats,
-    /// The running or last rebalance job.
+    /// The running or last rebalance job, without its plan (`plan` is `None`).
     pub rebalance: Option<RebalanceJob>,
     /// Version of the layout in force.
     pub layout_version: u64,

@@ -106,3 +106,26 @@ fn bad_bodies_say_what_is_wrong() {
     );
     check_error("[1,2]", "");
 }
+
+/// The layout that stalled the bridge for 16 s (a Maglev table of 16,777,213
+/// slots over 255 shards of weight 1e-300) is refused when read, naming the
+/// limit; so are weights too small to get keys.
+#[test]
+fn layouts_too_costly_to_build_are_refused_naming_the_limit() {
+    let shards: Vec<String> = (0..255)
+        .map(|index| format!(r#"{{"name":"s{index}","weight":1e-300}}"#))
+        .collect();
+    let review = format!(
+        r#"{{"strategy":"maglev","table_size":16777213,"shards":[{}]}}"#,
+        shards.join(",")
+    );
+    check_error(&review, "at most 20000000");
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a","weight":1000},{"name":"b","weight":1e-300}]}"#,
+        "under 0.000001 of the largest weight (1000)",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":2000,"vnodes":4000}"#,
+        "at most 4194304",
+    );
+}

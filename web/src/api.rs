@@ -140,9 +140,37 @@ pub async fn layout() -> Result<LayoutView, ApiError> {
     get("/api/layout", "the layout request").await
 }
 
-/// `PUT /api/layout`: starts moving rows to the layout; answers the job.
-pub async fn apply_layout(layout: &Layout) -> Result<RebalanceJob, ApiError> {
-    send("PUT", "/api/layout", Some(layout), "the new layout").await
+/// What the bridge did with a layout sent by [`apply_layout`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// 202: a job started (its plan may come later, from [`rebalance`]).
+    Started(RebalanceJob),
+    /// 200: the layout is the one in force; nothing was stored or moved.
+    InForce(LayoutView),
+}
+
+impl Applied {
+    /// Reads a 2xx answer to `PUT /api/layout` by its status.
+    pub fn from_answer(status: u16, body: &str) -> Result<Applied, ApiError> {
+        let bad =
+            |error: serde_json::Error| ApiError::bad_answer("the new layout", &error.to_string());
+        if status == 200 {
+            serde_json::from_str(body)
+                .map(Applied::InForce)
+                .map_err(bad)
+        } else {
+            serde_json::from_str(body)
+                .map(Applied::Started)
+                .map_err(bad)
+        }
+    }
+}
+
+/// `PUT /api/layout`: starts moving rows to the layout; answers the job, or
+/// the layout in force when it is that one.
+pub async fn apply_layout(layout: &Layout) -> Result<Applied, ApiError> {
+    let (status, text) = send_raw("PUT", "/api/layout", Some(layout)).await?;
+    Applied::from_answer(status, &text)
 }
 
 /// `GET /api/rebalance/{id}`.
@@ -180,16 +208,16 @@ async fn send<B: Serialize, T: DeserializeOwned>(
     body: Option<&B>,
     what: &str,
 ) -> Result<T, ApiError> {
-    let text = send_raw(method, path, body).await?;
+    let (_, text) = send_raw(method, path, body).await?;
     serde_json::from_str(&text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
 }
 
-/// Sends a request; the body of a 2xx answer, or the failure in words.
+/// Sends a request; the status and body of a 2xx answer, or the failure in words.
 async fn send_raw<B: Serialize>(
     method: &str,
     path: &str,
     body: Option<&B>,
-) -> Result<String, ApiError> {
+) -> Result<(u16, String), ApiError> {
     use gloo::net::http::{Method, RequestBuilder};
 
     let method = match method {
@@ -214,7 +242,7 @@ async fn send_raw<B: Serialize>(
         .map_err(|_| ApiError::unreachable("network error"))?;
     let text = response.text().await.unwrap_or_default();
     if response.ok() {
-        Ok(text)
+        Ok((response.status(), text))
     } else {
         Err(ApiError::from_answer(
             response.status(),
@@ -262,6 +290,23 @@ mod tests {
                 .message
                 .contains("ecoshard serve")
         );
+    }
+
+    #[test]
+    fn an_apply_answer_is_read_by_its_status() {
+        let in_force = r#"{"version":3,"layout":{"strategy":"ring","shards":3}}"#;
+        let Ok(Applied::InForce(view)) = Applied::from_answer(200, in_force) else {
+            panic!("200 is the layout in force");
+        };
+        assert_eq!(view.version, 3);
+        let started = r#"{"id":4,"state":"running","moved":0,"total":0,"rows_per_sec":0.0,
+            "from_version":3,"to_version":4,"plan":null,"error":null}"#;
+        let Ok(Applied::Started(job)) = Applied::from_answer(202, started) else {
+            panic!("202 is a job");
+        };
+        assert_eq!((job.id, job.plan), (4, None));
+        let error = Applied::from_answer(200, started).unwrap_err();
+        assert_eq!(error.code, "bad_answer");
     }
 
     #[test]

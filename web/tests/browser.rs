@@ -382,6 +382,20 @@ async fn a_refused_layout_shows_the_cores_message() {
     );
     browser.eval("window.scrollTo(0, 0); return true").await;
     browser.screenshot("explorer-refused-layout").await;
+    // A prime table too costly to fill over four shards: the core's bound, in its words.
+    browser.enter("#table-size", "16777213").await;
+    let costly = browser
+        .wait_for(
+            "the cost refusal",
+            10,
+            "const text = document.querySelector('#layout-error')?.textContent;
+             return text && text.includes('table size × shards') && text",
+        )
+        .await;
+    assert!(
+        costly.as_str().unwrap().contains("at most 20000000"),
+        "{costly}"
+    );
     // A good value brings the stage back.
     browser.enter("#table-size", "65537").await;
     moved_after(&browser, "Maglev · 3 → 4 shards").await;

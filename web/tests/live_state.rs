@@ -5,6 +5,7 @@ use ecoshard_core::wire::{
     Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView, NodeCount, NodeRole,
     NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
 };
+use ecoshard_core::{Layout, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
 use ecoshard_web::live::{
     Applying, LAG_WINDOW_MS, LOG_LENGTH, Live, LiveAction, LogKind, Prediction, StreamStatus,
@@ -180,6 +181,79 @@ fn the_stream_never_takes_a_job_backwards() {
     assert!(resumed.job_running());
 }
 
+fn tick_with_job(at_ms: u64, job: RebalanceJob) -> LiveAction {
+    let LiveAction::Tick(mut tick) = tick(at_ms, true) else {
+        unreachable!()
+    };
+    tick.rebalance = Some(job);
+    LiveAction::Tick(tick)
+}
+
+#[test]
+fn a_jobs_plan_is_fetched_once_and_kept_while_ticks_carry_none() {
+    let old = Layout::with_count(StrategyKind::Ring, 3)
+        .unwrap()
+        .build()
+        .unwrap();
+    let new = Layout::with_count(StrategyKind::Ring, 4)
+        .unwrap()
+        .build()
+        .unwrap();
+    let plan = plan_numbered(&old, &new, "user_", 100).summary();
+    // Answered before its plan: nothing to fetch yet.
+    let planning = RebalanceJob {
+        total: 0,
+        ..job(5, 0, JobState::Running)
+    };
+    let live = Live::default().apply(tick_with_job(1_000, planning));
+    assert_eq!(live.plan_wanted(), None);
+    // Planned: a tick says how many rows, not which; the page fetches the plan.
+    let live = live.apply(tick_with_job(2_000, job(5, 10, JobState::Running)));
+    assert_eq!(live.plan_wanted(), Some(5));
+    let fetched = live.apply(LiveAction::Job(Box::new(RebalanceJob {
+        plan: Some(plan.clone()),
+        ..job(5, 10, JobState::Running)
+    })));
+    assert_eq!(fetched.plan_wanted(), None);
+    let later = fetched
+        .apply(tick_with_job(3_000, job(5, 60, JobState::Running)))
+        .apply(tick_with_job(4_000, job(5, 100, JobState::Done)));
+    let shown = later.job.as_ref().unwrap();
+    assert_eq!((shown.moved, shown.state), (100, JobState::Done));
+    assert_eq!(shown.plan.as_ref(), Some(&plan), "the plan stays");
+    assert_eq!(later.plan_wanted(), None);
+    // The next job wants its own plan.
+    let next = later.apply(tick_with_job(5_000, job(6, 0, JobState::Running)));
+    assert_eq!(next.plan_wanted(), Some(6));
+    assert_eq!(next.job.as_ref().unwrap().plan, None);
+}
+
+#[test]
+fn the_layout_in_force_is_answered_without_a_job() {
+    let in_force = LayoutView {
+        version: 3,
+        layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+    };
+    let live = Live::default()
+        .apply(LiveAction::ApplySent {
+            target: "Ring over 4 shards".to_string(),
+        })
+        .apply(LiveAction::ApplyInForce(in_force.clone()));
+    assert_eq!(
+        live.log[0].text,
+        "Ring over 4 shards: the layout is already version 3; nothing to move"
+    );
+    assert_eq!(
+        live.applying,
+        Applying::InForce {
+            target: "Ring over 4 shards".to_string(),
+            version: 3,
+        }
+    );
+    assert_eq!(live.job, None);
+    assert_eq!(live.layout, Some(in_force));
+}
+
 #[test]
 fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence() {
     let prediction = Prediction {
@@ -192,7 +266,10 @@ fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence()
         target: "Ring over 4 shards".to_string(),
     });
     let started = sent.apply(LiveAction::ApplyStarted {
-        job: Box::new(job(2, 0, JobState::Running)),
+        job: Box::new(RebalanceJob {
+            total: 0,
+            ..job(2, 0, JobState::Running)
+        }),
         prediction: Some(prediction.clone()),
     });
     assert_eq!(
@@ -204,10 +281,9 @@ fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence()
         }
     );
     assert_eq!(started.job.as_ref().unwrap().id, 2);
-    assert!(
-        started.log[0]
-            .text
-            .starts_with("applying Ring over 4 shards: job 2")
+    assert_eq!(
+        started.log[0].text,
+        "applying Ring over 4 shards: job 2 (v2 → v3) is planning which rows move"
     );
     let refused = started
         .apply(LiveAction::ApplySent {

@@ -36,8 +36,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lookups beside published crates, 1M-key plans, and the wasm32 size of the
-/// core's example.
+/// Lookups beside published crates, 1M-key plans, builds at the validation
+/// bounds, and the wasm32 size of the core's example.
 fn core() -> anyhow::Result<()> {
     exec(cargo().args([
         "bench",
@@ -47,6 +47,8 @@ fn core() -> anyhow::Result<()> {
         "lookup",
         "--bench",
         "plan",
+        "--bench",
+        "build",
     ]))?;
     let example = [
         "build",

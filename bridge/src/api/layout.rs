@@ -3,19 +3,22 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use ecoshard_core::Layout;
 use ecoshard_core::wire::RebalanceJob;
 
 use super::{Json, Path};
 use crate::error::ApiError;
+use crate::rebalance::Applied;
 use crate::state::AppState;
 
-/// `PUT /api/layout`: 202 and the job with its plan; 200 when the layout is
-/// the one in force (nothing moves, no new version).
+/// `PUT /api/layout`: 202 and the job (with its plan when it was ready
+/// within `rebalance::PLAN_WAIT`); 200 and the layout in force when
+/// the layout is that one (nothing stored, nothing moves).
 pub async fn apply(
     State(state): State<AppState>,
     Json(body): Json<serde_json::Value>,
-) -> Result<(StatusCode, axum::Json<RebalanceJob>), ApiError> {
+) -> Result<Response, ApiError> {
     let layout: Layout = serde_json::from_value(body).map_err(|error| {
         ApiError::bad_request(
             "invalid_layout",
@@ -27,10 +30,13 @@ pub async fn apply(
     })?;
     // On a task of its own: a client that hangs up must not cancel a job
     // half begun (stored, but its routing not swapped yet).
-    let (status, job) = tokio::spawn(async move { crate::rebalance::apply(&state, layout).await })
+    let applied = tokio::spawn(async move { crate::rebalance::apply(&state, layout).await })
         .await
         .map_err(|error| ApiError::internal("applying a layout", error))??;
-    Ok((status, axum::Json(job)))
+    Ok(match applied {
+        Applied::InForce(view) => (StatusCode::OK, axum::Json(view)).into_response(),
+        Applied::Started(job) => (StatusCode::ACCEPTED, axum::Json(job)).into_response(),
+    })
 }
 
 /// `GET /api/rebalance/{id}`.

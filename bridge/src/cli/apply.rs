@@ -1,6 +1,8 @@
 //! `ecoshard apply`: `PUT /api/layout` on a running bridge from a terminal,
-//! then its progress (`GET /api/rebalance/{id}`) as a bar on stderr until the
-//! job ends, and the job on stdout (a table, or JSON for scripts).
+//! then its progress (`GET /api/rebalance/{id}`, which also brings the plan
+//! when the PUT answered before it) as a bar on stderr until the job ends,
+//! and the job on stdout (a table, or JSON for scripts). The layout in force
+//! already: "nothing to move" (or the layout as JSON), exit code 0.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use clap::Args;
-use ecoshard_core::wire::{ApiErrorBody, JobState, RebalanceJob};
+use ecoshard_core::wire::{ApiErrorBody, JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{
     DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, StrategyKind, thousands,
 };
@@ -106,7 +108,8 @@ pub(super) fn run(args: &ApplyArgs) -> Result<(), Failure> {
             .await
             .map_err(Failure::runtime)?;
         let job: RebalanceJob = match status {
-            StatusCode::OK | StatusCode::ACCEPTED => parse(&bytes)?,
+            StatusCode::ACCEPTED => parse(&bytes)?,
+            StatusCode::OK => return print_in_force(&parse(&bytes)?, args.format),
             status => return Err(refused(status, &bytes)),
         };
         let job = if args.no_wait || job.state != JobState::Running {
@@ -175,9 +178,17 @@ async fn follow(bridge: &Bridge, mut job: RebalanceJob) -> Result<RebalanceJob, 
     Ok(job)
 }
 
-/// `[#########...........]  45,000 / 100,000 rows  45 %  23,120 rows/s`.
+/// `[#########...........]  45,000 / 100,000 rows  45 %  23,120 rows/s`, or
+/// that the rows are being counted while the job plans.
 fn progress_line(job: &RebalanceJob) -> String {
     const WIDTH: usize = 30;
+    if is_planning(job) {
+        return format!(
+            "[{}] job {} is planning: reading every user_id  ",
+            ".".repeat(WIDTH),
+            job.id
+        );
+    }
     let fraction = if job.total == 0 {
         1.0
     } else {
@@ -195,15 +206,38 @@ fn progress_line(job: &RebalanceJob) -> String {
     )
 }
 
+/// A running job whose plan is not made yet (the PUT answered before it).
+fn is_planning(job: &RebalanceJob) -> bool {
+    job.state == JobState::Running && job.plan.is_none() && job.total == 0
+}
+
+/// The answer to a layout equal to the one in force: nothing moved.
+fn print_in_force(view: &LayoutView, format: Format) -> Result<(), Failure> {
+    let text = match format {
+        Format::Json => json_text(view)?,
+        Format::Table => format!(
+            "the layout is already version {}; nothing to move\n",
+            view.version
+        ),
+    };
+    write_stdout(&text)
+}
+
 fn print_job(job: &RebalanceJob, format: Format) -> Result<(), Failure> {
     let text = match format {
-        Format::Json => {
-            let mut json = serde_json::to_string_pretty(job).map_err(Failure::runtime)?;
-            json.push('\n');
-            json
-        }
+        Format::Json => json_text(job)?,
         Format::Table => job_table(job),
     };
+    write_stdout(&text)
+}
+
+fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
+    let mut json = serde_json::to_string_pretty(value).map_err(Failure::runtime)?;
+    json.push('\n');
+    Ok(json)
+}
+
+fn write_stdout(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -224,11 +258,11 @@ fn job_table(job: &RebalanceJob) -> String {
         JobState::Failed => "failed",
     };
     let mut out = String::new();
-    if job.from_version == job.to_version {
+    if is_planning(job) {
         let _ = writeln!(
             out,
-            "job {}: the layout is already version {}; nothing to move",
-            job.id, job.to_version
+            "job {}: layout {} → {}, {state}; planning (GET /api/rebalance/{} for the plan)",
+            job.id, job.from_version, job.to_version, job.id
         );
     } else {
         let _ = writeln!(
@@ -395,6 +429,35 @@ mod tests {
             let failure = Bridge::parse(bad).unwrap_err();
             assert_eq!(failure.code, super::super::EXIT_USAGE, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_job_whose_plan_comes_later_reads_as_planning() {
+        let job = RebalanceJob {
+            id: 7,
+            state: JobState::Running,
+            moved: 0,
+            total: 0,
+            rows_per_sec: 0.0,
+            from_version: 2,
+            to_version: 3,
+            plan: None,
+            error: None,
+        };
+        assert!(
+            progress_line(&job).contains("job 7 is planning"),
+            "{}",
+            progress_line(&job)
+        );
+        assert!(
+            !progress_line(&job).contains('#'),
+            "{}",
+            progress_line(&job)
+        );
+        assert_eq!(
+            job_table(&job),
+            "job 7: layout 2 → 3, running; planning (GET /api/rebalance/7 for the plan)\n"
+        );
     }
 
     #[test]

@@ -1,13 +1,22 @@
 //! Applying a layout to the data: a rebalance job.
 //!
-//! `PUT /api/layout` stores the target layout and the job in one transaction,
-//! swaps the routing (writes by the new layout, reads under the new and the
-//! old one), waits for requests still holding the old routing, then plans
-//! from the real keys and answers; the mover (`mover.rs`) moves exactly the
-//! rows whose owner changed, in batches, each batch one statement that also
-//! counts it in the job row. A bridge that finds a job running at start-up
-//! resumes it: the rows left to move are the rows found in a shard that is
-//! not their owner under the target layout.
+//! `PUT /api/layout` answers a layout equal to the one in force at once,
+//! storing nothing. Otherwise it stores the target layout and the job in one
+//! transaction and starts the mover (`mover.rs`), which creates the new
+//! shards' schemas, swaps the routing (writes by the new layout, reads under
+//! the new and the old one), waits for requests still holding the old
+//! routing, plans from the real keys, then moves exactly the rows whose owner
+//! changed, in batches, each batch one statement that also counts it in the
+//! job row. The PUT answers with the plan when it is ready within
+//! `PLAN_WAIT`, else without it.
+//!
+//! Layout builds and plans (up to a few hundred ms at the core's bounds, and
+//! a plan grows with the rows) run on the blocking pool (`off_workers`),
+//! never on the async workers that answer requests.
+//!
+//! A bridge that finds a job running at start-up resumes it: the rows left
+//! to move are the rows found in a shard that is not their owner under the
+//! target layout.
 
 mod mover;
 mod store;
@@ -38,8 +47,38 @@ pub const MAX_BATCH_ROWS: usize = 100_000;
 /// bounds how many one transaction may create).
 pub const MAX_DATABASE_SHARDS: usize = 256;
 
-/// Longest `PUT /api/layout` waits for the plan before answering without it.
-const PLAN_WAIT: Duration = Duration::from_secs(60);
+/// Longest `PUT /api/layout` waits for the plan before answering without it
+/// (`plan` null, `total` 0: `GET /api/rebalance/{id}` has it later).
+pub(crate) const PLAN_WAIT: Duration = Duration::from_millis(500);
+
+/// What `PUT /api/layout` did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The layout is the one in force: nothing stored, nothing scanned.
+    InForce(LayoutView),
+    /// A job started; it carries its plan when that was ready within
+    /// `PLAN_WAIT`.
+    Started(RebalanceJob),
+}
+
+/// Runs `work` (a layout build, a plan) on the blocking pool, so that the
+/// async workers go on answering requests meanwhile. A panic in `work` comes
+/// back as an error.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| format!("a layout build or plan did not finish: {error}"))
+}
+
+/// Builds a stored layout's placement off the async workers.
+pub(crate) async fn build_placement(view: &LayoutView) -> Result<Placement, String> {
+    let view = view.clone();
+    off_workers(move || Placement::new(&view))
+        .await?
+        .map_err(|error| error.to_string())
+}
 
 /// The rebalance side of the bridge's state: the running or last job, and
 /// the slot a job holds from its start until its last clean-up.
@@ -65,6 +104,19 @@ impl Rebalancer {
         self.job.read().ok().and_then(|job| job.clone())
     }
 
+    /// The running or last job without its plan: what every stream tick
+    /// carries (the plan grows with the shard count; `GET
+    /// /api/rebalance/{id}` answers it).
+    pub(crate) fn job_summary(&self) -> Option<RebalanceJob> {
+        let slot = self.job.read().ok()?;
+        let job = slot.as_ref()?;
+        Some(RebalanceJob {
+            plan: None,
+            error: job.error.clone(),
+            ..*job
+        })
+    }
+
     fn set_job(&self, job: RebalanceJob) {
         if let Ok(mut slot) = self.job.write() {
             *slot = Some(job);
@@ -87,9 +139,9 @@ pub struct Pending {
     job: StoredJob,
     from: LayoutView,
     to: LayoutView,
-    /// Just begun: the routing still has to be swapped; the new shards exist
-    /// from this WAL position on.
-    swap_at_lsn: Option<u64>,
+    /// Just begun: the new shards' schemas are still to be created and the
+    /// routing to be swapped.
+    just_begun: bool,
 }
 
 /// What start-up found in the database.
@@ -119,7 +171,7 @@ pub async fn startup(
         .await
         .map_err(db_error)?
         .map(|job| job.view());
-    let current = Placement::new(active).map_err(StartError::Layout)?;
+    let current = build_placement(active).await.map_err(stored_layout_error)?;
     let Some(target) = target else {
         for name in crate::schema::retired_shards(&*client)
             .await
@@ -171,15 +223,16 @@ pub async fn startup(
                 .map_or_else(|| "?".into(), |total| total.to_string())
         );
     }
-    let lsn: tokio_postgres::types::PgLsn = client
-        .query_one(crate::db::CURRENT_LSN, &[])
+    // A job stored just before the bridge died may not have its shards yet.
+    let lsn = store::create_shards(client, &target.layout)
         .await
-        .map_err(db_error)?
-        .get(0);
+        .map_err(StartError::Schema)?;
     let table = RoutingTable {
-        current: Placement::new(&target).map_err(StartError::Layout)?,
+        current: build_placement(&target)
+            .await
+            .map_err(stored_layout_error)?,
         previous: Some(current),
-        min_replay_lsn: u64::from(lsn),
+        min_replay_lsn: lsn,
     };
     Ok(Startup {
         table,
@@ -188,7 +241,7 @@ pub async fn startup(
             job,
             from: active.clone(),
             to: target,
-            swap_at_lsn: None,
+            just_begun: false,
         }),
     })
 }
@@ -206,13 +259,10 @@ pub fn resume(state: &AppState, pending: Pending) {
     tokio::spawn(mover::run(state, pending, slot, None));
 }
 
-/// `PUT /api/layout`: starts moving to `layout`; answers the job with its plan.
-/// 202 for a job started, 200 for a layout equal to the one in force (a
-/// job that moves nothing, no new version).
-pub async fn apply(
-    state: &AppState,
-    layout: Layout,
-) -> Result<(StatusCode, RebalanceJob), ApiError> {
+/// `PUT /api/layout`: nothing for the layout in force; else starts moving to
+/// `layout` and answers the job, with its plan when it is ready within
+/// `PLAN_WAIT`.
+pub async fn apply(state: &AppState, layout: Layout) -> Result<Applied, ApiError> {
     if layout.strategy == StrategyKind::BoundedLoad {
         return Err(bounded_load_refused());
     }
@@ -234,24 +284,14 @@ pub async fn apply(
         return Err(busy(Some(job)));
     }
     let from = state.routing().table().view();
+    if layout == from.layout {
+        return Ok(Applied::InForce(from));
+    }
     let primary = state.cluster().primary();
     let mut client = primary.pool.get().await.map_err(|error| {
         tracing::warn!("applying a layout: {}", pool_error(&error));
         ApiError::primary_unavailable()
     })?;
-    if layout == from.layout {
-        let keys = mover::scan(&client, &from.layout, &from.layout)
-            .await
-            .map_err(|error| db_failure("planning", &error))?;
-        let plan = mover::plan_summary(&from.layout, &from.layout, &keys)
-            .map_err(|error| ApiError::internal("planning", error))?;
-        let job = store::record_no_op(&client, from.version, &plan)
-            .await
-            .map_err(|error| db_failure("recording a no-op layout", &error))?
-            .view();
-        rebalancer.set_job(job.clone());
-        return Ok((StatusCode::OK, job));
-    }
     let begun = match store::begin(&mut client, from.version, &layout).await {
         Ok(begun) => begun,
         Err(store::BeginError::Busy(job)) => return Err(busy(Some(job.view()))),
@@ -285,15 +325,15 @@ pub async fn apply(
         job: begun.job,
         from,
         to: begun.target,
-        swap_at_lsn: Some(begun.lsn),
+        just_begun: true,
     };
     tokio::spawn(mover::run(state.clone(), pending, slot, Some(planned_tx)));
     let _ = tokio::time::timeout(PLAN_WAIT, planned_rx).await;
-    let job = rebalancer
+    rebalancer
         .job()
         .filter(|job| job.id == id)
-        .ok_or_else(|| ApiError::internal("rebalance", "the job vanished from memory"))?;
-    Ok((StatusCode::ACCEPTED, job))
+        .map(Applied::Started)
+        .ok_or_else(|| ApiError::internal("rebalance", "the job vanished from memory"))
 }
 
 /// `GET /api/rebalance/{id}`.
@@ -347,6 +387,10 @@ fn busy(job: Option<RebalanceJob>) -> ApiError {
         None => "a rebalance job is starting; retry in a moment".to_string(),
     };
     ApiError::new(StatusCode::CONFLICT, "rebalance_running", message)
+}
+
+fn stored_layout_error(why: String) -> StartError {
+    StartError::Schema(crate::schema::SchemaError::BadStoredLayout(why))
 }
 
 fn db_failure(context: &str, error: &tokio_postgres::Error) -> ApiError {

@@ -1,10 +1,13 @@
-//! The mover: swaps the routing for a job just begun, plans from the real
-//! keys, moves each misplaced row with one statement per batch (delete from
-//! the old shard, insert into the new one, count it in the job row: one
-//! transaction), checks that nothing is left, completes the job, and drops
-//! the schemas of shards the new layout no longer has.
+//! The mover: for a job just begun, creates the new shards' schemas and
+//! swaps the routing; then plans from the real keys, moves each misplaced
+//! row with one statement per batch (delete from the old shard, insert into
+//! the new one, count it in the job row: one transaction), checks that
+//! nothing is left, completes the job, and drops the schemas of shards the
+//! new layout no longer has. Layout builds and plans run off the async
+//! workers (`off_workers`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
@@ -12,7 +15,7 @@ use ecoshard_core::wire::JobState;
 use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{Pending, store};
+use super::{Pending, build_placement, off_workers, store};
 use crate::routing::{Placement, RoutingTable, wait_unshared};
 use crate::schema::shard_schema;
 use crate::state::AppState;
@@ -29,6 +32,8 @@ const GONE: &str = "the database no longer holds this job running with its targe
 
 /// The keys of each shard, by shard name.
 pub(super) type Keys = BTreeMap<String, Vec<String>>;
+/// Rows to move, by (from, to) shard names, sorted by user_id.
+type Moves = BTreeMap<(String, String), Vec<String>>;
 
 /// Why a step failed.
 #[derive(Debug)]
@@ -60,29 +65,17 @@ pub(super) async fn run(
     mut planned: Option<oneshot::Sender<()>>,
 ) {
     let id = pending.job.id;
-    if let Some(lsn) = pending.swap_at_lsn {
-        match (Placement::new(&pending.to), Placement::new(&pending.from)) {
-            (Ok(current), Ok(previous)) => {
-                let old = state
-                    .routing()
-                    .swap(RoutingTable {
-                        current,
-                        previous: Some(previous),
-                        min_replay_lsn: lsn,
-                    })
-                    .await;
-                // Reads under the old table look only at old owners: none may
-                // run once rows move.
-                if !wait_unshared(old, DRAIN_LIMIT).await {
-                    tracing::warn!(
-                        "requests under the old layout still run after {DRAIN_LIMIT:?}; moving anyway"
-                    );
-                }
-            }
-            (Err(error), _) | (_, Err(error)) => {
-                fail(&state, id, &format!("building the layouts: {error}")).await;
-                return;
-            }
+    if pending.just_begun {
+        let Some(table) = new_table(&state, &pending).await else {
+            return;
+        };
+        let old = state.routing().swap(table).await;
+        // Reads under the old table look only at old owners: none may run
+        // once rows move.
+        if !wait_unshared(old, DRAIN_LIMIT).await {
+            tracing::warn!(
+                "requests under the old layout still run after {DRAIN_LIMIT:?}; moving anyway"
+            );
         }
     }
     let mut job = pending.job.clone();
@@ -104,6 +97,53 @@ pub(super) async fn run(
     drop(slot);
 }
 
+/// For a job just begun: creates the new shards' schemas (retrying while the
+/// primary is away) and builds the routing by both layouts, which standbys
+/// serve once they have replayed the schemas. `None` when the job failed.
+async fn new_table(state: &AppState, pending: &Pending) -> Option<RoutingTable> {
+    let id = pending.job.id;
+    let lsn = loop {
+        match create_shards(state, &pending.to.layout).await {
+            Ok(lsn) => break lsn,
+            Err(Failure::Retry(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(Failure::Fatal(why)) => {
+                fail(state, id, &format!("creating the new shards: {why}")).await;
+                return None;
+            }
+        }
+    };
+    match build_both(pending).await {
+        Ok((current, previous)) => Some(RoutingTable {
+            current,
+            previous: Some(previous),
+            min_replay_lsn: lsn,
+        }),
+        Err(error) => {
+            fail(state, id, &format!("building the layouts: {error}")).await;
+            None
+        }
+    }
+}
+
+async fn create_shards(state: &AppState, layout: &Layout) -> Result<u64, Failure> {
+    let mut client = state
+        .cluster()
+        .primary()
+        .pool
+        .get()
+        .await
+        .map_err(|error| Failure::Retry(crate::state::pool_error(&error)))?;
+    store::create_shards(&mut client, layout)
+        .await
+        .map_err(|error| match error {
+            crate::schema::SchemaError::Db(error) => Failure::from(error),
+            other => Failure::Fatal(other.to_string()),
+        })
+}
+
 /// Plans (once), moves, checks and completes; the WAL position after the
 /// completing commit.
 async fn work(
@@ -119,16 +159,13 @@ async fn work(
         .get()
         .await
         .map_err(|error| Failure::Retry(crate::state::pool_error(&error)))?;
-    let from = &pending.from.layout;
-    let to = &pending.to.layout;
-    let owner = router(to).map_err(|error| Failure::Fatal(error.to_string()))?;
+    let routers = routers(&pending.from.layout, &pending.to.layout).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
     loop {
-        let keys = scan(&client, from, to).await?;
-        let moves = misplaced(&keys, &owner);
-        if job.total.is_none() {
-            let plan = plan_summary(from, to, &keys).map_err(Failure::Fatal)?;
+        let keys = scan(&client, &pending.from.layout, &pending.to.layout).await?;
+        let (moves, plan) = sort_out(&routers, keys, job.total.is_none()).await?;
+        if let Some(plan) = plan {
             let count = moves.values().map(|keys| keys.len() as u64).sum();
             if plan.moved != count {
                 tracing::warn!(
@@ -173,7 +210,7 @@ async fn move_rows(
     state: &AppState,
     client: &mut deadpool_postgres::Client,
     job: &mut store::StoredJob,
-    moves: &BTreeMap<(String, String), Vec<String>>,
+    moves: &Moves,
     batch_rows: usize,
 ) -> Result<(), Failure> {
     let started = Instant::now();
@@ -236,7 +273,7 @@ fn move_sql(from: &str, to: &str) -> String {
 /// dropped if empty; then the job counts as done.
 async fn finish(state: &AppState, pending: &Pending, job: &store::StoredJob, lsn: u64) {
     let view = job.view();
-    match Placement::new(&pending.to) {
+    match build_placement(&pending.to).await {
         Ok(current) => {
             let old = state
                 .routing()
@@ -349,8 +386,8 @@ pub(super) async fn scan(
 
 /// Rows in a shard that is not their owner under `owner`, by (from, to),
 /// sorted by user_id.
-fn misplaced(keys: &Keys, owner: &Router) -> BTreeMap<(String, String), Vec<String>> {
-    let mut moves: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+fn misplaced(keys: &Keys, owner: &Router) -> Moves {
+    let mut moves = Moves::new();
     for (shard, ids) in keys {
         for user_id in ids {
             let to = &owner.locate_shard(user_id.as_bytes()).name;
@@ -368,20 +405,55 @@ fn misplaced(keys: &Keys, owner: &Router) -> BTreeMap<(String, String), Vec<Stri
     moves
 }
 
-/// The core's plan from `from` to `to` over the scanned rows that are where
-/// `from` puts them: rows written under `to` since the routing changed are
+/// The routers of a job's two layouts, built off the async workers.
+struct Routers {
+    /// Where rows were (`from`).
+    old: Router,
+    /// Where rows go (`to`).
+    new: Router,
+}
+
+async fn routers(from: &Layout, to: &Layout) -> Result<Arc<Routers>, Failure> {
+    let (from, to) = (from.clone(), to.clone());
+    let built = off_workers(move || {
+        Ok::<_, ecoshard_core::Error>(Routers {
+            old: router(&from)?,
+            new: router(&to)?,
+        })
+    })
+    .await
+    .map_err(Failure::Fatal)?
+    .map_err(|error| Failure::Fatal(error.to_string()))?;
+    Ok(Arc::new(built))
+}
+
+/// The misplaced rows of `keys` and, when `with_plan`, the core's plan over
+/// them, worked out off the async workers (the key lists move there).
+async fn sort_out(
+    routers: &Arc<Routers>,
+    keys: Keys,
+    with_plan: bool,
+) -> Result<(Moves, Option<PlanSummary>), Failure> {
+    let routers = Arc::clone(routers);
+    off_workers(move || {
+        let moves = misplaced(&keys, &routers.new);
+        let plan = with_plan.then(|| plan_summary(&routers.old, &routers.new, &keys));
+        (moves, plan)
+    })
+    .await
+    .map_err(Failure::Fatal)
+}
+
+/// The core's plan from `old` to `new` over the scanned rows that are where
+/// `old` puts them: rows written under `new` since the routing changed are
 /// in place already and not part of the change.
-pub(super) fn plan_summary(from: &Layout, to: &Layout, keys: &Keys) -> Result<PlanSummary, String> {
-    let old = router(from).map_err(|error| error.to_string())?;
-    let new = router(to).map_err(|error| error.to_string())?;
+fn plan_summary(old: &Router, new: &Router, keys: &Keys) -> PlanSummary {
     let in_old_place = keys.iter().flat_map(|(shard, ids)| {
-        let old = &old;
         ids.iter()
             .filter(move |user_id| old.locate_shard(user_id.as_bytes()).name == *shard)
             .map(|user_id| user_id.as_bytes())
     });
-    let plan = ecoshard_core::plan(&old, &new, in_old_place);
-    Ok(plan.summary())
+    ecoshard_core::plan(old, new, in_old_place).summary()
 }
 
 /// The router that places single keys as the bridge does: a bounded-load
@@ -392,6 +464,14 @@ fn router(layout: &Layout) -> Result<Router, ecoshard_core::Error> {
     } else {
         layout.build()
     }
+}
+
+/// Both layouts of a job just begun, built off the async workers.
+async fn build_both(pending: &Pending) -> Result<(Placement, Placement), String> {
+    let (to, from) = (pending.to.clone(), pending.from.clone());
+    off_workers(move || Ok((Placement::new(&to)?, Placement::new(&from)?)))
+        .await?
+        .map_err(|error: ecoshard_core::Error| error.to_string())
 }
 
 #[cfg(test)]

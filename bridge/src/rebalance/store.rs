@@ -1,5 +1,6 @@
 //! The rebalance job in the database (`ecoshard.rebalance`, migration 2):
-//! starting one with its target layout, its progress, its end. Every change
+//! starting one with its target layout, the schemas of its new shards, its
+//! progress, its end. Every change
 //! of state is one transaction, so a killed bridge leaves a state it can
 //! resume from.
 
@@ -82,19 +83,19 @@ impl From<crate::schema::SchemaError> for BeginError {
     }
 }
 
-/// A started job: its row and the WAL position after its commit.
+/// A started job.
 #[derive(Debug)]
 pub struct Begun {
     /// The job.
     pub job: StoredJob,
     /// The target layout, with its new version.
     pub target: LayoutView,
-    /// `pg_current_wal_lsn()` after the commit (the new shards exist from there).
-    pub lsn: u64,
 }
 
 /// In one transaction under the schema lock: stores `layout` as the target
-/// (version = the active one + 1), the job, and the schemas of new shards.
+/// (version = the active one + 1) and the job. The schemas of new shards
+/// come next ([`create_shards`], seconds for hundreds of shards), before any
+/// request is routed by the target.
 pub async fn begin(
     client: &mut deadpool_postgres::Client,
     from_version: u64,
@@ -141,9 +142,7 @@ pub async fn begin(
         )
         .await?
         .get(0);
-    ensure_shards(&tx, layout).await?;
     tx.commit().await?;
-    let lsn: PgLsn = client.query_one(crate::db::CURRENT_LSN, &[]).await?.get(0);
     Ok(Begun {
         job: StoredJob {
             id: id as u64,
@@ -160,38 +159,23 @@ pub async fn begin(
             version: to_version as u64,
             layout: layout.clone(),
         },
-        lsn: u64::from(lsn),
     })
 }
 
-/// Records a layout equal to the one in force: a job that moved nothing, done
-/// at once, with no new layout version.
-pub async fn record_no_op(
-    client: &impl GenericClient,
-    version: u64,
-    plan: &PlanSummary,
-) -> Result<StoredJob, tokio_postgres::Error> {
-    let plan_json = serde_json::to_string(plan).unwrap_or_else(|_| "null".into());
-    let id: i64 = client
-        .query_one(
-            "INSERT INTO ecoshard.rebalance \
-                 (from_version, to_version, state, total, plan, finished_at) \
-             VALUES ($1, $1, 'done', 0, $2::text::json, now()) RETURNING id",
-            &[&(version as i64), &plan_json],
-        )
-        .await?
-        .get(0);
-    Ok(StoredJob {
-        id: id as u64,
-        state: JobState::Done,
-        from_version: version,
-        to_version: version,
-        moved: 0,
-        total: Some(0),
-        moving_ms: 0,
-        plan: Some(plan.clone()),
-        error: None,
-    })
+/// In one transaction under the schema lock: the schemas of the shards of
+/// `layout` that do not exist yet. Answers `pg_current_wal_lsn()` after the
+/// commit: the shards exist from there on.
+pub async fn create_shards(
+    client: &mut deadpool_postgres::Client,
+    layout: &Layout,
+) -> Result<u64, crate::schema::SchemaError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    ensure_shards(&tx, layout).await?;
+    tx.commit().await?;
+    let lsn: PgLsn = client.query_one(crate::db::CURRENT_LSN, &[]).await?.get(0);
+    Ok(u64::from(lsn))
 }
 
 /// The job that is running or failed with its target still in place, if any.

@@ -155,6 +155,9 @@ pub enum LiveAction {
         /// What the explorer expected, worked out when it was sent.
         prediction: Option<Prediction>,
     },
+    /// The bridge answered that the layout is the one in force: nothing
+    /// stored, nothing moved.
+    ApplyInForce(LayoutView),
     /// The bridge refused the layout.
     ApplyRefused(ApiError),
     /// A node was asked to stop or start.
@@ -284,8 +287,11 @@ impl Live {
                     Applying::Sending { target } => target.clone(),
                     _ => String::new(),
                 };
-                let text = if job.total == 0 && job.from_version == job.to_version {
-                    format!("{target}: the layout in force already; nothing to move")
+                let text = if job.plan.is_none() && job.state == JobState::Running {
+                    format!(
+                        "applying {target}: job {} (v{} → v{}) is planning which rows move",
+                        job.id, job.from_version, job.to_version
+                    )
                 } else {
                     format!(
                         "applying {target}: job {} (v{} → v{}) moves {} rows",
@@ -302,6 +308,24 @@ impl Live {
                     prediction,
                 };
                 next.merge_job(*job);
+            }
+            LiveAction::ApplyInForce(view) => {
+                let target = match &self.applying {
+                    Applying::Sending { target } => target.clone(),
+                    _ => String::new(),
+                };
+                next.push_log(
+                    LogKind::Ok,
+                    format!(
+                        "{target}: the layout is already version {}; nothing to move",
+                        view.version
+                    ),
+                );
+                next.applying = Applying::InForce {
+                    target,
+                    version: view.version,
+                };
+                next.layout = Some(view);
             }
             LiveAction::ApplyRefused(error) => {
                 let target = match &self.applying {
@@ -356,6 +380,16 @@ impl Live {
             (None, Some(_)) => true,
             _ => false,
         }
+    }
+
+    /// The job whose plan the page lacks but the bridge has made (its total
+    /// is known, or it ended): fetch it once from `GET /api/rebalance/{id}`,
+    /// since ticks carry jobs without their plans.
+    pub fn plan_wanted(&self) -> Option<u64> {
+        self.job
+            .as_ref()
+            .filter(|job| job.plan.is_none() && (job.total > 0 || job.state != JobState::Running))
+            .map(|job| job.id)
     }
 
     /// The node that takes writes now, whatever its name.
@@ -433,8 +467,9 @@ impl Live {
     /// Takes a job from a tick, a poll or an answer: a newer job replaces
     /// an older one; the same job only moves forward (a late poll never
     /// takes a finished job back to running, but a failed job resumed by a
-    /// restarted bridge runs again).
-    fn merge_job(&mut self, job: RebalanceJob) {
+    /// restarted bridge runs again) and keeps its plan once known (ticks
+    /// carry none).
+    fn merge_job(&mut self, mut job: RebalanceJob) {
         use JobState::{Done, Failed, Running};
         let accept = match &self.job {
             None => true,
@@ -447,6 +482,11 @@ impl Live {
         };
         if !accept {
             return;
+        }
+        if let Some(current) = self.job.as_ref().filter(|current| current.id == job.id)
+            && job.plan.is_none()
+        {
+            job.plan = current.plan.clone();
         }
         let finished = self
             .job

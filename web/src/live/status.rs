@@ -77,7 +77,7 @@ pub enum Applying {
         /// The layout, for people.
         target: String,
     },
-    /// The bridge started a job (or found nothing to move).
+    /// The bridge started a job.
     Started {
         /// The layout, for people.
         target: String,
@@ -85,6 +85,13 @@ pub enum Applying {
         job_id: u64,
         /// What the explorer expected it to move, worked out when it was sent.
         prediction: Option<Prediction>,
+    },
+    /// The layout was the one in force already: nothing stored or moved.
+    InForce {
+        /// The layout, for people.
+        target: String,
+        /// Its version.
+        version: u64,
     },
     /// The bridge refused it.
     Refused {

@@ -1,6 +1,7 @@
 //! "Apply this layout": sends the explorer's current layout to the bridge and
-//! follows the rebalance job from the stream — a progress bar, rows per
-//! second, and three counts side by side: the rows the bridge planned to move
+//! follows the rebalance job from the stream (its plan fetched once per job,
+//! as ticks carry none) — a progress bar, rows per second, and three counts
+//! side by side: the rows the bridge planned to move
 //! (the core over the ids the database holds), the rows it moved, and what
 //! the explorer predicted (the core over its own numbered keys), with why
 //! they can differ. Refusals show the bridge's sentence.
@@ -10,10 +11,10 @@ use ecoshard_core::{Layout, StrategyKind};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
-use crate::api;
+use crate::api::{self, Applied};
 use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
-use crate::live::{Applying, Live, LiveAction, Prediction, compare_with_plan};
+use crate::live::{Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan};
 use crate::state::{Explorer, strategy_title};
 
 /// Most users one bulk insert takes (the bridge's bound).
@@ -84,10 +85,11 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             });
             spawn_local(async move {
                 match api::apply_layout(&layout).await {
-                    Ok(job) => dispatch.emit(LiveAction::ApplyStarted {
+                    Ok(Applied::Started(job)) => dispatch.emit(LiveAction::ApplyStarted {
                         job: Box::new(job),
                         prediction,
                     }),
+                    Ok(Applied::InForce(view)) => dispatch.emit(LiveAction::ApplyInForce(view)),
                     Err(error) => dispatch.emit(LiveAction::ApplyRefused(error)),
                 }
             });
@@ -111,10 +113,27 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         })
     };
     {
-        // Poll while a job runs, in case the stream is slow or down.
+        // Ticks carry the job without its plan: fetch it once per job.
         let dispatch = props.dispatch.clone();
+        use_effect_with(live.plan_wanted(), move |wanted| {
+            if let Some(id) = *wanted {
+                spawn_local(async move {
+                    match api::rebalance(id).await {
+                        Ok(job) => dispatch.emit(LiveAction::Job(Box::new(job))),
+                        Err(error) => dispatch.emit(LiveAction::Failed(format!(
+                            "The plan of rebalance job {id}: {error}"
+                        ))),
+                    }
+                });
+            }
+        });
+    }
+    {
+        // Poll while a job runs and the stream is down.
+        let dispatch = props.dispatch.clone();
+        let polled = running.filter(|_| live.stream != StreamStatus::Open);
         let poll = Callback::from(move |_| {
-            if let Some(id) = running {
+            if let Some(id) = polled {
                 let dispatch = dispatch.clone();
                 spawn_local(async move {
                     if let Ok(job) = api::rebalance(id).await {
@@ -123,7 +142,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
                 });
             }
         });
-        use_interval(running.map(|_| 1_000), poll);
+        use_interval(polled.map(|_| 1_000), poll);
     }
 
     let rows = live.rows();
@@ -200,6 +219,11 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
                 </button>
                 <span class="muted small">{ "user_0 … into the database: with the same keys, the explorer's prediction is the plan, key for key" }</span>
             </div>
+            if let Applying::InForce { version, .. } = &live.applying {
+                <p class="muted small" id="apply-in-force">
+                    { format!("The layout is already version {version}; nothing to move.") }
+                </p>
+            }
             if let Applying::Refused { target, error } = &live.applying {
                 <div class="banner bad" id="apply-refusal" data-code={error.code.clone()}>
                     <strong>{ match error.status {
@@ -270,7 +294,11 @@ fn JobView(props: &JobViewProps) -> Html {
         JobState::Done => "done",
         JobState::Failed => "failed",
     };
-    let share = if job.total == 0 {
+    // The bridge answers a job before its plan when planning takes long.
+    let planning = job.state == JobState::Running && job.plan.is_none() && job.total == 0;
+    let share = if planning {
+        0.0
+    } else if job.total == 0 {
         100.0
     } else {
         job.moved as f64 / job.total as f64 * 100.0
@@ -296,7 +324,7 @@ fn JobView(props: &JobViewProps) -> Html {
                 <div class={classes!("progress-fill", state)} style={format!("width: {share:.1}%")} />
             </div>
             <div class="job-numbers">
-                <span id="job-progress">{ format!("{} / {} rows moved · {:.0} %", thousands(job.moved), thousands(job.total), share) }</span>
+                <span id="job-progress">{ if planning { "planning which rows move…".to_string() } else { format!("{} / {} rows moved · {:.0} %", thousands(job.moved), thousands(job.total), share) } }</span>
                 <span id="job-rate">{ format!("{} rows/s", thousands(job.rows_per_sec.round() as u64)) }</span>
             </div>
             if let Some(plan) = &job.plan {
