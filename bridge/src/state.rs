@@ -42,6 +42,10 @@ pub struct BridgeConfig {
     pub local: Option<Arc<LocalCluster>>,
     /// Promote a standby when the primary's server is gone (local cluster only).
     pub auto_failover: bool,
+    /// Host names served besides `localhost` and IP literals (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// The token state-changing requests need (`--token`), if any.
+    pub token: Option<crate::api::Token>,
 }
 
 impl BridgeConfig {
@@ -60,6 +64,8 @@ impl BridgeConfig {
             rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
             local: None,
             auto_failover: false,
+            allowed_hosts: Vec::new(),
+            token: None,
         }
     }
 }
@@ -112,6 +118,7 @@ struct Inner {
     bulk_permits: Semaphore,
     in_flight: Semaphore,
     event_clients: Arc<Semaphore>,
+    edge: crate::api::EdgeRules,
     web_dir: Option<PathBuf>,
     failover: Failover,
 }
@@ -190,6 +197,7 @@ impl AppState {
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
                 event_clients: Arc::new(Semaphore::new(config.max_event_clients)),
+                edge: crate::api::EdgeRules::new(&config.allowed_hosts, config.token),
                 web_dir: config.web_dir,
                 failover: Failover::new(config.local, config.auto_failover),
             }),
@@ -240,6 +248,11 @@ impl AppState {
     /// Limits event-stream clients; a permit lives as long as its stream.
     pub fn event_clients(&self) -> &Arc<Semaphore> {
         &self.inner.event_clients
+    }
+
+    /// Which hosts, origins and token requests need.
+    pub(crate) fn edge(&self) -> &crate::api::EdgeRules {
+        &self.inner.edge
     }
 
     /// Node actions and failover.

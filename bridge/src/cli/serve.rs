@@ -1,7 +1,9 @@
 //! `ecoshard serve`: starts (or reuses) the local cluster, or connects to the
 //! one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM, and
-//! stops the servers it started.
+//! stops the servers it started. Beyond loopback, changes need a token: the
+//! one given, or one generated and printed once in the URL the page opens.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use ecoshard_core::Layout;
 use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
+use crate::api::Token;
 use crate::local::LocalCluster;
 use crate::state::{AppState, BridgeConfig};
 use crate::topology::Topology;
@@ -32,6 +35,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
         ));
     }
+    let (token, generated) = token_for(args)?;
     // Held until the end: dropping it stops the servers this process started.
     let mut local = None;
     let external = match (&args.primary, &args.cluster_config) {
@@ -82,6 +86,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         rebalance_batch: args.rebalance_batch as usize,
         local: local.clone(),
         auto_failover: args.auto_failover,
+        allowed_hosts: args.allowed_hosts.clone(),
+        token: token.clone(),
         ..BridgeConfig::new(topology)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +102,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 Failure::runtime(format!("cannot listen on {}: {error}", args.listen))
             })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
-        tracing::info!("bridge listening on http://{addr}/ (Ctrl-C stops it)");
+        announce(addr, token.as_ref(), generated);
         crate::server::serve(listener, state, crate::server::shutdown_signal())
             .await
             .map_err(|error| Failure::runtime(format!("serving: {error}")))
@@ -110,6 +116,44 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
+}
+
+/// The token changes need, and whether it was generated: the one given; a
+/// new one when listening beyond loopback; else none.
+fn token_for(args: &ServeArgs) -> Result<(Option<Token>, bool), Failure> {
+    if let Some(token) = &args.token {
+        return Ok((Some(token.clone()), false));
+    }
+    if args.listen.ip().is_loopback() {
+        return Ok((None, false));
+    }
+    let token = Token::generate()
+        .map_err(|error| Failure::runtime(format!("generating a token: {error}")))?;
+    Ok((Some(token), true))
+}
+
+/// The one line that says where the bridge is. A generated token is printed
+/// here only, in the URL's fragment (which browsers never send to a server);
+/// a given one never.
+fn announce(addr: SocketAddr, token: Option<&Token>, generated: bool) {
+    let anywhere = if addr.ip().is_unspecified() {
+        " (every address of this machine: put one in place of the unspecified one)"
+    } else {
+        ""
+    };
+    match token {
+        None => tracing::info!("bridge listening on http://{addr}/ (Ctrl-C stops it)"),
+        Some(token) if generated => eprintln!(
+            "bridge listening on http://{addr}/#token={}{anywhere}\n\
+             open that URL once: the page keeps the token for its tab; changes from \
+             programs need Authorization: Bearer with it (ecoshard apply --token)",
+            token.reveal()
+        ),
+        Some(_) => tracing::info!(
+            "bridge listening on http://{addr}/{anywhere}; changes need the token given \
+             (--token or ECOSHARD_TOKEN): open http://{addr}/#token=TOKEN once"
+        ),
+    }
 }
 
 /// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
