@@ -1,19 +1,24 @@
 //! The bridge's HTTP edge, against a real cluster of this binary's own:
-//! cross-site and DNS-rebinding requests refused, and the token beyond
-//! loopback.
+//! cross-site and DNS-rebinding requests refused, the token beyond loopback,
+//! connections that never finish a request closed while the bridge answers,
+//! and request heads over the limits answered with the JSON error shape.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{Answer, free_ports, get, send};
 use ecoshard_bridge::api::Token;
+use ecoshard_bridge::server::ServerOptions;
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
 use ecoshard_core::wire::{ApiErrorBody, LayoutView, NodeAction};
 use ecoshard_core::{Layout, StrategyKind};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 
 /// This binary's ports: PostgreSQL from 27000, HTTP from 19000.
 const PG_PORT: u16 = 27000;
@@ -52,6 +57,27 @@ async fn bridge(database: &str, configure: impl FnOnce(&mut BridgeConfig)) -> Ap
         .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
 }
 
+/// The bridge served on a port of its own until the test ends.
+async fn serve(state: &AppState, options: ServerOptions) -> SocketAddr {
+    serve_on(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        state,
+        options,
+    )
+}
+
+/// The bridge served on `listener` until the test ends.
+fn serve_on(listener: TcpListener, state: &AppState, options: ServerOptions) -> SocketAddr {
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(ecoshard_bridge::server::serve_with(
+        listener,
+        state.clone(),
+        options,
+        std::future::pending(),
+    ));
+    addr
+}
+
 /// A request to the app with these headers and body.
 async fn request(
     state: &AppState,
@@ -69,6 +95,36 @@ async fn request(
 
 fn error_code(answer: &Answer) -> String {
     answer.parse::<ApiErrorBody>().error.code
+}
+
+/// Sends `bytes` on a new connection, then reads until the server closes it.
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    until_closed(&mut stream).await
+}
+
+/// Everything the server sends until it closes the connection.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(HANG, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server never closed the connection")
+        .expect("reading the answer");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and the body of a raw answer.
+fn status_and_body(answer: &str) -> (u16, &str) {
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    (
+        status,
+        answer.split_once("\r\n\r\n").map_or("", |(_, body)| body),
+    )
 }
 
 /// The issue's attack: any page the user visits posting to the bridge.
@@ -311,4 +367,152 @@ fn beyond_loopback_serve_prints_a_token_once_and_changes_need_it() {
     let all = all_lines.join().unwrap();
     let printed = all.iter().filter(|line| line.contains(&token)).count();
     assert_eq!(printed, 1, "the token is printed once only: {all:#?}");
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_closed_while_health_answers() {
+    let state = bridge("e_slow", |_| {}).await;
+    let options = ServerOptions {
+        read_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
+    };
+    let addr = serve(&state, options).await;
+    let mut halves = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+            .await
+            .unwrap();
+        halves.push(stream);
+    }
+    let health = exchange(
+        addr,
+        b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&health).0, 200, "{health}");
+    for stream in &mut halves {
+        let answer = until_closed(stream).await;
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    // A kept-alive connection that sends nothing more is closed as well.
+    let idle = exchange(addr, b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    assert_eq!(status_and_body(&idle).0, 200, "{idle}");
+    // A body that stops coming: 408, nothing written.
+    let stalled = exchange(
+        addr,
+        b"POST /api/users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"user_id\":",
+    )
+    .await;
+    let (status, body) = status_and_body(&stalled);
+    assert_eq!(status, 408, "{stalled}");
+    let error: ApiErrorBody = serde_json::from_str(body).unwrap();
+    assert_eq!(error.error.code, "body_timeout");
+}
+
+/// Reads one answer with a `content-length` from a kept-alive connection.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|length| length.trim().parse().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let read = tokio::time::timeout(HANG, stream.read(&mut buffer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(read > 0, "closed before the answer: {text}");
+        bytes.extend_from_slice(&buffer[..read]);
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_with_a_503() {
+    let state = bridge("e_cap", |_| {}).await;
+    let options = ServerOptions {
+        max_connections: 4,
+        ..ServerOptions::default()
+    };
+    let addr = serve(&state, options).await;
+    let health = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(health).await.unwrap();
+        assert_eq!(status_and_body(&read_answer(&mut stream).await).0, 200);
+        held.push(stream);
+    }
+    let mut over = TcpStream::connect(addr).await.unwrap();
+    let refused = until_closed(&mut over).await;
+    let (status, body) = status_and_body(&refused);
+    assert_eq!(status, 503, "{refused}");
+    let error: ApiErrorBody = serde_json::from_str(body).unwrap();
+    assert_eq!(error.error.code, "too_many_connections");
+    // A connection that goes frees its place.
+    drop(held.pop());
+    let deadline = Instant::now() + HANG;
+    loop {
+        let answer = exchange(
+            addr,
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_and_body(&answer).0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no place freed: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn heads_over_the_limits_get_the_json_error_shape() {
+    let state = bridge("e_heads", |_| {}).await;
+    let addr = serve(&state, ServerOptions::default()).await;
+    let head = |target: &str, headers: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n")
+    };
+    let long_uri = format!("/api/users/{}", "a".repeat(10 * 1024));
+    let many: String = (0..150).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let big = format!("X-Big: {}\r\n", "b".repeat(40 * 1024));
+    let cases = [
+        (head(&long_uri, ""), 414, "uri_too_long"),
+        (head("/api/health", &many), 431, "headers_too_large"),
+        (head("/api/health", &big), 431, "headers_too_large"),
+        (head("/", &many), 431, "headers_too_large"),
+    ];
+    for (request, status, code) in cases {
+        let answer = exchange(addr, request.as_bytes()).await;
+        let (got, body) = status_and_body(&answer);
+        assert_eq!(got, status, "{}", &answer[..answer.len().min(300)]);
+        let error: ApiErrorBody = serde_json::from_str(body)
+            .unwrap_or_else(|error| panic!("not the JSON error shape ({error}): {body:?}"));
+        assert_eq!(error.error.code, code);
+    }
+    // Beyond hyper's own bound (docs/api.md), hyper answers by itself.
+    let huge = format!("X-Huge: {}\r\n", "h".repeat(300 * 1024));
+    let answer = exchange(addr, head("/api/health", &huge).as_bytes()).await;
+    assert_eq!(
+        status_and_body(&answer).0,
+        431,
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    let health = exchange(addr, head("/api/health", "").as_bytes()).await;
+    assert_eq!(status_and_body(&health).0, 200);
 }

@@ -173,6 +173,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ECOSHARD_TOKEN", hide_env_values = true,
           value_parser = crate::api::Token::parse)]
     pub(crate) token: Option<crate::api::Token>,
+    /// Connections open at once; more are closed at once (after a 503).
+    #[arg(long, env = "ECOSHARD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_connections: u64,
 }
 
 /// `<workspace>/target/ecoshard-cluster` when run from a checkout, else

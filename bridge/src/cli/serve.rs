@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{Failure, ServeArgs};
 use crate::api::Token;
 use crate::local::LocalCluster;
+use crate::server::ServerOptions;
 use crate::state::{AppState, BridgeConfig};
 use crate::topology::Topology;
 
@@ -90,6 +91,10 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         token: token.clone(),
         ..BridgeConfig::new(topology)
     };
+    let options = ServerOptions {
+        max_connections: connection_cap(args, config.topology.nodes.len()),
+        ..ServerOptions::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,7 +108,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
         announce(addr, token.as_ref(), generated);
-        crate::server::serve(listener, state, crate::server::shutdown_signal())
+        crate::server::serve_with(listener, state, options, crate::server::shutdown_signal())
             .await
             .map_err(|error| Failure::runtime(format!("serving: {error}")))
     });
@@ -156,6 +161,53 @@ fn announce(addr: SocketAddr, token: Option<&Token>, generated: bool) {
     }
 }
 
+/// `--max-connections`, lowered when the process's limit of open files
+/// (`ulimit -n`) could not hold that many beside the database pools and files:
+/// past that limit, new connections (`/api/health` too) would fail to be
+/// accepted instead of being refused.
+fn connection_cap(args: &ServeArgs, nodes: usize) -> usize {
+    let reserved = (nodes * args.pool_size + RESERVED_FILES) as u64;
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| open_files_limit(&limits));
+    let cap = fitted_cap(args.max_connections, reserved, limit);
+    if cap < args.max_connections {
+        tracing::warn!(
+            "at most {cap} connections instead of --max-connections {}: the limit of open \
+             files is {} (raise it with ulimit -n)",
+            args.max_connections,
+            limit.unwrap_or_default()
+        );
+    }
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// Files kept for the bridge beside its connections and pools (the page's
+/// files being sent, logs, the runtime's own).
+const RESERVED_FILES: usize = 128;
+/// Fewest connections the bridge takes whatever the file limit.
+const MIN_CONNECTIONS: u64 = 16;
+
+fn fitted_cap(requested: u64, reserved: u64, limit: Option<u64>) -> u64 {
+    match limit {
+        Some(limit) if requested.saturating_add(reserved) > limit => limit
+            .saturating_sub(reserved)
+            .max(MIN_CONNECTIONS)
+            .min(requested),
+        _ => requested,
+    }
+}
+
+/// The soft limit of open files in the text of `/proc/self/limits`
+/// (`None` when unlimited or not there).
+fn open_files_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|values| values.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+}
+
 /// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,5 +227,49 @@ impl ExternalConfig {
                 path.display()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_file_limit() {
+        let check = |requested: u64, limit: Option<u64>, expected: u64| {
+            assert_eq!(
+                fitted_cap(requested, 176, limit),
+                expected,
+                "{requested} {limit:?}"
+            );
+        };
+        check(1024, None, 1024);
+        check(1024, Some(20_000), 1024);
+        check(1024, Some(1200), 1024);
+        check(1024, Some(1024), 848);
+        check(1024, Some(256), 80);
+        check(1024, Some(100), 16);
+        check(8, Some(100), 8);
+    }
+
+    #[test]
+    fn the_soft_limit_of_open_files_is_read() {
+        let check = |text: &str, expected: Option<u64>| {
+            assert_eq!(open_files_limit(text), expected, "{text}");
+        };
+        check(
+            "Max open files            1024                 4096                 files",
+            Some(1024),
+        );
+        check(
+            "Limit  Soft Limit  Hard Limit  Units\nMax open files  20000  20000  files\n",
+            Some(20000),
+        );
+        check(
+            "Max open files            unlimited            unlimited            files",
+            None,
+        );
+        check("Max processes  63459  63459  processes", None);
+        check("", None);
     }
 }
