@@ -117,7 +117,7 @@ struct Inner {
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
     in_flight: Semaphore,
-    event_clients: Arc<Semaphore>,
+    event_clients: crate::api::EventClients,
     edge: crate::api::EdgeRules,
     web_dir: Option<PathBuf>,
     failover: Failover,
@@ -196,7 +196,7 @@ impl AppState {
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
-                event_clients: Arc::new(Semaphore::new(config.max_event_clients)),
+                event_clients: crate::api::EventClients::new(config.max_event_clients),
                 edge: crate::api::EdgeRules::new(&config.allowed_hosts, config.token),
                 web_dir: config.web_dir,
                 failover: Failover::new(config.local, config.auto_failover),
@@ -245,8 +245,8 @@ impl AppState {
         &self.inner.in_flight
     }
 
-    /// Limits event-stream clients; a permit lives as long as its stream.
-    pub fn event_clients(&self) -> &Arc<Semaphore> {
+    /// The event stream's clients and their slots.
+    pub fn event_clients(&self) -> &crate::api::EventClients {
         &self.inner.event_clients
     }
 

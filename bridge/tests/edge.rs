@@ -1,7 +1,8 @@
 //! The bridge's HTTP edge, against a real cluster of this binary's own:
 //! cross-site and DNS-rebinding requests refused, the token beyond loopback,
 //! connections that never finish a request closed while the bridge answers,
-//! and request heads over the limits answered with the JSON error shape.
+//! request heads over the limits answered with the JSON error shape, and
+//! event-stream slots that clients which never read cannot hold.
 
 mod common;
 
@@ -18,7 +19,7 @@ use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topo
 use ecoshard_core::wire::{ApiErrorBody, LayoutView, NodeAction};
 use ecoshard_core::{Layout, StrategyKind};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// This binary's ports: PostgreSQL from 27000, HTTP from 19000.
 const PG_PORT: u16 = 27000;
@@ -515,4 +516,91 @@ async fn heads_over_the_limits_get_the_json_error_shape() {
     );
     let health = exchange(addr, head("/api/health", "").as_bytes()).await;
     assert_eq!(status_and_body(&health).0, 200);
+}
+
+/// An event-stream client over hyper: the status, and then `ticks` ticks.
+async fn listen(addr: SocketAddr, ticks: usize) -> Result<usize, StatusCode> {
+    use futures::StreamExt as _;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            Request::get("/api/events")
+                .header(header::HOST, "127.0.0.1")
+                .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    if response.status() != StatusCode::OK {
+        return Err(response.status());
+    }
+    let mut body = http_body_util::BodyStream::new(response.into_body());
+    let mut text = String::new();
+    let mut seen = 0;
+    while seen < ticks {
+        let frame = tokio::time::timeout(HANG, body.next())
+            .await
+            .expect("a tick")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Some(data) = frame.data_ref() {
+            text.push_str(&String::from_utf8_lossy(data));
+        }
+        seen = text.matches("event: tick\n").count();
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn clients_that_never_read_cannot_hold_every_event_stream_slot() {
+    let state = bridge("e_events", |_| {}).await;
+    // On loopback Linux grows a connection's send buffer to megabytes, which
+    // would take minutes of ticks to fill: the accepted sockets inherit a
+    // small one from the listener.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = serve_on(
+        socket.listen(1024).unwrap(),
+        &state,
+        ServerOptions::default(),
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut status = [0u8; 12];
+        tokio::time::timeout(HANG, stream.read_exact(&mut status))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200");
+        stalled.push(stream);
+    }
+    assert_eq!(state.event_clients().len(), 64);
+    // Every slot is taken; a page that reads gets in once the queues of
+    // the clients that never read have stayed full.
+    let deadline = Instant::now() + HANG;
+    let ticks = loop {
+        match listen(addr, 3).await {
+            Ok(ticks) => break ticks,
+            Err(StatusCode::TOO_MANY_REQUESTS) => {
+                assert!(Instant::now() < deadline, "the newcomer never got a slot");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert_eq!(ticks, 3);
+    drop(stalled);
 }

@@ -9,6 +9,7 @@ mod layout;
 mod nodes;
 mod users;
 
+pub use events::EventClients;
 pub(crate) use guard::EdgeRules;
 pub use guard::Token;
 
