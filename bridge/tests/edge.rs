@@ -1,8 +1,9 @@
 //! The bridge's HTTP edge, against a real cluster of this binary's own:
 //! cross-site and DNS-rebinding requests refused, the token beyond loopback,
 //! connections that never finish a request closed while the bridge answers,
-//! request heads over the limits answered with the JSON error shape, and
-//! event-stream slots that clients which never read cannot hold.
+//! request heads over the limits answered with the JSON error shape, event-
+//! stream slots that clients which never read cannot hold, and arbitrary
+//! input answered with a 4xx JSON error that writes nothing.
 
 mod common;
 
@@ -603,4 +604,266 @@ async fn clients_that_never_read_cannot_hold_every_event_stream_slot() {
     };
     assert_eq!(ticks, 3);
     drop(stalled);
+}
+
+/// Where the fuzz test puts its arbitrary piece: a JSON body, a path
+/// segment or a query string of one route.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// Arbitrary bytes as the JSON body of `METHOD PATH`, often an object
+    /// of these fields.
+    Body(&'static str, &'static str, &'static [&'static str]),
+    /// An arbitrary path segment in place of `{}`.
+    Segment(&'static str, &'static str),
+    /// An arbitrary query string after `PATH?`.
+    Query(&'static str, &'static str),
+}
+
+const TARGETS: [Target; 14] = [
+    Target::Body("POST", "/api/users", &["user_id", "name", "email"]),
+    Target::Body("POST", "/api/users/bulk", &["count", "prefix"]),
+    Target::Segment("GET", "/api/users/{}"),
+    Target::Query("GET", "/api/users/user_1"),
+    Target::Segment("GET", "/api/rebalance/{}"),
+    Target::Segment("POST", "/api/nodes/{}/stop"),
+    Target::Query("POST", "/api/nodes/standby-1/stop"),
+    Target::Segment("POST", "/api/nodes/{}/start"),
+    Target::Segment("GET", "/api/{}"),
+    Target::Query("GET", "/api/health"),
+    Target::Query("GET", "/api/cluster"),
+    Target::Query("GET", "/api/layout"),
+    Target::Query("GET", "/api/stats"),
+    // Last: a valid layout starts a job, which later rounds wait for.
+    Target::Body(
+        "PUT",
+        "/api/layout",
+        &[
+            "strategy",
+            "shards",
+            "seed",
+            "vnodes",
+            "table_size",
+            "load_factor",
+        ],
+    ),
+];
+
+/// Bodies: arbitrary bytes; JSON objects of the endpoint's `fields` (and
+/// others) with arbitrary values; valid bodies with bytes spliced in.
+fn bodies(fields: &'static [&'static str]) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        (-5i64..20).prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        "[a-z0-9_]{0,12}".prop_map(serde_json::Value::from),
+        any::<String>().prop_map(serde_json::Value::from),
+        prop::sample::select(vec![
+            "ring",
+            "modulo",
+            "jump",
+            "maglev",
+            "rendezvous",
+            "bounded-load"
+        ])
+        .prop_map(serde_json::Value::from),
+    ];
+    let value = leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..3)
+                .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+        ]
+    });
+    let field = prop_oneof![
+        9 => prop::sample::select(fields).prop_map(str::to_string),
+        1 => any::<String>(),
+    ];
+    let object = prop::collection::btree_map(field, value, 0..5).prop_map(|map| {
+        serde_json::to_vec(&serde_json::Value::Object(map.into_iter().collect())).unwrap()
+    });
+    let valid = prop::sample::select(vec![
+        r#"{"user_id":"fz_a","name":"Ana","email":"ana@ecomarket.example"}"#,
+        r#"{"count":3,"prefix":"fz_b"}"#,
+        r#"{"strategy":"ring","shards":[{"name":"s0","weight":1}],"vnodes":160}"#,
+    ]);
+    let spliced = (
+        valid,
+        any::<prop::sample::Index>(),
+        prop::collection::vec(any::<u8>(), 1..4),
+    )
+        .prop_map(|(valid, at, bytes)| {
+            let mut body = valid.as_bytes().to_vec();
+            let at = at.index(body.len() + 1);
+            body.splice(at..at, bytes);
+            body
+        });
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..256), object, spliced]
+}
+
+/// Path segments and query strings: arbitrary bytes percent-encoded, or
+/// arbitrary text of the characters a URI takes as they are.
+fn pieces() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let encoded = prop::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| {
+        bytes
+            .iter()
+            .map(|byte| format!("%{byte:02X}"))
+            .collect::<String>()
+    });
+    prop_oneof![
+        encoded,
+        "[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,64}",
+        "(consistency|lsn|mode|x)=[a-z0-9/%-]{0,20}(&(consistency|lsn|mode)=[a-z0-9/%-]{0,20})?",
+    ]
+}
+
+/// Rows in every shard table of the database, counted in one statement.
+async fn count_rows(primary: &tokio_postgres::Client) -> i64 {
+    let tables: Vec<String> = primary
+        .query(
+            "SELECT quote_ident(table_schema) FROM information_schema.tables \
+             WHERE table_name = 'users' AND table_schema LIKE 'shard\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            format!(
+                "SELECT count(*) AS n FROM {}.users",
+                row.get::<_, String>(0)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT coalesce(sum(n), 0)::bigint FROM ({}) AS t",
+        tables.join(" UNION ALL ")
+    );
+    primary.query_one(&sql, &[]).await.unwrap().get(0)
+}
+
+/// The fuzz test's request for `piece` on `target`.
+fn fuzz_request(target: Target, piece: &[u8]) -> Option<Request<Body>> {
+    let (method, uri, body) = match target {
+        Target::Body(method, path, _) => (method, path.to_string(), piece.to_vec()),
+        Target::Segment(method, path) => (
+            method,
+            path.replace("{}", &String::from_utf8_lossy(piece)),
+            Vec::new(),
+        ),
+        Target::Query(method, path) => (
+            method,
+            format!("{path}?{}", String::from_utf8_lossy(piece)),
+            Vec::new(),
+        ),
+    };
+    // What no client can send (hyper refuses it before the app sees it).
+    let uri: axum::http::Uri = uri.parse().ok()?;
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .ok()
+}
+
+/// Rows a 2xx answer says it wrote, and the job it started, if any.
+fn written(answer: &Answer) -> (i64, Option<u64>) {
+    match answer.status {
+        StatusCode::CREATED => (answer.json()["inserted"].as_i64().unwrap_or(1), None),
+        StatusCode::ACCEPTED => (0, answer.json()["id"].as_u64()),
+        _ => (0, None),
+    }
+}
+
+#[test]
+fn arbitrary_input_gets_a_4xx_json_answer_and_writes_nothing() {
+    use proptest::strategy::Strategy as _;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Without the local cluster, so that no fuzzed name can stop a node; a
+    // node action still parses its path and query before it answers 409.
+    let state = runtime.block_on(bridge("e_fuzz", |_| {}));
+    let cluster = the_cluster();
+    let primary = runtime.block_on(common::connect(&cluster, "primary", "e_fuzz"));
+    let config = Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    for target in TARGETS {
+        let before = runtime.block_on(count_rows(&primary));
+        let inserted = std::sync::atomic::AtomicI64::new(0);
+        let job = std::sync::Mutex::new(None);
+        let pieces = match target {
+            Target::Body(_, _, fields) => bodies(fields).boxed(),
+            Target::Segment(..) | Target::Query(..) => {
+                pieces().prop_map(String::into_bytes).boxed()
+            }
+        };
+        let mut runner = TestRunner::new(config.clone());
+        let outcome = runner.run(&pieces, |piece| {
+            let Some(request) = fuzz_request(target, &piece) else {
+                return Ok(());
+            };
+            let answer = runtime.block_on(send(&state, request));
+            let shown = String::from_utf8_lossy(&piece).into_owned();
+            if answer.status.is_success() {
+                let (rows, started) = written(&answer);
+                inserted.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                if started.is_some() {
+                    *job.lock().unwrap() = started;
+                }
+                return Ok(());
+            }
+            if !answer.status.is_client_error() {
+                return Err(TestCaseError::fail(format!(
+                    "{shown:?}: {} {}",
+                    answer.status,
+                    answer.text()
+                )));
+            }
+            match serde_json::from_slice::<ApiErrorBody>(&answer.body) {
+                Ok(error) if !error.error.code.is_empty() && !error.error.message.is_empty() => {
+                    Ok(())
+                }
+                _ => Err(TestCaseError::fail(format!(
+                    "{shown:?}: {} without the JSON error shape: {}",
+                    answer.status,
+                    answer.text()
+                ))),
+            }
+        });
+        if let Err(failure) = outcome {
+            panic!("{target:?}: {failure}");
+        }
+        if let Some(id) = job.lock().unwrap().take() {
+            runtime.block_on(wait_job(&state, id));
+        }
+        let after = runtime.block_on(count_rows(&primary));
+        let inserted = inserted.into_inner();
+        assert_eq!(
+            after,
+            before + inserted,
+            "{target:?}: rows written beyond the 2xx answers"
+        );
+        let health = runtime.block_on(get(&state, "/api/health"));
+        assert_eq!(health.status, StatusCode::OK, "{target:?}");
+    }
+}
+
+async fn wait_job(state: &AppState, id: u64) {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let job = get(state, &format!("/api/rebalance/{id}")).await.json();
+        if job["state"] != "running" {
+            assert_eq!(job["state"], "done", "{job}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {id} never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
