@@ -253,7 +253,7 @@ async fn http(
     let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "bench");
+        .header("host", "localhost");
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }

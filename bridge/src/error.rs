@@ -86,6 +86,13 @@ impl IntoResponse for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection;
+        if caused_by::<crate::server::BodyTimedOut>(&rejection) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time",
+            );
+        }
         let text = rejection.body_text();
         match rejection {
             JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("invalid_json", text),
@@ -112,6 +119,18 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             other => ApiError::new(other.status(), "invalid_body", text),
         }
     }
+}
+
+/// Whether `error` or an error under it is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<E>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl From<axum::extract::rejection::QueryRejection> for ApiError {

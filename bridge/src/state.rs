@@ -42,6 +42,10 @@ pub struct BridgeConfig {
     pub local: Option<Arc<LocalCluster>>,
     /// Promote a standby when the primary's server is gone (local cluster only).
     pub auto_failover: bool,
+    /// Host names served besides `localhost` and IP literals (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// The token state-changing requests need (`--token`), if any.
+    pub token: Option<crate::api::Token>,
 }
 
 impl BridgeConfig {
@@ -60,6 +64,8 @@ impl BridgeConfig {
             rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
             local: None,
             auto_failover: false,
+            allowed_hosts: Vec::new(),
+            token: None,
         }
     }
 }
@@ -111,7 +117,8 @@ struct Inner {
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
     in_flight: Semaphore,
-    event_clients: Arc<Semaphore>,
+    event_clients: crate::api::EventClients,
+    edge: crate::api::EdgeRules,
     web_dir: Option<PathBuf>,
     failover: Failover,
 }
@@ -189,7 +196,8 @@ impl AppState {
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
-                event_clients: Arc::new(Semaphore::new(config.max_event_clients)),
+                event_clients: crate::api::EventClients::new(config.max_event_clients),
+                edge: crate::api::EdgeRules::new(&config.allowed_hosts, config.token),
                 web_dir: config.web_dir,
                 failover: Failover::new(config.local, config.auto_failover),
             }),
@@ -237,9 +245,14 @@ impl AppState {
         &self.inner.in_flight
     }
 
-    /// Limits event-stream clients; a permit lives as long as its stream.
-    pub fn event_clients(&self) -> &Arc<Semaphore> {
+    /// The event stream's clients and their slots.
+    pub fn event_clients(&self) -> &crate::api::EventClients {
         &self.inner.event_clients
+    }
+
+    /// Which hosts, origins and token requests need.
+    pub(crate) fn edge(&self) -> &crate::api::EdgeRules {
+        &self.inner.edge
     }
 
     /// Node actions and failover.

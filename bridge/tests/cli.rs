@@ -400,6 +400,9 @@ fn bad_serve_arguments_exit_with_code_2() {
         &["serve", "--database", "Bad-Name"],
         &["serve", "--primary", "postgres://[bad"],
         &["serve", "--cluster-config", "/nonexistent/cluster.json"],
+        &["serve", "--token", "too-short"],
+        &["serve", "--allowed-host", "bridge.example:8080"],
+        &["serve", "--max-connections", "0"],
     ] {
         let output = Command::new(BIN)
             .args(args)

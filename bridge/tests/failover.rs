@@ -74,7 +74,10 @@ async fn bridge(local: &Arc<LocalCluster>, database: &str, auto_failover: bool) 
 async fn post(state: &AppState, uri: &str) -> Answer {
     send(
         state,
-        Request::post(uri).body(Body::empty()).expect("request"),
+        Request::post(uri)
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .expect("request"),
     )
     .await
 }

@@ -315,6 +315,8 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     let untyped = send(
         &state,
         Request::put("/api/layout")
+            .header(header::HOST, "localhost:8080")
+            .header(header::ORIGIN, "http://localhost:8080")
             .body(Body::from(r#"{"strategy":"ring","shards":4}"#))
             .unwrap(),
     )

@@ -1,6 +1,8 @@
 //! Talking to the bridge: one async function per endpoint of DESIGN.md's
-//! HTTP API, over the wire types in `ecoshard_core::wire`, and the wording of
-//! every failure as a sentence for people (never a blank page or a raw error).
+//! HTTP API, over the wire types in `ecoshard_core::wire`, the wording of
+//! every failure as a sentence for people (never a blank page or a raw error),
+//! and the bridge's token: taken once from the URL the bridge printed
+//! (`#token=…`), kept for the tab, sent with every change.
 
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
@@ -198,6 +200,63 @@ pub fn node_action_path(name: &str, request: NodeRequest) -> String {
     }
 }
 
+/// Where the page keeps the bridge's token: session storage, for this tab only.
+const TOKEN_KEY: &str = "ecoshard.token";
+
+/// A URL fragment without its `token=…` part, and that token. Parts are
+/// separated by `&` (`#live&token=…`); a token is of `A-Z a-z 0-9 - . _ ~ + /`.
+pub fn split_token(hash: &str) -> (String, Option<String>) {
+    let mut token = None;
+    let rest: Vec<&str> = hash
+        .trim_start_matches('#')
+        .split('&')
+        .filter(|part| match part.strip_prefix("token=") {
+            Some(value) => {
+                let valid = |c: char| c.is_ascii_alphanumeric() || "-._~+/".contains(c);
+                if !value.is_empty() && value.chars().all(valid) {
+                    token = Some(value.to_string());
+                }
+                false
+            }
+            None => !part.is_empty(),
+        })
+        .collect();
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("#{}", rest.join("&"))
+    };
+    (rest, token)
+}
+
+/// At start: a `#token=…` in the address bar goes to session storage and
+/// out of the address bar (and so out of bookmarks and shared links).
+pub fn keep_token_from_url() {
+    use gloo::storage::Storage as _;
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let location = window.location();
+    let (rest, Some(token)) = split_token(&location.hash().unwrap_or_default()) else {
+        return;
+    };
+    let _ = gloo::storage::SessionStorage::set(TOKEN_KEY, token);
+    let url = format!(
+        "{}{}{rest}",
+        location.pathname().unwrap_or_default(),
+        location.search().unwrap_or_default()
+    );
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
+/// The token kept by [`keep_token_from_url`], if any.
+fn kept_token() -> Option<String> {
+    use gloo::storage::Storage as _;
+    gloo::storage::SessionStorage::get(TOKEN_KEY).ok()
+}
+
 async fn get<T: DeserializeOwned>(path: &str, what: &str) -> Result<T, ApiError> {
     send("GET", path, None::<&()>, what).await
 }
@@ -225,9 +284,14 @@ async fn send_raw<B: Serialize>(
         "PUT" => Method::PUT,
         _ => Method::GET,
     };
-    let builder = RequestBuilder::new(path)
-        .method(method)
+    let mut builder = RequestBuilder::new(path)
+        .method(method.clone())
         .header("accept", "application/json");
+    if method != Method::GET
+        && let Some(token) = kept_token()
+    {
+        builder = builder.header("authorization", &format!("Bearer {token}"));
+    }
     let request = match body {
         Some(body) => builder
             .json(body)
@@ -324,6 +388,25 @@ mod tests {
             node_action_path("standby-2", NodeRequest::Start),
             "/api/nodes/standby-2/start"
         );
+    }
+
+    #[test]
+    fn the_token_is_taken_out_of_the_fragment() {
+        let check = |hash: &str, rest: &str, token: Option<&str>| {
+            assert_eq!(
+                split_token(hash),
+                (rest.to_string(), token.map(str::to_string)),
+                "{hash}"
+            );
+        };
+        check("", "", None);
+        check("#live", "#live", None);
+        check("#token=ab12", "", Some("ab12"));
+        check("#live&token=ab12", "#live", Some("ab12"));
+        check("#token=ab12&live", "#live", Some("ab12"));
+        check("#token=", "", None);
+        check("#token=a<b", "", None);
+        check("#token=a%20b&explore", "#explore", None);
     }
 
     #[test]

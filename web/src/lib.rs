@@ -18,8 +18,10 @@ pub mod scenario;
 pub mod state;
 
 /// Mounts the page into `#app`, replacing the loading message (or into
-/// `<body>` when there is no `#app`). Called once by the wasm start function.
+/// `<body>` when there is no `#app`), after keeping the bridge's token from
+/// the URL, if it carries one. Called once by the wasm start function.
 pub fn mount() {
+    api::keep_token_from_url();
     let root = web_sys::window()
         .and_then(|window| window.document())
         .and_then(|document| document.get_element_by_id("app"));

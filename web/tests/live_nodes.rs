@@ -1,9 +1,10 @@
 //! Failure simulation from the page against a real bridge and its local
 //! cluster: a standby stopped and started (marked down, reads reroute, none
 //! fails), the primary stopped (writes answer 503, the page counts them),
-//! bounded-load refused, and with `--auto-failover` a crashed primary
+//! bounded-load refused, with `--auto-failover` a crashed primary
 //! replaced by a standby and back as a standby itself — the roles always as
-//! the bridge reports them.
+//! the bridge reports them — and, on a bridge with a token, a page opened by
+//! the printed URL that keeps the token for its changes.
 //!
 //! Needs what `live.rs` needs; `cargo xtask test e2e` runs it.
 
@@ -335,6 +336,44 @@ async fn with_auto_failover_a_crashed_primary_is_replaced_and_comes_back_as_a_st
         .await;
     browser.click("#steady-toggle").await;
     browser.screenshot("live-failover-old-primary-back").await;
+    browser.close().await;
+    drop(bridge);
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn the_page_opened_by_the_printed_url_keeps_the_token_for_its_changes() {
+    const TOKEN: &str = "e2e-token-0123456789abcdef";
+    let bridge = Bridge::start("token", &["--token", TOKEN]);
+    let browser = Browser::start(1440, 1500).await;
+    // The URL as the bridge prints it: the token in the fragment.
+    browser
+        .client
+        .goto(&format!("{}#token={TOKEN}", bridge.url))
+        .await
+        .expect("loading the page from the bridge");
+    browser.click("#tab-live").await;
+    wait_for_a_healthy_cluster(&browser).await;
+    let address = browser.eval("return location.href").await;
+    assert_eq!(address, format!("{}#live", bridge.url).as_str());
+    // A change from the page carries the token.
+    browser.enter("#insert-id", "e2e_token").await;
+    browser
+        .until(
+            "the insert",
+            20,
+            "return document.querySelector('#last-insert')?.textContent.startsWith('e2e_token')",
+        )
+        .await;
+    // The same change without it is refused.
+    let refused = browser
+        .eval(
+            "return fetch('/api/users', {method: 'POST', headers: {'content-type': 'application/json'},
+                                         body: JSON.stringify({user_id: 'e2e_no_token'})})
+                   .then(answer => answer.status)",
+        )
+        .await;
+    assert_eq!(refused, 401);
     browser.close().await;
     drop(bridge);
 }

@@ -1,11 +1,17 @@
-//! The HTTP API under `/api` (see docs/api.md) and the app around it: the web
-//! page's static files at `/`, compression, body limits.
+//! The HTTP API under `/api` (see docs/api.md) and the app around it: the
+//! edge rules (hosts, origins, token, head sizes), the web page's static files
+//! at `/`, compression, body limits.
 
 mod cluster;
 mod events;
+mod guard;
 mod layout;
 mod nodes;
 mod users;
+
+pub use events::EventClients;
+pub(crate) use guard::EdgeRules;
+pub use guard::Token;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -21,7 +27,7 @@ use crate::state::AppState;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole app: `/api/…` and the web page.
+/// The whole app: `/api/…` and the web page, behind the edge rules.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(cluster::health))
@@ -51,6 +57,10 @@ pub fn app(state: AppState) -> Router {
     let web_dir = state.web_dir().cloned();
     crate::web::mount(Router::new().nest("/api", api), web_dir.as_deref())
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 

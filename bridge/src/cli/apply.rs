@@ -1,8 +1,9 @@
-//! `ecoshard apply`: `PUT /api/layout` on a running bridge from a terminal,
-//! then its progress (`GET /api/rebalance/{id}`, which also brings the plan
-//! when the PUT answered before it) as a bar on stderr until the job ends,
-//! and the job on stdout (a table, or JSON for scripts). The layout in force
-//! already: "nothing to move" (or the layout as JSON), exit code 0.
+//! `ecoshard apply`: `PUT /api/layout` on a running bridge from a terminal
+//! (with the bridge's token when it has one), then its progress
+//! (`GET /api/rebalance/{id}`, which also brings the plan when the PUT
+//! answered before it) as a bar on stderr until the job ends, and the job on
+//! stdout (a table, or JSON for scripts). The layout in force already:
+//! "nothing to move" (or the layout as JSON), exit code 0.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ pub(crate) struct ApplyArgs {
     /// The bridge (`ecoshard serve`) to apply the layout through.
     #[arg(long, env = "ECOSHARD_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// The bridge's token, when it has one (a bridge listening beyond loopback does).
+    #[arg(long, env = "ECOSHARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Placement strategy: modulo, jump, ring, rendezvous, maglev.
     #[arg(long, short = 's', value_parser = super::parse_strategy,
           required_unless_present = "layout_json", requires = "shards")]
@@ -96,7 +100,7 @@ impl ApplyArgs {
 
 pub(super) fn run(args: &ApplyArgs) -> Result<(), Failure> {
     let layout = args.layout()?;
-    let bridge = Bridge::parse(&args.url)?;
+    let bridge = Bridge::parse(&args.url)?.with_token(args.token.clone());
     let body = serde_json::to_string(&layout).map_err(Failure::runtime)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -343,6 +347,7 @@ struct Bridge {
     port: u16,
     authority: String,
     base: String,
+    token: Option<String>,
 }
 
 impl Bridge {
@@ -362,7 +367,13 @@ impl Bridge {
             port: authority.port_u16().unwrap_or(80),
             authority: authority.to_string(),
             base: uri.path().trim_end_matches('/').to_string(),
+            token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer token` with every request.
+    fn with_token(self, token: Option<String>) -> Self {
+        Bridge { token, ..self }
     }
 
     /// One request on its own connection: status and body.
@@ -388,6 +399,9 @@ impl Bridge {
                 .header(header::HOST, &self.authority);
             if body.is_some() {
                 request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            if let Some(token) = &self.token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
             }
             let request = request
                 .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the bridge: HTTP API, live stream and web page (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start, stop or inspect the local PostgreSQL cluster on its own.
     Cluster(ClusterArgs),
     /// Which shard owns each key.
@@ -163,6 +163,20 @@ pub(crate) struct ServeArgs {
     /// ANY 1 (…)), so a failover loses no acknowledged write (local cluster only).
     #[arg(long, env = "ECOSHARD_SYNC_REPLICATION")]
     pub(crate) sync_replication: bool,
+    /// A host name the bridge answers to besides localhost and IP addresses
+    /// (repeat, or comma-separated); requests naming any other host get 421.
+    #[arg(long = "allowed-host", env = "ECOSHARD_ALLOWED_HOSTS", value_name = "NAME",
+          value_delimiter = ',', value_parser = parse_host_name)]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// The token changes (POST, PUT…) must carry as `Authorization: Bearer`;
+    /// generated and printed once when listening beyond loopback without one.
+    #[arg(long, env = "ECOSHARD_TOKEN", hide_env_values = true,
+          value_parser = crate::api::Token::parse)]
+    pub(crate) token: Option<crate::api::Token>,
+    /// Connections open at once; more are closed at once (after a 503).
+    #[arg(long, env = "ECOSHARD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_connections: u64,
 }
 
 /// `<workspace>/target/ecoshard-cluster` when run from a checkout, else
@@ -273,6 +287,21 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: Format,
+}
+
+/// `--allowed-host`: a DNS name, lowercase, without port or scheme.
+fn parse_host_name(name: &str) -> Result<String, String> {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a host name (letters, digits, - and dots; no port or scheme)"
+        ));
+    }
+    Ok(name)
 }
 
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {

@@ -1,7 +1,9 @@
 //! `ecoshard serve`: starts (or reuses) the local cluster, or connects to the
 //! one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM, and
-//! stops the servers it started.
+//! stops the servers it started. Beyond loopback, changes need a token: the
+//! one given, or one generated and printed once in the URL the page opens.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,7 +11,9 @@ use ecoshard_core::Layout;
 use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
+use crate::api::Token;
 use crate::local::LocalCluster;
+use crate::server::ServerOptions;
 use crate::state::{AppState, BridgeConfig};
 use crate::topology::Topology;
 
@@ -32,6 +36,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
         ));
     }
+    let (token, generated) = token_for(args)?;
     // Held until the end: dropping it stops the servers this process started.
     let mut local = None;
     let external = match (&args.primary, &args.cluster_config) {
@@ -82,7 +87,13 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         rebalance_batch: args.rebalance_batch as usize,
         local: local.clone(),
         auto_failover: args.auto_failover,
+        allowed_hosts: args.allowed_hosts.clone(),
+        token: token.clone(),
         ..BridgeConfig::new(topology)
+    };
+    let options = ServerOptions {
+        max_connections: connection_cap(args, config.topology.nodes.len()),
+        ..ServerOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,8 +107,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 Failure::runtime(format!("cannot listen on {}: {error}", args.listen))
             })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
-        tracing::info!("bridge listening on http://{addr}/ (Ctrl-C stops it)");
-        crate::server::serve(listener, state, crate::server::shutdown_signal())
+        announce(addr, token.as_ref(), generated);
+        crate::server::serve_with(listener, state, options, crate::server::shutdown_signal())
             .await
             .map_err(|error| Failure::runtime(format!("serving: {error}")))
     });
@@ -110,6 +121,91 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
+}
+
+/// The token changes need, and whether it was generated: the one given; a
+/// new one when listening beyond loopback; else none.
+fn token_for(args: &ServeArgs) -> Result<(Option<Token>, bool), Failure> {
+    if let Some(token) = &args.token {
+        return Ok((Some(token.clone()), false));
+    }
+    if args.listen.ip().is_loopback() {
+        return Ok((None, false));
+    }
+    let token = Token::generate()
+        .map_err(|error| Failure::runtime(format!("generating a token: {error}")))?;
+    Ok((Some(token), true))
+}
+
+/// The one line that says where the bridge is. A generated token is printed
+/// here only, in the URL's fragment (which browsers never send to a server);
+/// a given one never.
+fn announce(addr: SocketAddr, token: Option<&Token>, generated: bool) {
+    let anywhere = if addr.ip().is_unspecified() {
+        " (every address of this machine: put one in place of the unspecified one)"
+    } else {
+        ""
+    };
+    match token {
+        None => tracing::info!("bridge listening on http://{addr}/ (Ctrl-C stops it)"),
+        Some(token) if generated => eprintln!(
+            "bridge listening on http://{addr}/#token={}{anywhere}\n\
+             open that URL once: the page keeps the token for its tab; changes from \
+             programs need Authorization: Bearer with it (ecoshard apply --token)",
+            token.reveal()
+        ),
+        Some(_) => tracing::info!(
+            "bridge listening on http://{addr}/{anywhere}; changes need the token given \
+             (--token or ECOSHARD_TOKEN): open http://{addr}/#token=TOKEN once"
+        ),
+    }
+}
+
+/// `--max-connections`, lowered when the process's limit of open files
+/// (`ulimit -n`) could not hold that many beside the database pools and files:
+/// past that limit, new connections (`/api/health` too) would fail to be
+/// accepted instead of being refused.
+fn connection_cap(args: &ServeArgs, nodes: usize) -> usize {
+    let reserved = (nodes * args.pool_size + RESERVED_FILES) as u64;
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| open_files_limit(&limits));
+    let cap = fitted_cap(args.max_connections, reserved, limit);
+    if cap < args.max_connections {
+        tracing::warn!(
+            "at most {cap} connections instead of --max-connections {}: the limit of open \
+             files is {} (raise it with ulimit -n)",
+            args.max_connections,
+            limit.unwrap_or_default()
+        );
+    }
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// Files kept for the bridge beside its connections and pools (the page's
+/// files being sent, logs, the runtime's own).
+const RESERVED_FILES: usize = 128;
+/// Fewest connections the bridge takes whatever the file limit.
+const MIN_CONNECTIONS: u64 = 16;
+
+fn fitted_cap(requested: u64, reserved: u64, limit: Option<u64>) -> u64 {
+    match limit {
+        Some(limit) if requested.saturating_add(reserved) > limit => limit
+            .saturating_sub(reserved)
+            .max(MIN_CONNECTIONS)
+            .min(requested),
+        _ => requested,
+    }
+}
+
+/// The soft limit of open files in the text of `/proc/self/limits`
+/// (`None` when unlimited or not there).
+fn open_files_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|values| values.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
 }
 
 /// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
@@ -131,5 +227,49 @@ impl ExternalConfig {
                 path.display()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_file_limit() {
+        let check = |requested: u64, limit: Option<u64>, expected: u64| {
+            assert_eq!(
+                fitted_cap(requested, 176, limit),
+                expected,
+                "{requested} {limit:?}"
+            );
+        };
+        check(1024, None, 1024);
+        check(1024, Some(20_000), 1024);
+        check(1024, Some(1200), 1024);
+        check(1024, Some(1024), 848);
+        check(1024, Some(256), 80);
+        check(1024, Some(100), 16);
+        check(8, Some(100), 8);
+    }
+
+    #[test]
+    fn the_soft_limit_of_open_files_is_read() {
+        let check = |text: &str, expected: Option<u64>| {
+            assert_eq!(open_files_limit(text), expected, "{text}");
+        };
+        check(
+            "Max open files            1024                 4096                 files",
+            Some(1024),
+        );
+        check(
+            "Limit  Soft Limit  Hard Limit  Units\nMax open files  20000  20000  files\n",
+            Some(20000),
+        );
+        check(
+            "Max open files            unlimited            unlimited            files",
+            None,
+        );
+        check("Max processes  63459  63459  processes", None);
+        check("", None);
     }
 }
