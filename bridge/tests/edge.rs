@@ -350,7 +350,7 @@ fn beyond_loopback_serve_prints_a_token_once_and_changes_need_it() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ecoshard"));
         command
             .args(["apply", "--url", &format!("http://{addr}")])
-            .args(["--strategy", "ring", "--shards", "3", "--format", "json"])
+            .args(["--strategy", "ring", "--shards", "4", "--format", "json"])
             .env_remove("ECOSHARD_TOKEN");
         if let Some(token) = token {
             command.args(["--token", token]);
