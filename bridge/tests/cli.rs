@@ -310,6 +310,11 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     let (exit, log) = terminate(child);
     assert!(exit.success(), "serve exited with {exit}: {log}");
     assert!(!log.contains("stopping anyway"), "{log}");
+    assert!(log.contains("bridge listening on"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
     // The stream was ended properly: the last chunk of a chunked body.
     let mut rest = Vec::new();
     let _ = listener.read_to_end(&mut rest);
@@ -429,5 +434,38 @@ fn a_missing_argument_is_named_on_the_one_line() {
     assert!(
         text.contains("the following required arguments were not provided: <KEYS>"),
         "{text}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_file_have_no_colour_codes() {
+    // A serve that logs its first line, then fails (no PostgreSQL binaries there).
+    let scratch = Scratch::new("nocolour");
+    let log_path = scratch.dir.with_extension("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let status = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--pg-bin",
+            "/nonexistent/postgresql/bin",
+        ])
+        .arg("--data-dir")
+        .arg(&scratch.dir)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("starting the local cluster"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in a log file: {text:?}"
     );
 }

@@ -5,6 +5,7 @@
 
 mod apply;
 mod cluster;
+mod colour;
 mod offline;
 mod serve;
 
@@ -383,5 +384,6 @@ pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour::stderr_in_colour())
         .try_init();
 }
