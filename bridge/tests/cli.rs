@@ -437,6 +437,96 @@ fn a_missing_argument_is_named_on_the_one_line() {
     );
 }
 
+/// Runs `ecoshard ARGS` with no input and no colour preference.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
+}
+
+#[test]
+fn plan_prints_counts_with_thousands_separators() {
+    let output = run(&[
+        "plan",
+        "--strategy",
+        "modulo",
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "--keys",
+        "100000",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "modulo: 3 → 4 shards over 100,000 keys (user_0 … user_99999), seed 0",
+            "moved 75,163 of 100,000 keys: 75.2 % (ideal minimum 25.0 %)",
+        ]
+    );
+    assert!(
+        lines.contains(&"s0             33,417     25,127"),
+        "{text}"
+    );
+    assert!(lines.contains(&"  s0 → s1: 8,461"), "{text}");
+}
+
+#[test]
+fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
+    fn check(keys: &str, expected_line: &str) {
+        let output = run(&[
+            "plan",
+            "--strategy",
+            "ring",
+            "--from",
+            "3",
+            "--to",
+            "4",
+            "--keys",
+            keys,
+        ]);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "--keys {keys}: {text}");
+        assert_eq!(text, format!("{expected_line}\n"), "--keys {keys}");
+        assert!(output.stdout.is_empty(), "--keys {keys}");
+    }
+    check(
+        "0",
+        "error: --keys 0: a plan over no keys says nothing; give 1 to 10,000,000 keys",
+    );
+    check(
+        "10000001",
+        "error: --keys 10000001: too many; give 1 to 10,000,000 keys",
+    );
+}
+
+#[test]
+fn a_plan_over_one_key_names_that_key_once() {
+    let output = run(&[
+        "plan",
+        "--strategy",
+        "ring",
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "--keys",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines().next(),
+        Some("ring: 3 → 4 shards over 1 key (user_0), seed 0")
+    );
+}
+
 #[test]
 fn logs_written_to_a_file_have_no_colour_codes() {
     // A serve that logs its first line, then fails (no PostgreSQL binaries there).
