@@ -448,6 +448,82 @@ fn run(args: &[&str]) -> Output {
 }
 
 #[test]
+fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
+    // Exit code 2 and exactly this one line on stderr.
+    fn check(args: &[&str], expected_line: &str) {
+        let output = run(args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert_eq!(text, format!("{expected_line}\n"), "{args:?}");
+    }
+    check(
+        &["plan", "--stratgy", "ring", "--from", "3", "--to", "4"],
+        "error: unexpected argument '--stratgy' found; did you mean '--strategy'? (see ecoshard plan --help)",
+    );
+    check(
+        &["plna"],
+        "error: unrecognized subcommand 'plna'; did you mean 'plan'? (see ecoshard --help)",
+    );
+    check(
+        &["cluster", "sttus"],
+        "error: unrecognized subcommand 'sttus'; did you mean 'status'? (see ecoshard cluster --help)",
+    );
+    check(
+        &["cluster", "status", "--formt", "json"],
+        "error: unexpected argument '--formt' found; did you mean '--format'? (see ecoshard cluster status --help)",
+    );
+    check(
+        &["--listn", "127.0.0.1:1"],
+        "error: unexpected argument '--listn' found; did you mean '--listen'? (see ecoshard --help)",
+    );
+    check(
+        &[
+            "plan", "-s", "ring", "--from", "3", "--to", "4", "--format", "jsn",
+        ],
+        "error: invalid value 'jsn' for '--format <FORMAT>'; did you mean 'json'? (see ecoshard plan --help)",
+    );
+    check(
+        &["locate", "-s", "ring", "-n", "3", "--format", "xml", "k"],
+        "error: invalid value 'xml' for '--format <FORMAT>'; possible values: table, json (see ecoshard locate --help)",
+    );
+    check(
+        &["plan", "--strategy", "Ringg", "--from", "3", "--to", "4"],
+        "error: invalid value 'Ringg' for '--strategy <STRATEGY>': unknown strategy \"Ringg\": \
+         use one of modulo, jump, ring, rendezvous, maglev, bounded-load (any case) (see ecoshard plan --help)",
+    );
+    check(
+        &["apply", "--strategy", "ring"],
+        "error: the following required arguments were not provided: --shards <SHARDS> (see ecoshard apply --help)",
+    );
+}
+
+#[test]
+fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
+    fn check(name: &str, expected_first_line: &str) {
+        let output = run(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(text.lines().next(), Some(expected_first_line), "{name}");
+    }
+    check(
+        "Ring",
+        "ring: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "RING",
+        "ring: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "Bounded-Load",
+        "bounded-load: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "MagLev",
+        "maglev: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+}
+
+#[test]
 fn plan_prints_counts_with_thousands_separators() {
     let output = run(&[
         "plan",
