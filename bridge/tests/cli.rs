@@ -495,6 +495,10 @@ fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
         &["apply", "--strategy", "ring"],
         "error: the following required arguments were not provided: --shards <SHARDS> (see ecoshard apply --help)",
     );
+    check(
+        &["job", "seven"],
+        "error: invalid value 'seven' for '[ID]': invalid digit found in string (see ecoshard job --help)",
+    );
 }
 
 #[test]

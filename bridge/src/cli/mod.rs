@@ -4,10 +4,13 @@
 //! running print one line and exit with code 1. Nothing panics at the user.
 
 mod apply;
+mod client;
 mod cluster;
 mod colour;
+mod job;
 mod offline;
 mod serve;
+mod status;
 mod usage;
 
 use std::ffi::OsString;
@@ -55,6 +58,10 @@ enum Command {
     Plan(PlanArgs),
     /// Apply a layout to the database of a running bridge (a rebalance), with a progress bar.
     Apply(apply::ApplyArgs),
+    /// A running bridge's nodes, lag, layout, rows per shard and rebalance job.
+    Status(status::StatusArgs),
+    /// A rebalance job of a running bridge (default: the running or last one).
+    Job(job::JobArgs),
 }
 
 /// Where the local cluster lives and how its servers run.
@@ -347,6 +354,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some(Command::Locate(args)) => offline::locate(&args),
         Some(Command::Plan(args)) => offline::plan(&args),
         Some(Command::Apply(args)) => apply::run(&args),
+        Some(Command::Status(args)) => status::run(&args),
+        Some(Command::Job(args)) => job::run(&args),
         Some(Command::Cluster(args)) => {
             init_logging();
             cluster::run(&args)
