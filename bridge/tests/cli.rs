@@ -310,6 +310,11 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     let (exit, log) = terminate(child);
     assert!(exit.success(), "serve exited with {exit}: {log}");
     assert!(!log.contains("stopping anyway"), "{log}");
+    assert!(log.contains("bridge listening on"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
     // The stream was ended properly: the last chunk of a chunked body.
     let mut rest = Vec::new();
     let _ = listener.read_to_end(&mut rest);
@@ -432,5 +437,208 @@ fn a_missing_argument_is_named_on_the_one_line() {
     assert!(
         text.contains("the following required arguments were not provided: <KEYS>"),
         "{text}"
+    );
+}
+
+/// Runs `ecoshard ARGS` with no input and no colour preference.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
+}
+
+#[test]
+fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
+    // Exit code 2 and exactly this one line on stderr.
+    fn check(args: &[&str], expected_line: &str) {
+        let output = run(args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert_eq!(text, format!("{expected_line}\n"), "{args:?}");
+    }
+    check(
+        &["plan", "--stratgy", "ring", "--from", "3", "--to", "4"],
+        "error: unexpected argument '--stratgy' found; did you mean '--strategy'? (see ecoshard plan --help)",
+    );
+    check(
+        &["plna"],
+        "error: unrecognized subcommand 'plna'; did you mean 'plan'? (see ecoshard --help)",
+    );
+    check(
+        &["cluster", "sttus"],
+        "error: unrecognized subcommand 'sttus'; did you mean 'status'? (see ecoshard cluster --help)",
+    );
+    check(
+        &["cluster", "status", "--formt", "json"],
+        "error: unexpected argument '--formt' found; did you mean '--format'? (see ecoshard cluster status --help)",
+    );
+    check(
+        &["--listn", "127.0.0.1:1"],
+        "error: unexpected argument '--listn' found; did you mean '--listen'? (see ecoshard --help)",
+    );
+    check(
+        &[
+            "plan", "-s", "ring", "--from", "3", "--to", "4", "--format", "jsn",
+        ],
+        "error: invalid value 'jsn' for '--format <FORMAT>'; did you mean 'json'? (see ecoshard plan --help)",
+    );
+    check(
+        &["locate", "-s", "ring", "-n", "3", "--format", "xml", "k"],
+        "error: invalid value 'xml' for '--format <FORMAT>'; possible values: table, json (see ecoshard locate --help)",
+    );
+    check(
+        &["plan", "--strategy", "Ringg", "--from", "3", "--to", "4"],
+        "error: invalid value 'Ringg' for '--strategy <STRATEGY>': unknown strategy \"Ringg\": \
+         use one of modulo, jump, ring, rendezvous, maglev, bounded-load (any case) (see ecoshard plan --help)",
+    );
+    check(
+        &["apply", "--strategy", "ring"],
+        "error: the following required arguments were not provided: --shards <SHARDS> (see ecoshard apply --help)",
+    );
+    check(
+        &["job", "seven"],
+        "error: invalid value 'seven' for '[ID]': invalid digit found in string (see ecoshard job --help)",
+    );
+}
+
+#[test]
+fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
+    fn check(name: &str, expected_first_line: &str) {
+        let output = run(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(text.lines().next(), Some(expected_first_line), "{name}");
+    }
+    check(
+        "Ring",
+        "ring: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "RING",
+        "ring: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "Bounded-Load",
+        "bounded-load: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+    check(
+        "MagLev",
+        "maglev: 3 → 4 shards over 300 keys (user_0 … user_299), seed 0",
+    );
+}
+
+#[test]
+fn plan_prints_counts_with_thousands_separators() {
+    let output = run(&[
+        "plan",
+        "--strategy",
+        "modulo",
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "--keys",
+        "100000",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "modulo: 3 → 4 shards over 100,000 keys (user_0 … user_99999), seed 0",
+            "moved 75,163 of 100,000 keys: 75.2 % (ideal minimum 25.0 %)",
+        ]
+    );
+    assert!(
+        lines.contains(&"s0             33,417     25,127"),
+        "{text}"
+    );
+    assert!(lines.contains(&"  s0 → s1: 8,461"), "{text}");
+}
+
+#[test]
+fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
+    fn check(keys: &str, expected_line: &str) {
+        let output = run(&[
+            "plan",
+            "--strategy",
+            "ring",
+            "--from",
+            "3",
+            "--to",
+            "4",
+            "--keys",
+            keys,
+        ]);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "--keys {keys}: {text}");
+        assert_eq!(text, format!("{expected_line}\n"), "--keys {keys}");
+        assert!(output.stdout.is_empty(), "--keys {keys}");
+    }
+    check(
+        "0",
+        "error: --keys 0: a plan over no keys says nothing; give 1 to 10,000,000 keys",
+    );
+    check(
+        "10000001",
+        "error: --keys 10000001: too many; give 1 to 10,000,000 keys",
+    );
+}
+
+#[test]
+fn a_plan_over_one_key_names_that_key_once() {
+    let output = run(&[
+        "plan",
+        "--strategy",
+        "ring",
+        "--from",
+        "3",
+        "--to",
+        "4",
+        "--keys",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text.lines().next(),
+        Some("ring: 3 → 4 shards over 1 key (user_0), seed 0")
+    );
+}
+
+#[test]
+fn logs_written_to_a_file_have_no_colour_codes() {
+    // A serve that logs its first line, then fails (no PostgreSQL binaries there).
+    let scratch = Scratch::new("nocolour");
+    let log_path = scratch.dir.with_extension("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let status = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--pg-bin",
+            "/nonexistent/postgresql/bin",
+        ])
+        .arg("--data-dir")
+        .arg(&scratch.dir)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("starting the local cluster"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in a log file: {text:?}"
     );
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::blocking::http;
 use common::free_ports;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
-use ecoshard_core::{Layout, StrategyKind};
+use ecoshard_core::{Layout, StrategyKind, thousands};
 use rows::{assert_no_key_twice, snapshot};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
@@ -86,6 +86,14 @@ fn apply(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run ecoshard apply")
+}
+
+fn ecoshard(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
 }
 
 fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -212,12 +220,52 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     );
     assert_eq!(midway.moved, 2 * BATCH as u64, "held on the third batch");
 
-    // A second layout meanwhile: refused (409 → exit code 1).
+    // A second layout meanwhile: refused (409 → exit code 1), with the
+    // command that follows the job in the way rather than a URL to poll.
     let url = format!("http://{addr}");
     let refused = apply(&["--url", &url, "--strategy", "ring", "--shards", "3"]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("rebalance_running"), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: rebalance job {id} is running (200 of {} rows moved); one job at a time: \
+             ecoshard job {id} --follow waits for it (rebalance_running)\n",
+            thousands(total as u64),
+            id = started.id
+        )
+    );
+
+    // ecoshard status and ecoshard job show the running job.
+    let status = ecoshard(&["status", "--url", &url]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let running_line = format!(
+        "job {id}: layout 1 → 2, running: 200 of {} rows moved (ecoshard job {id} --follow follows it)",
+        thousands(total as u64),
+        id = started.id
+    );
+    assert!(table.lines().any(|line| line == running_line), "{table}");
+    assert!(
+        table.contains("layout version 2: modulo, seed 0, 4 shards"),
+        "{table}"
+    );
+    let shown = ecoshard(&["job", "--url", &url, "--format", "json"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: RebalanceJob = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        (shown.id, shown.state, shown.moved),
+        (started.id, JobState::Running, 200)
+    );
+    assert_eq!(shown.plan.map(|plan| plan.moved), Some(total as u64));
 
     // SIGKILL: nothing of the bridge runs on; its watchdog stops the servers
     // (ending the held transaction too).
@@ -228,12 +276,19 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     drop(holder);
     drop(client);
     scratch.bridge = Some(serve(&args, &addr));
-    let resumed = wait_until(Duration::from_secs(120), || {
-        job(&addr, started.id).state != JobState::Running
-    });
+    // ecoshard job --follow waits for the resumed job to end.
+    let id = started.id.to_string();
+    let followed = ecoshard(&["job", &id, "--url", &url, "--follow", "--format", "json"]);
+    assert!(
+        followed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    let followed: RebalanceJob = serde_json::from_slice(&followed.stdout).unwrap();
+    assert_eq!(followed.state, JobState::Done, "{followed:?}");
     let done = job(&addr, started.id);
-    assert!(resumed, "{done:?}");
     assert_eq!(done.state, JobState::Done, "{done:?}");
+    assert_eq!(followed.moved, done.moved);
     assert_eq!((done.moved, done.total), (total as u64, total as u64));
     assert_eq!(done.to_version, 2);
 
@@ -406,4 +461,139 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
         .unwrap();
     let mut bridge = bridge;
     let _ = bridge.wait();
+}
+
+/// Exit code `code` and one line on stderr that contains `expected`.
+fn check_refused(args: &[&str], code: i32, expected: &str) {
+    let output = ecoshard(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
+#[test]
+fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
+    let mut scratch = Scratch::new("status");
+    let port = free_ports(30200, 3);
+    let addr = format!("127.0.0.1:{}", free_ports(30300, 1));
+    let url = format!("http://{addr}");
+    let args: Vec<String> = [
+        "--pg-port",
+        &port.to_string(),
+        "--data-dir",
+        &scratch.dir.display().to_string(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    scratch.bridge = Some(serve(&args, &addr));
+
+    // No job yet; an unknown id; a bridge that is not there; URLs that are not the bridge's.
+    for (args, code, expected) in [
+        (
+            &["job", "--url", url.as_str()][..],
+            1,
+            "no rebalance job since it started",
+        ),
+        (&["job", "99", "--url", url.as_str()], 2, "(job_not_found)"),
+        (
+            &["status", "--url", "http://127.0.0.1:1"],
+            1,
+            "cannot reach the bridge at http://127.0.0.1:1/api/cluster",
+        ),
+        (
+            &["job", "--url", "http://127.0.0.1:1"],
+            1,
+            "cannot reach the bridge at http://127.0.0.1:1/api/events",
+        ),
+        (
+            &["status", "--url", "not a url"],
+            2,
+            "--url \"not a url\": not a URL",
+        ),
+        (
+            &["job", "1", "--url", "https://127.0.0.1:1"],
+            2,
+            "use http://HOST:PORT",
+        ),
+    ] {
+        check_refused(args, code, expected);
+    }
+
+    let (status, body) = http(&addr, "POST", "/api/users/bulk", Some(r#"{"count":1000}"#)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    // Rows are counted every second or so: wait until status has counted them.
+    let mut table = String::new();
+    let counted = wait_until(Duration::from_secs(60), || {
+        let output = ecoshard(&["status", "--url", &url]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        table = String::from_utf8_lossy(&output.stdout).into_owned();
+        table
+            .lines()
+            .any(|line| line.starts_with("total") && line.ends_with(" 1,000"))
+    });
+    assert!(counted, "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "local cluster (started by the bridge)", "{table}");
+    assert!(lines[2].starts_with("primary    primary  up "), "{table}");
+    assert!(lines[3].starts_with("standby-1  standby  "), "{table}");
+    assert!(lines[4].starts_with("standby-2  standby  "), "{table}");
+    assert!(
+        lines.contains(&"layout version 1: ring, seed 0, 160 vnodes per shard, 3 shards"),
+        "{table}"
+    );
+    assert!(
+        lines.contains(&"no rebalance job since the bridge started"),
+        "{table}"
+    );
+
+    // A job started without waiting, then followed by `ecoshard job` (the
+    // running or last one) to its end; status shows it done.
+    let started = ecoshard(&[
+        "apply",
+        "--url",
+        &url,
+        "-s",
+        "ring",
+        "-n",
+        "4",
+        "--no-wait",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let started: RebalanceJob = serde_json::from_slice(&started.stdout).unwrap();
+    let followed = ecoshard(&["job", "--url", &url, "--follow", "--format", "json"]);
+    assert!(
+        followed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    let followed: RebalanceJob = serde_json::from_slice(&followed.stdout).unwrap();
+    assert_eq!((followed.id, followed.state), (started.id, JobState::Done));
+    assert_eq!(followed.moved, followed.total);
+    let report = ecoshard(&["status", "--url", &url, "--format", "json"]);
+    assert!(report.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["job"]["id"], started.id);
+    assert_eq!(report["job"]["state"], "done");
+    assert_eq!(report["cluster"]["layout"]["version"], 2);
+    assert_eq!(report["cluster"]["nodes"].as_array().map(Vec::len), Some(3));
+    assert!(report["stats"]["rows"].is_array(), "{report}");
+    let table = ecoshard(&["job", &started.id.to_string(), "--url", &url]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        table.lines().next(),
+        Some(format!("job {}: layout 1 → 2, done", started.id).as_str()),
+        "{table}"
+    );
 }

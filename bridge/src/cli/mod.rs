@@ -4,16 +4,21 @@
 //! running print one line and exit with code 1. Nothing panics at the user.
 
 mod apply;
+mod client;
 mod cluster;
+mod colour;
+mod job;
 mod offline;
 mod serve;
+mod status;
+mod usage;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use ecoshard_core::{
     DEFAULT_LOAD_FACTOR, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, StrategyKind,
 };
@@ -53,6 +58,10 @@ enum Command {
     Plan(PlanArgs),
     /// Apply a layout to the database of a running bridge (a rebalance), with a progress bar.
     Apply(apply::ApplyArgs),
+    /// A running bridge's nodes, lag, layout, rows per shard and rebalance job.
+    Status(status::StatusArgs),
+    /// A rebalance job of a running bridge (default: the running or last one).
+    Job(job::JobArgs),
 }
 
 /// Where the local cluster lives and how its servers run.
@@ -304,9 +313,17 @@ fn parse_host_name(name: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// A strategy name in any ASCII case (`Ring`, as the page writes it). Only
+/// the command line folds case: the JSON layout (`PUT /api/layout`, the
+/// page's wire types) keeps the core's exact lowercase names.
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
-    name.parse()
-        .map_err(|error: ecoshard_core::Error| error.to_string())
+    name.to_ascii_lowercase().parse().map_err(|_| {
+        let names: Vec<&str> = StrategyKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!(
+            "unknown strategy {name:?}: use one of {} (any case)",
+            names.join(", ")
+        )
+    })
 }
 
 /// An error that ends the command: its exit code and its one line.
@@ -342,27 +359,6 @@ impl From<ecoshard_core::Error> for Failure {
     }
 }
 
-/// clap's message on one line: its first line, followed by the indented
-/// lines that complete it (such as the names of missing arguments).
-fn one_line(rendered: &str) -> String {
-    let mut lines = rendered.lines().skip_while(|line| line.trim().is_empty());
-    let Some(first) = lines.next() else {
-        return "error: bad arguments".to_owned();
-    };
-    let mut line = first.trim_end().to_owned();
-    if line.ends_with(':') {
-        let items: Vec<&str> = lines
-            .take_while(|item| item.starts_with(' ') && !item.trim().is_empty())
-            .map(str::trim)
-            .collect();
-        if !items.is_empty() {
-            line.push(' ');
-            line.push_str(&items.join(", "));
-        }
-    }
-    line
-}
-
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
     run(std::env::args_os())
@@ -370,7 +366,8 @@ pub fn main() -> ExitCode {
 
 /// Runs the command line with the given arguments (the first is the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => {
             // --help and --version.
@@ -378,10 +375,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!(
-                "{} (see ecoshard --help)",
-                one_line(&error.render().to_string())
-            );
+            eprintln!("{}", usage::one_line(&error, &Cli::command(), &args));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -389,6 +383,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some(Command::Locate(args)) => offline::locate(&args),
         Some(Command::Plan(args)) => offline::plan(&args),
         Some(Command::Apply(args)) => apply::run(&args),
+        Some(Command::Status(args)) => status::run(&args),
+        Some(Command::Job(args)) => job::run(&args),
         Some(Command::Cluster(args)) => {
             init_logging();
             cluster::run(&args)
@@ -412,5 +408,6 @@ pub(crate) fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour::stderr_in_colour())
         .try_init();
 }

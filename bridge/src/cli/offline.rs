@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use ecoshard_core::{PlanSummary, numbered_key_hashes, plan_hashes};
+use ecoshard_core::{PlanSummary, numbered_key_hashes, plan_hashes, thousands};
 use serde::Serialize;
 
 use super::{Failure, Format, LocateArgs, MAX_PLAN_KEYS, PlanArgs};
@@ -85,10 +85,16 @@ pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
 }
 
 pub(super) fn plan(args: &PlanArgs) -> Result<(), Failure> {
-    if args.keys > MAX_PLAN_KEYS {
+    if args.keys == 0 || args.keys > MAX_PLAN_KEYS {
+        let why = if args.keys == 0 {
+            "a plan over no keys says nothing"
+        } else {
+            "too many"
+        };
         return Err(Failure::usage(format!(
-            "--keys {} is too many: at most {MAX_PLAN_KEYS}",
-            args.keys
+            "--keys {}: {why}; give 1 to {} keys",
+            args.keys,
+            thousands(MAX_PLAN_KEYS)
         )));
     }
     if args.key_prefix.len() > 64 {
@@ -134,17 +140,25 @@ fn plan_table(
     } else {
         format!("{from_strategy} → {to_strategy}")
     };
-    let last_key = summary.total.saturating_sub(1);
+    let prefix = &args.key_prefix;
+    let keys = match summary.total {
+        1 => format!("1 key ({prefix}0)"),
+        total => format!(
+            "{} keys ({prefix}0 … {prefix}{})",
+            thousands(total),
+            total - 1
+        ),
+    };
     let _ = writeln!(
         out,
-        "{strategies}: {} → {} shards over {} keys ({}0 … {}{last_key}), seed {}",
-        args.from, args.to, summary.total, args.key_prefix, args.key_prefix, args.layout.seed
+        "{strategies}: {} → {} shards over {keys}, seed {}",
+        args.from, args.to, args.layout.seed
     );
     let _ = writeln!(
         out,
         "moved {} of {} keys: {:.1} % (ideal minimum {:.1} %)",
-        summary.moved,
-        summary.total,
+        thousands(summary.moved),
+        thousands(summary.total),
         summary.moved_fraction * 100.0,
         summary.ideal_fraction * 100.0
     );
@@ -164,7 +178,7 @@ fn plan_table(
         loads
             .iter()
             .find(|load| load.shard == name)
-            .map_or_else(|| "-".to_string(), |load| load.keys.to_string())
+            .map_or_else(|| "-".to_string(), |load| thousands(load.keys))
     };
     for name in names {
         let _ = writeln!(
@@ -192,7 +206,9 @@ fn plan_table(
             let _ = writeln!(
                 out,
                 "  {} → {}: {}",
-                transfer.from, transfer.to, transfer.keys
+                transfer.from,
+                transfer.to,
+                thousands(transfer.keys)
             );
         }
     }
