@@ -2,10 +2,10 @@
 //! `&impl GenericClient` (a pooled connection or a transaction). Values are
 //! always bound parameters; only validated shard names are spliced in.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{ClientWrapper, GenericClient};
 use ecoshard_core::wire::User;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::PgLsn;
+use tokio_postgres::types::{PgLsn, ToSql, Type};
 
 use crate::routing::ShardSql;
 
@@ -23,7 +23,7 @@ pub struct Inserted {
 /// happens for a plain insert (an existing id is a unique violation); it is
 /// there so that every single-row insert answers alike.
 pub async fn insert_user(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     shard: &ShardSql,
     user_id: &str,
     name: &str,
@@ -36,7 +36,7 @@ pub async fn insert_user(
 /// and reads the WAL position after its commit, pipelined: one round trip.
 /// `None` when it wrote no row.
 pub async fn insert_returning(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     insert: &str,
     user_id: &str,
     name: &str,
@@ -54,7 +54,7 @@ pub async fn insert_returning(
 /// `statement`'s result, and the WAL position read right after it (after
 /// its commit, outside a transaction). The two are pipelined: one round trip.
 pub async fn then_lsn<T>(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<(T, PgLsn), tokio_postgres::Error> {
     let lsn = client.prepare_cached(CURRENT_LSN).await?;
@@ -69,21 +69,32 @@ pub const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
 /// index of its shard in `shards`. Two shards (a rebalance runs) are read in
 /// one statement, so one snapshot: a row moved between them in one
 /// transaction is seen exactly once, before or after its move.
+///
+/// One shard's statement is prepared once per connection; a pair's is not
+/// (sent with its parameter types, in one round trip): between two layouts
+/// of N shards there are up to N² pairs, and a connection would otherwise
+/// keep a prepared statement for each pair it ever read.
 pub async fn read_user(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     shards: &[&ShardSql],
     user_id: &str,
 ) -> Result<Option<(User, usize)>, tokio_postgres::Error> {
-    let select = match shards {
-        [only] => client.prepare_cached(&only.select).await?,
+    let row = match shards {
+        [only] => {
+            let select = client.prepare_cached(&only.select).await?;
+            client.query_opt(&select, &[&user_id]).await?
+        }
         [first, second, ..] => {
             client
-                .prepare_cached(&select_from_either(first, second))
+                .query_typed_opt(
+                    &select_from_either(first, second),
+                    &[(&user_id, Type::TEXT)],
+                )
                 .await?
         }
         [] => return Ok(None),
     };
-    Ok(client.query_opt(&select, &[&user_id]).await?.map(|row| {
+    Ok(row.map(|row| {
         let user = user_at(&row, 0);
         let index = if shards.len() == 1 {
             0
@@ -121,9 +132,10 @@ fn select_from_either(first: &ShardSql, second: &ShardSql) -> String {
 /// layout a rebalance is leaving) still holds that id; `Ok(None)` then.
 /// `FOR SHARE` waits for a mover's transaction on that row, then sees the
 /// outcome: a row still there is a duplicate; a row just moved makes the
-/// insert a unique violation in `shard`. Pipelined with the WAL position.
+/// insert a unique violation in `shard`. Pipelined with the WAL position;
+/// not prepared (one statement per pair of shards, see [`read_user`]).
 pub async fn insert_user_unless_in(
-    client: &impl GenericClient,
+    client: &ClientWrapper,
     shard: &ShardSql,
     old_shard: &ShardSql,
     user_id: &str,
@@ -137,7 +149,16 @@ pub async fn insert_user_unless_in(
         old_shard.table,
         crate::routing::CREATED_AT
     );
-    insert_returning(client, &sql, user_id, name, email).await
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&user_id, Type::TEXT),
+        (&name, Type::TEXT),
+        (&email, Type::TEXT),
+    ];
+    let (row, lsn) = then_lsn(client, client.query_typed_opt(&sql, &params)).await?;
+    Ok(row.map(|row| Inserted {
+        created_at: row.get(0),
+        lsn,
+    }))
 }
 
 /// Which of `ids` `shard` holds, locking them (`FOR SHARE`) until the end
