@@ -193,14 +193,59 @@ pub async fn insert_users(
     client.execute(&insert, &[&ids, &names, &emails]).await
 }
 
-/// Rows in one shard.
-pub async fn count_users(
+/// PostgreSQL's estimate of one shard table's rows.
+#[derive(Debug, PartialEq)]
+pub struct RowEstimate {
+    /// The shard's schema (`shard_<name>`).
+    pub schema: String,
+    /// `n_live_tup`.
+    pub rows: u64,
+    /// The server's statistics know nothing of the table although it holds
+    /// rows (they are lost in a crash and start empty on a promoted
+    /// standby): an `ANALYZE` gives it an estimate again.
+    pub needs_analyze: bool,
+}
+
+/// The row estimates of the `users` tables of `schemas`, from the
+/// statistics PostgreSQL keeps (`pg_stat_user_tables.n_live_tup`): one
+/// catalog query whatever the tables hold; no table is read or locked.
+pub async fn row_estimates(
+    client: &impl GenericClient,
+    schemas: &[String],
+) -> Result<Vec<RowEstimate>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(ROW_ESTIMATES).await?;
+    Ok(client
+        .query(&statement, &[&schemas])
+        .await?
+        .iter()
+        .map(|row| RowEstimate {
+            schema: row.get(0),
+            rows: row.get::<_, i64>(1).max(0) as u64,
+            needs_analyze: row.get(2),
+        })
+        .collect())
+}
+
+/// Never vacuumed or analyzed since the statistics began, and either the
+/// catalog says the table had rows when it last was (statistics lost since)
+/// or the statistics have seen no change to it at all.
+const ROW_ESTIMATES: &str = "SELECT s.schemaname::text, s.n_live_tup,
+        s.last_vacuum IS NULL AND s.last_autovacuum IS NULL
+        AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
+        AND (c.reltuples > 0 OR s.n_tup_ins + s.n_tup_upd + s.n_tup_del = 0)
+   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+  WHERE s.relname = 'users' AND s.schemaname = ANY($1)";
+
+/// `ANALYZE` of one shard's table, skipped when it is locked: samples at
+/// most 300 × `default_statistics_target` rows whatever the table's size,
+/// and sets its row estimate.
+pub async fn analyze(
     client: &impl GenericClient,
     shard: &ShardSql,
-) -> Result<u64, tokio_postgres::Error> {
-    let count = client.prepare_cached(&shard.count).await?;
-    let row = client.query_one(&count, &[]).await?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!("ANALYZE (SKIP_LOCKED) {}", shard.table))
+        .await
 }
 
 /// Replay position of a standby (`None` when it is not one).

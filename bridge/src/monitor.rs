@@ -1,8 +1,9 @@
 //! The monitor: every 250 ms it checks every node, reads the primary's
 //! `pg_stat_replication`, decides which standbys are in the read rotation, and
-//! publishes a `Tick` to the live stream. Once a second it counts rows per shard.
+//! publishes a `Tick` to the live stream. Once a second it reads PostgreSQL's
+//! row estimate of every shard.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use ecoshard_core::wire::{LagSample, Stats, Tick};
 use tokio_postgres::types::PgLsn;
 
 use crate::nodes::{Cluster, Node};
+use crate::routing::ShardSql;
 use crate::state::AppState;
 
 /// Time between ticks.
@@ -81,42 +83,104 @@ async fn run_ticks(state: AppState) {
     }
 }
 
+/// Every second, the row estimates of every shard (during a rebalance also
+/// of the shards only the old layout has, which still hold rows until it
+/// is done), from the primary's statistics: one catalog query, however
+/// large the tables (see [`crate::db::row_estimates`]).
 async fn run_row_counts(state: AppState) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(ROW_COUNT_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut analyzed = Analyzed::default();
     loop {
         interval.tick().await;
         let table = state.routing().table();
-        let Ok(Ok(client)) =
-            tokio::time::timeout(Duration::from_secs(1), state.cluster().primary().pool.get())
-                .await
-        else {
-            continue;
-        };
-        // During a rebalance, shards only the old layout has still hold rows.
-        let shards: Vec<_> = table
+        let shards: Vec<&ShardSql> = table
             .current
             .shards
             .iter()
             .chain(table.leaving_shards())
             .collect();
-        let mut rows = Vec::with_capacity(shards.len());
-        for shard in shards.iter().copied() {
-            match crate::db::count_users(&client, shard).await {
-                Ok(keys) => rows.push(ShardLoad {
-                    shard: shard.name.clone(),
-                    keys,
-                }),
-                Err(error) => {
-                    tracing::debug!("counting rows of {}: {error}", shard.name);
-                    break;
-                }
-            }
-        }
-        if rows.len() == shards.len() {
+        if let Some(rows) = estimate_rows(state.cluster().primary(), &shards, &mut analyzed).await {
             state.set_rows(rows);
         }
     }
+}
+
+/// Time between two row estimates.
+const ROW_COUNT_EVERY: Duration = Duration::from_secs(1);
+/// Longest the estimates' query may take.
+const ROW_COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest an `ANALYZE` of a table whose statistics are lost may take.
+const ANALYZE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time between two `ANALYZE`s of one table by the bridge.
+const ANALYZE_AGAIN_AFTER: Duration = Duration::from_secs(60);
+
+/// When the bridge last analyzed each table (by schema), so a table it may
+/// not analyze (another role owns it) is not tried every second.
+type Analyzed = HashMap<String, Instant>;
+
+/// Rows per shard of `shards` as PostgreSQL estimates them on `primary`;
+/// `None` when it did not answer in time. Tables whose statistics were lost
+/// are analyzed first (at most once a minute each).
+async fn estimate_rows(
+    primary: &Node,
+    shards: &[&ShardSql],
+    analyzed: &mut Analyzed,
+) -> Option<Vec<ShardLoad>> {
+    let deadline = tokio::time::Instant::now() + ROW_COUNT_TIMEOUT;
+    let client = crate::nodes::checkout(&primary.pool, deadline).await.ok()?;
+    let schemas: Vec<String> = shards.iter().map(|shard| shard.schema.clone()).collect();
+    let estimates = match tokio::time::timeout_at(
+        deadline,
+        crate::db::row_estimates(&client, &schemas),
+    )
+    .await
+    {
+        Ok(Ok(estimates)) => estimates,
+        Ok(Err(error)) => {
+            tracing::debug!("row estimates: {}", crate::db::describe(&error));
+            return None;
+        }
+        Err(_) => {
+            crate::nodes::discard(client);
+            return None;
+        }
+    };
+    for estimate in estimates.iter().filter(|estimate| estimate.needs_analyze) {
+        let Some(shard) = shards.iter().find(|shard| shard.schema == estimate.schema) else {
+            continue;
+        };
+        if analyzed
+            .get(&shard.schema)
+            .is_some_and(|at| at.elapsed() < ANALYZE_AGAIN_AFTER)
+        {
+            continue;
+        }
+        analyzed.insert(shard.schema.clone(), Instant::now());
+        let analyze = crate::db::analyze(&client, shard);
+        match tokio::time::timeout(ANALYZE_TIMEOUT, analyze).await {
+            Ok(Ok(())) => tracing::info!("analyzed {}: its statistics were lost", shard.table),
+            Ok(Err(error)) => {
+                tracing::debug!("ANALYZE {}: {}", shard.table, crate::db::describe(&error))
+            }
+            Err(_) => {
+                crate::nodes::discard(client);
+                return None;
+            }
+        }
+    }
+    Some(
+        shards
+            .iter()
+            .map(|shard| ShardLoad {
+                shard: shard.name.clone(),
+                keys: estimates
+                    .iter()
+                    .find(|estimate| estimate.schema == shard.schema)
+                    .map_or(0, |estimate| estimate.rows),
+            })
+            .collect(),
+    )
 }
 
 /// Checks every node at once and updates their state.

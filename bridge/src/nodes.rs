@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
+use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use crate::batch::{Batcher, Insert, Read};
@@ -252,6 +255,50 @@ pub struct ReadCandidates<'a> {
     pub behind: Vec<&'a Node>,
     /// The fallback.
     pub primary: &'a Node,
+}
+
+/// Why no connection came out of a pool.
+#[derive(Debug)]
+pub enum CheckoutError {
+    /// None before the deadline (the node may be hung).
+    TimedOut,
+    /// The pool's own error.
+    Pool(PoolError),
+}
+
+impl CheckoutError {
+    /// Whether it says the node itself is gone or silent, rather than the
+    /// pool being busy.
+    pub fn is_node(&self) -> bool {
+        match self {
+            CheckoutError::TimedOut => true,
+            CheckoutError::Pool(error) => crate::db::pool_failure_is_node(error),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckoutError::TimedOut => f.write_str("no connection before the deadline"),
+            CheckoutError::Pool(error) => f.write_str(&crate::state::pool_error(error)),
+        }
+    }
+}
+
+/// A connection from `pool` by `deadline`.
+pub async fn checkout(pool: &Pool, deadline: Instant) -> Result<Object, CheckoutError> {
+    match tokio::time::timeout_at(deadline, pool.get()).await {
+        Ok(got) => got.map_err(CheckoutError::Pool),
+        Err(_) => Err(CheckoutError::TimedOut),
+    }
+}
+
+/// Closes a connection whose statement ran past its deadline instead of
+/// handing it back to the pool, where the next request would queue behind
+/// the statement still outstanding (on a hung node, for ever).
+pub fn discard(client: Object) {
+    drop(Object::take(client));
 }
 
 fn make_pool(spec: &NodeSpec, size: usize, wait: Duration) -> Pool {

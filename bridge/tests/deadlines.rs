@@ -1,22 +1,28 @@
 //! The request path on a real cluster of this binary's own (synchronous
 //! replication: every commit waits for a standby): the statement cache of
-//! a connection while a rebalance reads and writes over many pairs of shards.
+//! a connection while a rebalance reads and writes over many pairs of
+//! shards, and the row counts while a shard is locked.
 //!
 //! The tests run one at a time: later ones stop servers.
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{free_ports, get, post_json};
+use common::{connect, eventually, free_ports, get, post_json};
 use ecoshard_bridge::routing::{Placement, RoutingTable};
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
-use ecoshard_core::wire::LayoutView;
+use ecoshard_core::wire::{LayoutView, Stats};
 use ecoshard_core::{Layout, StrategyKind};
 
 /// This binary's ports.
 const BASE_PORT: u16 = 30200;
+
+/// Longest wait for a condition that must come true.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// One test at a time: later ones stop servers.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -52,6 +58,10 @@ async fn bridge(
     AppState::start(config)
         .await
         .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
+}
+
+fn ring(shards: u64) -> Layout {
+    Layout::with_count(StrategyKind::Ring, shards).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,10 +111,65 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
     );
     let client = state.cluster().primary().pool.get().await.unwrap();
     let cached = client.statement_cache.size();
-    // A select, an insert and the monitor's row count per shard, the WAL position.
+    // A select and an insert per shard, the WAL position, the row estimates.
     assert!(
-        cached <= 3 * SHARDS as usize + 1,
+        cached <= 2 * SHARDS as usize + 2,
         "{cached} statements cached after reads over {} pairs of shards",
         pairs.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_counts_come_from_statistics_and_a_locked_shard_holds_none_back() {
+    let _serial = SERIAL.lock().await;
+    let local = the_cluster();
+    let database = "t_row_estimates";
+    let state = bridge(&local, database, ring(3), 8).await;
+    let rows = |state: AppState| async move {
+        get(&state, "/api/stats")
+            .await
+            .parse::<Stats>()
+            .rows
+            .into_iter()
+            .map(|load| (load.shard, load.keys))
+            .collect::<HashMap<String, u64>>()
+    };
+    assert!(
+        eventually(LIMIT, || async { rows(state.clone()).await.len() == 3 }).await,
+        "no row counts"
+    );
+    // A long transaction holds shard s0 locked, as a long statement on it would.
+    let mut holder = connect(&local, "primary", database).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE shard_s0.users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let router = ring(3).build().unwrap();
+    let mut expected: HashMap<String, u64> = HashMap::from([
+        ("s0".to_string(), 0),
+        ("s1".to_string(), 0),
+        ("s2".to_string(), 0),
+    ]);
+    for index in 0..200 {
+        let user_id = format!("e{index}");
+        let shard = &router.locate_shard(user_id.as_bytes()).name;
+        if shard == "s0" {
+            continue;
+        }
+        let insert = post_json(
+            &state,
+            "/api/users",
+            &format!(r#"{{"user_id":"{user_id}"}}"#),
+        )
+        .await;
+        assert_eq!(insert.status, StatusCode::CREATED, "{}", insert.text());
+        *expected.get_mut(shard.as_str()).unwrap() += 1;
+    }
+    let counted = eventually(LIMIT, || async { rows(state.clone()).await == expected }).await;
+    assert!(
+        counted,
+        "rows {:?}, expected {expected:?}",
+        rows(state.clone()).await
+    );
+    lock.rollback().await.unwrap();
 }

@@ -250,7 +250,11 @@ pub struct Stats {
     pub reads_per_sec: f64,
     /// Reads that failed since start.
     pub failed_reads: u64,
-    /// Rows per shard (refreshed every second or so).
+    /// Rows per shard: PostgreSQL's estimate on the primary
+    /// (`pg_stat_user_tables.n_live_tup`, read every second), not a count.
+    /// Exact once the servers' statistics include the last commits (they
+    /// are flushed a second to about ten seconds after them); a `VACUUM` or
+    /// `ANALYZE` running beside inserts may leave it off until the next one.
     pub rows: Vec<ShardLoad>,
 }
 
