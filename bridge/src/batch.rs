@@ -18,20 +18,29 @@
 //!
 //! A batch runs in a task of its own, so a client that goes away never
 //! strands the requests queued behind its own. A failure (no connection, an
-//! error from the node) answers every request of the batch.
+//! error from the node) answers every request of the batch. Each batch has
+//! a deadline (the read deadline for reads, [`WRITE_TIMEOUT`] for inserts)
+//! covering its checkout and its statements; a connection whose statement
+//! ran past it is closed, so a hung node holds a queue's place for one
+//! deadline at most. Reads whose requester stopped waiting are dropped
+//! before their batch runs.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use ecoshard_core::wire::User;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_postgres::types::{PgLsn, ToSql};
 
 use crate::db::{self, Inserted};
+#[cfg(doc)]
 use crate::failover::WRITE_TIMEOUT;
+use crate::nodes::{CheckoutError, checkout, discard};
 use crate::routing::{CREATED_AT, ShardSql};
 
 /// Batches of one queue running at once: two keeps both cores of a small
@@ -116,18 +125,19 @@ pub struct Failure {
     /// The node itself failed (it leaves the read rotation), or, for a
     /// write, could not take it (gone, or read-only after a failover).
     pub node_down: bool,
-    /// No answer within [`WRITE_TIMEOUT`]: the write may still commit.
+    /// No answer within the batch's deadline: a read's node is down too; a
+    /// write may still commit.
     pub timed_out: bool,
     /// What happened, for the log.
     pub message: String,
 }
 
 impl Failure {
-    fn pool(error: &deadpool_postgres::PoolError) -> Self {
+    fn checkout(error: &CheckoutError) -> Self {
         Failure {
-            node_down: db::pool_failure_is_node(error),
-            timed_out: false,
-            message: crate::state::pool_error(error),
+            node_down: error.is_node(),
+            timed_out: matches!(error, CheckoutError::TimedOut),
+            message: error.to_string(),
         }
     }
 
@@ -136,6 +146,14 @@ impl Failure {
             node_down: db::is_node_failure(error) || db::is_read_only(error),
             timed_out: false,
             message: db::describe(error),
+        }
+    }
+
+    fn timed_out(limit: Duration) -> Self {
+        Failure {
+            node_down: true,
+            timed_out: true,
+            message: format!("no answer within {} ms", limit.as_millis()),
         }
     }
 
@@ -176,8 +194,11 @@ pub struct Insert {
 pub trait Job: Sized + Send + 'static {
     /// The layout's statements the request was made for.
     fn sql(&self) -> &Arc<BatchSql>;
-    /// Answers every request of `group` (all for the same layout).
-    fn run(pool: &Pool, group: Vec<Self>) -> impl Future<Output = ()> + Send;
+    /// Whether nobody waits for its answer any more (it need not run).
+    fn abandoned(&self) -> bool;
+    /// Answers every request of `group` (all for the same layout), the
+    /// batch's work bounded by `limit`.
+    fn run(pool: &Pool, group: Vec<Self>, limit: Duration) -> impl Future<Output = ()> + Send;
 }
 
 struct Queue<J> {
@@ -197,6 +218,7 @@ pub struct Batcher<J> {
     pool: Pool,
     queue: Arc<Mutex<Queue<J>>>,
     counts: Arc<Counts>,
+    limit: Duration,
 }
 
 impl<J> std::fmt::Debug for Batcher<J> {
@@ -206,8 +228,8 @@ impl<J> std::fmt::Debug for Batcher<J> {
 }
 
 impl<J: Job> Batcher<J> {
-    /// A queue sending its batches over `pool`.
-    pub fn new(pool: Pool) -> Self {
+    /// A queue sending its batches over `pool`, each within `limit`.
+    pub fn new(pool: Pool, limit: Duration) -> Self {
         Batcher {
             pool,
             queue: Arc::new(Mutex::new(Queue {
@@ -215,6 +237,7 @@ impl<J: Job> Batcher<J> {
                 running: 0,
             })),
             counts: Arc::default(),
+            limit,
         }
     }
 
@@ -242,6 +265,7 @@ impl<J: Job> Batcher<J> {
                 self.pool.clone(),
                 Arc::clone(&self.queue),
                 Arc::clone(&self.counts),
+                self.limit,
             ));
         }
     }
@@ -287,11 +311,17 @@ impl Batcher<Insert> {
 }
 
 /// Runs batches until the queue is empty, then gives its place back.
-async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Counts>) {
+async fn drain<J: Job>(
+    pool: Pool,
+    queue: Arc<Mutex<Queue<J>>>,
+    counts: Arc<Counts>,
+    limit: Duration,
+) {
     let place = Place {
         pool: pool.clone(),
         queue: Arc::clone(&queue),
         counts: Arc::clone(&counts),
+        limit,
     };
     loop {
         let mut batch = {
@@ -302,6 +332,7 @@ async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Coun
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect::<Vec<_>>()
         };
+        batch.retain(|job| !job.abandoned());
         // One statement per layout (one, unless the layout changed while
         // the batch gathered).
         while let Some(first) = batch.first() {
@@ -314,7 +345,7 @@ async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Coun
             counts
                 .requests
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
-            J::run(&pool, group).await;
+            J::run(&pool, group, limit).await;
         }
     }
     drop(place);
@@ -327,6 +358,7 @@ struct Place<J: Job> {
     pool: Pool,
     queue: Arc<Mutex<Queue<J>>>,
     counts: Arc<Counts>,
+    limit: Duration,
 }
 
 impl<J: Job> Drop for Place<J> {
@@ -344,6 +376,7 @@ impl<J: Job> Drop for Place<J> {
                 self.pool.clone(),
                 Arc::clone(&self.queue),
                 Arc::clone(&self.counts),
+                self.limit,
             ));
         } else if waiting {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -357,8 +390,12 @@ impl Job for Read {
         &self.sql
     }
 
-    async fn run(pool: &Pool, group: Vec<Self>) {
-        match read_rows(pool, &group).await {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>, limit: Duration) {
+        match read_rows(pool, &group, limit).await {
             Ok(rows) => {
                 for read in group {
                     let user = rows.get(&(read.shard, read.key));
@@ -374,21 +411,33 @@ impl Job for Read {
     }
 }
 
-/// The rows of `group`'s keys, by (shard position, key).
-async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String), User>, Failure> {
-    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
-    let failed = |error: tokio_postgres::Error| Failure::query(&error);
+/// The rows of `group`'s keys, by (shard position, key), within `limit`.
+async fn read_rows(
+    pool: &Pool,
+    group: &[Read],
+    limit: Duration,
+) -> Result<HashMap<(usize, String), User>, Failure> {
+    let deadline = Instant::now() + limit;
+    let client = checkout(pool, deadline)
+        .await
+        .map_err(|error| Failure::checkout(&error))?;
+    match tokio::time::timeout_at(deadline, select_rows(&client, group)).await {
+        Ok(rows) => rows.map_err(|error| Failure::query(&error)),
+        Err(_) => {
+            discard(client);
+            Err(Failure::timed_out(limit))
+        }
+    }
+}
+
+async fn select_rows(
+    client: &Object,
+    group: &[Read],
+) -> Result<HashMap<(usize, String), User>, tokio_postgres::Error> {
     let mut found = HashMap::with_capacity(group.len());
     if let [only] = group {
-        let select = client
-            .prepare_cached(&only.sql.selects[only.shard])
-            .await
-            .map_err(failed)?;
-        if let Some(row) = client
-            .query_opt(&select, &[&only.key])
-            .await
-            .map_err(failed)?
-        {
+        let select = client.prepare_cached(&only.sql.selects[only.shard]).await?;
+        if let Some(row) = client.query_opt(&select, &[&only.key]).await? {
             found.insert((only.shard, only.key.clone()), db::user_at(&row, 0));
         }
         return Ok(found);
@@ -404,11 +453,8 @@ async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String
         .iter()
         .map(|keys| keys as &(dyn ToSql + Sync))
         .collect();
-    let select = client
-        .prepare_cached(&sql.select_all)
-        .await
-        .map_err(failed)?;
-    for row in client.query(&select, &params).await.map_err(failed)? {
+    let select = client.prepare_cached(&sql.select_all).await?;
+    for row in client.query(&select, &params).await? {
         let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
         let user = db::user_at(&row, 1);
         found.insert((shard, user.user_id.clone()), user);
@@ -421,7 +467,13 @@ impl Job for Insert {
         &self.sql
     }
 
-    async fn run(pool: &Pool, group: Vec<Self>) {
+    /// Never: an insert whose requester went away may still be written,
+    /// and is, as the requester last heard it would be.
+    fn abandoned(&self) -> bool {
+        false
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>, limit: Duration) {
         // An id twice in one batch: the first one is written, the others are
         // duplicates whatever happens to it.
         let mut seen = std::collections::HashSet::with_capacity(group.len());
@@ -431,7 +483,7 @@ impl Job for Insert {
         for insert in again {
             let _ = insert.reply.send(Ok(None));
         }
-        match write_rows(pool, &first).await {
+        match write_rows(pool, &first, limit).await {
             Ok((written, lsn)) => {
                 for insert in first {
                     let created_at = written.get(&(insert.shard, insert.user_id));
@@ -452,17 +504,23 @@ impl Job for Insert {
 
 /// Writes `group` (distinct ids) in one statement, so one commit; answers
 /// `created_at` of each row written, by (shard position, id), and the WAL
-/// position read after the commit. Bounded by [`WRITE_TIMEOUT`]: past it
-/// the connection is closed, and the rows may or may not be committed.
+/// position read after the commit. Bounded by `limit`: past it the
+/// connection is closed, and the rows may or may not be committed.
 async fn write_rows(
     pool: &Pool,
     group: &[Insert],
+    limit: Duration,
 ) -> Result<(HashMap<(usize, String), String>, PgLsn), Failure> {
     let Some(sql) = group.first().map(|insert| &insert.sql) else {
         return Ok((HashMap::new(), PgLsn::from(0)));
     };
-    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
-    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+    let deadline = Instant::now() + limit;
+    let client = checkout(pool, deadline).await.map_err(|error| Failure {
+        // Nothing was sent: not a write that may still commit.
+        timed_out: false,
+        ..Failure::checkout(&error)
+    })?;
+    let written = tokio::time::timeout_at(deadline, async {
         let mut written = HashMap::with_capacity(group.len());
         if let [only] = group {
             let inserted = db::insert_returning(
@@ -512,11 +570,11 @@ async fn write_rows(
     match written {
         Ok(written) => written,
         Err(_) => {
-            drop(deadpool_postgres::Object::take(client));
+            discard(client);
             Err(Failure {
                 node_down: false,
                 timed_out: true,
-                message: format!("no commit within {} s", WRITE_TIMEOUT.as_secs()),
+                message: format!("no commit within {} ms", limit.as_millis()),
             })
         }
     }
@@ -567,10 +625,12 @@ mod tests {
         assert!(BatchSql::new(&many).is_none());
     }
 
+    const LIMIT: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn a_node_that_refuses_answers_every_request_with_a_failure() {
-        let reads = Batcher::<Read>::new(refused_pool());
-        let inserts = Batcher::<Insert>::new(refused_pool());
+        let reads = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let inserts = Batcher::<Insert>::new(refused_pool(), LIMIT);
         let sql = sql();
         let answers = (0..5).map(|n| {
             let (sql, reads) = (Arc::clone(&sql), &reads);
@@ -599,9 +659,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_nobody_waits_for_are_not_sent() {
+        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let read = Read {
+            sql: sql(),
+            shard: 0,
+            key: "gone".to_owned(),
+            reply,
+        };
+        assert!(read.abandoned());
+        batcher.push(read);
+        let sent = futures::future::poll_fn(|context| {
+            let running = batcher.queue.lock().unwrap().running;
+            if running == 0 {
+                std::task::Poll::Ready(batcher.sent())
+            } else {
+                context.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        assert_eq!(sent, (0, 0));
+    }
+
+    #[tokio::test]
     async fn a_place_given_up_with_requests_queued_passes_to_a_new_batch() {
         // As after a batch that panicked: its place is dropped while reads wait.
-        let batcher = Batcher::<Read>::new(refused_pool());
+        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
         let (reply, answer) = oneshot::channel();
         {
             let mut queue = batcher.queue.lock().unwrap();
@@ -617,6 +703,7 @@ mod tests {
             pool: batcher.pool.clone(),
             queue: Arc::clone(&batcher.queue),
             counts: Arc::clone(&batcher.counts),
+            limit: LIMIT,
         });
         let answered = answer.await.expect("the read gets an answer");
         assert!(answered.is_err());

@@ -2,7 +2,8 @@
 //! standby of the local cluster when the primary's server is gone
 //! (`--auto-failover`), and saying clearly why a write or a strong read is
 //! refused meanwhile. Writes are bounded in time: none waits on a dead or
-//! silent primary for more than [`WRITE_TIMEOUT`].
+//! silent primary for more than [`WRITE_TIMEOUT`] (reads:
+//! [`crate::nodes::Cluster::read_timeout`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -264,6 +265,20 @@ pub fn write_not_acknowledged(state: &AppState) -> ApiError {
         format!(
             "the write was not acknowledged: {why} ({} s); it may still be committed later",
             WRITE_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// 503 `read_timed_out`: a read the primary had to answer and did not
+/// within the read deadline; `next` says what to do.
+pub fn read_timed_out(state: &AppState, next: &str) -> ApiError {
+    let primary = state.cluster().primary().name().to_string();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read_timed_out",
+        format!(
+            "the primary ({primary}) did not answer within {} ms: {next}",
+            state.cluster().read_timeout.as_millis()
         ),
     )
 }

@@ -1,6 +1,7 @@
 //! The nodes at run time: a connection pool each, their health and lag as
 //! last checked, which one is primary (it changes with a failover), and the
-//! choice of which node serves a read.
+//! choice of which node serves a read. Every connection taken from a pool
+//! on the request path is taken within a deadline ([`checkout`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -14,7 +15,12 @@ use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use crate::batch::{Batcher, Insert, Read};
+use crate::failover::WRITE_TIMEOUT;
 use crate::topology::{NodeSpec, Topology};
+
+/// Default of [`Cluster::read_timeout`]: longest one node may take to
+/// answer one read (checkout and statements together).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One node: its pools and what the monitor last saw.
 #[derive(Debug)]
@@ -42,11 +48,11 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(spec: NodeSpec, pool_size: usize) -> Self {
+    fn new(spec: NodeSpec, pool_size: usize, read_timeout: Duration) -> Self {
         let pool = make_pool(&spec, pool_size, Duration::from_secs(2));
         Node {
-            read_batches: Batcher::new(pool.clone()),
-            insert_batches: Batcher::new(pool.clone()),
+            read_batches: Batcher::new(pool.clone(), read_timeout),
+            insert_batches: Batcher::new(pool.clone(), WRITE_TIMEOUT),
             pool,
             monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
             primary: AtomicBool::new(spec.role == NodeRole::Primary),
@@ -146,11 +152,19 @@ pub struct Cluster {
     next_standby: AtomicUsize,
     /// Standbys further behind than this (ms) serve no eventual reads.
     pub max_lag_ms: f64,
+    /// Longest one node may take to answer one read; past it the read goes
+    /// to another node (or, strong, answers 503).
+    pub read_timeout: Duration,
 }
 
 impl Cluster {
     /// Pools for every node (connections open lazily).
-    pub fn new(topology: &Topology, pool_size: usize, max_lag_ms: u64) -> Arc<Self> {
+    pub fn new(
+        topology: &Topology,
+        pool_size: usize,
+        max_lag_ms: u64,
+        read_timeout: Duration,
+    ) -> Arc<Self> {
         let primary = topology
             .nodes
             .iter()
@@ -159,7 +173,7 @@ impl Cluster {
         let nodes: Vec<Node> = topology
             .nodes
             .iter()
-            .map(|spec| Node::new(spec.clone(), pool_size))
+            .map(|spec| Node::new(spec.clone(), pool_size, read_timeout))
             .collect();
         for (index, node) in nodes.iter().enumerate() {
             node.primary.store(index == primary, Ordering::SeqCst);
@@ -169,6 +183,7 @@ impl Cluster {
             primary: AtomicUsize::new(primary),
             next_standby: AtomicUsize::new(0),
             max_lag_ms: max_lag_ms as f64,
+            read_timeout,
         })
     }
 

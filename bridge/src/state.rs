@@ -42,10 +42,14 @@ pub struct BridgeConfig {
     pub local: Option<Arc<LocalCluster>>,
     /// Promote a standby when the primary's server is gone (local cluster only).
     pub auto_failover: bool,
+    /// Longest one node may take to answer one read (see
+    /// [`crate::nodes::Cluster::read_timeout`]).
+    pub read_timeout: std::time::Duration,
 }
 
 impl BridgeConfig {
-    /// Defaults: 16 connections per node, 1 s lag bound, ring over 3 shards, no page.
+    /// Defaults: 16 connections per node, 1 s lag bound, 1 s read deadline,
+    /// ring over 3 shards, no page.
     pub fn new(topology: Topology) -> Self {
         BridgeConfig {
             topology,
@@ -60,6 +64,7 @@ impl BridgeConfig {
             rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
             local: None,
             auto_failover: false,
+            read_timeout: crate::nodes::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -146,7 +151,12 @@ impl AppState {
         if config.create_database {
             ensure_database(&config.topology).await?;
         }
-        let cluster = Cluster::new(&config.topology, config.pool_size, config.max_lag_ms);
+        let cluster = Cluster::new(
+            &config.topology,
+            config.pool_size,
+            config.max_lag_ms,
+            config.read_timeout,
+        );
         let mut client = cluster
             .primary()
             .pool

@@ -2,7 +2,6 @@
 //! to the primary, into the shard the core picks; reads go to a standby as
 //! the consistency allows, else the primary, and say who served them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -16,12 +15,11 @@ use serde::Deserialize;
 use tokio_postgres::types::PgLsn;
 
 use super::{Json, Path, Query};
-use crate::batch::BatchSql;
 use crate::db;
 use crate::error::ApiError;
 use crate::failover::{self, WRITE_TIMEOUT};
 use crate::nodes::Node;
-use crate::routing::ShardSql;
+use crate::reads::{self, Found, ReadError};
 use crate::state::{AppState, pool_error};
 use crate::validate;
 
@@ -279,97 +277,30 @@ pub async fn read(
         (None, _) => state.counters().last_write_lsn.load(Ordering::Relaxed),
     };
     let table = state.routing().table();
-    let shards = table.read_shards(&user_id);
-    // One shard to look in (no rebalance moves this key): the read can join
-    // the node's batch.
-    let batch = match (&table.current.batch, shards.len()) {
-        (Some(sql), 1) => Some((sql, table.current.position(&user_id))),
-        _ => None,
-    };
-    let mut candidates = state.cluster().read_candidates(consistency, after_lsn);
-    if table.min_replay_lsn > 0 {
-        // Standbys behind the table's start may not hold what it reads yet.
-        candidates
-            .ready
-            .retain(|node| node.lsn() >= table.min_replay_lsn);
-        candidates
-            .behind
-            .retain(|node| node.lsn() >= table.min_replay_lsn);
-    }
-    for node in candidates.ready {
-        if let Some(found) = read_on(node, &shards, batch, &user_id).await {
-            return answer(node, found, consistency);
-        }
-    }
-    for node in candidates.behind {
-        // Checked before reading: once replay has passed the LSN, a new
-        // snapshot on that standby includes the write.
-        let caught_up = match node.pool.get().await {
-            Ok(client) => db::replay_lsn(&client)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|lsn| u64::from(lsn) >= after_lsn),
-            Err(_) => false,
-        };
-        if caught_up && let Some(found) = read_on(node, &shards, batch, &user_id).await {
-            return answer(node, found, consistency);
-        }
-    }
-    let primary = candidates.primary;
-    match read_on(primary, &shards, batch, &user_id).await {
-        Some(found) => answer(primary, found, consistency),
-        None => {
+    match reads::read(state.cluster(), &table, &user_id, consistency, after_lsn).await {
+        Ok(served) => answer(served.node, served.found, consistency),
+        Err(error) => {
             state
                 .counters()
                 .failed_reads
                 .fetch_add(1, Ordering::Relaxed);
-            Err(failover::read_unavailable(&state, consistency, after_lsn))
-        }
-    }
-}
-
-/// What a node answered: the row and its shard, or not found.
-type Found = Option<(User, String)>;
-
-/// Reads from `node`, looking in each shard in turn. `None` when the node
-/// failed (it is then taken out of the rotation if the failure is the node's).
-async fn read_on(
-    node: &Node,
-    shards: &[&ShardSql],
-    batch: Option<(&Arc<BatchSql>, usize)>,
-    user_id: &str,
-) -> Option<Found> {
-    if let Some((sql, position)) = batch {
-        return match node.read_batches.read(sql, position, user_id).await {
-            Ok(found) => Some(found.map(|user| (user, shards[0].name.clone()))),
-            Err(failure) => {
-                tracing::debug!("read on {}: {}", node.name(), failure.message);
-                if failure.node_down {
-                    node.mark_down();
+            Err(match error {
+                ReadError::PrimaryTimedOut => failover::read_timed_out(
+                    &state,
+                    "strong reads go to it alone; retry, or read with consistency=eventual \
+                     to be served by a standby meanwhile",
+                ),
+                ReadError::Unavailable { timed_out } => {
+                    if !timed_out.is_empty() {
+                        tracing::warn!(
+                            "a {} read failed; no answer in time from {}",
+                            consistency.name(),
+                            timed_out.join(", ")
+                        );
+                    }
+                    failover::read_unavailable(&state, consistency, after_lsn)
                 }
-                None
-            }
-        };
-    }
-    let client = match node.pool.get().await {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::debug!("read on {}: {}", node.name(), pool_error(&error));
-            if db::pool_failure_is_node(&error) {
-                node.mark_down();
-            }
-            return None;
-        }
-    };
-    match db::read_user(&client, shards, user_id).await {
-        Ok(found) => Some(found.map(|(user, index)| (user, shards[index].name.clone()))),
-        Err(error) => {
-            tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
-            if db::is_node_failure(&error) {
-                node.mark_down();
-            }
-            None
+            })
         }
     }
 }
