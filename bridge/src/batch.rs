@@ -14,7 +14,8 @@
 //!
 //! An insert is answered only once its batch has committed, with the WAL
 //! position read after that commit; an id already stored (or twice in one
-//! batch) is a duplicate, and nothing else of the batch depends on it.
+//! batch) is a duplicate, answered after that commit too, and nothing else
+//! of the batch depends on it.
 //!
 //! A batch runs in a task of its own, so a client that goes away never
 //! strands the requests queued behind its own. A failure (no connection, an
@@ -37,7 +38,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_postgres::types::{PgLsn, ToSql};
 
-use crate::db::{self, Inserted};
+use crate::db::{self, Inserted, Stage, WriteError, WriteFailure};
 #[cfg(doc)]
 use crate::failover::WRITE_TIMEOUT;
 use crate::nodes::{CheckoutError, checkout, discard};
@@ -119,14 +120,12 @@ impl BatchSql {
     }
 }
 
-/// Why a batch found no answer: said once, given to each of its requests.
+/// Why a read batch found no answer: said once, given to each of its reads.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// The node itself failed (it leaves the read rotation), or, for a
-    /// write, could not take it (gone, or read-only after a failover).
+    /// The node itself failed: it leaves the read rotation.
     pub node_down: bool,
-    /// No answer within the batch's deadline: a read's node is down too; a
-    /// write may still commit.
+    /// No answer within the read deadline (the node is then down too).
     pub timed_out: bool,
     /// What happened, for the log.
     pub message: String,
@@ -169,8 +168,10 @@ impl Failure {
 /// A read's answer: the row, or none, or why the node could not say.
 pub type ReadAnswer = Result<Option<User>, Failure>;
 
-/// An insert's answer: written (`Some`), a duplicate id (`None`), or why not.
-pub type InsertAnswer = Result<Option<Inserted>, Failure>;
+/// An insert's answer: written (`Some`), a duplicate id (`None`: stored
+/// already, or twice in the batch), or why not and whether it may be
+/// written all the same.
+pub type InsertAnswer = Result<Option<Inserted>, WriteFailure>;
 
 /// A read waiting in a queue.
 pub struct Read {
@@ -187,6 +188,8 @@ pub struct Insert {
     user_id: String,
     name: String,
     email: String,
+    /// When its requester stops waiting.
+    deadline: Instant,
     reply: oneshot::Sender<InsertAnswer>,
 }
 
@@ -288,7 +291,8 @@ impl Batcher<Read> {
 
 impl Batcher<Insert> {
     /// Inserts a user into the shard at position `shard` of the layout `sql`
-    /// was built for; answers once it is committed.
+    /// was built for; answers once it is committed, or at `deadline` (its
+    /// batch ends by then too: waiting in the queue counts).
     pub async fn insert(
         &self,
         sql: &Arc<BatchSql>,
@@ -296,6 +300,7 @@ impl Batcher<Insert> {
         user_id: &str,
         name: &str,
         email: &str,
+        deadline: Instant,
     ) -> InsertAnswer {
         let (reply, answer) = oneshot::channel();
         self.push(Insert {
@@ -304,9 +309,22 @@ impl Batcher<Insert> {
             user_id: user_id.to_owned(),
             name: name.to_owned(),
             email: email.to_owned(),
+            deadline,
             reply,
         });
-        answer.await.unwrap_or_else(|_| Err(Failure::lost()))
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            // A batch that ended without answering may have committed, and
+            // one still running may commit: its statement may have been sent.
+            Ok(Err(_)) => Err(WriteFailure::Unknown {
+                timed_out: false,
+                message: "the batch ended without an answer".to_owned(),
+            }),
+            Err(_) => Err(WriteFailure::Unknown {
+                timed_out: true,
+                message: "no answer before the deadline".to_owned(),
+            }),
+        }
     }
 }
 
@@ -467,23 +485,33 @@ impl Job for Insert {
         &self.sql
     }
 
-    /// Never: an insert whose requester went away may still be written,
-    /// and is, as the requester last heard it would be.
+    /// Its requester is gone (past its deadline, or its client hung up): it
+    /// was answered "outcome unknown", or nothing, and is not sent.
     fn abandoned(&self) -> bool {
-        false
+        self.reply.is_closed()
     }
 
     async fn run(pool: &Pool, group: Vec<Self>, limit: Duration) {
-        // An id twice in one batch: the first one is written, the others are
-        // duplicates whatever happens to it.
+        // Done when the first of its requesters stops waiting.
+        let deadline = group
+            .iter()
+            .map(|insert| insert.deadline)
+            .fold(Instant::now() + limit, Instant::min);
+        // An id twice in one batch: the first one is written; the others are
+        // duplicates of it, answered once it has committed (so that they
+        // find it stored), or with its failure.
         let mut seen = std::collections::HashSet::with_capacity(group.len());
         let (first, again): (Vec<_>, Vec<_>) = group
             .into_iter()
             .partition(|insert| seen.insert(insert.user_id.clone()));
+        let outcome = write_rows(pool, &first, deadline).await;
         for insert in again {
-            let _ = insert.reply.send(Ok(None));
+            let _ = insert.reply.send(match &outcome {
+                Ok(_) => Ok(None),
+                Err(failure) => Err(failure.clone()),
+            });
         }
-        match write_rows(pool, &first, limit).await {
+        match outcome {
             Ok((written, lsn)) => {
                 for insert in first {
                     let created_at = written.get(&(insert.shard, insert.user_id));
@@ -502,82 +530,82 @@ impl Job for Insert {
     }
 }
 
+/// Rows written, by (shard position, id): their `created_at`.
+type Written = HashMap<(usize, String), String>;
+
 /// Writes `group` (distinct ids) in one statement, so one commit; answers
-/// `created_at` of each row written, by (shard position, id), and the WAL
-/// position read after the commit. Bounded by `limit`: past it the
-/// connection is closed, and the rows may or may not be committed.
+/// `created_at` of each row written and the WAL position read after the
+/// commit. Bounded by `deadline`: past it the connection is closed, and the
+/// rows may or may not be committed.
 async fn write_rows(
     pool: &Pool,
     group: &[Insert],
-    limit: Duration,
-) -> Result<(HashMap<(usize, String), String>, PgLsn), Failure> {
-    let Some(sql) = group.first().map(|insert| &insert.sql) else {
-        return Ok((HashMap::new(), PgLsn::from(0)));
-    };
-    let deadline = Instant::now() + limit;
-    let client = checkout(pool, deadline).await.map_err(|error| Failure {
-        // Nothing was sent: not a write that may still commit.
-        timed_out: false,
-        ..Failure::checkout(&error)
-    })?;
-    let written = tokio::time::timeout_at(deadline, async {
-        let mut written = HashMap::with_capacity(group.len());
-        if let [only] = group {
-            let inserted = db::insert_returning(
-                &client,
-                &sql.inserts[only.shard],
-                &only.user_id,
-                &only.name,
-                &only.email,
-            )
-            .await;
-            return match inserted {
-                Ok(Some(inserted)) => {
-                    written.insert((only.shard, only.user_id.clone()), inserted.created_at);
-                    Ok((written, inserted.lsn))
-                }
-                Ok(None) => Ok((written, PgLsn::from(0))),
-                Err(error) if db::is_unique_violation(&error) => Ok((written, PgLsn::from(0))),
-                Err(error) => Err(Failure::query(&error)),
-            };
-        }
-        let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
-        for insert in group {
-            let [ids, names, emails] = &mut columns[insert.shard];
-            ids.push(&insert.user_id);
-            names.push(&insert.name);
-            emails.push(&insert.email);
-        }
-        let params: Vec<&(dyn ToSql + Sync)> = columns
-            .iter()
-            .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
-            .collect();
-        let failed = |error: tokio_postgres::Error| Failure::query(&error);
-        let insert = client
-            .prepare_cached(&sql.insert_all)
-            .await
-            .map_err(failed)?;
-        let (rows, lsn) = db::then_lsn(&client, client.query(&insert, &params))
-            .await
-            .map_err(failed)?;
-        for row in rows {
-            let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
-            written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
-        }
-        Ok((written, lsn))
-    })
-    .await;
-    match written {
-        Ok(written) => written,
+    deadline: Instant,
+) -> Result<(Written, PgLsn), WriteFailure> {
+    let client = checkout(pool, deadline)
+        .await
+        .map_err(|error| error.not_taken())?;
+    match tokio::time::timeout_at(deadline, insert_rows(&client, group)).await {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(error)) => match error.failure() {
+            // Only a single-row insert reports an id taken as an error.
+            WriteFailure::Duplicate => Ok((HashMap::new(), PgLsn::from(0))),
+            failure => Err(failure),
+        },
         Err(_) => {
             discard(client);
-            Err(Failure {
-                node_down: false,
+            Err(WriteFailure::Unknown {
                 timed_out: true,
-                message: format!("no commit within {} ms", limit.as_millis()),
+                message: "no commit before the deadline".to_owned(),
             })
         }
     }
+}
+
+async fn insert_rows(client: &Object, group: &[Insert]) -> Result<(Written, PgLsn), WriteError> {
+    let mut written = HashMap::with_capacity(group.len());
+    let Some(sql) = group.first().map(|insert| &insert.sql) else {
+        return Ok((written, PgLsn::from(0)));
+    };
+    if let [only] = group {
+        let inserted = db::insert_returning(
+            client,
+            &sql.inserts[only.shard],
+            &only.user_id,
+            &only.name,
+            &only.email,
+        )
+        .await?;
+        let lsn = inserted.as_ref().map_or(PgLsn::from(0), |row| row.lsn);
+        if let Some(inserted) = inserted {
+            written.insert((only.shard, only.user_id.clone()), inserted.created_at);
+        }
+        return Ok((written, lsn));
+    }
+    let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
+    for insert in group {
+        let [ids, names, emails] = &mut columns[insert.shard];
+        ids.push(&insert.user_id);
+        names.push(&insert.name);
+        emails.push(&insert.email);
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = columns
+        .iter()
+        .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
+        .collect();
+    let insert = client
+        .prepare_cached(&sql.insert_all)
+        .await
+        .map_err(|error| WriteError {
+            stage: Stage::BeforeCommit,
+            error,
+        })?;
+    let (rows, lsn) = db::then_lsn(client, client.query(&insert, &params)).await?;
+    for row in rows {
+        let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
+        written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
+    }
+    Ok((written, lsn))
 }
 
 #[cfg(test)]
@@ -640,15 +668,32 @@ mod tests {
             let (sql, inserts) = (Arc::clone(&sql), &inserts);
             async move {
                 let id = format!("k{}", n % 3);
-                inserts.insert(&sql, n % 2, &id, "n", "e").await.map(|_| ())
+                let deadline = Instant::now() + LIMIT;
+                inserts
+                    .insert(&sql, n % 2, &id, "n", "e", deadline)
+                    .await
+                    .map(|_| ())
             }
         });
         let (answers, written) = futures::join!(
             futures::future::join_all(answers),
             futures::future::join_all(written)
         );
-        for failure in answers.into_iter().chain(written).filter_map(Result::err) {
+        for failure in answers.into_iter().filter_map(Result::err) {
             assert!(failure.node_down && !failure.timed_out, "{failure:?}");
+        }
+        for failure in written.into_iter().filter_map(Result::err) {
+            // Refused before anything was sent: not written, for sure.
+            assert!(
+                matches!(
+                    failure,
+                    WriteFailure::NotTaken {
+                        unavailable: true,
+                        ..
+                    }
+                ),
+                "{failure:?}"
+            );
         }
         for queue in [
             reads.queue.lock().unwrap().running,

@@ -4,7 +4,7 @@
 
 use deadpool_postgres::{ClientWrapper, GenericClient};
 use ecoshard_core::wire::User;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 use tokio_postgres::types::{PgLsn, ToSql, Type};
 
 use crate::routing::ShardSql;
@@ -18,6 +18,100 @@ pub struct Inserted {
     pub lsn: PgLsn,
 }
 
+/// How far a write had gone when it failed: what decides whether it may
+/// have committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Nothing that commits had been sent: no connection yet, preparing, or
+    /// a statement inside a transaction whose `COMMIT` was not sent.
+    BeforeCommit,
+    /// The statement that commits (an insert outside a transaction, or a
+    /// `COMMIT`) had been sent.
+    Committing,
+    /// That statement succeeded; what failed came after it (reading the WAL
+    /// position after the commit).
+    Committed,
+}
+
+/// A write's database error, and how far the write had gone.
+#[derive(Debug)]
+pub struct WriteError {
+    /// Where it failed.
+    pub stage: Stage,
+    /// The error.
+    pub error: tokio_postgres::Error,
+}
+
+impl WriteError {
+    /// Wraps an error met at `stage`.
+    pub fn at(stage: Stage) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        move |error| WriteError { stage, error }
+    }
+
+    /// What the failure means for the write (see [`write_failure`]).
+    pub fn failure(&self) -> WriteFailure {
+        write_failure(&self.error, self.stage)
+    }
+}
+
+/// A failed write, by what the bridge can tell about its outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// The id is taken: refused, nothing written.
+    Duplicate,
+    /// Not written: no connection, or the server refused the statement
+    /// (its transaction did not commit). `unavailable`: the node cannot take
+    /// writes now (gone, shutting down, read-only); else the error is
+    /// unexpected.
+    NotTaken {
+        /// The node cannot take writes now.
+        unavailable: bool,
+        /// What happened, for the log.
+        message: String,
+    },
+    /// Sent, then no answer said whether it committed: the session died,
+    /// ran past the deadline (`timed_out`), or the WAL position after a
+    /// commit could not be read. The write may be in the database.
+    Unknown {
+        /// No answer within the deadline.
+        timed_out: bool,
+        /// What happened, for the log.
+        message: String,
+    },
+}
+
+/// What `error`, met at `stage`, says about a write.
+///
+/// Before the commit was sent nothing can have committed. Once it was sent,
+/// an error the server returned for the statement itself (severity `ERROR`:
+/// a unique violation, a read-only node, a cancelled statement) means its
+/// transaction did not commit; anything else — the connection closed, or a
+/// `FATAL` that ends the session (a backend terminated while it waits for a
+/// synchronous standby has already committed locally) — leaves the outcome
+/// unknown. After the commit succeeded, every failure leaves it unknown too.
+pub fn write_failure(error: &tokio_postgres::Error, stage: Stage) -> WriteFailure {
+    let refused = error
+        .as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
+    match stage {
+        Stage::Committed => WriteFailure::Unknown {
+            timed_out: false,
+            message: format!("committed, then: {}", describe(error)),
+        },
+        Stage::Committing if !refused => WriteFailure::Unknown {
+            timed_out: false,
+            message: describe(error),
+        },
+        Stage::BeforeCommit | Stage::Committing if is_unique_violation(error) => {
+            WriteFailure::Duplicate
+        }
+        Stage::BeforeCommit | Stage::Committing => WriteFailure::NotTaken {
+            unavailable: is_node_failure(error) || is_read_only(error),
+            message: describe(error),
+        },
+    }
+}
+
 /// Inserts one user into its shard and reads the WAL position after the
 /// commit. The two statements are pipelined: one round trip. `None` never
 /// happens for a plain insert (an existing id is a unique violation); it is
@@ -28,7 +122,7 @@ pub async fn insert_user(
     user_id: &str,
     name: &str,
     email: &str,
-) -> Result<Option<Inserted>, tokio_postgres::Error> {
+) -> Result<Option<Inserted>, WriteError> {
     insert_returning(client, &shard.insert, user_id, name, email).await
 }
 
@@ -41,9 +135,12 @@ pub async fn insert_returning(
     user_id: &str,
     name: &str,
     email: &str,
-) -> Result<Option<Inserted>, tokio_postgres::Error> {
-    let insert = client.prepare_cached(insert).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user_id, &name, &email];
+) -> Result<Option<Inserted>, WriteError> {
+    let insert = client
+        .prepare_cached(insert)
+        .await
+        .map_err(WriteError::at(Stage::BeforeCommit))?;
+    let params: [&(dyn ToSql + Sync); 3] = [&user_id, &name, &email];
     let (row, lsn) = then_lsn(client, client.query_opt(&insert, &params)).await?;
     Ok(row.map(|row| Inserted {
         created_at: row.get(0),
@@ -52,14 +149,22 @@ pub async fn insert_returning(
 }
 
 /// `statement`'s result, and the WAL position read right after it (after
-/// its commit, outside a transaction). The two are pipelined: one round trip.
+/// its commit: `statement` runs outside a transaction). The two are
+/// pipelined: one round trip. The error says whether `statement` failed
+/// ([`Stage::Committing`]) or only the WAL position ([`Stage::Committed`]).
 pub async fn then_lsn<T>(
     client: &ClientWrapper,
     statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<(T, PgLsn), tokio_postgres::Error> {
-    let lsn = client.prepare_cached(CURRENT_LSN).await?;
-    let (value, lsn) = futures::try_join!(statement, client.query_one(&lsn, &[]))?;
-    Ok((value, lsn.get(0)))
+) -> Result<(T, PgLsn), WriteError> {
+    let lsn = client
+        .prepare_cached(CURRENT_LSN)
+        .await
+        .map_err(WriteError::at(Stage::BeforeCommit))?;
+    match futures::join!(statement, client.query_one(&lsn, &[])) {
+        (Ok(value), Ok(lsn)) => Ok((value, lsn.get(0))),
+        (Err(error), _) => Err(WriteError::at(Stage::Committing)(error)),
+        (Ok(_), Err(error)) => Err(WriteError::at(Stage::Committed)(error)),
+    }
 }
 
 /// WAL write position of the primary.
@@ -105,6 +210,21 @@ pub async fn read_user(
     }))
 }
 
+/// [`read_user`] on the primary, and the WAL position right after it, in
+/// one round trip: the position is past the commit of the row read.
+pub async fn stored_user(
+    client: &ClientWrapper,
+    shards: &[&ShardSql],
+    user_id: &str,
+) -> Result<(Option<(User, usize)>, PgLsn), tokio_postgres::Error> {
+    let lsn = client.prepare_cached(CURRENT_LSN).await?;
+    let (found, lsn) = futures::try_join!(
+        read_user(client, shards, user_id),
+        client.query_one(&lsn, &[])
+    )?;
+    Ok((found, lsn.get(0)))
+}
+
 /// The user in `row`'s columns `from` … `from + 3` (id, name, e-mail,
 /// `created_at` as text).
 pub fn user_at(row: &tokio_postgres::Row, from: usize) -> User {
@@ -141,7 +261,7 @@ pub async fn insert_user_unless_in(
     user_id: &str,
     name: &str,
     email: &str,
-) -> Result<Option<Inserted>, tokio_postgres::Error> {
+) -> Result<Option<Inserted>, WriteError> {
     let sql = format!(
         "INSERT INTO {} (user_id, name, email) SELECT $1, $2, $3 \
          WHERE NOT EXISTS (SELECT 1 FROM {} WHERE user_id = $1 FOR SHARE) RETURNING {}",
@@ -191,6 +311,51 @@ pub async fn insert_users(
 ) -> Result<u64, tokio_postgres::Error> {
     let insert = client.prepare_cached(&shard.insert_many).await?;
     client.execute(&insert, &[&ids, &names, &emails]).await
+}
+
+/// One table's part of [`count_stored_users`]: the table and the rows a
+/// bulk insert would write there (ids, names, e-mails).
+pub type StoredPart<'a> = (&'a ShardSql, &'a [String], &'a [String], &'a [String]);
+
+/// How many of the ids in `parts` are stored exactly so (same id, name
+/// and e-mail), over every part in one statement (one snapshot, so a row
+/// a rebalance moves between two parts counts once), and the WAL position
+/// right after. Not prepared: its text depends on the parts.
+pub async fn count_stored_users(
+    client: &ClientWrapper,
+    parts: &[StoredPart<'_>],
+) -> Result<(u64, PgLsn), tokio_postgres::Error> {
+    let mut selects = Vec::with_capacity(parts.len());
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(3 * parts.len());
+    for (index, (shard, ids, names, emails)) in parts.iter().enumerate() {
+        let first = 3 * index + 1;
+        selects.push(format!(
+            "SELECT t.user_id FROM {} t \
+             JOIN unnest(${first}, ${}, ${}) AS u(user_id, name, email) \
+             ON t.user_id = u.user_id AND t.name = u.name AND t.email = u.email",
+            shard.table,
+            first + 1,
+            first + 2
+        ));
+        params.extend([
+            (ids as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+            (names as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+            (emails as &(dyn ToSql + Sync), Type::TEXT_ARRAY),
+        ]);
+    }
+    if selects.is_empty() {
+        selects.push("SELECT NULL::text WHERE false".to_owned());
+    }
+    let sql = format!(
+        "SELECT count(DISTINCT user_id) FROM ({}) AS stored(user_id)",
+        selects.join(" UNION ALL ")
+    );
+    let lsn = client.prepare_cached(CURRENT_LSN).await?;
+    let (count, lsn) = futures::try_join!(
+        client.query_typed_one(&sql, &params),
+        client.query_one(&lsn, &[])
+    )?;
+    Ok((count.get::<_, i64>(0).max(0) as u64, lsn.get(0)))
 }
 
 /// PostgreSQL's estimate of one shard table's rows.

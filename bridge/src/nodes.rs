@@ -292,6 +292,16 @@ impl CheckoutError {
     }
 }
 
+impl CheckoutError {
+    /// For a write: nothing was sent, so nothing was written.
+    pub fn not_taken(&self) -> crate::db::WriteFailure {
+        crate::db::WriteFailure::NotTaken {
+            unavailable: self.is_node(),
+            message: self.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for CheckoutError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -1,26 +1,30 @@
-//! Deadlines on the request path, on a real cluster of this binary's own
-//! (synchronous replication: every commit waits for a standby): a hung
-//! (SIGSTOPped) standby or primary under read load, the statement cache of
-//! a connection while a rebalance reads and writes over many pairs of
-//! shards, and the row counts while a shard is locked. Outcomes are
-//! asserted, never durations.
+//! Deadlines and honest answers on the request path, on a real cluster of
+//! this binary's own (synchronous replication: a commit that waits for a
+//! standby is how an insert's outcome becomes unknown): a hung (SIGSTOPped)
+//! standby or primary under read load, inserts whose session dies after
+//! their commit, the primary stopped under inserts, write failures
+//! classified from real errors, the statement cache during a rebalance, and
+//! the row counts while a shard is locked. Outcomes are asserted, never
+//! durations.
 //!
 //! The tests run one at a time: they stop servers.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use common::blocking::Frozen;
-use common::{Answer, connect, eventually, free_ports, get, post_json};
+use common::{Answer, connect, eventually, free_ports, get, post_json, send};
+use ecoshard_bridge::db::{Stage, WriteFailure, write_failure};
 use ecoshard_bridge::routing::{Placement, RoutingTable};
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
 use ecoshard_core::wire::{
-    ApiErrorBody, ClusterView, InsertResult, LayoutView, NodeRole, ReadResult, Stats,
+    ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, NodeRole, ReadResult, Stats,
 };
 use ecoshard_core::{Layout, StrategyKind};
 
@@ -86,6 +90,14 @@ fn code(answer: &Answer) -> String {
     answer.parse::<ApiErrorBody>().error.code
 }
 
+async fn post(state: &AppState, uri: &str) -> Answer {
+    send(
+        state,
+        Request::post(uri).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
 async fn view(state: &AppState) -> ClusterView {
     get(state, "/api/cluster").await.parse()
 }
@@ -119,6 +131,22 @@ fn data_dir(local: &LocalCluster, node: &str) -> std::path::PathBuf {
         .find(|candidate| candidate.name == node)
         .expect("node exists")
         .data
+}
+
+/// How many rows hold `user_id`, in every shard, read on the primary.
+async fn copies(client: &tokio_postgres::Client, shards: u64, user_id: &str) -> i64 {
+    let mut copies = 0;
+    for shard in 0..shards {
+        copies += client
+            .query_one(
+                &format!("SELECT count(*) FROM shard_s{shard}.users WHERE user_id = $1"),
+                &[&user_id],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+    }
+    copies
 }
 
 /// Reads `keys` round and round from `readers` tasks, alternating eventual
@@ -229,7 +257,8 @@ async fn a_hung_standby_costs_reads_one_deadline_and_fails_none() {
 async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_reads_go_on() {
     let _serial = SERIAL.lock().await;
     let local = the_cluster();
-    let state = bridge(&local, "t_hung_primary", ring(3), 8).await;
+    let database = "t_hung_primary";
+    let state = bridge(&local, database, ring(3), 8).await;
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":30,"prefix":"p"}"#).await;
     assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.text());
     let before: InsertResult = post_json(&state, "/api/users", r#"{"user_id":"before"}"#)
@@ -263,11 +292,380 @@ async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_r
     ))
     .await;
     assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text());
+    // A write is answered too: not taken, or taken by a primary that may
+    // commit it once it runs again.
+    let write = answered(post_json(&state, "/api/users", r#"{"user_id":"during"}"#)).await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.text()
+    );
+    let write_code = code(&write);
     drop(frozen);
 
     wait_healthy(&state).await;
+    let client = connect(&local, "primary", database).await;
+    match write_code.as_str() {
+        "primary_unavailable" => assert_eq!(copies(&client, 3, "during").await, 0),
+        "write_outcome_unknown" => {
+            let again = post_json(&state, "/api/users", r#"{"user_id":"during"}"#).await;
+            assert!(
+                [StatusCode::OK, StatusCode::CREATED].contains(&again.status),
+                "{}",
+                again.text()
+            );
+            assert_eq!(copies(&client, 3, "during").await, 1);
+        }
+        other => panic!("a write to a hung primary answered {other}"),
+    }
     let strong = get(&state, "/api/users/p1?consistency=strong").await;
     assert_eq!(strong.status, StatusCode::OK, "{}", strong.text());
+}
+
+/// The pid of a backend of `database` waiting for a synchronous standby.
+async fn waiting_for_a_standby(client: &tokio_postgres::Client, database: &str) -> i32 {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let waiting = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'SyncRep' LIMIT 1",
+                &[&database],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = waiting {
+            return row.get(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no commit waited for a standby"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_insert_whose_session_dies_is_never_answered_not_written() {
+    let _serial = SERIAL.lock().await;
+    let local = the_cluster();
+    let database = "t_unknown";
+    let state = bridge(&local, database, ring(3), 8).await;
+    wait_healthy(&state).await;
+    let primary = connect(&local, "primary", database).await;
+    let spawn_post = |uri: &'static str, body: &'static str| {
+        let state = state.clone();
+        tokio::spawn(async move { answered(post_json(&state, uri, body)).await })
+    };
+
+    // No standby confirms anything: every commit waits, committed on the
+    // primary alone. A backend terminated then has committed.
+    let frozen = [
+        Frozen::stop(&data_dir(&local, "standby-1")),
+        Frozen::stop(&data_dir(&local, "standby-2")),
+    ];
+    let one = spawn_post("/api/users", r#"{"user_id":"unconfirmed","name":"Ana"}"#);
+    let pid = waiting_for_a_standby(&primary, database).await;
+    primary
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let one = one.await.unwrap();
+    assert_eq!(
+        one.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        one.text()
+    );
+    assert_eq!(code(&one), "write_outcome_unknown", "{}", one.text());
+    assert!(one.text().contains("consistency=strong"), "{}", one.text());
+
+    let bulk = spawn_post("/api/users/bulk", r#"{"count":40,"prefix":"unconfirmed_"}"#);
+    let pid = waiting_for_a_standby(&primary, database).await;
+    primary
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let bulk = bulk.await.unwrap();
+    assert_eq!(code(&bulk), "write_outcome_unknown", "{}", bulk.text());
+    assert!(bulk.text().contains("unconfirmed_"), "{}", bulk.text());
+
+    // Not confirmed within the write deadline: unknown too.
+    let slow = spawn_post("/api/users", r#"{"user_id":"slow","name":"Sol"}"#)
+        .await
+        .unwrap();
+    assert_eq!(code(&slow), "write_outcome_unknown", "{}", slow.text());
+    drop(frozen);
+    wait_healthy(&state).await;
+
+    // Each was committed; repeating it answers 200 with the stored row.
+    let stored = get(&state, "/api/users/unconfirmed?consistency=strong").await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    for (body, name) in [
+        (r#"{"user_id":"unconfirmed","name":"Ana"}"#, "Ana"),
+        (r#"{"user_id":"slow","name":"Sol"}"#, "Sol"),
+    ] {
+        let again = post_json(&state, "/api/users", body).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+        let again: InsertResult = again.parse();
+        assert_eq!(again.user.name, name);
+        let read = get(
+            &state,
+            &format!(
+                "/api/users/{}?consistency=read-your-writes&lsn={}",
+                again.user.user_id, again.lsn
+            ),
+        )
+        .await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+        assert_eq!(copies(&primary, 3, &again.user.user_id).await, 1);
+    }
+    let other = post_json(
+        &state,
+        "/api/users",
+        r#"{"user_id":"unconfirmed","name":"Bob"}"#,
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text());
+    assert_eq!(code(&other), "duplicate_user");
+
+    let again = post_json(
+        &state,
+        "/api/users/bulk",
+        r#"{"count":40,"prefix":"unconfirmed_"}"#,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(again.parse::<BulkResult>().inserted, 0);
+    let more = post_json(
+        &state,
+        "/api/users/bulk",
+        r#"{"count":41,"prefix":"unconfirmed_"}"#,
+    )
+    .await;
+    assert_eq!(more.status, StatusCode::CONFLICT, "{}", more.text());
+    assert_eq!(copies(&primary, 3, "unconfirmed_39").await, 1);
+    assert_eq!(copies(&primary, 3, "unconfirmed_40").await, 0);
+}
+
+/// What one insert of the load was answered.
+#[derive(Debug)]
+struct Outcome {
+    user_id: String,
+    body: String,
+    status: StatusCode,
+    code: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_during_an_immediate_primary_stop_are_answered_by_what_happened() {
+    let _serial = SERIAL.lock().await;
+    let local = the_cluster();
+    let database = "t_stop_under_inserts";
+    let state = bridge(&local, database, ring(3), 8).await;
+    wait_healthy(&state).await;
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for round in 0..3 {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let answers = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..6)
+            .map(|writer| {
+                let (state, answers) = (state.clone(), Arc::clone(&answers));
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    let mut n = 0;
+                    while !*stopped.borrow_and_update() {
+                        let user_id = format!("r{round}_w{writer}_{n}");
+                        let body = format!(r#"{{"user_id":"{user_id}","name":"Name {n}"}}"#);
+                        let answer = answered(post_json(&state, "/api/users", &body)).await;
+                        let code = (!answer.status.is_success()).then(|| code(&answer));
+                        outcomes.push(Outcome {
+                            user_id,
+                            body,
+                            status: answer.status,
+                            code,
+                        });
+                        answers.fetch_add(1, Ordering::Relaxed);
+                        n += 1;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        assert!(
+            eventually(LIMIT, || async { answers.load(Ordering::Relaxed) >= 100 }).await,
+            "inserts did not run"
+        );
+        let stopped = answered(post(&state, "/api/nodes/primary/stop?mode=immediate")).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+        let seen = answers.load(Ordering::Relaxed);
+        assert!(
+            eventually(LIMIT, || async {
+                answers.load(Ordering::Relaxed) >= seen + 30
+            })
+            .await,
+            "inserts stopped being answered while the primary was down"
+        );
+        stop.send_replace(true);
+        for writer in writers {
+            outcomes.extend(writer.await.unwrap());
+        }
+        let started = answered(post(&state, "/api/nodes/primary/start")).await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+        let resumed = eventually(LIMIT, || async {
+            post_json(
+                &state,
+                "/api/users",
+                &format!(r#"{{"user_id":"resumed_{round}"}}"#),
+            )
+            .await
+            .status
+            .is_success()
+        })
+        .await;
+        assert!(resumed, "writes did not resume after round {round}");
+    }
+
+    let client = connect(&local, "primary", database).await;
+    let mut tally: BTreeMap<String, u64> = BTreeMap::new();
+    for outcome in &outcomes {
+        let label = outcome
+            .code
+            .clone()
+            .unwrap_or_else(|| outcome.status.to_string());
+        *tally.entry(label.clone()).or_default() += 1;
+        let stored = copies(&client, 3, &outcome.user_id).await;
+        match label.as_str() {
+            "201 Created" => assert_eq!(stored, 1, "{outcome:?}"),
+            "primary_unavailable" => assert_eq!(stored, 0, "answered not written: {outcome:?}"),
+            "write_outcome_unknown" => {
+                let again = post_json(&state, "/api/users", &outcome.body).await;
+                assert!(
+                    [StatusCode::OK, StatusCode::CREATED].contains(&again.status),
+                    "{outcome:?} repeated: {}",
+                    again.text()
+                );
+                assert_eq!(copies(&client, 3, &outcome.user_id).await, 1, "{outcome:?}");
+            }
+            _ => panic!("unexpected answer: {outcome:?}"),
+        }
+    }
+    eprintln!("answers over three immediate stops: {tally:?}");
+}
+
+/// The kind of a write failure, for the table below.
+fn kind(failure: &WriteFailure) -> &'static str {
+    match failure {
+        WriteFailure::Duplicate => "duplicate",
+        WriteFailure::NotTaken {
+            unavailable: true, ..
+        } => "not taken, unavailable",
+        WriteFailure::NotTaken { .. } => "not taken",
+        WriteFailure::Unknown { .. } => "unknown",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_failures_are_classified_by_whether_the_commit_may_have_happened() {
+    let _serial = SERIAL.lock().await;
+    let local = the_cluster();
+    let database = "t_classify";
+    let _state = bridge(&local, database, ring(3), 2).await;
+    let check = |error: &tokio_postgres::Error, stage: Stage, expected: &str| {
+        let failure = write_failure(error, stage);
+        assert_eq!(
+            kind(&failure),
+            expected,
+            "{stage:?}: {error:?} → {failure:?}"
+        );
+    };
+    let insert =
+        "INSERT INTO shard_s0.users (user_id, name, email) VALUES ($1, 'n', 'e@x.example')";
+    let primary = connect(&local, "primary", database).await;
+    primary.execute(insert, &[&"taken"]).await.unwrap();
+
+    let taken = primary.execute(insert, &[&"taken"]).await.unwrap_err();
+    let missing = primary
+        .execute("INSERT INTO shard_s0.nowhere VALUES (1)", &[])
+        .await
+        .unwrap_err();
+    let standby = connect(&local, "standby-1", database).await;
+    let read_only = standby
+        .execute(insert, &[&"on_a_standby"])
+        .await
+        .unwrap_err();
+    primary
+        .batch_execute("SET statement_timeout = 50")
+        .await
+        .unwrap();
+    let cancelled = primary
+        .execute("SELECT pg_sleep(5)", &[])
+        .await
+        .unwrap_err();
+    // A session terminated while it runs a statement: FATAL.
+    let running = connect(&local, "primary", database).await;
+    let pid: i32 = running
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let killer = {
+        let primary = connect(&local, "primary", database).await;
+        tokio::spawn(async move {
+            let waiting = eventually(LIMIT, || async {
+                primary
+                    .query_opt(
+                        "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                        &[&pid],
+                    )
+                    .await
+                    .unwrap()
+                    .is_some()
+            })
+            .await;
+            assert!(waiting, "the statement never ran");
+            primary
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .unwrap();
+        })
+    };
+    let terminated = running
+        .execute("SELECT pg_sleep(30)", &[])
+        .await
+        .unwrap_err();
+    killer.await.unwrap();
+    // A session terminated between two statements: the next one finds it closed.
+    let idle = connect(&local, "primary", database).await;
+    let pid: i32 = idle
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    primary
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    primary
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    assert!(eventually(LIMIT, || async { idle.is_closed() }).await);
+    let closed = idle.execute(insert, &[&"after_the_end"]).await.unwrap_err();
+
+    check(&taken, Stage::Committing, "duplicate");
+    check(&taken, Stage::BeforeCommit, "duplicate");
+    check(&missing, Stage::Committing, "not taken");
+    check(&read_only, Stage::Committing, "not taken, unavailable");
+    check(&cancelled, Stage::Committing, "not taken, unavailable");
+    check(&terminated, Stage::Committing, "unknown");
+    check(&terminated, Stage::BeforeCommit, "not taken, unavailable");
+    check(&closed, Stage::Committing, "unknown");
+    check(&closed, Stage::BeforeCommit, "not taken, unavailable");
+    check(&taken, Stage::Committed, "unknown");
+    check(&closed, Stage::Committed, "unknown");
+    assert_eq!(copies(&primary, 3, "after_the_end").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
