@@ -89,10 +89,11 @@ impl Node {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Takes it out of the read rotation until its next good health check.
-    pub fn mark_down(&self) {
-        self.up.store(false, Ordering::Relaxed);
+    /// Takes it out of the read rotation until its next good health check;
+    /// whether it was up until now.
+    pub fn mark_down(&self) -> bool {
         self.eligible.store(false, Ordering::Relaxed);
+        self.up.swap(false, Ordering::Relaxed)
     }
 
     /// Last LSN seen: replay LSN of a standby, WAL write LSN of the primary.

@@ -111,12 +111,14 @@ pub async fn read<'a>(
             Attempt::Answered(found) => return Ok(Served { node, found }),
             Attempt::Failed => {}
             Attempt::TimedOut => {
-                tracing::warn!(
-                    "{} did not answer a read within {} ms: out of the read rotation until its health check passes",
-                    node.name(),
-                    request.limit.as_millis()
-                );
-                node.mark_down();
+                // Said once per node going down, not once per read.
+                if node.mark_down() {
+                    tracing::warn!(
+                        "{} did not answer a read within {} ms: out of the read rotation until its health check passes",
+                        node.name(),
+                        request.limit.as_millis()
+                    );
+                }
                 timed_out.push(node.name().to_string());
             }
         }
