@@ -365,40 +365,42 @@ pub struct RowEstimate {
     pub schema: String,
     /// `n_live_tup`.
     pub rows: u64,
-    /// The server's statistics know nothing of the table although it holds
-    /// rows (they are lost in a crash and start empty on a promoted
-    /// standby): an `ANALYZE` gives it an estimate again.
+    /// Not vacuumed or analyzed since the server's statistics began: when
+    /// they began anew (a crash; a promoted standby has none of the old
+    /// primary's), `n_live_tup` counts only what changed since, and an
+    /// `ANALYZE` gives the table an estimate again.
     pub needs_analyze: bool,
 }
 
 /// The row estimates of the `users` tables of `schemas`, from the
-/// statistics PostgreSQL keeps (`pg_stat_user_tables.n_live_tup`): one
-/// catalog query whatever the tables hold; no table is read or locked.
+/// statistics PostgreSQL keeps (`pg_stat_user_tables.n_live_tup`), and when
+/// those statistics began (`pg_stat_bgwriter.stats_reset`: a crash, a
+/// reset, or the start of a standby from a base backup starts them anew).
+/// One catalog query whatever the tables hold; no table is read or locked.
 pub async fn row_estimates(
     client: &impl GenericClient,
     schemas: &[String],
-) -> Result<Vec<RowEstimate>, tokio_postgres::Error> {
+) -> Result<(Vec<RowEstimate>, Option<std::time::SystemTime>), tokio_postgres::Error> {
     let statement = client.prepare_cached(ROW_ESTIMATES).await?;
-    Ok(client
-        .query(&statement, &[&schemas])
-        .await?
+    let rows = client.query(&statement, &[&schemas]).await?;
+    let began = rows.first().and_then(|row| row.get(3));
+    let estimates = rows
         .iter()
         .map(|row| RowEstimate {
             schema: row.get(0),
             rows: row.get::<_, i64>(1).max(0) as u64,
             needs_analyze: row.get(2),
         })
-        .collect())
+        .collect();
+    Ok((estimates, began))
 }
 
-/// Never vacuumed or analyzed since the statistics began, and either the
-/// catalog says the table had rows when it last was (statistics lost since)
-/// or the statistics have seen no change to it at all.
+/// Not vacuumed or analyzed since the statistics began.
 const ROW_ESTIMATES: &str = "SELECT s.schemaname::text, s.n_live_tup,
         s.last_vacuum IS NULL AND s.last_autovacuum IS NULL
-        AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
-        AND (c.reltuples > 0 OR s.n_tup_ins + s.n_tup_upd + s.n_tup_del = 0)
-   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+        AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL,
+        (SELECT stats_reset FROM pg_stat_bgwriter)
+   FROM pg_stat_user_tables s
   WHERE s.relname = 'users' AND s.schemaname = ANY($1)";
 
 /// `ANALYZE` of one shard's table, skipped when it is locked: samples at

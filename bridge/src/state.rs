@@ -205,7 +205,7 @@ impl AppState {
             }),
         };
         crate::monitor::check_nodes(state.cluster()).await;
-        crate::monitor::spawn(&state);
+        crate::monitor::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::rebalance::resume(&state, pending);
         }

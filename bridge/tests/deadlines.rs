@@ -4,8 +4,8 @@
 //! standby or primary under read load, inserts whose session dies after
 //! their commit, the primary stopped under inserts, write failures
 //! classified from real errors, the statement cache during a rebalance, and
-//! the row counts while a shard is locked. Outcomes are asserted, never
-//! durations.
+//! the row counts while a shard is locked and after the primary crashes.
+//! Outcomes are asserted, never durations.
 //!
 //! The tests run one at a time: they stop servers.
 
@@ -776,4 +776,48 @@ async fn row_counts_come_from_statistics_and_a_locked_shard_holds_none_back() {
         rows(state.clone()).await
     );
     lock.rollback().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_estimates_come_back_after_the_primary_crashes_and_loses_its_statistics() {
+    let _serial = SERIAL.lock().await;
+    let local = the_cluster();
+    let database = "t_rows_after_crash";
+    let state = bridge(&local, database, ring(3), 8).await;
+    let total = |state: AppState| async move {
+        let stats: Stats = get(&state, "/api/stats").await.parse();
+        stats.rows.iter().map(|load| load.keys).sum::<u64>()
+    };
+    let bulk = post_json(&state, "/api/users/bulk", r#"{"count":300,"prefix":"c"}"#).await;
+    assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.text());
+    assert!(
+        eventually(LIMIT, || async { total(state.clone()).await == 300 }).await,
+        "rows never reached 300"
+    );
+    // A crash: PostgreSQL discards its statistics when it starts again.
+    let stopped = answered(post(&state, "/api/nodes/primary/stop?mode=immediate")).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+    let started = answered(post(&state, "/api/nodes/primary/start")).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    // Nothing is written or changed after the crash, so only the bridge's
+    // ANALYZE gives the tables estimates again.
+    let primary = connect(&local, "primary", database).await;
+    let analyzed = eventually(LIMIT, || async {
+        primary
+            .query_one(
+                "SELECT count(*) FILTER (WHERE last_analyze IS NOT NULL), sum(n_live_tup)::int8
+                   FROM pg_stat_user_tables WHERE relname = 'users' AND schemaname LIKE 'shard\\_%'",
+                &[],
+            )
+            .await
+            .ok()
+            .is_some_and(|row| row.get::<_, i64>(0) == 3 && row.get::<_, Option<i64>>(1) == Some(300))
+    })
+    .await;
+    assert!(analyzed, "the shard tables got no estimate after the crash");
+    assert!(
+        eventually(LIMIT, || async { total(state.clone()).await == 300 }).await,
+        "rows {} after the crash",
+        total(state.clone()).await
+    );
 }
