@@ -22,23 +22,23 @@ use crate::nodes::{Cluster, Node, checkout, discard};
 use crate::routing::{RoutingTable, ShardSql};
 
 /// Deadlines one read may run past before it gives up.
-pub const MAX_TIMEOUTS: usize = 2;
+pub(crate) const MAX_TIMEOUTS: usize = 2;
 
 /// What a node answered: the row and the name of its shard, or not found.
-pub type Found = Option<(User, String)>;
+pub(crate) type Found = Option<(User, String)>;
 
 /// A read answered, and by which node.
 #[derive(Debug)]
-pub struct Served<'a> {
+pub(crate) struct Served<'a> {
     /// The node that answered.
-    pub node: &'a Node,
+    pub(crate) node: &'a Node,
     /// What it found.
-    pub found: Found,
+    pub(crate) found: Found,
 }
 
 /// Why no node answered a read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// A strong read: the primary did not answer within the deadline.
     PrimaryTimedOut,
     /// No candidate answered (each failed, or ran past the deadline: the
@@ -51,7 +51,7 @@ pub enum ReadError {
 
 /// Reads `user_id` from the first candidate node that answers (see the
 /// module's documentation). `after_lsn`: what a read-your-writes read must see.
-pub async fn read<'a>(
+pub(crate) async fn read<'a>(
     cluster: &'a Cluster,
     table: &RoutingTable,
     user_id: &str,
