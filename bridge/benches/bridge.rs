@@ -1,6 +1,8 @@
 //! The bridge's load generator, in one run: single-row inserts and reads by
 //! id through the bridge (HTTP) and sent directly with tokio-postgres
-//! (throughput, p50, p99), pgbench on the same tables for reference, and
+//! (throughput, p50, p99), reads through the bridge while one standby is
+//! hung (its processes SIGSTOPped: what a hung standby costs a read, beside
+//! the same reads without), pgbench on the same tables for reference, and
 //! replication lag (time until an acknowledged row is visible on each
 //! standby) under a steady insert rate.
 //!
@@ -26,7 +28,7 @@ use tokio_postgres::{Client, NoTls};
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 
-use blocking::{Serve, free_ports, setting};
+use blocking::{Frozen, Serve, free_ports, setting};
 
 const SHARDS: u64 = 3;
 
@@ -159,6 +161,7 @@ async fn run(
         100.0 * bridge_health.ops_per_sec() / direct_read.ops_per_sec()
     );
 
+    hung_standby_phase(addr, data_dir, clients, duration, &ids, &bridge_read).await;
     pgbench(data_dir, pg_port, clients, secs);
     lag_phase(
         pg_port,
@@ -409,6 +412,50 @@ async fn direct_phase(
         total.merge(task.await.expect("worker"));
     }
     total
+}
+
+/// Reads through the bridge for `duration` while standby-1 is hung (every
+/// process of its server SIGSTOPped from the phase's start to its end),
+/// beside `steady`, the same reads with every node answering; then waits
+/// until standby-1 streams again.
+async fn hung_standby_phase(
+    addr: &str,
+    data_dir: &Path,
+    clients: usize,
+    duration: Duration,
+    ids: &[String],
+    steady: &Outcome,
+) {
+    let frozen = Frozen::stop(&data_dir.join("standby-1"));
+    let hung = bridge_phase(addr, clients, duration, Op::Read, ids.to_vec()).await;
+    drop(frozen);
+    let slowest = |outcome: &Outcome| outcome.latencies_us.iter().max().map_or(0, |max| *max);
+    let over = |outcome: &Outcome, ms: u64| {
+        outcome
+            .latencies_us
+            .iter()
+            .filter(|latency| **latency >= ms * 1_000)
+            .count()
+    };
+    println!();
+    println!(
+        "reads by id through the bridge (eventual), {clients} clients, {} s: every node up, and standby-1 hung (SIGSTOP) for the whole phase:",
+        duration.as_secs()
+    );
+    println!("| standby-1 | reads/s | p50 ms | p99 ms | max ms | reads ≥ 500 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, outcome) in [("answering", steady), ("hung", &hung)] {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            outcome.ops_per_sec(),
+            outcome.percentile(50.0),
+            outcome.percentile(99.0),
+            slowest(outcome) as f64 / 1_000.0,
+            over(outcome, 500),
+            outcome.errors
+        );
+    }
+    wait_ready(addr).await;
 }
 
 /// pgbench on the same tables, for reference: inserts on the primary, reads

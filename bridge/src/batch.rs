@@ -14,24 +14,34 @@
 //!
 //! An insert is answered only once its batch has committed, with the WAL
 //! position read after that commit; an id already stored (or twice in one
-//! batch) is a duplicate, and nothing else of the batch depends on it.
+//! batch) is a duplicate, answered after that commit too, and nothing else
+//! of the batch depends on it.
 //!
 //! A batch runs in a task of its own, so a client that goes away never
 //! strands the requests queued behind its own. A failure (no connection, an
-//! error from the node) answers every request of the batch.
+//! error from the node) answers every request of the batch. Each batch has
+//! a deadline (the read deadline for reads, [`WRITE_TIMEOUT`] for inserts)
+//! covering its checkout and its statements; a connection whose statement
+//! ran past it is closed, so a hung node holds a queue's place for one
+//! deadline at most. Reads whose requester stopped waiting are dropped
+//! before their batch runs.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use ecoshard_core::wire::User;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_postgres::types::{PgLsn, ToSql};
 
-use crate::db::{self, Inserted};
+use crate::db::{self, Inserted, Stage, WriteError, WriteFailure};
+#[cfg(doc)]
 use crate::failover::WRITE_TIMEOUT;
+use crate::nodes::{CheckoutError, checkout, discard};
 use crate::routing::{CREATED_AT, ShardSql};
 
 /// Batches of one queue running at once: two keeps both cores of a small
@@ -110,24 +120,23 @@ impl BatchSql {
     }
 }
 
-/// Why a batch found no answer: said once, given to each of its requests.
+/// Why a read batch found no answer: said once, given to each of its reads.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// The node itself failed (it leaves the read rotation), or, for a
-    /// write, could not take it (gone, or read-only after a failover).
+    /// The node itself failed: it leaves the read rotation.
     pub node_down: bool,
-    /// No answer within [`WRITE_TIMEOUT`]: the write may still commit.
+    /// No answer within the read deadline (the node is then down too).
     pub timed_out: bool,
     /// What happened, for the log.
     pub message: String,
 }
 
 impl Failure {
-    fn pool(error: &deadpool_postgres::PoolError) -> Self {
+    fn checkout(error: &CheckoutError) -> Self {
         Failure {
-            node_down: db::pool_failure_is_node(error),
-            timed_out: false,
-            message: crate::state::pool_error(error),
+            node_down: error.is_node(),
+            timed_out: matches!(error, CheckoutError::TimedOut),
+            message: error.to_string(),
         }
     }
 
@@ -136,6 +145,14 @@ impl Failure {
             node_down: db::is_node_failure(error) || db::is_read_only(error),
             timed_out: false,
             message: db::describe(error),
+        }
+    }
+
+    fn timed_out(limit: Duration) -> Self {
+        Failure {
+            node_down: true,
+            timed_out: true,
+            message: format!("no answer within {} ms", limit.as_millis()),
         }
     }
 
@@ -151,8 +168,10 @@ impl Failure {
 /// A read's answer: the row, or none, or why the node could not say.
 pub type ReadAnswer = Result<Option<User>, Failure>;
 
-/// An insert's answer: written (`Some`), a duplicate id (`None`), or why not.
-pub type InsertAnswer = Result<Option<Inserted>, Failure>;
+/// An insert's answer: written (`Some`), a duplicate id (`None`: stored
+/// already, or twice in the batch), or why not and whether it may be
+/// written all the same.
+pub type InsertAnswer = Result<Option<Inserted>, WriteFailure>;
 
 /// A read waiting in a queue.
 pub struct Read {
@@ -169,6 +188,8 @@ pub struct Insert {
     user_id: String,
     name: String,
     email: String,
+    /// When its requester stops waiting.
+    deadline: Instant,
     reply: oneshot::Sender<InsertAnswer>,
 }
 
@@ -176,8 +197,11 @@ pub struct Insert {
 pub trait Job: Sized + Send + 'static {
     /// The layout's statements the request was made for.
     fn sql(&self) -> &Arc<BatchSql>;
-    /// Answers every request of `group` (all for the same layout).
-    fn run(pool: &Pool, group: Vec<Self>) -> impl Future<Output = ()> + Send;
+    /// Whether nobody waits for its answer any more (it need not run).
+    fn abandoned(&self) -> bool;
+    /// Answers every request of `group` (all for the same layout), the
+    /// batch's work bounded by `limit`.
+    fn run(pool: &Pool, group: Vec<Self>, limit: Duration) -> impl Future<Output = ()> + Send;
 }
 
 struct Queue<J> {
@@ -197,6 +221,7 @@ pub struct Batcher<J> {
     pool: Pool,
     queue: Arc<Mutex<Queue<J>>>,
     counts: Arc<Counts>,
+    limit: Duration,
 }
 
 impl<J> std::fmt::Debug for Batcher<J> {
@@ -206,8 +231,8 @@ impl<J> std::fmt::Debug for Batcher<J> {
 }
 
 impl<J: Job> Batcher<J> {
-    /// A queue sending its batches over `pool`.
-    pub fn new(pool: Pool) -> Self {
+    /// A queue sending its batches over `pool`, each within `limit`.
+    pub fn new(pool: Pool, limit: Duration) -> Self {
         Batcher {
             pool,
             queue: Arc::new(Mutex::new(Queue {
@@ -215,6 +240,7 @@ impl<J: Job> Batcher<J> {
                 running: 0,
             })),
             counts: Arc::default(),
+            limit,
         }
     }
 
@@ -242,6 +268,7 @@ impl<J: Job> Batcher<J> {
                 self.pool.clone(),
                 Arc::clone(&self.queue),
                 Arc::clone(&self.counts),
+                self.limit,
             ));
         }
     }
@@ -264,7 +291,8 @@ impl Batcher<Read> {
 
 impl Batcher<Insert> {
     /// Inserts a user into the shard at position `shard` of the layout `sql`
-    /// was built for; answers once it is committed.
+    /// was built for; answers once it is committed, or at `deadline` (its
+    /// batch ends by then too: waiting in the queue counts).
     pub async fn insert(
         &self,
         sql: &Arc<BatchSql>,
@@ -272,6 +300,7 @@ impl Batcher<Insert> {
         user_id: &str,
         name: &str,
         email: &str,
+        deadline: Instant,
     ) -> InsertAnswer {
         let (reply, answer) = oneshot::channel();
         self.push(Insert {
@@ -280,18 +309,37 @@ impl Batcher<Insert> {
             user_id: user_id.to_owned(),
             name: name.to_owned(),
             email: email.to_owned(),
+            deadline,
             reply,
         });
-        answer.await.unwrap_or_else(|_| Err(Failure::lost()))
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => answer,
+            // A batch that ended without answering may have committed, and
+            // one still running may commit: its statement may have been sent.
+            Ok(Err(_)) => Err(WriteFailure::Unknown {
+                timed_out: false,
+                message: "the batch ended without an answer".to_owned(),
+            }),
+            Err(_) => Err(WriteFailure::Unknown {
+                timed_out: true,
+                message: "no answer before the deadline".to_owned(),
+            }),
+        }
     }
 }
 
 /// Runs batches until the queue is empty, then gives its place back.
-async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Counts>) {
+async fn drain<J: Job>(
+    pool: Pool,
+    queue: Arc<Mutex<Queue<J>>>,
+    counts: Arc<Counts>,
+    limit: Duration,
+) {
     let place = Place {
         pool: pool.clone(),
         queue: Arc::clone(&queue),
         counts: Arc::clone(&counts),
+        limit,
     };
     loop {
         let mut batch = {
@@ -302,6 +350,7 @@ async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Coun
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect::<Vec<_>>()
         };
+        batch.retain(|job| !job.abandoned());
         // One statement per layout (one, unless the layout changed while
         // the batch gathered).
         while let Some(first) = batch.first() {
@@ -314,7 +363,7 @@ async fn drain<J: Job>(pool: Pool, queue: Arc<Mutex<Queue<J>>>, counts: Arc<Coun
             counts
                 .requests
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
-            J::run(&pool, group).await;
+            J::run(&pool, group, limit).await;
         }
     }
     drop(place);
@@ -327,6 +376,7 @@ struct Place<J: Job> {
     pool: Pool,
     queue: Arc<Mutex<Queue<J>>>,
     counts: Arc<Counts>,
+    limit: Duration,
 }
 
 impl<J: Job> Drop for Place<J> {
@@ -344,6 +394,7 @@ impl<J: Job> Drop for Place<J> {
                 self.pool.clone(),
                 Arc::clone(&self.queue),
                 Arc::clone(&self.counts),
+                self.limit,
             ));
         } else if waiting {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -357,8 +408,12 @@ impl Job for Read {
         &self.sql
     }
 
-    async fn run(pool: &Pool, group: Vec<Self>) {
-        match read_rows(pool, &group).await {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>, limit: Duration) {
+        match read_rows(pool, &group, limit).await {
             Ok(rows) => {
                 for read in group {
                     let user = rows.get(&(read.shard, read.key));
@@ -374,21 +429,33 @@ impl Job for Read {
     }
 }
 
-/// The rows of `group`'s keys, by (shard position, key).
-async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String), User>, Failure> {
-    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
-    let failed = |error: tokio_postgres::Error| Failure::query(&error);
+/// The rows of `group`'s keys, by (shard position, key), within `limit`.
+async fn read_rows(
+    pool: &Pool,
+    group: &[Read],
+    limit: Duration,
+) -> Result<HashMap<(usize, String), User>, Failure> {
+    let deadline = Instant::now() + limit;
+    let client = checkout(pool, deadline)
+        .await
+        .map_err(|error| Failure::checkout(&error))?;
+    match tokio::time::timeout_at(deadline, select_rows(&client, group)).await {
+        Ok(rows) => rows.map_err(|error| Failure::query(&error)),
+        Err(_) => {
+            discard(client);
+            Err(Failure::timed_out(limit))
+        }
+    }
+}
+
+async fn select_rows(
+    client: &Object,
+    group: &[Read],
+) -> Result<HashMap<(usize, String), User>, tokio_postgres::Error> {
     let mut found = HashMap::with_capacity(group.len());
     if let [only] = group {
-        let select = client
-            .prepare_cached(&only.sql.selects[only.shard])
-            .await
-            .map_err(failed)?;
-        if let Some(row) = client
-            .query_opt(&select, &[&only.key])
-            .await
-            .map_err(failed)?
-        {
+        let select = client.prepare_cached(&only.sql.selects[only.shard]).await?;
+        if let Some(row) = client.query_opt(&select, &[&only.key]).await? {
             found.insert((only.shard, only.key.clone()), db::user_at(&row, 0));
         }
         return Ok(found);
@@ -404,11 +471,8 @@ async fn read_rows(pool: &Pool, group: &[Read]) -> Result<HashMap<(usize, String
         .iter()
         .map(|keys| keys as &(dyn ToSql + Sync))
         .collect();
-    let select = client
-        .prepare_cached(&sql.select_all)
-        .await
-        .map_err(failed)?;
-    for row in client.query(&select, &params).await.map_err(failed)? {
+    let select = client.prepare_cached(&sql.select_all).await?;
+    for row in client.query(&select, &params).await? {
         let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
         let user = db::user_at(&row, 1);
         found.insert((shard, user.user_id.clone()), user);
@@ -421,17 +485,33 @@ impl Job for Insert {
         &self.sql
     }
 
-    async fn run(pool: &Pool, group: Vec<Self>) {
-        // An id twice in one batch: the first one is written, the others are
-        // duplicates whatever happens to it.
+    /// Its requester is gone (past its deadline, or its client hung up): it
+    /// was answered "outcome unknown", or nothing, and is not sent.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    async fn run(pool: &Pool, group: Vec<Self>, limit: Duration) {
+        // Done when the first of its requesters stops waiting.
+        let deadline = group
+            .iter()
+            .map(|insert| insert.deadline)
+            .fold(Instant::now() + limit, Instant::min);
+        // An id twice in one batch: the first one is written; the others are
+        // duplicates of it, answered once it has committed (so that they
+        // find it stored), or with its failure.
         let mut seen = std::collections::HashSet::with_capacity(group.len());
         let (first, again): (Vec<_>, Vec<_>) = group
             .into_iter()
             .partition(|insert| seen.insert(insert.user_id.clone()));
+        let outcome = write_rows(pool, &first, deadline).await;
         for insert in again {
-            let _ = insert.reply.send(Ok(None));
+            let _ = insert.reply.send(match &outcome {
+                Ok(_) => Ok(None),
+                Err(failure) => Err(failure.clone()),
+            });
         }
-        match write_rows(pool, &first).await {
+        match outcome {
             Ok((written, lsn)) => {
                 for insert in first {
                     let created_at = written.get(&(insert.shard, insert.user_id));
@@ -450,76 +530,82 @@ impl Job for Insert {
     }
 }
 
+/// Rows written, by (shard position, id): their `created_at`.
+type Written = HashMap<(usize, String), String>;
+
 /// Writes `group` (distinct ids) in one statement, so one commit; answers
-/// `created_at` of each row written, by (shard position, id), and the WAL
-/// position read after the commit. Bounded by [`WRITE_TIMEOUT`]: past it
-/// the connection is closed, and the rows may or may not be committed.
+/// `created_at` of each row written and the WAL position read after the
+/// commit. Bounded by `deadline`: past it the connection is closed, and the
+/// rows may or may not be committed.
 async fn write_rows(
     pool: &Pool,
     group: &[Insert],
-) -> Result<(HashMap<(usize, String), String>, PgLsn), Failure> {
-    let Some(sql) = group.first().map(|insert| &insert.sql) else {
-        return Ok((HashMap::new(), PgLsn::from(0)));
-    };
-    let client = pool.get().await.map_err(|error| Failure::pool(&error))?;
-    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-        let mut written = HashMap::with_capacity(group.len());
-        if let [only] = group {
-            let inserted = db::insert_returning(
-                &client,
-                &sql.inserts[only.shard],
-                &only.user_id,
-                &only.name,
-                &only.email,
-            )
-            .await;
-            return match inserted {
-                Ok(Some(inserted)) => {
-                    written.insert((only.shard, only.user_id.clone()), inserted.created_at);
-                    Ok((written, inserted.lsn))
-                }
-                Ok(None) => Ok((written, PgLsn::from(0))),
-                Err(error) if db::is_unique_violation(&error) => Ok((written, PgLsn::from(0))),
-                Err(error) => Err(Failure::query(&error)),
-            };
-        }
-        let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
-        for insert in group {
-            let [ids, names, emails] = &mut columns[insert.shard];
-            ids.push(&insert.user_id);
-            names.push(&insert.name);
-            emails.push(&insert.email);
-        }
-        let params: Vec<&(dyn ToSql + Sync)> = columns
-            .iter()
-            .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
-            .collect();
-        let failed = |error: tokio_postgres::Error| Failure::query(&error);
-        let insert = client
-            .prepare_cached(&sql.insert_all)
-            .await
-            .map_err(failed)?;
-        let (rows, lsn) = db::then_lsn(&client, client.query(&insert, &params))
-            .await
-            .map_err(failed)?;
-        for row in rows {
-            let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
-            written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
-        }
-        Ok((written, lsn))
-    })
-    .await;
-    match written {
-        Ok(written) => written,
+    deadline: Instant,
+) -> Result<(Written, PgLsn), WriteFailure> {
+    let client = checkout(pool, deadline)
+        .await
+        .map_err(|error| error.not_taken())?;
+    match tokio::time::timeout_at(deadline, insert_rows(&client, group)).await {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(error)) => match error.failure() {
+            // Only a single-row insert reports an id taken as an error.
+            WriteFailure::Duplicate => Ok((HashMap::new(), PgLsn::from(0))),
+            failure => Err(failure),
+        },
         Err(_) => {
-            drop(deadpool_postgres::Object::take(client));
-            Err(Failure {
-                node_down: false,
+            discard(client);
+            Err(WriteFailure::Unknown {
                 timed_out: true,
-                message: format!("no commit within {} s", WRITE_TIMEOUT.as_secs()),
+                message: "no commit before the deadline".to_owned(),
             })
         }
     }
+}
+
+async fn insert_rows(client: &Object, group: &[Insert]) -> Result<(Written, PgLsn), WriteError> {
+    let mut written = HashMap::with_capacity(group.len());
+    let Some(sql) = group.first().map(|insert| &insert.sql) else {
+        return Ok((written, PgLsn::from(0)));
+    };
+    if let [only] = group {
+        let inserted = db::insert_returning(
+            client,
+            &sql.inserts[only.shard],
+            &only.user_id,
+            &only.name,
+            &only.email,
+        )
+        .await?;
+        let lsn = inserted.as_ref().map_or(PgLsn::from(0), |row| row.lsn);
+        if let Some(inserted) = inserted {
+            written.insert((only.shard, only.user_id.clone()), inserted.created_at);
+        }
+        return Ok((written, lsn));
+    }
+    let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
+    for insert in group {
+        let [ids, names, emails] = &mut columns[insert.shard];
+        ids.push(&insert.user_id);
+        names.push(&insert.name);
+        emails.push(&insert.email);
+    }
+    let params: Vec<&(dyn ToSql + Sync)> = columns
+        .iter()
+        .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
+        .collect();
+    let insert = client
+        .prepare_cached(&sql.insert_all)
+        .await
+        .map_err(|error| WriteError {
+            stage: Stage::BeforeCommit,
+            error,
+        })?;
+    let (rows, lsn) = db::then_lsn(client, client.query(&insert, &params)).await?;
+    for row in rows {
+        let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
+        written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
+    }
+    Ok((written, lsn))
 }
 
 #[cfg(test)]
@@ -567,10 +653,12 @@ mod tests {
         assert!(BatchSql::new(&many).is_none());
     }
 
+    const LIMIT: Duration = Duration::from_secs(5);
+
     #[tokio::test]
     async fn a_node_that_refuses_answers_every_request_with_a_failure() {
-        let reads = Batcher::<Read>::new(refused_pool());
-        let inserts = Batcher::<Insert>::new(refused_pool());
+        let reads = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let inserts = Batcher::<Insert>::new(refused_pool(), LIMIT);
         let sql = sql();
         let answers = (0..5).map(|n| {
             let (sql, reads) = (Arc::clone(&sql), &reads);
@@ -580,15 +668,32 @@ mod tests {
             let (sql, inserts) = (Arc::clone(&sql), &inserts);
             async move {
                 let id = format!("k{}", n % 3);
-                inserts.insert(&sql, n % 2, &id, "n", "e").await.map(|_| ())
+                let deadline = Instant::now() + LIMIT;
+                inserts
+                    .insert(&sql, n % 2, &id, "n", "e", deadline)
+                    .await
+                    .map(|_| ())
             }
         });
         let (answers, written) = futures::join!(
             futures::future::join_all(answers),
             futures::future::join_all(written)
         );
-        for failure in answers.into_iter().chain(written).filter_map(Result::err) {
+        for failure in answers.into_iter().filter_map(Result::err) {
             assert!(failure.node_down && !failure.timed_out, "{failure:?}");
+        }
+        for failure in written.into_iter().filter_map(Result::err) {
+            // Refused before anything was sent: not written, for sure.
+            assert!(
+                matches!(
+                    failure,
+                    WriteFailure::NotTaken {
+                        unavailable: true,
+                        ..
+                    }
+                ),
+                "{failure:?}"
+            );
         }
         for queue in [
             reads.queue.lock().unwrap().running,
@@ -599,9 +704,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_nobody_waits_for_are_not_sent() {
+        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let (reply, answer) = oneshot::channel();
+        drop(answer);
+        let read = Read {
+            sql: sql(),
+            shard: 0,
+            key: "gone".to_owned(),
+            reply,
+        };
+        assert!(read.abandoned());
+        batcher.push(read);
+        let sent = futures::future::poll_fn(|context| {
+            let running = batcher.queue.lock().unwrap().running;
+            if running == 0 {
+                std::task::Poll::Ready(batcher.sent())
+            } else {
+                context.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        assert_eq!(sent, (0, 0));
+    }
+
+    #[tokio::test]
     async fn a_place_given_up_with_requests_queued_passes_to_a_new_batch() {
         // As after a batch that panicked: its place is dropped while reads wait.
-        let batcher = Batcher::<Read>::new(refused_pool());
+        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
         let (reply, answer) = oneshot::channel();
         {
             let mut queue = batcher.queue.lock().unwrap();
@@ -617,6 +748,7 @@ mod tests {
             pool: batcher.pool.clone(),
             queue: Arc::clone(&batcher.queue),
             counts: Arc::clone(&batcher.counts),
+            limit: LIMIT,
         });
         let answered = answer.await.expect("the read gets an answer");
         assert!(answered.is_err());

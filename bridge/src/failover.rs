@@ -1,8 +1,9 @@
 //! Failover in the bridge: watching the primary's health checks, promoting a
 //! standby of the local cluster when the primary's server is gone
 //! (`--auto-failover`), and saying clearly why a write or a strong read is
-//! refused meanwhile. Writes are bounded in time: none waits on a dead or
-//! silent primary for more than [`WRITE_TIMEOUT`].
+//! refused meanwhile, or why its outcome is unknown. Writes are bounded in
+//! time: none waits on a dead or silent primary for more than
+//! [`WRITE_TIMEOUT`] (reads: [`crate::nodes::Cluster::read_timeout`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -238,32 +239,45 @@ pub fn primary_unavailable(state: &AppState) -> ApiError {
     )
 }
 
-/// 503 for a write the primary did not confirm within [`WRITE_TIMEOUT`]. Its
-/// connection is closed rather than reused.
-pub fn write_timed_out(state: &AppState, client: deadpool_postgres::Object) -> ApiError {
-    drop(deadpool_postgres::Object::take(client));
-    write_not_acknowledged(state)
-}
-
-/// 503 for a write that got no answer in time (its connection is closed):
-/// it may still be committed.
-pub fn write_not_acknowledged(state: &AppState) -> ApiError {
+/// 503 `write_outcome_unknown`: the write was sent and may have committed
+/// (`timed_out`: no answer within [`WRITE_TIMEOUT`]; else the session to the
+/// primary ended first). `again` says what to send to repeat it safely.
+pub fn write_outcome_unknown(state: &AppState, timed_out: bool, again: &str) -> ApiError {
     let sync = state
         .failover()
         .local()
         .is_some_and(|local| local.sync_replication());
-    let why = if sync {
-        "no standby confirmed it in time (synchronous replication needs one)"
-    } else {
-        "the primary did not confirm it in time"
+    let why = match (timed_out, sync) {
+        (true, true) => format!(
+            "no standby confirmed the write within {} s (synchronous replication needs one)",
+            WRITE_TIMEOUT.as_secs()
+        ),
+        (true, false) => format!(
+            "the primary did not confirm the write within {} s",
+            WRITE_TIMEOUT.as_secs()
+        ),
+        (false, _) => "the connection to the primary ended before it confirmed the write".into(),
     };
-    tracing::warn!("write not acknowledged after {WRITE_TIMEOUT:?}: {why}");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "primary_unavailable",
+        "write_outcome_unknown",
         format!(
-            "the write was not acknowledged: {why} ({} s); it may still be committed later",
-            WRITE_TIMEOUT.as_secs()
+            "{why}: the primary may have committed it; read it back with consistency=strong, \
+             or {again}: repeating it is safe"
+        ),
+    )
+}
+
+/// 503 `read_timed_out`: a read the primary had to answer and did not
+/// within the read deadline; `next` says what to do.
+pub fn read_timed_out(state: &AppState, next: &str) -> ApiError {
+    let primary = state.cluster().primary().name().to_string();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read_timed_out",
+        format!(
+            "the primary ({primary}) did not answer within {} ms: {next}",
+            state.cluster().read_timeout.as_millis()
         ),
     )
 }

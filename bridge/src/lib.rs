@@ -15,6 +15,7 @@ pub mod local;
 pub mod monitor;
 pub mod nodes;
 pub mod pgpass;
+pub(crate) mod reads;
 pub mod rebalance;
 pub mod routing;
 pub mod schema;

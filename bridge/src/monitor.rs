@@ -1,6 +1,7 @@
 //! The monitor: every 250 ms it checks every node, reads the primary's
 //! `pg_stat_replication`, decides which standbys are in the read rotation, and
-//! publishes a `Tick` to the live stream. Once a second it counts rows per shard.
+//! publishes a `Tick` to the live stream. Once a second it reads PostgreSQL's
+//! row estimate of every shard.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use ecoshard_core::wire::{LagSample, Stats, Tick};
 use tokio_postgres::types::PgLsn;
 
 use crate::nodes::{Cluster, Node};
+use crate::routing::ShardSql;
 use crate::state::AppState;
 
 /// Time between ticks.
@@ -49,12 +51,16 @@ struct Check {
     replication: Vec<Replication>,
 }
 
-/// Starts the monitor and the row counter; they end with the runtime.
-pub fn spawn(state: &AppState) {
+/// Starts the monitor and the row counter; they end with the runtime. The
+/// counter's first round runs before this returns, so that a table it has
+/// to analyze is analyzed before any request of this bridge writes to it.
+pub async fn start(state: &AppState) {
     let ticker = state.clone();
     tokio::spawn(async move { run_ticks(ticker).await });
-    let counter = state.clone();
-    tokio::spawn(async move { run_row_counts(counter).await });
+    let mut counter = RowCounter::default();
+    counter.round(state).await;
+    let state = state.clone();
+    tokio::spawn(async move { counter.run(&state).await });
 }
 
 async fn run_ticks(state: AppState) {
@@ -83,41 +89,108 @@ async fn run_ticks(state: AppState) {
     }
 }
 
-async fn run_row_counts(state: AppState) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        interval.tick().await;
+/// Time between two row estimates.
+const ROW_COUNT_EVERY: Duration = Duration::from_secs(1);
+/// Longest the estimates' query may take.
+const ROW_COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest an `ANALYZE` of a table whose statistics are lost may take.
+const ANALYZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every second, the row estimates of every shard (during a rebalance also
+/// of the shards only the old layout has, which still hold rows until it
+/// is done), from the primary's statistics: one catalog query, however
+/// large the tables (see [`crate::db::row_estimates`]).
+///
+/// A server's statistics start over when it crashes, and a promoted
+/// standby has none of the primary's: each time the primary's statistics
+/// began anew (another primary, or another `stats_reset`), and once when
+/// the bridge starts, the tables not analyzed or vacuumed since are
+/// analyzed, which gives them an estimate again.
+#[derive(Debug, Default)]
+struct RowCounter {
+    /// The primary and the start of its statistics when tables were last
+    /// analyzed for them.
+    analyzed_for: Option<(String, Option<SystemTime>)>,
+}
+
+impl RowCounter {
+    async fn run(mut self, state: &AppState) {
+        let mut interval = tokio::time::interval(ROW_COUNT_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            interval.tick().await;
+            self.round(state).await;
+        }
+    }
+
+    async fn round(&mut self, state: &AppState) {
         let table = state.routing().table();
-        let Ok(Ok(client)) =
-            tokio::time::timeout(Duration::from_secs(1), state.cluster().primary().pool.get())
-                .await
-        else {
-            continue;
-        };
-        // During a rebalance, shards only the old layout has still hold rows.
-        let shards: Vec<_> = table
+        let shards: Vec<&ShardSql> = table
             .current
             .shards
             .iter()
             .chain(table.leaving_shards())
             .collect();
-        let mut rows = Vec::with_capacity(shards.len());
-        for shard in shards.iter().copied() {
-            match crate::db::count_users(&client, shard).await {
-                Ok(keys) => rows.push(ShardLoad {
-                    shard: shard.name.clone(),
-                    keys,
-                }),
-                Err(error) => {
-                    tracing::debug!("counting rows of {}: {error}", shard.name);
-                    break;
-                }
-            }
-        }
-        if rows.len() == shards.len() {
+        if let Some(rows) = self.estimate(state.cluster().primary(), &shards).await {
             state.set_rows(rows);
         }
+    }
+
+    /// Rows per shard of `shards` as PostgreSQL estimates them on
+    /// `primary`; `None` when it did not answer in time.
+    async fn estimate(&mut self, primary: &Node, shards: &[&ShardSql]) -> Option<Vec<ShardLoad>> {
+        let deadline = tokio::time::Instant::now() + ROW_COUNT_TIMEOUT;
+        let client = crate::nodes::checkout(&primary.pool, deadline).await.ok()?;
+        let schemas: Vec<String> = shards.iter().map(|shard| shard.schema.clone()).collect();
+        let estimates =
+            tokio::time::timeout_at(deadline, crate::db::row_estimates(&client, &schemas));
+        let (estimates, stats_began) = match estimates.await {
+            Ok(Ok(estimates)) => estimates,
+            Ok(Err(error)) => {
+                tracing::debug!("row estimates: {}", crate::db::describe(&error));
+                return None;
+            }
+            Err(_) => {
+                crate::nodes::discard(client);
+                return None;
+            }
+        };
+        let epoch = (primary.name().to_string(), stats_began);
+        if self.analyzed_for.as_ref() != Some(&epoch) {
+            for shard in shards {
+                let lost = estimates
+                    .iter()
+                    .any(|estimate| estimate.schema == shard.schema && estimate.needs_analyze);
+                if !lost {
+                    continue;
+                }
+                match tokio::time::timeout(ANALYZE_TIMEOUT, crate::db::analyze(&client, shard))
+                    .await
+                {
+                    Ok(Ok(())) => tracing::debug!("analyzed {}", shard.table),
+                    Ok(Err(error)) => {
+                        tracing::debug!("ANALYZE {}: {}", shard.table, crate::db::describe(&error))
+                    }
+                    Err(_) => {
+                        crate::nodes::discard(client);
+                        return None;
+                    }
+                }
+            }
+            self.analyzed_for = Some(epoch);
+        }
+        Some(
+            shards
+                .iter()
+                .map(|shard| ShardLoad {
+                    shard: shard.name.clone(),
+                    keys: estimates
+                        .iter()
+                        .find(|estimate| estimate.schema == shard.schema)
+                        .map_or(0, |estimate| estimate.rows),
+                })
+                .collect(),
+        )
     }
 }
 

@@ -1,17 +1,26 @@
 //! The nodes at run time: a connection pool each, their health and lag as
 //! last checked, which one is primary (it changes with a failover), and the
-//! choice of which node serves a read.
+//! choice of which node serves a read. Every connection taken from a pool
+//! on the request path is taken within a deadline ([`checkout`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
+use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use crate::batch::{Batcher, Insert, Read};
+use crate::failover::WRITE_TIMEOUT;
 use crate::topology::{NodeSpec, Topology};
+
+/// Default of [`Cluster::read_timeout`]: longest one node may take to
+/// answer one read (checkout and statements together).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One node: its pools and what the monitor last saw.
 #[derive(Debug)]
@@ -39,11 +48,11 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(spec: NodeSpec, pool_size: usize) -> Self {
+    fn new(spec: NodeSpec, pool_size: usize, read_timeout: Duration) -> Self {
         let pool = make_pool(&spec, pool_size, Duration::from_secs(2));
         Node {
-            read_batches: Batcher::new(pool.clone()),
-            insert_batches: Batcher::new(pool.clone()),
+            read_batches: Batcher::new(pool.clone(), read_timeout),
+            insert_batches: Batcher::new(pool.clone(), WRITE_TIMEOUT),
             pool,
             monitor_pool: make_pool(&spec, 1, Duration::from_millis(800)),
             primary: AtomicBool::new(spec.role == NodeRole::Primary),
@@ -80,10 +89,11 @@ impl Node {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Takes it out of the read rotation until its next good health check.
-    pub fn mark_down(&self) {
-        self.up.store(false, Ordering::Relaxed);
+    /// Takes it out of the read rotation until its next good health check;
+    /// whether it was up until now.
+    pub fn mark_down(&self) -> bool {
         self.eligible.store(false, Ordering::Relaxed);
+        self.up.swap(false, Ordering::Relaxed)
     }
 
     /// Last LSN seen: replay LSN of a standby, WAL write LSN of the primary.
@@ -143,11 +153,19 @@ pub struct Cluster {
     next_standby: AtomicUsize,
     /// Standbys further behind than this (ms) serve no eventual reads.
     pub max_lag_ms: f64,
+    /// Longest one node may take to answer one read; past it the read goes
+    /// to another node (or, strong, answers 503).
+    pub read_timeout: Duration,
 }
 
 impl Cluster {
     /// Pools for every node (connections open lazily).
-    pub fn new(topology: &Topology, pool_size: usize, max_lag_ms: u64) -> Arc<Self> {
+    pub fn new(
+        topology: &Topology,
+        pool_size: usize,
+        max_lag_ms: u64,
+        read_timeout: Duration,
+    ) -> Arc<Self> {
         let primary = topology
             .nodes
             .iter()
@@ -156,7 +174,7 @@ impl Cluster {
         let nodes: Vec<Node> = topology
             .nodes
             .iter()
-            .map(|spec| Node::new(spec.clone(), pool_size))
+            .map(|spec| Node::new(spec.clone(), pool_size, read_timeout))
             .collect();
         for (index, node) in nodes.iter().enumerate() {
             node.primary.store(index == primary, Ordering::SeqCst);
@@ -166,6 +184,7 @@ impl Cluster {
             primary: AtomicUsize::new(primary),
             next_standby: AtomicUsize::new(0),
             max_lag_ms: max_lag_ms as f64,
+            read_timeout,
         })
     }
 
@@ -252,6 +271,60 @@ pub struct ReadCandidates<'a> {
     pub behind: Vec<&'a Node>,
     /// The fallback.
     pub primary: &'a Node,
+}
+
+/// Why no connection came out of a pool.
+#[derive(Debug)]
+pub enum CheckoutError {
+    /// None before the deadline (the node may be hung).
+    TimedOut,
+    /// The pool's own error.
+    Pool(PoolError),
+}
+
+impl CheckoutError {
+    /// Whether it says the node itself is gone or silent, rather than the
+    /// pool being busy.
+    pub fn is_node(&self) -> bool {
+        match self {
+            CheckoutError::TimedOut => true,
+            CheckoutError::Pool(error) => crate::db::pool_failure_is_node(error),
+        }
+    }
+}
+
+impl CheckoutError {
+    /// For a write: nothing was sent, so nothing was written.
+    pub fn not_taken(&self) -> crate::db::WriteFailure {
+        crate::db::WriteFailure::NotTaken {
+            unavailable: self.is_node(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckoutError::TimedOut => f.write_str("no connection before the deadline"),
+            CheckoutError::Pool(error) => f.write_str(&crate::state::pool_error(error)),
+        }
+    }
+}
+
+/// A connection from `pool` by `deadline`.
+pub async fn checkout(pool: &Pool, deadline: Instant) -> Result<Object, CheckoutError> {
+    match tokio::time::timeout_at(deadline, pool.get()).await {
+        Ok(got) => got.map_err(CheckoutError::Pool),
+        Err(_) => Err(CheckoutError::TimedOut),
+    }
+}
+
+/// Closes a connection whose statement ran past its deadline instead of
+/// handing it back to the pool, where the next request would queue behind
+/// the statement still outstanding (on a hung node, for ever).
+pub fn discard(client: Object) {
+    drop(Object::take(client));
 }
 
 fn make_pool(spec: &NodeSpec, size: usize, wait: Duration) -> Pool {

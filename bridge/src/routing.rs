@@ -27,6 +27,8 @@ pub(crate) const CREATED_AT: &str =
 pub struct ShardSql {
     /// Shard name.
     pub name: String,
+    /// `shard_<name>`, as the catalog has it (unquoted).
+    pub schema: String,
     /// `"shard_<name>".users`.
     pub table: String,
     /// `INSERT … ($1 id, $2 name, $3 email) RETURNING created_at text`.
@@ -35,16 +37,16 @@ pub struct ShardSql {
     pub insert_many: String,
     /// `SELECT user_id, name, email, created_at text … WHERE user_id = $1`.
     pub select: String,
-    /// `SELECT count(*)`.
-    pub count: String,
 }
 
 impl ShardSql {
     /// The SQL of the shard named `name` (a name the core validated).
     pub(crate) fn new(name: &str) -> Self {
-        let table = format!("{}.users", shard_schema(name));
+        let schema = shard_schema(name);
+        let table = format!("{schema}.users");
         ShardSql {
             name: name.to_string(),
+            schema: schema.trim_matches('"').to_owned(),
             table: table.clone(),
             insert: format!(
                 "INSERT INTO {table} (user_id, name, email) VALUES ($1, $2, $3) RETURNING {CREATED_AT}"
@@ -56,7 +58,6 @@ impl ShardSql {
             select: format!(
                 "SELECT user_id, name, email, {CREATED_AT} FROM {table} WHERE user_id = $1"
             ),
-            count: format!("SELECT count(*) FROM {table}"),
         }
     }
 }

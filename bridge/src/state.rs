@@ -46,10 +46,14 @@ pub struct BridgeConfig {
     pub allowed_hosts: Vec<String>,
     /// The token state-changing requests need (`--token`), if any.
     pub token: Option<crate::api::Token>,
+    /// Longest one node may take to answer one read (see
+    /// [`crate::nodes::Cluster::read_timeout`]).
+    pub read_timeout: std::time::Duration,
 }
 
 impl BridgeConfig {
-    /// Defaults: 16 connections per node, 1 s lag bound, ring over 3 shards, no page.
+    /// Defaults: 16 connections per node, 1 s lag bound, 1 s read deadline,
+    /// ring over 3 shards, no page.
     pub fn new(topology: Topology) -> Self {
         BridgeConfig {
             topology,
@@ -66,6 +70,7 @@ impl BridgeConfig {
             auto_failover: false,
             allowed_hosts: Vec::new(),
             token: None,
+            read_timeout: crate::nodes::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -153,7 +158,12 @@ impl AppState {
         if config.create_database {
             ensure_database(&config.topology).await?;
         }
-        let cluster = Cluster::new(&config.topology, config.pool_size, config.max_lag_ms);
+        let cluster = Cluster::new(
+            &config.topology,
+            config.pool_size,
+            config.max_lag_ms,
+            config.read_timeout,
+        );
         let mut client = cluster
             .primary()
             .pool
@@ -203,7 +213,7 @@ impl AppState {
             }),
         };
         crate::monitor::check_nodes(state.cluster()).await;
-        crate::monitor::spawn(&state);
+        crate::monitor::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::rebalance::resume(&state, pending);
         }

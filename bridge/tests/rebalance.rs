@@ -939,9 +939,10 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
         let read = get(&state, &format!("/api/users/{key}?consistency=strong")).await;
         assert_eq!(read.status, StatusCode::OK, "{key}: {}", read.text());
     }
-    // Writes go by the new layout; ids still at their old owner are duplicates
-    // (a bulk insert is refused whole).
-    let again = post_json(&state, "/api/users/bulk", r#"{"count":3000,"prefix":"f"}"#).await;
+    // Writes go by the new layout; ids still at their old owner are
+    // duplicates, and a bulk insert holding them and a new one is refused
+    // whole (f3000 is not written: counted below).
+    let again = post_json(&state, "/api/users/bulk", r#"{"count":3001,"prefix":"f"}"#).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
     let fresh = post_json(&state, "/api/users/bulk", r#"{"count":300,"prefix":"g"}"#).await;
     assert_eq!(fresh.status, StatusCode::CREATED, "{}", fresh.text());

@@ -147,16 +147,19 @@ pub struct User {
     pub created_at: String,
 }
 
-/// `POST /api/users` answer.
+/// `POST /api/users` answer: 201 written, or 200 for a repeat (the user was
+/// stored already exactly as sent; nothing was written).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InsertResult {
     /// The row as stored.
     pub user: User,
-    /// Shard it went to.
+    /// Shard it went to (a repeat: where it is).
     pub shard: String,
     /// Node that took the write (the primary).
     pub served_by: String,
-    /// WAL position of the commit (`pg_current_wal_lsn()` after it), e.g. `0/3000148`.
+    /// WAL position of the commit (`pg_current_wal_lsn()` after it), e.g.
+    /// `0/3000148`; for a repeat, the position when the row was read back,
+    /// which is past its commit.
     pub lsn: String,
 }
 
@@ -171,14 +174,15 @@ pub struct BulkInsert {
     pub prefix: Option<String>,
 }
 
-/// `POST /api/users/bulk` answer.
+/// `POST /api/users/bulk` answer: 201 written, or 200 for a repeat (every
+/// user was stored already exactly so; nothing was written).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BulkResult {
-    /// Rows inserted.
+    /// Rows this request inserted: `count`, or 0 for a repeat.
     pub inserted: u64,
     /// The prefix the ids were generated with (`<prefix>0` …).
     pub prefix: String,
-    /// Rows inserted per shard.
+    /// The users per shard (where they went, or, for a repeat, where they are).
     pub shards: Vec<ShardLoad>,
     /// Node that took the writes.
     pub served_by: String,
@@ -250,7 +254,11 @@ pub struct Stats {
     pub reads_per_sec: f64,
     /// Reads that failed since start.
     pub failed_reads: u64,
-    /// Rows per shard (refreshed every second or so).
+    /// Rows per shard: PostgreSQL's estimate on the primary
+    /// (`pg_stat_user_tables.n_live_tup`, read every second), not a count.
+    /// Exact once the servers' statistics include the last commits (they
+    /// are flushed a second to about ten seconds after them); a `VACUUM` or
+    /// `ANALYZE` running beside inserts may leave it off until the next one.
     pub rows: Vec<ShardLoad>,
 }
 

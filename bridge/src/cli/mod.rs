@@ -151,6 +151,11 @@ pub(crate) struct ServeArgs {
     /// Standbys lagging more than this (ms) serve no eventual reads.
     #[arg(long, default_value_t = 1_000)]
     pub(crate) max_lag_ms: u64,
+    /// Longest one node may take to answer one read (ms): past it the read
+    /// goes to another node, or a strong read answers 503 read_timed_out.
+    #[arg(long, env = "ECOSHARD_READ_TIMEOUT_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) read_timeout_ms: u64,
     /// Connections per node.
     #[arg(long, default_value_t = 16)]
     pub(crate) pool_size: usize,

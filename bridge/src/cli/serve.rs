@@ -79,6 +79,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let config = BridgeConfig {
         pool_size: args.pool_size,
         max_lag_ms: args.max_lag_ms,
+        read_timeout: std::time::Duration::from_millis(args.read_timeout_ms),
         initial_layout,
         web_dir,
         create_database: true,

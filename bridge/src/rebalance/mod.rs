@@ -341,24 +341,26 @@ pub async fn job(state: &AppState, id: u64) -> Result<RebalanceJob, ApiError> {
     if let Some(job) = state.rebalancer().job().filter(|job| job.id == id) {
         return Ok(job);
     }
-    let client = state
-        .cluster()
-        .primary()
-        .pool
-        .get()
+    // A read: bounded by the read deadline, like every read of a request.
+    let deadline = tokio::time::Instant::now() + state.cluster().read_timeout;
+    let client = crate::nodes::checkout(&state.cluster().primary().pool, deadline)
         .await
         .map_err(|error| {
-            tracing::warn!("reading a rebalance job: {}", pool_error(&error));
+            tracing::warn!("reading a rebalance job: {error}");
             ApiError::primary_unavailable()
         })?;
-    match store::load(&client, id).await {
-        Ok(Some(job)) => Ok(job.view()),
-        Ok(None) => Err(ApiError::new(
+    match tokio::time::timeout_at(deadline, store::load(&client, id)).await {
+        Ok(Ok(Some(job))) => Ok(job.view()),
+        Ok(Ok(None)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "job_not_found",
             format!("no rebalance job {id}"),
         )),
-        Err(error) => Err(db_failure("reading a rebalance job", &error)),
+        Ok(Err(error)) => Err(db_failure("reading a rebalance job", &error)),
+        Err(_) => {
+            crate::nodes::discard(client);
+            Err(crate::failover::read_timed_out(state, "retry in a moment"))
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Blocking helpers for the tests and benchmarks that drive a running
 //! `ecoshard serve` process (rather than the app in-process): one HTTP/1.0
 //! request, free loopback ports, the cluster's view, a process stopped on
-//! drop. The benchmarks include this file by path.
+//! drop, a PostgreSQL server hung (SIGSTOP) until dropped. The benchmarks
+//! include this file by path.
 
 #![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -111,4 +112,80 @@ pub fn setting(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// A PostgreSQL server hung, as by a stalled machine: its postmaster (the
+/// pid in `postmaster.pid` of its data directory) and every process it
+/// started, stopped with SIGSTOP. Connections to it are accepted by the
+/// kernel and never answered. Dropping it sends SIGCONT, so a test or
+/// benchmark that fails never leaves stopped servers behind.
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Frozen {
+    /// Stops the server of the data directory `data`.
+    pub fn stop(data: &Path) -> Frozen {
+        let text = std::fs::read_to_string(data.join("postmaster.pid"))
+            .unwrap_or_else(|error| panic!("{}: {error}", data.display()));
+        let postmaster: u32 = text
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .expect("a pid on the first line of postmaster.pid");
+        // The postmaster first: stopped, it starts no new process.
+        let mut frozen = Frozen {
+            pids: vec![postmaster],
+        };
+        signal("STOP", &frozen.pids);
+        let children = children_of(postmaster);
+        signal("STOP", &children);
+        frozen.pids.extend(children);
+        frozen
+    }
+
+    /// The processes stopped.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("CONT", &self.pids);
+    }
+}
+
+/// Processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`: the command may hold spaces and
+            // parentheses, the fields after its last ')' do not.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = &stat[stat.rfind(')')? + 1..];
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn signal(name: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .status();
+    if !status.as_ref().is_ok_and(|status| status.success()) {
+        eprintln!("kill -{name} {pids:?} failed: {status:?}");
+    }
 }

@@ -1,0 +1,226 @@
+//! Serving a read by key: which nodes to try and in what order, each try
+//! within the read deadline, and why none answered. Knows nothing of HTTP
+//! (`api/users.rs` words the outcome).
+//!
+//! A node that fails a read fast (refused, gone) costs nothing: the next
+//! candidate is tried. A node that does not answer within the deadline is
+//! taken out of the rotation until a health check passes, and the read
+//! goes on to the next candidate; a read gives up after two such
+//! deadlines, so it waits at most twice the deadline, and one hung node
+//! costs it at most one. The primary is the last candidate; a strong read
+//! has no other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecoshard_core::wire::{Consistency, User};
+use tokio::time::Instant;
+
+use crate::batch::BatchSql;
+use crate::db;
+use crate::nodes::{Cluster, Node, checkout, discard};
+use crate::routing::{RoutingTable, ShardSql};
+
+/// Deadlines one read may run past before it gives up.
+pub(crate) const MAX_TIMEOUTS: usize = 2;
+
+/// What a node answered: the row and the name of its shard, or not found.
+pub(crate) type Found = Option<(User, String)>;
+
+/// A read answered, and by which node.
+#[derive(Debug)]
+pub(crate) struct Served<'a> {
+    /// The node that answered.
+    pub(crate) node: &'a Node,
+    /// What it found.
+    pub(crate) found: Found,
+}
+
+/// Why no node answered a read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// A strong read: the primary did not answer within the deadline.
+    PrimaryTimedOut,
+    /// No candidate answered (each failed, or ran past the deadline: the
+    /// nodes named in `timed_out`).
+    Unavailable {
+        /// Nodes that did not answer within the deadline.
+        timed_out: Vec<String>,
+    },
+}
+
+/// Reads `user_id` from the first candidate node that answers (see the
+/// module's documentation). `after_lsn`: what a read-your-writes read must see.
+pub(crate) async fn read<'a>(
+    cluster: &'a Cluster,
+    table: &RoutingTable,
+    user_id: &str,
+    consistency: Consistency,
+    after_lsn: u64,
+) -> Result<Served<'a>, ReadError> {
+    let shards = table.read_shards(user_id);
+    // One shard to look in (no rebalance moves this key): the read can join
+    // the node's batch.
+    let batch = match (&table.current.batch, shards.len()) {
+        (Some(sql), 1) => Some((sql, table.current.position(user_id))),
+        _ => None,
+    };
+    let request = Request {
+        shards: &shards,
+        batch,
+        user_id,
+        limit: cluster.read_timeout,
+    };
+    let mut candidates = cluster.read_candidates(consistency, after_lsn);
+    if table.min_replay_lsn > 0 {
+        // Standbys behind the table's start may not hold what it reads yet.
+        candidates
+            .ready
+            .retain(|node| node.lsn() >= table.min_replay_lsn);
+        candidates
+            .behind
+            .retain(|node| node.lsn() >= table.min_replay_lsn);
+    }
+    // Standbys that had not replayed far enough when last checked are
+    // checked live before reading: once replay has passed the LSN, a new
+    // snapshot on that standby includes the write.
+    let tries = candidates
+        .ready
+        .iter()
+        .map(|node| (*node, None))
+        .chain(
+            candidates
+                .behind
+                .iter()
+                .map(|node| (*node, Some(after_lsn))),
+        )
+        .chain(std::iter::once((candidates.primary, None)));
+    let mut timed_out = Vec::new();
+    for (node, must_have_replayed) in tries {
+        if timed_out.len() == MAX_TIMEOUTS {
+            break;
+        }
+        let outcome = match must_have_replayed {
+            Some(lsn) => match replayed(node, lsn, request.limit).await {
+                Attempt::Answered(_) => request.on(node).await,
+                other => other,
+            },
+            None => request.on(node).await,
+        };
+        match outcome {
+            Attempt::Answered(found) => return Ok(Served { node, found }),
+            Attempt::Failed => {}
+            Attempt::TimedOut => {
+                // Said once per node going down, not once per read.
+                if node.mark_down() {
+                    tracing::warn!(
+                        "{} did not answer a read within {} ms: out of the read rotation until its health check passes",
+                        node.name(),
+                        request.limit.as_millis()
+                    );
+                }
+                timed_out.push(node.name().to_string());
+            }
+        }
+    }
+    if consistency == Consistency::Strong && !timed_out.is_empty() {
+        return Err(ReadError::PrimaryTimedOut);
+    }
+    Err(ReadError::Unavailable { timed_out })
+}
+
+/// How one try went.
+#[derive(Debug)]
+enum Attempt {
+    Answered(Found),
+    /// The node failed fast (taken out of the rotation if the failure is the
+    /// node's), or, for a replay check, had not replayed far enough.
+    Failed,
+    /// No answer within the deadline.
+    TimedOut,
+}
+
+/// One read, to be tried on node after node.
+struct Request<'r> {
+    shards: &'r [&'r ShardSql],
+    batch: Option<(&'r Arc<BatchSql>, usize)>,
+    user_id: &'r str,
+    limit: Duration,
+}
+
+impl Request<'_> {
+    /// The read on `node`, within the deadline: in the node's batch when
+    /// it can be, else on a connection of its own.
+    async fn on(&self, node: &Node) -> Attempt {
+        if let Some((sql, position)) = self.batch {
+            let read = node.read_batches.read(sql, position, self.user_id);
+            return match tokio::time::timeout(self.limit, read).await {
+                Ok(Ok(found)) => {
+                    Attempt::Answered(found.map(|user| (user, self.shards[0].name.clone())))
+                }
+                Ok(Err(failure)) if failure.timed_out => Attempt::TimedOut,
+                Ok(Err(failure)) => {
+                    tracing::debug!("read on {}: {}", node.name(), failure.message);
+                    if failure.node_down {
+                        node.mark_down();
+                    }
+                    Attempt::Failed
+                }
+                Err(_) => Attempt::TimedOut,
+            };
+        }
+        let deadline = Instant::now() + self.limit;
+        let client = match checkout(&node.pool, deadline).await {
+            Ok(client) => client,
+            Err(error) => return failed_checkout(node, &error),
+        };
+        let read = db::read_user(&client, self.shards, self.user_id);
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(found)) => Attempt::Answered(
+                found.map(|(user, index)| (user, self.shards[index].name.clone())),
+            ),
+            Ok(Err(error)) => {
+                tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
+                if db::is_node_failure(&error) {
+                    node.mark_down();
+                }
+                Attempt::Failed
+            }
+            Err(_) => {
+                discard(client);
+                Attempt::TimedOut
+            }
+        }
+    }
+}
+
+/// Whether the standby `node` has replayed up to `after_lsn`, asked live
+/// within `limit`: `Answered` when it has.
+async fn replayed(node: &Node, after_lsn: u64, limit: Duration) -> Attempt {
+    let deadline = Instant::now() + limit;
+    let client = match checkout(&node.pool, deadline).await {
+        Ok(client) => client,
+        Err(error) => return failed_checkout(node, &error),
+    };
+    match tokio::time::timeout_at(deadline, db::replay_lsn(&client)).await {
+        Ok(Ok(Some(lsn))) if u64::from(lsn) >= after_lsn => Attempt::Answered(None),
+        Ok(_) => Attempt::Failed,
+        Err(_) => {
+            discard(client);
+            Attempt::TimedOut
+        }
+    }
+}
+
+fn failed_checkout(node: &Node, error: &crate::nodes::CheckoutError) -> Attempt {
+    tracing::debug!("read on {}: {error}", node.name());
+    match error {
+        crate::nodes::CheckoutError::TimedOut => Attempt::TimedOut,
+        crate::nodes::CheckoutError::Pool(_) => {
+            if error.is_node() {
+                node.mark_down();
+            }
+            Attempt::Failed
+        }
+    }
+}
