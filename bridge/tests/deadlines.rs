@@ -16,10 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::blocking::Frozen;
-use common::{Answer, connect, eventually, free_ports, get, post_json, send};
+use common::{Answer, connect, eventually, free_ports, get, post, post_json};
 use ecoshard_bridge::db::{Stage, WriteFailure, write_failure};
 use ecoshard_bridge::routing::{Placement, RoutingTable};
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
@@ -88,14 +87,6 @@ async fn answered(request: impl std::future::Future<Output = Answer>) -> Answer 
 
 fn code(answer: &Answer) -> String {
     answer.parse::<ApiErrorBody>().error.code
-}
-
-async fn post(state: &AppState, uri: &str) -> Answer {
-    send(
-        state,
-        Request::post(uri).body(Body::empty()).expect("request"),
-    )
-    .await
 }
 
 async fn view(state: &AppState) -> ClusterView {

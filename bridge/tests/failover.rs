@@ -16,10 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::blocking::{cluster_view, http, primary_of};
-use common::{Answer, connect, eventually, free_ports, get, post_json, send};
+use common::{Answer, connect, eventually, free_ports, get, post, post_json};
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
 use ecoshard_core::wire::{
     ApiErrorBody, BulkResult, ClusterView, InsertResult, NodeAction, NodeRole, ReadResult, Stats,
@@ -69,17 +68,6 @@ async fn bridge(local: &Arc<LocalCluster>, database: &str, auto_failover: bool) 
     AppState::start(config)
         .await
         .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
-}
-
-async fn post(state: &AppState, uri: &str) -> Answer {
-    send(
-        state,
-        Request::post(uri)
-            .header(axum::http::header::CONTENT_TYPE, "application/json")
-            .body(Body::empty())
-            .expect("request"),
-    )
-    .await
 }
 
 /// A request that must answer, whatever it answers.

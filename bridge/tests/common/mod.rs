@@ -131,6 +131,19 @@ pub async fn post_json(state: &AppState, uri: &str, json: &str) -> Answer {
     .await
 }
 
+/// A POST without a body, as a program sends it (`Content-Type:
+/// application/json`, no `Origin`): node actions.
+pub async fn post(state: &AppState, uri: &str) -> Answer {
+    send(
+        state,
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
 /// A direct connection to one node of the cluster (not through the bridge).
 pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> tokio_postgres::Client {
     let node = cluster
