@@ -9,9 +9,9 @@ use ecoshard_core::Layout;
 use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
-use crate::local::LocalCluster;
 use crate::state::{AppState, BridgeConfig};
 use crate::topology::Topology;
+use ecoshard_postgres::LocalCluster;
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     super::init_logging();
