@@ -85,7 +85,7 @@ async fn run(
     wait_ready(addr).await;
     let password = std::fs::read_to_string(data_dir.join("pgpass"))
         .ok()
-        .and_then(|text| ecoshard_bridge::pgpass::lookup(&text, "ecoshard"))
+        .and_then(|text| ecoshard_postgres::pgpass::lookup(&text, "ecoshard"))
         .expect("the cluster's passfile");
     let router = Layout::with_count(StrategyKind::Ring, SHARDS)
         .unwrap()
@@ -461,7 +461,7 @@ async fn hung_standby_phase(
 /// pgbench on the same tables, for reference: inserts on the primary, reads
 /// by id on a standby.
 fn pgbench(data_dir: &Path, pg_port: u16, clients: usize, secs: u64) {
-    let bindir = ecoshard_bridge::local::PgBinaries::find(None)
+    let bindir = ecoshard_postgres::PgBinaries::find(None)
         .expect("PostgreSQL binaries")
         .bindir;
     let scripts = data_dir.join("bench-scripts");

@@ -14,8 +14,8 @@ use ecoshard_core::wire::{Consistency, FailoverEvent, FailoverView};
 use tokio_postgres::types::PgLsn;
 
 use crate::error::ApiError;
-use crate::local::LocalCluster;
 use crate::state::AppState;
+use ecoshard_postgres::LocalCluster;
 
 /// Health checks of the primary failed in a row before a failover is
 /// considered (checks every 250 ms). Two are enough: a failover also needs

@@ -12,10 +12,10 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_postgres::error::SqlState;
 
 use crate::failover::Failover;
-use crate::local::LocalCluster;
 use crate::nodes::Cluster;
 use crate::routing::Routing;
 use crate::topology::Topology;
+use ecoshard_postgres::LocalCluster;
 
 /// How to run the bridge.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ecoshard_core::wire::{ClusterMode, NodeRole};
 
-use crate::local::LocalCluster;
+use ecoshard_postgres::LocalCluster;
 
 /// One node and how to reach it.
 #[derive(Clone, Debug)]
@@ -41,9 +41,12 @@ impl Topology {
             .iter()
             .map(|node| NodeSpec {
                 name: node.name.clone(),
-                role: node.role,
+                role: match node.role {
+                    ecoshard_postgres::Role::Primary => NodeRole::Primary,
+                    ecoshard_postgres::Role::Standby => NodeRole::Standby,
+                },
                 addr: format!("127.0.0.1:{}", node.port),
-                config: with_timeouts(cluster.connect_config(node, database)),
+                config: with_timeouts(local_config(&cluster.endpoint(node), database)),
             })
             .collect();
         Topology {
@@ -79,6 +82,22 @@ impl Topology {
     }
 }
 
+/// How the bridge connects to a node of the local cluster (over TCP).
+pub fn local_config(
+    endpoint: &ecoshard_postgres::Endpoint,
+    database: &str,
+) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&endpoint.host)
+        .port(endpoint.port)
+        .user(&endpoint.user)
+        .password(endpoint.password.as_str())
+        .dbname(database)
+        .application_name("ecoshard-bridge");
+    config
+}
+
 fn node_from_url(name: &str, role: NodeRole, url: &str) -> Result<NodeSpec, String> {
     let mut config = tokio_postgres::Config::from_str(url)
         .map_err(|error| format!("{name}: bad connection URL: {error}"))?;
@@ -98,10 +117,15 @@ fn node_from_url(name: &str, role: NodeRole, url: &str) -> Result<NodeSpec, Stri
         let database = config.get_dbname().unwrap_or("ecomarket").to_string();
         if let Ok(password) = std::env::var("PGPASSWORD") {
             config.password(password);
-        } else if let Some(text) =
-            crate::pgpass::default_path().and_then(|path| std::fs::read_to_string(path).ok())
-            && let Some(password) =
-                crate::pgpass::lookup_for(&text, &host, &port.to_string(), &database, &user)
+        } else if let Some(text) = ecoshard_postgres::pgpass::default_path()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            && let Some(password) = ecoshard_postgres::pgpass::lookup_for(
+                &text,
+                &host,
+                &port.to_string(),
+                &database,
+                &user,
+            )
         {
             config.password(password);
         }

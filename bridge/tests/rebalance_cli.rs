@@ -139,7 +139,7 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let passfile = std::fs::read_to_string(scratch.dir.join("pgpass")).unwrap();
-    let password = ecoshard_bridge::pgpass::lookup(&passfile, "ecoshard").unwrap();
+    let password = ecoshard_postgres::pgpass::lookup(&passfile, "ecoshard").unwrap();
     let connect = || {
         let mut config = tokio_postgres::Config::new();
         config

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::{Path, Query};
 use crate::error::ApiError;
-use crate::local::{ClusterError, LocalCluster};
 use crate::state::AppState;
+use ecoshard_postgres::{ClusterError, LocalCluster};
 
 /// Query of `POST /api/nodes/{name}/stop`.
 #[derive(Debug, Deserialize)]

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use ecoshard_core::wire::NodeRole;
+use ecoshard_postgres::Role as NodeRole;
 
 use super::{ClusterArgs, ClusterCommand, Failure, Format, LocalClusterArgs};
-use crate::local::{LocalCluster, PRIMARY};
+use ecoshard_postgres::{LocalCluster, PRIMARY};
 
 pub(super) fn run(args: &ClusterArgs) -> Result<(), Failure> {
     match &args.command {

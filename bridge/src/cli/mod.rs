@@ -71,7 +71,7 @@ pub(crate) struct LocalClusterArgs {
     #[arg(long, env = "ECOSHARD_DATA_DIR", default_value_os_t = default_data_dir())]
     pub(crate) data_dir: PathBuf,
     /// Port of the local primary; the standbys take the next ports.
-    #[arg(long, env = "ECOSHARD_PG_PORT", default_value_t = crate::local::DEFAULT_PG_PORT)]
+    #[arg(long, env = "ECOSHARD_PG_PORT", default_value_t = ecoshard_postgres::DEFAULT_PG_PORT)]
     pub(crate) pg_port: u16,
     /// Directory of PostgreSQL's binaries (default: pg_config --bindir, /usr/lib/postgresql/*/bin).
     #[arg(long, env = "ECOSHARD_PG_BIN")]
@@ -82,8 +82,8 @@ pub(crate) struct LocalClusterArgs {
 }
 
 impl LocalClusterArgs {
-    pub(crate) fn options(&self) -> crate::local::ClusterOptions {
-        let mut options = crate::local::ClusterOptions::new(&self.data_dir, self.pg_port);
+    pub(crate) fn options(&self) -> ecoshard_postgres::ClusterOptions {
+        let mut options = ecoshard_postgres::ClusterOptions::new(&self.data_dir, self.pg_port);
         options.pg_bin = self.pg_bin.clone();
         options.pg_user = Some(self.pg_user.clone());
         options

@@ -12,10 +12,10 @@ use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
 use crate::api::Token;
-use crate::local::LocalCluster;
 use crate::server::ServerOptions;
 use crate::state::{AppState, BridgeConfig};
 use crate::topology::Topology;
+use ecoshard_postgres::LocalCluster;
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     super::init_logging();

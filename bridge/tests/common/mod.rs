@@ -154,11 +154,8 @@ pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> toki
     // A standby may not have replayed the database's creation yet: retry a while.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match cluster
-            .connect_config(&node, database)
-            .connect(tokio_postgres::NoTls)
-            .await
-        {
+        let config = ecoshard_bridge::topology::local_config(&cluster.endpoint(&node), database);
+        match config.connect(tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
                 tokio::spawn(connection);
                 return client;

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use ecoshard_core::wire::NodeRole;
+use crate::Role;
 
 use super::{ClusterError, LocalNode, PRIMARY, RunAs};
 
@@ -43,7 +43,7 @@ impl Paths {
     pub(super) fn nodes(&self, pg_port: u16, standbys: usize) -> Vec<LocalNode> {
         let mut nodes = vec![LocalNode {
             name: PRIMARY.into(),
-            role: NodeRole::Primary,
+            role: Role::Primary,
             port: pg_port,
             data: self.root.join(PRIMARY),
         }];
@@ -52,7 +52,7 @@ impl Paths {
             nodes.push(LocalNode {
                 data: self.root.join(&name),
                 name,
-                role: NodeRole::Standby,
+                role: Role::Standby,
                 port: pg_port.saturating_add(index as u16),
             });
         }

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::ClusterError;
 
 /// `postgres/primary/postgresql.conf`.
-pub const PRIMARY_CONF: &str = include_str!("../../../postgres/primary/postgresql.conf");
+pub const PRIMARY_CONF: &str = include_str!("../primary/postgresql.conf");
 /// `postgres/standby/postgresql.conf`.
-pub const STANDBY_CONF: &str = include_str!("../../../postgres/standby/postgresql.conf");
+pub const STANDBY_CONF: &str = include_str!("../standby/postgresql.conf");
 /// `postgres/primary/pg_hba.conf`, used by every node.
-pub const HBA_CONF: &str = include_str!("../../../postgres/primary/pg_hba.conf");
+pub const HBA_CONF: &str = include_str!("../primary/pg_hba.conf");
 /// `postgres/primary/init-ecoshard.sh`: roles, database and slots of a new primary.
-pub const INIT_SCRIPT: &str = include_str!("../../../postgres/primary/init-ecoshard.sh");
+pub const INIT_SCRIPT: &str = include_str!("../primary/init-ecoshard.sh");
 
 /// What `cluster.json` records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod failover;
 mod paths;
+pub mod pgpass;
 mod process;
 mod watchdog;
 
@@ -34,7 +35,6 @@ use std::time::{Duration, Instant};
 pub use binaries::{PgBinaries, RunAs};
 pub use config::{ClusterState, Passwords};
 use config::{LocalSettings, STATE_FORMAT, Upstream};
-use ecoshard_core::wire::NodeRole;
 pub use error::ClusterError;
 pub use failover::Promotion;
 use paths::Paths;
@@ -86,13 +86,39 @@ impl ClusterOptions {
     }
 }
 
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes writes.
+    Primary,
+    /// Streams from the primary.
+    Standby,
+}
+
+/// How a client reaches a node of the local cluster as the `ecoshard` role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `127.0.0.1`.
+    pub host: String,
+    /// TCP port on `host`.
+    pub port: u16,
+    /// The directory of the node's Unix socket (same port), reachable by
+    /// clients on this machine.
+    pub socket_dir: PathBuf,
+    /// `ecoshard`.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
 /// One node of the local cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalNode {
     /// `primary`, `standby-1`, … (names stay; roles change with a failover).
     pub name: String,
     /// Its role when this was asked.
-    pub role: NodeRole,
+    pub role: Role,
     /// Port on 127.0.0.1.
     pub port: u16,
     /// Its data directory.
@@ -105,7 +131,7 @@ pub struct NodeState {
     /// Node name.
     pub name: String,
     /// `primary` or `standby`.
-    pub role: NodeRole,
+    pub role: Role,
     /// Port on 127.0.0.1.
     pub port: u16,
     /// Whether its server runs.
@@ -201,7 +227,7 @@ impl LocalCluster {
         let mut stopped = Vec::new();
         // Standbys first, so they do not log the primary's disappearance.
         let mut order: Vec<&LocalNode> = nodes.iter().collect();
-        order.sort_by_key(|node| node.role == NodeRole::Primary);
+        order.sort_by_key(|node| node.role == Role::Primary);
         for node in order {
             let running = is_running(&bins, &run_as, &layout.root, &node.data);
             if running {
@@ -239,9 +265,9 @@ impl LocalCluster {
             .enumerate()
             .map(|(index, node)| LocalNode {
                 role: if index == primary {
-                    NodeRole::Primary
+                    Role::Primary
                 } else {
-                    NodeRole::Standby
+                    Role::Standby
                 },
                 ..node.clone()
             })
@@ -284,17 +310,15 @@ impl LocalCluster {
         &self.passwords.ecoshard
     }
 
-    /// How the bridge connects to `node` (as `ecoshard`, over TCP).
-    pub fn connect_config(&self, node: &LocalNode, database: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(node.port)
-            .user("ecoshard")
-            .password(self.passwords.ecoshard.as_str())
-            .dbname(database)
-            .application_name("ecoshard-bridge");
-        config
+    /// How a client connects to `node` as the `ecoshard` role.
+    pub fn endpoint(&self, node: &LocalNode) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".to_owned(),
+            port: node.port,
+            socket_dir: self.layout.run_dir(),
+            user: "ecoshard".to_owned(),
+            password: self.passwords.ecoshard.clone(),
+        }
     }
 
     /// Stops one node: `fast` (clean) or `immediate` (like a crash).
@@ -358,7 +382,7 @@ impl LocalCluster {
     /// The primary now.
     fn primary(&self) -> LocalNode {
         LocalNode {
-            role: NodeRole::Primary,
+            role: Role::Primary,
             ..self.nodes[self.primary_index()].clone()
         }
     }
@@ -434,7 +458,7 @@ impl LocalCluster {
         let standbys: Vec<LocalNode> = self
             .nodes()
             .into_iter()
-            .filter(|node| node.role == NodeRole::Standby)
+            .filter(|node| node.role == Role::Standby)
             .collect();
         for standby in &standbys {
             self.bring_up_standby(standby)?;
@@ -759,9 +783,9 @@ fn recorded_nodes(layout: &Paths, options: &ClusterOptions) -> Vec<LocalNode> {
     let primary = recorded_primary(&nodes, state.as_ref());
     for (index, node) in nodes.iter_mut().enumerate() {
         node.role = if index == primary {
-            NodeRole::Primary
+            Role::Primary
         } else {
-            NodeRole::Standby
+            Role::Standby
         };
     }
     nodes
