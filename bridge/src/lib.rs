@@ -5,26 +5,14 @@
 //! `main.rs` only calls [`cli::main`]; tests build the app with [`app`] over
 //! an [`AppState`] and call it without a socket, or serve it on port 0.
 
-pub mod api;
-pub mod batch;
-pub mod cli;
+pub mod cluster;
 pub mod db;
-pub mod error;
-pub mod failover;
-pub mod monitor;
-pub mod nodes;
-pub(crate) mod reads;
-pub mod rebalance;
+pub mod http;
 pub mod routing;
-pub mod schema;
-pub mod server;
-pub mod state;
-pub mod topology;
-pub mod validate;
-pub mod web;
+pub mod service;
 
-pub use api::app;
+pub use cluster::topology::Topology;
 pub use ecoshard_postgres::{ClusterOptions, LocalCluster};
-pub use error::ApiError;
-pub use state::{AppState, BridgeConfig};
-pub use topology::Topology;
+pub use http::app;
+pub use http::error::ApiError;
+pub use service::{AppState, BridgeConfig};

@@ -1,5 +1,7 @@
-//! The `ecoshard` binary; everything lives in the library.
+//! The `ecoshard` binary: its command line (`cli/`) over the library.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    ecoshard_bridge::cli::main()
+    cli::main()
 }

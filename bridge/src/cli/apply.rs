@@ -83,7 +83,9 @@ impl ApplyArgs {
             }
         };
         if layout.strategy == StrategyKind::BoundedLoad {
-            return Err(Failure::usage(crate::rebalance::BOUNDED_LOAD_REFUSAL));
+            return Err(Failure::usage(
+                ecoshard_bridge::service::rebalance::BOUNDED_LOAD_REFUSAL,
+            ));
         }
         Ok(layout)
     }

@@ -166,8 +166,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub(crate) max_event_clients: usize,
     /// Rows a rebalance moves per transaction.
-    #[arg(long, env = "ECOSHARD_REBALANCE_BATCH", default_value_t = crate::rebalance::DEFAULT_BATCH_ROWS as u64,
-          value_parser = clap::value_parser!(u64).range(1..=crate::rebalance::MAX_BATCH_ROWS as u64))]
+    #[arg(long, env = "ECOSHARD_REBALANCE_BATCH", default_value_t = ecoshard_bridge::service::rebalance::DEFAULT_BATCH_ROWS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=ecoshard_bridge::service::rebalance::MAX_BATCH_ROWS as u64))]
     pub(crate) rebalance_batch: u64,
     /// When the local primary's server is gone, promote the most advanced
     /// standby and send writes to it (local cluster only).
@@ -185,8 +185,8 @@ pub(crate) struct ServeArgs {
     /// The token changes (POST, PUT…) must carry as `Authorization: Bearer`;
     /// generated and printed once when listening beyond loopback without one.
     #[arg(long, env = "ECOSHARD_TOKEN", hide_env_values = true,
-          value_parser = crate::api::Token::parse)]
-    pub(crate) token: Option<crate::api::Token>,
+          value_parser = ecoshard_bridge::http::Token::parse)]
+    pub(crate) token: Option<ecoshard_bridge::http::Token>,
     /// Connections open at once; more are closed at once (after a 503).
     #[arg(long, env = "ECOSHARD_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -205,6 +205,11 @@ fn default_data_dir() -> PathBuf {
         Some(home) if !home.starts_with("/root") => home.join(".local/share/ecoshard/cluster"),
         _ => PathBuf::from("/var/lib/ecoshard/cluster"),
     }
+}
+
+/// The default page directory: `target/dist` of the workspace the bridge was built in.
+pub(crate) fn default_web_dir() -> PathBuf {
+    workspace_dir().join("target").join("dist")
 }
 
 /// The workspace this binary was built in.

@@ -11,10 +11,10 @@ use ecoshard_core::Layout;
 use serde::Deserialize;
 
 use super::{Failure, ServeArgs};
-use crate::api::Token;
-use crate::server::ServerOptions;
-use crate::state::{AppState, BridgeConfig};
-use crate::topology::Topology;
+use ecoshard_bridge::cluster::topology::Topology;
+use ecoshard_bridge::http::Token;
+use ecoshard_bridge::http::server::ServerOptions;
+use ecoshard_bridge::service::{AppState, BridgeConfig};
 use ecoshard_postgres::LocalCluster;
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
@@ -22,16 +22,18 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let initial_layout = Layout::with_count(args.strategy, args.shards)?;
     initial_layout.validate()?;
     if initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
-        return Err(Failure::usage(crate::rebalance::BOUNDED_LOAD_REFUSAL));
+        return Err(Failure::usage(
+            ecoshard_bridge::service::rebalance::BOUNDED_LOAD_REFUSAL,
+        ));
     }
-    if initial_layout.shards.len() > crate::rebalance::MAX_DATABASE_SHARDS {
+    if initial_layout.shards.len() > ecoshard_bridge::service::rebalance::MAX_DATABASE_SHARDS {
         return Err(Failure::usage(format!(
             "--shards {} is more than the database takes: at most {}",
             args.shards,
-            crate::rebalance::MAX_DATABASE_SHARDS
+            ecoshard_bridge::service::rebalance::MAX_DATABASE_SHARDS
         )));
     }
-    if !crate::schema::is_plain_identifier(&args.database) {
+    if !ecoshard_bridge::db::schema::is_plain_identifier(&args.database) {
         return Err(Failure::usage(
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
         ));
@@ -75,7 +77,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let web_dir = args
         .web_dir
         .clone()
-        .or_else(|| Some(crate::web::default_dir()).filter(|dir| dir.is_dir()));
+        .or_else(|| Some(super::default_web_dir()).filter(|dir| dir.is_dir()));
     let config = BridgeConfig {
         pool_size: args.pool_size,
         max_lag_ms: args.max_lag_ms,
@@ -109,9 +111,14 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
         announce(addr, token.as_ref(), generated);
-        crate::server::serve_with(listener, state, options, crate::server::shutdown_signal())
-            .await
-            .map_err(|error| Failure::runtime(format!("serving: {error}")))
+        ecoshard_bridge::http::server::serve_with(
+            listener,
+            state,
+            options,
+            ecoshard_bridge::http::server::shutdown_signal(),
+        )
+        .await
+        .map_err(|error| Failure::runtime(format!("serving: {error}")))
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// What `/` answers when no page is built.
 pub const NO_PAGE_HTML: &str = "<!doctype html>
@@ -37,11 +37,6 @@ pub fn page_dir(dir: Option<&Path>) -> Option<PathBuf> {
         );
         None
     }
-}
-
-/// The default page directory: `target/dist` of the workspace the bridge was built in.
-pub fn default_dir() -> PathBuf {
-    crate::cli::workspace_dir().join("target").join("dist")
 }
 
 /// Adds the page (or the note) as the fallback of `router`.

@@ -19,7 +19,8 @@
 //! target layout.
 
 mod mover;
-mod store;
+
+use crate::db::jobs as store;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,9 +29,9 @@ use axum::http::StatusCode;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::routing::{Placement, RoutingTable};
-use crate::state::{AppState, StartError, pool_error};
+use crate::service::{AppState, StartError, pool_error};
 
 pub use store::StoredJob;
 
@@ -164,7 +165,7 @@ pub async fn startup(
 ) -> Result<Startup, StartError> {
     let schema_error = StartError::Schema;
     let db_error = |error: tokio_postgres::Error| StartError::Schema(error.into());
-    let target = crate::schema::target_layout(&*client)
+    let target = crate::db::schema::target_layout(&*client)
         .await
         .map_err(schema_error)?;
     let last_job = store::latest(&*client)
@@ -173,11 +174,11 @@ pub async fn startup(
         .map(|job| job.view());
     let current = build_placement(active).await.map_err(stored_layout_error)?;
     let Some(target) = target else {
-        for name in crate::schema::retired_shards(&*client)
+        for name in crate::db::schema::retired_shards(&*client)
             .await
             .map_err(StartError::Schema)?
         {
-            match crate::schema::drop_shard_if_empty(client, &name).await {
+            match crate::db::schema::drop_shard_if_empty(client, &name).await {
                 Ok(true) => tracing::info!("dropped the empty schema of retired shard {name}"),
                 Ok(false) => {}
                 Err(error) => tracing::warn!("dropping retired shard {name}: {error}"),
@@ -195,7 +196,7 @@ pub async fn startup(
     };
     let Some(mut job) = store::unfinished(&*client).await.map_err(db_error)? else {
         return Err(StartError::Schema(
-            crate::schema::SchemaError::BadStoredLayout(format!(
+            crate::db::schema::SchemaError::BadStoredLayout(format!(
                 "layout version {} is a rebalance target, but no job moves to it",
                 target.version
             )),
@@ -304,7 +305,9 @@ pub async fn apply(state: &AppState, layout: Layout) -> Result<Applied, ApiError
         }
         Err(store::BeginError::Db(error)) => {
             return Err(match error {
-                crate::schema::SchemaError::Db(error) => db_failure("starting a rebalance", &error),
+                crate::db::schema::SchemaError::Db(error) => {
+                    db_failure("starting a rebalance", &error)
+                }
                 other => ApiError::internal("starting a rebalance", other),
             });
         }
@@ -343,7 +346,7 @@ pub async fn job(state: &AppState, id: u64) -> Result<RebalanceJob, ApiError> {
     }
     // A read: bounded by the read deadline, like every read of a request.
     let deadline = tokio::time::Instant::now() + state.cluster().read_timeout;
-    let client = crate::nodes::checkout(&state.cluster().primary().pool, deadline)
+    let client = crate::cluster::checkout(&state.cluster().primary().pool, deadline)
         .await
         .map_err(|error| {
             tracing::warn!("reading a rebalance job: {error}");
@@ -358,8 +361,11 @@ pub async fn job(state: &AppState, id: u64) -> Result<RebalanceJob, ApiError> {
         )),
         Ok(Err(error)) => Err(db_failure("reading a rebalance job", &error)),
         Err(_) => {
-            crate::nodes::discard(client);
-            Err(crate::failover::read_timed_out(state, "retry in a moment"))
+            crate::cluster::discard(client);
+            Err(crate::service::failover::read_timed_out(
+                state,
+                "retry in a moment",
+            ))
         }
     }
 }
@@ -392,7 +398,7 @@ fn busy(job: Option<RebalanceJob>) -> ApiError {
 }
 
 fn stored_layout_error(why: String) -> StartError {
-    StartError::Schema(crate::schema::SchemaError::BadStoredLayout(why))
+    StartError::Schema(crate::db::schema::SchemaError::BadStoredLayout(why))
 }
 
 fn db_failure(context: &str, error: &tokio_postgres::Error) -> ApiError {

@@ -38,11 +38,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_postgres::types::{PgLsn, ToSql};
 
+use crate::cluster::{CheckoutError, checkout, discard};
 use crate::db::{self, Inserted, Stage, WriteError, WriteFailure};
-#[cfg(doc)]
-use crate::failover::WRITE_TIMEOUT;
-use crate::nodes::{CheckoutError, checkout, discard};
 use crate::routing::{CREATED_AT, ShardSql};
+#[cfg(doc)]
+use crate::service::failover::WRITE_TIMEOUT;
 
 /// Batches of one queue running at once: two keeps both cores of a small
 /// machine busy while a batch is on the wire, and still lets requests gather.

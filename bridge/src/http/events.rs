@@ -19,8 +19,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
 
 /// Ticks queued for one client.
 pub const CLIENT_QUEUE_TICKS: usize = 4;

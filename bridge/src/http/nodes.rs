@@ -11,8 +11,8 @@ use ecoshard_core::wire::{ClusterMode, NodeAction, NodeRole};
 use serde::Deserialize;
 
 use super::{Path, Query};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
 use ecoshard_postgres::{ClusterError, LocalCluster};
 
 /// Query of `POST /api/nodes/{name}/stop`.
@@ -114,7 +114,7 @@ pub async fn start(
     })
     .await
     .map_err(|error| action_failed("starting", &name, &error))?;
-    crate::monitor::check_nodes(state.cluster()).await;
+    crate::cluster::monitor::check_nodes(state.cluster()).await;
     let primary = state.cluster().primary().name().to_string();
     let message = match rebuilt {
         _ if primary == name => format!("started {name}, the primary"),
@@ -164,7 +164,7 @@ fn local_cluster(state: &AppState) -> Result<Arc<LocalCluster>, ApiError> {
 }
 
 /// The node called `name`, or 404 `unknown_node`.
-fn known_node<'a>(state: &'a AppState, name: &str) -> Result<&'a crate::nodes::Node, ApiError> {
+fn known_node<'a>(state: &'a AppState, name: &str) -> Result<&'a crate::cluster::Node, ApiError> {
     state.cluster().node(name).ok_or_else(|| {
         let names: Vec<&str> = state.cluster().nodes.iter().map(|n| n.name()).collect();
         ApiError::new(

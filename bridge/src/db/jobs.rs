@@ -9,7 +9,7 @@ use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, PlanSummary};
 use tokio_postgres::types::PgLsn;
 
-use crate::schema::{SCHEMA_LOCK, ensure_shards};
+use crate::db::schema::{SCHEMA_LOCK, ensure_shards};
 
 /// A job as stored.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ pub enum BeginError {
     /// The layout in force changed since the request looked at it.
     Moved,
     /// The database refused.
-    Db(crate::schema::SchemaError),
+    Db(crate::db::schema::SchemaError),
 }
 
 impl From<tokio_postgres::Error> for BeginError {
@@ -77,8 +77,8 @@ impl From<tokio_postgres::Error> for BeginError {
     }
 }
 
-impl From<crate::schema::SchemaError> for BeginError {
-    fn from(error: crate::schema::SchemaError) -> Self {
+impl From<crate::db::schema::SchemaError> for BeginError {
+    fn from(error: crate::db::schema::SchemaError) -> Self {
         BeginError::Db(error)
     }
 }
@@ -125,7 +125,7 @@ pub async fn begin(
         .await?
         .get(0);
     let json = serde_json::to_string(layout).map_err(|error| {
-        BeginError::Db(crate::schema::SchemaError::BadStoredLayout(
+        BeginError::Db(crate::db::schema::SchemaError::BadStoredLayout(
             error.to_string(),
         ))
     })?;
@@ -168,7 +168,7 @@ pub async fn begin(
 pub async fn create_shards(
     client: &mut deadpool_postgres::Client,
     layout: &Layout,
-) -> Result<u64, crate::schema::SchemaError> {
+) -> Result<u64, crate::db::schema::SchemaError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;

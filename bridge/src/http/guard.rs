@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
 
 /// Longest request target (path and query) answered, in bytes; longer: 414.
 /// (The server lets hyper take longer ones, so that this answer is JSON.)

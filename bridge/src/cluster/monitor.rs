@@ -12,9 +12,9 @@ use ecoshard_core::ShardLoad;
 use ecoshard_core::wire::{LagSample, Stats, Tick};
 use tokio_postgres::types::PgLsn;
 
-use crate::nodes::{Cluster, Node};
+use crate::cluster::{Cluster, Node};
 use crate::routing::ShardSql;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Time between ticks.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -70,7 +70,7 @@ async fn run_ticks(state: AppState) {
     loop {
         interval.tick().await;
         check_nodes(state.cluster()).await;
-        crate::failover::after_check(&state);
+        crate::service::failover::after_check(&state);
         let stats = rates.update(&state);
         let tick = Tick {
             at_ms: now_ms(),
@@ -140,7 +140,9 @@ impl RowCounter {
     /// `primary`; `None` when it did not answer in time.
     async fn estimate(&mut self, primary: &Node, shards: &[&ShardSql]) -> Option<Vec<ShardLoad>> {
         let deadline = tokio::time::Instant::now() + ROW_COUNT_TIMEOUT;
-        let client = crate::nodes::checkout(&primary.pool, deadline).await.ok()?;
+        let client = crate::cluster::checkout(&primary.pool, deadline)
+            .await
+            .ok()?;
         let schemas: Vec<String> = shards.iter().map(|shard| shard.schema.clone()).collect();
         let estimates =
             tokio::time::timeout_at(deadline, crate::db::row_estimates(&client, &schemas));
@@ -151,7 +153,7 @@ impl RowCounter {
                 return None;
             }
             Err(_) => {
-                crate::nodes::discard(client);
+                crate::cluster::discard(client);
                 return None;
             }
         };
@@ -172,7 +174,7 @@ impl RowCounter {
                         tracing::debug!("ANALYZE {}: {}", shard.table, crate::db::describe(&error))
                     }
                     Err(_) => {
-                        crate::nodes::discard(client);
+                        crate::cluster::discard(client);
                         return None;
                     }
                 }

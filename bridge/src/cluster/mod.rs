@@ -3,6 +3,9 @@
 //! choice of which node serves a read. Every connection taken from a pool
 //! on the request path is taken within a deadline ([`checkout`]).
 
+pub mod monitor;
+pub mod topology;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,9 +17,9 @@ use ecoshard_core::wire::{Consistency, LagSample, NodeRole, NodeStatus};
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
-use crate::batch::{Batcher, Insert, Read};
-use crate::failover::WRITE_TIMEOUT;
-use crate::topology::{NodeSpec, Topology};
+use crate::cluster::topology::{NodeSpec, Topology};
+use crate::routing::batch::{Batcher, Insert, Read};
+use crate::service::failover::WRITE_TIMEOUT;
 
 /// Default of [`Cluster::read_timeout`]: longest one node may take to
 /// answer one read (checkout and statements together).
@@ -307,7 +310,7 @@ impl std::fmt::Display for CheckoutError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CheckoutError::TimedOut => f.write_str("no connection before the deadline"),
-            CheckoutError::Pool(error) => f.write_str(&crate::state::pool_error(error)),
+            CheckoutError::Pool(error) => f.write_str(&crate::service::pool_error(error)),
         }
     }
 }

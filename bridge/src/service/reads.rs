@@ -16,9 +16,9 @@ use std::time::Duration;
 use ecoshard_core::wire::{Consistency, User};
 use tokio::time::Instant;
 
-use crate::batch::BatchSql;
+use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db;
-use crate::nodes::{Cluster, Node, checkout, discard};
+use crate::routing::batch::BatchSql;
 use crate::routing::{RoutingTable, ShardSql};
 
 /// Deadlines one read may run past before it gives up.
@@ -212,11 +212,11 @@ async fn replayed(node: &Node, after_lsn: u64, limit: Duration) -> Attempt {
     }
 }
 
-fn failed_checkout(node: &Node, error: &crate::nodes::CheckoutError) -> Attempt {
+fn failed_checkout(node: &Node, error: &crate::cluster::CheckoutError) -> Attempt {
     tracing::debug!("read on {}: {error}", node.name());
     match error {
-        crate::nodes::CheckoutError::TimedOut => Attempt::TimedOut,
-        crate::nodes::CheckoutError::Pool(_) => {
+        crate::cluster::CheckoutError::TimedOut => Attempt::TimedOut,
+        crate::cluster::CheckoutError::Pool(_) => {
             if error.is_node() {
                 node.mark_down();
             }

@@ -2,6 +2,9 @@
 //! `&impl GenericClient` (a pooled connection or a transaction). Values are
 //! always bound parameters; only validated shard names are spliced in.
 
+pub mod jobs;
+pub mod schema;
+
 use deadpool_postgres::{ClientWrapper, GenericClient};
 use ecoshard_core::wire::User;
 use tokio_postgres::error::{Severity, SqlState};

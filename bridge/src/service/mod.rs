@@ -1,6 +1,11 @@
 //! `AppState`: everything a request handler needs, cheap to clone (one `Arc`).
 //! `AppState::start` prepares the database and starts the monitor.
 
+pub mod failover;
+pub mod input;
+pub(crate) mod reads;
+pub mod rebalance;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -11,10 +16,10 @@ use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_postgres::error::SqlState;
 
-use crate::failover::Failover;
-use crate::nodes::Cluster;
+use crate::cluster::Cluster;
+use crate::cluster::topology::Topology;
 use crate::routing::Routing;
-use crate::topology::Topology;
+use crate::service::failover::Failover;
 use ecoshard_postgres::LocalCluster;
 
 /// How to run the bridge.
@@ -45,9 +50,9 @@ pub struct BridgeConfig {
     /// Host names served besides `localhost` and IP literals (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
     /// The token state-changing requests need (`--token`), if any.
-    pub token: Option<crate::api::Token>,
+    pub token: Option<crate::http::Token>,
     /// Longest one node may take to answer one read (see
-    /// [`crate::nodes::Cluster::read_timeout`]).
+    /// [`crate::cluster::Cluster::read_timeout`]).
     pub read_timeout: std::time::Duration,
 }
 
@@ -65,12 +70,12 @@ impl BridgeConfig {
             create_database: true,
             max_in_flight: 512,
             max_event_clients: 64,
-            rebalance_batch: crate::rebalance::DEFAULT_BATCH_ROWS,
+            rebalance_batch: crate::service::rebalance::DEFAULT_BATCH_ROWS,
             local: None,
             auto_failover: false,
             allowed_hosts: Vec::new(),
             token: None,
-            read_timeout: crate::nodes::DEFAULT_READ_TIMEOUT,
+            read_timeout: crate::cluster::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -81,7 +86,7 @@ pub enum StartError {
     /// The primary could not be reached or refused.
     Primary(String),
     /// Preparing the schema failed.
-    Schema(crate::schema::SchemaError),
+    Schema(crate::db::schema::SchemaError),
     /// The stored or given layout is invalid.
     Layout(ecoshard_core::Error),
     /// The given layout is valid but not one the bridge applies to a database.
@@ -111,7 +116,7 @@ pub struct AppState {
 struct Inner {
     cluster: Arc<Cluster>,
     routing: Routing,
-    rebalance: crate::rebalance::Rebalancer,
+    rebalance: crate::service::rebalance::Rebalancer,
     mode: ClusterMode,
     counters: Counters,
     ticks: broadcast::Sender<Arc<str>>,
@@ -122,8 +127,8 @@ struct Inner {
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
     in_flight: Semaphore,
-    event_clients: crate::api::EventClients,
-    edge: crate::api::EdgeRules,
+    event_clients: crate::http::EventClients,
+    edge: crate::http::EdgeRules,
     web_dir: Option<PathBuf>,
     failover: Failover,
 }
@@ -152,7 +157,7 @@ impl AppState {
             .map_err(StartError::Layout)?;
         if config.initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
             return Err(StartError::Unsupported(
-                crate::rebalance::BOUNDED_LOAD_REFUSAL,
+                crate::service::rebalance::BOUNDED_LOAD_REFUSAL,
             ));
         }
         if config.create_database {
@@ -170,10 +175,10 @@ impl AppState {
             .get()
             .await
             .map_err(|error| StartError::Primary(pool_error(&error)))?;
-        let view = crate::schema::prepare(&mut client, &config.initial_layout)
+        let view = crate::db::schema::prepare(&mut client, &config.initial_layout)
             .await
             .map_err(StartError::Schema)?;
-        let startup = crate::rebalance::startup(&mut client, &view).await?;
+        let startup = crate::service::rebalance::startup(&mut client, &view).await?;
         drop(client);
         if view.layout != config.initial_layout {
             tracing::info!(
@@ -193,7 +198,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 cluster,
                 routing: Routing::with_table(startup.table),
-                rebalance: crate::rebalance::Rebalancer::new(
+                rebalance: crate::service::rebalance::Rebalancer::new(
                     config.rebalance_batch,
                     startup.last_job,
                 ),
@@ -206,16 +211,16 @@ impl AppState {
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
-                event_clients: crate::api::EventClients::new(config.max_event_clients),
-                edge: crate::api::EdgeRules::new(&config.allowed_hosts, config.token),
+                event_clients: crate::http::EventClients::new(config.max_event_clients),
+                edge: crate::http::EdgeRules::new(&config.allowed_hosts, config.token),
                 web_dir: config.web_dir,
                 failover: Failover::new(config.local, config.auto_failover),
             }),
         };
-        crate::monitor::check_nodes(state.cluster()).await;
-        crate::monitor::start(&state).await;
+        crate::cluster::monitor::check_nodes(state.cluster()).await;
+        crate::cluster::monitor::start(&state).await;
         if let Some(pending) = startup.pending {
-            crate::rebalance::resume(&state, pending);
+            crate::service::rebalance::resume(&state, pending);
         }
         Ok(state)
     }
@@ -231,7 +236,7 @@ impl AppState {
     }
 
     /// The rebalance job, running or last.
-    pub fn rebalancer(&self) -> &crate::rebalance::Rebalancer {
+    pub fn rebalancer(&self) -> &crate::service::rebalance::Rebalancer {
         &self.inner.rebalance
     }
 
@@ -256,12 +261,12 @@ impl AppState {
     }
 
     /// The event stream's clients and their slots.
-    pub fn event_clients(&self) -> &crate::api::EventClients {
+    pub fn event_clients(&self) -> &crate::http::EventClients {
         &self.inner.event_clients
     }
 
     /// Which hosts, origins and token requests need.
-    pub(crate) fn edge(&self) -> &crate::api::EdgeRules {
+    pub(crate) fn edge(&self) -> &crate::http::EdgeRules {
         &self.inner.edge
     }
 
@@ -383,7 +388,7 @@ async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
         Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(error) => return Err(StartError::Primary(crate::db::describe(&error))),
     }
-    if !crate::schema::is_plain_identifier(&database) {
+    if !crate::db::schema::is_plain_identifier(&database) {
         return Err(StartError::Primary(format!(
             "database {database:?} does not exist, and only names of a-z 0-9 _ are created"
         )));

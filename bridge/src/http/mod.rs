@@ -3,10 +3,13 @@
 //! at `/`, compression, body limits.
 
 mod cluster;
+pub mod error;
 mod events;
 mod guard;
 mod layout;
 mod nodes;
+pub mod page;
+pub mod server;
 mod users;
 
 pub use events::EventClients;
@@ -21,8 +24,8 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -55,7 +58,7 @@ pub fn app(state: AppState) -> Router {
             limit_in_flight,
         ));
     let web_dir = state.web_dir().cloned();
-    crate::web::mount(Router::new().nest("/api", api), web_dir.as_deref())
+    crate::http::page::mount(Router::new().nest("/api", api), web_dir.as_deref())
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

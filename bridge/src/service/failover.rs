@@ -3,7 +3,7 @@
 //! (`--auto-failover`), and saying clearly why a write or a strong read is
 //! refused meanwhile, or why its outcome is unknown. Writes are bounded in
 //! time: none waits on a dead or silent primary for more than
-//! [`WRITE_TIMEOUT`] (reads: [`crate::nodes::Cluster::read_timeout`]).
+//! [`WRITE_TIMEOUT`] (reads: [`crate::cluster::Cluster::read_timeout`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,8 +13,8 @@ use axum::http::StatusCode;
 use ecoshard_core::wire::{Consistency, FailoverEvent, FailoverView};
 use tokio_postgres::types::PgLsn;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
 use ecoshard_postgres::LocalCluster;
 
 /// Health checks of the primary failed in a row before a failover is
@@ -178,7 +178,7 @@ async fn run(state: &AppState, down_since: Instant) {
             let event = FailoverEvent {
                 from: promotion.from,
                 to: promotion.to,
-                at_ms: crate::monitor::now_ms(),
+                at_ms: crate::cluster::monitor::now_ms(),
                 detect_ms: millis(decided.duration_since(down_since)),
                 promote_ms: millis(promotion.promote_time),
                 total_ms: millis(down_since.elapsed()),

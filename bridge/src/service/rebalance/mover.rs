@@ -16,9 +16,9 @@ use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::{Pending, build_placement, off_workers, store};
+use crate::db::schema::shard_schema;
 use crate::routing::{Placement, RoutingTable, wait_unshared};
-use crate::schema::shard_schema;
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// Longest the mover waits for requests holding an old routing table.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -135,11 +135,11 @@ async fn create_shards(state: &AppState, layout: &Layout) -> Result<u64, Failure
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::state::pool_error(&error)))?;
+        .map_err(|error| Failure::Retry(crate::service::pool_error(&error)))?;
     store::create_shards(&mut client, layout)
         .await
         .map_err(|error| match error {
-            crate::schema::SchemaError::Db(error) => Failure::from(error),
+            crate::db::schema::SchemaError::Db(error) => Failure::from(error),
             other => Failure::Fatal(other.to_string()),
         })
 }
@@ -158,7 +158,7 @@ async fn work(
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::state::pool_error(&error)))?;
+        .map_err(|error| Failure::Retry(crate::service::pool_error(&error)))?;
     let routers = routers(&pending.from.layout, &pending.to.layout).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
@@ -326,13 +326,13 @@ async fn drop_shards(state: &AppState, names: &[&str]) {
         Err(error) => {
             tracing::warn!(
                 "dropping shards {names:?}: {}; the next start drops them",
-                crate::state::pool_error(&error)
+                crate::service::pool_error(&error)
             );
             return;
         }
     };
     for name in names {
-        match crate::schema::drop_shard_if_empty(&mut client, name).await {
+        match crate::db::schema::drop_shard_if_empty(&mut client, name).await {
             Ok(true) => tracing::info!("dropped the schema of shard {name}"),
             Ok(false) => tracing::warn!("shard {name} is not empty; its schema is kept"),
             Err(error) => tracing::warn!("dropping shard {name}: {error}"),

@@ -2,7 +2,7 @@
 //! parameterised anyway; these rules keep the data clean and refuse anything
 //! that looks like an injection attempt with a clear 4xx.
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Longest `user_id`, in bytes.
 pub const MAX_USER_ID_LEN: usize = 64;

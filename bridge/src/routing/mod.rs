@@ -9,14 +9,16 @@
 //! commit; a swap takes it exclusively, so no write under the old table is
 //! still running when the first write under the new one starts.
 
+pub mod batch;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::LayoutView;
 use ecoshard_core::{Layout, Router};
 
-use crate::batch::BatchSql;
-use crate::schema::shard_schema;
+use crate::db::schema::shard_schema;
+use crate::routing::batch::BatchSql;
 
 /// `created_at` as RFC 3339 in UTC, microseconds.
 pub(crate) const CREATED_AT: &str =

@@ -8,9 +8,9 @@ use ecoshard_core::Layout;
 use ecoshard_core::wire::RebalanceJob;
 
 use super::{Json, Path};
-use crate::error::ApiError;
-use crate::rebalance::Applied;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::service::AppState;
+use crate::service::rebalance::Applied;
 
 /// `PUT /api/layout`: 202 and the job (with its plan when it was ready
 /// within `rebalance::PLAN_WAIT`); 200 and the layout in force when
@@ -30,9 +30,10 @@ pub async fn apply(
     })?;
     // On a task of its own: a client that hangs up must not cancel a job
     // half begun (stored, but its routing not swapped yet).
-    let applied = tokio::spawn(async move { crate::rebalance::apply(&state, layout).await })
-        .await
-        .map_err(|error| ApiError::internal("applying a layout", error))??;
+    let applied =
+        tokio::spawn(async move { crate::service::rebalance::apply(&state, layout).await })
+            .await
+            .map_err(|error| ApiError::internal("applying a layout", error))??;
     Ok(match applied {
         Applied::InForce(view) => (StatusCode::OK, axum::Json(view)).into_response(),
         Applied::Started(job) => (StatusCode::ACCEPTED, axum::Json(job)).into_response(),
@@ -44,5 +45,7 @@ pub async fn job(
     State(state): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<axum::Json<RebalanceJob>, ApiError> {
-    crate::rebalance::job(&state, id).await.map(axum::Json)
+    crate::service::rebalance::job(&state, id)
+        .await
+        .map(axum::Json)
 }

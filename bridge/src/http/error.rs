@@ -86,7 +86,7 @@ impl IntoResponse for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection;
-        if caused_by::<crate::server::BodyTimedOut>(&rejection) {
+        if caused_by::<crate::http::server::BodyTimedOut>(&rejection) {
             return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
@@ -112,7 +112,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                     "body_too_large",
                     format!(
                         "the body is over the limit of {} bytes",
-                        crate::api::MAX_BODY_BYTES
+                        crate::http::MAX_BODY_BYTES
                     ),
                 )
             }

@@ -21,15 +21,15 @@ use serde::Deserialize;
 use tokio_postgres::types::PgLsn;
 
 use super::{Json, Path, Query};
-use crate::batch::InsertAnswer;
+use crate::cluster::{Node, checkout, discard};
 use crate::db::{self, Stage, WriteFailure};
-use crate::error::ApiError;
-use crate::failover::{self, WRITE_TIMEOUT};
-use crate::nodes::{Node, checkout, discard};
-use crate::reads::{self, Found, ReadError};
+use crate::http::error::ApiError;
+use crate::routing::batch::InsertAnswer;
 use crate::routing::{RoutingTable, ShardSql};
-use crate::state::AppState;
-use crate::validate;
+use crate::service::AppState;
+use crate::service::failover::{self, WRITE_TIMEOUT};
+use crate::service::input as validate;
+use crate::service::reads::{self, Found, ReadError};
 
 /// Most users one bulk insert makes.
 pub const MAX_BULK: u64 = 10_000;
@@ -591,7 +591,7 @@ fn unique_prefix() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     format!(
         "b{}-{}-",
-        crate::monitor::now_ms(),
+        crate::cluster::monitor::now_ms(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
     )
 }

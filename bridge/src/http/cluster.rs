@@ -3,8 +3,8 @@
 use axum::extract::State;
 use ecoshard_core::wire::{ClusterView, Health, LayoutView, Stats};
 
-use crate::nodes::Node;
-use crate::state::AppState;
+use crate::cluster::Node;
+use crate::service::AppState;
 
 /// Liveness: answers as long as the bridge runs.
 pub async fn health() -> axum::Json<Health> {
