@@ -411,10 +411,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` adjusts (default: info for ecoshard, warn for the rest).
+/// What is logged unless `RUST_LOG` says otherwise: info from ecoshard's
+/// own crates (the binary, the bridge library, the local cluster's
+/// launcher), warnings from the rest.
+const DEFAULT_LOG_FILTER: &str = "warn,ecoshard=info,ecoshard_bridge=info,ecoshard_postgres=info";
+
+/// Logs to stderr; `RUST_LOG` adjusts (default: [`DEFAULT_LOG_FILTER`]).
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ecoshard_bridge=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
