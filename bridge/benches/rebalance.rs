@@ -149,7 +149,7 @@ fn main() {
         rates.sort_by(f64::total_cmp);
         summary.push((*batch, rates));
     }
-    let batch = ecoshard_bridge::service::rebalance::DEFAULT_BATCH_ROWS;
+    let batch = ecoshard_bridge::DEFAULT_BATCH_ROWS;
     let _bridge = serve(&scratch.0, pg_port, &addr, batch);
     rebalance(&addr, r#"{"strategy":"ring","shards":3}"#);
     let (job, wall) = rebalance(&addr, r#"{"strategy":"ring","shards":4}"#);

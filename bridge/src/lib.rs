@@ -12,7 +12,12 @@ pub mod routing;
 pub mod service;
 
 pub use cluster::topology::Topology;
+pub use cluster::topology::local_config;
 pub use ecoshard_postgres::{ClusterOptions, LocalCluster};
+pub use http::Token;
 pub use http::app;
 pub use http::error::ApiError;
+pub use http::server::{ServerOptions, serve, serve_with, shutdown_signal};
+pub use service::rebalance::DEFAULT_BATCH_ROWS;
+pub use service::ticks::TICK;
 pub use service::{AppState, BridgeConfig};

@@ -877,7 +877,7 @@ async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
     let state = bridge(the_cluster(), "t_events", ring(3)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(ecoshard_bridge::http::server::serve(
+    let server = tokio::spawn(ecoshard_bridge::serve(
         listener,
         state.clone(),
         std::future::pending(),

@@ -112,7 +112,7 @@ async fn wait_healthy(state: &AppState) {
         "the cluster is not healthy: {:?}",
         view(state).await
     );
-    tokio::time::sleep(ecoshard_bridge::cluster::monitor::TICK * 2).await;
+    tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
 }
 
 fn data_dir(local: &LocalCluster, node: &str) -> std::path::PathBuf {

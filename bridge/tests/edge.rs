@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{Answer, free_ports, get, send};
-use ecoshard_bridge::http::Token;
-use ecoshard_bridge::http::server::ServerOptions;
+use ecoshard_bridge::ServerOptions;
+use ecoshard_bridge::Token;
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
 use ecoshard_core::wire::{ApiErrorBody, LayoutView, NodeAction};
 use ecoshard_core::{Layout, StrategyKind};
@@ -71,7 +71,7 @@ async fn serve(state: &AppState, options: ServerOptions) -> SocketAddr {
 /// The bridge served on `listener` until the test ends.
 fn serve_on(listener: TcpListener, state: &AppState, options: ServerOptions) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(ecoshard_bridge::http::server::serve_with(
+    tokio::spawn(ecoshard_bridge::serve_with(
         listener,
         state.clone(),
         options,

@@ -114,7 +114,7 @@ async fn wait_all_streaming(state: &AppState) {
         "the standbys did not stream: {:?}",
         view(state).await
     );
-    tokio::time::sleep(ecoshard_bridge::cluster::monitor::TICK * 2).await;
+    tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
 }
 
 /// Reads known keys in a loop (eventual and read-your-writes) until told to

@@ -9,7 +9,7 @@ use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, PlanSummary};
 use tokio_postgres::types::PgLsn;
 
-use crate::db::schema::{SCHEMA_LOCK, ensure_shards};
+use crate::db::schema::{SCHEMA_LOCK, ensure_shards, shard_schema};
 
 /// A job as stored.
 #[derive(Clone, Debug)]
@@ -347,5 +347,92 @@ fn from_row(row: &tokio_postgres::Row) -> StoredJob {
         moving_ms: row.get::<_, i64>(6).max(0) as u64,
         plan: plan.and_then(|json| serde_json::from_str(&json).ok()),
         error: row.get(8),
+    }
+}
+
+/// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
+/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`,
+/// or no row when the job is not running (the caller then rolls back).
+pub fn move_sql(from: &str, to: &str) -> String {
+    format!(
+        "WITH moved AS (
+             DELETE FROM {from}.users WHERE user_id = ANY($1)
+             RETURNING user_id, name, email, created_at),
+         inserted AS (
+             INSERT INTO {to}.users (user_id, name, email, created_at)
+             SELECT user_id, name, email, created_at FROM moved
+             RETURNING 1)
+         UPDATE ecoshard.rebalance
+            SET moved = moved + (SELECT count(*) FROM inserted), moving_ms = $3
+          WHERE id = $2 AND state = 'running'
+         RETURNING moved",
+        from = shard_schema(from),
+        to = shard_schema(to),
+    )
+}
+
+/// [`move_sql`] from `from` to `to`, prepared on `client`.
+pub async fn prepare_move(
+    client: &impl GenericClient,
+    from: &str,
+    to: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    client.prepare(&move_sql(from, to)).await
+}
+
+/// Moves `ids` with `statement` (from [`prepare_move`]) in a transaction of
+/// its own and counts them in job `id`'s `moved` (with `moving_ms`, the time
+/// spent moving so far); answers the job's `moved`. `None`, and nothing
+/// moved (rolled back), when the database does not hold the job running.
+pub async fn move_batch(
+    client: &mut deadpool_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    ids: &[String],
+    id: u64,
+    moving_ms: u64,
+) -> Result<Option<u64>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(statement, &[&ids, &(id as i64), &(moving_ms as i64)])
+        .await?
+    else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    tx.commit().await?;
+    Ok(Some(row.get::<_, i64>(0).max(0) as u64))
+}
+
+/// Every `user_id` of each shard of `names`, by shard name.
+pub async fn shard_keys(
+    client: &impl GenericClient,
+    names: impl IntoIterator<Item = &str>,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, tokio_postgres::Error> {
+    let mut keys = std::collections::BTreeMap::new();
+    for name in names {
+        let rows = client
+            .query(
+                &format!("SELECT user_id FROM {}.users", shard_schema(name)),
+                &[],
+            )
+            .await?;
+        keys.insert(
+            name.to_string(),
+            rows.iter().map(|row| row.get(0)).collect(),
+        );
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_sql_names_both_shards_and_binds_every_value() {
+        let sql = move_sql("s0", "s3");
+        assert!(sql.contains("DELETE FROM \"shard_s0\".users WHERE user_id = ANY($1)"));
+        assert!(sql.contains("INSERT INTO \"shard_s3\".users"));
+        assert!(sql.contains("WHERE id = $2"));
     }
 }

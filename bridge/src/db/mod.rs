@@ -2,15 +2,21 @@
 //! `&impl GenericClient` (a pooled connection or a transaction). Values are
 //! always bound parameters; only validated shard names are spliced in.
 
+mod health;
 pub mod jobs;
 pub mod schema;
+mod shard;
+
+pub use health::{NodeCheck, Replication, RowEstimate, analyze, check, replay_lsn, row_estimates};
+
+pub use shard::{
+    BatchRow, BatchSql, CREATED_AT, MAX_BATCH_SHARDS, ShardSql, Written, insert_batch, select_batch,
+};
 
 use deadpool_postgres::{ClientWrapper, GenericClient};
 use ecoshard_core::wire::User;
 use tokio_postgres::error::{Severity, SqlState};
 use tokio_postgres::types::{PgLsn, ToSql, Type};
-
-use crate::routing::ShardSql;
 
 /// What a single insert gives back.
 #[derive(Debug)]
@@ -242,7 +248,7 @@ pub fn user_at(row: &tokio_postgres::Row, from: usize) -> User {
 /// `SELECT … FROM first UNION ALL SELECT … FROM second LIMIT 1`, with the
 /// position (0 or 1) of the shard that answered as a fifth column.
 fn select_from_either(first: &ShardSql, second: &ShardSql) -> String {
-    use crate::routing::CREATED_AT;
+    use CREATED_AT;
     format!(
         "(SELECT user_id, name, email, {CREATED_AT}, 0 FROM {} WHERE user_id = $1) \
          UNION ALL \
@@ -268,9 +274,7 @@ pub async fn insert_user_unless_in(
     let sql = format!(
         "INSERT INTO {} (user_id, name, email) SELECT $1, $2, $3 \
          WHERE NOT EXISTS (SELECT 1 FROM {} WHERE user_id = $1 FOR SHARE) RETURNING {}",
-        shard.table,
-        old_shard.table,
-        crate::routing::CREATED_AT
+        shard.table, old_shard.table, CREATED_AT
     );
     let params: [(&(dyn ToSql + Sync), Type); 3] = [
         (&user_id, Type::TEXT),
@@ -359,73 +363,6 @@ pub async fn count_stored_users(
         client.query_one(&lsn, &[])
     )?;
     Ok((count.get::<_, i64>(0).max(0) as u64, lsn.get(0)))
-}
-
-/// PostgreSQL's estimate of one shard table's rows.
-#[derive(Debug, PartialEq)]
-pub struct RowEstimate {
-    /// The shard's schema (`shard_<name>`).
-    pub schema: String,
-    /// `n_live_tup`.
-    pub rows: u64,
-    /// Not vacuumed or analyzed since the server's statistics began: when
-    /// they began anew (a crash; a promoted standby has none of the old
-    /// primary's), `n_live_tup` counts only what changed since, and an
-    /// `ANALYZE` gives the table an estimate again.
-    pub needs_analyze: bool,
-}
-
-/// The row estimates of the `users` tables of `schemas`, from the
-/// statistics PostgreSQL keeps (`pg_stat_user_tables.n_live_tup`), and when
-/// those statistics began (`pg_stat_bgwriter.stats_reset`: a crash, a
-/// reset, or the start of a standby from a base backup starts them anew).
-/// One catalog query whatever the tables hold; no table is read or locked.
-pub async fn row_estimates(
-    client: &impl GenericClient,
-    schemas: &[String],
-) -> Result<(Vec<RowEstimate>, Option<std::time::SystemTime>), tokio_postgres::Error> {
-    let statement = client.prepare_cached(ROW_ESTIMATES).await?;
-    let rows = client.query(&statement, &[&schemas]).await?;
-    let began = rows.first().and_then(|row| row.get(3));
-    let estimates = rows
-        .iter()
-        .map(|row| RowEstimate {
-            schema: row.get(0),
-            rows: row.get::<_, i64>(1).max(0) as u64,
-            needs_analyze: row.get(2),
-        })
-        .collect();
-    Ok((estimates, began))
-}
-
-/// Not vacuumed or analyzed since the statistics began.
-const ROW_ESTIMATES: &str = "SELECT s.schemaname::text, s.n_live_tup,
-        s.last_vacuum IS NULL AND s.last_autovacuum IS NULL
-        AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL,
-        (SELECT stats_reset FROM pg_stat_bgwriter)
-   FROM pg_stat_user_tables s
-  WHERE s.relname = 'users' AND s.schemaname = ANY($1)";
-
-/// `ANALYZE` of one shard's table, skipped when it is locked: samples at
-/// most 300 × `default_statistics_target` rows whatever the table's size,
-/// and sets its row estimate.
-pub async fn analyze(
-    client: &impl GenericClient,
-    shard: &ShardSql,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!("ANALYZE (SKIP_LOCKED) {}", shard.table))
-        .await
-}
-
-/// Replay position of a standby (`None` when it is not one).
-pub async fn replay_lsn(
-    client: &impl GenericClient,
-) -> Result<Option<PgLsn>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("SELECT pg_last_wal_replay_lsn()")
-        .await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
 /// Whether the error is a duplicate key.

@@ -247,6 +247,41 @@ pub fn shard_schema(shard: &str) -> String {
     format!("\"shard_{shard}\"")
 }
 
+/// Creates the database `config` names on the server it points at, when
+/// it does not exist (only plain names: see [`is_plain_identifier`]);
+/// whether it created it. Another bridge creating it first is fine.
+pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<bool, String> {
+    use tokio_postgres::error::SqlState;
+    let database = config.get_dbname().unwrap_or("ecomarket").to_string();
+    match config.connect(tokio_postgres::NoTls).await {
+        Ok(_) => return Ok(false),
+        Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(error) => return Err(super::describe(&error)),
+    }
+    if !is_plain_identifier(&database) {
+        return Err(format!(
+            "database {database:?} does not exist, and only names of a-z 0-9 _ are created"
+        ));
+    }
+    let mut config = config.clone();
+    config.dbname("postgres");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|error| super::describe(&error))?;
+    let connection = tokio::spawn(connection);
+    let created = client
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await;
+    drop(client);
+    let _ = connection.await;
+    match created {
+        Ok(()) => Ok(true),
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+        Err(error) => Err(super::describe(&error)),
+    }
+}
+
 /// Whether `name` is a database name the bridge will create: `[a-z_][a-z0-9_]*`, ≤ 63.
 pub fn is_plain_identifier(name: &str) -> bool {
     !name.is_empty()

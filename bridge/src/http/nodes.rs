@@ -114,7 +114,7 @@ pub async fn start(
     })
     .await
     .map_err(|error| action_failed("starting", &name, &error))?;
-    crate::cluster::monitor::check_nodes(state.cluster()).await;
+    crate::cluster::monitor::check_nodes(state.cluster(), crate::service::ticks::now_ms()).await;
     let primary = state.cluster().primary().name().to_string();
     let message = match rebuilt {
         _ if primary == name => format!("started {name}, the primary"),

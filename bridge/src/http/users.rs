@@ -22,10 +22,11 @@ use tokio_postgres::types::PgLsn;
 
 use super::{Json, Path, Query};
 use crate::cluster::{Node, checkout, discard};
+use crate::db::ShardSql;
 use crate::db::{self, Stage, WriteFailure};
 use crate::http::error::ApiError;
+use crate::routing::RoutingTable;
 use crate::routing::batch::InsertAnswer;
-use crate::routing::{RoutingTable, ShardSql};
 use crate::service::AppState;
 use crate::service::failover::{self, WRITE_TIMEOUT};
 use crate::service::input as validate;
@@ -591,7 +592,7 @@ fn unique_prefix() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     format!(
         "b{}-{}-",
-        crate::cluster::monitor::now_ms(),
+        crate::service::ticks::now_ms(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
     )
 }

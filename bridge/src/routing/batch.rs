@@ -32,15 +32,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
 use ecoshard_core::wire::User;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_postgres::types::{PgLsn, ToSql};
+use tokio_postgres::types::PgLsn;
 
 use crate::cluster::{CheckoutError, checkout, discard};
-use crate::db::{self, Inserted, Stage, WriteError, WriteFailure};
-use crate::routing::{CREATED_AT, ShardSql};
+use crate::db::{self, BatchRow, BatchSql, Inserted, WriteFailure, Written};
 #[cfg(doc)]
 use crate::service::failover::WRITE_TIMEOUT;
 
@@ -50,75 +49,6 @@ pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Requests in one statement at most.
 pub const MAX_BATCH: usize = 128;
-
-/// Layouts with more shards than this go row by row: their statements would
-/// carry a part per shard, most of them over an empty array.
-pub const MAX_BATCH_SHARDS: usize = 16;
-
-/// The statements of one layout's batches.
-#[derive(Debug)]
-pub struct BatchSql {
-    /// Per shard, in layout order: the single-key `SELECT` (a batch of one).
-    selects: Vec<String>,
-    /// Per shard: the single-row `INSERT … RETURNING created_at`.
-    inserts: Vec<String>,
-    /// Every shard's rows for an array of keys each, tagged with the shard's
-    /// position: `SELECT 0, … FROM s0 WHERE user_id = ANY($1) UNION ALL …`.
-    select_all: String,
-    /// Every shard's inserts from three arrays each (ids, names, e-mails),
-    /// the rows written tagged with the shard's position.
-    insert_all: String,
-}
-
-impl BatchSql {
-    /// The statements for a layout's shards; `None` when it has too many
-    /// shards to batch.
-    pub fn new(shards: &[ShardSql]) -> Option<Self> {
-        if shards.len() > MAX_BATCH_SHARDS {
-            return None;
-        }
-        let mut selects = Vec::with_capacity(shards.len());
-        let mut inserts = Vec::with_capacity(shards.len());
-        let mut select_parts = Vec::with_capacity(shards.len());
-        let mut insert_parts = Vec::with_capacity(shards.len());
-        let mut insert_results = Vec::with_capacity(shards.len());
-        for (index, shard) in shards.iter().enumerate() {
-            let table = &shard.table;
-            selects.push(shard.select.clone());
-            inserts.push(shard.insert.clone());
-            select_parts.push(format!(
-                "SELECT {index}::int4, user_id, name, email, {CREATED_AT} FROM {table} \
-                 WHERE user_id = ANY(${}::text[])",
-                index + 1
-            ));
-            let first = 3 * index + 1;
-            insert_parts.push(format!(
-                "i{index} AS (INSERT INTO {table} (user_id, name, email) \
-                 SELECT * FROM unnest(${first}::text[], ${}::text[], ${}::text[]) \
-                 ON CONFLICT (user_id) DO NOTHING RETURNING user_id, {CREATED_AT} AS created_at)",
-                first + 1,
-                first + 2
-            ));
-            insert_results.push(format!(
-                "SELECT {index}::int4, user_id, created_at FROM i{index}"
-            ));
-        }
-        Some(BatchSql {
-            selects,
-            inserts,
-            select_all: select_parts.join(" UNION ALL "),
-            insert_all: format!(
-                "WITH {} {}",
-                insert_parts.join(", "),
-                insert_results.join(" UNION ALL ")
-            ),
-        })
-    }
-
-    fn shards(&self) -> usize {
-        self.selects.len()
-    }
-}
 
 /// Why a read batch found no answer: said once, given to each of its reads.
 #[derive(Clone, Debug)]
@@ -439,45 +369,21 @@ async fn read_rows(
     let client = checkout(pool, deadline)
         .await
         .map_err(|error| Failure::checkout(&error))?;
-    match tokio::time::timeout_at(deadline, select_rows(&client, group)).await {
+    let keys: Vec<(usize, &str)> = group
+        .iter()
+        .map(|read| (read.shard, read.key.as_str()))
+        .collect();
+    let Some(sql) = group.first().map(|read| &read.sql) else {
+        return Ok(HashMap::new());
+    };
+    let select = db::select_batch(&client, sql, &keys);
+    match tokio::time::timeout_at(deadline, select).await {
         Ok(rows) => rows.map_err(|error| Failure::query(&error)),
         Err(_) => {
             discard(client);
             Err(Failure::timed_out(limit))
         }
     }
-}
-
-async fn select_rows(
-    client: &Object,
-    group: &[Read],
-) -> Result<HashMap<(usize, String), User>, tokio_postgres::Error> {
-    let mut found = HashMap::with_capacity(group.len());
-    if let [only] = group {
-        let select = client.prepare_cached(&only.sql.selects[only.shard]).await?;
-        if let Some(row) = client.query_opt(&select, &[&only.key]).await? {
-            found.insert((only.shard, only.key.clone()), db::user_at(&row, 0));
-        }
-        return Ok(found);
-    }
-    let Some(sql) = group.first().map(|read| &read.sql) else {
-        return Ok(found);
-    };
-    let mut keys: Vec<Vec<&str>> = vec![Vec::new(); sql.shards()];
-    for read in group {
-        keys[read.shard].push(&read.key);
-    }
-    let params: Vec<&(dyn ToSql + Sync)> = keys
-        .iter()
-        .map(|keys| keys as &(dyn ToSql + Sync))
-        .collect();
-    let select = client.prepare_cached(&sql.select_all).await?;
-    for row in client.query(&select, &params).await? {
-        let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
-        let user = db::user_at(&row, 1);
-        found.insert((shard, user.user_id.clone()), user);
-    }
-    Ok(found)
 }
 
 impl Job for Insert {
@@ -530,9 +436,6 @@ impl Job for Insert {
     }
 }
 
-/// Rows written, by (shard position, id): their `created_at`.
-type Written = HashMap<(usize, String), String>;
-
 /// Writes `group` (distinct ids) in one statement, so one commit; answers
 /// `created_at` of each row written and the WAL position read after the
 /// commit. Bounded by `deadline`: past it the connection is closed, and the
@@ -545,7 +448,19 @@ async fn write_rows(
     let client = checkout(pool, deadline)
         .await
         .map_err(|error| error.not_taken())?;
-    match tokio::time::timeout_at(deadline, insert_rows(&client, group)).await {
+    let Some(sql) = group.first().map(|insert| &insert.sql) else {
+        return Ok((HashMap::new(), PgLsn::from(0)));
+    };
+    let rows: Vec<BatchRow<'_>> = group
+        .iter()
+        .map(|insert| BatchRow {
+            shard: insert.shard,
+            user_id: &insert.user_id,
+            name: &insert.name,
+            email: &insert.email,
+        })
+        .collect();
+    match tokio::time::timeout_at(deadline, db::insert_batch(&client, sql, &rows)).await {
         Ok(Ok(written)) => Ok(written),
         Ok(Err(error)) => match error.failure() {
             // Only a single-row insert reports an id taken as an error.
@@ -560,52 +475,6 @@ async fn write_rows(
             })
         }
     }
-}
-
-async fn insert_rows(client: &Object, group: &[Insert]) -> Result<(Written, PgLsn), WriteError> {
-    let mut written = HashMap::with_capacity(group.len());
-    let Some(sql) = group.first().map(|insert| &insert.sql) else {
-        return Ok((written, PgLsn::from(0)));
-    };
-    if let [only] = group {
-        let inserted = db::insert_returning(
-            client,
-            &sql.inserts[only.shard],
-            &only.user_id,
-            &only.name,
-            &only.email,
-        )
-        .await?;
-        let lsn = inserted.as_ref().map_or(PgLsn::from(0), |row| row.lsn);
-        if let Some(inserted) = inserted {
-            written.insert((only.shard, only.user_id.clone()), inserted.created_at);
-        }
-        return Ok((written, lsn));
-    }
-    let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
-    for insert in group {
-        let [ids, names, emails] = &mut columns[insert.shard];
-        ids.push(&insert.user_id);
-        names.push(&insert.name);
-        emails.push(&insert.email);
-    }
-    let params: Vec<&(dyn ToSql + Sync)> = columns
-        .iter()
-        .flat_map(|shard| shard.iter().map(|column| column as &(dyn ToSql + Sync)))
-        .collect();
-    let insert = client
-        .prepare_cached(&sql.insert_all)
-        .await
-        .map_err(|error| WriteError {
-            stage: Stage::BeforeCommit,
-            error,
-        })?;
-    let (rows, lsn) = db::then_lsn(client, client.query(&insert, &params)).await?;
-    for row in rows {
-        let shard = usize::try_from(row.get::<_, i32>(0)).unwrap_or(usize::MAX);
-        written.insert((shard, row.get::<_, String>(1)), row.get::<_, String>(2));
-    }
-    Ok((written, lsn))
 }
 
 #[cfg(test)]
@@ -629,28 +498,8 @@ mod tests {
     }
 
     fn sql() -> Arc<BatchSql> {
-        let shards = [ShardSql::new("s0"), ShardSql::new("s1")];
+        let shards = [db::ShardSql::new("s0"), db::ShardSql::new("s1")];
         Arc::new(BatchSql::new(&shards).expect("two shards batch"))
-    }
-
-    #[test]
-    fn one_statement_covers_every_shard_with_arrays() {
-        let sql = sql();
-        assert_eq!(sql.shards(), 2);
-        assert!(sql.select_all.contains("WHERE user_id = ANY($1::text[])"));
-        assert!(sql.select_all.contains(" UNION ALL SELECT 1::int4,"));
-        assert!(sql.select_all.contains("WHERE user_id = ANY($2::text[])"));
-        assert!(sql.insert_all.contains(
-            "unnest($4::text[], $5::text[], $6::text[]) ON CONFLICT (user_id) DO NOTHING"
-        ));
-        assert!(
-            sql.insert_all
-                .ends_with("SELECT 1::int4, user_id, created_at FROM i1")
-        );
-        let many: Vec<ShardSql> = (0..=MAX_BATCH_SHARDS)
-            .map(|n| ShardSql::new(&format!("s{n}")))
-            .collect();
-        assert!(BatchSql::new(&many).is_none());
     }
 
     const LIMIT: Duration = Duration::from_secs(5);

@@ -1,4 +1,5 @@
-//! Which shard a key goes to, from the core, and the SQL for that shard.
+//! Which shard a key goes to, from the core, and the statements of that
+//! shard (built by `db`).
 //!
 //! The routing table is swapped whole (an `Arc` behind a lock), so a request
 //! sees one consistent layout. It holds a previous layout while a rebalance
@@ -17,52 +18,7 @@ use std::time::{Duration, Instant};
 use ecoshard_core::wire::LayoutView;
 use ecoshard_core::{Layout, Router};
 
-use crate::db::schema::shard_schema;
-use crate::routing::batch::BatchSql;
-
-/// `created_at` as RFC 3339 in UTC, microseconds.
-pub(crate) const CREATED_AT: &str =
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-
-/// The SQL of one shard, built once per layout.
-#[derive(Debug)]
-pub struct ShardSql {
-    /// Shard name.
-    pub name: String,
-    /// `shard_<name>`, as the catalog has it (unquoted).
-    pub schema: String,
-    /// `"shard_<name>".users`.
-    pub table: String,
-    /// `INSERT … ($1 id, $2 name, $3 email) RETURNING created_at text`.
-    pub insert: String,
-    /// Bulk insert from three `text[]`.
-    pub insert_many: String,
-    /// `SELECT user_id, name, email, created_at text … WHERE user_id = $1`.
-    pub select: String,
-}
-
-impl ShardSql {
-    /// The SQL of the shard named `name` (a name the core validated).
-    pub(crate) fn new(name: &str) -> Self {
-        let schema = shard_schema(name);
-        let table = format!("{schema}.users");
-        ShardSql {
-            name: name.to_string(),
-            schema: schema.trim_matches('"').to_owned(),
-            table: table.clone(),
-            insert: format!(
-                "INSERT INTO {table} (user_id, name, email) VALUES ($1, $2, $3) RETURNING {CREATED_AT}"
-            ),
-            insert_many: format!(
-                "INSERT INTO {table} (user_id, name, email) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
-            ),
-            select: format!(
-                "SELECT user_id, name, email, {CREATED_AT} FROM {table} WHERE user_id = $1"
-            ),
-        }
-    }
-}
+use crate::db::{BatchSql, ShardSql};
 
 /// One layout, built: its version, router and per-shard SQL.
 #[derive(Debug)]

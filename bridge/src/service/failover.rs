@@ -178,7 +178,7 @@ async fn run(state: &AppState, down_since: Instant) {
             let event = FailoverEvent {
                 from: promotion.from,
                 to: promotion.to,
-                at_ms: crate::cluster::monitor::now_ms(),
+                at_ms: super::ticks::now_ms(),
                 detect_ms: millis(decided.duration_since(down_since)),
                 promote_ms: millis(promotion.promote_time),
                 total_ms: millis(down_since.elapsed()),

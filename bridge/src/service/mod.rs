@@ -5,6 +5,7 @@ pub mod failover;
 pub mod input;
 pub(crate) mod reads;
 pub mod rebalance;
+pub mod ticks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,6 @@ use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
 use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
 use tokio::sync::{Semaphore, broadcast, watch};
-use tokio_postgres::error::SqlState;
 
 use crate::cluster::Cluster;
 use crate::cluster::topology::Topology;
@@ -217,8 +217,8 @@ impl AppState {
                 failover: Failover::new(config.local, config.auto_failover),
             }),
         };
-        crate::cluster::monitor::check_nodes(state.cluster()).await;
-        crate::cluster::monitor::start(&state).await;
+        crate::cluster::monitor::check_nodes(state.cluster(), ticks::now_ms()).await;
+        ticks::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::service::rebalance::resume(&state, pending);
         }
@@ -378,41 +378,16 @@ async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
     let Some(primary) = topology.nodes.first() else {
         return Err(StartError::Primary("no primary given".into()));
     };
-    let database = primary
-        .config
-        .get_dbname()
-        .unwrap_or("ecomarket")
-        .to_string();
-    match primary.config.connect(tokio_postgres::NoTls).await {
-        Ok(_) => return Ok(()),
-        Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
-        Err(error) => return Err(StartError::Primary(crate::db::describe(&error))),
-    }
-    if !crate::db::schema::is_plain_identifier(&database) {
-        return Err(StartError::Primary(format!(
-            "database {database:?} does not exist, and only names of a-z 0-9 _ are created"
-        )));
-    }
-    let mut config = primary.config.clone();
-    config.dbname("postgres");
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|error| StartError::Primary(crate::db::describe(&error)))?;
-    let connection = tokio::spawn(connection);
-    let created = client
-        .batch_execute(&format!("CREATE DATABASE {database}"))
-        .await;
-    drop(client);
-    let _ = connection.await;
-    match created {
-        Ok(()) => {
-            tracing::info!("created database {database}");
+    match crate::db::schema::ensure_database(&primary.config).await {
+        Ok(true) => {
+            tracing::info!(
+                "created database {}",
+                primary.config.get_dbname().unwrap_or_default()
+            );
             Ok(())
         }
-        // Another bridge made it first.
-        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
-        Err(error) => Err(StartError::Primary(crate::db::describe(&error))),
+        Ok(false) => Ok(()),
+        Err(why) => Err(StartError::Primary(why)),
     }
 }
 

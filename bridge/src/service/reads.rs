@@ -18,8 +18,9 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db;
-use crate::routing::batch::BatchSql;
-use crate::routing::{RoutingTable, ShardSql};
+use crate::db::BatchSql;
+use crate::db::ShardSql;
+use crate::routing::RoutingTable;
 
 /// Deadlines one read may run past before it gives up.
 pub(crate) const MAX_TIMEOUTS: usize = 2;

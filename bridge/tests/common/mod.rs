@@ -154,8 +154,7 @@ pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> toki
     // A standby may not have replayed the database's creation yet: retry a while.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let config =
-            ecoshard_bridge::cluster::topology::local_config(&cluster.endpoint(&node), database);
+        let config = ecoshard_bridge::local_config(&cluster.endpoint(&node), database);
         match config.connect(tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
                 tokio::spawn(connection);
@@ -203,5 +202,5 @@ pub async fn wait_standbys_ready(state: &AppState) {
     .await;
     assert!(ready, "standbys did not become ready");
     // One more tick so the rotation reflects it.
-    tokio::time::sleep(ecoshard_bridge::cluster::monitor::TICK * 2).await;
+    tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
 }

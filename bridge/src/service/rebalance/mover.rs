@@ -16,7 +16,6 @@ use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::{Pending, build_placement, off_workers, store};
-use crate::db::schema::shard_schema;
 use crate::routing::{Placement, RoutingTable, wait_unshared};
 use crate::service::AppState;
 
@@ -215,23 +214,16 @@ async fn move_rows(
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let base_ms = job.moving_ms;
-    let id = job.id as i64;
     for ((from, to), keys) in moves {
-        let statement = client.prepare(&move_sql(from, to)).await?;
+        let statement = store::prepare_move(&*client, from, to).await?;
         for batch in keys.chunks(batch_rows) {
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
-            // A transaction of its own, so that a batch whose job is gone
-            // (the UPDATE finds no running row) moves nothing.
-            let tx = client.transaction().await?;
-            let Some(row) = tx
-                .query_opt(&statement, &[&batch, &id, &(moving_ms as i64)])
-                .await?
+            let Some(moved) =
+                store::move_batch(client, &statement, batch, job.id, moving_ms).await?
             else {
-                tx.rollback().await?;
                 return Err(Failure::Fatal(GONE.into()));
             };
-            tx.commit().await?;
-            job.moved = row.get::<_, i64>(0).max(0) as u64;
+            job.moved = moved;
             job.moving_ms = base_ms + started.elapsed().as_millis() as u64;
             let (moved, rows_per_sec) = (
                 job.moved,
@@ -244,27 +236,6 @@ async fn move_rows(
         }
     }
     Ok(())
-}
-
-/// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
-/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`,
-/// or no row when the job is not running (the caller then rolls back).
-fn move_sql(from: &str, to: &str) -> String {
-    format!(
-        "WITH moved AS (
-             DELETE FROM {from}.users WHERE user_id = ANY($1)
-             RETURNING user_id, name, email, created_at),
-         inserted AS (
-             INSERT INTO {to}.users (user_id, name, email, created_at)
-             SELECT user_id, name, email, created_at FROM moved
-             RETURNING 1)
-         UPDATE ecoshard.rebalance
-            SET moved = moved + (SELECT count(*) FROM inserted), moving_ms = $3
-          WHERE id = $2 AND state = 'running'
-         RETURNING moved",
-        from = shard_schema(from),
-        to = shard_schema(to),
-    )
 }
 
 /// After the completing commit: routing by the new layout alone (standbys
@@ -368,20 +339,7 @@ pub(super) async fn scan(
         .chain(&to.shards)
         .map(|shard| shard.name.as_str())
         .collect();
-    let mut keys = Keys::new();
-    for name in names {
-        let rows = client
-            .query(
-                &format!("SELECT user_id FROM {}.users", shard_schema(name)),
-                &[],
-            )
-            .await?;
-        keys.insert(
-            name.to_string(),
-            rows.iter().map(|row| row.get(0)).collect(),
-        );
-    }
-    Ok(keys)
+    store::shard_keys(client, names).await
 }
 
 /// Rows in a shard that is not their owner under `owner`, by (from, to),
@@ -508,13 +466,5 @@ mod tests {
                 assert_eq!(&owner.locate_shard(id.as_bytes()).name, to);
             }
         }
-    }
-
-    #[test]
-    fn move_sql_names_both_shards_and_binds_every_value() {
-        let sql = move_sql("s0", "s3");
-        assert!(sql.contains("DELETE FROM \"shard_s0\".users WHERE user_id = ANY($1)"));
-        assert!(sql.contains("INSERT INTO \"shard_s3\".users"));
-        assert!(sql.contains("WHERE id = $2"));
     }
 }
