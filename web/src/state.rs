@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use ecoshard_core::{
     DEFAULT_LOAD_FACTOR, DEFAULT_SEED, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, Shard,
-    StrategyKind,
+    StrategyKind, thousands,
 };
 use yew::Reducible;
 
@@ -126,13 +126,16 @@ impl Explorer {
     }
 
     /// Applies one action; returns the new state (unchanged when the action
-    /// asks for nothing new or for something out of bounds).
+    /// asks for nothing new or for something out of bounds: the fields say
+    /// why before they send it, see [`shard_count_entry`]).
     pub fn apply(&self, action: ExplorerAction) -> Explorer {
         let mut next = self.clone();
         match action {
             ExplorerAction::SetStrategy(strategy) => next.strategy = strategy,
             ExplorerAction::SetShardCount(count) => {
-                let count = count.clamp(1, MAX_SHARDS);
+                if !(1..=MAX_SHARDS).contains(&count) {
+                    return self.clone();
+                }
                 let target = Shard::numbered(count);
                 if target == self.after {
                     return self.clone();
@@ -155,7 +158,12 @@ impl Explorer {
                 next.before = self.after.clone();
                 next.after.retain(|shard| shard.name != name);
             }
-            ExplorerAction::SetKeyCount(count) => next.key_count = count.clamp(1, MAX_KEYS),
+            ExplorerAction::SetKeyCount(count) => {
+                if !(1..=MAX_KEYS).contains(&count) {
+                    return self.clone();
+                }
+                next.key_count = count;
+            }
             ExplorerAction::SetSeed(seed) => next.params.seed = seed,
             ExplorerAction::SetVnodes(vnodes) => next.params.vnodes = vnodes,
             ExplorerAction::SetTableSize(size) => next.params.table_size = size,
@@ -238,6 +246,58 @@ pub fn strategy_title(strategy: StrategyKind) -> &'static str {
     }
 }
 
+/// The shard-count field's text as a count, or the sentence shown beside the
+/// field: nothing is clamped, a count out of range is said and the page keeps
+/// the last valid change.
+pub fn shard_count_entry(text: &str) -> Result<usize, String> {
+    whole_number_entry(text, "a shard count", 1, MAX_SHARDS as u64).map(|count| count as usize)
+}
+
+/// The key-count field's text as a count, or why it is not one.
+pub fn key_count_entry(text: &str) -> Result<u32, String> {
+    whole_number_entry(text, "a key count", 1, u64::from(MAX_KEYS)).map(|count| count as u32)
+}
+
+/// The seed field's text as a seed, or why it is not one.
+pub fn seed_entry(text: &str) -> Result<u64, String> {
+    whole_number_entry(text, "a seed", 0, u64::MAX)
+}
+
+/// A parameter's text as a whole number of its type; whether the value suits
+/// the strategy is the core's to say (its refusal is shown beside the fields).
+pub fn parameter_entry(text: &str, what: &str) -> Result<u32, String> {
+    whole_number_entry(text, what, 0, u64::from(u32::MAX)).map(|value| value as u32)
+}
+
+/// The load factor's text as a number (the core checks its range).
+pub fn load_factor_entry(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(factor) if factor.is_finite() => Ok(factor),
+        _ if text.is_empty() => Err("Type a load factor, such as 1.05.".to_string()),
+        _ => Err(format!("{text} is not a load factor")),
+    }
+}
+
+/// A whole number in `min..=max`, written plainly or as a float with no
+/// fraction (`1e3`); anything else is named with the range it must be in.
+fn whole_number_entry(text: &str, what: &str, min: u64, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let range = format!("{} to {}", thousands(min), thousands(max));
+    if text.is_empty() {
+        return Err(format!("Type {what}: {range}."));
+    }
+    let value = text.parse::<u64>().ok().or_else(|| {
+        let float = text.parse::<f64>().ok()?;
+        let whole = float.fract() == 0.0 && (0.0..=max as f64).contains(&float);
+        whole.then_some(float as u64)
+    });
+    match value {
+        Some(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(format!("{text} is not {what}: {range}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +353,7 @@ mod tests {
         assert_eq!(start.apply(SetShardCount(4)), start, "already 4");
         let single = start.apply(SetShardCount(1));
         assert_eq!(single.apply(RemoveShard("s0".into())), single);
-        let full = start.apply(SetShardCount(10_000));
+        let full = start.apply(SetShardCount(MAX_SHARDS));
         assert_eq!(full.after.len(), MAX_SHARDS);
         assert_eq!(full.apply(AddShard), full);
     }
@@ -306,8 +366,6 @@ mod tests {
         assert_eq!(ring.strategy, StrategyKind::Maglev);
         assert_eq!((ring.before.len(), ring.after.len()), (3, 4));
         assert_eq!(ring.revision, 1);
-        assert_eq!(start.apply(SetKeyCount(0)).key_count, 1);
-        assert_eq!(start.apply(SetKeyCount(u32::MAX)).key_count, MAX_KEYS);
         assert_eq!(start.apply(Replay).revision, 1);
         assert_eq!(
             start.apply(SetKeyCount(DEFAULT_KEYS)),
@@ -337,5 +395,83 @@ mod tests {
             )
         );
         assert_eq!(start.apply(RemoveShard("s0".into())).cli_command(), None);
+    }
+
+    #[test]
+    fn out_of_range_counts_change_nothing_instead_of_being_clamped() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        for action in [
+            SetShardCount(0),
+            SetShardCount(MAX_SHARDS + 1),
+            SetShardCount(100),
+            SetShardCount(usize::MAX),
+            SetKeyCount(0),
+            SetKeyCount(MAX_KEYS + 1),
+        ] {
+            assert_eq!(start.apply(action.clone()), start, "{action:?}");
+        }
+        assert_eq!(start.apply(SetKeyCount(MAX_KEYS)).key_count, MAX_KEYS);
+        assert_eq!(start.apply(SetKeyCount(1)).key_count, 1);
+    }
+
+    #[test]
+    fn field_text_is_a_value_or_a_sentence_saying_why_not() {
+        fn check<T: std::fmt::Debug + PartialEq>(
+            got: Result<T, String>,
+            expected: Result<T, &str>,
+        ) {
+            assert_eq!(got, expected.map_err(str::to_string));
+        }
+        check(shard_count_entry("4"), Ok(4));
+        check(shard_count_entry(" 64 "), Ok(64));
+        check(shard_count_entry("1e1"), Ok(10));
+        check(
+            shard_count_entry("0"),
+            Err("0 is not a shard count: 1 to 64"),
+        );
+        check(
+            shard_count_entry("100"),
+            Err("100 is not a shard count: 1 to 64"),
+        );
+        check(
+            shard_count_entry("-3"),
+            Err("-3 is not a shard count: 1 to 64"),
+        );
+        check(
+            shard_count_entry("2.5"),
+            Err("2.5 is not a shard count: 1 to 64"),
+        );
+        check(shard_count_entry(""), Err("Type a shard count: 1 to 64."));
+        check(key_count_entry("1000000"), Ok(1_000_000));
+        check(
+            key_count_entry("0"),
+            Err("0 is not a key count: 1 to 1,000,000"),
+        );
+        check(
+            key_count_entry("1000001"),
+            Err("1000001 is not a key count: 1 to 1,000,000"),
+        );
+        check(seed_entry("18446744073709551615"), Ok(u64::MAX));
+        check(
+            seed_entry("-1"),
+            Err("-1 is not a seed: 0 to 18,446,744,073,709,551,615"),
+        );
+        check(parameter_entry("1000", "a table size"), Ok(1_000));
+        check(parameter_entry("0", "a table size"), Ok(0));
+        check(
+            parameter_entry("4294967296", "a table size"),
+            Err("4294967296 is not a table size: 0 to 4,294,967,295"),
+        );
+        check(load_factor_entry("1.05"), Ok(1.05));
+        check(load_factor_entry("0.5"), Ok(0.5));
+        check(
+            load_factor_entry(""),
+            Err("Type a load factor, such as 1.05."),
+        );
+        check(
+            load_factor_entry("1e999"),
+            Err("1e999 is not a load factor"),
+        );
     }
 }

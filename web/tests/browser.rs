@@ -228,6 +228,64 @@ async fn strategy_shard_count_and_add_shard_agree_with_the_core() {
 
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
+async fn the_shard_count_applies_as_it_is_typed_and_says_what_it_refuses() {
+    let (_server, browser) = open_page(1280, 800).await;
+    moved_after(&browser, "Ring · 3 → 4 shards").await;
+    browser
+        .eval(
+            "window.__changes = 0;
+             document.querySelector('#shard-count')
+                 .addEventListener('change', () => window.__changes++);
+             return true",
+        )
+        .await;
+    // Typed, no Enter, no leaving the field: applied once the typing settles.
+    browser.type_over("#shard-count", "5").await;
+    let five = ["s0", "s1", "s2", "s3", "s4"];
+    assert_eq!(
+        moved_after(&browser, "Ring · 4 → 5 shards").await,
+        core_plan(StrategyKind::Ring, &five[..4], &five, 2_000).moved
+    );
+    let (changes, focused) = (
+        browser.eval("return window.__changes").await,
+        browser.eval("return document.activeElement.id").await,
+    );
+    assert_eq!((changes, focused), (0.into(), "shard-count".into()));
+    // Out of range: said beside the field, nothing clamped, the page keeps
+    // the last valid change.
+    for (typed, refusal) in [
+        ("0", "0 is not a shard count: 1 to 64"),
+        ("100", "100 is not a shard count: 1 to 64"),
+    ] {
+        browser.type_over("#shard-count", typed).await;
+        browser
+            .until(
+                refusal,
+                10,
+                &format!(
+                    "return document.querySelector('#shard-count-error')?.textContent === {}",
+                    Value::String(refusal.to_string())
+                ),
+            )
+            .await;
+        let kicker = browser.text(".summary .kicker").await;
+        assert!(kicker.contains("4 → 5 shards"), "{kicker}");
+        assert_eq!(browser.text(".chips").await.matches('×').count(), 5);
+    }
+    browser.screenshot("explorer-shard-count-refused").await;
+    browser.type_over("#shard-count", "6").await;
+    moved_after(&browser, "Ring · 5 → 6 shards").await;
+    assert!(
+        browser
+            .eval("return document.querySelector('#shard-count-error') === null")
+            .await
+            == true
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`"]
 async fn removing_a_chosen_shard_moves_exactly_its_keys_on_the_ring() {
     let (_server, browser) = open_page(1440, 1500).await;
     moved_after(&browser, "Ring · 3 → 4 shards").await;

@@ -315,6 +315,21 @@ impl Browser {
             .expect("typing into a field");
     }
 
+    /// Replaces the field's text by typing `text` over it (select all, then
+    /// the keys), without Enter and without leaving the field.
+    pub async fn type_over(&self, css: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css}: {error}"));
+        // Control down, "a", Control up: select what the field holds.
+        field
+            .send_keys(&format!("\u{E009}a\u{E009}{text}"))
+            .await
+            .expect("typing into a field");
+    }
+
     /// Saves a PNG screenshot as `<target>/screenshots/<name>.png`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("taking a screenshot");
