@@ -16,6 +16,7 @@ pub mod live;
 pub mod palette;
 pub mod scenario;
 pub mod state;
+pub mod verdict;
 
 /// Mounts the page into `#app`, replacing the loading message (or into
 /// `<body>` when there is no `#app`). Called once by the wasm start function.

@@ -167,7 +167,8 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium window of `width × height`.
+    /// Starts chromedriver and a headless Chromium whose page viewport is
+    /// `width × height` CSS pixels.
     pub async fn start(width: u32, height: u32) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
@@ -230,6 +231,23 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("opening a Chromium session through chromedriver");
+        // The window is larger than the page's viewport by its frame: make the
+        // viewport itself `width × height`, as on a screen of that size.
+        let frame = client
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]",
+                Vec::new(),
+            )
+            .await
+            .expect("reading the window's frame");
+        let (extra_width, extra_height) = (
+            frame[0].as_u64().unwrap_or(0) as u32,
+            frame[1].as_u64().unwrap_or(0) as u32,
+        );
+        client
+            .set_window_size(width + extra_width, height + extra_height)
+            .await
+            .expect("sizing the window");
         Browser {
             client,
             driver: ProcessGroup(group.0.take()),
