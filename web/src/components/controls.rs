@@ -23,6 +23,9 @@ pub struct ControlsProps {
 
 const KEY_PRESETS: [u32; 5] = [300, 2_000, 10_000, 100_000, 1_000_000];
 
+/// How long a field's text must stay the same before it is applied.
+pub const TYPING_SETTLES_MS: u32 = 300;
+
 /// The control panel.
 #[function_component]
 pub fn Controls(props: &ControlsProps) -> Html {
@@ -42,44 +45,7 @@ pub fn Controls(props: &ControlsProps) -> Html {
 
     html! {
         <aside class="controls card">
-            <section>
-                <h3>{ "Strategy" }</h3>
-                <div class="strategies" role="radiogroup">
-                    { for StrategyKind::ALL.iter().map(|kind| {
-                        let selected = *kind == strategy;
-                        let bounded = *kind == StrategyKind::BoundedLoad;
-                        html! {
-                            <>
-                                <button
-                                    id={format!("strategy-{}", kind.name())}
-                                    class={classes!("strategy", selected.then_some("selected"))}
-                                    role="radio"
-                                    aria-checked={selected.to_string()}
-                                    onclick={act(ExplorerAction::SetStrategy(*kind))}
-                                >
-                                    <span class="strategy-name">
-                                        { strategy_title(*kind) }
-                                        if bounded {
-                                            <span class="strategy-param" id="load-factor-shown">{ format!("c = {}", state.params.load_factor) }</span>
-                                        }
-                                    </span>
-                                    <span class="strategy-blurb">{ strategy_blurb(*kind) }</span>
-                                </button>
-                                if bounded && selected {
-                                    <div class="strategy-detail">
-                                        <NumberField
-                                            id="load-factor" label="load factor c" value={state.params.load_factor.to_string()}
-                                            min={MIN_LOAD_FACTOR.to_string()} max={MAX_LOAD_FACTOR.to_string()} step="0.01"
-                                            on_commit={entry_then(&props.on_action, load_factor_entry, ExplorerAction::SetLoadFactor)}
-                                        />
-                                        <p class="hint">{ "The cap, ⌈c × mean⌉ keys a shard, is drawn on the load bars. The page starts at 1.05: the core's 1.25 seldom binds with 160 virtual nodes." }</p>
-                                    </div>
-                                }
-                            </>
-                        }
-                    }) }
-                </div>
-            </section>
+            { strategy_list(state, &props.on_action) }
 
             <section>
                 <h3>{ "Shards" }</h3>
@@ -158,8 +124,55 @@ pub fn Controls(props: &ControlsProps) -> Html {
     }
 }
 
-/// How long a field's text must stay the same before it is applied.
-pub const TYPING_SETTLES_MS: u32 = 300;
+/// The strategies, each with its one-line description; bounded-load shows its
+/// load factor, and takes a new one under it when chosen.
+fn strategy_list(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html {
+    let strategy = state.strategy;
+    html! {
+        <section>
+            <h3>{ "Strategy" }</h3>
+            <div class="strategies" role="radiogroup">
+                { for StrategyKind::ALL.iter().map(|kind| {
+                    let selected = *kind == strategy;
+                    let bounded = *kind == StrategyKind::BoundedLoad;
+                    html! {
+                        <>
+                            <button
+                                id={format!("strategy-{}", kind.name())}
+                                class={classes!("strategy", selected.then_some("selected"))}
+                                role="radio"
+                                aria-checked={selected.to_string()}
+                                onclick={{
+                                    let on_action = on_action.clone();
+                                    let kind = *kind;
+                                    Callback::from(move |_: MouseEvent| on_action.emit(ExplorerAction::SetStrategy(kind)))
+                                }}
+                            >
+                                <span class="strategy-name">
+                                    { strategy_title(*kind) }
+                                    if bounded {
+                                        <span class="strategy-param" id="load-factor-shown">{ format!("c = {}", state.params.load_factor) }</span>
+                                    }
+                                </span>
+                                <span class="strategy-blurb">{ strategy_blurb(*kind) }</span>
+                            </button>
+                            if bounded && selected {
+                                <div class="strategy-detail">
+                                    <NumberField
+                                        id="load-factor" label="load factor c" value={state.params.load_factor.to_string()}
+                                        min={MIN_LOAD_FACTOR.to_string()} max={MAX_LOAD_FACTOR.to_string()} step="0.01" inputmode="decimal"
+                                        on_commit={entry_then(on_action, load_factor_entry, ExplorerAction::SetLoadFactor)}
+                                    />
+                                    <p class="hint">{ "The cap, ⌈c × mean⌉ keys a shard, is drawn on the load bars. The page starts at 1.05: the core's 1.25 seldom binds with 160 virtual nodes." }</p>
+                                </div>
+                            }
+                        </>
+                    }
+                }) }
+            </div>
+        </section>
+    }
+}
 
 /// A commit callback: reads the field's text with `entry`; a value is sent as
 /// the action, a refusal comes back as the sentence shown beside the field.
@@ -194,6 +207,9 @@ struct NumberFieldProps {
     min: AttrValue,
     max: AttrValue,
     step: AttrValue,
+    /// The keyboard a phone shows: whole numbers unless told.
+    #[prop_or(AttrValue::Static("numeric"))]
+    inputmode: AttrValue,
     /// Applies the text; returns why it cannot be applied, if it cannot.
     on_commit: Callback<String, Option<String>>,
 }
@@ -267,7 +283,7 @@ fn NumberField(props: &NumberFieldProps) -> Html {
                 <span class="field-label">{ &props.label }</span>
                 // No `value` attribute: Yew would put it back on every render, over
                 // what is being typed. The effect above shows the state's value.
-                <input ref={input} id={props.id.clone()} type="number" inputmode="decimal"
+                <input ref={input} id={props.id.clone()} type="number" inputmode={props.inputmode.clone()}
                     min={props.min.clone()} max={props.max.clone()} step={props.step.clone()}
                     aria-invalid={refusal.is_some().to_string()}
                     aria-describedby={refusal.is_some().then(|| error_id.clone())}

@@ -142,21 +142,28 @@ pub fn Stage(props: &StageProps) -> Html {
             <div class="stage-box">
                 <canvas ref={canvas} id="stage-canvas" />
             </div>
-            <div class="stage-foot">
-                if !props.scenario.draws_every_key() {
-                    <span class="stage-sample" id="drawn-sample" data-drawn={props.scenario.drawn_count().to_string()}>
-                        { format!("drawing 1 key in {} · {} of {} · every number counts them all", props.scenario.draw_stride, thousands(props.scenario.drawn_count() as u64), thousands(props.scenario.key_count() as u64)) }
-                    </span>
-                }
-                <span class="stage-legend">
-                    <span><i class="key-dot moved" />{ "moved key" }</span>
-                    <span><i class="key-dot stayed" />{ "key that stays" }</span>
-                    if props.scenario.view == View::Ring {
-                        <span><i class="band after" />{ "ring owner after" }</span>
-                        <span><i class="band before" />{ "before" }</span>
-                    }
+            { stage_foot(&props.scenario) }
+        </div>
+    }
+}
+
+/// Under the canvas: the sample drawn, when not every key is, and the legend.
+fn stage_foot(scenario: &Scenario) -> Html {
+    html! {
+        <div class="stage-foot">
+            if !scenario.draws_every_key() {
+                <span class="stage-sample" id="drawn-sample" data-drawn={scenario.drawn_count().to_string()}>
+                    { format!("drawing 1 key in {} · {} of {} · every number counts them all", scenario.draw_stride, thousands(scenario.drawn_count() as u64), thousands(scenario.key_count() as u64)) }
                 </span>
-            </div>
+            }
+            <span class="stage-legend">
+                <span><i class="key-dot moved" />{ "moved key" }</span>
+                <span><i class="key-dot stayed" />{ "key that stays" }</span>
+                if scenario.view == View::Ring {
+                    <span><i class="band after" />{ "ring owner after" }</span>
+                    <span><i class="band before" />{ "before" }</span>
+                }
+            </span>
         </div>
     }
 }
