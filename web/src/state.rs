@@ -125,13 +125,21 @@ impl Explorer {
         self.layout_of(self.strategy, &self.after)
     }
 
-    /// A layout over `shards` under `strategy` with these parameters.
+    /// A layout over `shards` under `strategy` with these parameters. The
+    /// load factor is bounded-load's alone: every other strategy's layout keeps
+    /// the core's default, so the page's own default (see [`PAGE_LOAD_FACTOR`])
+    /// never makes a ring layout differ from the same one in the database.
     pub fn layout_of(&self, strategy: StrategyKind, shards: &[Shard]) -> Layout {
+        let load_factor = if strategy == StrategyKind::BoundedLoad {
+            self.params.load_factor
+        } else {
+            DEFAULT_LOAD_FACTOR
+        };
         Layout::new(strategy, shards.to_vec())
             .with_seed(self.params.seed)
             .with_vnodes(self.params.vnodes)
             .with_table_size(self.params.table_size)
-            .with_load_factor(self.params.load_factor)
+            .with_load_factor(load_factor)
     }
 
     /// Applies one action; returns the new state (unchanged when the action
@@ -445,6 +453,20 @@ mod tests {
             core_default.cli_command().as_deref(),
             Some("ecoshard plan --strategy bounded-load --from 3 --to 4 --keys 2000")
         );
+    }
+
+    #[test]
+    fn the_pages_load_factor_leaves_other_strategies_layouts_as_the_cores() {
+        let explorer = Explorer::default();
+        for strategy in StrategyKind::ALL {
+            let page = explorer.layout_of(strategy, &Shard::numbered(3));
+            let core = Layout::new(strategy, Shard::numbered(3));
+            if strategy == StrategyKind::BoundedLoad {
+                assert_eq!(page, core.with_load_factor(PAGE_LOAD_FACTOR));
+            } else {
+                assert_eq!(page, core, "{strategy}: equal to the database's");
+            }
+        }
     }
 
     #[test]
