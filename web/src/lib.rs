@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod components;
+pub mod entry;
 pub mod format;
 pub mod frame;
 pub mod geometry;

@@ -5,11 +5,13 @@ use ecoshard_core::{MAX_LOAD_FACTOR, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::entry::{
+    key_count_entry, load_factor_entry, parameter_entry, seed_entry, shard_count_entry,
+};
 use crate::hooks::use_debounce;
 use crate::palette::shard_color;
 use crate::state::{
-    Explorer, ExplorerAction, MAX_KEYS, MAX_SHARDS, key_count_entry, load_factor_entry,
-    parameter_entry, seed_entry, shard_count_entry, strategy_blurb, strategy_title,
+    Explorer, ExplorerAction, MAX_KEYS, MAX_SHARDS, strategy_blurb, strategy_title,
 };
 
 /// Props of [`Controls`].
