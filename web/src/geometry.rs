@@ -101,31 +101,7 @@ impl StageGeometry {
         let pad = 24.0 * scale;
         let (ring, bucket_area) = match scenario.view {
             View::Ring => {
-                let size = (height - 2.0 * pad).min(width * 0.48);
-                let outer = size / 2.0;
-                let center = Point {
-                    x: pad + outer,
-                    y: height / 2.0,
-                };
-                let keys_outer = outer * 0.86;
-                let keys_inner = outer * 0.50;
-                let annulus = PI * (keys_outer * keys_outer - keys_inner * keys_inner);
-                let spacing = (annulus / scenario.drawn_count().max(1) as f64).sqrt();
-                let ring = RingGeometry {
-                    center,
-                    band_outer: outer,
-                    band_inner: outer * 0.93,
-                    keys_outer,
-                    keys_inner,
-                    dot_radius: (spacing * 0.34).clamp(0.75 * scale, 4.0 * scale),
-                };
-                let left = center.x + outer + pad * 1.6;
-                let area = Rect {
-                    x: left,
-                    y: pad * 0.5,
-                    w: (width - left - pad).max(10.0),
-                    h: height - pad,
-                };
+                let (ring, area) = ring_layout(width, height, pad, scenario.drawn_count(), scale);
                 (Some(ring), area)
             }
             View::Buckets => (
@@ -147,6 +123,65 @@ impl StageGeometry {
             buckets,
         }
     }
+}
+
+/// The ring and the area left for the buckets: side by side on a wide
+/// stage, the ring above the buckets on a tall one (a phone).
+fn ring_layout(
+    width: f64,
+    height: f64,
+    pad: f64,
+    drawn: usize,
+    scale: f64,
+) -> (RingGeometry, Rect) {
+    let stacked = width < height * 1.1;
+    let size = if stacked {
+        (width - 2.0 * pad).min(height * 0.56)
+    } else {
+        (height - 2.0 * pad).min(width * 0.48)
+    };
+    let outer = size / 2.0;
+    let center = if stacked {
+        Point {
+            x: width / 2.0,
+            y: pad * 0.5 + outer,
+        }
+    } else {
+        Point {
+            x: pad + outer,
+            y: height / 2.0,
+        }
+    };
+    let keys_outer = outer * 0.86;
+    let keys_inner = outer * 0.50;
+    let annulus = PI * (keys_outer * keys_outer - keys_inner * keys_inner);
+    let spacing = (annulus / drawn.max(1) as f64).sqrt();
+    let ring = RingGeometry {
+        center,
+        band_outer: outer,
+        band_inner: outer * 0.93,
+        keys_outer,
+        keys_inner,
+        dot_radius: (spacing * 0.34).clamp(0.75 * scale, 4.0 * scale),
+    };
+    let area = if stacked {
+        let top = center.y + outer + pad * 0.6;
+        Rect {
+            x: pad,
+            y: top,
+            w: width - 2.0 * pad,
+            h: (height - top - pad * 0.25).max(10.0),
+        }
+    } else {
+        let left = center.x + outer + pad * 1.6;
+        Rect {
+            x: left,
+            y: pad * 0.5,
+            w: (width - left - pad).max(10.0),
+            h: height - pad,
+        }
+    };
+    (ring, area)
 }
 
 impl BucketGeometry {
@@ -203,6 +238,28 @@ pub fn stack_pitch(width: f64, height: f64, slots: u32, max_pitch: f64) -> (f64,
             return (pitch, per_row as u32);
         }
         pitch *= 0.97;
+    }
+}
+
+/// Every how many columns a label is drawn so that labels `label_width` wide
+/// (the widest), centred on columns `column_pitch` apart, keep `gap` between
+/// them: 1 while they fit, else the least stride that makes them fit (at 64
+/// shards the names would otherwise overlap into one strip).
+pub fn label_stride(column_pitch: f64, label_width: f64, gap: f64) -> usize {
+    if column_pitch <= 0.0 {
+        return 1;
+    }
+    ((label_width + gap) / column_pitch).ceil().max(1.0) as usize
+}
+
+impl BucketGeometry {
+    /// Distance between neighbouring columns' left edges.
+    pub fn column_pitch(&self) -> f64 {
+        match self.columns.as_slice() {
+            [first, second, ..] => second.x - first.x,
+            [only] => only.w,
+            [] => 0.0,
+        }
     }
 }
 
@@ -302,6 +359,23 @@ mod tests {
         let last = *stage.buckets.columns.last().unwrap();
         assert!(first.x > ring.center.x + ring.band_outer);
         assert!(last.x + last.w <= 1200.0);
+        // On a phone's tall stage the ring sits above the buckets.
+        let tall = StageGeometry::new(388.0, 620.0, 1.0, &scenario);
+        let ring = tall.ring.unwrap();
+        let first = tall.buckets.columns[0];
+        let last = *tall.buckets.columns.last().unwrap();
+        assert!(ring.center.y - ring.band_outer >= 0.0);
+        assert!(ring.center.x - ring.band_outer >= 0.0 && ring.center.x + ring.band_outer <= 388.0);
+        assert!(
+            first.y > ring.center.y + ring.band_outer,
+            "buckets below the ring"
+        );
+        assert!(first.x >= 0.0 && last.x + last.w <= 388.0);
+        assert!(first.y + first.h <= 620.0);
+        assert!(
+            tall.buckets.stack_bottom > tall.buckets.stack_top + 60.0,
+            "room to stack"
+        );
     }
 
     #[test]
@@ -335,5 +409,37 @@ mod tests {
             arc_point(from, to, 0.5, 1.0, 90.0).y >= 90.0,
             "not past the ceiling"
         );
+    }
+
+    #[test]
+    fn column_labels_never_overlap() {
+        fn check(pitch: f64, label: f64, stride: usize) {
+            let got = label_stride(pitch, label, 4.0);
+            assert_eq!(got, stride, "pitch {pitch}, label {label}");
+            // Labels `stride` columns apart keep the gap.
+            assert!(got as f64 * pitch >= label + 4.0 || pitch <= 0.0);
+        }
+        check(120.0, 40.0, 1);
+        check(44.0, 40.0, 1);
+        check(43.0, 40.0, 2);
+        check(11.0, 17.0, 2);
+        check(6.0, 17.0, 4);
+        check(0.0, 17.0, 1);
+    }
+
+    #[test]
+    fn sixty_four_columns_get_a_stride() {
+        let explorer = Explorer::default()
+            .apply(ExplorerAction::SetStrategy(
+                ecoshard_core::StrategyKind::Jump,
+            ))
+            .apply(ExplorerAction::SetShardCount(64));
+        let scenario = crate::scenario::Scenario::compute(&explorer).unwrap();
+        let stage = StageGeometry::new(760.0, 460.0, 1.0, &scenario);
+        let pitch = stage.buckets.column_pitch();
+        assert_eq!(stage.buckets.columns.len(), 64);
+        assert!(pitch > 10.0 && pitch < 12.0, "{pitch}");
+        // "s63" at 10 px is about 17 px wide: every other column is named.
+        assert_eq!(label_stride(pitch, 17.0, 4.0), 2);
     }
 }

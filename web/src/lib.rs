@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod components;
+pub mod entry;
 pub mod format;
 pub mod frame;
 pub mod geometry;
@@ -16,6 +17,7 @@ pub mod live;
 pub mod palette;
 pub mod scenario;
 pub mod state;
+pub mod verdict;
 
 /// Mounts the page into `#app`, replacing the loading message (or into
 /// `<body>` when there is no `#app`), after keeping the bridge's token from

@@ -64,6 +64,9 @@ pub struct Column {
     pub before: Option<u64>,
     /// Keys after, `None` if the shard was removed.
     pub after: Option<u64>,
+    /// The most keys bounded-load lets it take after the change (the core's
+    /// `Router::capacity`); `None` for other strategies and removed shards.
+    pub cap_after: Option<u64>,
     /// Its colour.
     pub color: Rgb,
 }
@@ -78,6 +81,21 @@ impl Column {
     pub fn is_removed(&self) -> bool {
         self.after.is_none()
     }
+
+    /// Whether bounded-load filled it to its cap.
+    pub fn is_full(&self) -> bool {
+        self.cap_after.is_some() && self.after == self.cap_after
+    }
+}
+
+/// What bounded-load's cap did to the change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoundedLoadCap {
+    /// The load factor `c`: no shard takes more than `⌈c × mean⌉` keys.
+    pub load_factor: f64,
+    /// Keys placed on a later shard of the ring than their owner, because the
+    /// owner was full.
+    pub passed_on: u64,
 }
 
 /// The explorer's change, worked out.
@@ -109,6 +127,8 @@ pub struct Scenario {
     pub slot_after: Vec<u32>,
     /// The tallest stack of drawn keys on either side.
     pub max_slots: u32,
+    /// Bounded-load's cap at work; `None` for other strategies.
+    pub bounded: Option<BoundedLoadCap>,
     /// Ring owner (column) of each of [`BAND_SEGMENTS`] arcs before; empty
     /// for the bucket view.
     pub band_before: Vec<u16>,
@@ -156,6 +176,7 @@ impl Scenario {
                 name: name.clone(),
                 before: Some(*keys),
                 after: None,
+                cap_after: None,
                 color: shard_color(name),
             })
             .collect();
@@ -168,14 +189,20 @@ impl Scenario {
                         name: name.clone(),
                         before: None,
                         after: None,
+                        cap_after: None,
                         color: shard_color(name),
                     });
                     columns.len() - 1
                 }
             };
             columns[index].after = Some(*keys);
+            columns[index].cap_after = new.capacity(column_of_new.len(), hashes.len());
             column_of_new.push(index as u16);
         }
+        let bounded = (strategy == StrategyKind::BoundedLoad).then(|| BoundedLoadCap {
+            load_factor: new.layout().load_factor,
+            passed_on: passed_on(new, &plan, &hashes),
+        });
         let draw_stride = draw_stride(hashes.len());
         let drawn: Vec<u32> = (0..hashes.len() as u32).step_by(draw_stride).collect();
         let column_before: Vec<u16> = drawn
@@ -212,6 +239,7 @@ impl Scenario {
             max_slots,
             band_before,
             band_after,
+            bounded,
         }
     }
 
@@ -280,6 +308,17 @@ pub fn stack_slots(
         .max()
         .unwrap_or(0);
     (slot_before, slot_after, tallest)
+}
+
+/// How many keys the plan places elsewhere than their ring owner (the
+/// router's lookup of a single key): under bounded-load, the keys that walked
+/// on past a full shard.
+fn passed_on(router: &Router, plan: &Plan, hashes: &[u64]) -> u64 {
+    hashes
+        .iter()
+        .zip(&plan.after)
+        .filter(|(hash, after)| router.shard_index(**hash) as u32 != **after)
+        .count() as u64
 }
 
 /// The ring owner of [`BAND_SEGMENTS`] evenly spaced positions (segment
@@ -352,15 +391,27 @@ pub fn compare_one(
 
 #[cfg(test)]
 mod tests {
-    use ecoshard_core::{Layout, plan_numbered};
+    use ecoshard_core::{Shard, plan_numbered};
 
     use super::*;
     use crate::state::ExplorerAction;
 
+    /// The core's plan with the explorer's parameters (the page's load
+    /// factor is not the core's default).
     fn core_plan(strategy: StrategyKind, from: u64, to: u64, keys: usize) -> Plan {
-        let old = Layout::with_count(strategy, from).unwrap().build().unwrap();
-        let new = Layout::with_count(strategy, to).unwrap().build().unwrap();
-        plan_numbered(&old, &new, DEFAULT_KEY_PREFIX, keys)
+        let explorer = Explorer::default();
+        let build = |count| {
+            explorer
+                .layout_of(strategy, &Shard::numbered(count))
+                .build()
+                .unwrap()
+        };
+        plan_numbered(
+            &build(from as usize),
+            &build(to as usize),
+            DEFAULT_KEY_PREFIX,
+            keys,
+        )
     }
 
     #[test]
@@ -494,5 +545,39 @@ mod tests {
             .unwrap();
         assert!(maglev.outcome.as_ref().unwrap_err().contains("not a prime"));
         assert!(rows[0].outcome.is_ok(), "modulo ignores the table size");
+    }
+
+    #[test]
+    fn bounded_load_at_the_pages_factor_caps_a_shard_that_ring_would_overfill() {
+        let explorer = Explorer::default();
+        let ring = Scenario::compute(&explorer).unwrap();
+        let bounded = Scenario::compute(
+            &explorer.apply(ExplorerAction::SetStrategy(StrategyKind::BoundedLoad)),
+        )
+        .unwrap();
+        let after = |scenario: &Scenario| -> Vec<Option<u64>> {
+            scenario.columns.iter().map(|column| column.after).collect()
+        };
+        assert_eq!(after(&ring), [Some(464), Some(551), Some(509), Some(476)]);
+        assert_eq!(
+            after(&bounded),
+            [Some(469), Some(525), Some(520), Some(486)]
+        );
+        // ⌈1.05 × 500⌉ on every shard; s1 is held to it.
+        let caps: Vec<Option<u64>> = bounded.columns.iter().map(|c| c.cap_after).collect();
+        assert_eq!(caps, [Some(525); 4]);
+        let full: Vec<&str> = bounded
+            .columns
+            .iter()
+            .filter(|column| column.is_full())
+            .map(|column| column.name.as_str())
+            .collect();
+        assert_eq!(full, ["s1"]);
+        let cap = bounded.bounded.as_ref().unwrap();
+        assert_eq!(cap.load_factor, 1.05);
+        assert_eq!(cap.passed_on, 26, "s1's 551 ring keys less its cap of 525");
+        assert_eq!((ring.plan.moved, bounded.plan.moved), (476, 502));
+        assert!(ring.bounded.is_none());
+        assert!(ring.columns.iter().all(|column| column.cap_after.is_none()));
     }
 }

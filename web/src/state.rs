@@ -38,13 +38,22 @@ pub struct Params {
     pub load_factor: f64,
 }
 
+/// The page's bounded-load factor, not the core's
+/// [`DEFAULT_LOAD_FACTOR`] (1.25): with 160 virtual nodes a shard's ring share
+/// is already within about 10 % of the mean (ring 3 → 4 over 2,000 keys: peak
+/// 1.10 × the mean), so a cap of 1.25 × the mean never binds and bounded-load
+/// would place every key as ring does. At 1.05 the cap visibly acts: on that
+/// change it holds s1 to 525 keys (ring gives it 551), 502 keys move instead
+/// of 476, and the peak falls to 1.05.
+pub const PAGE_LOAD_FACTOR: f64 = 1.05;
+
 impl Default for Params {
     fn default() -> Self {
         Params {
             seed: DEFAULT_SEED,
             vnodes: DEFAULT_VNODES,
             table_size: DEFAULT_TABLE_SIZE,
-            load_factor: DEFAULT_LOAD_FACTOR,
+            load_factor: PAGE_LOAD_FACTOR,
         }
     }
 }
@@ -116,23 +125,34 @@ impl Explorer {
         self.layout_of(self.strategy, &self.after)
     }
 
-    /// A layout over `shards` under `strategy` with these parameters.
+    /// A layout over `shards` under `strategy` with these parameters. The
+    /// load factor is bounded-load's alone: every other strategy's layout keeps
+    /// the core's default, so the page's own default (see [`PAGE_LOAD_FACTOR`])
+    /// never makes a ring layout differ from the same one in the database.
     pub fn layout_of(&self, strategy: StrategyKind, shards: &[Shard]) -> Layout {
+        let load_factor = if strategy == StrategyKind::BoundedLoad {
+            self.params.load_factor
+        } else {
+            DEFAULT_LOAD_FACTOR
+        };
         Layout::new(strategy, shards.to_vec())
             .with_seed(self.params.seed)
             .with_vnodes(self.params.vnodes)
             .with_table_size(self.params.table_size)
-            .with_load_factor(self.params.load_factor)
+            .with_load_factor(load_factor)
     }
 
     /// Applies one action; returns the new state (unchanged when the action
-    /// asks for nothing new or for something out of bounds).
+    /// asks for nothing new or for something out of bounds: the fields say
+    /// why before they send it, see [`crate::entry`]).
     pub fn apply(&self, action: ExplorerAction) -> Explorer {
         let mut next = self.clone();
         match action {
             ExplorerAction::SetStrategy(strategy) => next.strategy = strategy,
             ExplorerAction::SetShardCount(count) => {
-                let count = count.clamp(1, MAX_SHARDS);
+                if !(1..=MAX_SHARDS).contains(&count) {
+                    return self.clone();
+                }
                 let target = Shard::numbered(count);
                 if target == self.after {
                     return self.clone();
@@ -155,7 +175,12 @@ impl Explorer {
                 next.before = self.after.clone();
                 next.after.retain(|shard| shard.name != name);
             }
-            ExplorerAction::SetKeyCount(count) => next.key_count = count.clamp(1, MAX_KEYS),
+            ExplorerAction::SetKeyCount(count) => {
+                if !(1..=MAX_KEYS).contains(&count) {
+                    return self.clone();
+                }
+                next.key_count = count;
+            }
             ExplorerAction::SetSeed(seed) => next.params.seed = seed,
             ExplorerAction::SetVnodes(vnodes) => next.params.vnodes = vnodes,
             ExplorerAction::SetTableSize(size) => next.params.table_size = size,
@@ -173,7 +198,8 @@ impl Explorer {
     }
 
     /// The `ecoshard plan` command that prints the same numbers, when the
-    /// change is expressible on the command line (shards `s0` … on both sides).
+    /// change is expressible on the command line (shards `s0` … on both sides);
+    /// it names every parameter that differs from the command line's default.
     pub fn cli_command(&self) -> Option<String> {
         let numbered = |shards: &[Shard]| *shards == Shard::numbered(shards.len());
         if !numbered(&self.before) || !numbered(&self.after) {
@@ -186,18 +212,18 @@ impl Explorer {
             self.after.len(),
             self.key_count
         );
-        let defaults = Params::default();
-        if self.params.seed != defaults.seed {
+        // Against the command line's defaults, which are the core's.
+        if self.params.seed != DEFAULT_SEED {
             command.push_str(&format!(" --seed {}", self.params.seed));
         }
-        if self.strategy.uses_vnodes() && self.params.vnodes != defaults.vnodes {
+        if self.strategy.uses_vnodes() && self.params.vnodes != DEFAULT_VNODES {
             command.push_str(&format!(" --vnodes {}", self.params.vnodes));
         }
-        if self.strategy == StrategyKind::Maglev && self.params.table_size != defaults.table_size {
+        if self.strategy == StrategyKind::Maglev && self.params.table_size != DEFAULT_TABLE_SIZE {
             command.push_str(&format!(" --table-size {}", self.params.table_size));
         }
         if self.strategy == StrategyKind::BoundedLoad
-            && self.params.load_factor != defaults.load_factor
+            && self.params.load_factor != DEFAULT_LOAD_FACTOR
         {
             command.push_str(&format!(" --load-factor {}", self.params.load_factor));
         }
@@ -222,7 +248,7 @@ pub fn strategy_blurb(strategy: StrategyKind) -> &'static str {
         StrategyKind::Ring => "Karger ring with virtual nodes",
         StrategyKind::Rendezvous => "highest random weight per key",
         StrategyKind::Maglev => "Google's lookup table, near-minimal moves",
-        StrategyKind::BoundedLoad => "ring that caps every shard's load",
+        StrategyKind::BoundedLoad => "ring; no shard over ⌈c × mean⌉ keys",
     }
 }
 
@@ -293,7 +319,7 @@ mod tests {
         assert_eq!(start.apply(SetShardCount(4)), start, "already 4");
         let single = start.apply(SetShardCount(1));
         assert_eq!(single.apply(RemoveShard("s0".into())), single);
-        let full = start.apply(SetShardCount(10_000));
+        let full = start.apply(SetShardCount(MAX_SHARDS));
         assert_eq!(full.after.len(), MAX_SHARDS);
         assert_eq!(full.apply(AddShard), full);
     }
@@ -306,8 +332,6 @@ mod tests {
         assert_eq!(ring.strategy, StrategyKind::Maglev);
         assert_eq!((ring.before.len(), ring.after.len()), (3, 4));
         assert_eq!(ring.revision, 1);
-        assert_eq!(start.apply(SetKeyCount(0)).key_count, 1);
-        assert_eq!(start.apply(SetKeyCount(u32::MAX)).key_count, MAX_KEYS);
         assert_eq!(start.apply(Replay).revision, 1);
         assert_eq!(
             start.apply(SetKeyCount(DEFAULT_KEYS)),
@@ -337,5 +361,55 @@ mod tests {
             )
         );
         assert_eq!(start.apply(RemoveShard("s0".into())).cli_command(), None);
+        // The page's load factor is not the command line's: it is named.
+        assert_eq!(
+            start
+                .apply(SetStrategy(StrategyKind::BoundedLoad))
+                .cli_command()
+                .as_deref(),
+            Some(
+                "ecoshard plan --strategy bounded-load --from 3 --to 4 --keys 2000 \
+                 --load-factor 1.05"
+            )
+        );
+        let core_default = start
+            .apply(SetStrategy(StrategyKind::BoundedLoad))
+            .apply(SetLoadFactor(DEFAULT_LOAD_FACTOR));
+        assert_eq!(
+            core_default.cli_command().as_deref(),
+            Some("ecoshard plan --strategy bounded-load --from 3 --to 4 --keys 2000")
+        );
+    }
+
+    #[test]
+    fn the_pages_load_factor_leaves_other_strategies_layouts_as_the_cores() {
+        let explorer = Explorer::default();
+        for strategy in StrategyKind::ALL {
+            let page = explorer.layout_of(strategy, &Shard::numbered(3));
+            let core = Layout::new(strategy, Shard::numbered(3));
+            if strategy == StrategyKind::BoundedLoad {
+                assert_eq!(page, core.with_load_factor(PAGE_LOAD_FACTOR));
+            } else {
+                assert_eq!(page, core, "{strategy}: equal to the database's");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_counts_change_nothing_instead_of_being_clamped() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        for action in [
+            SetShardCount(0),
+            SetShardCount(MAX_SHARDS + 1),
+            SetShardCount(100),
+            SetShardCount(usize::MAX),
+            SetKeyCount(0),
+            SetKeyCount(MAX_KEYS + 1),
+        ] {
+            assert_eq!(start.apply(action.clone()), start, "{action:?}");
+        }
+        assert_eq!(start.apply(SetKeyCount(MAX_KEYS)).key_count, MAX_KEYS);
+        assert_eq!(start.apply(SetKeyCount(1)).key_count, 1);
     }
 }

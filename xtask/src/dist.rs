@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: builds the page into `<target>/dist` — the web crate
 //! for wasm32 (profile `wasm-release`, or `dev` with `--dev`), then the
 //! `wasm-bindgen` CLI at the version in Cargo.lock (`--target web`, name and
-//! producers sections and debug info stripped), then the static files from
+//! producers sections and debug info stripped), then (not with `--dev`)
+//! binaryen's `wasm-opt` from `cargo xtask setup`, then the static files from
 //! `web/static/`. `<target>` is cargo's target directory (`target/` unless
 //! `CARGO_TARGET_DIR` says otherwise), where the bridge serves `dist/` from.
 
@@ -14,6 +15,28 @@ use crate::util::{cargo, exec, root, target_dir, wasm_bindgen_versions};
 
 /// Name of the generated JS and wasm files (`ecoshard-web.js`, `ecoshard-web_bg.wasm`).
 const OUT_NAME: &str = "ecoshard-web";
+
+/// `wasm-opt`'s arguments. The features are those rustc 1.95 emits for
+/// wasm32-unknown-unknown (the module's `target_features` section), so
+/// binaryen accepts and keeps every instruction wasm-bindgen's output holds.
+/// `-Oz` with binaryen's inlining off: its inlining shrinks the raw bytes but
+/// grows the gzip'd ones, which is what travels (BENCHMARKS.md, Web, Size).
+const WASM_OPT_ARGS: [&str; 14] = [
+    "-Oz",
+    "--always-inline-max-function-size",
+    "0",
+    "--one-caller-inline-max-function-size",
+    "0",
+    "--enable-bulk-memory",
+    "--enable-bulk-memory-opt",
+    "--enable-call-indirect-overlong",
+    "--enable-multivalue",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-reference-types",
+    "--enable-sign-ext",
+    "--strip-producers",
+];
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut dev = false;
@@ -57,6 +80,11 @@ pub(crate) fn build(dev: bool) -> anyhow::Result<PathBuf> {
         .join(profile_dir)
         .join("ecoshard_web.wasm");
     check_bindgen()?;
+    let wasm_opt = if dev {
+        None
+    } else {
+        Some(crate::setup::wasm_opt_script()?)
+    };
 
     let staging = target.join("dist.new");
     if staging.exists() {
@@ -78,6 +106,17 @@ pub(crate) fn build(dev: bool) -> anyhow::Result<PathBuf> {
         bindgen.args(["--remove-name-section", "--remove-producers-section"]);
     }
     exec(&mut bindgen)?;
+    if let Some(script) = wasm_opt {
+        let module = staging.join(format!("{OUT_NAME}_bg.wasm"));
+        exec(
+            Command::new("node")
+                .arg(script)
+                .arg(&module)
+                .arg("-o")
+                .arg(&module)
+                .args(WASM_OPT_ARGS),
+        )?;
+    }
     copy_static(&root().join("web").join("static"), &staging)?;
 
     let dist = target.join("dist");

@@ -1,13 +1,19 @@
 //! Installs what the build and the tests need, skipping what is already there:
 //! the wasm32 target, Debian packages (Chromium, ChromeDriver, PostgreSQL,
-//! docker-compose, Node.js) and the wasm-bindgen CLI at the version in Cargo.lock.
+//! docker-compose, Node.js, npm), the wasm-bindgen CLI at the version in
+//! Cargo.lock, and binaryen's `wasm-opt` from the npm registry at
+//! [`BINARYEN_VERSION`] (it runs under Node.js; Debian's binaryen is too old
+//! to read what rustc emits).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, exec, output, root, wasm_bindgen_versions};
+use crate::util::{cargo, exec, output, root, target_dir, wasm_bindgen_versions};
+
+/// The `binaryen` npm package `cargo xtask dist` runs `wasm-opt` from.
+pub(crate) const BINARYEN_VERSION: &str = "132.0.0";
 
 /// What to make sure of.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +28,8 @@ pub(crate) struct Needs {
     pub(crate) compose: bool,
     /// Node.js, to run wasm tests.
     pub(crate) node: bool,
+    /// binaryen's `wasm-opt` (with Node.js and npm), for the page's release build.
+    pub(crate) wasm_opt: bool,
 }
 
 impl Needs {
@@ -32,6 +40,7 @@ impl Needs {
             postgres: true,
             compose: true,
             node: true,
+            wasm_opt: true,
         }
     }
 
@@ -43,6 +52,7 @@ impl Needs {
             postgres: true,
             compose: false,
             node: false,
+            wasm_opt: true,
         }
     }
 }
@@ -52,6 +62,9 @@ pub(crate) fn run(needs: Needs) -> anyhow::Result<()> {
     debian_packages(needs)?;
     if needs.wasm_bindgen {
         wasm_bindgen_cli()?;
+    }
+    if needs.wasm_opt {
+        binaryen()?;
     }
     Ok(())
 }
@@ -91,8 +104,11 @@ fn debian_packages(needs: Needs) -> anyhow::Result<()> {
     if needs.compose && output(Command::new("docker-compose").arg("version")).is_none() {
         missing.push("docker-compose");
     }
-    if needs.node && output(Command::new("node").arg("--version")).is_none() {
+    if (needs.node || needs.wasm_opt) && output(Command::new("node").arg("--version")).is_none() {
         missing.push("nodejs");
+    }
+    if needs.wasm_opt && output(Command::new("npm").arg("--version")).is_none() {
+        missing.push("npm");
     }
     if missing.is_empty() {
         return Ok(());
@@ -146,4 +162,44 @@ fn wasm_bindgen_cli() -> anyhow::Result<()> {
         "--version",
         &format!("={wanted}"),
     ]))
+}
+
+/// Where `npm install --prefix` puts binaryen: `<target>/binaryen`.
+fn binaryen_prefix() -> anyhow::Result<PathBuf> {
+    Ok(target_dir()?.join("binaryen"))
+}
+
+/// The `wasm-opt` script of the installed binaryen package (run it with
+/// `node`), or why there is none at [`BINARYEN_VERSION`].
+pub(crate) fn wasm_opt_script() -> anyhow::Result<PathBuf> {
+    let package = binaryen_prefix()?.join("node_modules").join("binaryen");
+    let manifest = std::fs::read_to_string(package.join("package.json")).unwrap_or_default();
+    let wanted = format!("\"version\": \"{BINARYEN_VERSION}\"");
+    if !manifest.contains(&wanted) {
+        bail!(
+            "binaryen {BINARYEN_VERSION} (wasm-opt) is not installed under {}: \
+             run `cargo xtask setup`",
+            package.display()
+        );
+    }
+    Ok(package.join("bin").join("wasm-opt"))
+}
+
+/// Installs the binaryen npm package at [`BINARYEN_VERSION`] under the target
+/// directory, unless that version is there already.
+fn binaryen() -> anyhow::Result<()> {
+    if wasm_opt_script().is_ok() {
+        return Ok(());
+    }
+    let prefix = binaryen_prefix()?;
+    std::fs::create_dir_all(&prefix).with_context(|| format!("creating {}", prefix.display()))?;
+    exec(
+        Command::new("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&prefix)
+            .args(["--no-save", "--no-audit", "--no-fund", "--no-package-lock"])
+            .arg(format!("binaryen@{BINARYEN_VERSION}")),
+    )?;
+    wasm_opt_script().map(drop)
 }

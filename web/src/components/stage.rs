@@ -14,13 +14,13 @@ use yew::prelude::*;
 use crate::components::Shared;
 use crate::format::thousands;
 use crate::frame::{Frame, KeySpots};
-use crate::geometry::{ANIMATION_MS, FOOTER, HEADER, Rect, StageGeometry, turn_to_radians};
+use crate::geometry::{
+    ANIMATION_MS, FOOTER, HEADER, Rect, RingGeometry, StageGeometry, label_stride, turn_to_radians,
+};
 use crate::hooks::use_animation;
 use crate::palette::Rgb;
-use crate::scenario::{BAND_SEGMENTS, Scenario, View};
+use crate::scenario::{BAND_SEGMENTS, Column, Scenario, View};
 
-/// Stage height in CSS pixels.
-pub const STAGE_HEIGHT: f64 = 460.0;
 const BACKGROUND: &str = "#0d1424";
 
 /// Props of [`Stage`].
@@ -66,20 +66,15 @@ pub fn Stage(props: &StageProps) -> Html {
     let canvas = use_node_ref();
     let painter = use_mut_ref(|| None::<Painter>);
     let clock = use_mut_ref(Clock::default);
-    let width = use_state(|| 0u32);
+    // The stage box's size in CSS pixels (the stylesheet sizes it to the
+    // window), measured again on every resize.
+    let size = use_state(|| (0u32, 0u32));
 
     {
-        // Follow the container's width.
         let canvas = canvas.clone();
-        let width = width.clone();
+        let size = size.clone();
         use_effect_with((), move |_| {
-            let measure = move || {
-                if let Some(element) = canvas.cast::<HtmlCanvasElement>()
-                    && let Some(parent) = element.parent_element()
-                {
-                    width.set(parent.client_width().max(320) as u32);
-                }
-            };
+            let measure = move || size.set(box_size(&canvas));
             measure();
             let listener = web_sys::window()
                 .map(|window| EventListener::new(&window, "resize", move |_| measure()));
@@ -90,14 +85,20 @@ pub fn Stage(props: &StageProps) -> Html {
         let canvas = canvas.clone();
         let painter = painter.clone();
         let scenario = props.scenario.clone();
-        use_effect_with((scenario, *width), move |(scenario, width)| {
+        use_effect_with((scenario, *size), move |(scenario, _)| {
+            // Measured now: the box's height follows the view, which may
+            // have just changed with the scenario.
+            let (width, height) = box_size(&canvas);
             *painter.borrow_mut() = canvas
                 .cast::<HtmlCanvasElement>()
-                .filter(|_| *width > 0)
-                .and_then(|element| prepare(&element, scenario, f64::from(*width)));
+                .filter(|_| width > 0 && height > 0)
+                .and_then(|element| {
+                    prepare(&element, scenario, f64::from(width), f64::from(height))
+                });
         });
     }
-    let generation = props.revision.wrapping_mul(1 << 16) ^ u64::from(*width);
+    let generation =
+        props.revision.wrapping_mul(1 << 32) ^ (u64::from(size.0) << 16) ^ u64::from(size.1);
     let frame_fn: Rc<dyn Fn(f64) -> bool> = {
         let painter = painter.clone();
         let clock = clock.clone();
@@ -138,22 +139,47 @@ pub fn Stage(props: &StageProps) -> Html {
     };
     html! {
         <div class="card stage" id="stage" data-view={stage_id}>
-            <canvas ref={canvas} id="stage-canvas" />
-            <div class="stage-legend">
+            <div class="stage-box">
+                <canvas ref={canvas} id="stage-canvas" />
+            </div>
+            { stage_foot(&props.scenario) }
+        </div>
+    }
+}
+
+/// Under the canvas: the sample drawn, when not every key is, and the legend.
+fn stage_foot(scenario: &Scenario) -> Html {
+    html! {
+        <div class="stage-foot">
+            if !scenario.draws_every_key() {
+                <span class="stage-sample" id="drawn-sample" data-drawn={scenario.drawn_count().to_string()}>
+                    { format!("drawing 1 key in {} · {} of {} · every number counts them all", scenario.draw_stride, thousands(scenario.drawn_count() as u64), thousands(scenario.key_count() as u64)) }
+                </span>
+            }
+            <span class="stage-legend">
                 <span><i class="key-dot moved" />{ "moved key" }</span>
                 <span><i class="key-dot stayed" />{ "key that stays" }</span>
-                if props.scenario.view == View::Ring {
+                if scenario.view == View::Ring {
                     <span><i class="band after" />{ "ring owner after" }</span>
                     <span><i class="band before" />{ "before" }</span>
                 }
-            </div>
-            if !props.scenario.draws_every_key() {
-                <div class="stage-sample" id="drawn-sample" data-drawn={props.scenario.drawn_count().to_string()}>
-                    { format!("drawing 1 key in {} · {} of {} · every number counts them all", props.scenario.draw_stride, thousands(props.scenario.drawn_count() as u64), thousands(props.scenario.key_count() as u64)) }
-                </div>
-            }
+            </span>
         </div>
     }
+}
+
+/// The size of the box around the canvas, in CSS pixels (0 × 0 before it
+/// is laid out).
+fn box_size(canvas: &NodeRef) -> (u32, u32) {
+    canvas
+        .cast::<HtmlCanvasElement>()
+        .and_then(|element| element.parent_element())
+        .map_or((0, 0), |parent| {
+            (
+                parent.client_width().max(0) as u32,
+                parent.client_height().max(0) as u32,
+            )
+        })
 }
 
 fn now() -> f64 {
@@ -162,19 +188,24 @@ fn now() -> f64 {
         .map_or(0.0, |performance| performance.now())
 }
 
-/// Sizes the canvas to `css_width` × [`STAGE_HEIGHT`] CSS pixels, draws the
+/// Sizes the canvas to `css_width` × `css_height` CSS pixels, draws the
 /// background and captures it for the frames.
-fn prepare(canvas: &HtmlCanvasElement, scenario: &Scenario, css_width: f64) -> Option<Painter> {
+fn prepare(
+    canvas: &HtmlCanvasElement,
+    scenario: &Scenario,
+    css_width: f64,
+    css_height: f64,
+) -> Option<Painter> {
     let scale = web_sys::window()
         .map_or(1.0, |window| window.device_pixel_ratio())
         .clamp(1.0, 3.0);
     let width = (css_width * scale).round();
-    let height = (STAGE_HEIGHT * scale).round();
+    let height = (css_height * scale).round();
     canvas.set_width(width as u32);
     canvas.set_height(height as u32);
     let style = canvas.style();
     let _ = style.set_property("width", &format!("{css_width}px"));
-    let _ = style.set_property("height", &format!("{STAGE_HEIGHT}px"));
+    let _ = style.set_property("height", &format!("{css_height}px"));
     let context = canvas
         .get_context("2d")
         .ok()
@@ -182,7 +213,8 @@ fn prepare(canvas: &HtmlCanvasElement, scenario: &Scenario, css_width: f64) -> O
         .dyn_into::<CanvasRenderingContext2d>()
         .ok()?;
     let geometry = StageGeometry::new(width, height, scale, scenario);
-    draw_background(&context, scenario, &geometry);
+    let label_stride = draw_background(&context, scenario, &geometry);
+    let _ = canvas.set_attribute("data-label-stride", &label_stride.to_string());
     let background = context
         .get_image_data(0.0, 0.0, width, height)
         .ok()?
@@ -209,82 +241,181 @@ fn rgba(color: Rgb, alpha: f64) -> String {
     format!("rgba({}, {}, {}, {alpha})", color.r, color.g, color.b)
 }
 
-fn draw_background(context: &CanvasRenderingContext2d, scenario: &Scenario, stage: &StageGeometry) {
-    let scale = stage.scale;
+/// Draws what does not move: the ring's bands and caption, the buckets and
+/// their labels. Returns every how many columns a label is drawn.
+fn draw_background(
+    context: &CanvasRenderingContext2d,
+    scenario: &Scenario,
+    stage: &StageGeometry,
+) -> usize {
     context.set_fill_style_str(BACKGROUND);
     context.fill_rect(0.0, 0.0, stage.width, stage.height);
     if let Some(ring) = &stage.ring {
-        let colors: Vec<Rgb> = scenario.columns.iter().map(|column| column.color).collect();
-        // Faint guides for the keys' annulus.
-        context.set_stroke_style_str("rgba(148, 163, 184, 0.10)");
-        context.set_line_width(scale);
-        for radius in [ring.keys_inner, ring.keys_outer] {
-            context.begin_path();
-            let _ = context.arc(ring.center.x, ring.center.y, radius, 0.0, TAU);
-            context.stroke();
-        }
-        // Outer band: owner after; inner thin band: owner before.
-        let gap = (ring.band_outer - ring.band_inner) * 0.25;
-        let inner_outer = ring.band_inner - gap;
-        let inner_inner = inner_outer - (ring.band_outer - ring.band_inner) * 0.45;
-        draw_band(
-            context,
-            ring.center.x,
-            ring.center.y,
-            ring.band_inner,
-            ring.band_outer,
-            &scenario.band_after,
-            &colors,
-            1.0,
-        );
-        draw_band(
-            context,
-            ring.center.x,
-            ring.center.y,
-            inner_inner,
-            inner_outer,
-            &scenario.band_before,
-            &colors,
-            0.55,
-        );
-        // Centre caption.
-        let plan = &scenario.plan;
-        context.set_text_align("center");
-        context.set_text_baseline("middle");
-        context.set_fill_style_str("#e2e8f0");
-        context.set_font(&format!(
-            "600 {}px Inter, system-ui, sans-serif",
-            (20.0 * scale).round()
-        ));
-        let _ = context.fill_text(
-            &format!("{} → {}", plan.old_shards.len(), plan.new_shards.len()),
-            ring.center.x,
-            ring.center.y - 10.0 * scale,
-        );
-        context.set_fill_style_str("#94a3b8");
-        context.set_font(&format!(
-            "{}px Inter, system-ui, sans-serif",
-            (12.0 * scale).round()
-        ));
-        let _ = context.fill_text(
-            "shards on the hash ring",
-            ring.center.x,
-            ring.center.y + 12.0 * scale,
-        );
-        // 0 marker at the top.
-        context.set_fill_style_str("#64748b");
-        context.set_font(&format!(
-            "{}px ui-monospace, monospace",
-            (10.0 * scale).round()
-        ));
-        let _ = context.fill_text(
-            "0",
-            ring.center.x,
-            ring.center.y - ring.band_outer - 8.0 * scale,
-        );
+        draw_ring(context, scenario, ring, stage.scale);
     }
-    for (column, rect) in scenario.columns.iter().zip(&stage.buckets.columns) {
+    draw_buckets(context, scenario, stage)
+}
+
+fn draw_ring(
+    context: &CanvasRenderingContext2d,
+    scenario: &Scenario,
+    ring: &RingGeometry,
+    scale: f64,
+) {
+    let colors: Vec<Rgb> = scenario.columns.iter().map(|column| column.color).collect();
+    // Faint guides for the keys' annulus.
+    context.set_stroke_style_str("rgba(148, 163, 184, 0.10)");
+    context.set_line_width(scale);
+    for radius in [ring.keys_inner, ring.keys_outer] {
+        context.begin_path();
+        let _ = context.arc(ring.center.x, ring.center.y, radius, 0.0, TAU);
+        context.stroke();
+    }
+    // Outer band: owner after; inner thin band: owner before.
+    let gap = (ring.band_outer - ring.band_inner) * 0.25;
+    let inner_outer = ring.band_inner - gap;
+    let inner_inner = inner_outer - (ring.band_outer - ring.band_inner) * 0.45;
+    draw_band(
+        context,
+        ring.center.x,
+        ring.center.y,
+        ring.band_inner,
+        ring.band_outer,
+        &scenario.band_after,
+        &colors,
+        1.0,
+    );
+    draw_band(
+        context,
+        ring.center.x,
+        ring.center.y,
+        inner_inner,
+        inner_outer,
+        &scenario.band_before,
+        &colors,
+        0.55,
+    );
+    // Centre caption.
+    let plan = &scenario.plan;
+    context.set_text_align("center");
+    context.set_text_baseline("middle");
+    context.set_fill_style_str("#e2e8f0");
+    context.set_font(&format!(
+        "600 {}px Inter, system-ui, sans-serif",
+        (20.0 * scale).round()
+    ));
+    let _ = context.fill_text(
+        &format!("{} → {}", plan.old_shards.len(), plan.new_shards.len()),
+        ring.center.x,
+        ring.center.y - 10.0 * scale,
+    );
+    context.set_fill_style_str("#94a3b8");
+    context.set_font(&format!(
+        "{}px Inter, system-ui, sans-serif",
+        (12.0 * scale).round()
+    ));
+    let _ = context.fill_text(
+        "shards on the hash ring",
+        ring.center.x,
+        ring.center.y + 12.0 * scale,
+    );
+    // 0 marker at the top.
+    context.set_fill_style_str("#64748b");
+    context.set_font(&format!(
+        "{}px ui-monospace, monospace",
+        (10.0 * scale).round()
+    ));
+    let _ = context.fill_text(
+        "0",
+        ring.center.x,
+        ring.center.y - ring.band_outer - 8.0 * scale,
+    );
+}
+
+/// The buckets, with names above and counts below every `stride`-th column,
+/// the stride chosen from the widest label so that labels never overlap.
+fn draw_buckets(
+    context: &CanvasRenderingContext2d,
+    scenario: &Scenario,
+    stage: &StageGeometry,
+) -> usize {
+    let scale = stage.scale;
+    let buckets = &stage.buckets;
+    let narrow = buckets
+        .columns
+        .first()
+        .is_some_and(|rect| rect.w < 56.0 * scale);
+    let widest = |font: &str, text: &dyn Fn(&Column) -> String| {
+        context.set_font(font);
+        scenario
+            .columns
+            .iter()
+            .filter_map(|column| context.measure_text(&text(column)).ok())
+            .map(|metrics| metrics.width())
+            .fold(0.0, f64::max)
+    };
+    let name_font = label_font(narrow, scale);
+    let count_font = count_font(narrow, scale);
+    let pitch = buckets.column_pitch();
+    let gap = 6.0 * scale;
+    let stride = label_stride(pitch, widest(&name_font, &|c| column_name(c, narrow)), gap).max(
+        label_stride(
+            pitch,
+            widest(&count_font, &|c| column_count(c, narrow)),
+            gap,
+        ),
+    );
+    for (index, (column, rect)) in scenario.columns.iter().zip(&buckets.columns).enumerate() {
         draw_bucket(context, column, *rect, stage);
+        if index % stride == 0 {
+            context.set_text_align("center");
+            context.set_text_baseline("middle");
+            context.set_fill_style_str(&column.color.css());
+            context.set_font(&name_font);
+            let center = rect.x + rect.w / 2.0;
+            let _ = context.fill_text(
+                &column_name(column, narrow),
+                center,
+                rect.y + HEADER * scale * 0.45,
+            );
+            context.set_fill_style_str("#94a3b8");
+            context.set_font(&count_font);
+            let footer_y = rect.y + rect.h - FOOTER * scale * 0.5;
+            let _ = context.fill_text(&column_count(column, narrow), center, footer_y);
+        }
+    }
+    stride
+}
+
+fn label_font(narrow: bool, scale: f64) -> String {
+    let size = if narrow { 10.0 } else { 13.0 };
+    format!(
+        "600 {}px Inter, system-ui, sans-serif",
+        (size * scale).round()
+    )
+}
+
+fn count_font(narrow: bool, scale: f64) -> String {
+    let size = if narrow { 9.0 } else { 11.5 };
+    format!("{}px ui-monospace, monospace", (size * scale).round())
+}
+
+/// A column's name as drawn: with "· new" or "· removed" when there is room.
+fn column_name(column: &Column, narrow: bool) -> String {
+    match (narrow, column.is_new(), column.is_removed()) {
+        (false, true, _) => format!("{} · new", column.name),
+        (false, _, true) => format!("{} · removed", column.name),
+        _ => column.name.clone(),
+    }
+}
+
+/// A column's count as drawn: "before → after", or only after when narrow.
+fn column_count(column: &Column, narrow: bool) -> String {
+    let count = |value: Option<u64>| value.map_or_else(|| "–".to_string(), thousands);
+    if narrow {
+        count(column.after)
+    } else {
+        format!("{} → {}", count(column.before), count(column.after))
     }
 }
 
@@ -318,9 +449,10 @@ fn draw_band(
     }
 }
 
+/// A bucket's frame: dashed for a shard the change adds or removes.
 fn draw_bucket(
     context: &CanvasRenderingContext2d,
-    column: &crate::scenario::Column,
+    column: &Column,
     rect: Rect,
     stage: &StageGeometry,
 ) {
@@ -341,41 +473,6 @@ fn draw_bucket(
     rounded_rect(context, rect.x, top, rect.w, bottom - top, 6.0 * scale);
     context.stroke();
     let _ = context.set_line_dash(&js_sys::Array::new());
-
-    let narrow = rect.w < 56.0 * scale;
-    context.set_text_align("center");
-    context.set_text_baseline("middle");
-    let header_y = rect.y + HEADER * scale * 0.45;
-    context.set_fill_style_str(&column.color.css());
-    let name_size = if narrow { 10.0 } else { 13.0 };
-    context.set_font(&format!(
-        "600 {}px Inter, system-ui, sans-serif",
-        (name_size * scale).round()
-    ));
-    let mut name = column.name.clone();
-    if !narrow && column.is_new() {
-        name.push_str(" · new");
-    } else if !narrow && faded {
-        name.push_str(" · removed");
-    }
-    let _ = context.fill_text(&name, rect.x + rect.w / 2.0, header_y);
-
-    let footer_y = rect.y + rect.h - FOOTER * scale * 0.5;
-    let count = |value: Option<u64>| value.map_or_else(|| "–".to_string(), thousands);
-    context.set_font(&format!(
-        "{}px ui-monospace, monospace",
-        ((if narrow { 9.0 } else { 11.5 }) * scale).round()
-    ));
-    context.set_fill_style_str("#94a3b8");
-    if narrow {
-        let _ = context.fill_text(&count(column.after), rect.x + rect.w / 2.0, footer_y);
-    } else {
-        let _ = context.fill_text(
-            &format!("{} → {}", count(column.before), count(column.after)),
-            rect.x + rect.w / 2.0,
-            footer_y,
-        );
-    }
 }
 
 fn rounded_rect(context: &CanvasRenderingContext2d, x: f64, y: f64, w: f64, h: f64, radius: f64) {

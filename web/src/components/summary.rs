@@ -1,5 +1,6 @@
 //! The headline over the stage: how many keys moved, as a share, against the
-//! least any placement must move; the equivalent `ecoshard plan` command.
+//! least any placement must move (and why a change can move fewer); the
+//! equivalent `ecoshard plan` command.
 
 use yew::prelude::*;
 
@@ -7,6 +8,7 @@ use crate::components::Shared;
 use crate::format::{percent, thousands};
 use crate::scenario::Scenario;
 use crate::state::strategy_title;
+use crate::verdict::verdict;
 
 /// Props of [`Summary`].
 #[derive(PartialEq, Properties)]
@@ -25,20 +27,7 @@ pub fn Summary(props: &SummaryProps) -> Html {
     let plan = &props.scenario.plan;
     let moved_fraction = plan.moved_fraction();
     let ideal = plan.ideal_fraction;
-    let verdict = if plan.moved == 0 {
-        ("neutral", "nothing moves".to_string())
-    } else if ideal > 0.0 {
-        let ratio = moved_fraction / ideal;
-        if ratio < 1.15 {
-            ("good", format!("{ratio:.2}× the minimum"))
-        } else if ratio < 1.6 {
-            ("fair", format!("{ratio:.2}× the minimum"))
-        } else {
-            ("poor", format!("{ratio:.1}× the minimum"))
-        }
-    } else {
-        ("poor", "moves keys though no shard changed".to_string())
-    };
+    let verdict = verdict(plan);
     let old = plan.old_shards.len();
     let new = plan.new_shards.len();
     let on_replay = props.on_replay.reform(|_: MouseEvent| ());
@@ -61,8 +50,11 @@ pub fn Summary(props: &SummaryProps) -> Html {
                     </div>
                     <div class="versus-text">
                         <span id="ideal-percent">{ format!("ideal minimum {}", percent(ideal)) }</span>
-                        <span class={classes!("verdict", verdict.0)}>{ verdict.1 }</span>
+                        <span id="verdict" class={classes!("verdict", verdict.tone.class())}>{ &verdict.badge }</span>
                     </div>
+                    if let Some(note) = &verdict.note {
+                        <p class="verdict-note" id="verdict-note">{ note }</p>
+                    }
                 </div>
             </div>
             <div class="summary-side">

@@ -167,7 +167,8 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium window of `width × height`.
+    /// Starts chromedriver and a headless Chromium whose page viewport is
+    /// `width × height` CSS pixels.
     pub async fn start(width: u32, height: u32) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
@@ -230,6 +231,23 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("opening a Chromium session through chromedriver");
+        // The window is larger than the page's viewport by its frame: make the
+        // viewport itself `width × height`, as on a screen of that size.
+        let frame = client
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]",
+                Vec::new(),
+            )
+            .await
+            .expect("reading the window's frame");
+        let (extra_width, extra_height) = (
+            frame[0].as_u64().unwrap_or(0) as u32,
+            frame[1].as_u64().unwrap_or(0) as u32,
+        );
+        client
+            .set_window_size(width + extra_width, height + extra_height)
+            .await
+            .expect("sizing the window");
         Browser {
             client,
             driver: ProcessGroup(group.0.take()),
@@ -311,6 +329,21 @@ impl Browser {
         field.clear().await.expect("clearing a field");
         field
             .send_keys(&format!("{text}\u{E007}"))
+            .await
+            .expect("typing into a field");
+    }
+
+    /// Replaces the field's text by typing `text` over it (select all, then
+    /// the keys), without Enter and without leaving the field.
+    pub async fn type_over(&self, css: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css}: {error}"));
+        // Control down, "a", Control up: select what the field holds.
+        field
+            .send_keys(&format!("\u{E009}a\u{E009}{text}"))
             .await
             .expect("typing into a field");
     }
