@@ -164,6 +164,7 @@ async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
     assert_eq!(served.values().sum::<u32>(), 360, "{served:?}");
     // They did share statements.
     let (statements, batched) = state
+        .service()
         .cluster()
         .standbys()
         .iter()
@@ -262,7 +263,7 @@ async fn concurrent_inserts_share_commits_and_each_id_is_written_once() {
         .await;
         assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text());
     }
-    let (statements, inserts) = state.cluster().primary().insert_batches.sent();
+    let (statements, inserts) = state.service().cluster().primary().insert_batches.sent();
     assert!(
         inserts >= 301 && statements < inserts,
         "{statements} statements for {inserts} inserts"

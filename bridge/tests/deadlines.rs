@@ -64,7 +64,7 @@ async fn bridge(
     let config = BridgeConfig {
         initial_layout: layout,
         pool_size,
-        local: Some(Arc::clone(local)),
+        control: Some(Arc::clone(local) as ecoshard_bridge::cluster::Control),
         ..BridgeConfig::new(Topology::local(local, database))
     };
     AppState::start(config)
@@ -677,6 +677,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
         .unwrap()
     };
     state
+        .service()
         .routing()
         .swap(RoutingTable {
             current: placement(SHARDS, 2),
@@ -684,7 +685,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
             min_replay_lsn: 0,
         })
         .await;
-    let table = state.routing().table();
+    let table = state.service().routing().table();
     let mut pairs = std::collections::HashSet::new();
     for index in 0..600 {
         let key = format!("u{index}");
@@ -704,7 +705,14 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
         "only {} pairs of shards read",
         pairs.len()
     );
-    let client = state.cluster().primary().pool.get().await.unwrap();
+    let client = state
+        .service()
+        .cluster()
+        .primary()
+        .pool
+        .get()
+        .await
+        .unwrap();
     let cached = client.statement_cache.size();
     // A select and an insert per shard, the WAL position, the row estimates.
     assert!(

@@ -133,7 +133,10 @@ fn status_and_body(answer: &str) -> (u16, &str) {
 #[tokio::test]
 async fn a_cross_site_request_cannot_stop_a_node() {
     let cluster = the_cluster();
-    let state = bridge("e_origin", |config| config.local = Some(the_cluster())).await;
+    let state = bridge("e_origin", |config| {
+        config.control = Some(the_cluster() as ecoshard_bridge::cluster::Control)
+    })
+    .await;
     let stop = "/api/nodes/standby-2/stop";
     let form = ("content-type", "application/x-www-form-urlencoded");
     let json = ("content-type", "application/json");

@@ -61,7 +61,7 @@ async fn bridge(local: &Arc<LocalCluster>, database: &str, auto_failover: bool) 
     let config = BridgeConfig {
         initial_layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
         pool_size: 8,
-        local: Some(Arc::clone(local)),
+        control: Some(Arc::clone(local) as ecoshard_bridge::cluster::Control),
         auto_failover,
         ..BridgeConfig::new(Topology::local(local, database))
     };

@@ -180,7 +180,7 @@ async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
     assert_eq!(states, [(1, "retired".into()), (2, "active".into())]);
     // The stream carries the job.
     let streamed = eventually(Duration::from_secs(5), || async {
-        state.latest_tick().is_some_and(|json| {
+        state.service().latest_tick().is_some_and(|json| {
             let tick: Tick = serde_json::from_str(&json).unwrap();
             tick.rebalance
                 .is_some_and(|job| job.id == done.id && job.state == JobState::Done)
@@ -447,7 +447,10 @@ async fn a_no_op_layout_stores_no_job_and_no_version() {
     let in_force: LayoutView = answer.parse();
     assert_eq!((in_force.version, &in_force.layout), (1, &three));
     assert_eq!(job_and_layout_rows(&primary).await, before);
-    assert!(state.rebalancer().job().is_none(), "a job was recorded");
+    assert!(
+        state.service().rebalancer().job().is_none(),
+        "a job was recorded"
+    );
     let layout: LayoutView = get(&state, "/api/layout").await.parse();
     assert_eq!(layout, in_force);
 }
@@ -472,7 +475,7 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
 async fn tick_with_done_job(state: &AppState, id: u64) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(json) = state.latest_tick() {
+        if let Some(json) = state.service().latest_tick() {
             let tick: Tick = serde_json::from_str(&json).unwrap();
             if tick
                 .rebalance
@@ -496,11 +499,11 @@ async fn ticks_carry_the_job_without_its_plan_whatever_the_shard_count() {
     let (state, _primary) = bridge_with_users("t_rb_ticks", &three, 1000, "t").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            state.latest_tick().is_some()
+            state.service().latest_tick().is_some()
         })
         .await
     );
-    let first = state.latest_tick().unwrap().len();
+    let first = state.service().latest_tick().unwrap().len();
 
     let mut summaries = Vec::new();
     let mut sizes = Vec::new();
@@ -581,8 +584,8 @@ async fn a_layout_too_costly_to_build_is_refused_and_health_answers_while_the_co
             let mut answers = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let building = |state: &AppState| {
-                    state.rebalancer().job().is_some()
-                        && state.routing().table().current.version == 1
+                    state.service().rebalancer().job().is_some()
+                        && state.service().routing().table().current.version == 1
                 };
                 let before = building(&state);
                 let answer = get(&state, "/api/health").await;
@@ -1068,7 +1071,12 @@ async fn a_job_stored_before_its_shards_were_created_is_resumed_with_them() {
         .await
         .unwrap();
     let restarted = bridge(cluster, database, three).await;
-    let id = restarted.rebalancer().job().expect("the job resumed").id;
+    let id = restarted
+        .service()
+        .rebalancer()
+        .job()
+        .expect("the job resumed")
+        .id;
     let done = wait_done(&restarted, id).await;
     assert_eq!(done.moved, done.total);
     let after = snapshot(&primary, "").await;
@@ -1107,7 +1115,7 @@ async fn a_rebalance_outlives_a_primary_failover() {
         initial_layout: three.clone(),
         pool_size: 8,
         rebalance_batch: BATCH,
-        local: Some(Arc::clone(&local)),
+        control: Some(Arc::clone(&local) as ecoshard_bridge::cluster::Control),
         auto_failover: true,
         ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(&local, database))
     };

@@ -174,6 +174,12 @@ pub struct BulkInsert {
     pub prefix: Option<String>,
 }
 
+impl BulkInsert {
+    /// Most users one bulk insert makes: the bridge refuses more, and the
+    /// page offers no more.
+    pub const MAX_COUNT: u64 = 10_000;
+}
+
 /// `POST /api/users/bulk` answer: 201 written, or 200 for a repeat (every
 /// user was stored already exactly so; nothing was written).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,6 +212,20 @@ pub enum Consistency {
 }
 
 impl Consistency {
+    /// Every consistency, in the order a page offers them.
+    pub const ALL: [Consistency; 3] = [
+        Consistency::Eventual,
+        Consistency::ReadYourWrites,
+        Consistency::Strong,
+    ];
+
+    /// The consistency called `name` (as [`Consistency::name`] says it).
+    pub fn from_name(name: &str) -> Option<Consistency> {
+        Consistency::ALL
+            .into_iter()
+            .find(|consistency| consistency.name() == name)
+    }
+
     /// The name used in the query string.
     pub const fn name(self) -> &'static str {
         match self {

@@ -82,11 +82,7 @@ impl ApplyArgs {
                 ));
             }
         };
-        if layout.strategy == StrategyKind::BoundedLoad {
-            return Err(Failure::usage(
-                ecoshard_bridge::service::rebalance::BOUNDED_LOAD_REFUSAL,
-            ));
-        }
+        ecoshard_bridge::check_database_layout(&layout).map_err(Failure::usage)?;
         Ok(layout)
     }
 }

@@ -14,25 +14,13 @@ use super::{Failure, ServeArgs};
 use ecoshard_bridge::cluster::topology::Topology;
 use ecoshard_bridge::http::Token;
 use ecoshard_bridge::http::server::ServerOptions;
-use ecoshard_bridge::service::{AppState, BridgeConfig};
+use ecoshard_bridge::{AppState, BridgeConfig, check_database_layout};
 use ecoshard_postgres::LocalCluster;
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     super::init_logging();
     let initial_layout = Layout::with_count(args.strategy, args.shards)?;
-    initial_layout.validate()?;
-    if initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
-        return Err(Failure::usage(
-            ecoshard_bridge::service::rebalance::BOUNDED_LOAD_REFUSAL,
-        ));
-    }
-    if initial_layout.shards.len() > ecoshard_bridge::service::rebalance::MAX_DATABASE_SHARDS {
-        return Err(Failure::usage(format!(
-            "--shards {} is more than the database takes: at most {}",
-            args.shards,
-            ecoshard_bridge::service::rebalance::MAX_DATABASE_SHARDS
-        )));
-    }
+    check_database_layout(&initial_layout).map_err(Failure::usage)?;
     if !ecoshard_bridge::db::schema::is_plain_identifier(&args.database) {
         return Err(Failure::usage(
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
@@ -88,7 +76,9 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         max_in_flight: args.max_in_flight,
         max_event_clients: args.max_event_clients,
         rebalance_batch: args.rebalance_batch as usize,
-        local: local.clone(),
+        control: local
+            .clone()
+            .map(|local| local as ecoshard_bridge::cluster::Control),
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),

@@ -4,11 +4,13 @@
 
 mod health;
 pub mod jobs;
+mod pool;
 pub mod schema;
 mod shard;
 
 pub use health::{NodeCheck, Replication, RowEstimate, analyze, check, replay_lsn, row_estimates};
 
+pub use pool::{CheckoutError, checkout, discard, make_pool};
 pub use shard::{
     BatchRow, BatchSql, CREATED_AT, MAX_BATCH_SHARDS, ShardSql, Written, insert_batch, select_batch,
 };
@@ -374,6 +376,14 @@ pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
 /// (it was demoted, or the bridge has not seen a failover yet).
 pub fn is_read_only(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
+}
+
+/// A pool error in one line.
+pub fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => describe(error),
+        other => other.to_string(),
+    }
 }
 
 /// Whether failing to get a pooled connection says the node itself is gone

@@ -3,8 +3,7 @@
 use axum::extract::State;
 use ecoshard_core::wire::{ClusterView, Health, LayoutView, Stats};
 
-use crate::cluster::Node;
-use crate::service::AppState;
+use crate::http::AppState;
 
 /// Liveness: answers as long as the bridge runs.
 pub async fn health() -> axum::Json<Health> {
@@ -16,20 +15,15 @@ pub async fn health() -> axum::Json<Health> {
 
 /// Nodes with their health and lag, and the layout in force.
 pub async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterView> {
-    axum::Json(ClusterView {
-        mode: state.mode(),
-        nodes: state.cluster().nodes.iter().map(Node::status).collect(),
-        layout: state.routing().table().view(),
-        failover: state.failover().view(),
-    })
+    axum::Json(state.service().cluster_view())
 }
 
 /// The layout in force and its version.
 pub async fn layout(State(state): State<AppState>) -> axum::Json<LayoutView> {
-    axum::Json(state.routing().table().view())
+    axum::Json(state.service().layout_view())
 }
 
 /// Counters, rates and rows per shard.
 pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
-    axum::Json(state.stats())
+    axum::Json(state.service().stats())
 }

@@ -3,7 +3,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ecoshard_core::wire::{ApiErrorBody, ApiErrorDetail};
+use ecoshard_core::wire::{ApiErrorBody, ApiErrorDetail, Consistency};
+
+use crate::service::input::Invalid;
+use crate::service::{Error, LayoutRefusal};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,16 +43,6 @@ impl ApiError {
         )
     }
 
-    /// 503: the primary did not take the write.
-    pub fn primary_unavailable() -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "primary_unavailable",
-            "the primary is not answering: writes are refused until it is back \
-             (or, with automatic failover, until a standby is promoted)",
-        )
-    }
-
     /// 500, after logging what happened.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!("{context}: {error}");
@@ -80,6 +73,60 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// The one translation of the service's errors into HTTP: a status and a
+/// stable code per cause, the service's sentence as the message.
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let (status, code) = status_and_code(&error);
+        ApiError::new(status, code, error.to_string())
+    }
+}
+
+fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match error {
+        Error::Invalid(invalid) => (S::BAD_REQUEST, invalid_code(invalid)),
+        Error::Layout(LayoutRefusal::Invalid(_)) => (S::BAD_REQUEST, "invalid_layout"),
+        Error::Layout(LayoutRefusal::BoundedLoad) => (S::BAD_REQUEST, "unsupported_strategy"),
+        Error::Layout(LayoutRefusal::TooManyShards { .. }) => (S::BAD_REQUEST, "too_many_shards"),
+        Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
+        Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
+        Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),
+        Error::DuplicateUser(_) | Error::DuplicateBulk { .. } => (S::CONFLICT, "duplicate_user"),
+        Error::RebalanceBusy(_) => (S::CONFLICT, "rebalance_running"),
+        Error::LayoutChanged => (S::CONFLICT, "layout_changed"),
+        Error::NotLocal { .. } => (S::CONFLICT, "not_local"),
+        Error::NodeActionRefused(_) => (S::CONFLICT, "node_action_refused"),
+        Error::BulkBusy => (S::TOO_MANY_REQUESTS, "busy"),
+        Error::PrimaryUnavailable(_) => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),
+        Error::WriteOutcomeUnknown { .. } => (S::SERVICE_UNAVAILABLE, "write_outcome_unknown"),
+        Error::ReadTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "read_timed_out"),
+        Error::ReadUnavailable {
+            consistency: Consistency::Strong,
+            ..
+        } => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),
+        Error::ReadUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
+        Error::NodeActionFailed { .. } => (S::INTERNAL_SERVER_ERROR, "node_action_failed"),
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn invalid_code(invalid: &Invalid) -> &'static str {
+    match invalid {
+        Invalid::UserIdEmpty | Invalid::UserIdTooLong(_) | Invalid::UserIdCharacters => {
+            "invalid_user_id"
+        }
+        Invalid::Prefix => "invalid_prefix",
+        Invalid::Name => "invalid_name",
+        Invalid::Email => "invalid_email",
+        Invalid::Count(_) => "invalid_count",
+        Invalid::Consistency(_) => "invalid_consistency",
+        Invalid::Lsn => "invalid_lsn",
+        Invalid::LsnWithoutReadYourWrites => "invalid_query",
+        Invalid::StopMode(_) => "invalid_mode",
     }
 }
 

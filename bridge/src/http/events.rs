@@ -19,8 +19,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::service::AppState;
 
 /// Ticks queued for one client.
 pub const CLIENT_QUEUE_TICKS: usize = 4;
@@ -34,13 +34,13 @@ pub async fn events(
     let (member, evicted) = state.event_clients().admit().ok_or_else(|| {
         super::busy("every event-stream slot is held by a client that keeps up; retry later")
     })?;
-    let ticks = state.subscribe();
+    let ticks = state.service().subscribe();
     let (queue, queued) = mpsc::channel(CLIENT_QUEUE_TICKS);
     // The response's copy frees the slot when the client goes; the
     // producer's when it drops a stalled client, whose response is not polled.
     let held = member.twin();
     tokio::spawn(produce(ticks, queue, member, evicted, state.closing()));
-    let first = stream::iter(state.latest_tick());
+    let first = stream::iter(state.service().latest_tick());
     // Ends when the server shuts down, so a graceful shutdown does not wait
     // for clients that would listen forever.
     let stream = first

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
+use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::service::AppState;
 
 /// Longest request target (path and query) answered, in bytes; longer: 414.
 /// (The server lets hyper take longer ones, so that this answer is JSON.)
@@ -99,7 +99,7 @@ impl EdgeRules {
 /// The middleware: [`EdgeRules::check`] with the rules of the bridge.
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match state
-        .edge()
+        .rules()
         .check(request.method(), request.uri(), request.headers())
     {
         Ok(()) => next.run(request).await,

@@ -4,36 +4,25 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
-use ecoshard_core::Layout;
 use ecoshard_core::wire::RebalanceJob;
 
-use super::{Json, Path};
+use super::{AppState, Json, Path};
 use crate::http::error::ApiError;
-use crate::service::AppState;
-use crate::service::rebalance::Applied;
+use crate::service::rebalance::{self, Applied};
 
-/// `PUT /api/layout`: 202 and the job (with its plan when it was ready
-/// within `rebalance::PLAN_WAIT`); 200 and the layout in force when
-/// the layout is that one (nothing stored, nothing moves).
+/// `PUT /api/layout`: 202 and the job (with its plan when it was ready in
+/// time); 200 and the layout in force when the layout is that one (nothing
+/// stored, nothing moves).
 pub async fn apply(
     State(state): State<AppState>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let layout: Layout = serde_json::from_value(body).map_err(|error| {
-        ApiError::bad_request(
-            "invalid_layout",
-            format!(
-                "{error} (a layout is {{\"strategy\": \"ring\", \"shards\": 4, \"vnodes\": 160}}, \
-                 shards a count or a list of {{\"name\", \"weight\"}})"
-            ),
-        )
-    })?;
+    let service = state.service().clone();
     // On a task of its own: a client that hangs up must not cancel a job
     // half begun (stored, but its routing not swapped yet).
-    let applied =
-        tokio::spawn(async move { crate::service::rebalance::apply(&state, layout).await })
-            .await
-            .map_err(|error| ApiError::internal("applying a layout", error))??;
+    let applied = tokio::spawn(async move { rebalance::apply_json(&service, body).await })
+        .await
+        .map_err(|error| ApiError::internal("applying a layout", error))??;
     Ok(match applied {
         Applied::InForce(view) => (StatusCode::OK, axum::Json(view)).into_response(),
         Applied::Started(job) => (StatusCode::ACCEPTED, axum::Json(job)).into_response(),
@@ -45,7 +34,5 @@ pub async fn job(
     State(state): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<axum::Json<RebalanceJob>, ApiError> {
-    crate::service::rebalance::job(&state, id)
-        .await
-        .map(axum::Json)
+    Ok(axum::Json(rebalance::job(state.service(), id).await?))
 }

@@ -10,11 +10,12 @@ mod layout;
 mod nodes;
 pub mod page;
 pub mod server;
+mod state;
 mod users;
 
 pub use events::EventClients;
-pub(crate) use guard::EdgeRules;
 pub use guard::Token;
+pub use state::{AppState, BridgeConfig};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -25,7 +26,6 @@ use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
 
 use crate::http::error::ApiError;
-use crate::service::AppState;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::service::AppState;
+use crate::http::AppState;
 
 /// What `/` answers when no page is built.
 pub const NO_PAGE_HTML: &str = "<!doctype html>

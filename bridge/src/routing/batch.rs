@@ -20,7 +20,7 @@
 //! A batch runs in a task of its own, so a client that goes away never
 //! strands the requests queued behind its own. A failure (no connection, an
 //! error from the node) answers every request of the batch. Each batch has
-//! a deadline (the read deadline for reads, [`WRITE_TIMEOUT`] for inserts)
+//! a deadline (the read deadline for reads, the write deadline for inserts)
 //! covering its checkout and its statements; a connection whose statement
 //! ran past it is closed, so a hung node holds a queue's place for one
 //! deadline at most. Reads whose requester stopped waiting are dropped
@@ -38,10 +38,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_postgres::types::PgLsn;
 
-use crate::cluster::{CheckoutError, checkout, discard};
-use crate::db::{self, BatchRow, BatchSql, Inserted, WriteFailure, Written};
-#[cfg(doc)]
-use crate::service::failover::WRITE_TIMEOUT;
+use crate::db::{
+    self, BatchRow, BatchSql, CheckoutError, Inserted, WriteFailure, Written, checkout, discard,
+};
 
 /// Batches of one queue running at once: two keeps both cores of a small
 /// machine busy while a batch is on the wire, and still lets requests gather.

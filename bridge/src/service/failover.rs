@@ -1,6 +1,6 @@
 //! Failover in the bridge: watching the primary's health checks, promoting a
-//! standby of the local cluster when the primary's server is gone
-//! (`--auto-failover`), and saying clearly why a write or a strong read is
+//! standby (through the cluster's node control) when the primary's server is
+//! gone (`--auto-failover`), and saying why a write or a strong read is
 //! refused meanwhile, or why its outcome is unknown. Writes are bounded in
 //! time: none waits on a dead or silent primary for more than
 //! [`WRITE_TIMEOUT`] (reads: [`crate::cluster::Cluster::read_timeout`]).
@@ -9,29 +9,23 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use ecoshard_core::wire::{Consistency, FailoverEvent, FailoverView};
-use tokio_postgres::types::PgLsn;
 
-use crate::http::error::ApiError;
-use crate::service::AppState;
-use ecoshard_postgres::LocalCluster;
+use super::{Error, PrimaryDown, Service};
+use crate::cluster::Control;
 
 /// Health checks of the primary failed in a row before a failover is
 /// considered (checks every 250 ms). Two are enough: a failover also needs
 /// the primary's server to be gone, which a slow primary is not.
 pub const FAILOVER_AFTER_CHECKS: u32 = 2;
-/// Longest a write waits for the primary to confirm it. Shorter than the
-/// nodes' `statement_timeout` (10 s), so the bridge gives up first: a commit
-/// still waiting for a synchronous standby is then never acknowledged.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::cluster::WRITE_TIMEOUT;
 /// Wait after a failover that did not happen before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Node actions and failovers of one bridge.
 #[derive(Debug)]
 pub struct Failover {
-    local: Option<Arc<LocalCluster>>,
+    control: Option<Control>,
     auto: bool,
     /// One node action or failover at a time.
     operations: tokio::sync::Mutex<()>,
@@ -43,15 +37,16 @@ pub struct Failover {
 }
 
 impl Failover {
-    /// `local`: the cluster this bridge started, if any (node actions and
-    /// failover need it). `auto`: promote a standby when the primary is gone.
-    pub fn new(local: Option<Arc<LocalCluster>>, auto: bool) -> Self {
-        if auto && local.is_none() {
+    /// `control`: the node control of the cluster, if the bridge has one
+    /// (node actions and failover need it). `auto`: promote a standby when
+    /// the primary is gone.
+    pub fn new(control: Option<Control>, auto: bool) -> Self {
+        if auto && control.is_none() {
             tracing::warn!("automatic failover needs the local cluster; it is off");
         }
         Failover {
-            auto: auto && local.is_some(),
-            local,
+            auto: auto && control.is_some(),
+            control,
             operations: tokio::sync::Mutex::new(()),
             in_progress: AtomicBool::new(false),
             down_checks: AtomicU32::new(0),
@@ -61,9 +56,16 @@ impl Failover {
         }
     }
 
-    /// The local cluster, when this bridge started it.
-    pub fn local(&self) -> Option<&Arc<LocalCluster>> {
-        self.local.as_ref()
+    /// The node control, when the bridge runs the cluster's servers.
+    pub fn control(&self) -> Option<&Control> {
+        self.control.as_ref()
+    }
+
+    /// Whether commits wait for a synchronous standby.
+    pub fn sync_replication(&self) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|control| control.sync_replication())
     }
 
     /// Whether a standby is promoted automatically.
@@ -86,10 +88,7 @@ impl Failover {
     pub fn view(&self) -> FailoverView {
         FailoverView {
             auto: self.auto,
-            sync_replication: self
-                .local
-                .as_ref()
-                .is_some_and(|local| local.sync_replication()),
+            sync_replication: self.sync_replication(),
             in_progress: self.in_progress(),
             last: self.last.read().ok().and_then(|last| last.clone()),
         }
@@ -98,7 +97,7 @@ impl Failover {
 
 /// Called after every round of health checks: counts the primary's failed
 /// checks and, with automatic failover, starts one when they add up.
-pub(crate) fn after_check(state: &AppState) {
+pub(crate) fn after_check(state: &Service) {
     let failover = state.failover();
     if state.cluster().primary().is_up() {
         failover.down_checks.store(0, Ordering::SeqCst);
@@ -128,11 +127,11 @@ pub(crate) fn after_check(state: &AppState) {
 
 /// One failover: only when the primary's server is really gone (a primary
 /// that runs but is slow to answer is left alone: promoting beside it would
-/// make two primaries), then [`LocalCluster::fail_over`], then writes go to
-/// the new primary.
-async fn run(state: &AppState, down_since: Instant) {
+/// make two primaries), then [`crate::cluster::NodeControl::fail_over`],
+/// then writes go to the new primary.
+async fn run(state: &Service, down_since: Instant) {
     let failover = state.failover();
-    let Some(local) = failover.local.clone() else {
+    let Some(local) = failover.control.clone() else {
         return;
     };
     let _operation = failover.lock().await;
@@ -140,7 +139,7 @@ async fn run(state: &AppState, down_since: Instant) {
     let running = {
         let local = Arc::clone(&local);
         let old = old.clone();
-        tokio::task::spawn_blocking(move || local.is_node_running(&old)).await
+        tokio::task::spawn_blocking(move || local.is_running(&old)).await
     };
     match running {
         Ok(Ok(false)) => {}
@@ -210,104 +209,53 @@ async fn run(state: &AppState, down_since: Instant) {
     }
 }
 
-/// A write refused before it is tried: a failover is running.
-pub fn write_refusal(state: &AppState) -> Option<ApiError> {
-    state.failover().in_progress().then(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "primary_unavailable",
-            "the primary is gone and a standby is being promoted: retry in a moment",
-        )
+/// Writes refused before they are tried: a failover is running.
+pub fn write_refusal(state: &Service) -> Option<Error> {
+    state
+        .failover()
+        .in_progress()
+        .then(|| primary_unavailable(state))
+}
+
+/// Writes are refused: the primary is not answering (or is being
+/// replaced), and what happens next.
+pub fn primary_unavailable(state: &Service) -> Error {
+    let failover = state.failover();
+    Error::PrimaryUnavailable(PrimaryDown {
+        primary: state.cluster().primary().name().to_string(),
+        failing_over: failover.in_progress(),
+        auto_failover: failover.is_auto(),
     })
 }
 
-/// 503 `primary_unavailable`, saying what happens next.
-pub fn primary_unavailable(state: &AppState) -> ApiError {
-    if let Some(refusal) = write_refusal(state) {
-        return refusal;
+/// The write was sent and may have committed (`timed_out`: no answer
+/// within [`WRITE_TIMEOUT`]; else the session to the primary ended first).
+/// `again` says what to send to repeat it safely.
+pub fn write_outcome_unknown(state: &Service, timed_out: bool, again: &str) -> Error {
+    Error::WriteOutcomeUnknown {
+        timed_out,
+        sync_replication: state.failover().sync_replication(),
+        limit_secs: WRITE_TIMEOUT.as_secs(),
+        again: again.to_owned(),
     }
-    let primary = state.cluster().primary().name().to_string();
-    let next = if state.failover().is_auto() {
-        "until it is back or a standby is promoted in its place"
-    } else {
-        "until it is back"
-    };
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "primary_unavailable",
-        format!("the primary ({primary}) is not answering: writes are refused {next}"),
-    )
 }
 
-/// 503 `write_outcome_unknown`: the write was sent and may have committed
-/// (`timed_out`: no answer within [`WRITE_TIMEOUT`]; else the session to the
-/// primary ended first). `again` says what to send to repeat it safely.
-pub fn write_outcome_unknown(state: &AppState, timed_out: bool, again: &str) -> ApiError {
-    let sync = state
-        .failover()
-        .local()
-        .is_some_and(|local| local.sync_replication());
-    let why = match (timed_out, sync) {
-        (true, true) => format!(
-            "no standby confirmed the write within {} s (synchronous replication needs one)",
-            WRITE_TIMEOUT.as_secs()
-        ),
-        (true, false) => format!(
-            "the primary did not confirm the write within {} s",
-            WRITE_TIMEOUT.as_secs()
-        ),
-        (false, _) => "the connection to the primary ended before it confirmed the write".into(),
-    };
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "write_outcome_unknown",
-        format!(
-            "{why}: the primary may have committed it; read it back with consistency=strong, \
-             or {again}: repeating it is safe"
-        ),
-    )
+/// A read the primary had to answer and did not within the read deadline;
+/// `next` says what to do.
+pub fn read_timed_out(state: &Service, next: &'static str) -> Error {
+    Error::ReadTimedOut {
+        primary: state.cluster().primary().name().to_string(),
+        limit_ms: state.cluster().read_timeout.as_millis(),
+        next,
+    }
 }
 
-/// 503 `read_timed_out`: a read the primary had to answer and did not
-/// within the read deadline; `next` says what to do.
-pub fn read_timed_out(state: &AppState, next: &str) -> ApiError {
-    let primary = state.cluster().primary().name().to_string();
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "read_timed_out",
-        format!(
-            "the primary ({primary}) did not answer within {} ms: {next}",
-            state.cluster().read_timeout.as_millis()
-        ),
-    )
-}
-
-/// 503 for a read no node could serve, saying what the consistency needed.
-pub fn read_unavailable(state: &AppState, consistency: Consistency, after_lsn: u64) -> ApiError {
-    let primary = state.cluster().primary().name().to_string();
-    match consistency {
-        Consistency::Strong => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "primary_unavailable",
-            format!(
-                "strong reads go to the primary ({primary}), which is not answering: read with \
-                 consistency=eventual to be served by a standby meanwhile"
-            ),
-        ),
-        Consistency::ReadYourWrites => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_node_available",
-            format!(
-                "no standby has replayed up to {} and the primary ({primary}) is not answering: \
-                 retry, or read with consistency=eventual",
-                PgLsn::from(after_lsn)
-            ),
-        ),
-        Consistency::Eventual => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_node_available",
-            "no node could serve the read: the primary and the standbys in rotation failed",
-        ),
+/// A read no node could serve, with what its consistency needed.
+pub fn read_unavailable(state: &Service, consistency: Consistency, after_lsn: u64) -> Error {
+    Error::ReadUnavailable {
+        consistency,
+        after_lsn,
+        primary: state.cluster().primary().name().to_string(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! parameterised anyway; these rules keep the data clean and refuse anything
 //! that looks like an injection attempt with a clear 4xx.
 
-use crate::http::error::ApiError;
+use ecoshard_core::wire::{BulkInsert, Consistency};
+use tokio_postgres::types::PgLsn;
 
 /// Longest `user_id`, in bytes.
 pub const MAX_USER_ID_LEN: usize = 64;
@@ -13,56 +14,120 @@ pub const MAX_NAME_CHARS: usize = 100;
 /// Longest e-mail, in bytes.
 pub const MAX_EMAIL_LEN: usize = 254;
 
+/// A value of a request that breaks a rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// `user_id` is empty.
+    UserIdEmpty,
+    /// `user_id` is this many bytes long, over [`MAX_USER_ID_LEN`].
+    UserIdTooLong(usize),
+    /// `user_id` holds a character outside `A-Z a-z 0-9 _ . -`.
+    UserIdCharacters,
+    /// A bulk prefix over [`MAX_PREFIX_LEN`] or outside the id characters.
+    Prefix,
+    /// A name that is not 1 to [`MAX_NAME_CHARS`] plain characters.
+    Name,
+    /// An e-mail that does not look like one.
+    Email,
+    /// A bulk count outside 1 to [`BulkInsert::MAX_COUNT`].
+    Count(u64),
+    /// A consistency that is not one (its first 40 characters).
+    Consistency(String),
+    /// An LSN not of the form `0/3000148`.
+    Lsn,
+    /// An LSN with a consistency other than read-your-writes.
+    LsnWithoutReadYourWrites,
+    /// A stop mode that is neither `fast` nor `immediate` (its first 40
+    /// characters).
+    StopMode(String),
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::UserIdEmpty => f.write_str("user_id is empty"),
+            Invalid::UserIdTooLong(len) => {
+                write!(f, "user_id is {len} bytes long; at most {MAX_USER_ID_LEN}")
+            }
+            Invalid::UserIdCharacters => {
+                f.write_str("user_id may hold only letters, digits and _ . -")
+            }
+            Invalid::Prefix => write!(
+                f,
+                "prefix must be at most {MAX_PREFIX_LEN} of letters, digits and _ . -"
+            ),
+            Invalid::Name => write!(
+                f,
+                "name must be 1 to {MAX_NAME_CHARS} letters, digits, spaces and . , ' -"
+            ),
+            Invalid::Email => {
+                f.write_str("email must look like name@example.com (letters, digits and . _ % + -)")
+            }
+            Invalid::Count(count) => write!(
+                f,
+                "count must be 1 to {}, not {count}",
+                BulkInsert::MAX_COUNT
+            ),
+            Invalid::Consistency(name) => write!(
+                f,
+                "unknown consistency {name:?}: use {}",
+                names(&Consistency::ALL.map(Consistency::name))
+            ),
+            Invalid::Lsn => f.write_str("lsn must look like 0/3000148"),
+            Invalid::LsnWithoutReadYourWrites => {
+                f.write_str("lsn is only for consistency=read-your-writes")
+            }
+            Invalid::StopMode(mode) => write!(
+                f,
+                "unknown stop mode {mode:?}: use fast (a clean shutdown) or immediate (like a crash)"
+            ),
+        }
+    }
+}
+
 /// A `user_id`: 1 to 64 of `A-Z a-z 0-9 _ . -`.
-pub fn user_id(id: &str) -> Result<(), ApiError> {
+pub fn user_id(id: &str) -> Result<(), Invalid> {
     if id.is_empty() {
-        return Err(ApiError::bad_request("invalid_user_id", "user_id is empty"));
+        return Err(Invalid::UserIdEmpty);
     }
     if id.len() > MAX_USER_ID_LEN {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            format!(
-                "user_id is {} bytes long; at most {MAX_USER_ID_LEN}",
-                id.len()
-            ),
-        ));
+        return Err(Invalid::UserIdTooLong(id.len()));
     }
     if !id.bytes().all(is_id_byte) {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            "user_id may hold only letters, digits and _ . -",
-        ));
+        return Err(Invalid::UserIdCharacters);
     }
     Ok(())
 }
 
 /// A bulk prefix: 0 to 40 of the `user_id` characters.
-pub fn prefix(prefix: &str) -> Result<(), ApiError> {
+pub fn prefix(prefix: &str) -> Result<(), Invalid> {
     if prefix.len() > MAX_PREFIX_LEN || !prefix.bytes().all(is_id_byte) {
-        return Err(ApiError::bad_request(
-            "invalid_prefix",
-            format!("prefix must be at most {MAX_PREFIX_LEN} of letters, digits and _ . -"),
-        ));
+        return Err(Invalid::Prefix);
+    }
+    Ok(())
+}
+
+/// A bulk count: 1 to [`BulkInsert::MAX_COUNT`].
+pub fn count(count: u64) -> Result<(), Invalid> {
+    if count == 0 || count > BulkInsert::MAX_COUNT {
+        return Err(Invalid::Count(count));
     }
     Ok(())
 }
 
 /// A display name: 1 to 100 letters, digits, spaces and `. , ' -`.
-pub fn name(name: &str) -> Result<(), ApiError> {
+pub fn name(name: &str) -> Result<(), Invalid> {
     let chars = name.chars().count();
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '.' | ',' | '\'' | '-');
     if chars == 0 || chars > MAX_NAME_CHARS || !name.chars().all(allowed) || name.trim().is_empty()
     {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            format!("name must be 1 to {MAX_NAME_CHARS} letters, digits, spaces and . , ' -"),
-        ));
+        return Err(Invalid::Name);
     }
     Ok(())
 }
 
 /// An e-mail: `local@domain`, plain characters only, at most 254 bytes.
-pub fn email(email: &str) -> Result<(), ApiError> {
+pub fn email(email: &str) -> Result<(), Invalid> {
     let valid = email.len() <= MAX_EMAIL_LEN
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -75,13 +140,47 @@ pub fn email(email: &str) -> Result<(), ApiError> {
                     .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
                 && domain.contains('.')
         });
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_email",
-            "email must look like name@example.com (letters, digits and . _ % + -)",
-        ))
+    if valid { Ok(()) } else { Err(Invalid::Email) }
+}
+
+/// A read's consistency (`eventual` when none is given) and, for
+/// read-your-writes, the LSN it must see (`None`: none given).
+pub fn read_level(
+    consistency: Option<&str>,
+    lsn: Option<&str>,
+) -> Result<(Consistency, Option<u64>), Invalid> {
+    let consistency = match consistency {
+        None => Consistency::Eventual,
+        Some(name) => Consistency::from_name(name)
+            .ok_or_else(|| Invalid::Consistency(name.chars().take(40).collect()))?,
+    };
+    let lsn = match (lsn, consistency) {
+        (Some(text), Consistency::ReadYourWrites) => Some(
+            text.parse::<PgLsn>()
+                .map(u64::from)
+                .map_err(|_| Invalid::Lsn)?,
+        ),
+        (Some(_), _) => return Err(Invalid::LsnWithoutReadYourWrites),
+        (None, _) => None,
+    };
+    Ok((consistency, lsn))
+}
+
+/// A node's stop mode: `fast` (the default, a clean shutdown) or
+/// `immediate` (like a crash); whether it is immediate.
+pub fn stop_mode(mode: Option<&str>) -> Result<bool, Invalid> {
+    match mode {
+        None | Some("fast") => Ok(false),
+        Some("immediate") => Ok(true),
+        Some(other) => Err(Invalid::StopMode(other.chars().take(40).collect())),
+    }
+}
+
+fn names(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
     }
 }
 
@@ -93,34 +192,74 @@ fn is_id_byte(byte: u8) -> bool {
 mod tests {
     use super::*;
 
-    fn check(result: Result<(), ApiError>, expected: Option<&str>) {
-        assert_eq!(result.err().map(|error| error.code), expected);
+    fn check(result: Result<(), Invalid>, expected: Option<Invalid>) {
+        assert_eq!(result.err(), expected);
     }
 
     #[test]
     fn user_id_table() {
         check(user_id("user_42"), None);
         check(user_id("a.b-c_D9"), None);
-        check(user_id(""), Some("invalid_user_id"));
-        check(user_id(&"x".repeat(65)), Some("invalid_user_id"));
+        check(user_id(""), Some(Invalid::UserIdEmpty));
+        check(user_id(&"x".repeat(65)), Some(Invalid::UserIdTooLong(65)));
         check(user_id(&"x".repeat(64)), None);
-        check(user_id("1; DROP TABLE users"), Some("invalid_user_id"));
-        check(user_id("x' OR '1'='1"), Some("invalid_user_id"));
-        check(user_id("ünï"), Some("invalid_user_id"));
+        check(
+            user_id("1; DROP TABLE users"),
+            Some(Invalid::UserIdCharacters),
+        );
+        check(user_id("x' OR '1'='1"), Some(Invalid::UserIdCharacters));
+        check(user_id("ünï"), Some(Invalid::UserIdCharacters));
     }
 
     #[test]
     fn name_and_email_table() {
         check(name("Ana María O'Neil"), None);
-        check(name(""), Some("invalid_name"));
-        check(name("   "), Some("invalid_name"));
-        check(name("Robert'); DROP TABLE users;--"), Some("invalid_name"));
+        check(name(""), Some(Invalid::Name));
+        check(name("   "), Some(Invalid::Name));
+        check(name("Robert'); DROP TABLE users;--"), Some(Invalid::Name));
         check(email("ana@ecomarket.example"), None);
-        check(email("ana@localhost"), Some("invalid_email"));
-        check(email("a'b@x.com"), Some("invalid_email"));
-        check(email("@x.com"), Some("invalid_email"));
+        check(email("ana@localhost"), Some(Invalid::Email));
+        check(email("a'b@x.com"), Some(Invalid::Email));
+        check(email("@x.com"), Some(Invalid::Email));
         check(prefix("bulk-"), None);
         check(prefix(""), None);
-        check(prefix("a b"), Some("invalid_prefix"));
+        check(prefix("a b"), Some(Invalid::Prefix));
+        check(count(0), Some(Invalid::Count(0)));
+        check(count(10_000), None);
+        check(count(10_001), Some(Invalid::Count(10_001)));
+    }
+
+    #[test]
+    fn read_levels_and_stop_modes() {
+        let level = |consistency, lsn| read_level(consistency, lsn);
+        assert_eq!(level(None, None), Ok((Consistency::Eventual, None)));
+        assert_eq!(level(Some("strong"), None), Ok((Consistency::Strong, None)));
+        assert_eq!(
+            level(Some("read-your-writes"), Some("0/3000148")),
+            Ok((Consistency::ReadYourWrites, Some(0x300_0148)))
+        );
+        assert_eq!(
+            level(Some("Strong"), None),
+            Err(Invalid::Consistency("Strong".into()))
+        );
+        assert_eq!(
+            level(Some("read-your-writes"), Some("3000148")),
+            Err(Invalid::Lsn)
+        );
+        assert_eq!(
+            level(Some("strong"), Some("0/1")),
+            Err(Invalid::LsnWithoutReadYourWrites)
+        );
+        assert_eq!(stop_mode(None), Ok(false));
+        assert_eq!(stop_mode(Some("immediate")), Ok(true));
+        assert_eq!(
+            stop_mode(Some("kill")),
+            Err(Invalid::StopMode("kill".into()))
+        );
+        assert!(
+            Invalid::Consistency("x".into())
+                .to_string()
+                .ends_with("use eventual, read-your-writes or strong")
+        );
     }
 }

@@ -1,30 +1,40 @@
-//! `AppState`: everything a request handler needs, cheap to clone (one `Arc`).
-//! `AppState::start` prepares the database and starts the monitor.
+//! The service: what the bridge does, whoever asks — reads, writes,
+//! rebalances, failover, node actions, the live ticks — over the routing
+//! table, the cluster's nodes and the database. Every operation answers a
+//! domain [`Error`]; nothing here knows HTTP. [`Service`] is cheap to
+//! clone (one `Arc`); [`Service::start`] prepares the database and starts
+//! the ticks.
 
+pub mod bulk;
+pub mod error;
 pub mod failover;
 pub mod input;
-pub(crate) mod reads;
+pub mod nodes;
+pub mod reads;
 pub mod rebalance;
 pub mod ticks;
+pub mod writes;
 
-use std::path::PathBuf;
+pub use error::{Error, LayoutRefusal, PrimaryDown};
+// What configures the service, for the layers above.
+pub use crate::cluster::topology::Topology;
+pub use crate::cluster::{Control, DEFAULT_READ_TIMEOUT, NodeControl};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{ClusterMode, NodeCount, Stats};
-use tokio::sync::{Semaphore, broadcast, watch};
+use ecoshard_core::wire::{ClusterMode, ClusterView, LayoutView, NodeCount, Stats};
+use tokio::sync::{Semaphore, broadcast};
 
-use crate::cluster::Cluster;
-use crate::cluster::topology::Topology;
+use crate::cluster::{Cluster, Node};
 use crate::routing::Routing;
 use crate::service::failover::Failover;
-use ecoshard_postgres::LocalCluster;
 
-/// How to run the bridge.
+/// How to run the service.
 #[derive(Clone, Debug)]
-pub struct BridgeConfig {
+pub struct ServiceConfig {
     /// The nodes.
     pub topology: Topology,
     /// Connections per node.
@@ -33,51 +43,18 @@ pub struct BridgeConfig {
     pub max_lag_ms: u64,
     /// Stored as version 1 when the database has no layout yet.
     pub initial_layout: Layout,
-    /// Directory of the built web page, if any.
-    pub web_dir: Option<PathBuf>,
     /// Create the database when it does not exist.
     pub create_database: bool,
-    /// API requests handled at once; more get 429.
-    pub max_in_flight: usize,
-    /// Event-stream clients at once; more get 429.
-    pub max_event_clients: usize,
     /// Rows a rebalance moves per transaction.
     pub rebalance_batch: usize,
-    /// The local cluster this bridge started: node stop/start and failover need it.
-    pub local: Option<Arc<LocalCluster>>,
-    /// Promote a standby when the primary's server is gone (local cluster only).
+    /// The cluster's node control, when the bridge runs its servers: node
+    /// stop/start and failover need it.
+    pub control: Option<Control>,
+    /// Promote a standby when the primary's server is gone (needs `control`).
     pub auto_failover: bool,
-    /// Host names served besides `localhost` and IP literals (`--allowed-host`).
-    pub allowed_hosts: Vec<String>,
-    /// The token state-changing requests need (`--token`), if any.
-    pub token: Option<crate::http::Token>,
     /// Longest one node may take to answer one read (see
     /// [`crate::cluster::Cluster::read_timeout`]).
     pub read_timeout: std::time::Duration,
-}
-
-impl BridgeConfig {
-    /// Defaults: 16 connections per node, 1 s lag bound, 1 s read deadline,
-    /// ring over 3 shards, no page.
-    pub fn new(topology: Topology) -> Self {
-        BridgeConfig {
-            topology,
-            pool_size: 16,
-            max_lag_ms: 1_000,
-            initial_layout: Layout::with_count(ecoshard_core::StrategyKind::Ring, 3)
-                .unwrap_or_else(|_| unreachable!("3 shards is a valid count")),
-            web_dir: None,
-            create_database: true,
-            max_in_flight: 512,
-            max_event_clients: 64,
-            rebalance_batch: crate::service::rebalance::DEFAULT_BATCH_ROWS,
-            local: None,
-            auto_failover: false,
-            allowed_hosts: Vec::new(),
-            token: None,
-            read_timeout: crate::cluster::DEFAULT_READ_TIMEOUT,
-        }
-    }
 }
 
 /// Why the bridge could not start.
@@ -87,10 +64,8 @@ pub enum StartError {
     Primary(String),
     /// Preparing the schema failed.
     Schema(crate::db::schema::SchemaError),
-    /// The stored or given layout is invalid.
-    Layout(ecoshard_core::Error),
-    /// The given layout is valid but not one the bridge applies to a database.
-    Unsupported(&'static str),
+    /// The given layout is not one the database takes.
+    Layout(LayoutRefusal),
 }
 
 impl std::fmt::Display for StartError {
@@ -98,17 +73,16 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Primary(why) => write!(f, "cannot use the primary: {why}"),
             StartError::Schema(error) => write!(f, "preparing the database: {error}"),
-            StartError::Layout(error) => write!(f, "layout: {error}"),
-            StartError::Unsupported(why) => f.write_str(why),
+            StartError::Layout(refusal) => refusal.fmt(f),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
-/// Shared state of the bridge.
+/// The service, shared.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct Service {
     inner: Arc<Inner>,
 }
 
@@ -120,16 +94,10 @@ struct Inner {
     mode: ClusterMode,
     counters: Counters,
     ticks: broadcast::Sender<Arc<str>>,
-    /// Set once the server is shutting down; long-lived streams end on it.
-    closing: watch::Sender<bool>,
     latest_tick: RwLock<Option<Arc<str>>>,
     latest_stats: RwLock<Stats>,
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
-    in_flight: Semaphore,
-    event_clients: crate::http::EventClients,
-    edge: crate::http::EdgeRules,
-    web_dir: Option<PathBuf>,
     failover: Failover,
 }
 
@@ -147,19 +115,11 @@ pub struct Counters {
 /// Bulk inserts running at once; more get 429.
 pub const BULK_CONCURRENCY: usize = 2;
 
-impl AppState {
+impl Service {
     /// Connects, creates the database and schema when missing, loads the
     /// layout, runs a first health check and starts the monitor.
-    pub async fn start(config: BridgeConfig) -> Result<Self, StartError> {
-        config
-            .initial_layout
-            .validate()
-            .map_err(StartError::Layout)?;
-        if config.initial_layout.strategy == ecoshard_core::StrategyKind::BoundedLoad {
-            return Err(StartError::Unsupported(
-                crate::service::rebalance::BOUNDED_LOAD_REFUSAL,
-            ));
-        }
+    pub async fn start(config: ServiceConfig) -> Result<Self, StartError> {
+        rebalance::check_database_layout(&config.initial_layout).map_err(StartError::Layout)?;
         if config.create_database {
             ensure_database(&config.topology).await?;
         }
@@ -174,7 +134,7 @@ impl AppState {
             .pool
             .get()
             .await
-            .map_err(|error| StartError::Primary(pool_error(&error)))?;
+            .map_err(|error| StartError::Primary(crate::db::describe_pool(&error)))?;
         let view = crate::db::schema::prepare(&mut client, &config.initial_layout)
             .await
             .map_err(StartError::Schema)?;
@@ -194,7 +154,7 @@ impl AppState {
             );
         }
         let (ticks, _) = broadcast::channel(16);
-        let state = AppState {
+        let state = Service {
             inner: Arc::new(Inner {
                 cluster,
                 routing: Routing::with_table(startup.table),
@@ -205,16 +165,11 @@ impl AppState {
                 mode: config.topology.mode,
                 counters: Counters::default(),
                 ticks,
-                closing: watch::Sender::new(false),
                 latest_tick: RwLock::new(None),
                 latest_stats: RwLock::new(Stats::default()),
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
-                in_flight: Semaphore::new(config.max_in_flight.max(1)),
-                event_clients: crate::http::EventClients::new(config.max_event_clients),
-                edge: crate::http::EdgeRules::new(&config.allowed_hosts, config.token),
-                web_dir: config.web_dir,
-                failover: Failover::new(config.local, config.auto_failover),
+                failover: Failover::new(config.control, config.auto_failover),
             }),
         };
         crate::cluster::monitor::check_nodes(state.cluster(), ticks::now_ms()).await;
@@ -255,47 +210,14 @@ impl AppState {
         &self.inner.bulk_permits
     }
 
-    /// Limits API requests in flight.
-    pub fn in_flight(&self) -> &Semaphore {
-        &self.inner.in_flight
-    }
-
-    /// The event stream's clients and their slots.
-    pub fn event_clients(&self) -> &crate::http::EventClients {
-        &self.inner.event_clients
-    }
-
-    /// Which hosts, origins and token requests need.
-    pub(crate) fn edge(&self) -> &crate::http::EdgeRules {
-        &self.inner.edge
-    }
-
     /// Node actions and failover.
     pub fn failover(&self) -> &Failover {
         &self.inner.failover
     }
 
-    /// Directory of the web page.
-    pub fn web_dir(&self) -> Option<&PathBuf> {
-        self.inner.web_dir.as_ref()
-    }
-
     /// New subscriber to the stream's ticks (JSON).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.inner.ticks.subscribe()
-    }
-
-    /// Tells long-lived responses (the event stream) to end: the server is stopping.
-    pub fn close_streams(&self) {
-        self.inner.closing.send_replace(true);
-    }
-
-    /// Completes once [`AppState::close_streams`] was called.
-    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
-        let mut closing = self.inner.closing.subscribe();
-        async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        }
     }
 
     /// The last tick sent, if any.
@@ -316,6 +238,22 @@ impl AppState {
         }
         // No receivers is fine; slow receivers lag and skip, never block this.
         let _ = self.inner.ticks.send(json);
+    }
+
+    /// The nodes with their health and lag, the layout in force and the
+    /// failover's settings and last promotion.
+    pub fn cluster_view(&self) -> ClusterView {
+        ClusterView {
+            mode: self.mode(),
+            nodes: self.cluster().nodes.iter().map(Node::status).collect(),
+            layout: self.layout_view(),
+            failover: self.failover().view(),
+        }
+    }
+
+    /// The layout in force and its version.
+    pub fn layout_view(&self) -> LayoutView {
+        self.routing().table().view()
     }
 
     /// Counters as of now, with the rates and row counts of the last tick.
@@ -388,13 +326,5 @@ async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
         }
         Ok(false) => Ok(()),
         Err(why) => Err(StartError::Primary(why)),
-    }
-}
-
-/// A pool error in one line.
-pub fn pool_error(error: &deadpool_postgres::PoolError) -> String {
-    match error {
-        deadpool_postgres::PoolError::Backend(error) => crate::db::describe(error),
-        other => other.to_string(),
     }
 }

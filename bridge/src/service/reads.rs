@@ -1,6 +1,5 @@
 //! Serving a read by key: which nodes to try and in what order, each try
-//! within the read deadline, and why none answered. Knows nothing of HTTP
-//! (`api/users.rs` words the outcome).
+//! within the read deadline, and why none answered.
 //!
 //! A node that fails a read fast (refused, gone) costs nothing: the next
 //! candidate is tried. A node that does not answer within the deadline is
@@ -11,11 +10,13 @@
 //! has no other.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ecoshard_core::wire::{Consistency, User};
+use ecoshard_core::wire::{Consistency, ReadResult, User};
 use tokio::time::Instant;
 
+use super::{Error, Service, failover, input};
 use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db;
 use crate::db::BatchSql;
@@ -23,23 +24,23 @@ use crate::db::ShardSql;
 use crate::routing::RoutingTable;
 
 /// Deadlines one read may run past before it gives up.
-pub(crate) const MAX_TIMEOUTS: usize = 2;
+const MAX_TIMEOUTS: usize = 2;
 
 /// What a node answered: the row and the name of its shard, or not found.
-pub(crate) type Found = Option<(User, String)>;
+type Found = Option<(User, String)>;
 
 /// A read answered, and by which node.
 #[derive(Debug)]
-pub(crate) struct Served<'a> {
+struct Served<'a> {
     /// The node that answered.
-    pub(crate) node: &'a Node,
+    node: &'a Node,
     /// What it found.
-    pub(crate) found: Found,
+    found: Found,
 }
 
 /// Why no node answered a read.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ReadError {
+enum ReadError {
     /// A strong read: the primary did not answer within the deadline.
     PrimaryTimedOut,
     /// No candidate answered (each failed, or ran past the deadline: the
@@ -52,7 +53,7 @@ pub(crate) enum ReadError {
 
 /// Reads `user_id` from the first candidate node that answers (see the
 /// module's documentation). `after_lsn`: what a read-your-writes read must see.
-pub(crate) async fn read<'a>(
+async fn read<'a>(
     cluster: &'a Cluster,
     table: &RoutingTable,
     user_id: &str,
@@ -223,5 +224,66 @@ fn failed_checkout(node: &Node, error: &crate::cluster::CheckoutError) -> Attemp
             }
             Attempt::Failed
         }
+    }
+}
+
+/// Reads the user `user_id` at the consistency asked for (`eventual` when
+/// none; `lsn`, for read-your-writes, what it must see: by default the
+/// latest write this bridge acknowledged), from the first node that can
+/// serve it, and says which node did.
+pub async fn read_user(
+    service: &Service,
+    user_id: &str,
+    consistency: Option<&str>,
+    lsn: Option<&str>,
+) -> Result<ReadResult, Error> {
+    input::user_id(user_id)?;
+    let (consistency, lsn) = input::read_level(consistency, lsn)?;
+    let after_lsn =
+        lsn.unwrap_or_else(|| service.counters().last_write_lsn.load(Ordering::Relaxed));
+    let table = service.routing().table();
+    match read(service.cluster(), &table, user_id, consistency, after_lsn).await {
+        Ok(served) => answer(served.node, served.found, consistency),
+        Err(error) => {
+            service
+                .counters()
+                .failed_reads
+                .fetch_add(1, Ordering::Relaxed);
+            Err(match error {
+                ReadError::PrimaryTimedOut => failover::read_timed_out(
+                    service,
+                    "strong reads go to it alone; retry, or read with consistency=eventual \
+                     to be served by a standby meanwhile",
+                ),
+                ReadError::Unavailable { timed_out } => {
+                    if !timed_out.is_empty() {
+                        tracing::warn!(
+                            "a {} read failed; no answer in time from {}",
+                            consistency.name(),
+                            timed_out.join(", ")
+                        );
+                    }
+                    failover::read_unavailable(service, consistency, after_lsn)
+                }
+            })
+        }
+    }
+}
+
+/// The answer of the node that served a read.
+fn answer(node: &Node, found: Found, consistency: Consistency) -> Result<ReadResult, Error> {
+    node.reads.fetch_add(1, Ordering::Relaxed);
+    match found {
+        Some((user, shard)) => Ok(ReadResult {
+            user,
+            shard,
+            served_by: node.name().to_string(),
+            lag_ms: node.lag_ms(),
+            consistency,
+        }),
+        None => Err(Error::UserNotFound {
+            served_by: node.name().to_string(),
+            consistency,
+        }),
     }
 }

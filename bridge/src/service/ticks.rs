@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ecoshard_core::ShardLoad;
 use ecoshard_core::wire::{Stats, Tick};
 
-use super::AppState;
+use super::Service;
 use crate::cluster::Node;
 use crate::db::ShardSql;
 
@@ -22,7 +22,7 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// Starts the monitor and the row counter; they end with the runtime. The
 /// counter's first round runs before this returns, so that a table it has
 /// to analyze is analyzed before any request of this bridge writes to it.
-pub async fn start(state: &AppState) {
+pub async fn start(state: &Service) {
     let ticker = state.clone();
     tokio::spawn(async move { run_ticks(ticker).await });
     let mut counter = RowCounter::default();
@@ -31,7 +31,7 @@ pub async fn start(state: &AppState) {
     tokio::spawn(async move { counter.run(&state).await });
 }
 
-async fn run_ticks(state: AppState) {
+async fn run_ticks(state: Service) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut rates = Rates::default();
@@ -82,7 +82,7 @@ struct RowCounter {
 }
 
 impl RowCounter {
-    async fn run(mut self, state: &AppState) {
+    async fn run(mut self, state: &Service) {
         let mut interval = tokio::time::interval(ROW_COUNT_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -91,7 +91,7 @@ impl RowCounter {
         }
     }
 
-    async fn round(&mut self, state: &AppState) {
+    async fn round(&mut self, state: &Service) {
         let table = state.routing().table();
         let shards: Vec<&ShardSql> = table
             .current
@@ -171,7 +171,7 @@ struct Rates {
 }
 
 impl Rates {
-    fn update(&mut self, state: &AppState) -> Stats {
+    fn update(&mut self, state: &Service) -> Stats {
         let mut stats = state.stats();
         let reads: u64 = stats.reads.iter().map(|count| count.count).sum();
         let now = Instant::now();

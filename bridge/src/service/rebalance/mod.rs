@@ -25,13 +25,12 @@ use crate::db::jobs as store;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
 
-use crate::http::error::ApiError;
+use super::failover::{self, WRITE_TIMEOUT};
+use super::{Error, LayoutRefusal, Service, StartError};
 use crate::routing::{Placement, RoutingTable};
-use crate::service::{AppState, StartError, pool_error};
 
 pub use store::StoredJob;
 
@@ -248,7 +247,7 @@ pub async fn startup(
 }
 
 /// Resumes a job found at start-up.
-pub fn resume(state: &AppState, pending: Pending) {
+pub fn resume(state: &Service, pending: Pending) {
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
@@ -260,59 +259,49 @@ pub fn resume(state: &AppState, pending: Pending) {
     tokio::spawn(mover::run(state, pending, slot, None));
 }
 
-/// `PUT /api/layout`: nothing for the layout in force; else starts moving to
-/// `layout` and answers the job, with its plan when it is ready within
-/// `PLAN_WAIT`.
-pub async fn apply(state: &AppState, layout: Layout) -> Result<Applied, ApiError> {
+/// Whether the database takes `layout`: a valid layout that places each
+/// key by itself, with at most [`MAX_DATABASE_SHARDS`] shards. The one
+/// check every way of giving the database a layout goes through.
+pub fn check_database_layout(layout: &Layout) -> Result<(), LayoutRefusal> {
+    layout
+        .validate()
+        .map_err(|error| LayoutRefusal::Invalid(error.to_string()))?;
     if layout.strategy == StrategyKind::BoundedLoad {
-        return Err(bounded_load_refused());
+        return Err(LayoutRefusal::BoundedLoad);
     }
     if layout.shards.len() > MAX_DATABASE_SHARDS {
-        return Err(ApiError::bad_request(
-            "too_many_shards",
-            format!(
-                "{} shards is more than the database takes: at most {MAX_DATABASE_SHARDS} \
-                 (each is a schema, all created in one transaction)",
-                layout.shards.len()
-            ),
-        ));
+        return Err(LayoutRefusal::TooManyShards {
+            count: layout.shards.len(),
+            limit: MAX_DATABASE_SHARDS,
+        });
     }
-    let rebalancer = state.rebalancer();
+    Ok(())
+}
+
+/// [`apply`] of a layout given as JSON.
+pub async fn apply_json(service: &Service, json: serde_json::Value) -> Result<Applied, Error> {
+    let layout: Layout =
+        serde_json::from_value(json).map_err(|error| LayoutRefusal::Invalid(error.to_string()))?;
+    apply(service, layout).await
+}
+
+/// Applies `layout` to the database: nothing for the layout in force; else
+/// starts a job moving to it and answers the job, with its plan when that
+/// is ready within `PLAN_WAIT`.
+pub async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
+    check_database_layout(&layout)?;
+    let rebalancer = service.rebalancer();
     let slot = Arc::clone(&rebalancer.slot)
         .try_lock_owned()
-        .map_err(|_| busy(rebalancer.job()))?;
+        .map_err(|_| Error::RebalanceBusy(rebalancer.job().map(Box::new)))?;
     if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
-        return Err(busy(Some(job)));
+        return Err(Error::RebalanceBusy(Some(Box::new(job))));
     }
-    let from = state.routing().table().view();
+    let from = service.routing().table().view();
     if layout == from.layout {
         return Ok(Applied::InForce(from));
     }
-    let primary = state.cluster().primary();
-    let mut client = primary.pool.get().await.map_err(|error| {
-        tracing::warn!("applying a layout: {}", pool_error(&error));
-        ApiError::primary_unavailable()
-    })?;
-    let begun = match store::begin(&mut client, from.version, &layout).await {
-        Ok(begun) => begun,
-        Err(store::BeginError::Busy(job)) => return Err(busy(Some(job.view()))),
-        Err(store::BeginError::Moved) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "layout_changed",
-                "the layout in the database is not the one this bridge routes by; restart the bridge",
-            ));
-        }
-        Err(store::BeginError::Db(error)) => {
-            return Err(match error {
-                crate::db::schema::SchemaError::Db(error) => {
-                    db_failure("starting a rebalance", &error)
-                }
-                other => ApiError::internal("starting a rebalance", other),
-            });
-        }
-    };
-    drop(client);
+    let begun = begin(service, &from, &layout).await?;
     tracing::info!(
         "rebalance job {}: layout {} → {} ({} over {} shards)",
         begun.job.id,
@@ -330,82 +319,89 @@ pub async fn apply(state: &AppState, layout: Layout) -> Result<Applied, ApiError
         to: begun.target,
         just_begun: true,
     };
-    tokio::spawn(mover::run(state.clone(), pending, slot, Some(planned_tx)));
+    tokio::spawn(mover::run(service.clone(), pending, slot, Some(planned_tx)));
     let _ = tokio::time::timeout(PLAN_WAIT, planned_rx).await;
     rebalancer
         .job()
         .filter(|job| job.id == id)
         .map(Applied::Started)
-        .ok_or_else(|| ApiError::internal("rebalance", "the job vanished from memory"))
+        .ok_or_else(|| Error::internal("rebalance", "the job vanished from memory"))
 }
 
-/// `GET /api/rebalance/{id}`.
-pub async fn job(state: &AppState, id: u64) -> Result<RebalanceJob, ApiError> {
-    if let Some(job) = state.rebalancer().job().filter(|job| job.id == id) {
-        return Ok(job);
-    }
-    // A read: bounded by the read deadline, like every read of a request.
-    let deadline = tokio::time::Instant::now() + state.cluster().read_timeout;
-    let client = crate::cluster::checkout(&state.cluster().primary().pool, deadline)
+/// Stores the target layout and its job (see [`store::begin`]), within the
+/// write deadline.
+async fn begin(
+    service: &Service,
+    from: &LayoutView,
+    layout: &Layout,
+) -> Result<store::Begun, Error> {
+    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+    let mut client = service
+        .cluster()
+        .primary_client(deadline)
         .await
         .map_err(|error| {
-            tracing::warn!("reading a rebalance job: {error}");
-            ApiError::primary_unavailable()
+            tracing::warn!("applying a layout: {error}");
+            failover::primary_unavailable(service)
         })?;
-    match tokio::time::timeout_at(deadline, store::load(&client, id)).await {
-        Ok(Ok(Some(job))) => Ok(job.view()),
-        Ok(Ok(None)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "job_not_found",
-            format!("no rebalance job {id}"),
-        )),
-        Ok(Err(error)) => Err(db_failure("reading a rebalance job", &error)),
+    let begun = tokio::time::timeout_at(deadline, store::begin(&mut client, from.version, layout));
+    match begun.await {
+        Ok(Ok(begun)) => Ok(begun),
+        Ok(Err(store::BeginError::Busy(job))) => {
+            Err(Error::RebalanceBusy(Some(Box::new(job.view()))))
+        }
+        Ok(Err(store::BeginError::Moved)) => Err(Error::LayoutChanged),
+        Ok(Err(store::BeginError::Db(crate::db::schema::SchemaError::Db(error)))) => {
+            Err(db_failure(service, "starting a rebalance", &error))
+        }
+        Ok(Err(store::BeginError::Db(other))) => {
+            Err(Error::internal("starting a rebalance", other))
+        }
+        // Its transaction ends with its connection: nothing was stored.
         Err(_) => {
             crate::cluster::discard(client);
-            Err(crate::service::failover::read_timed_out(
-                state,
-                "retry in a moment",
-            ))
+            Err(failover::primary_unavailable(service))
         }
     }
 }
 
-/// 400 for bounded-load, which the bridge does not apply to the database.
-pub fn bounded_load_refused() -> ApiError {
-    ApiError::bad_request("unsupported_strategy", BOUNDED_LOAD_REFUSAL)
-}
-
-/// Why the database takes no bounded-load layout.
-pub const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \
-     so a row inserted or read by its key alone could not be found; use ring (the same ring \
-     without the bound) for the database; ecoshard plan and the page still show bounded-load";
-
-fn busy(job: Option<RebalanceJob>) -> ApiError {
-    let message = match job {
-        Some(job) if job.state == JobState::Failed => format!(
-            "rebalance job {} failed ({}); restart the bridge to resume it before applying another layout",
-            job.id,
-            job.error.as_deref().unwrap_or("no reason recorded")
-        ),
-        Some(job) if job.state == JobState::Running => format!(
-            "rebalance job {} is running ({} of {} rows moved); wait until GET /api/rebalance/{} says done",
-            job.id, job.moved, job.total, job.id
-        ),
-        Some(job) => format!("rebalance job {} is finishing; retry in a moment", job.id),
-        None => "a rebalance job is starting; retry in a moment".to_string(),
-    };
-    ApiError::new(StatusCode::CONFLICT, "rebalance_running", message)
+/// The job `id`, running or stored.
+pub async fn job(service: &Service, id: u64) -> Result<RebalanceJob, Error> {
+    if let Some(job) = service.rebalancer().job().filter(|job| job.id == id) {
+        return Ok(job);
+    }
+    // A read: bounded by the read deadline, like every read of a request.
+    let deadline = tokio::time::Instant::now() + service.cluster().read_timeout;
+    let client = service
+        .cluster()
+        .primary_client(deadline)
+        .await
+        .map_err(|error| {
+            tracing::warn!("reading a rebalance job: {error}");
+            failover::primary_unavailable(service)
+        })?;
+    match tokio::time::timeout_at(deadline, store::load(&client, id)).await {
+        Ok(Ok(Some(job))) => Ok(job.view()),
+        Ok(Ok(None)) => Err(Error::JobNotFound(id)),
+        Ok(Err(error)) => Err(db_failure(service, "reading a rebalance job", &error)),
+        Err(_) => {
+            crate::cluster::discard(client);
+            Err(failover::read_timed_out(service, "retry in a moment"))
+        }
+    }
 }
 
 fn stored_layout_error(why: String) -> StartError {
     StartError::Schema(crate::db::schema::SchemaError::BadStoredLayout(why))
 }
 
-fn db_failure(context: &str, error: &tokio_postgres::Error) -> ApiError {
-    if crate::db::is_node_failure(error) {
+/// A database error met on behalf of a request: the primary is gone (or
+/// no longer the primary), or something unexpected.
+fn db_failure(service: &Service, context: &str, error: &tokio_postgres::Error) -> Error {
+    if crate::db::is_node_failure(error) || crate::db::is_read_only(error) {
         tracing::warn!("{context}: {}", crate::db::describe(error));
-        ApiError::primary_unavailable()
+        failover::primary_unavailable(service)
     } else {
-        ApiError::internal(context, crate::db::describe(error))
+        Error::internal(context, crate::db::describe(error))
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::{Pending, build_placement, off_workers, store};
 use crate::routing::{Placement, RoutingTable, wait_unshared};
-use crate::service::AppState;
+use crate::service::Service;
 
 /// Longest the mover waits for requests holding an old routing table.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -58,7 +58,7 @@ impl From<tokio_postgres::Error> for Failure {
 /// Runs a job to its end; `slot` is held until then, `planned` told once
 /// the plan is stored.
 pub(super) async fn run(
-    state: AppState,
+    state: Service,
     pending: Pending,
     slot: OwnedMutexGuard<()>,
     mut planned: Option<oneshot::Sender<()>>,
@@ -99,7 +99,7 @@ pub(super) async fn run(
 /// For a job just begun: creates the new shards' schemas (retrying while the
 /// primary is away) and builds the routing by both layouts, which standbys
 /// serve once they have replayed the schemas. `None` when the job failed.
-async fn new_table(state: &AppState, pending: &Pending) -> Option<RoutingTable> {
+async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
     let id = pending.job.id;
     let lsn = loop {
         match create_shards(state, &pending.to.layout).await {
@@ -127,14 +127,14 @@ async fn new_table(state: &AppState, pending: &Pending) -> Option<RoutingTable> 
     }
 }
 
-async fn create_shards(state: &AppState, layout: &Layout) -> Result<u64, Failure> {
+async fn create_shards(state: &Service, layout: &Layout) -> Result<u64, Failure> {
     let mut client = state
         .cluster()
         .primary()
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::service::pool_error(&error)))?;
+        .map_err(|error| Failure::Retry(crate::db::describe_pool(&error)))?;
     store::create_shards(&mut client, layout)
         .await
         .map_err(|error| match error {
@@ -146,7 +146,7 @@ async fn create_shards(state: &AppState, layout: &Layout) -> Result<u64, Failure
 /// Plans (once), moves, checks and completes; the WAL position after the
 /// completing commit.
 async fn work(
-    state: &AppState,
+    state: &Service,
     pending: &Pending,
     job: &mut store::StoredJob,
     planned: &mut Option<oneshot::Sender<()>>,
@@ -157,7 +157,7 @@ async fn work(
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::service::pool_error(&error)))?;
+        .map_err(|error| Failure::Retry(crate::db::describe_pool(&error)))?;
     let routers = routers(&pending.from.layout, &pending.to.layout).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
@@ -206,7 +206,7 @@ async fn work(
 /// deletes the rows from the old shard, inserts them into the new one and
 /// adds them to the job's `moved`.
 async fn move_rows(
-    state: &AppState,
+    state: &Service,
     client: &mut deadpool_postgres::Client,
     job: &mut store::StoredJob,
     moves: &Moves,
@@ -242,7 +242,7 @@ async fn move_rows(
 /// serve it once they have replayed the last move), then, once no request
 /// holds the old routing, the schemas of shards the new layout lacks are
 /// dropped if empty; then the job counts as done.
-async fn finish(state: &AppState, pending: &Pending, job: &store::StoredJob, lsn: u64) {
+async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn: u64) {
     let view = job.view();
     match build_placement(&pending.to).await {
         Ok(current) => {
@@ -291,13 +291,13 @@ async fn finish(state: &AppState, pending: &Pending, job: &store::StoredJob, lsn
     state.rebalancer().update(job.id, |memory| *memory = view);
 }
 
-async fn drop_shards(state: &AppState, names: &[&str]) {
+async fn drop_shards(state: &Service, names: &[&str]) {
     let mut client = match state.cluster().primary().pool.get().await {
         Ok(client) => client,
         Err(error) => {
             tracing::warn!(
                 "dropping shards {names:?}: {}; the next start drops them",
-                crate::service::pool_error(&error)
+                crate::db::describe_pool(&error)
             );
             return;
         }
@@ -311,7 +311,7 @@ async fn drop_shards(state: &AppState, names: &[&str]) {
     }
 }
 
-async fn fail(state: &AppState, id: u64, why: &str) {
+async fn fail(state: &Service, id: u64, why: &str) {
     if let Ok(client) = state.cluster().primary().pool.get().await
         && let Err(error) = store::fail(&client, id, why).await
     {

@@ -6,7 +6,7 @@
 //! the explorer predicted (the core over its own numbered keys), with why
 //! they can differ. Refusals show the bridge's sentence.
 
-use ecoshard_core::wire::{JobState, RebalanceJob};
+use ecoshard_core::wire::{BulkInsert, JobState, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
 use yew::platform::spawn_local;
 use yew::prelude::*;
@@ -16,9 +16,6 @@ use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
 use crate::live::{Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan};
 use crate::state::{Explorer, strategy_title};
-
-/// Most users one bulk insert takes (the bridge's bound).
-const MAX_BULK: u32 = 10_000;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct RebalanceProps {
@@ -213,8 +210,8 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             }
             <div class="keys-row">
                 <button class="button small ghost" id="insert-explorer-keys" onclick={insert_keys}
-                    disabled={explorer.key_count > MAX_BULK}
-                    title={if explorer.key_count > MAX_BULK { format!("the bridge inserts at most {} users at once", thousands(u64::from(MAX_BULK))) } else { format!("POST /api/users/bulk with prefix user_ and count {}", explorer.key_count) }}>
+                    disabled={u64::from(explorer.key_count) > BulkInsert::MAX_COUNT}
+                    title={if u64::from(explorer.key_count) > BulkInsert::MAX_COUNT { format!("the bridge inserts at most {} users at once", thousands(BulkInsert::MAX_COUNT)) } else { format!("POST /api/users/bulk with prefix user_ and count {}", explorer.key_count) }}>
                     { format!("Insert the explorer's {explorer_keys} keys") }
                 </button>
                 <span class="muted small">{ "user_0 … into the database: with the same keys, the explorer's prediction is the plan, key for key" }</span>

@@ -212,15 +212,10 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
                 ));
                 return;
             };
-            let level = match consistency
+            let level = consistency
                 .cast::<HtmlSelectElement>()
-                .map(|select| select.value())
-                .as_deref()
-            {
-                Some("strong") => Consistency::Strong,
-                Some("read-your-writes") => Consistency::ReadYourWrites,
-                _ => Consistency::Eventual,
-            };
+                .and_then(|select| Consistency::from_name(&select.value()))
+                .unwrap_or_default();
             read(id, level, dispatch.clone());
         })
     };
@@ -293,9 +288,9 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
             <form class="form-row" onsubmit={on_read}>
                 <input ref={read_id} id="read-id" placeholder="user id (blank: the last inserted)" />
                 <select ref={consistency} id="read-consistency">
-                    <option value="eventual" selected=true>{ "eventual" }</option>
-                    <option value="read-your-writes">{ "read-your-writes" }</option>
-                    <option value="strong">{ "strong" }</option>
+                    { for Consistency::ALL.iter().map(|level| html! {
+                        <option value={level.name()} selected={*level == Consistency::Eventual}>{ level.name() }</option>
+                    }) }
                 </select>
                 <button class="button" type="submit" id="read-one">{ "Read" }</button>
             </form>

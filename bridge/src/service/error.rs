@@ -1,0 +1,335 @@
+//! What the service refuses, or fails at, in its own words: one variant per
+//! cause, one sentence per cause (`Display`). Nothing here knows HTTP; the
+//! HTTP edge maps each variant to a status and a stable code
+//! (`http/error.rs`), and keeps the sentence.
+
+use std::fmt;
+
+use ecoshard_core::wire::{Consistency, JobState, RebalanceJob};
+use tokio_postgres::types::PgLsn;
+
+use super::input::Invalid;
+
+/// Why the service did not do what it was asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    /// A value of the request breaks a rule; nothing was tried.
+    Invalid(Invalid),
+    /// A layout the database does not take (see [`LayoutRefusal`]).
+    Layout(LayoutRefusal),
+    /// No user with that id, on the node that served the read.
+    UserNotFound {
+        /// The node that served the read.
+        served_by: String,
+        /// The read's consistency.
+        consistency: Consistency,
+    },
+    /// No rebalance job with that id.
+    JobNotFound(u64),
+    /// No node with that name.
+    UnknownNode {
+        /// The name asked for (at most 40 characters of it).
+        name: String,
+        /// The nodes there are.
+        nodes: Vec<String>,
+    },
+    /// The id is taken by a user stored differently; nothing was written.
+    DuplicateUser(String),
+    /// Some of a bulk insert's ids are taken, not all as it would write
+    /// them; nothing was written.
+    DuplicateBulk {
+        /// The ids' prefix.
+        prefix: String,
+        /// How many ids (`prefix0` …).
+        count: u64,
+    },
+    /// A rebalance job runs (or failed and waits for a restart), or one is
+    /// starting (`None`).
+    RebalanceBusy(Option<Box<RebalanceJob>>),
+    /// The database's layout is not the one this bridge routes by.
+    LayoutChanged,
+    /// Node actions need servers this bridge started.
+    NotLocal {
+        /// The bridge connects to an external cluster.
+        external: bool,
+    },
+    /// The cluster's state forbids the node action; says why.
+    NodeActionRefused(String),
+    /// Stopping or starting a node failed (the details are logged).
+    NodeActionFailed {
+        /// `stopping` or `starting`.
+        doing: &'static str,
+        /// The node.
+        node: String,
+    },
+    /// As many bulk inserts as the bridge runs at once are running.
+    BulkBusy,
+    /// Writes are refused: the primary is not answering, or is being
+    /// replaced. Nothing was written.
+    PrimaryUnavailable(PrimaryDown),
+    /// A write was sent and the primary may have committed it.
+    WriteOutcomeUnknown {
+        /// No answer within the write deadline (else the session ended).
+        timed_out: bool,
+        /// Commits wait for a synchronous standby.
+        sync_replication: bool,
+        /// The write deadline, in seconds.
+        limit_secs: u64,
+        /// What to send again to repeat it safely.
+        again: String,
+    },
+    /// A read only the primary can answer got no answer within the read
+    /// deadline; `next` says what to do.
+    ReadTimedOut {
+        /// The primary's name.
+        primary: String,
+        /// The read deadline, in ms.
+        limit_ms: u128,
+        /// What to do instead.
+        next: &'static str,
+    },
+    /// No node could serve a read.
+    ReadUnavailable {
+        /// What the read asked for.
+        consistency: Consistency,
+        /// What a read-your-writes read must see.
+        after_lsn: u64,
+        /// The primary's name.
+        primary: String,
+    },
+    /// A bug or an unexpected database error; `context` is logged, never
+    /// answered.
+    Internal(String),
+}
+
+/// Why writes are refused now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrimaryDown {
+    /// The primary's name.
+    pub primary: String,
+    /// A standby is being promoted in its place now.
+    pub failing_over: bool,
+    /// A standby will be promoted when its server is gone.
+    pub auto_failover: bool,
+}
+
+/// Why a layout is not applied to the database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayoutRefusal {
+    /// Not a layout: the core's (or the JSON's) reason.
+    Invalid(String),
+    /// bounded-load places a key by every other key.
+    BoundedLoad,
+    /// More shards than the database takes.
+    TooManyShards {
+        /// Shards asked for.
+        count: usize,
+        /// Most the database takes.
+        limit: usize,
+    },
+}
+
+impl Error {
+    /// A bug or unexpected failure: logs `context: detail` and answers
+    /// [`Error::Internal`].
+    pub fn internal(context: &str, detail: impl fmt::Display) -> Self {
+        tracing::error!("{context}: {detail}");
+        Error::Internal(context.to_owned())
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        Error::Invalid(invalid)
+    }
+}
+
+impl From<LayoutRefusal> for Error {
+    fn from(refusal: LayoutRefusal) -> Self {
+        Error::Layout(refusal)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(invalid) => invalid.fmt(f),
+            Error::Layout(refusal) => refusal.fmt(f),
+            Error::UserNotFound {
+                served_by,
+                consistency,
+            } => write!(
+                f,
+                "no user with that id (served by {served_by}, consistency {})",
+                consistency.name()
+            ),
+            Error::JobNotFound(id) => write!(f, "no rebalance job {id}"),
+            Error::UnknownNode { name, nodes } => write!(
+                f,
+                "no node named {name:?}; the nodes are {}",
+                nodes.join(", ")
+            ),
+            Error::DuplicateUser(id) => write!(
+                f,
+                "a user with id {id:?} already exists with another name or e-mail; \
+                 nothing was written"
+            ),
+            Error::DuplicateBulk { prefix, count } => write!(
+                f,
+                "some of the ids {prefix}0 … {prefix}{} exist, not all as this insert would \
+                 write them; nothing was written",
+                count.saturating_sub(1)
+            ),
+            Error::RebalanceBusy(job) => busy(f, job.as_deref()),
+            Error::LayoutChanged => f.write_str(
+                "the layout in the database is not the one this bridge routes by; restart the bridge",
+            ),
+            Error::NotLocal { external: true } => f.write_str(
+                "the bridge connects to an external cluster: it did not start these servers and \
+                 does not stop or start them",
+            ),
+            Error::NotLocal { external: false } => {
+                f.write_str("this bridge does not manage the servers of the local cluster")
+            }
+            Error::NodeActionRefused(why) => f.write_str(why),
+            Error::NodeActionFailed { doing, node } => {
+                write!(f, "{doing} {node} failed (details in the bridge's log)")
+            }
+            Error::BulkBusy => {
+                f.write_str("other bulk inserts are running; try again when they finish")
+            }
+            Error::PrimaryUnavailable(down) => down.fmt(f),
+            Error::WriteOutcomeUnknown {
+                timed_out,
+                sync_replication,
+                limit_secs,
+                again,
+            } => {
+                match (timed_out, sync_replication) {
+                    (true, true) => write!(
+                        f,
+                        "no standby confirmed the write within {limit_secs} s (synchronous \
+                         replication needs one)"
+                    )?,
+                    (true, false) => write!(
+                        f,
+                        "the primary did not confirm the write within {limit_secs} s"
+                    )?,
+                    (false, _) => f.write_str(
+                        "the connection to the primary ended before it confirmed the write",
+                    )?,
+                }
+                write!(
+                    f,
+                    ": the primary may have committed it; read it back with consistency=strong, \
+                     or {again}: repeating it is safe"
+                )
+            }
+            Error::ReadTimedOut {
+                primary,
+                limit_ms,
+                next,
+            } => write!(
+                f,
+                "the primary ({primary}) did not answer within {limit_ms} ms: {next}"
+            ),
+            Error::ReadUnavailable {
+                consistency,
+                after_lsn,
+                primary,
+            } => unavailable(f, *consistency, *after_lsn, primary),
+            Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
+        }
+    }
+}
+
+impl fmt::Display for PrimaryDown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let primary = &self.primary;
+        if self.failing_over {
+            return f.write_str(
+                "the primary is gone and a standby is being promoted: retry in a moment",
+            );
+        }
+        let next = if self.auto_failover {
+            "until it is back or a standby is promoted in its place"
+        } else {
+            "until it is back"
+        };
+        write!(
+            f,
+            "the primary ({primary}) is not answering: writes are refused {next}"
+        )
+    }
+}
+
+impl fmt::Display for LayoutRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutRefusal::Invalid(why) => write!(
+                f,
+                "{why} (a layout is {{\"strategy\": \"ring\", \"shards\": 4, \"vnodes\": 160}}, \
+                 shards a count or a list of {{\"name\", \"weight\"}})"
+            ),
+            LayoutRefusal::BoundedLoad => f.write_str(BOUNDED_LOAD_REFUSAL),
+            LayoutRefusal::TooManyShards { count, limit } => write!(
+                f,
+                "{count} shards is more than the database takes: at most {limit} (each is a \
+                 schema, all created in one transaction)"
+            ),
+        }
+    }
+}
+
+/// Why the database takes no bounded-load layout.
+pub const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \
+     so a row inserted or read by its key alone could not be found; use ring (the same ring \
+     without the bound) for the database; ecoshard plan and the page still show bounded-load";
+
+fn busy(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
+    match job {
+        Some(job) if job.state == JobState::Failed => write!(
+            f,
+            "rebalance job {} failed ({}); restart the bridge to resume it before applying \
+             another layout",
+            job.id,
+            job.error.as_deref().unwrap_or("no reason recorded")
+        ),
+        Some(job) if job.state == JobState::Running => write!(
+            f,
+            "rebalance job {} is running ({} of {} rows moved); wait until GET \
+             /api/rebalance/{} says done",
+            job.id, job.moved, job.total, job.id
+        ),
+        Some(job) => write!(
+            f,
+            "rebalance job {} is finishing; retry in a moment",
+            job.id
+        ),
+        None => f.write_str("a rebalance job is starting; retry in a moment"),
+    }
+}
+
+fn unavailable(
+    f: &mut fmt::Formatter<'_>,
+    consistency: Consistency,
+    after_lsn: u64,
+    primary: &str,
+) -> fmt::Result {
+    match consistency {
+        Consistency::Strong => write!(
+            f,
+            "strong reads go to the primary ({primary}), which is not answering: read with \
+             consistency=eventual to be served by a standby meanwhile"
+        ),
+        Consistency::ReadYourWrites => write!(
+            f,
+            "no standby has replayed up to {} and the primary ({primary}) is not answering: \
+             retry, or read with consistency=eventual",
+            PgLsn::from(after_lsn)
+        ),
+        Consistency::Eventual => f.write_str(
+            "no node could serve the read: the primary and the standbys in rotation failed",
+        ),
+    }
+}

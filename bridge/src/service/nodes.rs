@@ -1,0 +1,164 @@
+//! Failure simulation on a cluster whose servers the bridge runs: stopping
+//! a node (cleanly, or like a crash) and starting it again, through the
+//! cluster's node control. Stopping the primary makes writes refused (and,
+//! with automatic failover, promotes a standby); a node that is no longer
+//! primary comes back as a standby, never as a second primary.
+
+use std::sync::Arc;
+
+use ecoshard_core::wire::{ClusterMode, NodeAction, NodeRole};
+
+use super::{Error, Service, input};
+use crate::cluster::{Control, ControlError, Node};
+
+/// Stops `name` (`mode`: `fast`, the default, or `immediate`).
+pub async fn stop(service: &Service, name: &str, mode: Option<&str>) -> Result<NodeAction, Error> {
+    let immediate = input::stop_mode(mode)?;
+    let control = control(service)?;
+    let node = known_node(service, name)?;
+    let _operation = service.failover().lock().await;
+    if !blocking(&control, name, |control, name| control.is_running(name))
+        .await
+        .map_err(|error| action_failed("stopping", name, &error))?
+    {
+        node.mark_down();
+        return Ok(answer(
+            service,
+            name,
+            "stop",
+            false,
+            format!("{name} was already stopped"),
+        ));
+    }
+    blocking(&control, name, move |control, name| {
+        control.stop(name, immediate)
+    })
+    .await
+    .map_err(|error| action_failed("stopping", name, &error))?;
+    node.mark_down();
+    let how = if immediate { "immediate" } else { "fast" };
+    let message = if node.is_primary() {
+        let next = if service.failover().is_auto() {
+            "until a standby is promoted in its place (automatic failover)"
+        } else {
+            "until it is started again"
+        };
+        format!(
+            "stopped {name} ({how}), the primary: writes answer 503 {next}; reads go to the standbys"
+        )
+    } else {
+        format!("stopped {name} ({how}); reads go to the other nodes")
+    };
+    tracing::info!("{message}");
+    Ok(answer(service, name, "stop", true, message))
+}
+
+/// Starts `name` again (a former primary as a standby of the primary now).
+pub async fn start(service: &Service, name: &str) -> Result<NodeAction, Error> {
+    let control = control(service)?;
+    known_node(service, name)?;
+    let _operation = service.failover().lock().await;
+    if blocking(&control, name, |control, name| control.is_running(name))
+        .await
+        .map_err(|error| action_failed("starting", name, &error))?
+    {
+        return Ok(answer(
+            service,
+            name,
+            "start",
+            false,
+            format!("{name} is already running"),
+        ));
+    }
+    let rebuilt = blocking(&control, name, |control, name| control.start(name))
+        .await
+        .map_err(|error| action_failed("starting", name, &error))?;
+    crate::cluster::monitor::check_nodes(service.cluster(), super::ticks::now_ms()).await;
+    let primary = service.cluster().primary().name().to_string();
+    let message = match rebuilt {
+        _ if primary == name => format!("started {name}: it is the primary"),
+        Some(how) => format!("started {name} as a standby of {primary}: {how}"),
+        None => format!("started {name}, a standby of {primary}; it catches up through its slot"),
+    };
+    tracing::info!("{message}");
+    Ok(answer(service, name, "start", true, message))
+}
+
+fn answer(
+    service: &Service,
+    name: &str,
+    action: &str,
+    changed: bool,
+    message: String,
+) -> NodeAction {
+    let role = service
+        .cluster()
+        .node(name)
+        .map(|node| node.role())
+        .unwrap_or(NodeRole::Standby);
+    NodeAction {
+        node: name.to_string(),
+        action: action.to_string(),
+        changed,
+        role,
+        message,
+    }
+}
+
+/// The node control, or [`Error::NotLocal`].
+fn control(service: &Service) -> Result<Control, Error> {
+    match service.failover().control() {
+        Some(control) => Ok(Arc::clone(control)),
+        None => Err(Error::NotLocal {
+            external: service.mode() == ClusterMode::External,
+        }),
+    }
+}
+
+/// The node called `name`, or [`Error::UnknownNode`].
+fn known_node<'a>(service: &'a Service, name: &str) -> Result<&'a Node, Error> {
+    service
+        .cluster()
+        .node(name)
+        .ok_or_else(|| Error::UnknownNode {
+            name: name.chars().take(40).collect(),
+            nodes: service
+                .cluster()
+                .nodes
+                .iter()
+                .map(|node| node.name().to_string())
+                .collect(),
+        })
+}
+
+/// Runs a blocking node action on `name` off the async workers.
+async fn blocking<T: Send + 'static>(
+    control: &Control,
+    name: &str,
+    action: impl FnOnce(&dyn crate::cluster::NodeControl, &str) -> Result<T, ControlError>
+    + Send
+    + 'static,
+) -> Result<T, ControlError> {
+    let (control, name) = (Arc::clone(control), name.to_owned());
+    tokio::task::spawn_blocking(move || action(control.as_ref(), &name))
+        .await
+        .unwrap_or_else(|error| {
+            Err(ControlError {
+                refused: false,
+                message: format!("a node action ended early: {error}"),
+            })
+        })
+}
+
+/// Refused when the cluster's state forbids it (the message says why);
+/// else failed, with the details logged.
+fn action_failed(doing: &'static str, name: &str, error: &ControlError) -> Error {
+    if error.refused {
+        return Error::NodeActionRefused(error.message.clone());
+    }
+    tracing::error!("{doing} {name}: {error}");
+    Error::NodeActionFailed {
+        doing,
+        node: name.to_owned(),
+    }
+}

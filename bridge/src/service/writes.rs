@@ -1,0 +1,204 @@
+//! Inserting one user: into the shard the core picks, on the primary, in
+//! the primary's batch when it can be; answered with what the bridge knows
+//! of the outcome — written, stored already exactly so (a repeat: nothing
+//! written, so a client can repeat an insert whose outcome it does not
+//! know), not taken, or sent and maybe committed.
+
+use ecoshard_core::wire::{InsertResult, NewUser, User};
+
+use super::failover::{self, WRITE_TIMEOUT};
+use super::input;
+use super::{Error, Service};
+use crate::cluster::{Node, checkout, discard};
+use crate::db::{self, ShardSql, WriteFailure};
+use crate::routing::RoutingTable;
+use crate::routing::batch::InsertAnswer;
+
+/// An insert answered: the user as stored, and whether this insert wrote
+/// it (`false`: it was stored exactly so already).
+#[derive(Debug)]
+pub struct Inserted {
+    /// The user, its shard, the node and the WAL position to read after.
+    pub result: InsertResult,
+    /// Written by this insert.
+    pub created: bool,
+}
+
+/// Inserts `new_user` (its name and e-mail derived from its id when not
+/// given).
+pub async fn insert(service: &Service, new_user: NewUser) -> Result<Inserted, Error> {
+    input::user_id(&new_user.user_id)?;
+    if let Some(name) = &new_user.name {
+        input::name(name)?;
+    }
+    if let Some(email) = &new_user.email {
+        input::email(email)?;
+    }
+    let user_id = new_user.user_id;
+    let name = new_user.name.unwrap_or_else(|| user_id.clone());
+    let email = new_user
+        .email
+        .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
+    if let Some(refusal) = failover::write_refusal(service) {
+        return Err(refusal);
+    }
+    // Held until the commit: a rebalance swaps tables between writes only.
+    let (_gate, table) = service.routing().write_table().await;
+    // Everything the insert does on the primary, its read-back included.
+    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+    let shard = table.current.locate(&user_id);
+    let primary = service.cluster().primary();
+    let user = (user_id.as_str(), name.as_str(), email.as_str());
+    let written = match (table.moving_from(&user_id), &table.current.batch) {
+        // The usual case: the insert joins the primary's batch.
+        (None, Some(sql)) => {
+            let position = table.current.position(&user_id);
+            primary
+                .insert_batches
+                .insert(sql, position, &user_id, &name, &email, deadline)
+                .await
+        }
+        (moving_from, _) => insert_alone(primary, shard, moving_from, user, deadline).await,
+    };
+    let inserted = match written {
+        Ok(Some(inserted)) => inserted,
+        Ok(None) | Err(WriteFailure::Duplicate) => {
+            return stored_as_sent(service, &table, user, deadline).await;
+        }
+        Err(failure) => {
+            return Err(write_failed(
+                service,
+                failure,
+                &user_id,
+                "send the same insert again",
+            ));
+        }
+    };
+    service.record_write(1, u64::from(inserted.lsn));
+    Ok(Inserted {
+        result: InsertResult {
+            user: User {
+                user_id,
+                name,
+                email,
+                created_at: inserted.created_at,
+            },
+            shard: shard.name.clone(),
+            served_by: primary.name().to_string(),
+            lsn: inserted.lsn.to_string(),
+        },
+        created: true,
+    })
+}
+
+/// A user to write: id, name, e-mail.
+type UserFields<'u> = (&'u str, &'u str, &'u str);
+
+/// One insert on a connection of its own (not batched: the layout has too
+/// many shards, or a rebalance moves the key and the old owner is checked),
+/// by `deadline`.
+async fn insert_alone(
+    primary: &Node,
+    shard: &ShardSql,
+    moving_from: Option<&ShardSql>,
+    (user_id, name, email): UserFields<'_>,
+    deadline: tokio::time::Instant,
+) -> InsertAnswer {
+    let client = checkout(&primary.pool, deadline)
+        .await
+        .map_err(|error| error.not_taken())?;
+    let insert = async {
+        match moving_from {
+            // A rebalance moves this key's owner: the row may still be at the old one.
+            Some(old_shard) => {
+                db::insert_user_unless_in(&client, shard, old_shard, user_id, name, email).await
+            }
+            None => db::insert_user(&client, shard, user_id, name, email).await,
+        }
+    };
+    match tokio::time::timeout_at(deadline, insert).await {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(error)) => match error.failure() {
+            WriteFailure::Duplicate => Ok(None),
+            failure => Err(failure),
+        },
+        Err(_) => {
+            discard(client);
+            Err(WriteFailure::Unknown {
+                timed_out: true,
+                message: "no commit before the deadline".to_owned(),
+            })
+        }
+    }
+}
+
+/// For an insert whose id is taken: the stored user and the WAL position
+/// now when it is stored as sent (a repeat), else a duplicate. Read back by
+/// `deadline`; past it, the primary is unavailable (nothing was written
+/// either way).
+async fn stored_as_sent(
+    service: &Service,
+    table: &RoutingTable,
+    (user_id, name, email): UserFields<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Inserted, Error> {
+    let primary = service.cluster().primary();
+    let shards = table.read_shards(user_id);
+    let unavailable = |why: String| {
+        tracing::warn!("reading back {user_id:?}, whose id is taken: {why}");
+        failover::primary_unavailable(service)
+    };
+    let client = checkout(&primary.pool, deadline)
+        .await
+        .map_err(|error| unavailable(error.to_string()))?;
+    let stored =
+        tokio::time::timeout_at(deadline, db::stored_user(&client, &shards, user_id)).await;
+    let (found, lsn) = match stored {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(error)) => return Err(unavailable(db::describe(&error))),
+        Err(_) => {
+            discard(client);
+            return Err(unavailable("no answer in time".to_owned()));
+        }
+    };
+    match found {
+        Some((user, index)) if user.name == name && user.email == email => {
+            service.record_write(0, u64::from(lsn));
+            Ok(Inserted {
+                result: InsertResult {
+                    user,
+                    shard: shards[index].name.clone(),
+                    served_by: primary.name().to_string(),
+                    lsn: lsn.to_string(),
+                },
+                created: false,
+            })
+        }
+        _ => Err(Error::DuplicateUser(user_id.to_owned())),
+    }
+}
+
+/// What a write that failed answers: `what` names it (an id, a bulk
+/// prefix), `again` says how to repeat it when its outcome is unknown.
+pub(super) fn write_failed(
+    service: &Service,
+    failure: WriteFailure,
+    what: &str,
+    again: &str,
+) -> Error {
+    match failure {
+        WriteFailure::Duplicate => Error::DuplicateUser(what.to_owned()),
+        WriteFailure::NotTaken {
+            unavailable: true,
+            message,
+        } => {
+            tracing::warn!("write of {what:?} not taken by the primary: {message}");
+            failover::primary_unavailable(service)
+        }
+        WriteFailure::NotTaken { message, .. } => Error::internal("write", message),
+        WriteFailure::Unknown { timed_out, message } => {
+            tracing::warn!("write of {what:?}: outcome unknown: {message}");
+            failover::write_outcome_unknown(service, timed_out, again)
+        }
+    }
+}
