@@ -259,6 +259,10 @@ pub struct NodeCount {
     pub node: String,
     /// The count.
     pub count: u64,
+    /// Per second over the last second, as the bridge counted them (absent
+    /// from older bridges: 0).
+    #[serde(default)]
+    pub per_sec: f64,
 }
 
 /// `GET /api/stats`, and part of every stream tick.

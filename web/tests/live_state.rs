@@ -43,6 +43,7 @@ fn tick(at_ms: u64, standby_up: bool) -> LiveAction {
             reads: vec![NodeCount {
                 node: "standby-2".to_string(),
                 count: at_ms / 1_000,
+                per_sec: 0.0,
             }],
             ..Stats::default()
         },

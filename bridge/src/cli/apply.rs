@@ -14,7 +14,7 @@ use ecoshard_core::{
 
 use super::client::{Bridge, json_text, parse, refused, write_stdout};
 use super::job::{ended_well, follow, print_job};
-use super::{Failure, Format};
+use super::{Exit, Format};
 
 /// Largest `--layout-json @FILE` read.
 const MAX_LAYOUT_FILE: u64 = 64 * 1024;
@@ -57,7 +57,7 @@ pub(crate) struct ApplyArgs {
 }
 
 impl ApplyArgs {
-    fn layout(&self) -> Result<Layout, Failure> {
+    fn layout(&self) -> Result<Layout, Exit> {
         let layout = match (&self.layout_json, self.strategy, self.shards) {
             (Some(json), _, _) => {
                 let text = match json.strip_prefix('@') {
@@ -65,7 +65,7 @@ impl ApplyArgs {
                     None => json.clone(),
                 };
                 serde_json::from_str::<Layout>(&text)
-                    .map_err(|error| Failure::usage(format!("--layout-json: {error}")))?
+                    .map_err(|error| Exit::usage(format!("--layout-json: {error}")))?
             }
             (None, Some(strategy), Some(shards)) => {
                 let layout = Layout::with_count(strategy, shards)?
@@ -77,25 +77,25 @@ impl ApplyArgs {
                 layout
             }
             _ => {
-                return Err(Failure::usage(
+                return Err(Exit::usage(
                     "give --strategy and --shards, or --layout-json",
                 ));
             }
         };
-        ecoshard_bridge::check_database_layout(&layout).map_err(Failure::usage)?;
+        ecoshard_bridge::check_database_layout(&layout).map_err(Exit::usage)?;
         Ok(layout)
     }
 }
 
-pub(super) fn run(args: &ApplyArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &ApplyArgs) -> Result<(), Exit> {
     let layout = args.layout()?;
     let bridge = Bridge::parse(&args.url)?.with_token(args.token.clone());
-    let body = serde_json::to_string(&layout).map_err(Failure::runtime)?;
+    let body = serde_json::to_string(&layout).map_err(Exit::runtime)?;
     super::client::runtime()?.block_on(async {
         let (status, bytes) = bridge
             .request(Method::PUT, "/api/layout", Some(body))
             .await
-            .map_err(Failure::runtime)?;
+            .map_err(Exit::runtime)?;
         let job: RebalanceJob = match status {
             StatusCode::ACCEPTED => parse(&bytes)?,
             StatusCode::OK => return print_in_force(&parse(&bytes)?, args.format),
@@ -113,7 +113,7 @@ pub(super) fn run(args: &ApplyArgs) -> Result<(), Failure> {
 }
 
 /// The answer to a layout equal to the one in force: nothing moved.
-fn print_in_force(view: &LayoutView, format: Format) -> Result<(), Failure> {
+fn print_in_force(view: &LayoutView, format: Format) -> Result<(), Exit> {
     let text = match format {
         Format::Json => json_text(view)?,
         Format::Table => format!(
@@ -124,14 +124,14 @@ fn print_in_force(view: &LayoutView, format: Format) -> Result<(), Failure> {
     write_stdout(&text)
 }
 
-fn read_layout_file(path: &str) -> Result<String, Failure> {
+fn read_layout_file(path: &str) -> Result<String, Exit> {
     let metadata = std::fs::metadata(path)
-        .map_err(|error| Failure::usage(format!("cannot read {path}: {error}")))?;
+        .map_err(|error| Exit::usage(format!("cannot read {path}: {error}")))?;
     if metadata.len() > MAX_LAYOUT_FILE {
-        return Err(Failure::usage(format!(
+        return Err(Exit::usage(format!(
             "{path} is over {MAX_LAYOUT_FILE} bytes: not a layout"
         )));
     }
     std::fs::read_to_string(path)
-        .map_err(|error| Failure::usage(format!("cannot read {path}: {error}")))
+        .map_err(|error| Exit::usage(format!("cannot read {path}: {error}")))
 }

@@ -12,7 +12,7 @@ use ecoshard_core::wire::{ApiErrorBody, Tick};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 
-use super::Failure;
+use super::Exit;
 
 /// Longest one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -31,8 +31,8 @@ pub(super) struct Bridge {
 
 impl Bridge {
     /// `--url`: `http://HOST:PORT[/base]`; anything else is a usage error.
-    pub(super) fn parse(url: &str) -> Result<Self, Failure> {
-        let bad = |why: &str| Failure::usage(format!("--url {url:?}: {why}"));
+    pub(super) fn parse(url: &str) -> Result<Self, Exit> {
+        let bad = |why: &str| Exit::usage(format!("--url {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         if uri.scheme_str() != Some("http") {
             return Err(bad("use http://HOST:PORT (the bridge speaks plain HTTP)"));
@@ -81,27 +81,24 @@ impl Bridge {
     }
 
     /// `GET path`, 200 parsed as `T`; another status is [`refused`].
-    pub(super) async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<T, Failure> {
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Exit> {
         match self.request(Method::GET, path, None).await {
             Ok((StatusCode::OK, bytes)) => parse(&bytes),
             Ok((status, bytes)) => Err(refused(status, &bytes)),
-            Err(why) => Err(Failure::runtime(why)),
+            Err(why) => Err(Exit::runtime(why)),
         }
     }
 
     /// A tick of `GET /api/events` made after this call: the second one, as
     /// the first is the latest the bridge had (up to 250 ms old, so it may
     /// not show a job started a moment ago). The stream is dropped after it.
-    pub(super) async fn tick(&self) -> Result<Tick, Failure> {
+    pub(super) async fn tick(&self) -> Result<Tick, Exit> {
         let url = self.url("/api/events");
         let exchange = async {
             let response = self
                 .send(Method::GET, "/api/events", None)
                 .await
-                .map_err(Failure::runtime)?;
+                .map_err(Exit::runtime)?;
             let status = response.status();
             let mut body = response.into_body();
             if status != StatusCode::OK {
@@ -110,7 +107,7 @@ impl Bridge {
             }
             let mut received = Vec::new();
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|error| Failure::runtime(format!("{url}: {error}")))?;
+                let frame = frame.map_err(|error| Exit::runtime(format!("{url}: {error}")))?;
                 if let Ok(data) = frame.into_data() {
                     received.extend_from_slice(&data);
                 }
@@ -121,14 +118,12 @@ impl Bridge {
                     break;
                 }
             }
-            Err(Failure::runtime(format!(
-                "{url}: no tick in the event stream"
-            )))
+            Err(Exit::runtime(format!("{url}: no tick in the event stream")))
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| {
-                Failure::runtime(format!(
+                Exit::runtime(format!(
                     "{url}: no tick within {} s",
                     REQUEST_TIMEOUT.as_secs()
                 ))
@@ -200,15 +195,15 @@ fn tick_events(received: &[u8]) -> Vec<String> {
 }
 
 /// The runtime a command that talks to the bridge runs on (one thread).
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| Failure::runtime(format!("starting the runtime: {error}")))
+        .map_err(|error| Exit::runtime(format!("starting the runtime: {error}")))
 }
 
 /// A 4xx (other than 409 and 429) is the input's fault: exit code 2.
-pub(super) fn refused(status: StatusCode, bytes: &[u8]) -> Failure {
+pub(super) fn refused(status: StatusCode, bytes: &[u8]) -> Exit {
     let message = match serde_json::from_slice::<ApiErrorBody>(bytes) {
         Ok(body) => format!("{} ({})", body.error.message, body.error.code),
         Err(_) => format!("the bridge answered {status}"),
@@ -217,34 +212,34 @@ pub(super) fn refused(status: StatusCode, bytes: &[u8]) -> Failure {
         && status != StatusCode::CONFLICT
         && status != StatusCode::TOO_MANY_REQUESTS
     {
-        Failure::usage(message)
+        Exit::usage(message)
     } else {
-        Failure::runtime(message)
+        Exit::runtime(message)
     }
 }
 
 /// An answer of the bridge as `T`.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Exit> {
     serde_json::from_slice(bytes)
-        .map_err(|error| Failure::runtime(format!("unexpected answer from the bridge: {error}")))
+        .map_err(|error| Exit::runtime(format!("unexpected answer from the bridge: {error}")))
 }
 
 /// Pretty JSON and a newline, for `--format json`.
-pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
-    let mut json = serde_json::to_string_pretty(value).map_err(Failure::runtime)?;
+pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, Exit> {
+    let mut json = serde_json::to_string_pretty(value).map_err(Exit::runtime)?;
     json.push('\n');
     Ok(json)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub(super) fn write_stdout(text: &str) -> Result<(), Failure> {
+pub(super) fn write_stdout(text: &str) -> Result<(), Exit> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Failure::runtime(format!("cannot write to stdout: {error}")))
+            Err(Exit::runtime(format!("cannot write to stdout: {error}")))
         }
         _ => Ok(()),
     }

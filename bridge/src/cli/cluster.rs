@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use ecoshard_postgres::Role as NodeRole;
 
-use super::{ClusterArgs, ClusterCommand, Failure, Format, LocalClusterArgs};
+use super::{ClusterArgs, ClusterCommand, Exit, Format, LocalClusterArgs};
 use ecoshard_postgres::{LocalCluster, PRIMARY};
 
-pub(super) fn run(args: &ClusterArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &ClusterArgs) -> Result<(), Exit> {
     match &args.command {
         ClusterCommand::Up(local) => up(local),
         ClusterCommand::Down(local) => down(local),
@@ -16,11 +16,11 @@ pub(super) fn run(args: &ClusterArgs) -> Result<(), Failure> {
     }
 }
 
-fn up(args: &LocalClusterArgs) -> Result<(), Failure> {
+fn up(args: &LocalClusterArgs) -> Result<(), Exit> {
     let mut options = args.options();
     // `cluster up` leaves the servers running for `cluster down`.
     options.stop_on_exit = false;
-    let cluster = LocalCluster::start(&options).map_err(Failure::runtime)?;
+    let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
     let mut out = String::new();
     let _ = writeln!(out, "cluster up in {}", cluster.data_dir().display());
     for node in cluster.nodes() {
@@ -41,8 +41,8 @@ fn up(args: &LocalClusterArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn down(args: &LocalClusterArgs) -> Result<(), Failure> {
-    let stopped = LocalCluster::stop_all_in(&args.options()).map_err(Failure::runtime)?;
+fn down(args: &LocalClusterArgs) -> Result<(), Exit> {
+    let stopped = LocalCluster::stop_all_in(&args.options()).map_err(Exit::runtime)?;
     for (name, was_running) in stopped {
         let what = if was_running {
             "stopped"
@@ -54,13 +54,13 @@ fn down(args: &LocalClusterArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn status(args: &LocalClusterArgs, format: Format) -> Result<(), Failure> {
-    let nodes = LocalCluster::status_in(&args.options()).map_err(Failure::runtime)?;
+fn status(args: &LocalClusterArgs, format: Format) -> Result<(), Exit> {
+    let nodes = LocalCluster::status_in(&args.options()).map_err(Exit::runtime)?;
     match format {
         Format::Json => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&nodes).map_err(Failure::runtime)?
+                serde_json::to_string_pretty(&nodes).map_err(Exit::runtime)?
             );
         }
         Format::Table => {
@@ -81,7 +81,7 @@ fn status(args: &LocalClusterArgs, format: Format) -> Result<(), Failure> {
     match primary {
         Some(primary) if primary.running => Ok(()),
         // Scripts can test `ecoshard cluster status` like `pg_ctl status`.
-        _ => Err(Failure {
+        _ => Err(Exit {
             code: 3,
             message: format!(
                 "the primary ({}) is not running",

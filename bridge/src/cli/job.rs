@@ -15,7 +15,7 @@ use ecoshard_core::thousands;
 use ecoshard_core::wire::{ApiErrorBody, JobState, RebalanceJob};
 
 use super::client::{Bridge, json_text, parse, refused, write_stdout};
-use super::{Failure, Format};
+use super::{Exit, Format};
 
 /// Time between progress polls.
 const POLL: Duration = Duration::from_millis(200);
@@ -38,7 +38,7 @@ pub(crate) struct JobArgs {
     format: Format,
 }
 
-pub(super) fn run(args: &JobArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &JobArgs) -> Result<(), Exit> {
     let bridge = Bridge::parse(&args.url)?;
     super::client::runtime()?.block_on(async {
         let id = match args.id {
@@ -49,7 +49,7 @@ pub(super) fn run(args: &JobArgs) -> Result<(), Failure> {
                 .rebalance
                 .map(|job| job.id)
                 .ok_or_else(|| {
-                    Failure::runtime(
+                    Exit::runtime(
                         "this bridge has run no rebalance job since it started \
                      (ecoshard apply starts one; ecoshard job ID shows an older one)",
                     )
@@ -65,9 +65,9 @@ pub(super) fn run(args: &JobArgs) -> Result<(), Failure> {
 }
 
 /// Exit code 1, with the reason, for a failed job.
-pub(super) fn ended_well(job: &RebalanceJob) -> Result<(), Failure> {
+pub(super) fn ended_well(job: &RebalanceJob) -> Result<(), Exit> {
     match job.state {
-        JobState::Failed => Err(Failure::runtime(format!(
+        JobState::Failed => Err(Exit::runtime(format!(
             "rebalance job {} failed: {}",
             job.id,
             job.error.as_deref().unwrap_or("no reason given")
@@ -77,10 +77,7 @@ pub(super) fn ended_well(job: &RebalanceJob) -> Result<(), Failure> {
 }
 
 /// Polls the job until it ends, drawing a progress bar when stderr is a terminal.
-pub(super) async fn follow(
-    bridge: &Bridge,
-    mut job: RebalanceJob,
-) -> Result<RebalanceJob, Failure> {
+pub(super) async fn follow(bridge: &Bridge, mut job: RebalanceJob) -> Result<RebalanceJob, Exit> {
     let draw = std::io::stderr().is_terminal();
     let path = format!("/api/rebalance/{}", job.id);
     let mut unreachable_since: Option<Instant> = None;
@@ -111,7 +108,7 @@ pub(super) async fn follow(
                     if draw {
                         eprintln!();
                     }
-                    return Err(Failure::runtime(format!(
+                    return Err(Exit::runtime(format!(
                         "{why} (for {} s; job {} was at {} of {} rows)",
                         UNREACHABLE_LIMIT.as_secs(),
                         job.id,
@@ -129,7 +126,7 @@ pub(super) async fn follow(
 }
 
 /// The job on stdout: a table, or JSON.
-pub(super) fn print_job(job: &RebalanceJob, format: Format) -> Result<(), Failure> {
+pub(super) fn print_job(job: &RebalanceJob, format: Format) -> Result<(), Exit> {
     let text = match format {
         Format::Json => json_text(job)?,
         Format::Table => job_table(job),
@@ -139,14 +136,14 @@ pub(super) fn print_job(job: &RebalanceJob, format: Format) -> Result<(), Failur
 
 /// `PUT /api/layout` answered 409: for `rebalance_running`, the job in the
 /// way and the command that follows it (not the URL an HTTP client polls).
-pub(super) async fn conflict(bridge: &Bridge, bytes: &[u8]) -> Failure {
+pub(super) async fn conflict(bridge: &Bridge, bytes: &[u8]) -> Exit {
     let running = serde_json::from_slice::<ApiErrorBody>(bytes)
         .is_ok_and(|body| body.error.code == "rebalance_running");
     if running
         && let Ok(tick) = bridge.tick().await
         && let Some(job) = tick.rebalance
     {
-        return Failure::runtime(format!("{} (rebalance_running)", in_the_way(&job)));
+        return Exit::runtime(format!("{} (rebalance_running)", in_the_way(&job)));
     }
     refused(StatusCode::CONFLICT, bytes)
 }

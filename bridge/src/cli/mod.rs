@@ -338,34 +338,34 @@ fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
 
 /// An error that ends the command: its exit code and its one line.
 #[derive(Debug)]
-pub(crate) struct Failure {
+pub(crate) struct Exit {
     pub(crate) code: u8,
     pub(crate) message: String,
 }
 
-impl Failure {
+impl Exit {
     /// Bad input: exit code 2.
     pub(crate) fn usage(message: impl std::fmt::Display) -> Self {
-        Failure {
+        Exit {
             code: EXIT_USAGE,
             message: message.to_string(),
         }
     }
 }
 
-impl Failure {
+impl Exit {
     /// A failure while running: exit code 1.
     pub(crate) fn runtime(message: impl std::fmt::Display) -> Self {
-        Failure {
+        Exit {
             code: EXIT_FAILURE,
             message: message.to_string(),
         }
     }
 }
 
-impl From<ecoshard_core::Error> for Failure {
+impl From<ecoshard_core::Error> for Exit {
     fn from(error: ecoshard_core::Error) -> Self {
-        Failure::usage(error)
+        Exit::usage(error)
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use ecoshard_core::{PlanSummary, numbered_key_hashes, plan_hashes, thousands};
 use serde::Serialize;
 
-use super::{Failure, Format, LocateArgs, MAX_PLAN_KEYS, PlanArgs};
+use super::{Exit, Format, LocateArgs, MAX_PLAN_KEYS, PlanArgs};
 
 /// One answer of `ecoshard locate --format json`.
 #[derive(Debug, Serialize)]
@@ -28,7 +28,7 @@ struct PlanReport<'a> {
     summary: &'a PlanSummary,
 }
 
-pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
+pub(super) fn locate(args: &LocateArgs) -> Result<(), Exit> {
     let router = args
         .layout
         .layout(args.layout.strategy, args.shards)?
@@ -36,13 +36,13 @@ pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
     let mut keys = Vec::with_capacity(args.keys.len());
     for (position, key) in args.keys.iter().enumerate() {
         let key = key.to_str().ok_or_else(|| {
-            Failure::usage(format!(
+            Exit::usage(format!(
                 "key {} is not valid UTF-8: keys are text",
                 position + 1
             ))
         })?;
         if key.is_empty() {
-            return Err(Failure::usage(format!("key {} is empty", position + 1)));
+            return Err(Exit::usage(format!("key {} is empty", position + 1)));
         }
         keys.push(key);
     }
@@ -65,7 +65,7 @@ pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
     let mut out = String::new();
     match args.format {
         Format::Json => {
-            out = serde_json::to_string_pretty(&located).map_err(Failure::usage)?;
+            out = serde_json::to_string_pretty(&located).map_err(Exit::usage)?;
             out.push('\n');
         }
         Format::Table => {
@@ -84,21 +84,21 @@ pub(super) fn locate(args: &LocateArgs) -> Result<(), Failure> {
     emit(&out)
 }
 
-pub(super) fn plan(args: &PlanArgs) -> Result<(), Failure> {
+pub(super) fn plan(args: &PlanArgs) -> Result<(), Exit> {
     if args.keys == 0 || args.keys > MAX_PLAN_KEYS {
         let why = if args.keys == 0 {
             "a plan over no keys says nothing"
         } else {
             "too many"
         };
-        return Err(Failure::usage(format!(
+        return Err(Exit::usage(format!(
             "--keys {}: {why}; give 1 to {} keys",
             args.keys,
             thousands(MAX_PLAN_KEYS)
         )));
     }
     if args.key_prefix.len() > 64 {
-        return Err(Failure::usage("--key-prefix is longer than 64 bytes"));
+        return Err(Exit::usage("--key-prefix is longer than 64 bytes"));
     }
     let from_strategy = args.layout.strategy;
     let to_strategy = args.to_strategy.unwrap_or(from_strategy);
@@ -119,7 +119,7 @@ pub(super) fn plan(args: &PlanArgs) -> Result<(), Failure> {
                 key_prefix: &args.key_prefix,
                 summary: &summary,
             };
-            let mut json = serde_json::to_string_pretty(&report).map_err(Failure::usage)?;
+            let mut json = serde_json::to_string_pretty(&report).map_err(Exit::usage)?;
             json.push('\n');
             json
         }
@@ -216,7 +216,7 @@ fn plan_table(
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn emit(text: &str) -> Result<(), Failure> {
+fn emit(text: &str) -> Result<(), Exit> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -224,7 +224,7 @@ fn emit(text: &str) -> Result<(), Failure> {
     {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(error) => Err(Failure {
+        Err(error) => Err(Exit {
             code: super::EXIT_FAILURE,
             message: format!("cannot write to stdout: {error}"),
         }),

@@ -10,19 +10,19 @@ use std::sync::Arc;
 use ecoshard_core::Layout;
 use serde::Deserialize;
 
-use super::{Failure, ServeArgs};
+use super::{Exit, ServeArgs};
 use ecoshard_bridge::cluster::topology::Topology;
 use ecoshard_bridge::http::Token;
 use ecoshard_bridge::http::server::ServerOptions;
 use ecoshard_bridge::{AppState, BridgeConfig, check_database_layout};
 use ecoshard_postgres::LocalCluster;
 
-pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     super::init_logging();
     let initial_layout = Layout::with_count(args.strategy, args.shards)?;
-    check_database_layout(&initial_layout).map_err(Failure::usage)?;
+    check_database_layout(&initial_layout).map_err(Exit::usage)?;
     if !ecoshard_bridge::db::schema::is_plain_identifier(&args.database) {
-        return Err(Failure::usage(
+        return Err(Exit::usage(
             "--database must be 1 to 63 of a-z, 0-9 and _, not starting with a digit",
         ));
     }
@@ -40,12 +40,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let topology = match external {
         Some((primary, replicas)) => {
             if args.auto_failover || args.sync_replication {
-                return Err(Failure::usage(
+                return Err(Exit::usage(
                     "--auto-failover and --sync-replication manage the local cluster; an external \
                      cluster's failover and synchronous_standby_names are its own to set",
                 ));
             }
-            Topology::external(&primary, &replicas).map_err(Failure::usage)?
+            Topology::external(&primary, &replicas).map_err(Exit::usage)?
         }
         None => {
             tracing::info!(
@@ -56,7 +56,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             );
             let mut options = args.local.options();
             options.sync_replication = args.sync_replication;
-            let cluster = LocalCluster::start(&options).map_err(Failure::runtime)?;
+            let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
             let topology = Topology::local(&cluster, &args.database);
             local = Some(Arc::new(cluster));
             topology
@@ -91,14 +91,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| Failure::runtime(format!("starting the runtime: {error}")))?;
+        .map_err(|error| Exit::runtime(format!("starting the runtime: {error}")))?;
     let outcome = runtime.block_on(async {
-        let state = AppState::start(config).await.map_err(Failure::runtime)?;
+        let state = AppState::start(config).await.map_err(Exit::runtime)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .map_err(|error| {
-                Failure::runtime(format!("cannot listen on {}: {error}", args.listen))
-            })?;
+            .map_err(|error| Exit::runtime(format!("cannot listen on {}: {error}", args.listen)))?;
         let addr = listener.local_addr().unwrap_or(args.listen);
         announce(addr, token.as_ref(), generated);
         ecoshard_bridge::http::server::serve_with(
@@ -108,7 +106,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             ecoshard_bridge::http::server::shutdown_signal(),
         )
         .await
-        .map_err(|error| Failure::runtime(format!("serving: {error}")))
+        .map_err(|error| Exit::runtime(format!("serving: {error}")))
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -123,15 +121,15 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
 
 /// The token changes need, and whether it was generated: the one given; a
 /// new one when listening beyond loopback; else none.
-fn token_for(args: &ServeArgs) -> Result<(Option<Token>, bool), Failure> {
+fn token_for(args: &ServeArgs) -> Result<(Option<Token>, bool), Exit> {
     if let Some(token) = &args.token {
         return Ok((Some(token.clone()), false));
     }
     if args.listen.ip().is_loopback() {
         return Ok((None, false));
     }
-    let token = Token::generate()
-        .map_err(|error| Failure::runtime(format!("generating a token: {error}")))?;
+    let token =
+        Token::generate().map_err(|error| Exit::runtime(format!("generating a token: {error}")))?;
     Ok((Some(token), true))
 }
 
@@ -216,11 +214,11 @@ struct ExternalConfig {
 }
 
 impl ExternalConfig {
-    fn read(path: &Path) -> Result<Self, Failure> {
+    fn read(path: &Path) -> Result<Self, Exit> {
         let text = std::fs::read_to_string(path)
-            .map_err(|error| Failure::usage(format!("cannot read {}: {error}", path.display())))?;
+            .map_err(|error| Exit::usage(format!("cannot read {}: {error}", path.display())))?;
         serde_json::from_str(&text).map_err(|error| {
-            Failure::usage(format!(
+            Exit::usage(format!(
                 "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}}): {error}",
                 path.display()
             ))

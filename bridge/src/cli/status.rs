@@ -12,7 +12,7 @@ use ecoshard_core::wire::{ClusterMode, ClusterView, NodeRole, NodeStatus, Rebala
 use serde::Serialize;
 
 use super::client::{Bridge, json_text, write_stdout};
-use super::{Failure, Format};
+use super::{Exit, Format};
 
 /// `ecoshard status`.
 #[derive(Debug, Args)]
@@ -36,7 +36,7 @@ struct StatusReport {
     job: Option<RebalanceJob>,
 }
 
-pub(super) fn run(args: &StatusArgs) -> Result<(), Failure> {
+pub(super) fn run(args: &StatusArgs) -> Result<(), Exit> {
     let bridge = Bridge::parse(&args.url)?;
     super::client::runtime()?.block_on(async {
         let report = StatusReport {

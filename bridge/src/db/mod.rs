@@ -2,12 +2,17 @@
 //! `&impl GenericClient` (a pooled connection or a transaction). Values are
 //! always bound parameters; only validated shard names are spliced in.
 
+mod error;
 mod health;
 pub mod jobs;
 mod pool;
 pub mod schema;
 mod shard;
 
+pub use error::{
+    ErrorKind, Stage, WriteError, WriteFailure, describe, describe_pool, kind,
+    pool_failure_is_node, write_failure,
+};
 pub use health::{NodeCheck, Replication, RowEstimate, analyze, check, replay_lsn, row_estimates};
 
 pub use pool::{CheckoutError, checkout, discard, make_pool};
@@ -17,7 +22,6 @@ pub use shard::{
 
 use deadpool_postgres::{ClientWrapper, GenericClient};
 use ecoshard_core::wire::User;
-use tokio_postgres::error::{Severity, SqlState};
 use tokio_postgres::types::{PgLsn, ToSql, Type};
 
 /// What a single insert gives back.
@@ -27,100 +31,6 @@ pub struct Inserted {
     pub created_at: String,
     /// WAL write position right after the commit.
     pub lsn: PgLsn,
-}
-
-/// How far a write had gone when it failed: what decides whether it may
-/// have committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Nothing that commits had been sent: no connection yet, preparing, or
-    /// a statement inside a transaction whose `COMMIT` was not sent.
-    BeforeCommit,
-    /// The statement that commits (an insert outside a transaction, or a
-    /// `COMMIT`) had been sent.
-    Committing,
-    /// That statement succeeded; what failed came after it (reading the WAL
-    /// position after the commit).
-    Committed,
-}
-
-/// A write's database error, and how far the write had gone.
-#[derive(Debug)]
-pub struct WriteError {
-    /// Where it failed.
-    pub stage: Stage,
-    /// The error.
-    pub error: tokio_postgres::Error,
-}
-
-impl WriteError {
-    /// Wraps an error met at `stage`.
-    pub fn at(stage: Stage) -> impl FnOnce(tokio_postgres::Error) -> Self {
-        move |error| WriteError { stage, error }
-    }
-
-    /// What the failure means for the write (see [`write_failure`]).
-    pub fn failure(&self) -> WriteFailure {
-        write_failure(&self.error, self.stage)
-    }
-}
-
-/// A failed write, by what the bridge can tell about its outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteFailure {
-    /// The id is taken: refused, nothing written.
-    Duplicate,
-    /// Not written: no connection, or the server refused the statement
-    /// (its transaction did not commit). `unavailable`: the node cannot take
-    /// writes now (gone, shutting down, read-only); else the error is
-    /// unexpected.
-    NotTaken {
-        /// The node cannot take writes now.
-        unavailable: bool,
-        /// What happened, for the log.
-        message: String,
-    },
-    /// Sent, then no answer said whether it committed: the session died,
-    /// ran past the deadline (`timed_out`), or the WAL position after a
-    /// commit could not be read. The write may be in the database.
-    Unknown {
-        /// No answer within the deadline.
-        timed_out: bool,
-        /// What happened, for the log.
-        message: String,
-    },
-}
-
-/// What `error`, met at `stage`, says about a write.
-///
-/// Before the commit was sent nothing can have committed. Once it was sent,
-/// an error the server returned for the statement itself (severity `ERROR`:
-/// a unique violation, a read-only node, a cancelled statement) means its
-/// transaction did not commit; anything else — the connection closed, or a
-/// `FATAL` that ends the session (a backend terminated while it waits for a
-/// synchronous standby has already committed locally) — leaves the outcome
-/// unknown. After the commit succeeded, every failure leaves it unknown too.
-pub fn write_failure(error: &tokio_postgres::Error, stage: Stage) -> WriteFailure {
-    let refused = error
-        .as_db_error()
-        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
-    match stage {
-        Stage::Committed => WriteFailure::Unknown {
-            timed_out: false,
-            message: format!("committed, then: {}", describe(error)),
-        },
-        Stage::Committing if !refused => WriteFailure::Unknown {
-            timed_out: false,
-            message: describe(error),
-        },
-        Stage::BeforeCommit | Stage::Committing if is_unique_violation(error) => {
-            WriteFailure::Duplicate
-        }
-        Stage::BeforeCommit | Stage::Committing => WriteFailure::NotTaken {
-            unavailable: is_node_failure(error) || is_read_only(error),
-            message: describe(error),
-        },
-    }
 }
 
 /// Inserts one user into its shard and reads the WAL position after the
@@ -365,65 +275,4 @@ pub async fn count_stored_users(
         client.query_one(&lsn, &[])
     )?;
     Ok((count.get::<_, i64>(0).max(0) as u64, lsn.get(0)))
-}
-
-/// Whether the error is a duplicate key.
-pub fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
-}
-
-/// Whether the error says the node is read-only: a standby, not the primary
-/// (it was demoted, or the bridge has not seen a failover yet).
-pub fn is_read_only(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
-}
-
-/// A pool error in one line.
-pub fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
-    match error {
-        deadpool_postgres::PoolError::Backend(error) => describe(error),
-        other => other.to_string(),
-    }
-}
-
-/// Whether failing to get a pooled connection says the node itself is gone
-/// (no connection could be made or checked) rather than the pool being busy.
-pub fn pool_failure_is_node(error: &deadpool_postgres::PoolError) -> bool {
-    use deadpool_postgres::{PoolError, TimeoutType};
-    matches!(error, PoolError::Backend(_) | PoolError::Timeout(_))
-        && !matches!(error, PoolError::Timeout(TimeoutType::Wait))
-}
-
-/// Whether the error means the node itself is unreachable or going away
-/// (as opposed to a problem with this one statement).
-pub fn is_node_failure(error: &tokio_postgres::Error) -> bool {
-    if error.is_closed() {
-        return true;
-    }
-    match error.code() {
-        None => true,
-        Some(code) => {
-            let class = &code.code()[..2];
-            // 08 connection exception, 57 operator intervention (shutdown,
-            // cannot connect now), 53 insufficient resources, 58 system error.
-            matches!(class, "08" | "57" | "53" | "58")
-        }
-    }
-}
-
-/// A database error in one line: the server's message, or the client's.
-pub fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
-        }
-    }
 }

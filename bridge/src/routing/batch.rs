@@ -51,7 +51,7 @@ pub const MAX_BATCH: usize = 128;
 
 /// Why a read batch found no answer: said once, given to each of its reads.
 #[derive(Clone, Debug)]
-pub struct Failure {
+pub struct ReadFailure {
     /// The node itself failed: it leaves the read rotation.
     pub node_down: bool,
     /// No answer within the read deadline (the node is then down too).
@@ -60,9 +60,9 @@ pub struct Failure {
     pub message: String,
 }
 
-impl Failure {
+impl ReadFailure {
     fn checkout(error: &CheckoutError) -> Self {
-        Failure {
+        ReadFailure {
             node_down: error.is_node(),
             timed_out: matches!(error, CheckoutError::TimedOut),
             message: error.to_string(),
@@ -70,15 +70,15 @@ impl Failure {
     }
 
     fn query(error: &tokio_postgres::Error) -> Self {
-        Failure {
-            node_down: db::is_node_failure(error) || db::is_read_only(error),
+        ReadFailure {
+            node_down: db::kind(error).node_cannot_serve(),
             timed_out: false,
             message: db::describe(error),
         }
     }
 
     fn timed_out(limit: Duration) -> Self {
-        Failure {
+        ReadFailure {
             node_down: true,
             timed_out: true,
             message: format!("no answer within {} ms", limit.as_millis()),
@@ -86,7 +86,7 @@ impl Failure {
     }
 
     fn lost() -> Self {
-        Failure {
+        ReadFailure {
             node_down: false,
             timed_out: false,
             message: "the batch ended without an answer".to_owned(),
@@ -95,7 +95,7 @@ impl Failure {
 }
 
 /// A read's answer: the row, or none, or why the node could not say.
-pub type ReadAnswer = Result<Option<User>, Failure>;
+pub type ReadAnswer = Result<Option<User>, ReadFailure>;
 
 /// An insert's answer: written (`Some`), a duplicate id (`None`: stored
 /// already, or twice in the batch), or why not and whether it may be
@@ -214,7 +214,7 @@ impl Batcher<Read> {
             key: key.to_owned(),
             reply,
         });
-        answer.await.unwrap_or_else(|_| Err(Failure::lost()))
+        answer.await.unwrap_or_else(|_| Err(ReadFailure::lost()))
     }
 }
 
@@ -363,11 +363,11 @@ async fn read_rows(
     pool: &Pool,
     group: &[Read],
     limit: Duration,
-) -> Result<HashMap<(usize, String), User>, Failure> {
+) -> Result<HashMap<(usize, String), User>, ReadFailure> {
     let deadline = Instant::now() + limit;
     let client = checkout(pool, deadline)
         .await
-        .map_err(|error| Failure::checkout(&error))?;
+        .map_err(|error| ReadFailure::checkout(&error))?;
     let keys: Vec<(usize, &str)> = group
         .iter()
         .map(|read| (read.shard, read.key.as_str()))
@@ -377,10 +377,10 @@ async fn read_rows(
     };
     let select = db::select_batch(&client, sql, &keys);
     match tokio::time::timeout_at(deadline, select).await {
-        Ok(rows) => rows.map_err(|error| Failure::query(&error)),
+        Ok(rows) => rows.map_err(|error| ReadFailure::query(&error)),
         Err(_) => {
             discard(client);
-            Err(Failure::timed_out(limit))
+            Err(ReadFailure::timed_out(limit))
         }
     }
 }

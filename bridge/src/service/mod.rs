@@ -279,6 +279,7 @@ impl Service {
             .map(|node| NodeCount {
                 node: node.name().to_string(),
                 count: node.reads.load(Ordering::Relaxed),
+                per_sec: 0.0,
             })
             .collect()
     }

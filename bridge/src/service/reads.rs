@@ -183,7 +183,7 @@ impl Request<'_> {
             ),
             Ok(Err(error)) => {
                 tracing::debug!("read on {}: {}", node.name(), db::describe(&error));
-                if db::is_node_failure(&error) {
+                if db::kind(&error) == db::ErrorKind::NodeGone {
                     node.mark_down();
                 }
                 Attempt::Failed

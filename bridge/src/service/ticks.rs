@@ -139,7 +139,11 @@ impl RowCounter {
                 {
                     Ok(Ok(())) => tracing::debug!("analyzed {}", shard.table),
                     Ok(Err(error)) => {
-                        tracing::debug!("ANALYZE {}: {}", shard.table, crate::db::describe(&error))
+                        tracing::debug!(
+                            "analyzing {}: {}",
+                            shard.table,
+                            crate::db::describe(&error)
+                        )
                     }
                     Err(_) => {
                         crate::cluster::discard(client);
@@ -164,31 +168,36 @@ impl RowCounter {
     }
 }
 
-/// Writes and reads per second over the last second.
+/// Writes and reads per second (in all and per node) over the last second.
 #[derive(Debug, Default)]
 struct Rates {
-    samples: VecDeque<(Instant, u64, u64)>,
+    /// When, rows written, reads per node.
+    samples: VecDeque<(Instant, u64, Vec<u64>)>,
 }
 
 impl Rates {
-    fn update(&mut self, state: &Service) -> Stats {
-        let mut stats = state.stats();
-        let reads: u64 = stats.reads.iter().map(|count| count.count).sum();
+    fn update(&mut self, service: &Service) -> Stats {
+        let mut stats = service.stats();
+        let reads: Vec<u64> = stats.reads.iter().map(|count| count.count).collect();
         let now = Instant::now();
-        self.samples.push_back((now, stats.writes, reads));
+        self.samples.push_back((now, stats.writes, reads.clone()));
         while self.samples.len() > 2
             && now.duration_since(self.samples[0].0) > Duration::from_millis(1_050)
         {
             self.samples.pop_front();
         }
-        if let Some((then, writes, reads_then)) = self.samples.front().copied() {
-            let seconds = now.duration_since(then).as_secs_f64();
+        if let Some((then, writes, reads_then)) = self.samples.front() {
+            let seconds = now.duration_since(*then).as_secs_f64();
             if seconds > 0.0 {
-                stats.writes_per_sec = (stats.writes - writes) as f64 / seconds;
-                stats.reads_per_sec = (reads - reads_then) as f64 / seconds;
+                let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / seconds;
+                stats.writes_per_sec = rate(stats.writes, *writes);
+                for (count, then) in stats.reads.iter_mut().zip(reads_then) {
+                    count.per_sec = rate(count.count, *then);
+                }
+                stats.reads_per_sec = stats.reads.iter().map(|count| count.per_sec).sum();
             }
         }
-        stats.failed_reads = state.counters().failed_reads.load(Ordering::Relaxed);
+        stats.failed_reads = service.counters().failed_reads.load(Ordering::Relaxed);
         stats
     }
 }

@@ -69,6 +69,7 @@ mod tests {
             reads: counts
                 .iter()
                 .map(|(node, count)| NodeCount {
+                    per_sec: 0.0,
                     node: node.to_string(),
                     count: *count,
                 })

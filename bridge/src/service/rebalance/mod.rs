@@ -398,7 +398,7 @@ fn stored_layout_error(why: String) -> StartError {
 /// A database error met on behalf of a request: the primary is gone (or
 /// no longer the primary), or something unexpected.
 fn db_failure(service: &Service, context: &str, error: &tokio_postgres::Error) -> Error {
-    if crate::db::is_node_failure(error) || crate::db::is_read_only(error) {
+    if crate::db::kind(error).node_cannot_serve() {
         tracing::warn!("{context}: {}", crate::db::describe(error));
         failover::primary_unavailable(service)
     } else {

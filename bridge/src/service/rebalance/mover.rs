@@ -36,21 +36,21 @@ type Moves = BTreeMap<(String, String), Vec<String>>;
 
 /// Why a step failed.
 #[derive(Debug)]
-enum Failure {
+enum StepError {
     /// The primary is unreachable or no longer the primary: try again.
     Retry(String),
     /// Anything else: the job fails.
     Fatal(String),
 }
 
-impl From<tokio_postgres::Error> for Failure {
+impl From<tokio_postgres::Error> for StepError {
     fn from(error: tokio_postgres::Error) -> Self {
         // A read-only node: the bridge's primary was demoted or a failover is
         // under way; the next try goes to whichever node is primary then.
-        if crate::db::is_node_failure(&error) || crate::db::is_read_only(&error) {
-            Failure::Retry(crate::db::describe(&error))
+        if crate::db::kind(&error).node_cannot_serve() {
+            StepError::Retry(crate::db::describe(&error))
         } else {
-            Failure::Fatal(crate::db::describe(&error))
+            StepError::Fatal(crate::db::describe(&error))
         }
     }
 }
@@ -81,11 +81,11 @@ pub(super) async fn run(
     let completed_at_lsn = loop {
         match work(&state, &pending, &mut job, &mut planned).await {
             Ok(lsn) => break lsn,
-            Err(Failure::Retry(why)) => {
+            Err(StepError::Retry(why)) => {
                 tracing::warn!("rebalance job {id}: {why}; trying again");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            Err(Failure::Fatal(why)) => {
+            Err(StepError::Fatal(why)) => {
                 tracing::error!("rebalance job {id} failed: {why}");
                 fail(&state, id, &why).await;
                 return;
@@ -104,11 +104,11 @@ async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
     let lsn = loop {
         match create_shards(state, &pending.to.layout).await {
             Ok(lsn) => break lsn,
-            Err(Failure::Retry(why)) => {
+            Err(StepError::Retry(why)) => {
                 tracing::warn!("rebalance job {id}: {why}; trying again");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            Err(Failure::Fatal(why)) => {
+            Err(StepError::Fatal(why)) => {
                 fail(state, id, &format!("creating the new shards: {why}")).await;
                 return None;
             }
@@ -127,19 +127,19 @@ async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
     }
 }
 
-async fn create_shards(state: &Service, layout: &Layout) -> Result<u64, Failure> {
+async fn create_shards(state: &Service, layout: &Layout) -> Result<u64, StepError> {
     let mut client = state
         .cluster()
         .primary()
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::db::describe_pool(&error)))?;
+        .map_err(|error| StepError::Retry(crate::db::describe_pool(&error)))?;
     store::create_shards(&mut client, layout)
         .await
         .map_err(|error| match error {
-            crate::db::schema::SchemaError::Db(error) => Failure::from(error),
-            other => Failure::Fatal(other.to_string()),
+            crate::db::schema::SchemaError::Db(error) => StepError::from(error),
+            other => StepError::Fatal(other.to_string()),
         })
 }
 
@@ -150,14 +150,14 @@ async fn work(
     pending: &Pending,
     job: &mut store::StoredJob,
     planned: &mut Option<oneshot::Sender<()>>,
-) -> Result<u64, Failure> {
+) -> Result<u64, StepError> {
     let mut client = state
         .cluster()
         .primary()
         .pool
         .get()
         .await
-        .map_err(|error| Failure::Retry(crate::db::describe_pool(&error)))?;
+        .map_err(|error| StepError::Retry(crate::db::describe_pool(&error)))?;
     let routers = routers(&pending.from.layout, &pending.to.layout).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
@@ -188,7 +188,7 @@ async fn work(
         }
         round += 1;
         if round > MAX_ROUNDS {
-            return Err(Failure::Fatal(format!(
+            return Err(StepError::Fatal(format!(
                 "rows are still misplaced after {MAX_ROUNDS} rounds of moving"
             )));
         }
@@ -196,7 +196,7 @@ async fn work(
     }
     let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
         .await?
-        .ok_or_else(|| Failure::Fatal(GONE.into()))?;
+        .ok_or_else(|| StepError::Fatal(GONE.into()))?;
     job.state = JobState::Done;
     Ok(lsn)
 }
@@ -211,7 +211,7 @@ async fn move_rows(
     job: &mut store::StoredJob,
     moves: &Moves,
     batch_rows: usize,
-) -> Result<(), Failure> {
+) -> Result<(), StepError> {
     let started = Instant::now();
     let base_ms = job.moving_ms;
     for ((from, to), keys) in moves {
@@ -221,7 +221,7 @@ async fn move_rows(
             let Some(moved) =
                 store::move_batch(client, &statement, batch, job.id, moving_ms).await?
             else {
-                return Err(Failure::Fatal(GONE.into()));
+                return Err(StepError::Fatal(GONE.into()));
             };
             job.moved = moved;
             job.moving_ms = base_ms + started.elapsed().as_millis() as u64;
@@ -371,7 +371,7 @@ struct Routers {
     new: Router,
 }
 
-async fn routers(from: &Layout, to: &Layout) -> Result<Arc<Routers>, Failure> {
+async fn routers(from: &Layout, to: &Layout) -> Result<Arc<Routers>, StepError> {
     let (from, to) = (from.clone(), to.clone());
     let built = off_workers(move || {
         Ok::<_, ecoshard_core::Error>(Routers {
@@ -380,8 +380,8 @@ async fn routers(from: &Layout, to: &Layout) -> Result<Arc<Routers>, Failure> {
         })
     })
     .await
-    .map_err(Failure::Fatal)?
-    .map_err(|error| Failure::Fatal(error.to_string()))?;
+    .map_err(StepError::Fatal)?
+    .map_err(|error| StepError::Fatal(error.to_string()))?;
     Ok(Arc::new(built))
 }
 
@@ -391,7 +391,7 @@ async fn sort_out(
     routers: &Arc<Routers>,
     keys: Keys,
     with_plan: bool,
-) -> Result<(Moves, Option<PlanSummary>), Failure> {
+) -> Result<(Moves, Option<PlanSummary>), StepError> {
     let routers = Arc::clone(routers);
     off_workers(move || {
         let moves = misplaced(&keys, &routers.new);
@@ -399,7 +399,7 @@ async fn sort_out(
         (moves, plan)
     })
     .await
-    .map_err(Failure::Fatal)
+    .map_err(StepError::Fatal)
 }
 
 /// The core's plan from `old` to `new` over the scanned rows that are where
