@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod dist;
+mod rules;
 mod setup;
 mod test;
 mod util;

@@ -1,6 +1,8 @@
 //! `cargo xtask test`: every check and test, in the order that fails fastest.
 //!
-//! Steps (all by default; name some to run only those): `fmt`, `clippy`,
+//! Steps (all by default; name some to run only those): `rules` (the
+//! layering and the other rules ARCHITECTURE.md states, on the source
+//! text), `fmt`, `clippy`,
 //! `host` (every crate's tests natively, the bridge's against a real local
 //! PostgreSQL cluster), `e2e` (builds the page, then drives it in headless
 //! Chromium), `wasm` (the core's tests in wasm32 under Node.js).
@@ -10,12 +12,13 @@ use anyhow::bail;
 use crate::setup::{self, Needs};
 use crate::util::{cargo, exec};
 
-const STEPS: [&str; 5] = ["fmt", "clippy", "host", "e2e", "wasm"];
+const STEPS: [&str; 6] = ["rules", "fmt", "clippy", "host", "e2e", "wasm"];
 
 pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
     for step in steps {
         eprintln!("\n==> {step}");
         match *step {
+            "rules" => crate::rules::run(&crate::util::root())?,
             "fmt" => exec(cargo().args(["fmt", "--all", "--check"]))?,
             "clippy" => {
                 exec(cargo().args([

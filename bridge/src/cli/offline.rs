@@ -162,6 +162,26 @@ fn plan_table(
         summary.moved_fraction * 100.0,
         summary.ideal_fraction * 100.0
     );
+    out.push_str(&loads_table(summary));
+    if !summary.transfers.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "moves:");
+        for transfer in &summary.transfers {
+            let _ = writeln!(
+                out,
+                "  {} → {}: {}",
+                transfer.from,
+                transfer.to,
+                thousands(transfer.keys)
+            );
+        }
+    }
+    out
+}
+
+/// Keys per shard before and after, and the spread of each.
+fn loads_table(summary: &PlanSummary) -> String {
+    let mut out = String::new();
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<10} {:>10} {:>10}", "shard", "before", "after");
     let mut names: Vec<&str> = summary
@@ -199,19 +219,6 @@ fn plan_table(
         "{:<10} {:>10.1} {:>10.1}",
         "std dev", summary.std_dev_before, summary.std_dev_after
     );
-    if !summary.transfers.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "moves:");
-        for transfer in &summary.transfers {
-            let _ = writeln!(
-                out,
-                "  {} → {}: {}",
-                transfer.from,
-                transfer.to,
-                thousands(transfer.keys)
-            );
-        }
-    }
     out
 }
 

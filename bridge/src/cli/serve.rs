@@ -11,9 +11,10 @@ use ecoshard_core::Layout;
 use serde::Deserialize;
 
 use super::{Exit, ServeArgs};
-use ecoshard_bridge::cluster::topology::Topology;
-use ecoshard_bridge::http::Token;
-use ecoshard_bridge::http::server::ServerOptions;
+use ecoshard_bridge::ServerOptions;
+use ecoshard_bridge::Token;
+use ecoshard_bridge::Topology;
+use ecoshard_bridge::service::Control;
 use ecoshard_bridge::{AppState, BridgeConfig, check_database_layout};
 use ecoshard_postgres::LocalCluster;
 
@@ -28,57 +29,21 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     }
     let (token, generated) = token_for(args)?;
     // Held until the end: dropping it stops the servers this process started.
-    let mut local = None;
-    let external = match (&args.primary, &args.cluster_config) {
-        (Some(primary), _) => Some((primary.clone(), args.replicas.clone())),
-        (None, Some(path)) => {
-            let config = ExternalConfig::read(path)?;
-            Some((config.primary, config.replicas))
-        }
-        (None, None) => None,
-    };
-    let topology = match external {
-        Some((primary, replicas)) => {
-            if args.auto_failover || args.sync_replication {
-                return Err(Exit::usage(
-                    "--auto-failover and --sync-replication manage the local cluster; an external \
-                     cluster's failover and synchronous_standby_names are its own to set",
-                ));
-            }
-            Topology::external(&primary, &replicas).map_err(Exit::usage)?
-        }
-        None => {
-            tracing::info!(
-                "starting the local cluster in {} (ports {}-{})",
-                args.local.data_dir.display(),
-                args.local.pg_port,
-                args.local.pg_port.saturating_add(2)
-            );
-            let mut options = args.local.options();
-            options.sync_replication = args.sync_replication;
-            let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
-            let topology = Topology::local(&cluster, &args.database);
-            local = Some(Arc::new(cluster));
-            topology
-        }
-    };
-    let web_dir = args
-        .web_dir
-        .clone()
-        .or_else(|| Some(super::default_web_dir()).filter(|dir| dir.is_dir()));
+    let (topology, mut local) = topology(args)?;
     let config = BridgeConfig {
         pool_size: args.pool_size,
         max_lag_ms: args.max_lag_ms,
         read_timeout: std::time::Duration::from_millis(args.read_timeout_ms),
         initial_layout,
-        web_dir,
+        web_dir: args
+            .web_dir
+            .clone()
+            .or_else(|| Some(super::default_web_dir()).filter(|dir| dir.is_dir())),
         create_database: true,
         max_in_flight: args.max_in_flight,
         max_event_clients: args.max_event_clients,
         rebalance_batch: args.rebalance_batch as usize,
-        control: local
-            .clone()
-            .map(|local| local as ecoshard_bridge::cluster::Control),
+        control: local.clone().map(|local| local as Control),
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
@@ -99,14 +64,9 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
             .map_err(|error| Exit::runtime(format!("cannot listen on {}: {error}", args.listen)))?;
         let addr = listener.local_addr().unwrap_or(args.listen);
         announce(addr, token.as_ref(), generated);
-        ecoshard_bridge::http::server::serve_with(
-            listener,
-            state,
-            options,
-            ecoshard_bridge::http::server::shutdown_signal(),
-        )
-        .await
-        .map_err(|error| Exit::runtime(format!("serving: {error}")))
+        ecoshard_bridge::serve_with(listener, state, options, ecoshard_bridge::shutdown_signal())
+            .await
+            .map_err(|error| Exit::runtime(format!("serving: {error}")))
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -117,6 +77,41 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
+}
+
+/// The nodes to serve: the external cluster given by URL or config file, or
+/// the local cluster, started (or found running) here — then also the
+/// cluster itself, whose dropping stops the servers this process started.
+fn topology(args: &ServeArgs) -> Result<(Topology, Option<Arc<LocalCluster>>), Exit> {
+    let external = match (&args.primary, &args.cluster_config) {
+        (Some(primary), _) => Some((primary.clone(), args.replicas.clone())),
+        (None, Some(path)) => {
+            let config = ExternalConfig::read(path)?;
+            Some((config.primary, config.replicas))
+        }
+        (None, None) => None,
+    };
+    if let Some((primary, replicas)) = external {
+        if args.auto_failover || args.sync_replication {
+            return Err(Exit::usage(
+                "--auto-failover and --sync-replication manage the local cluster; an external \
+                 cluster's failover and synchronous_standby_names are its own to set",
+            ));
+        }
+        let topology = Topology::external(&primary, &replicas).map_err(Exit::usage)?;
+        return Ok((topology, None));
+    }
+    tracing::info!(
+        "starting the local cluster in {} (ports {}-{})",
+        args.local.data_dir.display(),
+        args.local.pg_port,
+        args.local.pg_port.saturating_add(2)
+    );
+    let mut options = args.local.options();
+    options.sync_replication = args.sync_replication;
+    let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
+    let topology = Topology::local(&cluster, &args.database);
+    Ok((topology, Some(Arc::new(cluster))))
 }
 
 /// The token changes need, and whether it was generated: the one given; a

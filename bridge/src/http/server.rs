@@ -70,7 +70,7 @@ pub async fn serve(
     serve_with(listener, state, ServerOptions::default(), shutdown).await
 }
 
-/// Serves [`crate::app`] on `listener` until `shutdown` completes; requests
+/// Serves [`super::app`] on `listener` until `shutdown` completes; requests
 /// in flight get up to [`SHUTDOWN_GRACE`] to finish, event streams end at once.
 pub async fn serve_with(
     listener: TcpListener,
@@ -78,7 +78,7 @@ pub async fn serve_with(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::app(state.clone());
+    let app = super::app(state.clone());
     let http = http_builder(&options);
     let slots = u32::try_from(options.max_connections.max(1)).unwrap_or(u32::MAX);
     let connections = Arc::new(Semaphore::new(slots as usize));

@@ -204,27 +204,7 @@ impl fmt::Display for Error {
                 sync_replication,
                 limit_secs,
                 again,
-            } => {
-                match (timed_out, sync_replication) {
-                    (true, true) => write!(
-                        f,
-                        "no standby confirmed the write within {limit_secs} s (synchronous \
-                         replication needs one)"
-                    )?,
-                    (true, false) => write!(
-                        f,
-                        "the primary did not confirm the write within {limit_secs} s"
-                    )?,
-                    (false, _) => f.write_str(
-                        "the connection to the primary ended before it confirmed the write",
-                    )?,
-                }
-                write!(
-                    f,
-                    ": the primary may have committed it; read it back with consistency=strong, \
-                     or {again}: repeating it is safe"
-                )
-            }
+            } => outcome_unknown(f, *timed_out, *sync_replication, *limit_secs, again),
             Error::ReadTimedOut {
                 primary,
                 limit_ms,
@@ -308,6 +288,34 @@ fn busy(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
         ),
         None => f.write_str("a rebalance job is starting; retry in a moment"),
     }
+}
+
+fn outcome_unknown(
+    f: &mut fmt::Formatter<'_>,
+    timed_out: bool,
+    sync_replication: bool,
+    limit_secs: u64,
+    again: &str,
+) -> fmt::Result {
+    match (timed_out, sync_replication) {
+        (true, true) => write!(
+            f,
+            "no standby confirmed the write within {limit_secs} s (synchronous replication \
+             needs one)"
+        )?,
+        (true, false) => write!(
+            f,
+            "the primary did not confirm the write within {limit_secs} s"
+        )?,
+        (false, _) => {
+            f.write_str("the connection to the primary ended before it confirmed the write")?
+        }
+    }
+    write!(
+        f,
+        ": the primary may have committed it; read it back with consistency=strong, or \
+         {again}: repeating it is safe"
+    )
 }
 
 fn unavailable(

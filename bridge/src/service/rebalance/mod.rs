@@ -173,16 +173,7 @@ pub async fn startup(
         .map(|job| job.view());
     let current = build_placement(active).await.map_err(stored_layout_error)?;
     let Some(target) = target else {
-        for name in crate::db::schema::retired_shards(&*client)
-            .await
-            .map_err(StartError::Schema)?
-        {
-            match crate::db::schema::drop_shard_if_empty(client, &name).await {
-                Ok(true) => tracing::info!("dropped the empty schema of retired shard {name}"),
-                Ok(false) => {}
-                Err(error) => tracing::warn!("dropping retired shard {name}: {error}"),
-            }
-        }
+        drop_retired_shards(client).await?;
         return Ok(Startup {
             table: RoutingTable {
                 current,
@@ -193,36 +184,7 @@ pub async fn startup(
             last_job,
         });
     };
-    let Some(mut job) = store::unfinished(&*client).await.map_err(db_error)? else {
-        return Err(StartError::Schema(
-            crate::db::schema::SchemaError::BadStoredLayout(format!(
-                "layout version {} is a rebalance target, but no job moves to it",
-                target.version
-            )),
-        ));
-    };
-    if job.state == JobState::Failed {
-        tracing::info!(
-            "resuming rebalance job {} (it had failed: {:?})",
-            job.id,
-            job.error
-        );
-        store::mark_running(&*client, job.id)
-            .await
-            .map_err(db_error)?;
-        job.state = JobState::Running;
-        job.error = None;
-    } else {
-        tracing::info!(
-            "resuming rebalance job {}: layout {} → {}, {} of {} rows moved",
-            job.id,
-            job.from_version,
-            job.to_version,
-            job.moved,
-            job.total
-                .map_or_else(|| "?".into(), |total| total.to_string())
-        );
-    }
+    let job = unfinished_job(client, &target).await?;
     // A job stored just before the bridge died may not have its shards yet.
     let lsn = store::create_shards(client, &target.layout)
         .await
@@ -244,6 +206,60 @@ pub async fn startup(
             just_begun: false,
         }),
     })
+}
+
+/// Drops the (empty) schemas of shards only retired layouts had.
+async fn drop_retired_shards(client: &mut deadpool_postgres::Client) -> Result<(), StartError> {
+    for name in crate::db::schema::retired_shards(&*client)
+        .await
+        .map_err(StartError::Schema)?
+    {
+        match crate::db::schema::drop_shard_if_empty(client, &name).await {
+            Ok(true) => tracing::info!("dropped the empty schema of retired shard {name}"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!("dropping retired shard {name}: {error}"),
+        }
+    }
+    Ok(())
+}
+
+/// The job moving to `target`, marked running again if it had failed.
+async fn unfinished_job(
+    client: &deadpool_postgres::Client,
+    target: &LayoutView,
+) -> Result<StoredJob, StartError> {
+    let db_error = |error: tokio_postgres::Error| StartError::Schema(error.into());
+    let Some(mut job) = store::unfinished(client).await.map_err(db_error)? else {
+        return Err(StartError::Schema(
+            crate::db::schema::SchemaError::BadStoredLayout(format!(
+                "layout version {} is a rebalance target, but no job moves to it",
+                target.version
+            )),
+        ));
+    };
+    if job.state == JobState::Failed {
+        tracing::info!(
+            "resuming rebalance job {} (it had failed: {:?})",
+            job.id,
+            job.error
+        );
+        store::mark_running(client, job.id)
+            .await
+            .map_err(db_error)?;
+        job.state = JobState::Running;
+        job.error = None;
+    } else {
+        tracing::info!(
+            "resuming rebalance job {}: layout {} → {}, {} of {} rows moved",
+            job.id,
+            job.from_version,
+            job.to_version,
+            job.moved,
+            job.total
+                .map_or_else(|| "?".into(), |total| total.to_string())
+        );
+    }
+    Ok(job)
 }
 
 /// Resumes a job found at start-up.
