@@ -34,9 +34,9 @@ pub type Control = Arc<dyn NodeControl>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlError {
     /// The cluster's state forbids it (the message says why); else it failed.
-    pub refused: bool,
+    pub(crate) refused: bool,
     /// What happened.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for ControlError {
@@ -49,11 +49,11 @@ impl std::fmt::Display for ControlError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Promotion {
     /// The node that was primary.
-    pub from: String,
+    pub(crate) from: String,
     /// The standby promoted.
-    pub to: String,
+    pub(crate) to: String,
     /// How long the promotion took.
-    pub promote_time: Duration,
+    pub(crate) promote_time: Duration,
     /// The standbys now streaming from (or told to stream from) the new primary.
-    pub repointed: Vec<String>,
+    pub(crate) repointed: Vec<String>,
 }

@@ -3,15 +3,15 @@
 //! choice of which node serves a read. Every connection taken from a pool
 //! on the request path is taken within a deadline ([`checkout`]).
 
-pub mod control;
+pub(crate) mod control;
 mod local;
 pub mod monitor;
 mod node;
 pub mod topology;
 
-pub use crate::db::{CheckoutError, checkout, discard};
+pub(crate) use crate::db::{CheckoutError, checkout, discard};
 pub use control::{Control, ControlError, NodeControl, Promotion};
-pub use node::Node;
+pub(crate) use node::Node;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use crate::cluster::topology::Topology;
 /// Longest a write waits for the primary to confirm it. Shorter than the
 /// nodes' `statement_timeout` (10 s), so the bridge gives up first: a commit
 /// still waiting for a synchronous standby is then never acknowledged.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default of [`Cluster::read_timeout`]: longest one node may take to
 /// answer one read (checkout and statements together).
@@ -34,20 +34,20 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Cluster {
     /// In the topology's order (`primary`, `standby-1`, …), whatever their roles.
-    pub nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     /// Index of the primary in `nodes`.
     primary: AtomicUsize,
     next_standby: AtomicUsize,
     /// Standbys further behind than this (ms) serve no eventual reads.
-    pub max_lag_ms: f64,
+    pub(crate) max_lag_ms: f64,
     /// Longest one node may take to answer one read; past it the read goes
     /// to another node (or, strong, answers 503).
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
 }
 
 impl Cluster {
     /// Pools for every node (connections open lazily).
-    pub fn new(
+    pub(crate) fn new(
         topology: &Topology,
         pool_size: usize,
         max_lag_ms: u64,
@@ -82,7 +82,7 @@ impl Cluster {
 
     /// A connection to the primary now, by `deadline`: the one way the
     /// service reaches the primary.
-    pub async fn primary_client(
+    pub(crate) async fn primary_client(
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<deadpool_postgres::Object, CheckoutError> {
@@ -101,14 +101,14 @@ impl Cluster {
     }
 
     /// A node by name.
-    pub fn node(&self, name: &str) -> Option<&Node> {
+    pub(crate) fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|node| node.name() == name)
     }
 
     /// Makes `name` the primary (after a failover): writes go to it from now
     /// on; the old primary is a standby, out of the read rotation until its
     /// health checks say it is one. `false` when there is no such node.
-    pub fn set_primary(&self, name: &str) -> bool {
+    pub(crate) fn set_primary(&self, name: &str) -> bool {
         let Some(index) = self.nodes.iter().position(|node| node.name() == name) else {
             return false;
         };
@@ -132,7 +132,11 @@ impl Cluster {
     /// primary. `read-your-writes`: the standbys in the rotation whose replay
     /// LSN as last checked has passed `after_lsn` (the caller may check the
     /// others live), round-robin.
-    pub fn read_candidates(&self, consistency: Consistency, after_lsn: u64) -> ReadCandidates<'_> {
+    pub(crate) fn read_candidates(
+        &self,
+        consistency: Consistency,
+        after_lsn: u64,
+    ) -> ReadCandidates<'_> {
         let standbys = self.standbys();
         let mut ready = Vec::with_capacity(standbys.len() + 1);
         let mut behind = Vec::new();
@@ -160,11 +164,11 @@ impl Cluster {
 
 /// Where a read may go (see [`Cluster::read_candidates`]).
 #[derive(Debug)]
-pub struct ReadCandidates<'a> {
+pub(crate) struct ReadCandidates<'a> {
     /// Standbys that may serve it now.
-    pub ready: Vec<&'a Node>,
+    pub(crate) ready: Vec<&'a Node>,
     /// Standbys in the rotation that had not replayed far enough when last checked.
-    pub behind: Vec<&'a Node>,
+    pub(crate) behind: Vec<&'a Node>,
     /// The fallback.
-    pub primary: &'a Node,
+    pub(crate) primary: &'a Node,
 }

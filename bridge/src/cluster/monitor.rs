@@ -15,7 +15,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// Checks every node at once and records what each check found on its
 /// node (`at_ms`: when, for the lag samples).
-pub async fn check_nodes(cluster: &Cluster, at_ms: u64) {
+pub(crate) async fn check_nodes(cluster: &Cluster, at_ms: u64) {
     let checks = futures::future::join_all(
         cluster
             .nodes

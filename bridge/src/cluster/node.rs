@@ -17,11 +17,11 @@ use crate::routing::batch::{Batcher, Insert, Read};
 #[derive(Debug)]
 pub struct Node {
     /// How to reach it.
-    pub spec: NodeSpec,
+    pub(crate) spec: NodeSpec,
     /// Connections for requests.
     pub pool: Pool,
     /// One connection for health checks, so a busy pool never looks like a dead node.
-    pub monitor_pool: Pool,
+    pub(crate) monitor_pool: Pool,
     pub(super) up: AtomicBool,
     /// Whether it is the primary now.
     pub(super) primary: AtomicBool,
@@ -31,7 +31,7 @@ pub struct Node {
     lsn: AtomicU64,
     pub(super) lag: RwLock<Option<LagSample>>,
     /// Reads this node served.
-    pub reads: AtomicU64,
+    pub(crate) reads: AtomicU64,
     /// Reads by key, batched.
     pub read_batches: Batcher<Read>,
     /// Inserts, batched (used while the node is primary).
@@ -62,7 +62,7 @@ impl Node {
     }
 
     /// Primary or standby, now.
-    pub fn role(&self) -> NodeRole {
+    pub(crate) fn role(&self) -> NodeRole {
         if self.primary.load(Ordering::SeqCst) {
             NodeRole::Primary
         } else {
@@ -71,30 +71,30 @@ impl Node {
     }
 
     /// Whether it is the primary now.
-    pub fn is_primary(&self) -> bool {
+    pub(crate) fn is_primary(&self) -> bool {
         self.primary.load(Ordering::SeqCst)
     }
 
     /// Whether it answered its last check (and no request failed on it since).
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
     /// Takes it out of the read rotation until its next good health check;
     /// whether it was up until now.
-    pub fn mark_down(&self) -> bool {
+    pub(crate) fn mark_down(&self) -> bool {
         self.eligible.store(false, Ordering::Relaxed);
         self.up.swap(false, Ordering::Relaxed)
     }
 
     /// Last LSN seen: replay LSN of a standby, WAL write LSN of the primary.
-    pub fn lsn(&self) -> u64 {
+    pub(crate) fn lsn(&self) -> u64 {
         self.lsn.load(Ordering::Relaxed)
     }
 
     /// Replay lag in ms as last reported (`None` when PostgreSQL reports NULL);
     /// 0 for the primary.
-    pub fn lag_ms(&self) -> Option<f64> {
+    pub(crate) fn lag_ms(&self) -> Option<f64> {
         if self.is_primary() {
             return Some(0.0);
         }
@@ -105,7 +105,7 @@ impl Node {
     }
 
     /// Its status for `/api/cluster` and the stream.
-    pub fn status(&self) -> NodeStatus {
+    pub(crate) fn status(&self) -> NodeStatus {
         NodeStatus {
             name: self.spec.name.clone(),
             role: self.role(),

@@ -72,14 +72,6 @@ impl Topology {
             nodes,
         })
     }
-
-    /// The same nodes, connecting to another database.
-    pub fn with_database(mut self, database: &str) -> Self {
-        for node in &mut self.nodes {
-            node.config.dbname(database);
-        }
-        self
-    }
 }
 
 /// How the bridge connects to a node of the local cluster (over TCP).

@@ -6,7 +6,7 @@ use tokio_postgres::error::{Severity, SqlState};
 
 /// What a database error says, for every caller alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// A duplicate key: the id is taken.
     Duplicate,
     /// The node is read-only: a standby, not the primary (it was demoted,
@@ -22,13 +22,13 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether the node cannot serve now (gone, or not the primary any
     /// more): a write is not taken, a retry goes to the primary then.
-    pub fn node_cannot_serve(self) -> bool {
+    pub(crate) fn node_cannot_serve(self) -> bool {
         matches!(self, ErrorKind::ReadOnly | ErrorKind::NodeGone)
     }
 }
 
 /// What `error` says (see [`ErrorKind`]).
-pub fn kind(error: &tokio_postgres::Error) -> ErrorKind {
+pub(crate) fn kind(error: &tokio_postgres::Error) -> ErrorKind {
     if error.is_closed() {
         return ErrorKind::NodeGone;
     }
@@ -60,21 +60,21 @@ pub enum Stage {
 
 /// A write's database error, and how far the write had gone.
 #[derive(Debug)]
-pub struct WriteError {
+pub(crate) struct WriteError {
     /// Where it failed.
-    pub stage: Stage,
+    pub(crate) stage: Stage,
     /// The error.
-    pub error: tokio_postgres::Error,
+    pub(crate) error: tokio_postgres::Error,
 }
 
 impl WriteError {
     /// Wraps an error met at `stage`.
-    pub fn at(stage: Stage) -> impl FnOnce(tokio_postgres::Error) -> Self {
+    pub(crate) fn at(stage: Stage) -> impl FnOnce(tokio_postgres::Error) -> Self {
         move |error| WriteError { stage, error }
     }
 
     /// What the failure means for the write (see [`write_failure`]).
-    pub fn failure(&self) -> WriteFailure {
+    pub(crate) fn failure(&self) -> WriteFailure {
         write_failure(&self.error, self.stage)
     }
 }
@@ -138,7 +138,7 @@ pub fn write_failure(error: &tokio_postgres::Error, stage: Stage) -> WriteFailur
 }
 
 /// A pool error in one line.
-pub fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
+pub(crate) fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
     match error {
         deadpool_postgres::PoolError::Backend(error) => describe(error),
         other => other.to_string(),
@@ -147,14 +147,14 @@ pub fn describe_pool(error: &deadpool_postgres::PoolError) -> String {
 
 /// Whether failing to get a pooled connection says the node itself is gone
 /// (no connection could be made or checked) rather than the pool being busy.
-pub fn pool_failure_is_node(error: &deadpool_postgres::PoolError) -> bool {
+pub(crate) fn pool_failure_is_node(error: &deadpool_postgres::PoolError) -> bool {
     use deadpool_postgres::{PoolError, TimeoutType};
     matches!(error, PoolError::Backend(_) | PoolError::Timeout(_))
         && !matches!(error, PoolError::Timeout(TimeoutType::Wait))
 }
 
 /// A database error in one line: the server's message, or the client's.
-pub fn describe(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => {

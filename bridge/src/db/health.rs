@@ -10,32 +10,32 @@ use super::ShardSql;
 
 /// One row of `pg_stat_replication`: a standby as the primary sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Replication {
+pub(crate) struct Replication {
     /// The standby's `application_name` (its node name).
-    pub application_name: String,
+    pub(crate) application_name: String,
     /// `streaming`, `catchup`, …
-    pub state: Option<String>,
+    pub(crate) state: Option<String>,
     /// `async`, `sync`, `quorum`, …
-    pub sync_state: Option<String>,
+    pub(crate) sync_state: Option<String>,
     /// `write_lag` in ms.
-    pub write_lag_ms: Option<f64>,
+    pub(crate) write_lag_ms: Option<f64>,
     /// `flush_lag` in ms.
-    pub flush_lag_ms: Option<f64>,
+    pub(crate) flush_lag_ms: Option<f64>,
     /// `replay_lag` in ms.
-    pub replay_lag_ms: Option<f64>,
+    pub(crate) replay_lag_ms: Option<f64>,
     /// Bytes of WAL the standby has not replayed.
-    pub byte_lag: Option<i64>,
+    pub(crate) byte_lag: Option<i64>,
 }
 
 /// What one health check found.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct NodeCheck {
+pub(crate) struct NodeCheck {
     /// `pg_is_in_recovery()`: a standby.
-    pub in_recovery: bool,
+    pub(crate) in_recovery: bool,
     /// Replay position of a standby, WAL write position of a primary.
-    pub lsn: Option<u64>,
+    pub(crate) lsn: Option<u64>,
     /// The standbys the node streams to (asked of the primary only).
-    pub replication: Vec<Replication>,
+    pub(crate) replication: Vec<Replication>,
 }
 
 const CHECK_SQL: &str = "SELECT pg_is_in_recovery(),
@@ -50,7 +50,7 @@ const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state,
 
 /// One health check: recovery and WAL position, and, when `as_primary` and
 /// the node is not in recovery, its `pg_stat_replication`.
-pub async fn check(
+pub(crate) async fn check(
     client: &impl GenericClient,
     as_primary: bool,
 ) -> Result<NodeCheck, tokio_postgres::Error> {
@@ -80,7 +80,7 @@ pub async fn check(
 }
 
 /// Replay position of a standby (`None` when it is not one).
-pub async fn replay_lsn(
+pub(crate) async fn replay_lsn(
     client: &impl GenericClient,
 ) -> Result<Option<PgLsn>, tokio_postgres::Error> {
     let statement = client
@@ -91,16 +91,16 @@ pub async fn replay_lsn(
 
 /// PostgreSQL's estimate of one shard table's rows.
 #[derive(Debug, PartialEq)]
-pub struct RowEstimate {
+pub(crate) struct RowEstimate {
     /// The shard's schema (`shard_<name>`).
-    pub schema: String,
+    pub(crate) schema: String,
     /// `n_live_tup`.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// Not vacuumed or analyzed since the server's statistics began: when
     /// they began anew (a crash; a promoted standby has none of the old
     /// primary's), `n_live_tup` counts only what changed since, and an
     /// `ANALYZE` gives the table an estimate again.
-    pub needs_analyze: bool,
+    pub(crate) needs_analyze: bool,
 }
 
 /// The row estimates of the `users` tables of `schemas`, from the
@@ -108,7 +108,7 @@ pub struct RowEstimate {
 /// those statistics began (`pg_stat_bgwriter.stats_reset`: a crash, a
 /// reset, or the start of a standby from a base backup starts them anew).
 /// One catalog query whatever the tables hold; no table is read or locked.
-pub async fn row_estimates(
+pub(crate) async fn row_estimates(
     client: &impl GenericClient,
     schemas: &[String],
 ) -> Result<(Vec<RowEstimate>, Option<std::time::SystemTime>), tokio_postgres::Error> {
@@ -137,7 +137,7 @@ const ROW_ESTIMATES: &str = "SELECT s.schemaname::text, s.n_live_tup,
 /// `ANALYZE` of one shard's table, skipped when it is locked: samples at
 /// most 300 × `default_statistics_target` rows whatever the table's size,
 /// and sets its row estimate.
-pub async fn analyze(
+pub(crate) async fn analyze(
     client: &impl GenericClient,
     shard: &ShardSql,
 ) -> Result<(), tokio_postgres::Error> {

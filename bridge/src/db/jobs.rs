@@ -13,30 +13,30 @@ use crate::db::schema::{SCHEMA_LOCK, ensure_shards, shard_schema};
 
 /// A job as stored.
 #[derive(Clone, Debug)]
-pub struct StoredJob {
+pub(crate) struct StoredJob {
     /// Id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Running, done or failed.
-    pub state: JobState,
+    pub(crate) state: JobState,
     /// Layout version before.
-    pub from_version: u64,
+    pub(crate) from_version: u64,
     /// Layout version after.
-    pub to_version: u64,
+    pub(crate) to_version: u64,
     /// Rows moved.
-    pub moved: u64,
+    pub(crate) moved: u64,
     /// Rows to move, once planned.
-    pub total: Option<u64>,
+    pub(crate) total: Option<u64>,
     /// Time spent moving, over every run of the job.
-    pub moving_ms: u64,
+    pub(crate) moving_ms: u64,
     /// The plan, once made.
-    pub plan: Option<PlanSummary>,
+    pub(crate) plan: Option<PlanSummary>,
     /// Why it failed.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl StoredJob {
     /// The wire form.
-    pub fn view(&self) -> RebalanceJob {
+    pub(crate) fn view(&self) -> RebalanceJob {
         RebalanceJob {
             id: self.id,
             state: self.state,
@@ -52,7 +52,7 @@ impl StoredJob {
 }
 
 /// `moved` over `moving_ms`, 0 before any time passed.
-pub fn rows_per_sec(moved: u64, moving_ms: f64) -> f64 {
+pub(crate) fn rows_per_sec(moved: u64, moving_ms: f64) -> f64 {
     if moving_ms > 0.0 {
         moved as f64 / (moving_ms / 1_000.0)
     } else {
@@ -62,7 +62,7 @@ pub fn rows_per_sec(moved: u64, moving_ms: f64) -> f64 {
 
 /// Why a job could not start.
 #[derive(Debug)]
-pub enum BeginError {
+pub(crate) enum BeginError {
     /// A job is running, or failed with its target layout still in place.
     Busy(StoredJob),
     /// The layout in force changed since the request looked at it.
@@ -85,18 +85,18 @@ impl From<crate::db::schema::SchemaError> for BeginError {
 
 /// A started job.
 #[derive(Debug)]
-pub struct Begun {
+pub(crate) struct Begun {
     /// The job.
-    pub job: StoredJob,
+    pub(crate) job: StoredJob,
     /// The target layout, with its new version.
-    pub target: LayoutView,
+    pub(crate) target: LayoutView,
 }
 
 /// In one transaction under the schema lock: stores `layout` as the target
 /// (version = the active one + 1) and the job. The schemas of new shards
 /// come next ([`create_shards`], seconds for hundreds of shards), before any
 /// request is routed by the target.
-pub async fn begin(
+pub(crate) async fn begin(
     client: &mut deadpool_postgres::Client,
     from_version: u64,
     layout: &Layout,
@@ -165,7 +165,7 @@ pub async fn begin(
 /// In one transaction under the schema lock: the schemas of the shards of
 /// `layout` that do not exist yet. Answers `pg_current_wal_lsn()` after the
 /// commit: the shards exist from there on.
-pub async fn create_shards(
+pub(crate) async fn create_shards(
     client: &mut deadpool_postgres::Client,
     layout: &Layout,
 ) -> Result<u64, crate::db::schema::SchemaError> {
@@ -179,7 +179,7 @@ pub async fn create_shards(
 }
 
 /// The job that is running or failed with its target still in place, if any.
-pub async fn unfinished(
+pub(crate) async fn unfinished(
     client: &impl GenericClient,
 ) -> Result<Option<StoredJob>, tokio_postgres::Error> {
     let row = client
@@ -197,7 +197,7 @@ pub async fn unfinished(
 }
 
 /// The job with this id.
-pub async fn load(
+pub(crate) async fn load(
     client: &impl GenericClient,
     id: u64,
 ) -> Result<Option<StoredJob>, tokio_postgres::Error> {
@@ -211,7 +211,7 @@ pub async fn load(
 }
 
 /// The latest job, if any.
-pub async fn latest(
+pub(crate) async fn latest(
     client: &impl GenericClient,
 ) -> Result<Option<StoredJob>, tokio_postgres::Error> {
     let row = client
@@ -224,7 +224,7 @@ pub async fn latest(
 }
 
 /// Marks a failed job running again (a restart resumes it).
-pub async fn mark_running(
+pub(crate) async fn mark_running(
     client: &impl GenericClient,
     id: u64,
 ) -> Result<(), tokio_postgres::Error> {
@@ -239,7 +239,7 @@ pub async fn mark_running(
 
 /// Stores the plan and the number of rows to move, unless already stored
 /// (a resumed job keeps its first plan); answers what is stored.
-pub async fn set_plan(
+pub(crate) async fn set_plan(
     client: &impl GenericClient,
     id: u64,
     total: u64,
@@ -272,7 +272,7 @@ pub async fn set_plan(
 /// `None` (and changes nothing) when the database does not hold the job
 /// running and its target (e.g. lost to a failover under asynchronous
 /// replication).
-pub async fn complete(
+pub(crate) async fn complete(
     client: &mut deadpool_postgres::Client,
     id: u64,
     to_version: u64,
@@ -310,7 +310,7 @@ pub async fn complete(
 }
 
 /// Marks the job failed with `why`.
-pub async fn fail(
+pub(crate) async fn fail(
     client: &impl GenericClient,
     id: u64,
     why: &str,
@@ -353,7 +353,7 @@ fn from_row(row: &tokio_postgres::Row) -> StoredJob {
 /// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
 /// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`,
 /// or no row when the job is not running (the caller then rolls back).
-pub fn move_sql(from: &str, to: &str) -> String {
+pub(crate) fn move_sql(from: &str, to: &str) -> String {
     format!(
         "WITH moved AS (
              DELETE FROM {from}.users WHERE user_id = ANY($1)
@@ -372,7 +372,7 @@ pub fn move_sql(from: &str, to: &str) -> String {
 }
 
 /// [`move_sql`] from `from` to `to`, prepared on `client`.
-pub async fn prepare_move(
+pub(crate) async fn prepare_move(
     client: &impl GenericClient,
     from: &str,
     to: &str,
@@ -384,7 +384,7 @@ pub async fn prepare_move(
 /// its own and counts them in job `id`'s `moved` (with `moving_ms`, the time
 /// spent moving so far); answers the job's `moved`. `None`, and nothing
 /// moved (rolled back), when the database does not hold the job running.
-pub async fn move_batch(
+pub(crate) async fn move_batch(
     client: &mut deadpool_postgres::Client,
     statement: &tokio_postgres::Statement,
     ids: &[String],
@@ -404,7 +404,7 @@ pub async fn move_batch(
 }
 
 /// Every `user_id` of each shard of `names`, by shard name.
-pub async fn shard_keys(
+pub(crate) async fn shard_keys(
     client: &impl GenericClient,
     names: impl IntoIterator<Item = &str>,
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>, tokio_postgres::Error> {

@@ -4,20 +4,20 @@
 
 mod error;
 mod health;
-pub mod jobs;
+pub(crate) mod jobs;
 mod pool;
 pub mod schema;
 mod shard;
 
-pub use error::{
-    ErrorKind, Stage, WriteError, WriteFailure, describe, describe_pool, kind,
-    pool_failure_is_node, write_failure,
+pub(crate) use error::{
+    ErrorKind, WriteError, describe, describe_pool, kind, pool_failure_is_node,
 };
-pub use health::{NodeCheck, Replication, RowEstimate, analyze, check, replay_lsn, row_estimates};
+pub use error::{Stage, WriteFailure, write_failure};
+pub(crate) use health::{NodeCheck, analyze, check, replay_lsn, row_estimates};
 
-pub use pool::{CheckoutError, checkout, discard, make_pool};
-pub use shard::{
-    BatchRow, BatchSql, CREATED_AT, MAX_BATCH_SHARDS, ShardSql, Written, insert_batch, select_batch,
+pub(crate) use pool::{CheckoutError, checkout, discard, make_pool};
+pub(crate) use shard::{
+    BatchRow, BatchSql, CREATED_AT, ShardSql, Written, insert_batch, select_batch,
 };
 
 use deadpool_postgres::{ClientWrapper, GenericClient};
@@ -26,18 +26,18 @@ use tokio_postgres::types::{PgLsn, ToSql, Type};
 
 /// What a single insert gives back.
 #[derive(Debug)]
-pub struct Inserted {
+pub(crate) struct Inserted {
     /// `created_at` as stored (RFC 3339).
-    pub created_at: String,
+    pub(crate) created_at: String,
     /// WAL write position right after the commit.
-    pub lsn: PgLsn,
+    pub(crate) lsn: PgLsn,
 }
 
 /// Inserts one user into its shard and reads the WAL position after the
 /// commit. The two statements are pipelined: one round trip. `None` never
 /// happens for a plain insert (an existing id is a unique violation); it is
 /// there so that every single-row insert answers alike.
-pub async fn insert_user(
+pub(crate) async fn insert_user(
     client: &ClientWrapper,
     shard: &ShardSql,
     user_id: &str,
@@ -50,7 +50,7 @@ pub async fn insert_user(
 /// Runs `insert` (`$1` id, `$2` name, `$3` e-mail, `RETURNING created_at`)
 /// and reads the WAL position after its commit, pipelined: one round trip.
 /// `None` when it wrote no row.
-pub async fn insert_returning(
+pub(crate) async fn insert_returning(
     client: &ClientWrapper,
     insert: &str,
     user_id: &str,
@@ -73,7 +73,7 @@ pub async fn insert_returning(
 /// its commit: `statement` runs outside a transaction). The two are
 /// pipelined: one round trip. The error says whether `statement` failed
 /// ([`Stage::Committing`]) or only the WAL position ([`Stage::Committed`]).
-pub async fn then_lsn<T>(
+pub(crate) async fn then_lsn<T>(
     client: &ClientWrapper,
     statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<(T, PgLsn), WriteError> {
@@ -89,7 +89,7 @@ pub async fn then_lsn<T>(
 }
 
 /// WAL write position of the primary.
-pub const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
+pub(crate) const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
 
 /// Reads one user from the first of `shards` that holds it: the row and the
 /// index of its shard in `shards`. Two shards (a rebalance runs) are read in
@@ -100,7 +100,7 @@ pub const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
 /// (sent with its parameter types, in one round trip): between two layouts
 /// of N shards there are up to N² pairs, and a connection would otherwise
 /// keep a prepared statement for each pair it ever read.
-pub async fn read_user(
+pub(crate) async fn read_user(
     client: &ClientWrapper,
     shards: &[&ShardSql],
     user_id: &str,
@@ -133,7 +133,7 @@ pub async fn read_user(
 
 /// [`read_user`] on the primary, and the WAL position right after it, in
 /// one round trip: the position is past the commit of the row read.
-pub async fn stored_user(
+pub(crate) async fn stored_user(
     client: &ClientWrapper,
     shards: &[&ShardSql],
     user_id: &str,
@@ -148,7 +148,7 @@ pub async fn stored_user(
 
 /// The user in `row`'s columns `from` … `from + 3` (id, name, e-mail,
 /// `created_at` as text).
-pub fn user_at(row: &tokio_postgres::Row, from: usize) -> User {
+pub(crate) fn user_at(row: &tokio_postgres::Row, from: usize) -> User {
     User {
         user_id: row.get(from),
         name: row.get(from + 1),
@@ -175,7 +175,7 @@ fn select_from_either(first: &ShardSql, second: &ShardSql) -> String {
 /// outcome: a row still there is a duplicate; a row just moved makes the
 /// insert a unique violation in `shard`. Pipelined with the WAL position;
 /// not prepared (one statement per pair of shards, see [`read_user`]).
-pub async fn insert_user_unless_in(
+pub(crate) async fn insert_user_unless_in(
     client: &ClientWrapper,
     shard: &ShardSql,
     old_shard: &ShardSql,
@@ -202,7 +202,7 @@ pub async fn insert_user_unless_in(
 
 /// Which of `ids` `shard` holds, locking them (`FOR SHARE`) until the end
 /// of the transaction: bulk inserts during a rebalance check the old owner.
-pub async fn existing_users(
+pub(crate) async fn existing_users(
     client: &impl GenericClient,
     shard: &ShardSql,
     ids: &[String],
@@ -221,7 +221,7 @@ pub async fn existing_users(
 }
 
 /// Inserts many users into one shard.
-pub async fn insert_users(
+pub(crate) async fn insert_users(
     client: &impl GenericClient,
     shard: &ShardSql,
     ids: &[String],
@@ -234,13 +234,13 @@ pub async fn insert_users(
 
 /// One table's part of [`count_stored_users`]: the table and the rows a
 /// bulk insert would write there (ids, names, e-mails).
-pub type StoredPart<'a> = (&'a ShardSql, &'a [String], &'a [String], &'a [String]);
+pub(crate) type StoredPart<'a> = (&'a ShardSql, &'a [String], &'a [String], &'a [String]);
 
 /// How many of the ids in `parts` are stored exactly so (same id, name
 /// and e-mail), over every part in one statement (one snapshot, so a row
 /// a rebalance moves between two parts counts once), and the WAL position
 /// right after. Not prepared: its text depends on the parts.
-pub async fn count_stored_users(
+pub(crate) async fn count_stored_users(
     client: &ClientWrapper,
     parts: &[StoredPart<'_>],
 ) -> Result<(u64, PgLsn), tokio_postgres::Error> {

@@ -21,7 +21,7 @@ pub enum CheckoutError {
 impl CheckoutError {
     /// Whether it says the node itself is gone or silent, rather than the
     /// pool being busy.
-    pub fn is_node(&self) -> bool {
+    pub(crate) fn is_node(&self) -> bool {
         match self {
             CheckoutError::TimedOut => true,
             CheckoutError::Pool(error) => super::pool_failure_is_node(error),
@@ -31,7 +31,7 @@ impl CheckoutError {
 
 impl CheckoutError {
     /// For a write: nothing was sent, so nothing was written.
-    pub fn not_taken(&self) -> crate::db::WriteFailure {
+    pub(crate) fn not_taken(&self) -> crate::db::WriteFailure {
         crate::db::WriteFailure::NotTaken {
             unavailable: self.is_node(),
             message: self.to_string(),
@@ -65,7 +65,7 @@ pub fn discard(client: Object) {
 
 /// A pool of at most `size` connections made with `config`, waiting at most
 /// `wait` for a free one.
-pub fn make_pool(config: &tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
+pub(crate) fn make_pool(config: &tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
     let manager = Manager::from_config(
         config.clone(),
         NoTls,

@@ -69,7 +69,7 @@ impl From<tokio_postgres::Error> for SchemaError {
 /// Brings the schema up to date, stores `initial` as version 1 when there is
 /// no layout yet, makes sure every shard of the active layout has its schema,
 /// and answers the active layout. Runs in one transaction under an advisory lock.
-pub async fn prepare(
+pub(crate) async fn prepare(
     client: &mut deadpool_postgres::Client,
     initial: &Layout,
 ) -> Result<LayoutView, SchemaError> {
@@ -122,12 +122,16 @@ pub async fn prepare(
 }
 
 /// The active layout, if any.
-pub async fn active_layout(client: &impl GenericClient) -> Result<Option<LayoutView>, SchemaError> {
+pub(crate) async fn active_layout(
+    client: &impl GenericClient,
+) -> Result<Option<LayoutView>, SchemaError> {
     layout_in_state(client, "active").await
 }
 
 /// The layout a rebalance is moving to, if any.
-pub async fn target_layout(client: &impl GenericClient) -> Result<Option<LayoutView>, SchemaError> {
+pub(crate) async fn target_layout(
+    client: &impl GenericClient,
+) -> Result<Option<LayoutView>, SchemaError> {
     layout_in_state(client, "target").await
 }
 
@@ -155,7 +159,9 @@ async fn layout_in_state(
 }
 
 /// Names of shards that only retired layouts have (candidates for dropping).
-pub async fn retired_shards(client: &impl GenericClient) -> Result<Vec<String>, SchemaError> {
+pub(crate) async fn retired_shards(
+    client: &impl GenericClient,
+) -> Result<Vec<String>, SchemaError> {
     let mut live = std::collections::BTreeSet::new();
     let mut retired = std::collections::BTreeSet::new();
     for row in client
@@ -178,7 +184,7 @@ pub async fn retired_shards(client: &impl GenericClient) -> Result<Vec<String>, 
 
 /// Drops the schema of shard `name` if it exists and its table is empty
 /// (checked under an exclusive lock, in one transaction); whether it did.
-pub async fn drop_shard_if_empty(
+pub(crate) async fn drop_shard_if_empty(
     client: &mut deadpool_postgres::Client,
     name: &str,
 ) -> Result<bool, SchemaError> {
@@ -215,7 +221,7 @@ pub async fn drop_shard_if_empty(
 }
 
 /// Creates the schema and `users` table of every shard of `layout` that lacks them.
-pub async fn ensure_shards(
+pub(crate) async fn ensure_shards(
     client: &impl GenericClient,
     layout: &Layout,
 ) -> Result<(), SchemaError> {
@@ -238,7 +244,7 @@ pub async fn ensure_shards(
 
 /// The quoted schema of a shard: `"shard_<name>"`. Shard names are validated
 /// by the core (`A-Z a-z 0-9 _ -`, at most 32), so quoting is all it needs.
-pub fn shard_schema(shard: &str) -> String {
+pub(crate) fn shard_schema(shard: &str) -> String {
     debug_assert!(
         shard
             .bytes()
@@ -250,7 +256,7 @@ pub fn shard_schema(shard: &str) -> String {
 /// Creates the database `config` names on the server it points at, when
 /// it does not exist (only plain names: see [`is_plain_identifier`]);
 /// whether it created it. Another bridge creating it first is fine.
-pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<bool, String> {
+pub(crate) async fn ensure_database(config: &tokio_postgres::Config) -> Result<bool, String> {
     use tokio_postgres::error::SqlState;
     let database = config.get_dbname().unwrap_or("ecomarket").to_string();
     match config.connect(tokio_postgres::NoTls).await {

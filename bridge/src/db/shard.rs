@@ -12,7 +12,7 @@ use super::schema::shard_schema;
 use super::{Stage, WriteError, insert_returning, then_lsn, user_at};
 
 /// `created_at` as RFC 3339 in UTC, microseconds.
-pub const CREATED_AT: &str =
+pub(crate) const CREATED_AT: &str =
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 /// The SQL of one shard, built once per layout.
@@ -21,20 +21,20 @@ pub struct ShardSql {
     /// Shard name.
     pub name: String,
     /// `shard_<name>`, as the catalog has it (unquoted).
-    pub schema: String,
+    pub(crate) schema: String,
     /// `"shard_<name>".users`.
-    pub table: String,
+    pub(crate) table: String,
     /// `INSERT … ($1 id, $2 name, $3 email) RETURNING created_at text`.
-    pub insert: String,
+    pub(crate) insert: String,
     /// Bulk insert from three `text[]`.
-    pub insert_many: String,
+    pub(crate) insert_many: String,
     /// `SELECT user_id, name, email, created_at text … WHERE user_id = $1`.
-    pub select: String,
+    pub(crate) select: String,
 }
 
 impl ShardSql {
     /// The SQL of the shard named `name` (a name the core validated).
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let schema = shard_schema(name);
         let table = format!("{schema}.users");
         ShardSql {
@@ -57,7 +57,7 @@ impl ShardSql {
 
 /// Layouts with more shards than this go row by row: their statements would
 /// carry a part per shard, most of them over an empty array.
-pub const MAX_BATCH_SHARDS: usize = 16;
+pub(crate) const MAX_BATCH_SHARDS: usize = 16;
 
 /// The statements of one layout's batches.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ pub struct BatchSql {
 impl BatchSql {
     /// The statements for a layout's shards; `None` when it has too many
     /// shards to batch.
-    pub fn new(shards: &[ShardSql]) -> Option<Self> {
+    pub(crate) fn new(shards: &[ShardSql]) -> Option<Self> {
         if shards.len() > MAX_BATCH_SHARDS {
             return None;
         }
@@ -120,7 +120,7 @@ impl BatchSql {
     }
 
     /// Shards of the layout.
-    pub fn shards(&self) -> usize {
+    pub(crate) fn shards(&self) -> usize {
         self.selects.len()
     }
 }
@@ -128,7 +128,7 @@ impl BatchSql {
 /// The rows of `keys` (each a shard's position in the layout and a key), by
 /// (position, key): one key on its shard's single-key statement, more in
 /// one statement over every shard.
-pub async fn select_batch(
+pub(crate) async fn select_batch(
     client: &Object,
     sql: &BatchSql,
     keys: &[(usize, &str)],
@@ -161,24 +161,24 @@ pub async fn select_batch(
 /// One user a batched insert writes into the shard at `shard` (its
 /// position in the layout).
 #[derive(Clone, Copy, Debug)]
-pub struct BatchRow<'a> {
+pub(crate) struct BatchRow<'a> {
     /// The shard's position in the layout.
-    pub shard: usize,
+    pub(crate) shard: usize,
     /// Its id.
-    pub user_id: &'a str,
+    pub(crate) user_id: &'a str,
     /// Its name.
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// Its e-mail.
-    pub email: &'a str,
+    pub(crate) email: &'a str,
 }
 
 /// Rows a batched insert wrote, by (shard position, id): their `created_at`.
-pub type Written = HashMap<(usize, String), String>;
+pub(crate) type Written = HashMap<(usize, String), String>;
 
 /// Writes `rows` (distinct ids) in one statement, so one commit; answers
 /// `created_at` of each row written (an id already stored is not) and the
 /// WAL position read after the commit.
-pub async fn insert_batch(
+pub(crate) async fn insert_batch(
     client: &Object,
     sql: &BatchSql,
     rows: &[BatchRow<'_>],

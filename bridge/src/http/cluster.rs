@@ -6,7 +6,7 @@ use ecoshard_core::wire::{ClusterView, Health, LayoutView, Stats};
 use crate::http::AppState;
 
 /// Liveness: answers as long as the bridge runs.
-pub async fn health() -> axum::Json<Health> {
+pub(crate) async fn health() -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -14,16 +14,16 @@ pub async fn health() -> axum::Json<Health> {
 }
 
 /// Nodes with their health and lag, and the layout in force.
-pub async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterView> {
+pub(crate) async fn cluster(State(state): State<AppState>) -> axum::Json<ClusterView> {
     axum::Json(state.service().cluster_view())
 }
 
 /// The layout in force and its version.
-pub async fn layout(State(state): State<AppState>) -> axum::Json<LayoutView> {
+pub(crate) async fn layout(State(state): State<AppState>) -> axum::Json<LayoutView> {
     axum::Json(state.service().layout_view())
 }
 
 /// Counters, rates and rows per shard.
-pub async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
+pub(crate) async fn stats(State(state): State<AppState>) -> axum::Json<Stats> {
     axum::Json(state.service().stats())
 }

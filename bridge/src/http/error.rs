@@ -12,16 +12,16 @@ use crate::service::{Error, LayoutRefusal};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     /// HTTP status (4xx for the client's mistakes, 5xx for ours or the database's).
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// One sentence for people.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -30,12 +30,12 @@ impl ApiError {
     }
 
     /// 400 with a code naming what was wrong.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 404 for a route that does not exist.
-    pub fn no_route() -> Self {
+    pub(crate) fn no_route() -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -44,7 +44,7 @@ impl ApiError {
     }
 
     /// 500, after logging what happened.
-    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!("{context}: {error}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,7 +54,7 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> ApiErrorBody {
+    pub(crate) fn body(&self) -> ApiErrorBody {
         ApiErrorBody {
             error: ApiErrorDetail {
                 code: self.code.to_string(),

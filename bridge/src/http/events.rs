@@ -23,12 +23,12 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 
 /// Ticks queued for one client.
-pub const CLIENT_QUEUE_TICKS: usize = 4;
+pub(crate) const CLIENT_QUEUE_TICKS: usize = 4;
 /// Ticks in a row that find a client's queue full before it is dropped (2 s).
-pub const STALL_TICKS: u32 = 8;
+pub(crate) const STALL_TICKS: u32 = 8;
 
 /// The stream: the latest tick at once, then every new one.
-pub async fn events(
+pub(crate) async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (member, evicted) = state.event_clients().admit().ok_or_else(|| {
@@ -122,7 +122,7 @@ struct Client {
 
 impl EventClients {
     /// `limit` slots, all free.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         EventClients {
             registry: Arc::new(Mutex::new(Registry {
                 limit,

@@ -18,11 +18,11 @@ use crate::http::error::ApiError;
 
 /// Longest request target (path and query) answered, in bytes; longer: 414.
 /// (The server lets hyper take longer ones, so that this answer is JSON.)
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most header bytes (names, values and their separators) answered; more: 431.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most header fields answered; more: 431.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 
 /// Who may talk to the bridge: the host names it serves beyond `localhost`
 /// and IP literals, and the token state-changing requests need, if any.
@@ -34,7 +34,7 @@ pub(crate) struct EdgeRules {
 
 impl EdgeRules {
     /// Rules over these extra host names (`--allowed-host`) and this token.
-    pub fn new(allowed_hosts: &[String], token: Option<Token>) -> Self {
+    pub(crate) fn new(allowed_hosts: &[String], token: Option<Token>) -> Self {
         EdgeRules {
             allowed_hosts: allowed_hosts
                 .iter()
@@ -45,7 +45,12 @@ impl EdgeRules {
     }
 
     /// Whether the request may go on; the error to answer when not.
-    pub fn check(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn check(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
         check_sizes(uri, headers)?;
         self.check_host(uri, headers)?;
         if method == Method::GET || method == Method::HEAD {
@@ -128,7 +133,7 @@ impl std::fmt::Debug for Token {
 }
 
 /// Shortest token taken from `--token`.
-pub const MIN_TOKEN_CHARS: usize = 16;
+pub(crate) const MIN_TOKEN_CHARS: usize = 16;
 
 impl Token {
     /// A token given by the user: 16 to 256 characters of `A-Z a-z 0-9 - . _ ~ + /`

@@ -13,7 +13,7 @@ use crate::service::rebalance::{self, Applied};
 /// `PUT /api/layout`: 202 and the job (with its plan when it was ready in
 /// time); 200 and the layout in force when the layout is that one (nothing
 /// stored, nothing moves).
-pub async fn apply(
+pub(crate) async fn apply(
     State(state): State<AppState>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -30,7 +30,7 @@ pub async fn apply(
 }
 
 /// `GET /api/rebalance/{id}`.
-pub async fn job(
+pub(crate) async fn job(
     State(state): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<axum::Json<RebalanceJob>, ApiError> {

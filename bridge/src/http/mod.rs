@@ -3,13 +3,13 @@
 //! at `/`, compression, body limits.
 
 mod cluster;
-pub mod error;
+pub(crate) mod error;
 mod events;
 mod guard;
 mod layout;
 mod nodes;
-pub mod page;
-pub mod server;
+pub(crate) mod page;
+pub(crate) mod server;
 mod state;
 mod users;
 
@@ -28,7 +28,7 @@ use tower_http::compression::CompressionLayer;
 use crate::http::error::ApiError;
 
 /// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The whole app: `/api/…` and the web page, behind the edge rules.
 pub fn app(state: AppState) -> Router {
@@ -82,13 +82,13 @@ async fn limit_in_flight(
 }
 
 /// 429 `busy`.
-pub fn busy(message: &str) -> ApiError {
+pub(crate) fn busy(message: &str) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message)
 }
 
 /// `axum::Json` with rejections turned into [`ApiError`]s.
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
@@ -101,7 +101,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// `axum::extract::Query` with rejections turned into [`ApiError`]s.
 #[derive(Debug)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -115,7 +115,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
 /// `axum::extract::Path` with rejections turned into [`ApiError`]s.
 #[derive(Debug)]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;

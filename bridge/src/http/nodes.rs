@@ -12,13 +12,13 @@ use crate::service;
 /// Query of `POST /api/nodes/{name}/stop`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StopParams {
+pub(crate) struct StopParams {
     /// `fast` (default: a clean shutdown) or `immediate` (like a crash).
     mode: Option<String>,
 }
 
 /// `POST /api/nodes/{name}/stop?mode=fast|immediate`.
-pub async fn stop(
+pub(crate) async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<StopParams>,
@@ -28,7 +28,7 @@ pub async fn stop(
 }
 
 /// `POST /api/nodes/{name}/start`.
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<NodeAction>, ApiError> {

@@ -13,7 +13,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::http::AppState;
 
 /// What `/` answers when no page is built.
-pub const NO_PAGE_HTML: &str = "<!doctype html>
+pub(crate) const NO_PAGE_HTML: &str = "<!doctype html>
 <html lang=\"en\"><head><meta charset=\"utf-8\"><title>ecoshard bridge</title></head>
 <body>
 <h1>ecoshard bridge</h1>
@@ -26,7 +26,7 @@ or point it at a built page with <code>ecoshard serve --web-dir DIR</code>.</p>
 ";
 
 /// `dir` when it holds an `index.html`.
-pub fn page_dir(dir: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn page_dir(dir: Option<&Path>) -> Option<PathBuf> {
     let dir = dir?;
     if dir.join("index.html").is_file() {
         Some(dir.to_path_buf())
@@ -40,7 +40,7 @@ pub fn page_dir(dir: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Adds the page (or the note) as the fallback of `router`.
-pub fn mount(router: Router<AppState>, dir: Option<&Path>) -> Router<AppState> {
+pub(crate) fn mount(router: Router<AppState>, dir: Option<&Path>) -> Router<AppState> {
     match page_dir(dir) {
         Some(dir) => router.fallback_service(
             ServeDir::new(&dir)

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::http::AppState;
 
 /// Longest a graceful shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Header fields hyper parses before answering an empty 431 itself: above
 /// the bridge's own limit (100, in `api/guard.rs`), which answers in JSON.
 pub(crate) const HYPER_MAX_HEADERS: usize = 256;

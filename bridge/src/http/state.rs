@@ -147,12 +147,12 @@ impl AppState {
 
     /// Tells long-lived responses (the event stream) to end: the server is
     /// stopping.
-    pub fn close_streams(&self) {
+    pub(crate) fn close_streams(&self) {
         self.edge.closing.send_replace(true);
     }
 
     /// Completes once [`AppState::close_streams`] was called.
-    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+    pub(crate) fn closing(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
         let mut closing = self.edge.closing.subscribe();
         async move {
             let _ = closing.wait_for(|closing| *closing).await;

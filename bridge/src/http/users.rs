@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::service;
 
 /// `POST /api/users`: 201 written; 200 stored already exactly as sent.
-pub async fn insert(
+pub(crate) async fn insert(
     State(state): State<AppState>,
     Json(new_user): Json<NewUser>,
 ) -> Result<(StatusCode, axum::Json<InsertResult>), ApiError> {
@@ -22,7 +22,7 @@ pub async fn insert(
 
 /// `POST /api/users/bulk`: 201 written; 200 every user stored already
 /// exactly so.
-pub async fn bulk(
+pub(crate) async fn bulk(
     State(state): State<AppState>,
     Json(request): Json<BulkInsert>,
 ) -> Result<(StatusCode, axum::Json<BulkResult>), ApiError> {
@@ -33,7 +33,7 @@ pub async fn bulk(
 /// Query of `GET /api/users/{id}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReadParams {
+pub(crate) struct ReadParams {
     /// `eventual` (default), `strong` or `read-your-writes`.
     consistency: Option<String>,
     /// For `read-your-writes`: the `lsn` an insert answered (default: the
@@ -42,7 +42,7 @@ pub struct ReadParams {
 }
 
 /// `GET /api/users/{id}?consistency=…&lsn=…`.
-pub async fn read(
+pub(crate) async fn read(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     Query(params): Query<ReadParams>,

@@ -44,20 +44,20 @@ use crate::db::{
 
 /// Batches of one queue running at once: two keeps both cores of a small
 /// machine busy while a batch is on the wire, and still lets requests gather.
-pub const MAX_IN_FLIGHT: usize = 2;
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
 /// Requests in one statement at most.
-pub const MAX_BATCH: usize = 128;
+pub(crate) const MAX_BATCH: usize = 128;
 
 /// Why a read batch found no answer: said once, given to each of its reads.
 #[derive(Clone, Debug)]
-pub struct ReadFailure {
+pub(crate) struct ReadFailure {
     /// The node itself failed: it leaves the read rotation.
-    pub node_down: bool,
+    pub(crate) node_down: bool,
     /// No answer within the read deadline (the node is then down too).
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// What happened, for the log.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ReadFailure {
@@ -95,12 +95,12 @@ impl ReadFailure {
 }
 
 /// A read's answer: the row, or none, or why the node could not say.
-pub type ReadAnswer = Result<Option<User>, ReadFailure>;
+pub(crate) type ReadAnswer = Result<Option<User>, ReadFailure>;
 
 /// An insert's answer: written (`Some`), a duplicate id (`None`: stored
 /// already, or twice in the batch), or why not and whether it may be
 /// written all the same.
-pub type InsertAnswer = Result<Option<Inserted>, WriteFailure>;
+pub(crate) type InsertAnswer = Result<Option<Inserted>, WriteFailure>;
 
 /// A read waiting in a queue.
 pub struct Read {
@@ -161,7 +161,7 @@ impl<J> std::fmt::Debug for Batcher<J> {
 
 impl<J: Job> Batcher<J> {
     /// A queue sending its batches over `pool`, each within `limit`.
-    pub fn new(pool: Pool, limit: Duration) -> Self {
+    pub(crate) fn new(pool: Pool, limit: Duration) -> Self {
         Batcher {
             pool,
             queue: Arc::new(Mutex::new(Queue {
@@ -206,7 +206,7 @@ impl<J: Job> Batcher<J> {
 impl Batcher<Read> {
     /// Reads `key` from the shard at position `shard` of the layout `sql`
     /// was built for.
-    pub async fn read(&self, sql: &Arc<BatchSql>, shard: usize, key: &str) -> ReadAnswer {
+    pub(crate) async fn read(&self, sql: &Arc<BatchSql>, shard: usize, key: &str) -> ReadAnswer {
         let (reply, answer) = oneshot::channel();
         self.push(Read {
             sql: Arc::clone(sql),
@@ -222,7 +222,7 @@ impl Batcher<Insert> {
     /// Inserts a user into the shard at position `shard` of the layout `sql`
     /// was built for; answers once it is committed, or at `deadline` (its
     /// batch ends by then too: waiting in the queue counts).
-    pub async fn insert(
+    pub(crate) async fn insert(
         &self,
         sql: &Arc<BatchSql>,
         shard: usize,

@@ -10,7 +10,7 @@
 //! commit; a swap takes it exclusively, so no write under the old table is
 //! still running when the first write under the new one starts.
 
-pub mod batch;
+pub(crate) mod batch;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -26,12 +26,12 @@ pub struct Placement {
     /// Version in `ecoshard.layout`.
     pub version: u64,
     /// The core's router.
-    pub router: Router,
+    pub(crate) router: Router,
     /// SQL per shard, in layout order.
-    pub shards: Vec<ShardSql>,
+    pub(crate) shards: Vec<ShardSql>,
     /// Reads by key and inserts, batched per node (`None`: too many shards
     /// to batch).
-    pub batch: Option<Arc<BatchSql>>,
+    pub(crate) batch: Option<Arc<BatchSql>>,
 }
 
 impl Placement {
@@ -54,17 +54,17 @@ impl Placement {
 
     /// The shard owning `key` (for bounded-load: its ring owner, which is
     /// where a key inserted one at a time goes).
-    pub fn locate(&self, key: &str) -> &ShardSql {
+    pub(crate) fn locate(&self, key: &str) -> &ShardSql {
         &self.shards[self.router.locate(key.as_bytes())]
     }
 
     /// The position of `key`'s shard in the layout.
-    pub fn position(&self, key: &str) -> usize {
+    pub(crate) fn position(&self, key: &str) -> usize {
         self.router.locate(key.as_bytes())
     }
 
     /// The layout.
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         self.router.layout()
     }
 }
@@ -98,7 +98,7 @@ impl RoutingTable {
     }
 
     /// During a rebalance, the old owner of `key` when it differs from the new one.
-    pub fn moving_from(&self, key: &str) -> Option<&ShardSql> {
+    pub(crate) fn moving_from(&self, key: &str) -> Option<&ShardSql> {
         let previous = self.previous.as_ref()?;
         let old = previous.locate(key);
         (old.name != self.current.locate(key).name).then_some(old)
@@ -106,7 +106,7 @@ impl RoutingTable {
 
     /// During a rebalance, the shards only the old layout has (they still
     /// hold rows until the job is done).
-    pub fn leaving_shards(&self) -> impl Iterator<Item = &ShardSql> {
+    pub(crate) fn leaving_shards(&self) -> impl Iterator<Item = &ShardSql> {
         self.previous.iter().flat_map(move |previous| {
             previous.shards.iter().filter(move |shard| {
                 !self
@@ -137,7 +137,8 @@ pub struct Routing {
 
 impl Routing {
     /// Routing by one layout.
-    pub fn new(current: Placement) -> Self {
+    #[cfg(test)]
+    fn new(current: Placement) -> Self {
         Routing::with_table(RoutingTable {
             current,
             previous: None,
@@ -146,7 +147,7 @@ impl Routing {
     }
 
     /// Routing by a table (a rebalance resumed at start-up holds two layouts).
-    pub fn with_table(table: RoutingTable) -> Self {
+    pub(crate) fn with_table(table: RoutingTable) -> Self {
         Routing {
             table: RwLock::new(Arc::new(table)),
             gate: tokio::sync::RwLock::new(()),
@@ -155,7 +156,9 @@ impl Routing {
 
     /// The table for a write, with the gate held shared: keep both until the
     /// write has committed.
-    pub async fn write_table(&self) -> (tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>) {
+    pub(crate) async fn write_table(
+        &self,
+    ) -> (tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>) {
         let gate = self.gate.read().await;
         (gate, self.table())
     }
@@ -182,7 +185,7 @@ impl Routing {
 
 /// Waits until no request holds `table` any more (requests hold the table
 /// they started with until they end), at most `limit`; whether that happened.
-pub async fn wait_unshared(table: Arc<RoutingTable>, limit: Duration) -> bool {
+pub(crate) async fn wait_unshared(table: Arc<RoutingTable>, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Arc::strong_count(&table) > 1 {
         if Instant::now() > deadline {

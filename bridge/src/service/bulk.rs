@@ -20,7 +20,10 @@ use crate::routing::RoutingTable;
 /// Inserts `request.count` users `<prefix>0` … (a unique prefix when none
 /// is given) in one transaction; whether it wrote them (`false`: every one
 /// was stored exactly so already, nothing was written).
-pub async fn bulk(service: &Service, request: BulkInsert) -> Result<(BulkResult, bool), Error> {
+pub(crate) async fn bulk(
+    service: &Service,
+    request: BulkInsert,
+) -> Result<(BulkResult, bool), Error> {
     input::count(request.count)?;
     let prefix = match request.prefix {
         Some(prefix) => {

@@ -12,7 +12,7 @@ use super::input::Invalid;
 
 /// Why the service did not do what it was asked.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Error {
+pub(crate) enum Error {
     /// A value of the request breaks a rule; nothing was tried.
     Invalid(Invalid),
     /// A layout the database does not take (see [`LayoutRefusal`]).
@@ -104,13 +104,13 @@ pub enum Error {
 
 /// Why writes are refused now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PrimaryDown {
+pub(crate) struct PrimaryDown {
     /// The primary's name.
-    pub primary: String,
+    pub(crate) primary: String,
     /// A standby is being promoted in its place now.
-    pub failing_over: bool,
+    pub(crate) failing_over: bool,
     /// A standby will be promoted when its server is gone.
-    pub auto_failover: bool,
+    pub(crate) auto_failover: bool,
 }
 
 /// Why a layout is not applied to the database.
@@ -132,7 +132,7 @@ pub enum LayoutRefusal {
 impl Error {
     /// A bug or unexpected failure: logs `context: detail` and answers
     /// [`Error::Internal`].
-    pub fn internal(context: &str, detail: impl fmt::Display) -> Self {
+    pub(crate) fn internal(context: &str, detail: impl fmt::Display) -> Self {
         tracing::error!("{context}: {detail}");
         Error::Internal(context.to_owned())
     }
@@ -262,7 +262,7 @@ impl fmt::Display for LayoutRefusal {
 }
 
 /// Why the database takes no bounded-load layout.
-pub const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \
+pub(crate) const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \
      so a row inserted or read by its key alone could not be found; use ring (the same ring \
      without the bound) for the database; ecoshard plan and the page still show bounded-load";
 

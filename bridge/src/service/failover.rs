@@ -17,14 +17,14 @@ use crate::cluster::Control;
 /// Health checks of the primary failed in a row before a failover is
 /// considered (checks every 250 ms). Two are enough: a failover also needs
 /// the primary's server to be gone, which a slow primary is not.
-pub const FAILOVER_AFTER_CHECKS: u32 = 2;
-pub use crate::cluster::WRITE_TIMEOUT;
+pub(crate) const FAILOVER_AFTER_CHECKS: u32 = 2;
+pub(crate) use crate::cluster::WRITE_TIMEOUT;
 /// Wait after a failover that did not happen before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Node actions and failovers of one bridge.
 #[derive(Debug)]
-pub struct Failover {
+pub(crate) struct Failover {
     control: Option<Control>,
     auto: bool,
     /// One node action or failover at a time.
@@ -40,7 +40,7 @@ impl Failover {
     /// `control`: the node control of the cluster, if the bridge has one
     /// (node actions and failover need it). `auto`: promote a standby when
     /// the primary is gone.
-    pub fn new(control: Option<Control>, auto: bool) -> Self {
+    pub(crate) fn new(control: Option<Control>, auto: bool) -> Self {
         if auto && control.is_none() {
             tracing::warn!("automatic failover needs the local cluster; it is off");
         }
@@ -57,35 +57,35 @@ impl Failover {
     }
 
     /// The node control, when the bridge runs the cluster's servers.
-    pub fn control(&self) -> Option<&Control> {
+    pub(crate) fn control(&self) -> Option<&Control> {
         self.control.as_ref()
     }
 
     /// Whether commits wait for a synchronous standby.
-    pub fn sync_replication(&self) -> bool {
+    pub(crate) fn sync_replication(&self) -> bool {
         self.control
             .as_ref()
             .is_some_and(|control| control.sync_replication())
     }
 
     /// Whether a standby is promoted automatically.
-    pub fn is_auto(&self) -> bool {
+    pub(crate) fn is_auto(&self) -> bool {
         self.auto
     }
 
     /// Whether a failover runs now.
-    pub fn in_progress(&self) -> bool {
+    pub(crate) fn in_progress(&self) -> bool {
         self.in_progress.load(Ordering::SeqCst)
     }
 
     /// Waits for the other node actions and failovers to finish; hold the
     /// guard while stopping or starting a node.
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.operations.lock().await
     }
 
     /// Settings and the last failover, for `GET /api/cluster`.
-    pub fn view(&self) -> FailoverView {
+    pub(crate) fn view(&self) -> FailoverView {
         FailoverView {
             auto: self.auto,
             sync_replication: self.sync_replication(),
@@ -210,7 +210,7 @@ async fn run(state: &Service, down_since: Instant) {
 }
 
 /// Writes refused before they are tried: a failover is running.
-pub fn write_refusal(state: &Service) -> Option<Error> {
+pub(crate) fn write_refusal(state: &Service) -> Option<Error> {
     state
         .failover()
         .in_progress()
@@ -219,7 +219,7 @@ pub fn write_refusal(state: &Service) -> Option<Error> {
 
 /// Writes are refused: the primary is not answering (or is being
 /// replaced), and what happens next.
-pub fn primary_unavailable(state: &Service) -> Error {
+pub(crate) fn primary_unavailable(state: &Service) -> Error {
     let failover = state.failover();
     Error::PrimaryUnavailable(PrimaryDown {
         primary: state.cluster().primary().name().to_string(),
@@ -231,7 +231,7 @@ pub fn primary_unavailable(state: &Service) -> Error {
 /// The write was sent and may have committed (`timed_out`: no answer
 /// within [`WRITE_TIMEOUT`]; else the session to the primary ended first).
 /// `again` says what to send to repeat it safely.
-pub fn write_outcome_unknown(state: &Service, timed_out: bool, again: &str) -> Error {
+pub(crate) fn write_outcome_unknown(state: &Service, timed_out: bool, again: &str) -> Error {
     Error::WriteOutcomeUnknown {
         timed_out,
         sync_replication: state.failover().sync_replication(),
@@ -242,7 +242,7 @@ pub fn write_outcome_unknown(state: &Service, timed_out: bool, again: &str) -> E
 
 /// A read the primary had to answer and did not within the read deadline;
 /// `next` says what to do.
-pub fn read_timed_out(state: &Service, next: &'static str) -> Error {
+pub(crate) fn read_timed_out(state: &Service, next: &'static str) -> Error {
     Error::ReadTimedOut {
         primary: state.cluster().primary().name().to_string(),
         limit_ms: state.cluster().read_timeout.as_millis(),
@@ -251,7 +251,7 @@ pub fn read_timed_out(state: &Service, next: &'static str) -> Error {
 }
 
 /// A read no node could serve, with what its consistency needed.
-pub fn read_unavailable(state: &Service, consistency: Consistency, after_lsn: u64) -> Error {
+pub(crate) fn read_unavailable(state: &Service, consistency: Consistency, after_lsn: u64) -> Error {
     Error::ReadUnavailable {
         consistency,
         after_lsn,

@@ -6,17 +6,17 @@ use ecoshard_core::wire::{BulkInsert, Consistency};
 use tokio_postgres::types::PgLsn;
 
 /// Longest `user_id`, in bytes.
-pub const MAX_USER_ID_LEN: usize = 64;
+pub(crate) const MAX_USER_ID_LEN: usize = 64;
 /// Longest bulk-insert prefix, in bytes (ids are `<prefix><n>`).
-pub const MAX_PREFIX_LEN: usize = 40;
+pub(crate) const MAX_PREFIX_LEN: usize = 40;
 /// Longest name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// Longest e-mail, in bytes.
-pub const MAX_EMAIL_LEN: usize = 254;
+pub(crate) const MAX_EMAIL_LEN: usize = 254;
 
 /// A value of a request that breaks a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     /// `user_id` is empty.
     UserIdEmpty,
     /// `user_id` is this many bytes long, over [`MAX_USER_ID_LEN`].
@@ -86,7 +86,7 @@ impl std::fmt::Display for Invalid {
 }
 
 /// A `user_id`: 1 to 64 of `A-Z a-z 0-9 _ . -`.
-pub fn user_id(id: &str) -> Result<(), Invalid> {
+pub(crate) fn user_id(id: &str) -> Result<(), Invalid> {
     if id.is_empty() {
         return Err(Invalid::UserIdEmpty);
     }
@@ -100,7 +100,7 @@ pub fn user_id(id: &str) -> Result<(), Invalid> {
 }
 
 /// A bulk prefix: 0 to 40 of the `user_id` characters.
-pub fn prefix(prefix: &str) -> Result<(), Invalid> {
+pub(crate) fn prefix(prefix: &str) -> Result<(), Invalid> {
     if prefix.len() > MAX_PREFIX_LEN || !prefix.bytes().all(is_id_byte) {
         return Err(Invalid::Prefix);
     }
@@ -108,7 +108,7 @@ pub fn prefix(prefix: &str) -> Result<(), Invalid> {
 }
 
 /// A bulk count: 1 to [`BulkInsert::MAX_COUNT`].
-pub fn count(count: u64) -> Result<(), Invalid> {
+pub(crate) fn count(count: u64) -> Result<(), Invalid> {
     if count == 0 || count > BulkInsert::MAX_COUNT {
         return Err(Invalid::Count(count));
     }
@@ -116,7 +116,7 @@ pub fn count(count: u64) -> Result<(), Invalid> {
 }
 
 /// A display name: 1 to 100 letters, digits, spaces and `. , ' -`.
-pub fn name(name: &str) -> Result<(), Invalid> {
+pub(crate) fn name(name: &str) -> Result<(), Invalid> {
     let chars = name.chars().count();
     let allowed = |c: char| c.is_alphanumeric() || matches!(c, ' ' | '.' | ',' | '\'' | '-');
     if chars == 0 || chars > MAX_NAME_CHARS || !name.chars().all(allowed) || name.trim().is_empty()
@@ -127,7 +127,7 @@ pub fn name(name: &str) -> Result<(), Invalid> {
 }
 
 /// An e-mail: `local@domain`, plain characters only, at most 254 bytes.
-pub fn email(email: &str) -> Result<(), Invalid> {
+pub(crate) fn email(email: &str) -> Result<(), Invalid> {
     let valid = email.len() <= MAX_EMAIL_LEN
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -145,7 +145,7 @@ pub fn email(email: &str) -> Result<(), Invalid> {
 
 /// A read's consistency (`eventual` when none is given) and, for
 /// read-your-writes, the LSN it must see (`None`: none given).
-pub fn read_level(
+pub(crate) fn read_level(
     consistency: Option<&str>,
     lsn: Option<&str>,
 ) -> Result<(Consistency, Option<u64>), Invalid> {
@@ -168,7 +168,7 @@ pub fn read_level(
 
 /// A node's stop mode: `fast` (the default, a clean shutdown) or
 /// `immediate` (like a crash); whether it is immediate.
-pub fn stop_mode(mode: Option<&str>) -> Result<bool, Invalid> {
+pub(crate) fn stop_mode(mode: Option<&str>) -> Result<bool, Invalid> {
     match mode {
         None | Some("fast") => Ok(false),
         Some("immediate") => Ok(true),

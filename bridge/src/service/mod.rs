@@ -5,19 +5,19 @@
 //! clone (one `Arc`); [`Service::start`] prepares the database and starts
 //! the ticks.
 
-pub mod bulk;
-pub mod error;
-pub mod failover;
-pub mod input;
-pub mod nodes;
-pub mod reads;
+pub(crate) mod bulk;
+pub(crate) mod error;
+pub(crate) mod failover;
+pub(crate) mod input;
+pub(crate) mod nodes;
+pub(crate) mod reads;
 pub mod rebalance;
-pub mod ticks;
-pub mod writes;
+pub(crate) mod ticks;
+pub(crate) mod writes;
 
-pub use error::{Error, LayoutRefusal, PrimaryDown};
+pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 // What configures the service, for the layers above.
-pub use crate::cluster::topology::Topology;
+pub(crate) use crate::cluster::topology::Topology;
 pub use crate::cluster::{Control, DEFAULT_READ_TIMEOUT, NodeControl};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,22 +103,22 @@ struct Inner {
 
 /// Counters since start.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Rows written.
-    pub writes: AtomicU64,
+    pub(crate) writes: AtomicU64,
     /// Reads that failed (no node could serve them).
-    pub failed_reads: AtomicU64,
+    pub(crate) failed_reads: AtomicU64,
     /// Highest commit LSN this bridge has acknowledged.
-    pub last_write_lsn: AtomicU64,
+    pub(crate) last_write_lsn: AtomicU64,
 }
 
 /// Bulk inserts running at once; more get 429.
-pub const BULK_CONCURRENCY: usize = 2;
+pub(crate) const BULK_CONCURRENCY: usize = 2;
 
 impl Service {
     /// Connects, creates the database and schema when missing, loads the
     /// layout, runs a first health check and starts the monitor.
-    pub async fn start(config: ServiceConfig) -> Result<Self, StartError> {
+    pub(crate) async fn start(config: ServiceConfig) -> Result<Self, StartError> {
         rebalance::check_database_layout(&config.initial_layout).map_err(StartError::Layout)?;
         if config.create_database {
             ensure_database(&config.topology).await?;
@@ -196,27 +196,27 @@ impl Service {
     }
 
     /// Local or external.
-    pub fn mode(&self) -> ClusterMode {
+    pub(crate) fn mode(&self) -> ClusterMode {
         self.inner.mode
     }
 
     /// Counters.
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
     }
 
     /// Limits concurrent bulk inserts.
-    pub fn bulk_permits(&self) -> &Semaphore {
+    pub(crate) fn bulk_permits(&self) -> &Semaphore {
         &self.inner.bulk_permits
     }
 
     /// Node actions and failover.
-    pub fn failover(&self) -> &Failover {
+    pub(crate) fn failover(&self) -> &Failover {
         &self.inner.failover
     }
 
     /// New subscriber to the stream's ticks (JSON).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.inner.ticks.subscribe()
     }
 
@@ -242,7 +242,7 @@ impl Service {
 
     /// The nodes with their health and lag, the layout in force and the
     /// failover's settings and last promotion.
-    pub fn cluster_view(&self) -> ClusterView {
+    pub(crate) fn cluster_view(&self) -> ClusterView {
         ClusterView {
             mode: self.mode(),
             nodes: self.cluster().nodes.iter().map(Node::status).collect(),
@@ -252,12 +252,12 @@ impl Service {
     }
 
     /// The layout in force and its version.
-    pub fn layout_view(&self) -> LayoutView {
+    pub(crate) fn layout_view(&self) -> LayoutView {
         self.routing().table().view()
     }
 
     /// Counters as of now, with the rates and row counts of the last tick.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let mut stats = self
             .inner
             .latest_stats
@@ -272,7 +272,7 @@ impl Service {
     }
 
     /// Reads served per node.
-    pub fn reads_per_node(&self) -> Vec<NodeCount> {
+    pub(crate) fn reads_per_node(&self) -> Vec<NodeCount> {
         self.cluster()
             .nodes
             .iter()
@@ -285,7 +285,7 @@ impl Service {
     }
 
     /// Rows per shard as last counted.
-    pub fn rows(&self) -> Vec<ShardLoad> {
+    pub(crate) fn rows(&self) -> Vec<ShardLoad> {
         self.inner
             .rows
             .read()

@@ -12,7 +12,11 @@ use super::{Error, Service, input};
 use crate::cluster::{Control, ControlError, Node};
 
 /// Stops `name` (`mode`: `fast`, the default, or `immediate`).
-pub async fn stop(service: &Service, name: &str, mode: Option<&str>) -> Result<NodeAction, Error> {
+pub(crate) async fn stop(
+    service: &Service,
+    name: &str,
+    mode: Option<&str>,
+) -> Result<NodeAction, Error> {
     let immediate = input::stop_mode(mode)?;
     let control = control(service)?;
     let node = known_node(service, name)?;
@@ -54,7 +58,7 @@ pub async fn stop(service: &Service, name: &str, mode: Option<&str>) -> Result<N
 }
 
 /// Starts `name` again (a former primary as a standby of the primary now).
-pub async fn start(service: &Service, name: &str) -> Result<NodeAction, Error> {
+pub(crate) async fn start(service: &Service, name: &str) -> Result<NodeAction, Error> {
     let control = control(service)?;
     known_node(service, name)?;
     let _operation = service.failover().lock().await;

@@ -231,7 +231,7 @@ fn failed_checkout(node: &Node, error: &crate::cluster::CheckoutError) -> Attemp
 /// none; `lsn`, for read-your-writes, what it must see: by default the
 /// latest write this bridge acknowledged), from the first node that can
 /// serve it, and says which node did.
-pub async fn read_user(
+pub(crate) async fn read_user(
     service: &Service,
     user_id: &str,
     consistency: Option<&str>,

@@ -22,7 +22,7 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// Starts the monitor and the row counter; they end with the runtime. The
 /// counter's first round runs before this returns, so that a table it has
 /// to analyze is analyzed before any request of this bridge writes to it.
-pub async fn start(state: &Service) {
+pub(crate) async fn start(state: &Service) {
     let ticker = state.clone();
     tokio::spawn(async move { run_ticks(ticker).await });
     let mut counter = RowCounter::default();
@@ -203,7 +203,7 @@ impl Rates {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)

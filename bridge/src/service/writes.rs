@@ -17,16 +17,16 @@ use crate::routing::batch::InsertAnswer;
 /// An insert answered: the user as stored, and whether this insert wrote
 /// it (`false`: it was stored exactly so already).
 #[derive(Debug)]
-pub struct Inserted {
+pub(crate) struct Inserted {
     /// The user, its shard, the node and the WAL position to read after.
-    pub result: InsertResult,
+    pub(crate) result: InsertResult,
     /// Written by this insert.
-    pub created: bool,
+    pub(crate) created: bool,
 }
 
 /// Inserts `new_user` (its name and e-mail derived from its id when not
 /// given).
-pub async fn insert(service: &Service, new_user: NewUser) -> Result<Inserted, Error> {
+pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inserted, Error> {
     input::user_id(&new_user.user_id)?;
     if let Some(name) = &new_user.name {
         input::name(name)?;

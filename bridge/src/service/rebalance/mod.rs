@@ -32,7 +32,7 @@ use super::failover::{self, WRITE_TIMEOUT};
 use super::{Error, LayoutRefusal, Service, StartError};
 use crate::routing::{Placement, RoutingTable};
 
-pub use store::StoredJob;
+pub(crate) use store::StoredJob;
 
 /// Rows moved per transaction unless told otherwise. Chosen with
 /// `benches/rebalance.rs` (BENCHMARKS.md, Rebalance): throughput peaks at
@@ -45,7 +45,7 @@ pub const MAX_BATCH_ROWS: usize = 100_000;
 /// Most shards a layout applied to the database may have: each is a schema
 /// with a table, all created in one transaction (PostgreSQL's lock table
 /// bounds how many one transaction may create).
-pub const MAX_DATABASE_SHARDS: usize = 256;
+pub(crate) const MAX_DATABASE_SHARDS: usize = 256;
 
 /// Longest `PUT /api/layout` waits for the plan before answering without it
 /// (`plan` null, `total` 0: `GET /api/rebalance/{id}` has it later).
@@ -53,7 +53,7 @@ pub(crate) const PLAN_WAIT: Duration = Duration::from_millis(500);
 
 /// What `PUT /api/layout` did.
 #[derive(Debug)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// The layout is the one in force: nothing stored, nothing scanned.
     InForce(LayoutView),
     /// A job started; it carries its plan when that was ready within
@@ -91,7 +91,7 @@ pub struct Rebalancer {
 
 impl Rebalancer {
     /// Moving `batch_rows` rows per transaction (clamped to 1..=[`MAX_BATCH_ROWS`]).
-    pub fn new(batch_rows: usize, last_job: Option<RebalanceJob>) -> Self {
+    pub(crate) fn new(batch_rows: usize, last_job: Option<RebalanceJob>) -> Self {
         Rebalancer {
             batch_rows: batch_rows.clamp(1, MAX_BATCH_ROWS),
             slot: Arc::new(tokio::sync::Mutex::new(())),
@@ -135,7 +135,7 @@ impl Rebalancer {
 
 /// A job to resume (found at start-up) or just begun.
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     job: StoredJob,
     from: LayoutView,
     to: LayoutView,
@@ -146,19 +146,19 @@ pub struct Pending {
 
 /// What start-up found in the database.
 #[derive(Debug)]
-pub struct Startup {
+pub(crate) struct Startup {
     /// The routing to start with (two layouts when a job is to be resumed).
-    pub table: RoutingTable,
+    pub(crate) table: RoutingTable,
     /// The job to resume.
-    pub pending: Option<Pending>,
+    pub(crate) pending: Option<Pending>,
     /// The latest job, for the stream.
-    pub last_job: Option<RebalanceJob>,
+    pub(crate) last_job: Option<RebalanceJob>,
 }
 
 /// Reads the rebalance state next to the active layout: a target layout and
 /// its unfinished job mean routing by both and resuming the job. With none,
 /// drops the (empty) schemas of shards only retired layouts had.
-pub async fn startup(
+pub(crate) async fn startup(
     client: &mut deadpool_postgres::Client,
     active: &LayoutView,
 ) -> Result<Startup, StartError> {
@@ -263,7 +263,7 @@ async fn unfinished_job(
 }
 
 /// Resumes a job found at start-up.
-pub fn resume(state: &Service, pending: Pending) {
+pub(crate) fn resume(state: &Service, pending: Pending) {
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
@@ -295,7 +295,10 @@ pub fn check_database_layout(layout: &Layout) -> Result<(), LayoutRefusal> {
 }
 
 /// [`apply`] of a layout given as JSON.
-pub async fn apply_json(service: &Service, json: serde_json::Value) -> Result<Applied, Error> {
+pub(crate) async fn apply_json(
+    service: &Service,
+    json: serde_json::Value,
+) -> Result<Applied, Error> {
     let layout: Layout =
         serde_json::from_value(json).map_err(|error| LayoutRefusal::Invalid(error.to_string()))?;
     apply(service, layout).await
@@ -304,7 +307,7 @@ pub async fn apply_json(service: &Service, json: serde_json::Value) -> Result<Ap
 /// Applies `layout` to the database: nothing for the layout in force; else
 /// starts a job moving to it and answers the job, with its plan when that
 /// is ready within `PLAN_WAIT`.
-pub async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
+pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
     check_database_layout(&layout)?;
     let rebalancer = service.rebalancer();
     let slot = Arc::clone(&rebalancer.slot)
@@ -382,7 +385,7 @@ async fn begin(
 }
 
 /// The job `id`, running or stored.
-pub async fn job(service: &Service, id: u64) -> Result<RebalanceJob, Error> {
+pub(crate) async fn job(service: &Service, id: u64) -> Result<RebalanceJob, Error> {
     if let Some(job) = service.rebalancer().job().filter(|job| job.id == id) {
         return Ok(job);
     }
