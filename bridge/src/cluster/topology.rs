@@ -46,7 +46,7 @@ impl Topology {
                     ecoshard_postgres::Role::Standby => NodeRole::Standby,
                 },
                 addr: format!("127.0.0.1:{}", node.port),
-                config: with_timeouts(local_config(&cluster.endpoint(node), database)),
+                config: with_timeouts(local_socket_config(&cluster.endpoint(node), database)),
             })
             .collect();
         Topology {
@@ -82,6 +82,23 @@ pub fn local_config(
     let mut config = tokio_postgres::Config::new();
     config
         .host(&endpoint.host)
+        .port(endpoint.port)
+        .user(&endpoint.user)
+        .password(endpoint.password.as_str())
+        .dbname(database)
+        .application_name("ecoshard-bridge");
+    config
+}
+
+/// How the bridge connects to a node of the local cluster: over the node's
+/// Unix socket (the same machine: no TCP stack on either side).
+fn local_socket_config(
+    endpoint: &ecoshard_postgres::Endpoint,
+    database: &str,
+) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(&endpoint.socket_dir)
         .port(endpoint.port)
         .user(&endpoint.user)
         .password(endpoint.password.as_str())
