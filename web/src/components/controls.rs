@@ -1,7 +1,9 @@
 //! The explorer's controls: strategy, shards (add, remove a chosen one, set
 //! the count), key count, seed and the parameters the strategy uses.
 
-use ecoshard_core::{MAX_LOAD_FACTOR, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind};
+use ecoshard_core::{
+    DEFAULT_KEY_PREFIX, MAX_LOAD_FACTOR, MAX_TABLE_SIZE, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind,
+};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -82,7 +84,7 @@ pub fn Controls(props: &ControlsProps) -> Html {
             <section>
                 <h3>{ "Keys" }</h3>
                 <NumberField
-                    id="key-count" label="user_0 … user_N-1" value={state.key_count.to_string()}
+                    id="key-count" label={format!("{DEFAULT_KEY_PREFIX}0 … {DEFAULT_KEY_PREFIX}N-1")} value={state.key_count.to_string()}
                     min="1" max={MAX_KEYS.to_string()} step="1"
                     on_commit={entry_then(&props.on_action, key_count_entry, ExplorerAction::SetKeyCount)}
                 />
@@ -111,7 +113,7 @@ pub fn Controls(props: &ControlsProps) -> Html {
                 if strategy == StrategyKind::Maglev {
                     <NumberField
                         id="table-size" label="lookup table size (prime)" value={state.params.table_size.to_string()}
-                        min="11" max="16777213" step="2"
+                        min="11" max={MAX_TABLE_SIZE.to_string()} step="2"
                         on_commit={entry_then(&props.on_action, |text| parameter_entry(text, "a table size"), ExplorerAction::SetTableSize)}
                     />
                 }

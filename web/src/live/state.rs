@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use ecoshard_core::wire::{
     BulkResult, ClusterMode, ClusterView, FailoverView, Health, InsertResult, JobState, LayoutView,
-    NodeAction, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
+    NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
 };
 use yew::Reducible;
 
@@ -14,7 +14,6 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::changes;
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::rates::ReadRates;
 use crate::live::{Applying, BridgeStatus, NodeRequest, Prediction, StreamStatus};
 
 /// How much lag history each chart keeps, in ms.
@@ -57,8 +56,6 @@ pub struct Live {
     pub layout: Option<LayoutView>,
     /// Failover settings, whether one runs, the last one.
     pub failover: FailoverView,
-    /// Reads per second per node over the last two seconds.
-    pub read_rates: ReadRates,
     /// The layout the page last asked to apply.
     pub applying: Applying,
     /// Stops and starts under way, per node.
@@ -93,7 +90,6 @@ impl Default for Live {
             layout_version: None,
             layout: None,
             failover: FailoverView::default(),
-            read_rates: ReadRates::default(),
             applying: Applying::Idle,
             node_requests: BTreeMap::new(),
             writes_refused: 0,
@@ -223,7 +219,6 @@ impl Live {
                     }
                 }
                 next.record_nodes(&tick.nodes, Some(tick.at_ms));
-                next.read_rates.record(&tick.stats, tick.at_ms);
                 next.stats = tick.stats;
                 if let Some(job) = tick.rebalance {
                     next.merge_job(job);
@@ -411,9 +406,10 @@ impl Live {
         self.stats.rows.iter().map(|shard| shard.keys).sum()
     }
 
-    /// Reads per second node `node` served lately.
+    /// Reads per second `node` served over the last second, as the bridge
+    /// counted them (0 when it is not in the last tick).
     pub fn read_rate(&self, node: &str) -> f64 {
-        self.read_rates.of(node)
+        self.node_reads(node).map_or(0.0, |count| count.per_sec)
     }
 
     /// Whether a bridge answered.
@@ -430,11 +426,11 @@ impl Live {
 
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
-        self.stats
-            .reads
-            .iter()
-            .find(|count| count.node == node)
-            .map_or(0, |count| count.count)
+        self.node_reads(node).map_or(0, |count| count.count)
+    }
+
+    fn node_reads(&self, node: &str) -> Option<&NodeCount> {
+        self.stats.reads.iter().find(|count| count.node == node)
     }
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {

@@ -7,7 +7,7 @@
 //! they can differ. Refusals show the bridge's sentence.
 
 use ecoshard_core::wire::{BulkInsert, JobState, RebalanceJob};
-use ecoshard_core::{Layout, StrategyKind};
+use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, StrategyKind};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
@@ -98,7 +98,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         Callback::from(move |_: MouseEvent| {
             let dispatch = dispatch.clone();
             spawn_local(async move {
-                let prefix = ecoshard_core::DEFAULT_KEY_PREFIX.to_string();
+                let prefix = DEFAULT_KEY_PREFIX.to_string();
                 match api::insert_bulk(u64::from(count), Some(prefix)).await {
                     Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
                     Err(error) => dispatch.emit(LiveAction::WriteFailed {
@@ -211,10 +211,10 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             <div class="keys-row">
                 <button class="button small ghost" id="insert-explorer-keys" onclick={insert_keys}
                     disabled={u64::from(explorer.key_count) > BulkInsert::MAX_COUNT}
-                    title={if u64::from(explorer.key_count) > BulkInsert::MAX_COUNT { format!("the bridge inserts at most {} users at once", thousands(BulkInsert::MAX_COUNT)) } else { format!("POST /api/users/bulk with prefix user_ and count {}", explorer.key_count) }}>
+                    title={if u64::from(explorer.key_count) > BulkInsert::MAX_COUNT { format!("the bridge inserts at most {} users at once", thousands(BulkInsert::MAX_COUNT)) } else { format!("POST /api/users/bulk with prefix {DEFAULT_KEY_PREFIX} and count {}", explorer.key_count) }}>
                     { format!("Insert the explorer's {explorer_keys} keys") }
                 </button>
-                <span class="muted small">{ "user_0 … into the database: with the same keys, the explorer's prediction is the plan, key for key" }</span>
+                <span class="muted small">{ format!("{DEFAULT_KEY_PREFIX}0 … into the database: with the same keys, the explorer's prediction is the plan, key for key") }</span>
             </div>
             if let Applying::InForce { version, .. } = &live.applying {
                 <p class="muted small" id="apply-in-force">

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use ecoshard_core::DEFAULT_KEY_PREFIX;
 use ecoshard_core::wire::{Consistency, NewUser};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::platform::spawn_local;
@@ -36,7 +37,10 @@ fn set_input(node: &NodeRef, value: &str) {
 }
 
 fn fresh_user_id() -> String {
-    format!("user_{}", (js_sys::Math::random() * 1e6) as u32)
+    format!(
+        "{DEFAULT_KEY_PREFIX}{}",
+        (js_sys::Math::random() * 1e6) as u32
+    )
 }
 
 fn insert(user: NewUser, dispatch: Callback<LiveAction>) {
