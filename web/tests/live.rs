@@ -97,6 +97,11 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
                  .some(li => li.textContent.startsWith('inserted 1,000 users'))",
         )
         .await;
+    // Reads served, as the per-node counters add them up.
+    const READS_COUNTED: &str =
+        "return Array.from(document.querySelectorAll('#read-counters .bar-count'))
+         .reduce((sum, count) => sum + Number(count.textContent.replace(/,/g, '')), 0)";
+    let reads_before = browser.eval(READS_COUNTED).await.as_u64().unwrap();
     let mut served_by = std::collections::BTreeSet::new();
     for _ in 0..6 {
         browser.click("#read-one").await;
@@ -116,12 +121,16 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
             .all(|node| node.starts_with("standby-") || node == "primary"),
         "{served_by:?}"
     );
+    // Every one of the six reads reached the bridge and was counted.
     browser
-        .wait_for(
-            "read counters",
+        .until(
+            "six more reads in the counters",
             10,
-            "return Array.from(document.querySelectorAll('#read-counters .bar-row'))
-                 .some(row => Number(row.querySelector('.bar-count').textContent.replace(/,/g, '')) > 0)",
+            &format!(
+                "return ({}) >= {}",
+                READS_COUNTED.trim_start_matches("return "),
+                reads_before + 6
+            ),
         )
         .await;
 

@@ -43,6 +43,17 @@ async fn failed_reads(browser: &Browser) -> u64 {
     number(before)
 }
 
+/// Steady-traffic read-backs acknowledged, as the page counts them.
+async fn read_backs(browser: &Browser) -> u64 {
+    let status = browser.text("#steady-status").await;
+    let counted = status
+        .split(" read-backs")
+        .next()
+        .and_then(|head| head.rsplit(" and ").next())
+        .unwrap_or_else(|| panic!("no read-backs in {status:?}"));
+    number(counted)
+}
+
 /// Waits for the stream, three nodes up and both standbys streaming.
 async fn wait_for_a_healthy_cluster(browser: &Browser) {
     browser
@@ -116,12 +127,18 @@ async fn nodes_stopped_from_the_page_show_down_reads_reroute_and_writes_get_503s
          return rate('standby-1') === 0 && rate('standby-2') > 0",
     )
     .await;
+    let read_backs_before = read_backs(&browser).await;
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..20 {
         served.insert(browser.text("#served-by").await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!served.contains("standby-1"), "{served:?}");
+    // Reads went on meanwhile: what was seen was not one stale answer.
+    assert!(
+        read_backs(&browser).await > read_backs_before,
+        "no read-back while standby-1 was down"
+    );
     assert_eq!(
         failed_reads(&browser).await,
         failed_before,

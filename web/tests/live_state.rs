@@ -63,7 +63,8 @@ fn ticks_build_lag_history_within_the_window() {
         live = live.apply(tick(1_000_000 + second * 1_000, true));
     }
     let history = &live.lag["standby-1"];
-    assert!(history.len() <= (LAG_WINDOW_MS / 1_000 + 1) as usize);
+    // One sample a second: the window and the sample at its start.
+    assert_eq!(history.len(), (LAG_WINDOW_MS / 1_000 + 1) as usize);
     assert_eq!(history.back().unwrap().replay_ms, Some(1.5));
     assert_eq!(live.lag["standby-2"].back().unwrap().replay_ms, None);
     assert_eq!(live.stream, StreamStatus::Open);
