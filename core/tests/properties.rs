@@ -3,7 +3,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use ecoshard_core::{
-    Layout, LoadStats, Lookup, Shard, StrategyKind, key_hash_u64, numbered_key_hashes, plan_hashes,
+    Layout, LoadStats, Shard, StrategyKind, key_hash_u64, numbered_key_hashes, plan_hashes,
 };
 use proptest::prelude::*;
 
@@ -32,6 +32,31 @@ fn assign(layout: &Layout, hashes: &[u64]) -> Vec<u32> {
         .expect("valid layout")
         .assign(hashes, &mut out);
     out
+}
+
+/// Any text, or a layout's JSON with one digit changed (a count, a seed,
+/// a load factor now out of range, a number with a leading zero) or its
+/// tail cut off: refused, or read as a layout.
+#[cfg(feature = "serde")]
+fn any_json_text() -> impl Strategy<Value = String> {
+    let layout_json = || {
+        (strategy(), 1u64..8).prop_map(|(strategy, count)| {
+            serde_json::to_string(&Layout::with_count(strategy, count).unwrap()).unwrap()
+        })
+    };
+    prop_oneof![
+        ".{0,200}",
+        (layout_json(), any::<prop::sample::Index>(), 0u32..10).prop_map(|(json, at, digit)| {
+            let mut chars: Vec<char> = json.chars().collect();
+            let digits: Vec<usize> = (0..chars.len())
+                .filter(|index| chars[*index].is_ascii_digit())
+                .collect();
+            chars[digits[at.index(digits.len())]] = char::from_digit(digit, 10).unwrap();
+            chars.into_iter().collect()
+        }),
+        (layout_json(), any::<prop::sample::Index>())
+            .prop_map(|(json, at)| json.chars().take(at.index(json.len() + 1)).collect()),
+    ]
 }
 
 proptest! {
@@ -135,8 +160,12 @@ proptest! {
 
     #[test]
     fn any_parameters_give_a_router_or_an_error(
-        strategy in strategy(), count in 0u64..64, vnodes in any::<u32>(), table_size in any::<u32>(),
-        load_factor in any::<f64>(), weight in any::<f64>(), seed in any::<u64>(),
+        strategy in strategy(), count in 0u64..64,
+        vnodes in prop_oneof![any::<u32>(), 1u32..300],
+        table_size in prop_oneof![any::<u32>(), Just(65_537), Just(1_021)],
+        load_factor in prop_oneof![any::<f64>(), 1.0f64..3.0],
+        weight in prop_oneof![any::<f64>(), 0.1f64..10.0],
+        seed in any::<u64>(),
     ) {
         let mut shards = Shard::numbered(count as usize);
         if let Some(first) = shards.first_mut() {
@@ -145,16 +174,34 @@ proptest! {
         let layout = Layout::new(strategy, shards)
             .with_seed(seed).with_vnodes(vnodes % 5_000).with_table_size(table_size % 200_000)
             .with_load_factor(load_factor);
-        if let Ok(router) = layout.build() {
-            let index = router.shard_index(seed);
-            prop_assert!(index < router.shard_count());
+        let built = layout.build();
+        prop_assert_eq!(built.is_ok(), layout.validate().is_ok(), "build and validate disagree");
+        if let Ok(router) = built {
+            // Every key lands on a shard of the layout, and a plan from the
+            // router to itself counts every key once and moves none.
+            let keys = hashes(300, seed);
+            let mut placed = Vec::new();
+            router.assign(&keys, &mut placed);
+            prop_assert!(placed.iter().all(|index| (*index as usize) < router.shard_count()));
+            let plan = plan_hashes(&router, &router, &keys, &keys);
+            prop_assert_eq!(plan.total, 300);
+            prop_assert_eq!(plan.moved, 0);
+            prop_assert_eq!(plan.loads_after.counts.iter().sum::<u64>(), 300);
+            prop_assert_eq!(plan.loads_after.counts.len(), layout.shards.len());
         }
     }
 
     #[cfg(feature = "serde")]
     #[test]
-    fn any_json_gives_a_layout_or_an_error(json in ".{0,200}") {
-        let _ = serde_json::from_str::<Layout>(&json);
+    fn any_json_gives_a_valid_layout_or_an_error(json in any_json_text()) {
+        match serde_json::from_str::<Layout>(&json) {
+            Ok(layout) => {
+                prop_assert!(layout.validate().is_ok(), "{:?} read as {:?}", json, layout);
+                let again = serde_json::to_string(&layout).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Layout>(&again).unwrap(), layout);
+            }
+            Err(error) => prop_assert!(!error.to_string().is_empty()),
+        }
     }
 
     #[cfg(feature = "serde")]

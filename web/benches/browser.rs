@@ -90,11 +90,7 @@ mod native {
         let mut interactive = Vec::new();
         let mut loaded = Vec::new();
         for run in 0..RUNS {
-            browser
-                .client
-                .goto(&format!("{}?load={run}", server.url()))
-                .await
-                .expect("loading the page");
+            browser.goto(&format!("{}?load={run}", server.url())).await;
             let value = browser
                 .wait_for(
                     "the page to become interactive",
@@ -170,18 +166,8 @@ mod native {
             "\n| animation | keys | moving | paint p50 / p95 / max ms | frame interval p50 / p95 / max ms |"
         );
         println!("|---|---:|---:|---:|---:|");
-        browser
-            .client
-            .goto(&server.url())
-            .await
-            .expect("loading the page");
-        browser
-            .wait_for(
-                "the page",
-                30,
-                "return document.querySelector('#moved-count') !== null",
-            )
-            .await;
+        browser.goto(&server.url()).await;
+        browser.wait_for_element("#moved-count", 30).await;
         for (strategy, keys) in [("modulo", 13_334), ("ring", 40_000)] {
             browser.click(&format!("#strategy-{strategy}")).await;
             browser.enter("#key-count", &keys.to_string()).await;

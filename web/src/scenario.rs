@@ -168,37 +168,7 @@ impl Scenario {
         plan: Plan,
         hashes: Rc<[u64]>,
     ) -> Scenario {
-        let mut columns: Vec<Column> = plan
-            .old_shards
-            .iter()
-            .zip(&plan.loads_before.counts)
-            .map(|(name, keys)| Column {
-                name: name.clone(),
-                before: Some(*keys),
-                after: None,
-                cap_after: None,
-                color: shard_color(name),
-            })
-            .collect();
-        let mut column_of_new = Vec::with_capacity(plan.new_shards.len());
-        for (name, keys) in plan.new_shards.iter().zip(&plan.loads_after.counts) {
-            let index = match columns.iter().position(|column| column.name == *name) {
-                Some(index) => index,
-                None => {
-                    columns.push(Column {
-                        name: name.clone(),
-                        before: None,
-                        after: None,
-                        cap_after: None,
-                        color: shard_color(name),
-                    });
-                    columns.len() - 1
-                }
-            };
-            columns[index].after = Some(*keys);
-            columns[index].cap_after = new.capacity(column_of_new.len(), hashes.len());
-            column_of_new.push(index as u16);
-        }
+        let (columns, column_of_new) = columns(&plan, new, hashes.len());
         let bounded = (strategy == StrategyKind::BoundedLoad).then(|| BoundedLoadCap {
             load_factor: new.layout().load_factor,
             passed_on: passed_on(new, &plan, &hashes),
@@ -308,6 +278,44 @@ pub fn stack_slots(
         .max()
         .unwrap_or(0);
     (slot_before, slot_after, tallest)
+}
+
+/// Every shard of either side as drawn, in before-order then the new
+/// ones, with its counts (and bounded-load's cap after); and for each shard
+/// of the new layout, its column.
+fn columns(plan: &Plan, new: &Router, key_count: usize) -> (Vec<Column>, Vec<u16>) {
+    let mut columns: Vec<Column> = plan
+        .old_shards
+        .iter()
+        .zip(&plan.loads_before.counts)
+        .map(|(name, keys)| Column {
+            name: name.clone(),
+            before: Some(*keys),
+            after: None,
+            cap_after: None,
+            color: shard_color(name),
+        })
+        .collect();
+    let mut column_of_new = Vec::with_capacity(plan.new_shards.len());
+    for (name, keys) in plan.new_shards.iter().zip(&plan.loads_after.counts) {
+        let index = match columns.iter().position(|column| column.name == *name) {
+            Some(index) => index,
+            None => {
+                columns.push(Column {
+                    name: name.clone(),
+                    before: None,
+                    after: None,
+                    cap_after: None,
+                    color: shard_color(name),
+                });
+                columns.len() - 1
+            }
+        };
+        columns[index].after = Some(*keys);
+        columns[index].cap_after = new.capacity(column_of_new.len(), key_count);
+        column_of_new.push(index as u16);
+    }
+    (columns, column_of_new)
 }
 
 /// How many keys the plan places elsewhere than their ring owner (the

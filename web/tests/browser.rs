@@ -18,7 +18,7 @@ use std::time::Duration;
 use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, Plan, Shard, StrategyKind, plan_numbered};
 use ecoshard_web::state::{PAGE_LOAD_FACTOR, strategy_title};
 use serde_json::Value;
-use support::{Browser, StaticServer, dist_dir};
+use support::{Browser, StaticServer, dist_dir, ecoshard_binary, number};
 
 const NEEDS: &str = "needs `cargo xtask dist` and chromium: run `cargo xtask test e2e`";
 
@@ -52,18 +52,8 @@ fn core_plan_at(
 async fn open_page(width: u32, height: u32) -> (StaticServer, Browser) {
     let server = StaticServer::start(&dist_dir());
     let browser = Browser::start(width, height).await;
-    browser
-        .client
-        .goto(&server.url())
-        .await
-        .expect("loading the page");
-    browser
-        .wait_for(
-            "the page to start",
-            20,
-            "return document.querySelector('#moved-count') !== null",
-        )
-        .await;
+    browser.goto(&server.url()).await;
+    browser.wait_for_element("#moved-count", 20).await;
     (server, browser)
 }
 
@@ -211,19 +201,13 @@ async fn strategy_shard_count_and_add_shard_agree_with_the_core() {
                  .map(r => r.querySelector('.bar-count').textContent)",
         )
         .await;
-    let shown: Vec<String> = loads
+    let shown: Vec<u64> = loads
         .as_array()
         .unwrap()
         .iter()
-        .map(|count| count.as_str().unwrap().replace(',', ""))
+        .map(|count| number(count.as_str().unwrap()))
         .collect();
-    let expected_loads: Vec<String> = expected
-        .loads_after
-        .counts
-        .iter()
-        .map(u64::to_string)
-        .collect();
-    assert_eq!(shown, expected_loads);
+    assert_eq!(shown, expected.loads_after.counts);
     settle().await;
     browser.screenshot("explorer-maglev-add-shard").await;
 
@@ -763,19 +747,6 @@ async fn without_a_bridge_the_page_says_so_instead_of_failing() {
     );
     browser.screenshot("live-without-bridge").await;
     browser.close().await;
-}
-
-/// The `ecoshard` binary (`ECOSHARD_BIN`, else `<target>/debug/ecoshard`).
-fn ecoshard_binary() -> std::path::PathBuf {
-    let binary = std::env::var_os("ECOSHARD_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| support::target_dir().join("debug").join("ecoshard"));
-    assert!(
-        binary.is_file(),
-        "{} is missing: build it with cargo build -p ecoshard-bridge",
-        binary.display()
-    );
-    binary
 }
 
 #[tokio::test]

@@ -15,21 +15,17 @@
 mod bridge;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge::Bridge;
-use support::Browser;
+use support::{Browser, number, wait_until};
 
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
-    let mut bridge = Bridge::start("traffic", &[]);
+    let mut bridge = Bridge::start("traffic", &[]).await;
     let browser = Browser::start(1440, 1500).await;
-    browser
-        .client
-        .goto(&format!("{}#live", bridge.url))
-        .await
-        .expect("loading the page from the bridge");
+    browser.goto(&format!("{}#live", bridge.url)).await;
 
     // The stream opens and lag samples arrive for both standbys.
     let badge = browser
@@ -101,6 +97,11 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
                  .some(li => li.textContent.startsWith('inserted 1,000 users'))",
         )
         .await;
+    // Reads served, as the per-node counters add them up.
+    const READS_COUNTED: &str =
+        "return Array.from(document.querySelectorAll('#read-counters .bar-count'))
+         .reduce((sum, count) => sum + Number(count.textContent.replace(/,/g, '')), 0)";
+    let reads_before = browser.eval(READS_COUNTED).await.as_u64().unwrap();
     let mut served_by = std::collections::BTreeSet::new();
     for _ in 0..6 {
         browser.click("#read-one").await;
@@ -120,12 +121,16 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
             .all(|node| node.starts_with("standby-") || node == "primary"),
         "{served_by:?}"
     );
+    // Every one of the six reads reached the bridge and was counted.
     browser
-        .wait_for(
-            "read counters",
+        .until(
+            "six more reads in the counters",
             10,
-            "return Array.from(document.querySelectorAll('#read-counters .bar-row'))
-                 .some(row => Number(row.querySelector('.bar-count').textContent.replace(/,/g, '')) > 0)",
+            &format!(
+                "return ({}) >= {}",
+                READS_COUNTED.trim_start_matches("return "),
+                reads_before + 6
+            ),
         )
         .await;
 
@@ -144,26 +149,16 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
     );
 
     // A steady rate of real inserts (and read-backs), started and stopped.
-    let writes = || async {
-        let text = browser
-            .eval("return document.querySelector('#traffic .card-head .small').textContent")
-            .await;
-        text.as_str()
-            .unwrap()
-            .split(" writes")
-            .next()
-            .unwrap()
-            .replace(',', "")
-            .parse::<u64>()
-            .unwrap()
+    let writes = async || {
+        let header = browser.text("#traffic .card-head .small").await;
+        number(header.split(" writes").next().unwrap())
     };
     let before = writes().await;
     browser.click("#steady-toggle").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while writes().await < before + 10 {
-        assert!(Instant::now() < deadline, "steady inserts did not arrive");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ten_more = async || (writes().await >= before + 10).then_some(());
+    wait_until(Duration::from_secs(20), ten_more)
+        .await
+        .expect("steady inserts did not arrive");
     browser.click("#steady-toggle").await;
     let stopped = browser
         .eval("return document.querySelector('#steady-toggle').textContent")
@@ -185,7 +180,7 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
         )
         .await;
     assert!(lost.as_str().unwrap().contains("reconnecting"), "{lost}");
-    bridge.spawn();
+    bridge.spawn().await;
     browser
         .wait_for(
             "the stream to come back",
@@ -213,19 +208,6 @@ async fn live_view_streams_lag_inserts_rows_and_shows_reads() {
     drop(bridge);
 }
 
-/// A number as the page prints it (`2,330`, `≈ 2,330`).
-fn number(value: &serde_json::Value) -> u64 {
-    let text: String = value
-        .as_str()
-        .unwrap_or_else(|| panic!("not text: {value}"))
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    text.parse()
-        .unwrap_or_else(|_| panic!("not a number: {value}"))
-}
-
-/// Waits until `script` is true, with the page's text in the panic.
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
@@ -233,22 +215,12 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
 
     // Two rows per transaction: the job takes long enough (a second or
     // two) for the stream to show it moving.
-    let bridge = Bridge::start("apply", &["--rebalance-batch", "2"]);
+    let bridge = Bridge::start("apply", &["--rebalance-batch", "2"]).await;
     let browser = Browser::start(1440, 1500).await;
-    browser
-        .client
-        .goto(&bridge.url)
-        .await
-        .expect("loading the page from the bridge");
+    browser.goto(&bridge.url).await;
 
     // The explorer: ring, 3 → 4 shards (its opening change), over 10,000 keys.
-    browser
-        .until(
-            "the explorer",
-            30,
-            "return document.querySelector('#moved-count') !== null",
-        )
-        .await;
+    browser.wait_for_element("#moved-count", 30).await;
     browser.enter("#key-count", "10000").await;
     browser.until(
         "10,000 keys in the explorer",
@@ -317,33 +289,30 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
     browser.click("#apply-layout").await;
     let mut states = Vec::new();
     let mut caught_running = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let finished = async || {
         let job = browser
             .eval(
                 "const job = document.querySelector('#job');
                  return job ? [job.dataset.state, Number(job.dataset.moved), Number(job.dataset.total)] : null",
             )
             .await;
-        if let Some(job) = job.as_array() {
-            let state = job[0].as_str().unwrap().to_string();
-            let (moved, total) = (job[1].as_u64().unwrap(), job[2].as_u64().unwrap());
-            if states.last() != Some(&state) {
-                states.push(state.clone());
-            }
-            if state == "running" && moved > total / 3 && moved < total && !caught_running {
-                caught_running = true;
-                browser.screenshot("live-rebalance-running").await;
-            }
-            if state == "done" || state == "failed" {
-                break;
-            }
+        let job = job.as_array()?;
+        let state = job[0].as_str().unwrap().to_string();
+        let (moved, total) = (job[1].as_u64().unwrap(), job[2].as_u64().unwrap());
+        if states.last() != Some(&state) {
+            states.push(state.clone());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the job never finished: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if state == "running" && moved > total / 3 && moved < total && !caught_running {
+            caught_running = true;
+            browser.screenshot("live-rebalance-running").await;
+        }
+        (state == "done" || state == "failed").then_some(())
+    };
+    if wait_until(Duration::from_secs(120), finished)
+        .await
+        .is_none()
+    {
+        panic!("the job never finished: {states:?}");
     }
     assert_eq!(
         states.last().map(String::as_str),
@@ -354,16 +323,8 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
         "job states seen by the page: {states:?} (progress caught mid-way: {caught_running})"
     );
 
-    let planned = number(
-        &browser
-            .eval("return document.querySelector('#planned-rows').textContent")
-            .await,
-    );
-    let moved = number(
-        &browser
-            .eval("return document.querySelector('#real-rows').textContent")
-            .await,
-    );
+    let planned = number(&browser.text("#planned-rows").await);
+    let moved = number(&browser.text("#real-rows").await);
     let predicted_rows = browser.text("#predicted-rows").await;
     assert_eq!(browser.text("#moved-verdict").await, "✓ exactly as planned");
     assert_eq!(
@@ -396,7 +357,7 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
     assert_eq!(moved, changed, "the page's moved count is PostgreSQL's");
     assert_eq!(moved, planned);
     assert_eq!(planned, expected.moved);
-    assert_eq!(number(&serde_json::Value::String(predicted_rows)), planned);
+    assert_eq!(number(&predicted_rows), planned);
 
     // The database is in the explorer's layout now: nothing left to apply.
     browser.until(
@@ -444,16 +405,8 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
          return job && job.dataset.id !== '1' && job.dataset.state === 'done'",
         )
         .await;
-    let planned = number(
-        &browser
-            .eval("return document.querySelector('#planned-rows').textContent")
-            .await,
-    );
-    let moved = number(
-        &browser
-            .eval("return document.querySelector('#real-rows').textContent")
-            .await,
-    );
+    let planned = number(&browser.text("#planned-rows").await);
+    let moved = number(&browser.text("#real-rows").await);
     let estimate = browser.text("#predicted-rows").await;
     assert!(estimate.starts_with("≈ "), "{estimate}");
     let note = browser.text("#prediction-note").await;

@@ -18,7 +18,7 @@ mod support;
 use std::time::Duration;
 
 use bridge::Bridge;
-use support::Browser;
+use support::{Browser, number};
 
 /// `data-{name}` of the node card of `node`.
 async fn node_data(browser: &Browser, node: &str, name: &str) -> String {
@@ -40,7 +40,18 @@ async fn failed_reads(browser: &Browser) -> u64 {
         .next()
         .and_then(|head| head.rsplit(" · ").next())
         .unwrap_or_else(|| panic!("no failed reads in {header:?}"));
-    before.replace(',', "").trim().parse().unwrap()
+    number(before)
+}
+
+/// Steady-traffic read-backs acknowledged, as the page counts them.
+async fn read_backs(browser: &Browser) -> u64 {
+    let status = browser.text("#steady-status").await;
+    let counted = status
+        .split(" read-backs")
+        .next()
+        .and_then(|head| head.rsplit(" and ").next())
+        .unwrap_or_else(|| panic!("no read-backs in {status:?}"));
+    number(counted)
 }
 
 /// Waits for the stream, three nodes up and both standbys streaming.
@@ -60,13 +71,9 @@ async fn wait_for_a_healthy_cluster(browser: &Browser) {
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn nodes_stopped_from_the_page_show_down_reads_reroute_and_writes_get_503s() {
-    let bridge = Bridge::start("nodes", &[]);
+    let bridge = Bridge::start("nodes", &[]).await;
     let browser = Browser::start(1440, 1500).await;
-    browser
-        .client
-        .goto(&format!("{}#live", bridge.url))
-        .await
-        .expect("loading the page from the bridge");
+    browser.goto(&format!("{}#live", bridge.url)).await;
     wait_for_a_healthy_cluster(&browser).await;
     // Auto-failover is off here, and the page says so.
     assert!(
@@ -120,12 +127,18 @@ async fn nodes_stopped_from_the_page_show_down_reads_reroute_and_writes_get_503s
          return rate('standby-1') === 0 && rate('standby-2') > 0",
     )
     .await;
+    let read_backs_before = read_backs(&browser).await;
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..20 {
         served.insert(browser.text("#served-by").await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!served.contains("standby-1"), "{served:?}");
+    // Reads went on meanwhile: what was seen was not one stale answer.
+    assert!(
+        read_backs(&browser).await > read_backs_before,
+        "no read-back while standby-1 was down"
+    );
     assert_eq!(
         failed_reads(&browser).await,
         failed_before,
@@ -213,13 +226,7 @@ async fn nodes_stopped_from_the_page_show_down_reads_reroute_and_writes_get_503s
     browser.click("#tab-explore").await;
     browser.click("#strategy-bounded-load").await;
     browser.click("#tab-live").await;
-    browser
-        .until(
-            "the bounded-load warning",
-            10,
-            "return document.querySelector('#bounded-warning') !== null",
-        )
-        .await;
+    browser.wait_for_element("#bounded-warning", 10).await;
     browser.click("#apply-layout").await;
     browser.until(
         "the refusal",
@@ -243,13 +250,9 @@ async fn nodes_stopped_from_the_page_show_down_reads_reroute_and_writes_get_503s
 #[tokio::test]
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn with_auto_failover_a_crashed_primary_is_replaced_and_comes_back_as_a_standby() {
-    let bridge = Bridge::start("failover", &["--auto-failover"]);
+    let bridge = Bridge::start("failover", &["--auto-failover"]).await;
     let browser = Browser::start(1440, 1500).await;
-    browser
-        .client
-        .goto(&format!("{}#live", bridge.url))
-        .await
-        .expect("loading the page from the bridge");
+    browser.goto(&format!("{}#live", bridge.url)).await;
     wait_for_a_healthy_cluster(&browser).await;
     assert!(
         browser
@@ -344,14 +347,10 @@ async fn with_auto_failover_a_crashed_primary_is_replaced_and_comes_back_as_a_st
 #[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
 async fn the_page_opened_by_the_printed_url_keeps_the_token_for_its_changes() {
     const TOKEN: &str = "e2e-token-0123456789abcdef";
-    let bridge = Bridge::start("token", &["--token", TOKEN]);
+    let bridge = Bridge::start("token", &["--token", TOKEN]).await;
     let browser = Browser::start(1440, 1500).await;
     // The URL as the bridge prints it: the token in the fragment.
-    browser
-        .client
-        .goto(&format!("{}#token={TOKEN}", bridge.url))
-        .await
-        .expect("loading the page from the bridge");
+    browser.goto(&format!("{}#token={TOKEN}", bridge.url)).await;
     browser.click("#tab-live").await;
     wait_for_a_healthy_cluster(&browser).await;
     let address = browser.eval("return location.href").await;

@@ -52,20 +52,7 @@ pub fn App() -> Html {
     {
         let dispatcher = live.dispatcher();
         use_effect_with((), move |_| {
-            spawn_local(async move {
-                match api::health().await {
-                    Ok(health) => {
-                        dispatcher.dispatch(LiveAction::BridgeFound(health));
-                        match api::cluster().await {
-                            Ok(view) => dispatcher.dispatch(LiveAction::Cluster(view)),
-                            Err(error) => dispatcher.dispatch(LiveAction::Failed(error.message)),
-                        }
-                    }
-                    Err(error) => {
-                        dispatcher.dispatch(LiveAction::BridgeAbsent(absent_reason(&error)))
-                    }
-                }
-            });
+            spawn_local(look_for_the_bridge(dispatcher));
             crate::bench::mark_interactive();
         });
     }
@@ -93,18 +80,7 @@ pub fn App() -> Html {
     html! {
         <div class="shell">
             <header class="topbar">
-                <div class="brand">
-                    <svg class="logo" viewBox="0 0 32 32" aria-hidden="true">
-                        <circle cx="16" cy="16" r="12" fill="none" stroke="currentColor" stroke-width="3" stroke-dasharray="14 4.85" />
-                        <circle cx="16" cy="4" r="3" fill="#f59e0b" />
-                        <circle cx="26.4" cy="22" r="3" fill="#34d399" />
-                        <circle cx="5.6" cy="22" r="3" fill="#f472b6" />
-                    </svg>
-                    <div>
-                        <div class="brand-name">{ "ecoshard" }</div>
-                        <div class="brand-tag">{ "see and do database sharding" }</div>
-                    </div>
-                </div>
+                { brand() }
                 <nav class="tabs">
                     <button id="tab-explore" class={tab_class(Tab::Explore)} onclick={select_tab(Tab::Explore)}>{ "Explorer" }</button>
                     <button id="tab-live" class={tab_class(Tab::Live)} onclick={select_tab(Tab::Live)}>{ "Live cluster" }</button>
@@ -121,6 +97,38 @@ pub fn App() -> Html {
             <footer class="footer">
                 { "One hashing core decides placement here (WebAssembly) and in the bridge (native): what the page shows is what the database does." }
             </footer>
+        </div>
+    }
+}
+
+/// Asks `/api/health`, then, when a bridge answered, `/api/cluster`.
+async fn look_for_the_bridge(dispatcher: UseReducerDispatcher<Live>) {
+    match api::health().await {
+        Ok(health) => {
+            dispatcher.dispatch(LiveAction::BridgeFound(health));
+            match api::cluster().await {
+                Ok(view) => dispatcher.dispatch(LiveAction::Cluster(view)),
+                Err(error) => dispatcher.dispatch(LiveAction::Failed(error.message)),
+            }
+        }
+        Err(error) => dispatcher.dispatch(LiveAction::BridgeAbsent(absent_reason(&error))),
+    }
+}
+
+/// The logo and the name.
+fn brand() -> Html {
+    html! {
+        <div class="brand">
+            <svg class="logo" viewBox="0 0 32 32" aria-hidden="true">
+                <circle cx="16" cy="16" r="12" fill="none" stroke="currentColor" stroke-width="3" stroke-dasharray="14 4.85" />
+                <circle cx="16" cy="4" r="3" fill="#f59e0b" />
+                <circle cx="26.4" cy="22" r="3" fill="#34d399" />
+                <circle cx="5.6" cy="22" r="3" fill="#f472b6" />
+            </svg>
+            <div>
+                <div class="brand-name">{ "ecoshard" }</div>
+                <div class="brand-tag">{ "see and do database sharding" }</div>
+            </div>
         </div>
     }
 }

@@ -1,7 +1,9 @@
 //! The explorer's controls: strategy, shards (add, remove a chosen one, set
 //! the count), key count, seed and the parameters the strategy uses.
 
-use ecoshard_core::{MAX_LOAD_FACTOR, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind};
+use ecoshard_core::{
+    DEFAULT_KEY_PREFIX, MAX_LOAD_FACTOR, MAX_TABLE_SIZE, MAX_VNODES, MIN_LOAD_FACTOR, StrategyKind,
+};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -32,10 +34,6 @@ pub const TYPING_SETTLES_MS: u32 = 300;
 #[function_component]
 pub fn Controls(props: &ControlsProps) -> Html {
     let state = &props.state;
-    let act = |action: ExplorerAction| {
-        let on_action = props.on_action.clone();
-        Callback::from(move |_: MouseEvent| on_action.emit(action.clone()))
-    };
     let strategy = state.strategy;
     // The core's word on the layout, shown beside the fields that cause it.
     let refusal = state
@@ -48,57 +46,8 @@ pub fn Controls(props: &ControlsProps) -> Html {
     html! {
         <aside class="controls card">
             { strategy_list(state, &props.on_action) }
-
-            <section>
-                <h3>{ "Shards" }</h3>
-                <div class="shard-row">
-                    <NumberField
-                        id="shard-count" label="count" value={state.after.len().to_string()}
-                        min="1" max={MAX_SHARDS.to_string()} step="1"
-                        on_commit={entry_then(&props.on_action, shard_count_entry, ExplorerAction::SetShardCount)}
-                    />
-                    <button id="add-shard" class="button primary" onclick={act(ExplorerAction::AddShard)}
-                        disabled={state.after.len() >= MAX_SHARDS}>{ "+ Add shard" }</button>
-                </div>
-                <div class="chips" id="shard-chips">
-                    { for state.after.iter().map(|shard| {
-                        let color = shard_color(&shard.name).css();
-                        let is_new = !state.before.iter().any(|old| old.name == shard.name);
-                        html! {
-                            <span class={classes!("chip", is_new.then_some("new"))} style={format!("--chip: {color}")}>
-                                <span class="swatch" />
-                                { &shard.name }
-                                <button class="remove-shard" data-shard={shard.name.clone()}
-                                    title={format!("remove {}", shard.name)}
-                                    disabled={state.after.len() <= 1}
-                                    onclick={act(ExplorerAction::RemoveShard(shard.name.clone()))}>{ "×" }</button>
-                            </span>
-                        }
-                    }) }
-                </div>
-                <p class="hint">{ "Click × to remove that shard: its keys move to the others." }</p>
-            </section>
-
-            <section>
-                <h3>{ "Keys" }</h3>
-                <NumberField
-                    id="key-count" label="user_0 … user_N-1" value={state.key_count.to_string()}
-                    min="1" max={MAX_KEYS.to_string()} step="1"
-                    on_commit={entry_then(&props.on_action, key_count_entry, ExplorerAction::SetKeyCount)}
-                />
-                <div class="presets">
-                    { for KEY_PRESETS.iter().map(|count| html! {
-                        <button class={classes!("preset", (state.key_count == *count).then_some("selected"))}
-                            onclick={act(ExplorerAction::SetKeyCount(*count))}>{ short_count(*count) }</button>
-                    }) }
-                </div>
-                <NumberField
-                    id="seed" label="hash seed" value={state.params.seed.to_string()}
-                    min="0" max={u64::MAX.to_string()} step="1"
-                    on_commit={entry_then(&props.on_action, seed_entry, ExplorerAction::SetSeed)}
-                />
-            </section>
-
+            { shard_section(state, &props.on_action) }
+            { key_section(state, &props.on_action) }
             <section>
                 <h3>{ "Parameters" }</h3>
                 if strategy.uses_vnodes() {
@@ -111,7 +60,7 @@ pub fn Controls(props: &ControlsProps) -> Html {
                 if strategy == StrategyKind::Maglev {
                     <NumberField
                         id="table-size" label="lookup table size (prime)" value={state.params.table_size.to_string()}
-                        min="11" max="16777213" step="2"
+                        min="11" max={MAX_TABLE_SIZE.to_string()} step="2"
                         on_commit={entry_then(&props.on_action, |text| parameter_entry(text, "a table size"), ExplorerAction::SetTableSize)}
                     />
                 }
@@ -123,6 +72,74 @@ pub fn Controls(props: &ControlsProps) -> Html {
                 }
             </section>
         </aside>
+    }
+}
+
+/// A click that sends `action`.
+fn on_click(on_action: &Callback<ExplorerAction>, action: ExplorerAction) -> Callback<MouseEvent> {
+    let on_action = on_action.clone();
+    Callback::from(move |_: MouseEvent| on_action.emit(action.clone()))
+}
+
+/// The shard count, "+ Add shard", and a chip per shard with its × .
+fn shard_section(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html {
+    let act = |action: ExplorerAction| on_click(on_action, action);
+    html! {
+        <section>
+            <h3>{ "Shards" }</h3>
+            <div class="shard-row">
+                <NumberField
+                    id="shard-count" label="count" value={state.after.len().to_string()}
+                    min="1" max={MAX_SHARDS.to_string()} step="1"
+                    on_commit={entry_then(on_action, shard_count_entry, ExplorerAction::SetShardCount)}
+                />
+                <button id="add-shard" class="button primary" onclick={act(ExplorerAction::AddShard)}
+                    disabled={state.after.len() >= MAX_SHARDS}>{ "+ Add shard" }</button>
+            </div>
+            <div class="chips" id="shard-chips">
+                { for state.after.iter().map(|shard| {
+                    let color = shard_color(&shard.name).css();
+                    let is_new = !state.before.iter().any(|old| old.name == shard.name);
+                    html! {
+                        <span class={classes!("chip", is_new.then_some("new"))} style={format!("--chip: {color}")}>
+                            <span class="swatch" />
+                            { &shard.name }
+                            <button class="remove-shard" data-shard={shard.name.clone()}
+                                title={format!("remove {}", shard.name)}
+                                disabled={state.after.len() <= 1}
+                                onclick={act(ExplorerAction::RemoveShard(shard.name.clone()))}>{ "×" }</button>
+                        </span>
+                    }
+                }) }
+            </div>
+            <p class="hint">{ "Click × to remove that shard: its keys move to the others." }</p>
+        </section>
+    }
+}
+
+/// The key count with its presets, and the seed.
+fn key_section(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html {
+    let act = |action: ExplorerAction| on_click(on_action, action);
+    html! {
+        <section>
+            <h3>{ "Keys" }</h3>
+            <NumberField
+                id="key-count" label={format!("{DEFAULT_KEY_PREFIX}0 … {DEFAULT_KEY_PREFIX}N-1")} value={state.key_count.to_string()}
+                min="1" max={MAX_KEYS.to_string()} step="1"
+                on_commit={entry_then(on_action, key_count_entry, ExplorerAction::SetKeyCount)}
+            />
+            <div class="presets">
+                { for KEY_PRESETS.iter().map(|count| html! {
+                    <button class={classes!("preset", (state.key_count == *count).then_some("selected"))}
+                        onclick={act(ExplorerAction::SetKeyCount(*count))}>{ short_count(*count) }</button>
+                }) }
+            </div>
+            <NumberField
+                id="seed" label="hash seed" value={state.params.seed.to_string()}
+                min="0" max={u64::MAX.to_string()} step="1"
+                on_commit={entry_then(on_action, seed_entry, ExplorerAction::SetSeed)}
+            />
+        </section>
     }
 }
 
@@ -144,11 +161,7 @@ fn strategy_list(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html
                                 class={classes!("strategy", selected.then_some("selected"))}
                                 role="radio"
                                 aria-checked={selected.to_string()}
-                                onclick={{
-                                    let on_action = on_action.clone();
-                                    let kind = *kind;
-                                    Callback::from(move |_: MouseEvent| on_action.emit(ExplorerAction::SetStrategy(kind)))
-                                }}
+                                onclick={on_click(on_action, ExplorerAction::SetStrategy(*kind))}
                             >
                                 <span class="strategy-name">
                                     { strategy_title(*kind) }

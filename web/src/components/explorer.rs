@@ -79,6 +79,45 @@ fn comparison_step(
     }));
 }
 
+/// The comparison table for the explorer's change, worked out a moment after
+/// each change of its inputs (everything but the strategy), one strategy per
+/// timer; `None` meanwhile. A new change or unmount cancels what is left.
+#[hook]
+fn use_comparison(
+    state: &Explorer,
+    hashes: Rc<[u64]>,
+) -> UseStateHandle<Option<Shared<Vec<Comparison>>>> {
+    let comparison = use_state(|| None::<Shared<Vec<Comparison>>>);
+    let inputs = ComparisonInputs {
+        before: state.before.clone(),
+        after: state.after.clone(),
+        params: state.params,
+        key_count: state.key_count,
+    };
+    let explorer = Rc::new(state.clone());
+    let done = comparison.clone();
+    use_effect_with(inputs, move |inputs| {
+        done.set(None);
+        let delay = if inputs.key_count > DEFER_COMPARISON_KEYS {
+            ANIMATION_MS as u32 + 100
+        } else {
+            30
+        };
+        let run = Rc::new(RefCell::new(ComparisonRun::default()));
+        let first = Rc::clone(&run);
+        run.borrow_mut().pending = Some(Timeout::new(delay, move || {
+            comparison_step(first, explorer, hashes, done)
+        }));
+        // Unmount or new inputs: cancel what is left.
+        move || {
+            let mut state = run.borrow_mut();
+            state.pending = None;
+            state.rows.clear();
+        }
+    });
+    comparison
+}
+
 /// The explorer tab.
 #[function_component]
 pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
@@ -101,37 +140,7 @@ pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
                 .map(|scenario| Shared(Rc::new(scenario)))
         },
     );
-    let comparison = use_state(|| None::<Shared<Vec<Comparison>>>);
-    {
-        let inputs = ComparisonInputs {
-            before: state.before.clone(),
-            after: state.after.clone(),
-            params: state.params,
-            key_count: state.key_count,
-        };
-        let explorer = Rc::new(state.clone());
-        let hashes = Rc::clone(&hashes.0);
-        let comparison = comparison.clone();
-        use_effect_with(inputs, move |inputs| {
-            comparison.set(None);
-            let delay = if inputs.key_count > DEFER_COMPARISON_KEYS {
-                ANIMATION_MS as u32 + 100
-            } else {
-                30
-            };
-            let run = Rc::new(RefCell::new(ComparisonRun::default()));
-            let first = Rc::clone(&run);
-            run.borrow_mut().pending = Some(Timeout::new(delay, move || {
-                comparison_step(first, explorer, hashes, comparison)
-            }));
-            // Unmount or new inputs: cancel what is left.
-            move || {
-                let mut state = run.borrow_mut();
-                state.pending = None;
-                state.rows.clear();
-            }
-        });
-    }
+    let comparison = use_comparison(state, Rc::clone(&hashes.0));
     let on_pick_strategy = {
         let on_action = props.on_action.clone();
         Callback::from(move |strategy: StrategyKind| {

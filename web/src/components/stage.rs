@@ -3,6 +3,7 @@
 //! then every animation frame the keys are painted into a pixel buffer in
 //! Rust (`frame.rs`) and uploaded with `putImageData`.
 
+use std::cell::RefCell;
 use std::f64::consts::TAU;
 use std::rc::Rc;
 
@@ -99,38 +100,7 @@ pub fn Stage(props: &StageProps) -> Html {
     }
     let generation =
         props.revision.wrapping_mul(1 << 32) ^ (u64::from(size.0) << 16) ^ u64::from(size.1);
-    let frame_fn: Rc<dyn Fn(f64) -> bool> = {
-        let painter = painter.clone();
-        let clock = clock.clone();
-        let revision = props.revision;
-        Rc::new(move |timestamp: f64| {
-            let elapsed = {
-                let mut clock = clock.borrow_mut();
-                if clock.revision != Some(revision) {
-                    *clock = Clock {
-                        revision: Some(revision),
-                        started_at: Some(timestamp),
-                    };
-                    if let Some(painter) = painter.borrow().as_ref() {
-                        crate::bench::start_frame_log(
-                            painter.spots.key_count(),
-                            painter.spots.moved_count(),
-                        );
-                    }
-                }
-                timestamp - clock.started_at.unwrap_or(timestamp)
-            };
-            let mut painter = painter.borrow_mut();
-            let Some(painter) = painter.as_mut() else {
-                // Not sized yet: try again next frame.
-                return true;
-            };
-            let started = now();
-            painter.paint(elapsed);
-            crate::bench::record_frame(timestamp, now() - started);
-            elapsed < ANIMATION_MS
-        })
-    };
+    let frame_fn = frame_painter(painter.clone(), clock.clone(), props.revision);
     use_animation(generation, frame_fn);
 
     let stage_id = match props.scenario.view {
@@ -145,6 +115,43 @@ pub fn Stage(props: &StageProps) -> Html {
             { stage_foot(&props.scenario) }
         </div>
     }
+}
+
+/// What each animation frame runs: starts the clock (and the frame log) on
+/// a new revision, paints the keys at the time elapsed since, and says
+/// whether to go on (until the animation is over).
+fn frame_painter(
+    painter: Rc<RefCell<Option<Painter>>>,
+    clock: Rc<RefCell<Clock>>,
+    revision: u64,
+) -> Rc<dyn Fn(f64) -> bool> {
+    Rc::new(move |timestamp: f64| {
+        let elapsed = {
+            let mut clock = clock.borrow_mut();
+            if clock.revision != Some(revision) {
+                *clock = Clock {
+                    revision: Some(revision),
+                    started_at: Some(timestamp),
+                };
+                if let Some(painter) = painter.borrow().as_ref() {
+                    crate::bench::start_frame_log(
+                        painter.spots.key_count(),
+                        painter.spots.moved_count(),
+                    );
+                }
+            }
+            timestamp - clock.started_at.unwrap_or(timestamp)
+        };
+        let mut painter = painter.borrow_mut();
+        let Some(painter) = painter.as_mut() else {
+            // Not sized yet: try again next frame.
+            return true;
+        };
+        let started = now();
+        painter.paint(elapsed);
+        crate::bench::record_frame(timestamp, now() - started);
+        elapsed < ANIMATION_MS
+    })
 }
 
 /// Under the canvas: the sample drawn, when not every key is, and the legend.

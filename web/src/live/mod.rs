@@ -6,13 +6,11 @@
 mod changes;
 mod log;
 mod predict;
-mod rates;
 mod state;
 mod status;
 
 pub use changes::failover_sentence;
 pub use log::{ActivityLog, LOG_LENGTH, LogEntry, LogKind};
 pub use predict::{Prediction, compare_with_plan};
-pub use rates::ReadRates;
 pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
 pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use ecoshard_core::wire::{
     BulkResult, ClusterMode, ClusterView, FailoverView, Health, InsertResult, JobState, LayoutView,
-    NodeAction, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
+    NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
 };
 use yew::Reducible;
 
@@ -14,7 +14,6 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::changes;
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::rates::ReadRates;
 use crate::live::{Applying, BridgeStatus, NodeRequest, Prediction, StreamStatus};
 
 /// How much lag history each chart keeps, in ms.
@@ -57,8 +56,6 @@ pub struct Live {
     pub layout: Option<LayoutView>,
     /// Failover settings, whether one runs, the last one.
     pub failover: FailoverView,
-    /// Reads per second per node over the last two seconds.
-    pub read_rates: ReadRates,
     /// The layout the page last asked to apply.
     pub applying: Applying,
     /// Stops and starts under way, per node.
@@ -93,7 +90,6 @@ impl Default for Live {
             layout_version: None,
             layout: None,
             failover: FailoverView::default(),
-            read_rates: ReadRates::default(),
             applying: Applying::Idle,
             node_requests: BTreeMap::new(),
             writes_refused: 0,
@@ -188,7 +184,7 @@ pub enum LiveAction {
 }
 
 impl Live {
-    /// Applies one action.
+    /// Applies one action: each kind to the function of its group below.
     pub fn apply(&self, action: LiveAction) -> Live {
         let mut next = self.clone();
         match action {
@@ -201,72 +197,16 @@ impl Live {
                 next.bridge = BridgeStatus::Absent { reason };
                 next.stream = StreamStatus::Idle;
             }
-            LiveAction::Cluster(view) => {
-                next.mode = Some(view.mode);
-                next.layout_version = Some(view.layout.version);
-                next.layout = Some(view.layout);
-                next.failover = view.failover;
-                next.record_nodes(&view.nodes, None);
-            }
+            LiveAction::Cluster(view) => next.take_cluster(view),
             LiveAction::StreamConnecting => next.stream = StreamStatus::Connecting,
             LiveAction::StreamOpen => next.stream = StreamStatus::Open,
             LiveAction::StreamLost { attempt, delay_ms } => {
                 next.stream = StreamStatus::Reconnecting { attempt, delay_ms };
             }
-            LiveAction::Tick(tick) => {
-                let tick = *tick;
-                next.stream = StreamStatus::Open;
-                next.ticks += 1;
-                if self.ticks > 0 {
-                    for (kind, text) in changes(&self.nodes, &self.failover, &tick) {
-                        next.push_log(kind, text);
-                    }
-                }
-                next.record_nodes(&tick.nodes, Some(tick.at_ms));
-                next.read_rates.record(&tick.stats, tick.at_ms);
-                next.stats = tick.stats;
-                if let Some(job) = tick.rebalance {
-                    next.merge_job(job);
-                }
-                next.layout_version = Some(tick.layout_version);
-                next.failover = tick.failover;
-            }
-            LiveAction::Inserted(result) => {
-                next.push_log(
-                    LogKind::Ok,
-                    format!(
-                        "inserted {} → shard {} on {} at {}",
-                        result.user.user_id, result.shard, result.served_by, result.lsn
-                    ),
-                );
-                next.last_insert = Some(*result);
-            }
-            LiveAction::BulkInserted(result) => {
-                next.push_log(
-                    LogKind::Ok,
-                    format!(
-                        "inserted {} users ({}0 …) on {} in {}",
-                        thousands(result.inserted),
-                        result.prefix,
-                        result.served_by,
-                        millis(Some(result.elapsed_ms))
-                    ),
-                );
-            }
-            LiveAction::Read(result) => {
-                next.push_log(
-                    LogKind::Ok,
-                    format!(
-                        "read {} ({}) from {} on shard {}, lag {}",
-                        result.user.user_id,
-                        result.consistency.name(),
-                        result.served_by,
-                        result.shard,
-                        millis(result.lag_ms)
-                    ),
-                );
-                next.last_read = Some(*result);
-            }
+            LiveAction::Tick(tick) => next.take_tick(*tick),
+            LiveAction::Inserted(result) => next.inserted(*result),
+            LiveAction::BulkInserted(result) => next.bulk_inserted(&result),
+            LiveAction::Read(result) => next.read(*result),
             LiveAction::SteadyInserted(result) => {
                 next.steady_inserts += 1;
                 next.last_insert = Some(*result);
@@ -275,77 +215,14 @@ impl Live {
                 next.steady_reads += 1;
                 next.last_read = Some(*result);
             }
-            LiveAction::Layout(view) => {
-                next.layout = Some(view);
-            }
+            LiveAction::WriteFailed { what, error } => next.write_failed(&what, &error),
+            LiveAction::Layout(view) => next.layout = Some(view),
             LiveAction::Job(job) => next.merge_job(*job),
-            LiveAction::ApplySent { target } => {
-                next.applying = Applying::Sending { target };
-            }
-            LiveAction::ApplyStarted { job, prediction } => {
-                let target = match &self.applying {
-                    Applying::Sending { target } => target.clone(),
-                    _ => String::new(),
-                };
-                let text = if job.plan.is_none() && job.state == JobState::Running {
-                    format!(
-                        "applying {target}: job {} (v{} → v{}) is planning which rows move",
-                        job.id, job.from_version, job.to_version
-                    )
-                } else {
-                    format!(
-                        "applying {target}: job {} (v{} → v{}) moves {} rows",
-                        job.id,
-                        job.from_version,
-                        job.to_version,
-                        thousands(job.total)
-                    )
-                };
-                next.push_log(LogKind::Ok, text);
-                next.applying = Applying::Started {
-                    target,
-                    job_id: job.id,
-                    prediction,
-                };
-                next.merge_job(*job);
-            }
-            LiveAction::ApplyInForce(view) => {
-                let target = match &self.applying {
-                    Applying::Sending { target } => target.clone(),
-                    _ => String::new(),
-                };
-                next.push_log(
-                    LogKind::Ok,
-                    format!(
-                        "{target}: the layout is already version {}; nothing to move",
-                        view.version
-                    ),
-                );
-                next.applying = Applying::InForce {
-                    target,
-                    version: view.version,
-                };
-                next.layout = Some(view);
-            }
-            LiveAction::ApplyRefused(error) => {
-                let target = match &self.applying {
-                    Applying::Sending { target } => target.clone(),
-                    _ => String::new(),
-                };
-                next.push_log(
-                    LogKind::Error,
-                    format!("Apply {target}: refused — {}", error.message),
-                );
-                next.applying = Applying::Refused { target, error };
-            }
-            LiveAction::NodeAsked { name, request } => {
-                let text = match request {
-                    NodeRequest::Stop(mode) => format!("asked {name} to stop ({})", mode.name()),
-                    NodeRequest::Start => format!("asked {name} to start"),
-                };
-                next.push_log(LogKind::Ok, text);
-                next.node_requests.insert(name, request);
-            }
+            LiveAction::ApplySent { target } => next.applying = Applying::Sending { target },
+            LiveAction::ApplyStarted { job, prediction } => next.apply_started(*job, prediction),
+            LiveAction::ApplyInForce(view) => next.apply_in_force(view),
+            LiveAction::ApplyRefused(error) => next.apply_refused(error),
+            LiveAction::NodeAsked { name, request } => next.node_asked(name, request),
             LiveAction::NodeActed(action) => {
                 next.node_requests.remove(&action.node);
                 next.push_log(LogKind::Ok, action.message);
@@ -353,19 +230,6 @@ impl Live {
             LiveAction::NodeActionFailed { name, error } => {
                 next.node_requests.remove(&name);
                 next.push_log(LogKind::Error, format!("{name}: {}", error.message));
-            }
-            LiveAction::WriteFailed { what, error } => {
-                if error.status == Some(503) {
-                    next.writes_refused += 1;
-                }
-                let status = error
-                    .status
-                    .map(|status| format!(" ({status} {})", error.code))
-                    .unwrap_or_default();
-                next.push_log(
-                    LogKind::Error,
-                    format!("{what} refused{status}: {}", error.message),
-                );
             }
             LiveAction::Failed(message) => next.push_log(LogKind::Error, message),
         }
@@ -411,9 +275,10 @@ impl Live {
         self.stats.rows.iter().map(|shard| shard.keys).sum()
     }
 
-    /// Reads per second node `node` served lately.
+    /// Reads per second `node` served over the last second, as the bridge
+    /// counted them (0 when it is not in the last tick).
     pub fn read_rate(&self, node: &str) -> f64 {
-        self.read_rates.of(node)
+        self.node_reads(node).map_or(0.0, |count| count.per_sec)
     }
 
     /// Whether a bridge answered.
@@ -430,11 +295,11 @@ impl Live {
 
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
-        self.stats
-            .reads
-            .iter()
-            .find(|count| count.node == node)
-            .map_or(0, |count| count.count)
+        self.node_reads(node).map_or(0, |count| count.count)
+    }
+
+    fn node_reads(&self, node: &str) -> Option<&NodeCount> {
+        self.stats.reads.iter().find(|count| count.node == node)
     }
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {
@@ -519,6 +384,167 @@ impl Live {
 
     fn push_log(&mut self, kind: LogKind, text: String) {
         self.log.push(kind, text);
+    }
+}
+
+/// The cluster and the stream: what `/api/cluster` and each tick say.
+impl Live {
+    fn take_cluster(&mut self, view: ClusterView) {
+        self.mode = Some(view.mode);
+        self.layout_version = Some(view.layout.version);
+        self.layout = Some(view.layout);
+        self.failover = view.failover;
+        self.record_nodes(&view.nodes, None);
+    }
+
+    /// A tick: what it changed goes to the log (from the second tick on),
+    /// then its nodes, counters, job, layout version and failover are taken.
+    fn take_tick(&mut self, tick: Tick) {
+        self.stream = StreamStatus::Open;
+        if self.ticks > 0 {
+            for (kind, text) in changes(&self.nodes, &self.failover, &tick) {
+                self.push_log(kind, text);
+            }
+        }
+        self.ticks += 1;
+        self.record_nodes(&tick.nodes, Some(tick.at_ms));
+        self.stats = tick.stats;
+        if let Some(job) = tick.rebalance {
+            self.merge_job(job);
+        }
+        self.layout_version = Some(tick.layout_version);
+        self.failover = tick.failover;
+    }
+}
+
+/// Traffic: inserts and reads the page made, and writes refused.
+impl Live {
+    fn inserted(&mut self, result: InsertResult) {
+        self.push_log(
+            LogKind::Ok,
+            format!(
+                "inserted {} → shard {} on {} at {}",
+                result.user.user_id, result.shard, result.served_by, result.lsn
+            ),
+        );
+        self.last_insert = Some(result);
+    }
+
+    fn bulk_inserted(&mut self, result: &BulkResult) {
+        self.push_log(
+            LogKind::Ok,
+            format!(
+                "inserted {} users ({}0 …) on {} in {}",
+                thousands(result.inserted),
+                result.prefix,
+                result.served_by,
+                millis(Some(result.elapsed_ms))
+            ),
+        );
+    }
+
+    fn read(&mut self, result: ReadResult) {
+        self.push_log(
+            LogKind::Ok,
+            format!(
+                "read {} ({}) from {} on shard {}, lag {}",
+                result.user.user_id,
+                result.consistency.name(),
+                result.served_by,
+                result.shard,
+                millis(result.lag_ms)
+            ),
+        );
+        self.last_read = Some(result);
+    }
+
+    /// A refused insert: logged with its status and code; a 503 (primary
+    /// down or being replaced) is counted too.
+    fn write_failed(&mut self, what: &str, error: &ApiError) {
+        if error.status == Some(503) {
+            self.writes_refused += 1;
+        }
+        let status = error
+            .status
+            .map(|status| format!(" ({status} {})", error.code))
+            .unwrap_or_default();
+        self.push_log(
+            LogKind::Error,
+            format!("{what} refused{status}: {}", error.message),
+        );
+    }
+}
+
+/// Applying a layout: what the bridge answered to the one the page sent.
+impl Live {
+    /// The layout being sent, as [`LiveAction::ApplySent`] named it.
+    fn sent_target(&self) -> String {
+        match &self.applying {
+            Applying::Sending { target } => target.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn apply_started(&mut self, job: RebalanceJob, prediction: Option<Prediction>) {
+        let target = self.sent_target();
+        let text = if job.plan.is_none() && job.state == JobState::Running {
+            format!(
+                "applying {target}: job {} (v{} → v{}) is planning which rows move",
+                job.id, job.from_version, job.to_version
+            )
+        } else {
+            format!(
+                "applying {target}: job {} (v{} → v{}) moves {} rows",
+                job.id,
+                job.from_version,
+                job.to_version,
+                thousands(job.total)
+            )
+        };
+        self.push_log(LogKind::Ok, text);
+        self.applying = Applying::Started {
+            target,
+            job_id: job.id,
+            prediction,
+        };
+        self.merge_job(job);
+    }
+
+    fn apply_in_force(&mut self, view: LayoutView) {
+        let target = self.sent_target();
+        self.push_log(
+            LogKind::Ok,
+            format!(
+                "{target}: the layout is already version {}; nothing to move",
+                view.version
+            ),
+        );
+        self.applying = Applying::InForce {
+            target,
+            version: view.version,
+        };
+        self.layout = Some(view);
+    }
+
+    fn apply_refused(&mut self, error: ApiError) {
+        let target = self.sent_target();
+        self.push_log(
+            LogKind::Error,
+            format!("Apply {target}: refused — {}", error.message),
+        );
+        self.applying = Applying::Refused { target, error };
+    }
+}
+
+/// Nodes: stops and starts the page asked for.
+impl Live {
+    fn node_asked(&mut self, name: String, request: NodeRequest) {
+        let text = match request {
+            NodeRequest::Stop(mode) => format!("asked {name} to stop ({})", mode.name()),
+            NodeRequest::Start => format!("asked {name} to start"),
+        };
+        self.push_log(LogKind::Ok, text);
+        self.node_requests.insert(name, request);
     }
 }
 

@@ -1,16 +1,17 @@
 //! `ecoshard serve` with a local cluster of its own, for the live-view
 //! browser tests (`live.rs`, `live_nodes.rs` include this file): started on
-//! free ports in this suite's ranges, stopped (and its PostgreSQL servers
-//! with it) when dropped, passed or panicked; and PostgreSQL queried
-//! directly, to check what the page shows.
+//! free ports in this suite's ranges ([`free_ports`]), stopped (and its
+//! PostgreSQL servers with it) when dropped, passed or panicked; and
+//! PostgreSQL queried directly, to check what the page shows.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::support::{dist_dir, target_dir};
+use crate::support::{dist_dir, ecoshard_binary, free_ports, wait_until};
 
 /// `ecoshard serve` on free ports with its own cluster directory; stopped
 /// (SIGTERM, so it stops its PostgreSQL servers) and removed when dropped.
@@ -24,39 +25,13 @@ pub struct Bridge {
     extra_args: Vec<String>,
 }
 
-/// The first of `count` free ports from `base`, in steps of 10, staying
-/// below `base + 100` (the live tests' ranges: HTTP 18500–18599, PostgreSQL
-/// 26500–26599; the tests run one at a time). `ECOSHARD_TEST_PORT_OFFSET`
-/// (0–9) shifts the search, for two checkouts' tests at once.
-fn free_port_run(base: u16, count: u16) -> u16 {
-    let offset = std::env::var("ECOSHARD_TEST_PORT_OFFSET")
-        .ok()
-        .and_then(|offset| offset.parse::<u16>().ok())
-        .map_or(0, |offset| offset.min(9));
-    let base = base + offset;
-    (0..10)
-        .map(|step| base + step * 10)
-        .find(|port| {
-            (0..count)
-                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", port + offset)).is_ok())
-        })
-        .expect("free ports for the test cluster")
-}
-
 impl Bridge {
     /// `ecoshard serve` with its own cluster in a directory named after
     /// `name`, with `extra_args` (`--auto-failover`, `--rebalance-batch N`…).
-    pub fn start(name: &str, extra_args: &[&str]) -> Bridge {
-        let binary = std::env::var_os("ECOSHARD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("debug").join("ecoshard"));
-        assert!(
-            binary.is_file(),
-            "{} is missing: build the bridge first (cargo build -p ecoshard-bridge)",
-            binary.display()
-        );
-        let http_port = free_port_run(18_500, 1);
-        let pg_port = free_port_run(26_500, 3);
+    pub async fn start(name: &str, extra_args: &[&str]) -> Bridge {
+        let binary = ecoshard_binary();
+        let http_port = free_ports(18_500, 1);
+        let pg_port = free_ports(26_500, 3);
         let dir =
             std::env::temp_dir().join(format!("ecoshard-e2e-live-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -70,13 +45,13 @@ impl Bridge {
             dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
-        bridge.spawn();
+        bridge.spawn().await;
         bridge
     }
 
     /// Starts `ecoshard serve` (reusing the cluster directory) and waits
     /// until it answers.
-    pub fn spawn(&mut self) {
+    pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -100,13 +75,13 @@ impl Bridge {
             .spawn()
             .expect("starting ecoshard serve");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !self.healthy() {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default();
-                panic!("the bridge did not become healthy; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
+        let healthy = async || self.healthy().then_some(());
+        if wait_until(Duration::from_secs(120), healthy)
+            .await
+            .is_none()
+        {
+            let log = std::fs::read_to_string(self.dir.join("bridge.log")).unwrap_or_default();
+            panic!("the bridge did not become healthy; its log:\n{log}");
         }
     }
 
@@ -115,18 +90,18 @@ impl Bridge {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // Reaped by a thread of its own; killed when it takes too long.
+        let (exited, exit) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = child.wait();
+            let _ = exited.send(());
+        });
+        if exit.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = exit.recv_timeout(Duration::from_secs(5));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     fn healthy(&self) -> bool {

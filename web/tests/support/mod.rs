@@ -1,5 +1,8 @@
-//! Shared by the browser tests and benchmarks: a tiny static file server for
-//! the built page, and headless Chromium driven through chromedriver.
+//! Shared by the browser tests and benchmarks, one of each: a tiny static
+//! file server for the built page, headless Chromium driven through
+//! chromedriver, waiting for a condition ([`wait_until`]) or an element
+//! ([`Browser::wait_for_element`]), free ports ([`free_ports`]), the
+//! `ecoshard` binary, and numbers as the page prints them.
 //!
 //! Chromium and chromedriver come from Debian (`/usr/bin/chromium`,
 //! `/usr/bin/chromedriver`); `cargo xtask setup` installs them. The page comes
@@ -13,14 +16,80 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Where chromedriver's port is looked for (see [`free_ports`]).
+const CHROMEDRIVER_PORTS: u16 = 17_400;
+
+/// How often [`wait_until`] asks again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Asks `probe` every 50 ms until it answers `Some`, for at most `timeout`;
+/// `None` when time ran out (the caller says what it waited for). Every
+/// wait of these tests and benchmarks is this one.
+pub async fn wait_until<T>(
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// The first of `base`, `base + 10`, … `base + 90` where `count` loopback
+/// ports in a row are free (the suite's ranges: chromedriver 17400–17499,
+/// the bridge's HTTP 18500–18599, its PostgreSQL 26500–26599).
+/// `ECOSHARD_TEST_PORT_OFFSET` (0–9) shifts the search, for two checkouts'
+/// tests at once; within one process each call starts one step further on,
+/// so tests started together do not pick the same ports.
+pub fn free_ports(base: u16, count: u16) -> u16 {
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    let offset = std::env::var("ECOSHARD_TEST_PORT_OFFSET")
+        .ok()
+        .and_then(|offset| offset.parse::<u16>().ok())
+        .map_or(0, |offset| offset.min(9));
+    let first = CALLS.fetch_add(1, Ordering::SeqCst) % 10;
+    (0..10)
+        .map(|step| base + offset + (first + step) % 10 * 10)
+        .find(|port| (0..count).all(|next| TcpListener::bind(("127.0.0.1", port + next)).is_ok()))
+        .unwrap_or_else(|| panic!("no {count} free ports in a row from {base}"))
+}
+
+/// The `ecoshard` binary (`ECOSHARD_BIN`, else `<target>/debug/ecoshard`).
+pub fn ecoshard_binary() -> PathBuf {
+    let binary = std::env::var_os("ECOSHARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug").join("ecoshard"));
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (cargo build -p ecoshard-bridge)",
+        binary.display()
+    );
+    binary
+}
+
+/// A number as the page prints it (`2,330`, `≈ 2,330`, `12 rows`): its digits.
+pub fn number(text: &str) -> u64 {
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in {text:?}"))
+}
 
 /// The built page's directory.
 pub fn dist_dir() -> PathBuf {
@@ -159,13 +228,6 @@ pub struct Browser {
 
 static PROFILES: AtomicU64 = AtomicU64::new(0);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("finding a free port")
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium whose page viewport is
     /// `width × height` CSS pixels.
@@ -177,7 +239,7 @@ impl Browser {
                  (`cargo xtask setup`, or apt-get install chromium chromium-driver)"
             );
         }
-        let port = free_port();
+        let port = free_ports(CHROMEDRIVER_PORTS, 1);
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -188,14 +250,10 @@ impl Browser {
         // From here on, a panic (chromedriver never listening, no session)
         // still kills the group.
         let mut group = ProcessGroup(Some(driver));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not start listening"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let listening = async || TcpStream::connect(("127.0.0.1", port)).ok();
+        wait_until(Duration::from_secs(20), listening)
+            .await
+            .expect("chromedriver did not start listening");
         let profile = std::env::temp_dir().join(format!(
             "ecoshard-chromium-{}-{}",
             std::process::id(),
@@ -270,28 +328,49 @@ impl Browser {
             .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
     }
 
+    /// Loads `url` in the window.
+    pub async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|error| panic!("loading {url}: {error}"));
+    }
+
     /// Waits (up to `seconds`) until `script` returns something truthy other
-    /// than `false`/`null`, and returns it.
+    /// than `false`/`null`/`""`, and returns it; else panics with `what` and
+    /// the page's text.
     pub async fn wait_for(&self, what: &str, seconds: u64, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
+        let truthy = async || {
             let value = self.eval(script).await;
             let done = !matches!(value, Value::Null | Value::Bool(false))
                 && value != Value::String(String::new());
-            if done {
-                return value;
-            }
-            if Instant::now() > deadline {
-                let body = self.eval("return document.body.innerText").await;
-                panic!("timed out waiting for {what}; page text:\n{body}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            done.then_some(value)
+        };
+        match wait_until(Duration::from_secs(seconds), truthy).await {
+            Some(value) => value,
+            None => self.give_up(what).await,
         }
     }
 
     /// Waits (up to `seconds`) until `script` returns something truthy.
     pub async fn until(&self, what: &str, seconds: u64, script: &str) {
         self.wait_for(what, seconds, script).await;
+    }
+
+    /// Waits (up to `seconds`) until an element matches `css`, and returns
+    /// the first that does; else panics with the page's text.
+    pub async fn wait_for_element(&self, css: &str, seconds: u64) -> Element {
+        let found = async || self.client.find(Locator::Css(css)).await.ok();
+        match wait_until(Duration::from_secs(seconds), found).await {
+            Some(element) => element,
+            None => self.give_up(css).await,
+        }
+    }
+
+    /// Panics: timed out waiting for `what`, with the page's text.
+    async fn give_up(&self, what: &str) -> ! {
+        let body = self.eval("return document.body.innerText").await;
+        panic!("timed out waiting for {what}; page text:\n{body}");
     }
 
     /// The text of the first element matching `css` (empty when none).
@@ -307,13 +386,10 @@ impl Browser {
             .to_string()
     }
 
+    /// Clicks the first element matching `css` (waiting up to 10 s for one).
     pub async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
+        self.wait_for_element(css, 10)
             .await
-            .unwrap_or_else(|error| panic!("no {css}: {error}"))
             .click()
             .await
             .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
@@ -321,11 +397,7 @@ impl Browser {
 
     /// Types `text` into the field and presses Enter.
     pub async fn enter(&self, css: &str, text: &str) {
-        let field = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|error| panic!("no {css}: {error}"));
+        let field = self.wait_for_element(css, 10).await;
         field.clear().await.expect("clearing a field");
         field
             .send_keys(&format!("{text}\u{E007}"))
@@ -336,11 +408,7 @@ impl Browser {
     /// Replaces the field's text by typing `text` over it (select all, then
     /// the keys), without Enter and without leaving the field.
     pub async fn type_over(&self, css: &str, text: &str) {
-        let field = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|error| panic!("no {css}: {error}"));
+        let field = self.wait_for_element(css, 10).await;
         // Control down, "a", Control up: select what the field holds.
         field
             .send_keys(&format!("\u{E009}a\u{E009}{text}"))

@@ -61,6 +61,31 @@ pub(super) fn nice_ceiling(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
+/// Where the chart draws: the plot's edges in CSS pixels, the time its left
+/// edge stands for and the lag at its top.
+struct Plot {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    start_ms: u64,
+    ceiling_ms: f64,
+}
+
+impl Plot {
+    fn x_of(&self, at_ms: u64) -> f64 {
+        self.left
+            + at_ms.saturating_sub(self.start_ms) as f64 / LAG_WINDOW_MS as f64
+                * (self.right - self.left)
+    }
+
+    fn y_of(&self, lag_ms: f64) -> f64 {
+        self.bottom - (lag_ms / self.ceiling_ms).clamp(0.0, 1.0) * (self.bottom - self.top)
+    }
+}
+
+/// Sizes the canvas to its box at the screen's pixel ratio and draws the
+/// chart: grid and labels, down stretches, then the lag as area and line.
 fn draw(canvas: &HtmlCanvasElement, points: &VecDeque<LagPoint>) {
     let scale = web_sys::window()
         .map_or(1.0, |window| window.device_pixel_ratio())
@@ -77,66 +102,94 @@ fn draw(canvas: &HtmlCanvasElement, points: &VecDeque<LagPoint>) {
         return;
     };
     let _ = context.scale(scale, scale);
-    let (left, right, top, bottom) = (44.0, width - 8.0, 8.0, HEIGHT - 20.0);
     context.set_fill_style_str("#0d1424");
     context.fill_rect(0.0, 0.0, width, HEIGHT);
     let now = points.back().map_or(0, |point| point.at_ms);
-    let start = now.saturating_sub(LAG_WINDOW_MS);
     let peak = points
         .iter()
         .filter_map(|point| point.replay_ms)
         .fold(0.0_f64, f64::max);
-    let ceiling = nice_ceiling(peak.max(1.0));
-    let x_of =
-        |at: u64| left + (at.saturating_sub(start)) as f64 / LAG_WINDOW_MS as f64 * (right - left);
-    let y_of = |ms: f64| bottom - (ms / ceiling).clamp(0.0, 1.0) * (bottom - top);
+    let plot = Plot {
+        left: 44.0,
+        right: width - 8.0,
+        top: 8.0,
+        bottom: HEIGHT - 20.0,
+        start_ms: now.saturating_sub(LAG_WINDOW_MS),
+        ceiling_ms: nice_ceiling(peak.max(1.0)),
+    };
+    draw_grid(&context, &plot);
+    draw_down_stretches(&context, &plot, points);
+    if !points.is_empty() {
+        draw_lag(&context, &plot, points, now);
+    }
+}
 
-    // Grid and labels.
+/// Three lag lines with their values, and the time labels under the plot.
+fn draw_grid(context: &CanvasRenderingContext2d, plot: &Plot) {
     context.set_font("10px ui-monospace, monospace");
     context.set_text_baseline("middle");
     context.set_text_align("right");
     for step in 0..=2 {
-        let value = ceiling * f64::from(step) / 2.0;
-        let y = y_of(value);
+        let value = plot.ceiling_ms * f64::from(step) / 2.0;
+        let y = plot.y_of(value);
         context.set_stroke_style_str("rgba(148, 163, 184, 0.12)");
         context.begin_path();
-        context.move_to(left, y);
-        context.line_to(right, y);
+        context.move_to(plot.left, y);
+        context.line_to(plot.right, y);
         context.stroke();
         context.set_fill_style_str("#64748b");
-        let _ = context.fill_text(&millis(Some(value)), left - 6.0, y);
+        let _ = context.fill_text(&millis(Some(value)), plot.left - 6.0, y);
     }
     context.set_text_align("center");
     context.set_text_baseline("alphabetic");
     for (minutes_ago, label) in [(3, "−3 min"), (2, "−2"), (1, "−1"), (0, "now")] {
-        let x = left + (1.0 - f64::from(minutes_ago) / 3.0) * (right - left);
-        let _ = context.fill_text(label, x.min(right - 12.0), HEIGHT - 5.0);
+        let x = plot.left + (1.0 - f64::from(minutes_ago) / 3.0) * (plot.right - plot.left);
+        let _ = context.fill_text(label, x.min(plot.right - 12.0), HEIGHT - 5.0);
     }
-    // Down stretches.
+}
+
+/// Shades the stretches between two samples when either saw the standby down.
+fn draw_down_stretches(
+    context: &CanvasRenderingContext2d,
+    plot: &Plot,
+    points: &VecDeque<LagPoint>,
+) {
     context.set_fill_style_str("rgba(244, 63, 94, 0.18)");
     for pair in points.iter().collect::<Vec<_>>().windows(2) {
         if !pair[0].up || !pair[1].up {
-            let x0 = x_of(pair[0].at_ms);
-            let x1 = x_of(pair[1].at_ms);
-            context.fill_rect(x0, top, (x1 - x0).max(1.0), bottom - top);
+            let x0 = plot.x_of(pair[0].at_ms);
+            let x1 = plot.x_of(pair[1].at_ms);
+            context.fill_rect(x0, plot.top, (x1 - x0).max(1.0), plot.bottom - plot.top);
         }
     }
-    if points.is_empty() {
-        return;
-    }
-    // Area and line.
+}
+
+/// The replay lag as a filled area under a line (no lag reported: 0).
+fn draw_lag(
+    context: &CanvasRenderingContext2d,
+    plot: &Plot,
+    points: &VecDeque<LagPoint>,
+    now: u64,
+) {
+    let at = |point: &LagPoint| {
+        (
+            plot.x_of(point.at_ms),
+            plot.y_of(point.replay_ms.unwrap_or(0.0)),
+        )
+    };
     context.begin_path();
-    context.move_to(x_of(points[0].at_ms), bottom);
+    context.move_to(plot.x_of(points[0].at_ms), plot.bottom);
     for point in points {
-        context.line_to(x_of(point.at_ms), y_of(point.replay_ms.unwrap_or(0.0)));
+        let (x, y) = at(point);
+        context.line_to(x, y);
     }
-    context.line_to(x_of(now), bottom);
+    context.line_to(plot.x_of(now), plot.bottom);
     context.close_path();
     context.set_fill_style_str("rgba(56, 189, 248, 0.16)");
     context.fill();
     context.begin_path();
     for (index, point) in points.iter().enumerate() {
-        let (x, y) = (x_of(point.at_ms), y_of(point.replay_ms.unwrap_or(0.0)));
+        let (x, y) = at(point);
         if index == 0 {
             context.move_to(x, y);
         } else {

@@ -7,7 +7,7 @@
 //! they can differ. Refusals show the bridge's sentence.
 
 use ecoshard_core::wire::{BulkInsert, JobState, RebalanceJob};
-use ecoshard_core::{Layout, StrategyKind};
+use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, StrategyKind};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
@@ -68,99 +68,10 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         .as_ref()
         .filter(|job| job.state == JobState::Running)
         .map(|job| job.id);
-
-    let apply = {
-        let dispatch = props.dispatch.clone();
-        let target = target.clone();
-        let prediction = (*prediction).clone();
-        Callback::from(move |_: MouseEvent| {
-            let layout = target.clone();
-            let dispatch = dispatch.clone();
-            let prediction = prediction.clone();
-            dispatch.emit(LiveAction::ApplySent {
-                target: describe(&layout),
-            });
-            spawn_local(async move {
-                match api::apply_layout(&layout).await {
-                    Ok(Applied::Started(job)) => dispatch.emit(LiveAction::ApplyStarted {
-                        job: Box::new(job),
-                        prediction,
-                    }),
-                    Ok(Applied::InForce(view)) => dispatch.emit(LiveAction::ApplyInForce(view)),
-                    Err(error) => dispatch.emit(LiveAction::ApplyRefused(error)),
-                }
-            });
-        })
-    };
-    let insert_keys = {
-        let dispatch = props.dispatch.clone();
-        let count = explorer.key_count;
-        Callback::from(move |_: MouseEvent| {
-            let dispatch = dispatch.clone();
-            spawn_local(async move {
-                let prefix = ecoshard_core::DEFAULT_KEY_PREFIX.to_string();
-                match api::insert_bulk(u64::from(count), Some(prefix)).await {
-                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
-                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
-                        what: "Inserting the explorer's keys".to_string(),
-                        error,
-                    }),
-                }
-            });
-        })
-    };
-    {
-        // Ticks carry the job without its plan: fetch it once per job.
-        let dispatch = props.dispatch.clone();
-        use_effect_with(live.plan_wanted(), move |wanted| {
-            if let Some(id) = *wanted {
-                spawn_local(async move {
-                    match api::rebalance(id).await {
-                        Ok(job) => dispatch.emit(LiveAction::Job(Box::new(job))),
-                        Err(error) => dispatch.emit(LiveAction::Failed(format!(
-                            "The plan of rebalance job {id}: {error}"
-                        ))),
-                    }
-                });
-            }
-        });
-    }
-    {
-        // Poll while a job runs and the stream is down.
-        let dispatch = props.dispatch.clone();
-        let polled = running.filter(|_| live.stream != StreamStatus::Open);
-        let poll = Callback::from(move |_| {
-            if let Some(id) = polled {
-                let dispatch = dispatch.clone();
-                spawn_local(async move {
-                    if let Ok(job) = api::rebalance(id).await {
-                        dispatch.emit(LiveAction::Job(Box::new(job)));
-                    }
-                });
-            }
-        });
-        use_interval(polled.map(|_| 1_000), poll);
-    }
-
+    use_job_follow(live, &props.dispatch, running);
+    let apply = apply_layout(&props.dispatch, &target, (*prediction).clone());
+    let (button_text, button_title) = apply_button(running, sending, in_force, bounded);
     let rows = live.rows();
-    let button_text = if running.is_some() {
-        "Rebalancing…"
-    } else if sending {
-        "Sending…"
-    } else if in_force {
-        "In force"
-    } else if bounded {
-        "Apply anyway"
-    } else {
-        "Apply layout"
-    };
-    let button_title = if bounded {
-        "The bridge refuses bounded-load: see the note above"
-    } else if in_force {
-        "The database is in this layout already"
-    } else {
-        "PUT /api/layout: move the rows whose shard changes"
-    };
     let explorer_keys = thousands(u64::from(explorer.key_count));
     html! {
         <div class="card rebalance" id="rebalance">
@@ -170,20 +81,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             </div>
             <dl class="layouts">
                 <dt>{ "database now" }</dt>
-                <dd id="database-layout">
-                    { match (&database, &live.job) {
-                        // During a job the version is the target's already.
-                        (Some(view), Some(job)) if job.state == JobState::Running && job.to_version == view.version => format!(
-                            "moving v{} → v{} · {} · {}",
-                            job.from_version,
-                            view.version,
-                            describe(&view.layout),
-                            count(rows, "row", "rows")
-                        ),
-                        (Some(view), _) => format!("v{} · {} · {}", view.version, describe(&view.layout), count(rows, "row", "rows")),
-                        (None, _) => "…".to_string(),
-                    } }
-                </dd>
+                <dd id="database-layout">{ database_now(live, rows) }</dd>
                 <dt>{ "explorer's layout" }</dt>
                 <dd id="target-layout">{ describe(&target) }</dd>
             </dl>
@@ -208,39 +106,197 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            <div class="keys-row">
-                <button class="button small ghost" id="insert-explorer-keys" onclick={insert_keys}
-                    disabled={u64::from(explorer.key_count) > BulkInsert::MAX_COUNT}
-                    title={if u64::from(explorer.key_count) > BulkInsert::MAX_COUNT { format!("the bridge inserts at most {} users at once", thousands(BulkInsert::MAX_COUNT)) } else { format!("POST /api/users/bulk with prefix user_ and count {}", explorer.key_count) }}>
-                    { format!("Insert the explorer's {explorer_keys} keys") }
-                </button>
-                <span class="muted small">{ "user_0 … into the database: with the same keys, the explorer's prediction is the plan, key for key" }</span>
-            </div>
-            if let Applying::InForce { version, .. } = &live.applying {
-                <p class="muted small" id="apply-in-force">
-                    { format!("The layout is already version {version}; nothing to move.") }
-                </p>
-            }
-            if let Applying::Refused { target, error } = &live.applying {
-                <div class="banner bad" id="apply-refusal" data-code={error.code.clone()}>
-                    <strong>{ match error.status {
-                        Some(status) => format!("The bridge refused this layout · {status} {}", error.code),
-                        None => "The layout was not applied".to_string(),
-                    } }</strong>
-                    <span>{ sentence(&error.message) }</span>
-                    <span class="muted">
-                        { format!("Sent: {target}.") }
-                        // The bridge's rule: a 4xx never writes anything.
-                        if error.status.is_some_and(|status| (400..500).contains(&status)) {
-                            { " Nothing changed in the database." }
-                        }
-                    </span>
-                </div>
-            }
+            { explorer_keys_row(explorer.key_count, &props.dispatch) }
+            { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
                 <JobView job={job.clone()} applying={live.applying.clone()} />
             }
         </div>
+    }
+}
+
+/// Follows the job: fetches its plan once (ticks carry none), and polls it
+/// every second while it runs and the stream is down.
+#[hook]
+fn use_job_follow(live: &Live, dispatch: &Callback<LiveAction>, running: Option<u64>) {
+    {
+        let dispatch = dispatch.clone();
+        use_effect_with(live.plan_wanted(), move |wanted| {
+            if let Some(id) = *wanted {
+                spawn_local(async move {
+                    match api::rebalance(id).await {
+                        Ok(job) => dispatch.emit(LiveAction::Job(Box::new(job))),
+                        Err(error) => dispatch.emit(LiveAction::Failed(format!(
+                            "The plan of rebalance job {id}: {error}"
+                        ))),
+                    }
+                });
+            }
+        });
+    }
+    let dispatch = dispatch.clone();
+    let polled = running.filter(|_| live.stream != StreamStatus::Open);
+    let poll = Callback::from(move |_| {
+        if let Some(id) = polled {
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                if let Ok(job) = api::rebalance(id).await {
+                    dispatch.emit(LiveAction::Job(Box::new(job)));
+                }
+            });
+        }
+    });
+    use_interval(polled.map(|_| 1_000), poll);
+}
+
+/// "Apply layout": says it is sent, sends `PUT /api/layout`, then the
+/// bridge's answer: a job (with the explorer's prediction kept beside it),
+/// the layout in force already, or a refusal.
+fn apply_layout(
+    dispatch: &Callback<LiveAction>,
+    target: &Layout,
+    prediction: Option<Prediction>,
+) -> Callback<MouseEvent> {
+    let dispatch = dispatch.clone();
+    let target = target.clone();
+    Callback::from(move |_: MouseEvent| {
+        let layout = target.clone();
+        let dispatch = dispatch.clone();
+        let prediction = prediction.clone();
+        dispatch.emit(LiveAction::ApplySent {
+            target: describe(&layout),
+        });
+        spawn_local(async move {
+            match api::apply_layout(&layout).await {
+                Ok(Applied::Started(job)) => dispatch.emit(LiveAction::ApplyStarted {
+                    job: Box::new(job),
+                    prediction,
+                }),
+                Ok(Applied::InForce(view)) => dispatch.emit(LiveAction::ApplyInForce(view)),
+                Err(error) => dispatch.emit(LiveAction::ApplyRefused(error)),
+            }
+        });
+    })
+}
+
+/// The apply button's text and title.
+fn apply_button(
+    running: Option<u64>,
+    sending: bool,
+    in_force: bool,
+    bounded: bool,
+) -> (&'static str, &'static str) {
+    let text = if running.is_some() {
+        "Rebalancing…"
+    } else if sending {
+        "Sending…"
+    } else if in_force {
+        "In force"
+    } else if bounded {
+        "Apply anyway"
+    } else {
+        "Apply layout"
+    };
+    let title = if bounded {
+        "The bridge refuses bounded-load: see the note above"
+    } else if in_force {
+        "The database is in this layout already"
+    } else {
+        "PUT /api/layout: move the rows whose shard changes"
+    };
+    (text, title)
+}
+
+/// The database's layout and rows; during a job, the versions it goes between.
+fn database_now(live: &Live, rows: u64) -> String {
+    match (&live.layout, &live.job) {
+        // During a job the version is the target's already.
+        (Some(view), Some(job))
+            if job.state == JobState::Running && job.to_version == view.version =>
+        {
+            format!(
+                "moving v{} → v{} · {} · {}",
+                job.from_version,
+                view.version,
+                describe(&view.layout),
+                count(rows, "row", "rows")
+            )
+        }
+        (Some(view), _) => format!(
+            "v{} · {} · {}",
+            view.version,
+            describe(&view.layout),
+            count(rows, "row", "rows")
+        ),
+        (None, _) => "…".to_string(),
+    }
+}
+
+/// "Insert the explorer's keys": `user_0` … as rows, so that the prediction
+/// is the plan key for key (up to the bridge's bulk limit).
+fn explorer_keys_row(key_count: u32, dispatch: &Callback<LiveAction>) -> Html {
+    let insert_keys = {
+        let dispatch = dispatch.clone();
+        Callback::from(move |_: MouseEvent| {
+            let dispatch = dispatch.clone();
+            spawn_local(async move {
+                let prefix = DEFAULT_KEY_PREFIX.to_string();
+                match api::insert_bulk(u64::from(key_count), Some(prefix)).await {
+                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
+                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
+                        what: "Inserting the explorer's keys".to_string(),
+                        error,
+                    }),
+                }
+            });
+        })
+    };
+    let too_many = u64::from(key_count) > BulkInsert::MAX_COUNT;
+    let title = if too_many {
+        format!(
+            "the bridge inserts at most {} users at once",
+            thousands(BulkInsert::MAX_COUNT)
+        )
+    } else {
+        format!("POST /api/users/bulk with prefix {DEFAULT_KEY_PREFIX} and count {key_count}")
+    };
+    html! {
+        <div class="keys-row">
+            <button class="button small ghost" id="insert-explorer-keys" onclick={insert_keys}
+                disabled={too_many} {title}>
+                { format!("Insert the explorer's {} keys", thousands(u64::from(key_count))) }
+            </button>
+            <span class="muted small">{ format!("{DEFAULT_KEY_PREFIX}0 … into the database: with the same keys, the explorer's prediction is the plan, key for key") }</span>
+        </div>
+    }
+}
+
+/// What the bridge answered to a layout that started no job: in force
+/// already, or refused (with its sentence).
+fn apply_answer(applying: &Applying) -> Html {
+    match applying {
+        Applying::InForce { version, .. } => html! {
+            <p class="muted small" id="apply-in-force">
+                { format!("The layout is already version {version}; nothing to move.") }
+            </p>
+        },
+        Applying::Refused { target, error } => html! {
+            <div class="banner bad" id="apply-refusal" data-code={error.code.clone()}>
+                <strong>{ match error.status {
+                    Some(status) => format!("The bridge refused this layout · {status} {}", error.code),
+                    None => "The layout was not applied".to_string(),
+                } }</strong>
+                <span>{ sentence(&error.message) }</span>
+                <span class="muted">
+                    { format!("Sent: {target}.") }
+                    // The bridge's rule: a 4xx never writes anything.
+                    if error.status.is_some_and(|status| (400..500).contains(&status)) {
+                        { " Nothing changed in the database." }
+                    }
+                </span>
+            </div>
+        },
+        _ => html! {},
     }
 }
 

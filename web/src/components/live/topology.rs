@@ -38,34 +38,11 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
             />
         }
     };
-    let layout = match (&live.layout, live.layout_version) {
-        (Some(view), _) => format!(
-            "layout v{}: {} over {} shards",
-            view.version,
-            strategy_title(view.layout.strategy),
-            view.layout.shards.len()
-        ),
-        (None, Some(version)) => format!("layout v{version}"),
-        _ => String::new(),
-    };
-    let settings = match live.mode {
-        Some(ClusterMode::Local) => format!(
-            " · local cluster · auto-failover {} · {} replication",
-            if live.failover.auto { "on" } else { "off" },
-            if live.failover.sync_replication {
-                "synchronous"
-            } else {
-                "asynchronous"
-            }
-        ),
-        Some(ClusterMode::External) => " · external cluster".to_string(),
-        None => String::new(),
-    };
     html! {
         <div class="card topology" id="topology">
             <div class="card-head">
                 <h3>{ "Cluster" }</h3>
-                <span class="muted small" id="cluster-settings">{ layout }{ settings }</span>
+                <span class="muted small" id="cluster-settings">{ cluster_settings(live) }</span>
             </div>
             <PrimaryBanner
                 primary={primary.cloned()}
@@ -100,6 +77,35 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
             }
         </div>
     }
+}
+
+/// "layout v2: Ring over 4 shards · local cluster · auto-failover off ·
+/// asynchronous replication".
+fn cluster_settings(live: &Live) -> String {
+    let layout = match (&live.layout, live.layout_version) {
+        (Some(view), _) => format!(
+            "layout v{}: {} over {} shards",
+            view.version,
+            strategy_title(view.layout.strategy),
+            view.layout.shards.len()
+        ),
+        (None, Some(version)) => format!("layout v{version}"),
+        _ => String::new(),
+    };
+    let settings = match live.mode {
+        Some(ClusterMode::Local) => format!(
+            " · local cluster · auto-failover {} · {} replication",
+            if live.failover.auto { "on" } else { "off" },
+            if live.failover.sync_replication {
+                "synchronous"
+            } else {
+                "asynchronous"
+            }
+        ),
+        Some(ClusterMode::External) => " · external cluster".to_string(),
+        None => String::new(),
+    };
+    format!("{layout}{settings}")
 }
 
 /// "promoted" on the node the last failover made primary, "former primary"
@@ -182,24 +188,6 @@ struct NodeCardProps {
 #[function_component]
 fn NodeCard(props: &NodeCardProps) -> Html {
     let node = &props.node;
-    let ask = |request: NodeRequest| {
-        let name = node.name.clone();
-        let dispatch = props.dispatch.clone();
-        Callback::from(move |_: MouseEvent| {
-            let name = name.clone();
-            let dispatch = dispatch.clone();
-            dispatch.emit(LiveAction::NodeAsked {
-                name: name.clone(),
-                request,
-            });
-            spawn_local(async move {
-                match api::node_action(&name, request).await {
-                    Ok(action) => dispatch.emit(LiveAction::NodeActed(action)),
-                    Err(error) => dispatch.emit(LiveAction::NodeActionFailed { name, error }),
-                }
-            });
-        })
-    };
     let is_primary = node.role == NodeRole::Primary;
     let role = match (is_primary, node.up) {
         (true, true) => "primary · takes writes",
@@ -209,7 +197,6 @@ fn NodeCard(props: &NodeCardProps) -> Html {
     };
     let lag = node.lag.as_ref();
     let state = if node.up { "up" } else { "down" };
-    let busy = props.request.is_some();
     html! {
         <div class={classes!("node", state, is_primary.then_some("is-primary"))}
             data-node={node.name.clone()} data-up={node.up.to_string()}
@@ -236,38 +223,71 @@ fn NodeCard(props: &NodeCardProps) -> Html {
                 <span class="muted">{ format!(" · {} served", thousands(props.reads)) }</span>
             </div>
             if props.local {
-                <div class="node-actions">
-                    { match props.request {
-                        Some(NodeRequest::Start) => html! {
-                            <button class="button small" disabled=true>{ "Starting…" }</button>
-                        },
-                        Some(NodeRequest::Stop(_)) => html! {
-                            <button class="button small" disabled=true>{ "Stopping…" }</button>
-                        },
-                        None if node.up => html! {
-                            <>
-                                <button class="button small danger" data-action="stop" disabled={busy}
-                                    title="pg_ctl stop -m fast: a clean shutdown"
-                                    onclick={ask(NodeRequest::Stop(StopMode::Fast))}>
-                                    { if is_primary { "Stop primary" } else { "Stop" } }
-                                </button>
-                                <button class="button small ghost" data-action="crash" disabled={busy}
-                                    title="pg_ctl stop -m immediate: like a crash, no checkpoint"
-                                    onclick={ask(NodeRequest::Stop(StopMode::Immediate))}>
-                                    { "Crash" }
-                                </button>
-                            </>
-                        },
-                        None => html! {
-                            <button class="button small primary" data-action="start" disabled={busy}
-                                title={if is_primary { "start it again as the primary" } else { "start it again: it catches up through its replication slot" }}
-                                onclick={ask(NodeRequest::Start)}>
-                                { "Start" }
-                            </button>
-                        },
-                    } }
-                </div>
+                { node_actions(props) }
             }
+        </div>
+    }
+}
+
+/// A stop or start of `name` asked from the page: said at once, then
+/// the bridge's answer (or refusal).
+fn ask(name: &str, dispatch: &Callback<LiveAction>, request: NodeRequest) -> Callback<MouseEvent> {
+    let name = name.to_string();
+    let dispatch = dispatch.clone();
+    Callback::from(move |_: MouseEvent| {
+        let name = name.clone();
+        let dispatch = dispatch.clone();
+        dispatch.emit(LiveAction::NodeAsked {
+            name: name.clone(),
+            request,
+        });
+        spawn_local(async move {
+            match api::node_action(&name, request).await {
+                Ok(action) => dispatch.emit(LiveAction::NodeActed(action)),
+                Err(error) => dispatch.emit(LiveAction::NodeActionFailed { name, error }),
+            }
+        });
+    })
+}
+
+/// A node's switches (local cluster): Stop and Crash while it is up, Start
+/// while it is down, and what is under way meanwhile.
+fn node_actions(props: &NodeCardProps) -> Html {
+    let node = &props.node;
+    let is_primary = node.role == NodeRole::Primary;
+    let busy = props.request.is_some();
+    let ask = |request: NodeRequest| ask(&node.name, &props.dispatch, request);
+    html! {
+        <div class="node-actions">
+            { match props.request {
+                Some(NodeRequest::Start) => html! {
+                    <button class="button small" disabled=true>{ "Starting…" }</button>
+                },
+                Some(NodeRequest::Stop(_)) => html! {
+                    <button class="button small" disabled=true>{ "Stopping…" }</button>
+                },
+                None if node.up => html! {
+                    <>
+                        <button class="button small danger" data-action="stop" disabled={busy}
+                            title="pg_ctl stop -m fast: a clean shutdown"
+                            onclick={ask(NodeRequest::Stop(StopMode::Fast))}>
+                            { if is_primary { "Stop primary" } else { "Stop" } }
+                        </button>
+                        <button class="button small ghost" data-action="crash" disabled={busy}
+                            title="pg_ctl stop -m immediate: like a crash, no checkpoint"
+                            onclick={ask(NodeRequest::Stop(StopMode::Immediate))}>
+                            { "Crash" }
+                        </button>
+                    </>
+                },
+                None => html! {
+                    <button class="button small primary" data-action="start" disabled={busy}
+                        title={if is_primary { "start it again as the primary" } else { "start it again: it catches up through its replication slot" }}
+                        onclick={ask(NodeRequest::Start)}>
+                        { "Start" }
+                    </button>
+                },
+            } }
         </div>
     }
 }
