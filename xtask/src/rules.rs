@@ -9,8 +9,8 @@
 //! - the library never uses the command line (`cli` is the binary's);
 //! - only `cluster/local.rs` and `cluster/topology.rs` know the launcher
 //!   crate (`ecoshard_postgres`);
-//! - no function of the bridge is longer than [`MAX_FUNCTION_LINES`] lines
-//!   (tests aside).
+//! - no function of the bridge or the page is longer than
+//!   [`MAX_FUNCTION_LINES`] lines (tests aside).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ pub(crate) const MAX_FUNCTION_LINES: usize = 80;
 
 /// Sources besides the bridge's whose functions are held to
 /// [`MAX_FUNCTION_LINES`].
-const OTHER_SOURCES: [&str; 0] = [];
+const OTHER_SOURCES: [&str; 1] = ["web/src"];
 
 /// The layers of the bridge library, top first, and what each may import.
 const LAYERS: [(&str, &[&str]); 5] = [
