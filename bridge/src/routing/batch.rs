@@ -512,6 +512,7 @@ mod tests {
             let (sql, reads) = (Arc::clone(&sql), &reads);
             async move { reads.read(&sql, n % 2, &format!("k{n}")).await.map(|_| ()) }
         });
+        // Two ids twice: a repeat gets the failure of the first.
         let written = (0..5).map(|n| {
             let (sql, inserts) = (Arc::clone(&sql), &inserts);
             async move {
@@ -527,11 +528,16 @@ mod tests {
             futures::future::join_all(answers),
             futures::future::join_all(written)
         );
-        for failure in answers.into_iter().filter_map(Result::err) {
+        assert_eq!((answers.len(), written.len()), (5, 5));
+        for answer in answers {
+            // Refused at once (not past a deadline): the node leaves the
+            // read rotation.
+            let failure = answer.expect_err("a read answered by a node that refuses");
             assert!(failure.node_down && !failure.timed_out, "{failure:?}");
         }
-        for failure in written.into_iter().filter_map(Result::err) {
+        for answer in written {
             // Refused before anything was sent: not written, for sure.
+            let failure = answer.expect_err("an insert taken by a node that refuses");
             assert!(
                 matches!(
                     failure,
@@ -543,6 +549,10 @@ mod tests {
                 "{failure:?}"
             );
         }
+        // Each request was in a batch that ran, and every batch gave its
+        // place back.
+        assert_eq!(reads.sent().1, 5);
+        assert_eq!(inserts.sent().1, 5);
         for queue in [
             reads.queue.lock().unwrap().running,
             inserts.queue.lock().unwrap().running,
