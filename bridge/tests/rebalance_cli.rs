@@ -6,77 +6,19 @@ mod common;
 mod rows;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::blocking::http;
+use common::blocking::{BIN, Scratch, Serve, eventually, http};
 use common::free_ports;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind, thousands};
 use rows::{assert_no_key_twice, snapshot};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
-
-/// A data directory whose servers are stopped and files deleted when the
-/// test ends, pass or fail; the bridge, if still running, is killed first.
-struct Scratch {
-    dir: PathBuf,
-    bridge: Option<Child>,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ecoshard-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch { dir, bridge: None }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(mut bridge) = self.bridge.take() {
-            let _ = bridge.kill();
-            let _ = bridge.wait();
-        }
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--data-dir"])
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn job(addr: &str, id: u64) -> RebalanceJob {
     let (status, body) = http(addr, "GET", &format!("/api/rebalance/{id}"), None).expect("bridge");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// Starts `ecoshard serve` and waits until `/api/cluster` answers.
-fn serve(args: &[String], addr: &str) -> Child {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", addr])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ecoshard serve");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if let Some((200, _)) = http(addr, "GET", "/api/cluster", None) {
-            return child;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("serve exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve never answered");
 }
 
 fn apply(args: &[&str]) -> Output {
@@ -96,39 +38,30 @@ fn ecoshard(args: &[&str]) -> Output {
         .expect("run ecoshard")
 }
 
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
-}
-
 #[test]
 fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job() {
     const BATCH: usize = 100;
-    let mut scratch = Scratch::new("rebalance");
+    let scratch = Scratch::new("cli-rebalance");
     let port = free_ports(29600, 3);
     let addr = format!("127.0.0.1:{}", free_ports(29700, 1));
-    let args: Vec<String> = [
+    let (port_arg, data_dir, batch) = (
+        port.to_string(),
+        scratch.dir.display().to_string(),
+        BATCH.to_string(),
+    );
+    let args = [
         "--pg-port",
-        &port.to_string(),
+        &port_arg,
         "--data-dir",
-        &scratch.dir.display().to_string(),
+        &data_dir,
         "--strategy",
         "modulo",
         "--shards",
         "3",
         "--rebalance-batch",
-        &BATCH.to_string(),
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    scratch.bridge = Some(serve(&args, &addr));
+        &batch,
+    ];
+    let mut bridge = Serve::start(&addr, &args);
     let mut keys = Vec::new();
     for prefix in ["a", "b"] {
         let body = format!(r#"{{"count":10000,"prefix":"{prefix}"}}"#);
@@ -202,12 +135,12 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(status, 202, "{body}");
     let started: RebalanceJob = serde_json::from_str(&body).unwrap();
     // The PUT waits for the plan half a second at most; the job has it then.
-    let planned = wait_until(Duration::from_secs(60), || {
+    let planned = eventually(Duration::from_secs(60), || {
         job(&addr, started.id).plan.is_some()
     });
     assert!(planned, "{:?}", job(&addr, started.id));
     assert_eq!(job(&addr, started.id).total, total as u64);
-    let stopped = wait_until(Duration::from_secs(60), || {
+    let stopped = eventually(Duration::from_secs(60), || {
         job(&addr, started.id).moved == 2 * BATCH as u64
     });
     assert!(stopped, "{:?}", job(&addr, started.id));
@@ -269,13 +202,11 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
 
     // SIGKILL: nothing of the bridge runs on; its watchdog stops the servers
     // (ending the held transaction too).
-    let mut bridge = scratch.bridge.take().unwrap();
-    bridge.kill().unwrap();
-    bridge.wait().unwrap();
+    bridge.kill();
     drop(lock);
     drop(holder);
     drop(client);
-    scratch.bridge = Some(serve(&args, &addr));
+    let bridge = Serve::start(&addr, &args);
     // ecoshard job --follow waits for the resumed job to end.
     let id = started.id.to_string();
     let followed = ecoshard(&["job", &id, "--url", &url, "--follow", "--format", "json"]);
@@ -454,13 +385,7 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 
-    let bridge = scratch.bridge.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &bridge.id().to_string()])
-        .status()
-        .unwrap();
-    let mut bridge = bridge;
-    let _ = bridge.wait();
+    bridge.stop();
 }
 
 /// Exit code `code` and one line on stderr that contains `expected`.
@@ -474,20 +399,15 @@ fn check_refused(args: &[&str], code: i32, expected: &str) {
 
 #[test]
 fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
-    let mut scratch = Scratch::new("status");
+    let scratch = Scratch::new("cli-status");
     let port = free_ports(30200, 3);
     let addr = format!("127.0.0.1:{}", free_ports(30300, 1));
     let url = format!("http://{addr}");
-    let args: Vec<String> = [
-        "--pg-port",
-        &port.to_string(),
-        "--data-dir",
-        &scratch.dir.display().to_string(),
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    scratch.bridge = Some(serve(&args, &addr));
+    let data_dir = scratch.dir.display().to_string();
+    let _bridge = Serve::start(
+        &addr,
+        &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
+    );
 
     // No job yet; an unknown id; a bridge that is not there; URLs that are not the bridge's.
     for (args, code, expected) in [
@@ -525,7 +445,7 @@ fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
     assert_eq!(status, 201, "{body}");
     // Rows are counted every second or so: wait until status has counted them.
     let mut table = String::new();
-    let counted = wait_until(Duration::from_secs(60), || {
+    let counted = eventually(Duration::from_secs(60), || {
         let output = ecoshard(&["status", "--url", &url]);
         assert!(
             output.status.success(),
