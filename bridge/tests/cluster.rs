@@ -2,15 +2,17 @@
 //! (the original EcoMarket suite's six checks, and more). No mock anywhere.
 
 mod common;
+mod rows;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{
-    NODES, SharedCluster, bridge, bridge_with, connect, eventually, get, post_json, ring, send,
-    wait_streaming,
+    LIMIT, NODES, ReadLoad, SharedCluster, bridge, bridge_with, connect, eventually, get,
+    post_json, ring, send, view, wait_streaming,
 };
 use ecoshard_core::wire::{
     ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, ReadResult, Stats, Tick,
@@ -439,64 +441,55 @@ async fn strong_reads_go_to_the_primary() {
 async fn a_stopped_standby_costs_no_read_and_rejoins_after_restart() {
     let _nodes = NODES.write().await;
     let cluster = CLUSTER.get();
-    let state = bridge(&cluster, "t_failover", ring(3)).await;
+    let database = "t_failover";
+    let state = bridge(&cluster, database, ring(3)).await;
     let answer = post_json(&state, "/api/users/bulk", r#"{"count":50,"prefix":"f"}"#).await;
     assert_eq!(answer.status, StatusCode::CREATED);
     wait_streaming(&state).await;
+    // Eventual reads go to the standbys: they hold every row first.
+    for standby in ["standby-1", "standby-2"] {
+        let client = connect(&cluster, standby, database).await;
+        let copied = eventually(LIMIT, || async { rows::count(&client).await == Some(50) }).await;
+        assert!(copied, "{standby} never held every row");
+    }
 
-    let reader = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let started = std::time::Instant::now();
-            while started.elapsed() < Duration::from_secs(4) {
-                for index in 0..50 {
-                    let answer =
-                        get(&state, &format!("/api/users/f{index}?consistency=strong")).await;
-                    let eventual = get(&state, &format!("/api/users/f{index}")).await;
-                    for answer in [answer, eventual] {
-                        // A standby may lag behind a fresh insert (404), never fail.
-                        if answer.status == StatusCode::OK || answer.status == StatusCode::NOT_FOUND
-                        {
-                            ok += 1;
-                        } else {
-                            failed.push(answer.text());
-                        }
-                    }
-                }
-            }
-            (ok, failed)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let stopper = tokio::task::spawn_blocking(|| CLUSTER.get().stop_node("standby-1", false));
-    stopper.await.unwrap().expect("stop standby-1");
-    let down = eventually(Duration::from_secs(5), || async {
-        let view: ClusterView = get(&state, "/api/cluster").await.parse();
-        !view.nodes[1].up
-    })
-    .await;
+    // Strong and eventual reads of every row, until standby-1 has been seen
+    // down and reads have gone on without it.
+    let keys: Vec<String> = (0..50).map(|index| format!("f{index}")).collect();
+    let load = ReadLoad::start(&state, &keys, &["strong", "eventual"], 1);
+    assert!(load.goes_on(50).await, "the reads did not start");
+    let stopper = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || stopper.stop_node("standby-1", false))
+        .await
+        .unwrap()
+        .expect("stop standby-1");
+    let down = eventually(LIMIT, || async { !view(&state).await.nodes[1].up }).await;
     assert!(down, "standby-1 still reported up");
-    let (ok, failed) = reader.await.unwrap();
+    assert!(
+        load.goes_on(100).await,
+        "reads stopped while standby-1 was down"
+    );
+    let (ok, failed) = load.finish().await;
     assert!(
         failed.is_empty(),
         "{} failed reads, first: {:?}",
         failed.len(),
         failed.first()
     );
-    assert!(ok > 100, "only {ok} reads ran");
+    eprintln!("{ok} reads, standby-1 stopped under them, none failed");
 
     // While it is down, eventual reads all go to standby-2.
     for index in 0..10 {
         let read: ReadResult = get(&state, &format!("/api/users/f{index}")).await.parse();
         assert_ne!(read.served_by, "standby-1");
     }
-    tokio::task::spawn_blocking(|| CLUSTER.get().start_node("standby-1"))
+    let starter = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || starter.start_node("standby-1"))
         .await
         .unwrap()
         .expect("start standby-1");
     wait_streaming(&state).await;
-    let rejoined = eventually(Duration::from_secs(10), || async {
+    let rejoined = eventually(LIMIT, || async {
         let read: ReadResult = get(&state, "/api/users/f1").await.parse();
         read.served_by == "standby-1"
     })
@@ -843,18 +836,8 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(clash.status, StatusCode::CONFLICT, "{}", clash.text());
 
     let primary = connect(&cluster, "primary", "t_bad").await;
-    let mut total = 0i64;
-    for shard in ["s0", "s1", "s2"] {
-        total += primary
-            .query_one(
-                &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    assert_eq!(total, 11, "only the good rows were written");
+    let total = rows::count(&primary).await;
+    assert_eq!(total, Some(11), "only the good rows were written");
     let name: String = primary
         .query_one("SELECT name FROM shard_s0.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s1.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s2.users WHERE user_id = 'dup'", &[])
         .await

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{
-    Answer, NODES, SharedCluster, bridge, bridge_with, connect, control, eventually,
+    Answer, LIMIT, NODES, SharedCluster, bridge, bridge_with, connect, control, eventually,
     eventually_some, get, post_json, ring, send, start_cluster, wait_streaming,
 };
 use ecoshard_bridge::AppState;
@@ -647,19 +647,8 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     // Standbys serve eventual reads: let them hold every row first.
     for standby in ["standby-1", "standby-2"] {
         let client = connect(&cluster, standby, database).await;
-        let caught_up = eventually(Duration::from_secs(60), || async {
-            let mut rows = 0;
-            for shard in ["s0", "s1", "s2"] {
-                rows += client
-                    .query_one(
-                        &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
-                        &[],
-                    )
-                    .await
-                    .map(|row| row.get::<_, i64>(0))
-                    .unwrap_or(0);
-            }
-            rows == total_rows
+        let caught_up = eventually(LIMIT, || async {
+            rows::count(&client).await == Some(total_rows)
         })
         .await;
         assert!(caught_up, "{standby} never held every row");
