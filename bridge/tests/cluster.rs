@@ -539,285 +539,58 @@ async fn the_layout_is_kept_in_the_database_across_restarts() {
     assert_eq!(active, 1);
 }
 
-/// One bad request and the error it must get.
-struct Bad<'a> {
-    method: &'a str,
-    uri: &'a str,
-    body: String,
-    json: bool,
-    status: StatusCode,
-    code: &'a str,
-}
-
-fn bad<'a>(
-    method: &'a str,
-    uri: &'a str,
-    body: impl Into<String>,
-    json: bool,
-    status: StatusCode,
-    code: &'a str,
-) -> Bad<'a> {
-    Bad {
-        method,
-        uri,
-        body: body.into(),
-        json,
-        status,
-        code,
-    }
-}
-
 /// Every bad input: a 4xx JSON error with the expected code, and nothing written.
 #[tokio::test]
 async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     let _nodes = NODES.read().await;
     let cluster = CLUSTER.get();
     let state = bridge(&cluster, "t_bad", ring(3)).await;
+    let check = async |request: Request<Body>, status: u16, code: &str| {
+        let shown = format!("{} {}", request.method(), request.uri());
+        let answer = send(&state, request).await;
+        assert_eq!(answer.status.as_u16(), status, "{shown}: {}", answer.text());
+        assert!(answer.status.is_client_error(), "{shown}");
+        let error: ApiErrorBody = answer.parse();
+        assert_eq!(error.error.code, code, "{shown}");
+        assert!(!error.error.message.is_empty(), "{shown}");
+    };
     let long_id = "x".repeat(65);
     let long_uri = format!("/api/users/{long_id}");
+    let long_body = format!(r#"{{"user_id":"{long_id}"}}"#);
     let huge = format!(r#"{{"user_id":"big","name":"{}"}}"#, "a".repeat(70_000));
-    let cases = vec![
-        bad(
-            "POST",
-            "/api/users",
-            "{not json",
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":42}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"a","admin":true}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"name":"no id"}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":""}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            format!(r#"{{"user_id":"{long_id}"}}"#),
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"1; DROP TABLE users; --"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"x' OR '1'='1"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"bobby","name":"Robert'); DROP TABLE users;--"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_name",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"eve","email":"eve@x.com'; --"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_email",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"a"}"#,
-            false,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            huge,
-            true,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":0}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_count",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":10001}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_count",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":-1}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":"ten"}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":5,"prefix":"a;b"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_prefix",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?consistency=linearizable",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_consistency",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?consistency=read-your-writes&lsn=zzz",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_lsn",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?lsn=0/1",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?limit=5",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-        ),
-        bad(
-            "GET",
-            "/api/users/a%27%3B%20DROP%20TABLE%20users",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "GET",
-            &long_uri,
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "GET",
-            "/api/users/unknown_id",
-            "",
-            false,
-            StatusCode::NOT_FOUND,
-            "user_not_found",
-        ),
-        bad(
-            "GET",
-            "/api/nothing",
-            "",
-            false,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        bad(
-            "DELETE",
-            "/api/users/a",
-            "",
-            false,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
-        bad(
-            "PUT",
-            "/api/users",
-            "",
-            false,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
+    // One case a line: the request, then the status and error code it must get.
+    #[rustfmt::skip]
+    let cases = [
+        (user("{not json"), 400, "invalid_json"),
+        (user(r#"{"user_id":42}"#), 422, "invalid_body"),
+        (user(r#"{"user_id":"a","admin":true}"#), 422, "invalid_body"),
+        (user(r#"{"name":"no id"}"#), 422, "invalid_body"),
+        (user(r#"{"user_id":""}"#), 400, "invalid_user_id"),
+        (user(&long_body), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"1; DROP TABLE users; --"}"#), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"x' OR '1'='1"}"#), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"bobby","name":"Robert'); DROP TABLE users;--"}"#), 400, "invalid_name"),
+        (user(r#"{"user_id":"eve","email":"eve@x.com'; --"}"#), 400, "invalid_email"),
+        (user(&huge), 413, "body_too_large"),
+        (page("POST", "/api/users", r#"{"user_id":"a"}"#), 415, "unsupported_media_type"),
+        (bulk(r#"{"count":0}"#), 400, "invalid_count"),
+        (bulk(r#"{"count":10001}"#), 400, "invalid_count"),
+        (bulk(r#"{"count":-1}"#), 422, "invalid_body"),
+        (bulk(r#"{"count":"ten"}"#), 422, "invalid_body"),
+        (bulk(r#"{"count":5,"prefix":"a;b"}"#), 400, "invalid_prefix"),
+        (read("/api/users/a?consistency=linearizable"), 400, "invalid_consistency"),
+        (read("/api/users/a?consistency=read-your-writes&lsn=zzz"), 400, "invalid_lsn"),
+        (read("/api/users/a?lsn=0/1"), 400, "invalid_query"),
+        (read("/api/users/a?limit=5"), 400, "invalid_query"),
+        (read("/api/users/a%27%3B%20DROP%20TABLE%20users"), 400, "invalid_user_id"),
+        (read(&long_uri), 400, "invalid_user_id"),
+        (read("/api/users/unknown_id"), 404, "user_not_found"),
+        (read("/api/nothing"), 404, "not_found"),
+        (page("DELETE", "/api/users/a", ""), 405, "method_not_allowed"),
+        (page("PUT", "/api/users", ""), 405, "method_not_allowed"),
     ];
-    for Bad {
-        method,
-        uri,
-        body,
-        json,
-        status,
-        code,
-    } in cases
-    {
-        let mut request = Request::builder().method(method).uri(uri);
-        if json {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        } else if method != "GET" {
-            // A change without the JSON type can come only from the bridge's own page.
-            request = request
-                .header(header::HOST, "localhost:8080")
-                .header(header::ORIGIN, "http://localhost:8080");
-        }
-        let answer = send(&state, request.body(Body::from(body)).unwrap()).await;
-        assert_eq!(answer.status, status, "{method} {uri}: {}", answer.text());
-        assert!(answer.status.is_client_error());
-        let error: ApiErrorBody = answer.parse();
-        assert_eq!(error.error.code, code, "{method} {uri}");
-        assert!(!error.error.message.is_empty());
+    for (request, status, code) in cases {
+        check(request, status, code).await;
     }
     // A duplicate: 409, and the first row stays as it was.
     assert_eq!(
@@ -846,6 +619,40 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(name, "First");
     let stats: Stats = get(&state, "/api/stats").await.parse();
     assert_eq!(stats.writes, 11);
+}
+
+/// `POST /api/users` with this body, typed as JSON, as a program sends it.
+fn user(body: &str) -> Request<Body> {
+    typed("/api/users", body)
+}
+
+/// `POST /api/users/bulk` with this body, typed as JSON.
+fn bulk(body: &str) -> Request<Body> {
+    typed("/api/users/bulk", body)
+}
+
+fn typed(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+/// `GET uri`.
+fn read(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+/// A change without the JSON type: only the bridge's own page can send one
+/// (the origin guard refuses it from anywhere else before it is routed).
+fn page(method: &str, uri: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "localhost:8080")
+        .header(header::ORIGIN, "http://localhost:8080")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
 }
 
 #[tokio::test]

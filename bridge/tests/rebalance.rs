@@ -250,52 +250,23 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     };
     let before = snapshot(&primary, "").await;
 
-    for (body, status, code) in [
+    // One case a line: the layout, then the status and error code it must get.
+    #[rustfmt::skip]
+    let cases = [
         (r#"{"strategy":"ring","shards":0}"#, 400, "invalid_layout"),
-        (
-            r#"{"strategy":"sharding","shards":4}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":4,"vnodes":0}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"maglev","shards":4,"table_size":100}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":4,"drop":"table"}"#,
-            400,
-            "invalid_layout",
-        ),
+        (r#"{"strategy":"sharding","shards":4}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":4,"vnodes":0}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"maglev","shards":4,"table_size":100}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":4,"drop":"table"}"#, 400, "invalid_layout"),
         (r#"{"strategy":"ring"}"#, 400, "invalid_layout"),
         (r#"[1,2]"#, 400, "invalid_layout"),
         (r#"{"strategy":"ring","shards":4"#, 400, "invalid_json"),
-        (
-            r#"{"strategy":"ring","shards":257}"#,
-            400,
-            "too_many_shards",
-        ),
-        (
-            r#"{"strategy":"bounded-load","shards":4}"#,
-            400,
-            "unsupported_strategy",
-        ),
-    ] {
+        (r#"{"strategy":"ring","shards":257}"#, 400, "too_many_shards"),
+        (r#"{"strategy":"bounded-load","shards":4}"#, 400, "unsupported_strategy"),
+    ];
+    for (body, status, code) in cases {
         let answer = put_layout(&state, body).await;
         assert_eq!(answer.status.as_u16(), status, "{body}: {}", answer.text());
         assert_eq!(answer.error_code(), code, "{body}");

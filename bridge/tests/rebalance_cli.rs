@@ -290,79 +290,22 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(in_force.version, 3);
     assert_eq!(job_rows(), jobs_before);
 
-    for (args, code) in [
-        (
-            &["--url", url.as_str(), "--strategy", "ring", "--shards", "0"][..],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--strategy",
-                "bounded-load",
-                "--shards",
-                "4",
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--layout-json",
-                r#"{"strategy":"ring","shards":3,"vnodes":0}"#,
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--layout-json",
-                "@/nonexistent/layout.json",
-            ],
-            2,
-        ),
-        (&["--url", url.as_str(), "--shards", "4"], 2),
-        (
-            &[
-                "--url",
-                "ftp://example",
-                "--strategy",
-                "ring",
-                "--shards",
-                "4",
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                "http://127.0.0.1:1",
-                "--strategy",
-                "ring",
-                "--shards",
-                "4",
-            ],
-            1,
-        ),
-    ] {
+    // One case a line: `ecoshard apply`'s arguments, then its exit code.
+    #[rustfmt::skip]
+    let cases: [(&[&str], i32); 7] = [
+        (&["--url", &url, "--strategy", "ring", "--shards", "0"], 2),
+        (&["--url", &url, "--strategy", "bounded-load", "--shards", "4"], 2),
+        (&["--url", &url, "--layout-json", r#"{"strategy":"ring","shards":3,"vnodes":0}"#], 2),
+        (&["--url", &url, "--layout-json", "@/nonexistent/layout.json"], 2),
+        (&["--url", &url, "--shards", "4"], 2),
+        (&["--url", "ftp://example", "--strategy", "ring", "--shards", "4"], 2),
+        (&["--url", "http://127.0.0.1:1", "--strategy", "ring", "--shards", "4"], 1),
+    ];
+    for (args, code) in cases {
         let output = apply(args);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .lines()
-                .count(),
-            1,
-            "{args:?}: one line"
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line");
     }
 
     // serve refuses a first layout the database cannot take, before starting anything.
