@@ -564,16 +564,21 @@ mod tests {
     #[tokio::test]
     async fn reads_nobody_waits_for_are_not_sent() {
         let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let sql = sql();
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let read = Read {
-            sql: sql(),
+            sql: Arc::clone(&sql),
             shard: 0,
             key: "gone".to_owned(),
             reply,
         };
         assert!(read.abandoned());
         batcher.push(read);
+        // Queued with it, a read that is waited for: the batch that takes
+        // both sends that one alone.
+        let wanted = batcher.read(&sql, 1, "wanted").await;
+        assert!(wanted.is_err_and(|failure| failure.node_down));
         let sent = futures::future::poll_fn(|context| {
             let running = batcher.queue.lock().unwrap().running;
             if running == 0 {
@@ -584,7 +589,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(sent, (0, 0));
+        assert_eq!(sent, (1, 1), "statements and the requests they answered");
     }
 
     #[tokio::test]
