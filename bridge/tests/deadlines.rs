@@ -426,6 +426,11 @@ async fn inserts_during_an_immediate_primary_stop_are_answered_by_what_happened(
             _ => panic!("unexpected answer: {outcome:?}"),
         }
     }
+    // Both outcomes happened: written before each stop, refused after it.
+    assert!(
+        tally.contains_key("201 Created") && tally.contains_key("primary_unavailable"),
+        "{tally:?}"
+    );
     eprintln!("answers over three immediate stops: {tally:?}");
 }
 

@@ -369,6 +369,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
     assert_eq!(primary_name(&state).await, "primary");
     // Nothing half-written: the refused bulk insert left no row.
     let ids = user_ids(&local, "primary", database).await;
+    assert!(ids.contains("before") && ids.contains("after"), "{ids:?}");
     assert!(!ids.iter().any(|id| id.starts_with("lost_")), "{ids:?}");
     assert!(!ids.iter().any(|id| id.starts_with("during_")), "{ids:?}");
     let reads = finish_reads(load).await;
