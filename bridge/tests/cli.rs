@@ -10,17 +10,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::blocking::{BIN, Scratch, Serve};
+use common::blocking::{BIN, Scratch, Serve, check_refused, ecoshard};
 use common::free_ports;
 
-fn ecoshard(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
+/// `ecoshard ARGS --data-dir DATA_DIR`.
+fn in_dir(args: &[&str], data_dir: &Path) -> Output {
+    let data_dir = data_dir.display().to_string();
+    ecoshard(&[args, &["--data-dir", &data_dir]].concat())
 }
 
 fn stderr(output: &Output) -> String {
@@ -28,7 +24,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn running_nodes(data_dir: &Path, port: u16) -> Vec<String> {
-    let output = ecoshard(
+    let output = in_dir(
         &[
             "cluster",
             "status",
@@ -66,7 +62,7 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     let scratch = Scratch::new("cli-updown");
     let port = free_ports(26600, 3);
     let port_arg = port.to_string();
-    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let up = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(up.status.success(), "{}", stderr(&up));
     let printed = String::from_utf8_lossy(&up.stdout);
     assert!(
@@ -145,16 +141,16 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
         "an external cluster is left running"
     );
 
-    let down = ecoshard(&["cluster", "down"], &scratch.dir);
+    let down = in_dir(&["cluster", "down"], &scratch.dir);
     assert!(down.status.success(), "{}", stderr(&down));
-    let status = ecoshard(&["cluster", "status"], &scratch.dir);
+    let status = in_dir(&["cluster", "status"], &scratch.dir);
     assert_eq!(status.status.code(), Some(3), "status of a stopped cluster");
     assert!(running_nodes(&scratch.dir, port).is_empty());
 
     // Reuse keeps the data; a broken standby is cloned again.
     let replicator_password = passwords[0].to_string();
     std::fs::remove_dir_all(scratch.dir.join("standby-2/global")).unwrap();
-    let again = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let again = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         running_nodes(&scratch.dir, port),
@@ -168,7 +164,7 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     assert!(scratch.dir.join("standby-2/global/pg_control").is_file());
 
     // Asking for other ports while it runs is refused with a clear line.
-    let other = ecoshard(
+    let other = in_dir(
         &["cluster", "up", "--pg-port", &(port + 50).to_string()],
         &scratch.dir,
     );
@@ -180,13 +176,9 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     );
 
     // A broken primary: the whole cluster is built anew (new passwords).
-    assert!(
-        ecoshard(&["cluster", "down"], &scratch.dir)
-            .status
-            .success()
-    );
+    assert!(in_dir(&["cluster", "down"], &scratch.dir).status.success());
     std::fs::remove_file(scratch.dir.join("primary/global/pg_control")).unwrap();
-    let rebuilt = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let rebuilt = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
     assert_eq!(
         running_nodes(&scratch.dir, port),
@@ -258,25 +250,21 @@ fn a_killed_bridge_leaves_no_server_running_and_a_restart_waits_for_the_cleanup(
     serve.kill();
     // Started at once, the next run waits for that to finish instead of
     // adopting servers that are about to stop.
-    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let up = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(up.status.success(), "{}", stderr(&up));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         running_nodes(&scratch.dir, port),
         ["primary", "standby-1", "standby-2"]
     );
-    assert!(
-        ecoshard(&["cluster", "down"], &scratch.dir)
-            .status
-            .success()
-    );
+    assert!(in_dir(&["cluster", "down"], &scratch.dir).status.success());
     assert!(running_nodes(&scratch.dir, port).is_empty());
 }
 
 #[test]
 fn missing_binaries_give_one_clear_line() {
     let scratch = Scratch::new("cli-nobin");
-    let output = ecoshard(
+    let output = in_dir(
         &["cluster", "up", "--pg-bin", "/nonexistent/postgresql/bin"],
         &scratch.dir,
     );
@@ -293,7 +281,7 @@ fn a_taken_port_is_named_in_the_error() {
     // Below the ephemeral range (32768+), so no outgoing connection takes it.
     let port = free_ports(26800, 1);
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
-    let output = ecoshard(
+    let output = in_dir(
         &["cluster", "up", "--pg-port", &port.to_string()],
         &scratch.dir,
     );
@@ -307,63 +295,38 @@ fn a_taken_port_is_named_in_the_error() {
 
 #[test]
 fn bad_serve_arguments_exit_with_code_2() {
-    for args in [
-        &["serve", "--shards", "0"][..],
-        &["serve", "--strategy", "sharding"],
-        &["serve", "--listen", "not-an-address"],
-        &["serve", "--database", "Bad-Name"],
-        &["serve", "--primary", "postgres://[bad"],
-        &["serve", "--cluster-config", "/nonexistent/cluster.json"],
-        &["serve", "--token", "too-short"],
-        &["serve", "--allowed-host", "bridge.example:8080"],
-        &["serve", "--max-connections", "0"],
-    ] {
-        let output = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}");
+    // One case a line: the arguments, then what the one line says.
+    #[rustfmt::skip]
+    let cases: [(&[&str], &str); 9] = [
+        (&["serve", "--shards", "0"], "at least one shard"),
+        (&["serve", "--strategy", "sharding"], "--strategy"),
+        (&["serve", "--listen", "not-an-address"], "--listen"),
+        (&["serve", "--database", "Bad-Name"], "--database"),
+        (&["serve", "--primary", "postgres://[bad"], "bad connection URL"),
+        (&["serve", "--cluster-config", "/nonexistent/cluster.json"], "/nonexistent/cluster.json"),
+        (&["serve", "--token", "too-short"], "--token"),
+        (&["serve", "--allowed-host", "bridge.example:8080"], "--allowed-host"),
+        (&["serve", "--max-connections", "0"], "--max-connections"),
+    ];
+    for (args, expected) in cases {
+        check_refused(args, 2, expected);
     }
 }
 
 #[test]
 fn a_missing_argument_is_named_on_the_one_line() {
-    let output = Command::new(BIN)
-        .args(["locate", "--strategy", "jump", "--shards", "4"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
-    assert!(
-        text.contains("the following required arguments were not provided: <KEYS>"),
-        "{text}"
+    check_refused(
+        &["locate", "--strategy", "jump", "--shards", "4"],
+        2,
+        "the following required arguments were not provided: <KEYS>",
     );
-}
-
-/// Runs `ecoshard ARGS` with no input and no colour preference.
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
 }
 
 #[test]
 fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
     // Exit code 2 and exactly this one line on stderr.
     fn check(args: &[&str], expected_line: &str) {
-        let output = run(args);
+        let output = ecoshard(args);
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
         assert_eq!(text, format!("{expected_line}\n"), "{args:?}");
@@ -416,7 +379,7 @@ fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
 #[test]
 fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
     fn check(name: &str, expected_first_line: &str) {
-        let output = run(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
+        let output = ecoshard(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
         assert!(output.status.success(), "{name}: {}", stderr(&output));
         let text = String::from_utf8_lossy(&output.stdout);
         assert_eq!(text.lines().next(), Some(expected_first_line), "{name}");
@@ -441,7 +404,7 @@ fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
 
 #[test]
 fn plan_prints_counts_with_thousands_separators() {
-    let output = run(&[
+    let output = ecoshard(&[
         "plan",
         "--strategy",
         "modulo",
@@ -472,7 +435,7 @@ fn plan_prints_counts_with_thousands_separators() {
 #[test]
 fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
     fn check(keys: &str, expected_line: &str) {
-        let output = run(&[
+        let output = ecoshard(&[
             "plan",
             "--strategy",
             "ring",
@@ -500,7 +463,7 @@ fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
 
 #[test]
 fn a_plan_over_one_key_names_that_key_once() {
-    let output = run(&[
+    let output = ecoshard(&[
         "plan",
         "--strategy",
         "ring",

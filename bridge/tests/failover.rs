@@ -13,13 +13,13 @@ mod rows;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::blocking::{
-    self, BIN, Scratch, Serve, all_streaming, cluster_view, eventually_some, http, primary_of,
+    self, Scratch, Serve, all_streaming, check_refused, cluster_view, ecoshard, eventually_some,
+    http, primary_of,
 };
 use common::{
     LIMIT, ReadLoad, SharedCluster, answered, bridge_with, connect, control, eventually,
@@ -673,17 +673,14 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     let streaming = blocking::eventually(LIMIT, || all_streaming(&cluster_view(&addr)));
     assert!(streaming, "{:?}", cluster_view(&addr));
     // `ecoshard cluster status` reads the same record.
-    let status = Command::new(BIN)
-        .args([
-            "cluster",
-            "status",
-            "--format",
-            "json",
-            "--data-dir",
-            &data_dir,
-        ])
-        .output()
-        .unwrap();
+    let status = ecoshard(&[
+        "cluster",
+        "status",
+        "--format",
+        "json",
+        "--data-dir",
+        &data_dir,
+    ]);
     assert!(status.status.success(), "{status:?}");
     let nodes: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let roles: Vec<(&str, &str)> = nodes
@@ -704,18 +701,7 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
 
 #[test]
 fn failover_flags_are_refused_for_an_external_cluster() {
-    let output = Command::new(BIN)
-        .args([
-            "serve",
-            "--primary",
-            "postgres://ecoshard@127.0.0.1:1/ecomarket",
-            "--auto-failover",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--auto-failover"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let external = "postgres://ecoshard@127.0.0.1:1/ecomarket";
+    let args = ["serve", "--primary", external, "--auto-failover"];
+    check_refused(&args, 2, "--auto-failover");
 }

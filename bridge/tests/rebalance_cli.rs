@@ -6,10 +6,10 @@ mod common;
 mod rows;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use common::blocking::{BIN, Scratch, Serve, eventually, http};
+use common::blocking::{Scratch, Serve, check_refused, ecoshard, eventually, http};
 use common::free_ports;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind, thousands};
@@ -21,21 +21,9 @@ fn job(addr: &str, id: u64) -> RebalanceJob {
     serde_json::from_str(&body).unwrap()
 }
 
+/// `ecoshard apply ARGS`.
 fn apply(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("apply")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard apply")
-}
-
-fn ecoshard(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
+    ecoshard(&[&["apply"], args].concat())
 }
 
 #[test]
@@ -290,54 +278,32 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(in_force.version, 3);
     assert_eq!(job_rows(), jobs_before);
 
-    // One case a line: `ecoshard apply`'s arguments, then its exit code.
-    #[rustfmt::skip]
-    let cases: [(&[&str], i32); 7] = [
-        (&["--url", &url, "--strategy", "ring", "--shards", "0"], 2),
-        (&["--url", &url, "--strategy", "bounded-load", "--shards", "4"], 2),
-        (&["--url", &url, "--layout-json", r#"{"strategy":"ring","shards":3,"vnodes":0}"#], 2),
-        (&["--url", &url, "--layout-json", "@/nonexistent/layout.json"], 2),
-        (&["--url", &url, "--shards", "4"], 2),
-        (&["--url", "ftp://example", "--strategy", "ring", "--shards", "4"], 2),
-        (&["--url", "http://127.0.0.1:1", "--strategy", "ring", "--shards", "4"], 1),
+    // One case a line: the arguments, then the exit code and what its one
+    // line says. The last two: serve refuses a first layout the database
+    // cannot take, before it starts anything.
+    let nowhere = [
+        "--listen",
+        "127.0.0.1:1",
+        "--data-dir",
+        "/nonexistent/ecoshard",
     ];
-    for (args, code) in cases {
-        let output = apply(args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line");
-    }
-
-    // serve refuses a first layout the database cannot take, before starting anything.
-    for args in [
-        &["--strategy", "bounded-load", "--shards", "3"][..],
-        &["--strategy", "ring", "--shards", "257"],
-    ] {
-        let output = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args([
-                "--listen",
-                "127.0.0.1:1",
-                "--data-dir",
-                "/nonexistent/ecoshard",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    #[rustfmt::skip]
+    let cases: [(&[&str], i32, &str); 9] = [
+        (&["apply", "--url", &url, "--strategy", "ring", "--shards", "0"], 2, "at least one shard"),
+        (&["apply", "--url", &url, "--strategy", "bounded-load", "--shards", "4"], 2, "bounded-load is not applied"),
+        (&["apply", "--url", &url, "--layout-json", r#"{"strategy":"ring","shards":3,"vnodes":0}"#], 2, "virtual nodes"),
+        (&["apply", "--url", &url, "--layout-json", "@/nonexistent/layout.json"], 2, "/nonexistent/layout.json"),
+        (&["apply", "--url", &url, "--shards", "4"], 2, "--strategy"),
+        (&["apply", "--url", "ftp://example", "--strategy", "ring", "--shards", "4"], 2, "http://HOST:PORT"),
+        (&["apply", "--url", "http://127.0.0.1:1", "--strategy", "ring", "--shards", "4"], 1, "cannot reach the bridge"),
+        (&[&["serve", "--strategy", "bounded-load", "--shards", "3"][..], &nowhere].concat(), 2, "bounded-load"),
+        (&[&["serve", "--strategy", "ring", "--shards", "257"][..], &nowhere].concat(), 2, "at most 256"),
+    ];
+    for (args, code, expected) in cases {
+        check_refused(args, code, expected);
     }
 
     bridge.stop();
-}
-
-/// Exit code `code` and one line on stderr that contains `expected`.
-fn check_refused(args: &[&str], code: i32, expected: &str) {
-    let output = ecoshard(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.contains(expected), "{args:?}: {stderr}");
 }
 
 #[test]
@@ -352,35 +318,19 @@ fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
         &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
     );
 
-    // No job yet; an unknown id; a bridge that is not there; URLs that are not the bridge's.
-    for (args, code, expected) in [
-        (
-            &["job", "--url", url.as_str()][..],
-            1,
-            "no rebalance job since it started",
-        ),
-        (&["job", "99", "--url", url.as_str()], 2, "(job_not_found)"),
-        (
-            &["status", "--url", "http://127.0.0.1:1"],
-            1,
-            "cannot reach the bridge at http://127.0.0.1:1/api/cluster",
-        ),
-        (
-            &["job", "--url", "http://127.0.0.1:1"],
-            1,
-            "cannot reach the bridge at http://127.0.0.1:1/api/events",
-        ),
-        (
-            &["status", "--url", "not a url"],
-            2,
-            "--url \"not a url\": not a URL",
-        ),
-        (
-            &["job", "1", "--url", "https://127.0.0.1:1"],
-            2,
-            "use http://HOST:PORT",
-        ),
-    ] {
+    // No job yet; an unknown id; a bridge that is not there; URLs that are
+    // not the bridge's. One case a line: the arguments, then the exit code
+    // and what its one line says.
+    #[rustfmt::skip]
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["job", "--url", &url], 1, "no rebalance job since it started"),
+        (&["job", "99", "--url", &url], 2, "(job_not_found)"),
+        (&["status", "--url", "http://127.0.0.1:1"], 1, "cannot reach the bridge at http://127.0.0.1:1/api/cluster"),
+        (&["job", "--url", "http://127.0.0.1:1"], 1, "cannot reach the bridge at http://127.0.0.1:1/api/events"),
+        (&["status", "--url", "not a url"], 2, "--url \"not a url\": not a URL"),
+        (&["job", "1", "--url", "https://127.0.0.1:1"], 2, "use http://HOST:PORT"),
+    ];
+    for (args, code, expected) in cases {
         check_refused(args, code, expected);
     }
 

@@ -1,6 +1,7 @@
 //! Blocking helpers for the tests and benchmarks that drive a running
 //! `ecoshard serve` process (rather than the app in-process): one HTTP/1.0
-//! request, free loopback ports, a condition polled until it holds, the
+//! request, the binary run and refused, free loopback ports, a condition
+//! polled until it holds, the
 //! cluster's view, a process stopped on drop, a data directory deleted on
 //! drop, a PostgreSQL server hung (SIGSTOP) until dropped. The benchmarks
 //! include this file by path.
@@ -9,7 +10,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,26 @@ pub fn port_offset() -> u16 {
         .ok()
         .and_then(|offset| offset.parse::<u16>().ok())
         .map_or(0, |offset| offset.min(9))
+}
+
+/// `ecoshard ARGS`, with no input and no colour preference: its output.
+pub fn ecoshard(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
+}
+
+/// `ecoshard ARGS` refused: exit code `code` and one line on stderr, which
+/// contains `expected`.
+pub fn check_refused(args: &[&str], code: i32, expected: &str) {
+    let output = ecoshard(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
 }
 
 /// Polls `condition` every 20 ms until it holds or `limit` passes; whether
