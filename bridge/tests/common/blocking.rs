@@ -1,10 +1,9 @@
-//! Blocking helpers for the tests and benchmarks that drive a running
-//! `ecoshard serve` process (rather than the app in-process): one HTTP/1.0
-//! request, the binary run and refused, free loopback ports, a condition
-//! polled until it holds, the
-//! cluster's view, a process stopped on drop, a data directory deleted on
-//! drop, a PostgreSQL server hung (SIGSTOP) until dropped. The benchmarks
-//! include this file by path.
+//! Blocking helpers for the tests and benchmarks that drive the `ecoshard`
+//! binary (rather than the app in-process): one HTTP/1.0 request, the
+//! binary run and refused, free loopback ports, a condition polled until it
+//! holds, the cluster's view, `ecoshard serve` stopped on drop, a data
+//! directory deleted on drop, a PostgreSQL server hung (SIGSTOP) until
+//! dropped. The benchmarks include this file by path.
 
 #![allow(dead_code)]
 
