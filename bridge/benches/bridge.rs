@@ -28,7 +28,7 @@ use tokio_postgres::{Client, NoTls};
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 
-use blocking::{Frozen, Serve, free_ports, setting};
+use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
 
 const SHARDS: u64 = 3;
 
@@ -41,26 +41,28 @@ fn main() {
     let http_port = free_ports(28400, 1);
     let data_dir = std::env::temp_dir().join(format!("ecoshard-bench-{}", std::process::id()));
     let addr = format!("127.0.0.1:{http_port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--pg-port",
-            &pg_port.to_string(),
-        ])
-        .args(["--strategy", "ring", "--shards", &SHARDS.to_string()])
-        .args(["--pool-size", &(clients * 2).to_string(), "--data-dir"])
-        .arg(&data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start ecoshard serve");
-    let bridge = Serve {
-        child,
-        data_dir: Some(data_dir.clone()),
-    };
+    let (pg_port_arg, shards, pool_size, data_dir_arg) = (
+        pg_port.to_string(),
+        SHARDS.to_string(),
+        (clients * 2).to_string(),
+        data_dir.display().to_string(),
+    );
+    let args = [
+        "--pg-port",
+        &pg_port_arg,
+        "--strategy",
+        "ring",
+        "--shards",
+        &shards,
+        "--pool-size",
+        &pool_size,
+        "--data-dir",
+        &data_dir_arg,
+    ];
+    let mut bridge = Serve::start_with(&addr, &args, |command| {
+        command.stderr(Stdio::inherit());
+    });
+    bridge.data_dir = Some(data_dir.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -218,14 +220,7 @@ async fn wait_ready(addr: &str) {
             && let Ok((200, body)) = http(&mut sender, "GET", "/api/cluster", None).await
         {
             let view: ecoshard_core::wire::ClusterView = serde_json::from_slice(&body).unwrap();
-            let ready = view.nodes.iter().all(|node| {
-                node.up
-                    && node
-                        .lag
-                        .as_ref()
-                        .is_none_or(|lag| lag.state.as_deref() == Some("streaming"))
-            });
-            if ready {
+            if all_streaming(&view) {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 return;
             }

@@ -15,12 +15,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecoshard_core::wire::{ClusterView, FailoverEvent, NodeRole};
+use ecoshard_core::wire::FailoverEvent;
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 
-use blocking::{Serve, cluster_view, free_ports, http, primary_of, setting};
+use blocking::{
+    Serve, all_streaming, cluster_view, eventually, free_ports, http, primary_of, setting,
+};
 
 /// One failover, as measured.
 struct Run {
@@ -63,36 +65,24 @@ fn bench_mode(sync: bool, runs: usize) -> Vec<Run> {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ecoshard"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--pg-port",
-            &pg_port.to_string(),
-        ])
-        .arg("--auto-failover")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("ECOSHARD_BENCH_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+    let (pg_port_arg, data_dir_arg) = (pg_port.to_string(), data_dir.display().to_string());
+    let mut args = vec![
+        "--pg-port",
+        &pg_port_arg,
+        "--auto-failover",
+        "--data-dir",
+        &data_dir_arg,
+    ];
     if sync {
-        command.arg("--sync-replication");
+        args.push("--sync-replication");
     }
-    let bridge = Serve {
-        child: command.spawn().expect("start ecoshard serve"),
-        data_dir: Some(data_dir.clone()),
-    };
-    wait_for("the bridge to answer", || {
-        http(&addr, "GET", "/api/cluster", None).is_some()
+    let mut bridge = Serve::start_with(&addr, &args, |command| {
+        command.env("RUST_LOG", "warn");
+        if std::env::var_os("ECOSHARD_BENCH_LOG").is_some() {
+            command.stderr(Stdio::inherit());
+        }
     });
+    bridge.data_dir = Some(data_dir.clone());
     let mut results = Vec::new();
     for index in 0..runs {
         wait_for("every node to stream", || {
@@ -214,17 +204,6 @@ fn report(sync: bool, runs: &[Run]) {
     }
 }
 
-fn all_streaming(view: &ClusterView) -> bool {
-    view.nodes.iter().all(|node| {
-        node.up
-            && (node.role == NodeRole::Primary
-                || node
-                    .lag
-                    .as_ref()
-                    .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
-    })
-}
-
 /// SIGKILL to the node's postmaster (pid in the first line of postmaster.pid).
 fn kill(data_dir: &Path, node: &str) {
     let pid_file = data_dir.join(node).join("postmaster.pid");
@@ -237,10 +216,7 @@ fn kill(data_dir: &Path, node: &str) {
     assert!(status.success(), "kill -KILL {pid}");
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, condition: impl FnMut() -> bool) {
+    let held = eventually(Duration::from_secs(180), condition);
+    assert!(held, "timed out waiting for {what}");
 }

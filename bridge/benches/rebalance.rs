@@ -10,8 +10,6 @@
 //! ECOSHARD_BENCH_REPEAT (round trips 3 → 4 → 3 per batch size, 2).
 //! Stops its bridge and servers and deletes its directory at the end.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::{JobState, RebalanceJob};
@@ -19,22 +17,7 @@ use ecoshard_core::wire::{JobState, RebalanceJob};
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 
-use blocking::{Serve, free_ports};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
-
-/// The data directory, deleted at the end.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--data-dir"])
-            .arg(&self.0)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use blocking::{Scratch, Serve, free_ports, setting};
 
 /// A request answered within 120 s (a rebalance's request plans first).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
@@ -42,31 +25,27 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
         .expect("an answer from the bridge")
 }
 
-fn serve(data_dir: &PathBuf, pg_port: u16, addr: &str, batch: usize) -> Serve {
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", addr, "--pg-port", &pg_port.to_string()])
-        .args(["--strategy", "modulo", "--shards", "3"])
-        .args(["--rebalance-batch", &batch.to_string(), "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ecoshard serve");
-    let bridge = Serve {
-        child,
-        data_dir: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(addr).is_ok()
-            && http(addr, "GET", "/api/health", None).0 == 200
-        {
-            return bridge;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("serve never answered");
+fn serve(scratch: &Scratch, pg_port: u16, addr: &str, batch: usize) -> Serve {
+    let (pg_port, batch, data_dir) = (
+        pg_port.to_string(),
+        batch.to_string(),
+        scratch.dir.display().to_string(),
+    );
+    Serve::start(
+        addr,
+        &[
+            "--pg-port",
+            &pg_port,
+            "--strategy",
+            "modulo",
+            "--shards",
+            "3",
+            "--rebalance-batch",
+            &batch,
+            "--data-dir",
+            &data_dir,
+        ],
+    )
 }
 
 /// Applies `layout` and waits for the end: the job and the wall time from
@@ -88,10 +67,7 @@ fn rebalance(addr: &str, layout: &str) -> (RebalanceJob, Duration) {
 }
 
 fn main() {
-    let rows: u64 = std::env::var("ECOSHARD_BENCH_ROWS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(100_000);
+    let rows = setting("ECOSHARD_BENCH_ROWS", 100_000);
     let batches: Vec<usize> = std::env::var("ECOSHARD_BENCH_BATCHES")
         .unwrap_or_else(|_| "100,250,1000,2000,5000,10000,25000".into())
         .split(',')
@@ -99,12 +75,10 @@ fn main() {
         .collect();
     let pg_port = free_ports(29800, 3);
     let addr = format!("127.0.0.1:{}", free_ports(29900, 1));
-    let scratch = Scratch(
-        std::env::temp_dir().join(format!("ecoshard-bench-rebalance-{}", std::process::id())),
-    );
+    let scratch = Scratch::new("bench-rebalance");
 
     {
-        let _bridge = serve(&scratch.0, pg_port, &addr, 1_000);
+        let _bridge = serve(&scratch, pg_port, &addr, 1_000);
         let mut inserted = 0;
         while inserted < rows {
             let count = (rows - inserted).min(10_000);
@@ -116,10 +90,7 @@ fn main() {
         eprintln!("inserted {rows} rows");
     }
 
-    let repeat: usize = std::env::var("ECOSHARD_BENCH_REPEAT")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(2);
+    let repeat = setting("ECOSHARD_BENCH_REPEAT", 2) as usize;
     println!(
         "| layout change | batch (rows) | rows moved | moving rows/s | wall s (plan + move) |"
     );
@@ -134,7 +105,7 @@ fn main() {
     };
     let mut summary = Vec::new();
     for batch in &batches {
-        let _bridge = serve(&scratch.0, pg_port, &addr, *batch);
+        let _bridge = serve(&scratch, pg_port, &addr, *batch);
         let mut rates = Vec::new();
         for _ in 0..repeat {
             for (change, layout) in [
@@ -150,7 +121,7 @@ fn main() {
         summary.push((*batch, rates));
     }
     let batch = ecoshard_bridge::DEFAULT_BATCH_ROWS;
-    let _bridge = serve(&scratch.0, pg_port, &addr, batch);
+    let _bridge = serve(&scratch, pg_port, &addr, batch);
     rebalance(&addr, r#"{"strategy":"ring","shards":3}"#);
     let (job, wall) = rebalance(&addr, r#"{"strategy":"ring","shards":4}"#);
     report("ring 3 → 4", batch, &job, wall);

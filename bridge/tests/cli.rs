@@ -6,46 +6,17 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::blocking::{BIN, Scratch, Serve, check_refused, ecoshard};
 use common::free_ports;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
-
-/// A data directory whose servers are stopped and files deleted when the test
-/// ends, pass or fail.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ecoshard-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch { dir }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--data-dir"])
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ecoshard(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
+/// `ecoshard ARGS --data-dir DATA_DIR`.
+fn in_dir(args: &[&str], data_dir: &Path) -> Output {
+    let data_dir = data_dir.display().to_string();
+    ecoshard(&[args, &["--data-dir", &data_dir]].concat())
 }
 
 fn stderr(output: &Output) -> String {
@@ -53,7 +24,7 @@ fn stderr(output: &Output) -> String {
 }
 
 fn running_nodes(data_dir: &Path, port: u16) -> Vec<String> {
-    let output = ecoshard(
+    let output = in_dir(
         &[
             "cluster",
             "status",
@@ -79,77 +50,19 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     common::blocking::request(addr, "GET", path, None, Duration::from_secs(5))
 }
 
-/// Starts `ecoshard serve` with `args` and waits until `/api/cluster` answers;
-/// the child and that answer.
-fn serve_until_ready(
-    args: &[&str],
-    envs: &[(&str, &Path)],
-    addr: &str,
-) -> (std::process::Child, serde_json::Value) {
-    let mut command = Command::new(BIN);
-    command
-        .arg("serve")
-        .args(["--listen", addr])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start ecoshard serve");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        if let Some((200, body)) = http_get(addr, "/api/cluster") {
-            let cluster = serde_json::from_str(&body).expect("cluster JSON");
-            return (child, cluster);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut log = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                let _ = err.read_to_string(&mut log);
-            }
-            panic!("serve exited early: {status}: {log}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve never answered /api/cluster");
-}
-
-/// SIGTERM, then the exit status and what it printed on stderr.
-fn terminate(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut log = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut log);
-    }
-    (exit, log)
+/// `GET /api/cluster` of the bridge at `addr`, as JSON.
+fn cluster_json(addr: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, "/api/cluster").expect("GET /api/cluster");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("cluster JSON")
 }
 
 #[test]
 fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
-    let scratch = Scratch::new("updown");
+    let scratch = Scratch::new("cli-updown");
     let port = free_ports(26600, 3);
     let port_arg = port.to_string();
-    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let up = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(up.status.success(), "{}", stderr(&up));
     let printed = String::from_utf8_lossy(&up.stdout);
     assert!(
@@ -208,11 +121,10 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     let addr = format!("127.0.0.1:{}", free_ports(18600, 1));
     let config_arg = config.display().to_string();
     let passfile = scratch.dir.join("pgpass");
-    let (child, cluster) = serve_until_ready(
-        &["--cluster-config", &config_arg],
-        &[("PGPASSFILE", passfile.as_path())],
-        &addr,
-    );
+    let serve = Serve::start_with(&addr, &["--cluster-config", &config_arg], |command| {
+        command.env("PGPASSFILE", &passfile);
+    });
+    let cluster = cluster_json(&addr);
     assert_eq!(cluster["mode"], "external");
     let names: Vec<&str> = cluster["nodes"]
         .as_array()
@@ -221,7 +133,7 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
         .map(|node| node["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["primary", "standby-1", "standby-2"]);
-    let (exit, log) = terminate(child);
+    let (exit, log) = serve.stop();
     assert!(exit.success(), "{log}");
     assert_eq!(
         running_nodes(&scratch.dir, port).len(),
@@ -229,16 +141,16 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
         "an external cluster is left running"
     );
 
-    let down = ecoshard(&["cluster", "down"], &scratch.dir);
+    let down = in_dir(&["cluster", "down"], &scratch.dir);
     assert!(down.status.success(), "{}", stderr(&down));
-    let status = ecoshard(&["cluster", "status"], &scratch.dir);
+    let status = in_dir(&["cluster", "status"], &scratch.dir);
     assert_eq!(status.status.code(), Some(3), "status of a stopped cluster");
     assert!(running_nodes(&scratch.dir, port).is_empty());
 
     // Reuse keeps the data; a broken standby is cloned again.
     let replicator_password = passwords[0].to_string();
     std::fs::remove_dir_all(scratch.dir.join("standby-2/global")).unwrap();
-    let again = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let again = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         running_nodes(&scratch.dir, port),
@@ -252,7 +164,7 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     assert!(scratch.dir.join("standby-2/global/pg_control").is_file());
 
     // Asking for other ports while it runs is refused with a clear line.
-    let other = ecoshard(
+    let other = in_dir(
         &["cluster", "up", "--pg-port", &(port + 50).to_string()],
         &scratch.dir,
     );
@@ -264,13 +176,9 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     );
 
     // A broken primary: the whole cluster is built anew (new passwords).
-    assert!(
-        ecoshard(&["cluster", "down"], &scratch.dir)
-            .status
-            .success()
-    );
+    assert!(in_dir(&["cluster", "down"], &scratch.dir).status.success());
     std::fs::remove_file(scratch.dir.join("primary/global/pg_control")).unwrap();
-    let rebuilt = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let rebuilt = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
     assert_eq!(
         running_nodes(&scratch.dir, port),
@@ -285,16 +193,16 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
 
 #[test]
 fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
-    let scratch = Scratch::new("serve");
+    let scratch = Scratch::new("cli-serve");
     let port = free_ports(26700, 3);
     let http = free_ports(18700, 1);
     let addr = format!("127.0.0.1:{http}");
     let data_dir = scratch.dir.display().to_string();
-    let (child, cluster) = serve_until_ready(
-        &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
-        &[],
+    let serve = Serve::start(
         &addr,
+        &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
     );
+    let cluster = cluster_json(&addr);
     assert_eq!(cluster["mode"], "local");
     assert_eq!(cluster["nodes"].as_array().map(Vec::len), Some(3));
     let (status, page) = http_get(&addr, "/").unwrap();
@@ -307,7 +215,7 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     let mut first = [0u8; 64];
     let read = listener.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
-    let (exit, log) = terminate(child);
+    let (exit, log) = serve.stop();
     assert!(exit.success(), "serve exited with {exit}: {log}");
     assert!(!log.contains("stopping anyway"), "{log}");
     assert!(log.contains("bridge listening on"), "{log}");
@@ -331,41 +239,32 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
 
 #[test]
 fn a_killed_bridge_leaves_no_server_running_and_a_restart_waits_for_the_cleanup() {
-    let scratch = Scratch::new("killed");
+    let scratch = Scratch::new("cli-killed");
     let port = free_ports(26900, 3);
     let addr = format!("127.0.0.1:{}", free_ports(18900, 1));
     let data_dir = scratch.dir.display().to_string();
     let port_arg = port.to_string();
-    let (mut child, _) = serve_until_ready(
-        &["--pg-port", &port_arg, "--data-dir", &data_dir],
-        &[],
-        &addr,
-    );
+    let mut serve = Serve::start(&addr, &["--pg-port", &port_arg, "--data-dir", &data_dir]);
     assert_eq!(running_nodes(&scratch.dir, port).len(), 3);
     // SIGKILL: no destructor runs; the watchdog stops the servers.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    serve.kill();
     // Started at once, the next run waits for that to finish instead of
     // adopting servers that are about to stop.
-    let up = ecoshard(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
+    let up = in_dir(&["cluster", "up", "--pg-port", &port_arg], &scratch.dir);
     assert!(up.status.success(), "{}", stderr(&up));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         running_nodes(&scratch.dir, port),
         ["primary", "standby-1", "standby-2"]
     );
-    assert!(
-        ecoshard(&["cluster", "down"], &scratch.dir)
-            .status
-            .success()
-    );
+    assert!(in_dir(&["cluster", "down"], &scratch.dir).status.success());
     assert!(running_nodes(&scratch.dir, port).is_empty());
 }
 
 #[test]
 fn missing_binaries_give_one_clear_line() {
-    let scratch = Scratch::new("nobin");
-    let output = ecoshard(
+    let scratch = Scratch::new("cli-nobin");
+    let output = in_dir(
         &["cluster", "up", "--pg-bin", "/nonexistent/postgresql/bin"],
         &scratch.dir,
     );
@@ -378,13 +277,11 @@ fn missing_binaries_give_one_clear_line() {
 
 #[test]
 fn a_taken_port_is_named_in_the_error() {
-    let scratch = Scratch::new("port");
+    let scratch = Scratch::new("cli-port");
     // Below the ephemeral range (32768+), so no outgoing connection takes it.
-    let taken = (26800..27000)
-        .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
-        .expect("a free port");
-    let port = taken.local_addr().unwrap().port();
-    let output = ecoshard(
+    let port = free_ports(26800, 1);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("a free port");
+    let output = in_dir(
         &["cluster", "up", "--pg-port", &port.to_string()],
         &scratch.dir,
     );
@@ -398,63 +295,38 @@ fn a_taken_port_is_named_in_the_error() {
 
 #[test]
 fn bad_serve_arguments_exit_with_code_2() {
-    for args in [
-        &["serve", "--shards", "0"][..],
-        &["serve", "--strategy", "sharding"],
-        &["serve", "--listen", "not-an-address"],
-        &["serve", "--database", "Bad-Name"],
-        &["serve", "--primary", "postgres://[bad"],
-        &["serve", "--cluster-config", "/nonexistent/cluster.json"],
-        &["serve", "--token", "too-short"],
-        &["serve", "--allowed-host", "bridge.example:8080"],
-        &["serve", "--max-connections", "0"],
-    ] {
-        let output = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert_eq!(stderr(&output).trim_end().lines().count(), 1, "{args:?}");
+    // One case a line: the arguments, then what the one line says.
+    #[rustfmt::skip]
+    let cases: [(&[&str], &str); 9] = [
+        (&["serve", "--shards", "0"], "at least one shard"),
+        (&["serve", "--strategy", "sharding"], "--strategy"),
+        (&["serve", "--listen", "not-an-address"], "--listen"),
+        (&["serve", "--database", "Bad-Name"], "--database"),
+        (&["serve", "--primary", "postgres://[bad"], "bad connection URL"),
+        (&["serve", "--cluster-config", "/nonexistent/cluster.json"], "/nonexistent/cluster.json"),
+        (&["serve", "--token", "too-short"], "--token"),
+        (&["serve", "--allowed-host", "bridge.example:8080"], "--allowed-host"),
+        (&["serve", "--max-connections", "0"], "--max-connections"),
+    ];
+    for (args, expected) in cases {
+        check_refused(args, 2, expected);
     }
 }
 
 #[test]
 fn a_missing_argument_is_named_on_the_one_line() {
-    let output = Command::new(BIN)
-        .args(["locate", "--strategy", "jump", "--shards", "4"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
-    assert_eq!(text.trim_end().lines().count(), 1, "{text}");
-    assert!(
-        text.contains("the following required arguments were not provided: <KEYS>"),
-        "{text}"
+    check_refused(
+        &["locate", "--strategy", "jump", "--shards", "4"],
+        2,
+        "the following required arguments were not provided: <KEYS>",
     );
-}
-
-/// Runs `ecoshard ARGS` with no input and no colour preference.
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
 }
 
 #[test]
 fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
     // Exit code 2 and exactly this one line on stderr.
     fn check(args: &[&str], expected_line: &str) {
-        let output = run(args);
+        let output = ecoshard(args);
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
         assert_eq!(text, format!("{expected_line}\n"), "{args:?}");
@@ -507,7 +379,7 @@ fn bad_arguments_give_one_line_with_clap_s_hint_and_the_subcommand_s_help() {
 #[test]
 fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
     fn check(name: &str, expected_first_line: &str) {
-        let output = run(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
+        let output = ecoshard(&["plan", "--strategy", name, "--from", "3", "--to", "4"]);
         assert!(output.status.success(), "{name}: {}", stderr(&output));
         let text = String::from_utf8_lossy(&output.stdout);
         assert_eq!(text.lines().next(), Some(expected_first_line), "{name}");
@@ -532,7 +404,7 @@ fn strategy_names_are_accepted_in_any_case_on_the_command_line() {
 
 #[test]
 fn plan_prints_counts_with_thousands_separators() {
-    let output = run(&[
+    let output = ecoshard(&[
         "plan",
         "--strategy",
         "modulo",
@@ -563,7 +435,7 @@ fn plan_prints_counts_with_thousands_separators() {
 #[test]
 fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
     fn check(keys: &str, expected_line: &str) {
-        let output = run(&[
+        let output = ecoshard(&[
             "plan",
             "--strategy",
             "ring",
@@ -591,7 +463,7 @@ fn plan_refuses_no_keys_and_too_many_with_a_sentence() {
 
 #[test]
 fn a_plan_over_one_key_names_that_key_once() {
-    let output = run(&[
+    let output = ecoshard(&[
         "plan",
         "--strategy",
         "ring",
@@ -613,7 +485,7 @@ fn a_plan_over_one_key_names_that_key_once() {
 #[test]
 fn logs_written_to_a_file_have_no_colour_codes() {
     // A serve that logs its first line, then fails (no PostgreSQL binaries there).
-    let scratch = Scratch::new("nocolour");
+    let scratch = Scratch::new("cli-nocolour");
     let log_path = scratch.dir.with_extension("log");
     let log = std::fs::File::create(&log_path).unwrap();
     let status = Command::new(BIN)

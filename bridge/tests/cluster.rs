@@ -2,36 +2,32 @@
 //! (the original EcoMarket suite's six checks, and more). No mock anywhere.
 
 mod common;
+mod rows;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{
-    NODES, bridge, cluster, connect, eventually, get, post_json, send, wait_standbys_ready,
+    LIMIT, NODES, ReadLoad, SharedCluster, bridge, bridge_with, connect, eventually, get,
+    post_json, ring, send, view, wait_streaming,
 };
 use ecoshard_core::wire::{
     ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, ReadResult, Stats, Tick,
 };
 use ecoshard_core::{Layout, StrategyKind};
 
-/// Below the ephemeral port range, so outgoing connections never take ours.
-const BASE_PORT: u16 = 26400;
-
-fn the_cluster() -> &'static ecoshard_bridge::LocalCluster {
-    cluster("cluster", BASE_PORT)
-}
-
-fn ring(shards: u64) -> Layout {
-    Layout::with_count(StrategyKind::Ring, shards).unwrap()
-}
+/// This binary's cluster, on ports from 26400: below the ephemeral port
+/// range, so outgoing connections never take ours.
+static CLUSTER: SharedCluster = SharedCluster::new("cluster", 26400, false);
 
 #[tokio::test]
 async fn write_on_primary_is_visible_on_both_standbys() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_visible", ring(3)).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_visible", ring(3)).await;
     let answer = post_json(&state, "/api/users", r#"{"user_id":"ana","name":"Ana"}"#).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
     let inserted: InsertResult = answer.parse();
@@ -39,7 +35,7 @@ async fn write_on_primary_is_visible_on_both_standbys() {
     assert!(inserted.lsn.contains('/'), "{}", inserted.lsn);
     let schema = format!("\"shard_{}\"", inserted.shard);
     for standby in ["standby-1", "standby-2"] {
-        let client = connect(cluster, standby, "t_visible").await;
+        let client = connect(&cluster, standby, "t_visible").await;
         let sql = format!("SELECT name FROM {schema}.users WHERE user_id = 'ana'");
         let seen = eventually(Duration::from_secs(10), || async {
             client
@@ -63,11 +59,11 @@ async fn write_on_primary_is_visible_on_both_standbys() {
 #[tokio::test]
 async fn reads_spread_round_robin_over_the_standbys() {
     let _nodes = NODES.read().await;
-    let state = bridge(the_cluster(), "t_round_robin", ring(3)).await;
+    let state = bridge(&CLUSTER.get(), "t_round_robin", ring(3)).await;
     let inserted: InsertResult = post_json(&state, "/api/users", r#"{"user_id":"rr"}"#)
         .await
         .parse();
-    wait_standbys_ready(&state).await;
+    wait_streaming(&state).await;
     let mut served: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..40 {
         let answer = get(
@@ -96,8 +92,8 @@ async fn reads_spread_round_robin_over_the_standbys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_batched_reads", ring(3)).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_batched_reads", ring(3)).await;
     let bulk: BulkResult = post_json(
         &state,
         "/api/users/bulk",
@@ -105,9 +101,9 @@ async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
     )
     .await
     .parse();
-    wait_standbys_ready(&state).await;
+    wait_streaming(&state).await;
     // What PostgreSQL holds, straight from the primary.
-    let primary = connect(cluster, "primary", "t_batched_reads").await;
+    let primary = connect(&cluster, "primary", "t_batched_reads").await;
     let mut stored = BTreeMap::new();
     for shard in ["s0", "s1", "s2"] {
         for row in primary
@@ -182,8 +178,8 @@ async fn concurrent_reads_in_one_batch_each_get_their_own_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_share_commits_and_each_id_is_written_once() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_batched_inserts", ring(3)).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_batched_inserts", ring(3)).await;
     let stored = post_json(&state, "/api/users", r#"{"user_id":"taken"}"#).await;
     assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text());
     // 200 new ids, 100 of them sent twice at once (the same body), and one
@@ -229,7 +225,7 @@ async fn concurrent_inserts_share_commits_and_each_id_is_written_once() {
         );
     }
     // In PostgreSQL: each id once, in the shard the core says, as sent.
-    let primary = connect(cluster, "primary", "t_batched_inserts").await;
+    let primary = connect(&cluster, "primary", "t_batched_inserts").await;
     let router = ring(3).build().unwrap();
     let mut rows = 0;
     for shard in ["s0", "s1", "s2"] {
@@ -274,15 +270,15 @@ async fn concurrent_inserts_share_commits_and_each_id_is_written_once() {
 #[tokio::test]
 async fn lag_is_reported_from_pg_stat_replication() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_lag", ring(3)).await;
-    wait_standbys_ready(&state).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_lag", ring(3)).await;
+    wait_streaming(&state).await;
     let answer = get(&state, "/api/cluster").await;
     let view: ClusterView = answer.parse();
     assert_eq!(view.nodes.len(), 3);
     assert_eq!(view.nodes[0].name, "primary");
     assert!(view.nodes[0].lag.is_none());
-    let primary = connect(cluster, "primary", "t_lag").await;
+    let primary = connect(&cluster, "primary", "t_lag").await;
     let names: HashSet<String> = primary
         .query(
             "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
@@ -319,9 +315,9 @@ async fn lag_is_reported_from_pg_stat_replication() {
 /// 300 users placed as the core says, checked in PostgreSQL.
 async fn check_placement(strategy: StrategyKind, database: &str) {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
+    let cluster = CLUSTER.get();
     let layout = Layout::with_count(strategy, 3).unwrap();
-    let state = bridge(cluster, database, layout.clone()).await;
+    let state = bridge(&cluster, database, layout.clone()).await;
     let answer = post_json(
         &state,
         "/api/users/bulk",
@@ -332,7 +328,7 @@ async fn check_placement(strategy: StrategyKind, database: &str) {
     let bulk: BulkResult = answer.parse();
     assert_eq!(bulk.inserted, 300);
     let router = layout.build().unwrap();
-    let primary = connect(cluster, "primary", database).await;
+    let primary = connect(&cluster, "primary", database).await;
     let mut seen = HashSet::new();
     for shard in router.shards() {
         let rows = primary
@@ -374,8 +370,8 @@ async fn users_are_placed_by_consistent_hash_as_the_core_says() {
 #[tokio::test]
 async fn read_your_writes_never_misses_a_fresh_insert() {
     let _nodes = NODES.read().await;
-    let state = bridge(the_cluster(), "t_ryw", ring(3)).await;
-    wait_standbys_ready(&state).await;
+    let state = bridge(&CLUSTER.get(), "t_ryw", ring(3)).await;
+    wait_streaming(&state).await;
     let mut from_standbys = 0;
     for index in 0..150 {
         let inserted: InsertResult = post_json(
@@ -427,7 +423,7 @@ async fn read_your_writes_never_misses_a_fresh_insert() {
 #[tokio::test]
 async fn strong_reads_go_to_the_primary() {
     let _nodes = NODES.read().await;
-    let state = bridge(the_cluster(), "t_strong", ring(3)).await;
+    let state = bridge(&CLUSTER.get(), "t_strong", ring(3)).await;
     post_json(&state, "/api/users", r#"{"user_id":"s1"}"#).await;
     for _ in 0..5 {
         let read: ReadResult = get(&state, "/api/users/s1?consistency=strong")
@@ -438,71 +434,62 @@ async fn strong_reads_go_to_the_primary() {
     }
     let missing = get(&state, "/api/users/nobody?consistency=strong").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_eq!(missing.parse::<ApiErrorBody>().error.code, "user_not_found");
+    assert_eq!(missing.error_code(), "user_not_found");
 }
 
 #[tokio::test]
 async fn a_stopped_standby_costs_no_read_and_rejoins_after_restart() {
     let _nodes = NODES.write().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_failover", ring(3)).await;
+    let cluster = CLUSTER.get();
+    let database = "t_failover";
+    let state = bridge(&cluster, database, ring(3)).await;
     let answer = post_json(&state, "/api/users/bulk", r#"{"count":50,"prefix":"f"}"#).await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    wait_standbys_ready(&state).await;
+    wait_streaming(&state).await;
+    // Eventual reads go to the standbys: they hold every row first.
+    for standby in ["standby-1", "standby-2"] {
+        let client = connect(&cluster, standby, database).await;
+        let copied = eventually(LIMIT, || async { rows::count(&client).await == Some(50) }).await;
+        assert!(copied, "{standby} never held every row");
+    }
 
-    let reader = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let started = std::time::Instant::now();
-            while started.elapsed() < Duration::from_secs(4) {
-                for index in 0..50 {
-                    let answer =
-                        get(&state, &format!("/api/users/f{index}?consistency=strong")).await;
-                    let eventual = get(&state, &format!("/api/users/f{index}")).await;
-                    for answer in [answer, eventual] {
-                        // A standby may lag behind a fresh insert (404), never fail.
-                        if answer.status == StatusCode::OK || answer.status == StatusCode::NOT_FOUND
-                        {
-                            ok += 1;
-                        } else {
-                            failed.push(answer.text());
-                        }
-                    }
-                }
-            }
-            (ok, failed)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let stopper = tokio::task::spawn_blocking(|| the_cluster().stop_node("standby-1", false));
-    stopper.await.unwrap().expect("stop standby-1");
-    let down = eventually(Duration::from_secs(5), || async {
-        let view: ClusterView = get(&state, "/api/cluster").await.parse();
-        !view.nodes[1].up
-    })
-    .await;
+    // Strong and eventual reads of every row, until standby-1 has been seen
+    // down and reads have gone on without it.
+    let keys: Vec<String> = (0..50).map(|index| format!("f{index}")).collect();
+    let load = ReadLoad::start(&state, &keys, &["strong", "eventual"], 1);
+    assert!(load.goes_on(50).await, "the reads did not start");
+    let stopper = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || stopper.stop_node("standby-1", false))
+        .await
+        .unwrap()
+        .expect("stop standby-1");
+    let down = eventually(LIMIT, || async { !view(&state).await.nodes[1].up }).await;
     assert!(down, "standby-1 still reported up");
-    let (ok, failed) = reader.await.unwrap();
+    assert!(
+        load.goes_on(100).await,
+        "reads stopped while standby-1 was down"
+    );
+    let (ok, failed) = load.finish().await;
     assert!(
         failed.is_empty(),
         "{} failed reads, first: {:?}",
         failed.len(),
         failed.first()
     );
-    assert!(ok > 100, "only {ok} reads ran");
+    eprintln!("{ok} reads, standby-1 stopped under them, none failed");
 
     // While it is down, eventual reads all go to standby-2.
     for index in 0..10 {
         let read: ReadResult = get(&state, &format!("/api/users/f{index}")).await.parse();
         assert_ne!(read.served_by, "standby-1");
     }
-    tokio::task::spawn_blocking(|| the_cluster().start_node("standby-1"))
+    let starter = Arc::clone(&cluster);
+    tokio::task::spawn_blocking(move || starter.start_node("standby-1"))
         .await
         .unwrap()
         .expect("start standby-1");
-    wait_standbys_ready(&state).await;
-    let rejoined = eventually(Duration::from_secs(10), || async {
+    wait_streaming(&state).await;
+    let rejoined = eventually(LIMIT, || async {
         let read: ReadResult = get(&state, "/api/users/f1").await.parse();
         read.served_by == "standby-1"
     })
@@ -515,15 +502,15 @@ async fn a_stopped_standby_costs_no_read_and_rejoins_after_restart() {
 #[tokio::test]
 async fn the_layout_is_kept_in_the_database_across_restarts() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let first = bridge(cluster, "t_layout", ring(4)).await;
+    let cluster = CLUSTER.get();
+    let first = bridge(&cluster, "t_layout", ring(4)).await;
     let view: LayoutView = get(&first, "/api/layout").await.parse();
     assert_eq!(view.version, 1);
     assert_eq!(view.layout, ring(4));
     drop(first);
     // A restart with other flags keeps the stored layout.
     let second = bridge(
-        cluster,
+        &cluster,
         "t_layout",
         Layout::with_count(StrategyKind::Modulo, 2).unwrap(),
     )
@@ -531,7 +518,7 @@ async fn the_layout_is_kept_in_the_database_across_restarts() {
     let view: LayoutView = get(&second, "/api/layout").await.parse();
     assert_eq!(view.version, 1);
     assert_eq!(view.layout, ring(4));
-    let primary = connect(cluster, "primary", "t_layout").await;
+    let primary = connect(&cluster, "primary", "t_layout").await;
     let schemas: i64 = primary
         .query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users' AND table_schema LIKE 'shard_%'",
@@ -552,285 +539,58 @@ async fn the_layout_is_kept_in_the_database_across_restarts() {
     assert_eq!(active, 1);
 }
 
-/// One bad request and the error it must get.
-struct Bad<'a> {
-    method: &'a str,
-    uri: &'a str,
-    body: String,
-    json: bool,
-    status: StatusCode,
-    code: &'a str,
-}
-
-fn bad<'a>(
-    method: &'a str,
-    uri: &'a str,
-    body: impl Into<String>,
-    json: bool,
-    status: StatusCode,
-    code: &'a str,
-) -> Bad<'a> {
-    Bad {
-        method,
-        uri,
-        body: body.into(),
-        json,
-        status,
-        code,
-    }
-}
-
 /// Every bad input: a 4xx JSON error with the expected code, and nothing written.
 #[tokio::test]
 async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
-    let state = bridge(cluster, "t_bad", ring(3)).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_bad", ring(3)).await;
+    let check = async |request: Request<Body>, status: u16, code: &str| {
+        let shown = format!("{} {}", request.method(), request.uri());
+        let answer = send(&state, request).await;
+        assert_eq!(answer.status.as_u16(), status, "{shown}: {}", answer.text());
+        assert!(answer.status.is_client_error(), "{shown}");
+        let error: ApiErrorBody = answer.parse();
+        assert_eq!(error.error.code, code, "{shown}");
+        assert!(!error.error.message.is_empty(), "{shown}");
+    };
     let long_id = "x".repeat(65);
     let long_uri = format!("/api/users/{long_id}");
+    let long_body = format!(r#"{{"user_id":"{long_id}"}}"#);
     let huge = format!(r#"{{"user_id":"big","name":"{}"}}"#, "a".repeat(70_000));
-    let cases = vec![
-        bad(
-            "POST",
-            "/api/users",
-            "{not json",
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":42}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"a","admin":true}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"name":"no id"}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":""}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            format!(r#"{{"user_id":"{long_id}"}}"#),
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"1; DROP TABLE users; --"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"x' OR '1'='1"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"bobby","name":"Robert'); DROP TABLE users;--"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_name",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"eve","email":"eve@x.com'; --"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_email",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            r#"{"user_id":"a"}"#,
-            false,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        ),
-        bad(
-            "POST",
-            "/api/users",
-            huge,
-            true,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":0}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_count",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":10001}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_count",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":-1}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":"ten"}"#,
-            true,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-        ),
-        bad(
-            "POST",
-            "/api/users/bulk",
-            r#"{"count":5,"prefix":"a;b"}"#,
-            true,
-            StatusCode::BAD_REQUEST,
-            "invalid_prefix",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?consistency=linearizable",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_consistency",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?consistency=read-your-writes&lsn=zzz",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_lsn",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?lsn=0/1",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-        ),
-        bad(
-            "GET",
-            "/api/users/a?limit=5",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-        ),
-        bad(
-            "GET",
-            "/api/users/a%27%3B%20DROP%20TABLE%20users",
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "GET",
-            &long_uri,
-            "",
-            false,
-            StatusCode::BAD_REQUEST,
-            "invalid_user_id",
-        ),
-        bad(
-            "GET",
-            "/api/users/unknown_id",
-            "",
-            false,
-            StatusCode::NOT_FOUND,
-            "user_not_found",
-        ),
-        bad(
-            "GET",
-            "/api/nothing",
-            "",
-            false,
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        bad(
-            "DELETE",
-            "/api/users/a",
-            "",
-            false,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
-        bad(
-            "PUT",
-            "/api/users",
-            "",
-            false,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
+    // One case a line: the request, then the status and error code it must get.
+    #[rustfmt::skip]
+    let cases = [
+        (user("{not json"), 400, "invalid_json"),
+        (user(r#"{"user_id":42}"#), 422, "invalid_body"),
+        (user(r#"{"user_id":"a","admin":true}"#), 422, "invalid_body"),
+        (user(r#"{"name":"no id"}"#), 422, "invalid_body"),
+        (user(r#"{"user_id":""}"#), 400, "invalid_user_id"),
+        (user(&long_body), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"1; DROP TABLE users; --"}"#), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"x' OR '1'='1"}"#), 400, "invalid_user_id"),
+        (user(r#"{"user_id":"bobby","name":"Robert'); DROP TABLE users;--"}"#), 400, "invalid_name"),
+        (user(r#"{"user_id":"eve","email":"eve@x.com'; --"}"#), 400, "invalid_email"),
+        (user(&huge), 413, "body_too_large"),
+        (page("POST", "/api/users", r#"{"user_id":"a"}"#), 415, "unsupported_media_type"),
+        (bulk(r#"{"count":0}"#), 400, "invalid_count"),
+        (bulk(r#"{"count":10001}"#), 400, "invalid_count"),
+        (bulk(r#"{"count":-1}"#), 422, "invalid_body"),
+        (bulk(r#"{"count":"ten"}"#), 422, "invalid_body"),
+        (bulk(r#"{"count":5,"prefix":"a;b"}"#), 400, "invalid_prefix"),
+        (read("/api/users/a?consistency=linearizable"), 400, "invalid_consistency"),
+        (read("/api/users/a?consistency=read-your-writes&lsn=zzz"), 400, "invalid_lsn"),
+        (read("/api/users/a?lsn=0/1"), 400, "invalid_query"),
+        (read("/api/users/a?limit=5"), 400, "invalid_query"),
+        (read("/api/users/a%27%3B%20DROP%20TABLE%20users"), 400, "invalid_user_id"),
+        (read(&long_uri), 400, "invalid_user_id"),
+        (read("/api/users/unknown_id"), 404, "user_not_found"),
+        (read("/api/nothing"), 404, "not_found"),
+        (page("DELETE", "/api/users/a", ""), 405, "method_not_allowed"),
+        (page("PUT", "/api/users", ""), 405, "method_not_allowed"),
     ];
-    for Bad {
-        method,
-        uri,
-        body,
-        json,
-        status,
-        code,
-    } in cases
-    {
-        let mut request = Request::builder().method(method).uri(uri);
-        if json {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        } else if method != "GET" {
-            // A change without the JSON type can come only from the bridge's own page.
-            request = request
-                .header(header::HOST, "localhost:8080")
-                .header(header::ORIGIN, "http://localhost:8080");
-        }
-        let answer = send(&state, request.body(Body::from(body)).unwrap()).await;
-        assert_eq!(answer.status, status, "{method} {uri}: {}", answer.text());
-        assert!(answer.status.is_client_error());
-        let error: ApiErrorBody = answer.parse();
-        assert_eq!(error.error.code, code, "{method} {uri}");
-        assert!(!error.error.message.is_empty());
+    for (request, status, code) in cases {
+        check(request, status, code).await;
     }
     // A duplicate: 409, and the first row stays as it was.
     assert_eq!(
@@ -841,26 +601,16 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     );
     let again = post_json(&state, "/api/users", r#"{"user_id":"dup","name":"Second"}"#).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert_eq!(again.parse::<ApiErrorBody>().error.code, "duplicate_user");
+    assert_eq!(again.error_code(), "duplicate_user");
     // A bulk insert that collides writes nothing at all.
     let first = post_json(&state, "/api/users/bulk", r#"{"count":10,"prefix":"bk"}"#).await;
     assert_eq!(first.status, StatusCode::CREATED);
     let clash = post_json(&state, "/api/users/bulk", r#"{"count":20,"prefix":"bk"}"#).await;
     assert_eq!(clash.status, StatusCode::CONFLICT, "{}", clash.text());
 
-    let primary = connect(cluster, "primary", "t_bad").await;
-    let mut total = 0i64;
-    for shard in ["s0", "s1", "s2"] {
-        total += primary
-            .query_one(
-                &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-    }
-    assert_eq!(total, 11, "only the good rows were written");
+    let primary = connect(&cluster, "primary", "t_bad").await;
+    let total = rows::count(&primary).await;
+    assert_eq!(total, Some(11), "only the good rows were written");
     let name: String = primary
         .query_one("SELECT name FROM shard_s0.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s1.users WHERE user_id = 'dup' UNION ALL SELECT name FROM shard_s2.users WHERE user_id = 'dup'", &[])
         .await
@@ -871,11 +621,45 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(stats.writes, 11);
 }
 
+/// `POST /api/users` with this body, typed as JSON, as a program sends it.
+fn user(body: &str) -> Request<Body> {
+    typed("/api/users", body)
+}
+
+/// `POST /api/users/bulk` with this body, typed as JSON.
+fn bulk(body: &str) -> Request<Body> {
+    typed("/api/users/bulk", body)
+}
+
+fn typed(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+/// `GET uri`.
+fn read(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+/// A change without the JSON type: only the bridge's own page can send one
+/// (the origin guard refuses it from anywhere else before it is routed).
+fn page(method: &str, uri: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "localhost:8080")
+        .header(header::ORIGIN, "http://localhost:8080")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
     use futures::StreamExt as _;
     let _nodes = NODES.read().await;
-    let state = bridge(the_cluster(), "t_events", ring(3)).await;
+    let state = bridge(&CLUSTER.get(), "t_events", ring(3)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(ecoshard_bridge::serve(
@@ -962,7 +746,11 @@ async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
     let mut wasm = b"\0asm\x01\0\0\0".to_vec();
     wasm.extend(std::iter::repeat_n(0u8, 4096));
     std::fs::write(dir.join("app_bg.wasm"), &wasm).unwrap();
-    let state = common::bridge_with(the_cluster(), "t_web", ring(3), Some(dir.clone())).await;
+    let cluster = CLUSTER.get();
+    let state = bridge_with(&cluster, "t_web", |config| {
+        config.web_dir = Some(dir.clone())
+    })
+    .await;
 
     let fetch = |uri: &'static str, encoding: &'static str| {
         let state = state.clone();
@@ -1012,11 +800,11 @@ async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
     // The API keeps its JSON 404.
     let api = fetch("/api/nope", "identity").await;
     assert_eq!(api.status, StatusCode::NOT_FOUND);
-    assert_eq!(api.parse::<ApiErrorBody>().error.code, "not_found");
+    assert_eq!(api.error_code(), "not_found");
     let _ = std::fs::remove_dir_all(&dir);
 
     // Without a built page: a note on how to build it, and a working API.
-    let bare = common::bridge_with(the_cluster(), "t_web", ring(3), None).await;
+    let bare = bridge(&cluster, "t_web", ring(3)).await;
     let note = get(&bare, "/").await;
     assert_eq!(note.status, StatusCode::OK);
     assert!(note.text().contains("cargo xtask dist"), "{}", note.text());
@@ -1026,15 +814,10 @@ async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
 #[tokio::test]
 async fn event_stream_clients_beyond_the_limit_get_429() {
     let _nodes = NODES.read().await;
-    let config = ecoshard_bridge::BridgeConfig {
-        initial_layout: ring(3),
-        max_event_clients: 2,
-        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(
-            the_cluster(),
-            "t_limits",
-        ))
-    };
-    let state = ecoshard_bridge::AppState::start(config).await.unwrap();
+    let state = bridge_with(&CLUSTER.get(), "t_limits", |config| {
+        config.max_event_clients = 2;
+    })
+    .await;
     let open = || {
         let app = ecoshard_bridge::app(state.clone());
         async move {
@@ -1056,7 +839,7 @@ async fn event_stream_clients_beyond_the_limit_get_429() {
     )
     .await;
     assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(third.parse::<ApiErrorBody>().error.code, "busy");
+    assert_eq!(third.error_code(), "busy");
     // A client leaving frees its slot.
     drop(first);
     let again = open().await;

@@ -12,48 +12,26 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::blocking::Frozen;
-use common::{Answer, connect, eventually, free_ports, get, post, post_json};
+use common::blocking::{Frozen, all_streaming};
+use common::{
+    LIMIT, ReadLoad, SharedCluster, answered, bridge_with, connect, control, data_dir, eventually,
+    eventually_some, get, post, post_json, ring, view,
+};
 use ecoshard_bridge::db::{Stage, WriteFailure, write_failure};
 use ecoshard_bridge::routing::{Placement, RoutingTable};
-use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
-use ecoshard_core::wire::{
-    ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, NodeRole, ReadResult, Stats,
-};
+use ecoshard_bridge::{AppState, LocalCluster};
+use ecoshard_core::wire::{BulkResult, InsertResult, LayoutView, ReadResult, Stats};
 use ecoshard_core::{Layout, StrategyKind};
-
-/// This binary's ports.
-const BASE_PORT: u16 = 30200;
-
-/// A wait only a hang reaches: every request is bounded well below it.
-const ANSWER_WITHIN: Duration = Duration::from_secs(15);
-
-/// Longest wait for a condition that must come true.
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// One test at a time: they stop servers.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-static CLUSTER: OnceLock<Arc<LocalCluster>> = OnceLock::new();
-
-fn the_cluster() -> Arc<LocalCluster> {
-    Arc::clone(CLUSTER.get_or_init(|| {
-        let port = free_ports(BASE_PORT, 3);
-        let dir = std::env::temp_dir().join(format!("ecoshard-deadlines-{}", std::process::id()));
-        let mut options = ClusterOptions::new(&dir, port);
-        options.remove_on_exit = true;
-        options.sync_replication = true;
-        Arc::new(
-            LocalCluster::start(&options)
-                .unwrap_or_else(|error| panic!("starting the test cluster: {error}")),
-        )
-    }))
-}
+/// This binary's cluster: ports from 30200, synchronous replication.
+static CLUSTER: SharedCluster = SharedCluster::new("deadlines", 30200, true);
 
 async fn bridge(
     local: &Arc<LocalCluster>,
@@ -61,50 +39,25 @@ async fn bridge(
     layout: Layout,
     pool_size: usize,
 ) -> AppState {
-    let config = BridgeConfig {
-        initial_layout: layout,
-        pool_size,
-        control: Some(Arc::clone(local) as ecoshard_bridge::cluster::Control),
-        ..BridgeConfig::new(Topology::local(local, database))
-    };
-    AppState::start(config)
-        .await
-        .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
-}
-
-fn ring(shards: u64) -> Layout {
-    Layout::with_count(StrategyKind::Ring, shards).unwrap()
-}
-
-/// A request that must be answered within [`ANSWER_WITHIN`]; `None` if not.
-async fn within(request: impl std::future::Future<Output = Answer>) -> Option<Answer> {
-    tokio::time::timeout(ANSWER_WITHIN, request).await.ok()
-}
-
-async fn answered(request: impl std::future::Future<Output = Answer>) -> Answer {
-    within(request).await.expect("a request hung")
-}
-
-fn code(answer: &Answer) -> String {
-    answer.parse::<ApiErrorBody>().error.code
-}
-
-async fn view(state: &AppState) -> ClusterView {
-    get(state, "/api/cluster").await.parse()
+    bridge_with(local, database, |config| {
+        config.initial_layout = layout;
+        config.pool_size = pool_size;
+        config.control = control(local);
+    })
+    .await
 }
 
 /// Waits until every node is up and every standby streams, synchronously
 /// (`quorum`), from the primary.
 async fn wait_healthy(state: &AppState) {
     let healthy = eventually(LIMIT, || async {
-        view(state).await.nodes.iter().all(|node| {
-            node.up
-                && (node.role == NodeRole::Primary
-                    || node.lag.as_ref().is_some_and(|lag| {
-                        lag.state.as_deref() == Some("streaming")
-                            && lag.sync_state.as_deref() == Some("quorum")
-                    }))
-        })
+        let view = view(state).await;
+        all_streaming(&view)
+            && view
+                .nodes
+                .iter()
+                .filter_map(|node| node.lag.as_ref())
+                .all(|lag| lag.sync_state.as_deref() == Some("quorum"))
     })
     .await;
     assert!(
@@ -113,15 +66,6 @@ async fn wait_healthy(state: &AppState) {
         view(state).await
     );
     tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
-}
-
-fn data_dir(local: &LocalCluster, node: &str) -> std::path::PathBuf {
-    local
-        .nodes()
-        .into_iter()
-        .find(|candidate| candidate.name == node)
-        .expect("node exists")
-        .data
 }
 
 /// How many rows hold `user_id`, in every shard, read on the primary.
@@ -140,67 +84,10 @@ async fn copies(client: &tokio_postgres::Client, shards: u64, user_id: &str) -> 
     copies
 }
 
-/// Reads `keys` round and round from `readers` tasks, alternating eventual
-/// and read-your-writes, each read bounded by [`ANSWER_WITHIN`], until told
-/// to stop: reads answered 200 (counted as they come) and every other outcome.
-struct ReadLoad {
-    stop: tokio::sync::watch::Sender<bool>,
-    ok: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
-}
-
-impl ReadLoad {
-    fn start(state: &AppState, keys: &[String], readers: usize) -> Self {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let ok = Arc::new(AtomicU64::new(0));
-        let tasks = (0..readers)
-            .map(|reader| {
-                let (state, keys, ok) = (state.clone(), keys.to_vec(), Arc::clone(&ok));
-                let mut stopped = stopped.clone();
-                tokio::spawn(async move {
-                    let mut failed = Vec::new();
-                    let mut n = reader;
-                    while !*stopped.borrow_and_update() {
-                        let consistency = ["eventual", "read-your-writes"][n % 2];
-                        let uri = format!(
-                            "/api/users/{}?consistency={consistency}",
-                            keys[n % keys.len()]
-                        );
-                        match within(get(&state, &uri)).await {
-                            Some(answer) if answer.status == StatusCode::OK => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Some(answer) => {
-                                failed.push(format!("{uri}: {} {}", answer.status, answer.text()))
-                            }
-                            None => {
-                                failed.push(format!("{uri}: no answer within {ANSWER_WITHIN:?}"))
-                            }
-                        }
-                        n += 7;
-                    }
-                    failed
-                })
-            })
-            .collect();
-        ReadLoad { stop, ok, tasks }
-    }
-
-    /// Stops the load; every read that failed or got no answer.
-    async fn finish(self) -> Vec<String> {
-        self.stop.send_replace(true);
-        let mut failed = Vec::new();
-        for task in self.tasks {
-            failed.extend(task.await.unwrap());
-        }
-        failed
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_standby_costs_reads_one_deadline_and_fails_none() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let state = bridge(&local, "t_hung_standby", ring(3), 8).await;
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":200,"prefix":"h"}"#).await;
     assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.text());
@@ -209,27 +96,20 @@ async fn a_hung_standby_costs_reads_one_deadline_and_fails_none() {
         .step_by(3)
         .map(|index| format!("h{index}"))
         .collect();
-    let load = ReadLoad::start(&state, &keys, 16);
-    assert!(
-        eventually(LIMIT, || async { load.ok.load(Ordering::Relaxed) >= 200 }).await,
-        "the reads did not start"
-    );
+    let load = ReadLoad::start(&state, &keys, &["eventual", "read-your-writes"], 16);
+    assert!(load.goes_on(200).await, "the reads did not start");
 
     let frozen = Frozen::stop(&data_dir(&local, "standby-1"));
     let down = eventually(LIMIT, || async { !view(&state).await.nodes[1].up }).await;
     assert!(down, "the bridge never saw standby-1 hung");
     // A while with standby-1 hung and out of the rotation.
-    let seen = load.ok.load(Ordering::Relaxed);
     assert!(
-        eventually(LIMIT, || async {
-            load.ok.load(Ordering::Relaxed) >= seen + 500
-        })
-        .await,
+        load.goes_on(500).await,
         "reads stopped while standby-1 was hung"
     );
     // Every read, those that were on their way to standby-1 included, is
     // answered while it is still hung.
-    let failed = load.finish().await;
+    let (_, failed) = load.finish().await;
     let reads = get(&state, "/api/stats").await.parse::<Stats>().reads;
     drop(frozen);
     assert!(
@@ -247,7 +127,7 @@ async fn a_hung_standby_costs_reads_one_deadline_and_fails_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_reads_go_on() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_hung_primary";
     let state = bridge(&local, database, ring(3), 8).await;
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":30,"prefix":"p"}"#).await;
@@ -266,7 +146,7 @@ async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_r
             "{}",
             strong.text()
         );
-        assert_eq!(code(&strong), "read_timed_out");
+        assert_eq!(strong.error_code(), "read_timed_out");
         assert!(strong.text().contains("eventual"), "{}", strong.text());
     }
     for index in 0..10 {
@@ -292,7 +172,7 @@ async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_r
         "{}",
         write.text()
     );
-    let write_code = code(&write);
+    let write_code = write.error_code();
     drop(frozen);
 
     wait_healthy(&state).await;
@@ -316,30 +196,24 @@ async fn with_the_primary_hung_strong_reads_answer_read_timed_out_and_eventual_r
 
 /// The pid of a backend of `database` waiting for a synchronous standby.
 async fn waiting_for_a_standby(client: &tokio_postgres::Client, database: &str) -> i32 {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        let waiting = client
+    let waiting = eventually_some(LIMIT, || async {
+        client
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'SyncRep' LIMIT 1",
                 &[&database],
             )
             .await
-            .unwrap();
-        if let Some(row) = waiting {
-            return row.get(0);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no commit waited for a standby"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .unwrap()
+            .map(|row| row.get(0))
+    })
+    .await;
+    waiting.expect("no commit waited for a standby")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_insert_whose_session_dies_is_never_answered_not_written() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_unknown";
     let state = bridge(&local, database, ring(3), 8).await;
     wait_healthy(&state).await;
@@ -368,7 +242,7 @@ async fn a_committed_insert_whose_session_dies_is_never_answered_not_written() {
         "{}",
         one.text()
     );
-    assert_eq!(code(&one), "write_outcome_unknown", "{}", one.text());
+    assert_eq!(one.error_code(), "write_outcome_unknown", "{}", one.text());
     assert!(one.text().contains("consistency=strong"), "{}", one.text());
 
     let bulk = spawn_post("/api/users/bulk", r#"{"count":40,"prefix":"unconfirmed_"}"#);
@@ -378,14 +252,24 @@ async fn a_committed_insert_whose_session_dies_is_never_answered_not_written() {
         .await
         .unwrap();
     let bulk = bulk.await.unwrap();
-    assert_eq!(code(&bulk), "write_outcome_unknown", "{}", bulk.text());
+    assert_eq!(
+        bulk.error_code(),
+        "write_outcome_unknown",
+        "{}",
+        bulk.text()
+    );
     assert!(bulk.text().contains("unconfirmed_"), "{}", bulk.text());
 
     // Not confirmed within the write deadline: unknown too.
     let slow = spawn_post("/api/users", r#"{"user_id":"slow","name":"Sol"}"#)
         .await
         .unwrap();
-    assert_eq!(code(&slow), "write_outcome_unknown", "{}", slow.text());
+    assert_eq!(
+        slow.error_code(),
+        "write_outcome_unknown",
+        "{}",
+        slow.text()
+    );
     drop(frozen);
     wait_healthy(&state).await;
 
@@ -418,7 +302,7 @@ async fn a_committed_insert_whose_session_dies_is_never_answered_not_written() {
     )
     .await;
     assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.text());
-    assert_eq!(code(&other), "duplicate_user");
+    assert_eq!(other.error_code(), "duplicate_user");
 
     let again = post_json(
         &state,
@@ -451,7 +335,7 @@ struct Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inserts_during_an_immediate_primary_stop_are_answered_by_what_happened() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_stop_under_inserts";
     let state = bridge(&local, database, ring(3), 8).await;
     wait_healthy(&state).await;
@@ -470,7 +354,7 @@ async fn inserts_during_an_immediate_primary_stop_are_answered_by_what_happened(
                         let user_id = format!("r{round}_w{writer}_{n}");
                         let body = format!(r#"{{"user_id":"{user_id}","name":"Name {n}"}}"#);
                         let answer = answered(post_json(&state, "/api/users", &body)).await;
-                        let code = (!answer.status.is_success()).then(|| code(&answer));
+                        let code = (!answer.status.is_success()).then(|| answer.error_code());
                         outcomes.push(Outcome {
                             user_id,
                             body,
@@ -542,6 +426,11 @@ async fn inserts_during_an_immediate_primary_stop_are_answered_by_what_happened(
             _ => panic!("unexpected answer: {outcome:?}"),
         }
     }
+    // Both outcomes happened: written before each stop, refused after it.
+    assert!(
+        tally.contains_key("201 Created") && tally.contains_key("primary_unavailable"),
+        "{tally:?}"
+    );
     eprintln!("answers over three immediate stops: {tally:?}");
 }
 
@@ -560,7 +449,7 @@ fn kind(failure: &WriteFailure) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_failures_are_classified_by_whether_the_commit_may_have_happened() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_classify";
     let _state = bridge(&local, database, ring(3), 2).await;
     let check = |error: &tokio_postgres::Error, stage: Stage, expected: &str| {
@@ -662,7 +551,7 @@ async fn write_failures_are_classified_by_whether_the_commit_may_have_happened()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_cache_bounded() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     const SHARDS: u64 = 40;
     let modulo = |shards| Layout::with_count(StrategyKind::Modulo, shards).unwrap();
     // One connection per node: every request on the primary shares it.
@@ -725,7 +614,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_counts_come_from_statistics_and_a_locked_shard_holds_none_back() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_row_estimates";
     let state = bridge(&local, database, ring(3), 8).await;
     let rows = |state: AppState| async move {
@@ -780,7 +669,7 @@ async fn row_counts_come_from_statistics_and_a_locked_shard_holds_none_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_estimates_come_back_after_the_primary_crashes_and_loses_its_statistics() {
     let _serial = SERIAL.lock().await;
-    let local = the_cluster();
+    let local = CLUSTER.get();
     let database = "t_rows_after_crash";
     let state = bridge(&local, database, ring(3), 8).await;
     let total = |state: AppState| async move {

@@ -6,57 +6,39 @@
 //! input answered with a 4xx JSON error that writes nothing.
 
 mod common;
+mod rows;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{Answer, free_ports, get, send};
+use common::blocking::{BIN, Serve};
+use common::{
+    Answer, SharedCluster, bridge_with, control, eventually, eventually_some, free_ports, get, send,
+};
 use ecoshard_bridge::ServerOptions;
 use ecoshard_bridge::Token;
-use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
+use ecoshard_bridge::{AppState, BridgeConfig};
 use ecoshard_core::wire::{ApiErrorBody, LayoutView, NodeAction};
-use ecoshard_core::{Layout, StrategyKind};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-/// This binary's ports: PostgreSQL from 27000, HTTP from 19000.
-const PG_PORT: u16 = 27000;
+/// This binary's cluster, PostgreSQL on ports from 27000; its HTTP from 19000.
+static CLUSTER: SharedCluster = SharedCluster::new("edge", 27000, false);
 const HTTP_PORT: u16 = 19000;
 
 /// A wait that only a hang reaches.
 const HANG: Duration = Duration::from_secs(120);
 
-static CLUSTER: OnceLock<Arc<LocalCluster>> = OnceLock::new();
-
-/// The cluster of this binary (a node's stop and start need it as an `Arc`).
-fn the_cluster() -> Arc<LocalCluster> {
-    Arc::clone(CLUSTER.get_or_init(|| {
-        let port = free_ports(PG_PORT, 3);
-        let dir = std::env::temp_dir().join(format!("ecoshard-test-edge-{}", std::process::id()));
-        let mut options = ClusterOptions::new(&dir, port);
-        options.remove_on_exit = true;
-        Arc::new(
-            LocalCluster::start(&options)
-                .unwrap_or_else(|error| panic!("starting the test cluster: {error}")),
-        )
-    }))
-}
-
-/// A bridge on its own database, configured further by `configure`.
+/// A bridge on its own database (4 connections per node), configured
+/// further by `configure`.
 async fn bridge(database: &str, configure: impl FnOnce(&mut BridgeConfig)) -> AppState {
-    let cluster = the_cluster();
-    let mut config = BridgeConfig {
-        initial_layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
-        pool_size: 4,
-        ..BridgeConfig::new(Topology::local(&cluster, database))
-    };
-    configure(&mut config);
-    AppState::start(config)
-        .await
-        .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
+    bridge_with(&CLUSTER.get(), database, |config| {
+        config.pool_size = 4;
+        configure(config);
+    })
+    .await
 }
 
 /// The bridge served on a port of its own until the test ends.
@@ -95,10 +77,6 @@ async fn request(
     send(state, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
-fn error_code(answer: &Answer) -> String {
-    answer.parse::<ApiErrorBody>().error.code
-}
-
 /// Sends `bytes` on a new connection, then reads until the server closes it.
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -132,11 +110,8 @@ fn status_and_body(answer: &str) -> (u16, &str) {
 /// The issue's attack: any page the user visits posting to the bridge.
 #[tokio::test]
 async fn a_cross_site_request_cannot_stop_a_node() {
-    let cluster = the_cluster();
-    let state = bridge("e_origin", |config| {
-        config.control = Some(the_cluster() as ecoshard_bridge::cluster::Control)
-    })
-    .await;
+    let cluster = CLUSTER.get();
+    let state = bridge("e_origin", |config| config.control = control(&cluster)).await;
     let stop = "/api/nodes/standby-2/stop";
     let form = ("content-type", "application/x-www-form-urlencoded");
     let json = ("content-type", "application/json");
@@ -158,7 +133,7 @@ async fn a_cross_site_request_cannot_stop_a_node() {
             "{headers:?}: {}",
             answer.text()
         );
-        assert_eq!(error_code(&answer), "cross_origin", "{headers:?}");
+        assert_eq!(answer.error_code(), "cross_origin", "{headers:?}");
     }
     let preflight = request(
         &state,
@@ -172,7 +147,7 @@ async fn a_cross_site_request_cannot_stop_a_node() {
     )
     .await;
     assert_eq!(preflight.status, StatusCode::FORBIDDEN);
-    assert_eq!(error_code(&preflight), "cross_origin");
+    assert_eq!(preflight.error_code(), "cross_origin");
     assert!(
         !preflight
             .headers
@@ -222,7 +197,7 @@ async fn a_rebinding_host_name_is_refused_and_allowed_names_are_served() {
         "{}",
         rebound.text()
     );
-    assert_eq!(error_code(&rebound), "misdirected_host");
+    assert_eq!(rebound.error_code(), "misdirected_host");
     assert!(
         rebound.text().contains("--allowed-host"),
         "{}",
@@ -261,7 +236,7 @@ async fn with_a_token_changes_need_it_and_reads_do_not() {
     for headers in [vec![json], vec![json, ("authorization", wrong.as_str())]] {
         let answer = request(&state, "POST", "/api/users", &headers, user).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text());
-        assert_eq!(error_code(&answer), "unauthorized");
+        assert_eq!(answer.error_code(), "unauthorized");
         assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
         assert!(!answer.text().contains(secret));
     }
@@ -279,67 +254,33 @@ async fn with_a_token_changes_need_it_and_reads_do_not() {
     assert_eq!(get(&state, "/").await.status, StatusCode::OK);
 }
 
-/// Lines of a child's stderr, as they come, and all of them at the end.
-fn stderr_lines(
-    child: &mut std::process::Child,
-) -> (
-    std::sync::mpsc::Receiver<String>,
-    std::thread::JoinHandle<Vec<String>>,
-) {
-    use std::io::BufRead as _;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines, receiver) = std::sync::mpsc::channel();
-    let all = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    (receiver, all)
-}
-
 #[test]
 fn beyond_loopback_serve_prints_a_token_once_and_changes_need_it() {
-    use std::process::{Command, Stdio};
-    let cluster = the_cluster();
+    use std::process::Command;
+    let cluster = CLUSTER.get();
     let nodes = cluster.nodes();
     let url = |port: u16| format!("postgres://ecoshard@127.0.0.1:{port}/e_cli");
     let port = free_ports(HTTP_PORT, 1);
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
-        .args([
-            "--primary",
-            &url(nodes[0].port),
-            "--replica",
-            &url(nodes[1].port),
-        ])
-        .env("PGPASSFILE", cluster.passfile())
-        .env_remove("ECOSHARD_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ecoshard serve");
-    let (lines, all_lines) = stderr_lines(&mut child);
-    let serve = common::blocking::Serve {
-        child,
-        data_dir: None,
-    };
+    let databases = [
+        "--primary",
+        &url(nodes[0].port),
+        "--replica",
+        &url(nodes[1].port),
+    ];
+    let serve = Serve::start_with(&format!("0.0.0.0:{port}"), &databases, |command| {
+        command
+            .env("PGPASSFILE", cluster.passfile())
+            .env_remove("ECOSHARD_TOKEN");
+    });
     let prefix = format!("bridge listening on http://0.0.0.0:{port}/#token=");
-    let line = loop {
-        let line = lines
-            .recv_timeout(HANG)
-            .expect("serve printed no URL with a token");
-        if line.starts_with(&prefix) {
-            break line;
-        }
-    };
+    let line = common::blocking::eventually_some(HANG, || {
+        let log = serve.log();
+        log.lines()
+            .find(|line| line.starts_with(&prefix))
+            .map(str::to_string)
+    })
+    .expect("serve printed no URL with a token");
     let token: String = line[prefix.len()..]
         .chars()
         .take_while(char::is_ascii_hexdigit)
@@ -350,7 +291,7 @@ fn beyond_loopback_serve_prints_a_token_once_and_changes_need_it() {
     let (status, body) = common::blocking::http(&addr, "POST", "/api/users", Some(user)).unwrap();
     assert_eq!(status, 401, "{body}");
     let apply = |token: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ecoshard"));
+        let mut command = Command::new(BIN);
         command
             .args(["apply", "--url", &format!("http://{addr}")])
             .args(["--strategy", "ring", "--shards", "4", "--format", "json"])
@@ -368,10 +309,9 @@ fn beyond_loopback_serve_prints_a_token_once_and_changes_need_it() {
     let job: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
     assert_eq!(job["state"], "done", "{job}");
 
-    drop(serve);
-    let all = all_lines.join().unwrap();
-    let printed = all.iter().filter(|line| line.contains(&token)).count();
-    assert_eq!(printed, 1, "the token is printed once only: {all:#?}");
+    let (_, log) = serve.stop();
+    let printed = log.lines().filter(|line| line.contains(&token)).count();
+    assert_eq!(printed, 1, "the token is printed once only: {log}");
 }
 
 #[tokio::test]
@@ -470,19 +410,16 @@ async fn connections_over_the_cap_are_closed_with_a_503() {
     assert_eq!(error.error.code, "too_many_connections");
     // A connection that goes frees its place.
     drop(held.pop());
-    let deadline = Instant::now() + HANG;
-    loop {
+    let freed = eventually(HANG, || async {
         let answer = exchange(
             addr,
             b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )
         .await;
-        if status_and_body(&answer).0 == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no place freed: {answer}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        status_and_body(&answer).0 == 200
+    })
+    .await;
+    assert!(freed, "no place freed");
 }
 
 #[tokio::test]
@@ -594,17 +531,15 @@ async fn clients_that_never_read_cannot_hold_every_event_stream_slot() {
     assert_eq!(state.event_clients().len(), 64);
     // Every slot is taken; a page that reads gets in once the queues of
     // the clients that never read have stayed full.
-    let deadline = Instant::now() + HANG;
-    let ticks = loop {
+    let ticks = eventually_some(HANG, || async {
         match listen(addr, 3).await {
-            Ok(ticks) => break ticks,
-            Err(StatusCode::TOO_MANY_REQUESTS) => {
-                assert!(Instant::now() < deadline, "the newcomer never got a slot");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+            Ok(ticks) => Some(ticks),
+            Err(StatusCode::TOO_MANY_REQUESTS) => None,
             Err(other) => panic!("{other}"),
         }
-    };
+    })
+    .await;
+    let ticks = ticks.expect("the newcomer never got a slot");
     assert_eq!(ticks, 3);
     drop(stalled);
 }
@@ -723,31 +658,6 @@ fn pieces() -> impl proptest::strategy::Strategy<Value = String> {
     ]
 }
 
-/// Rows in every shard table of the database, counted in one statement.
-async fn count_rows(primary: &tokio_postgres::Client) -> i64 {
-    let tables: Vec<String> = primary
-        .query(
-            "SELECT quote_ident(table_schema) FROM information_schema.tables \
-             WHERE table_name = 'users' AND table_schema LIKE 'shard\\_%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| {
-            format!(
-                "SELECT count(*) AS n FROM {}.users",
-                row.get::<_, String>(0)
-            )
-        })
-        .collect();
-    let sql = format!(
-        "SELECT coalesce(sum(n), 0)::bigint FROM ({}) AS t",
-        tables.join(" UNION ALL ")
-    );
-    primary.query_one(&sql, &[]).await.unwrap().get(0)
-}
-
 /// The fuzz test's request for `piece` on `target`.
 fn fuzz_request(target: Target, piece: &[u8]) -> Option<Request<Body>> {
     let (method, uri, body) = match target {
@@ -790,15 +700,16 @@ fn arbitrary_input_gets_a_4xx_json_answer_and_writes_nothing() {
     // Without the local cluster, so that no fuzzed name can stop a node; a
     // node action still parses its path and query before it answers 409.
     let state = runtime.block_on(bridge("e_fuzz", |_| {}));
-    let cluster = the_cluster();
-    let primary = runtime.block_on(common::connect(&cluster, "primary", "e_fuzz"));
+    let primary = runtime.block_on(common::connect(&CLUSTER.get(), "primary", "e_fuzz"));
     let config = Config {
         cases: 256,
         failure_persistence: None,
         ..Config::default()
     };
     for target in TARGETS {
-        let before = runtime.block_on(count_rows(&primary));
+        let before = runtime
+            .block_on(rows::count(&primary))
+            .expect("rows counted");
         let inserted = std::sync::atomic::AtomicI64::new(0);
         let job = std::sync::Mutex::new(None);
         let pieces = match target {
@@ -846,7 +757,9 @@ fn arbitrary_input_gets_a_4xx_json_answer_and_writes_nothing() {
         if let Some(id) = job.lock().unwrap().take() {
             runtime.block_on(wait_job(&state, id));
         }
-        let after = runtime.block_on(count_rows(&primary));
+        let after = runtime
+            .block_on(rows::count(&primary))
+            .expect("rows counted");
         let inserted = inserted.into_inner();
         assert_eq!(
             after,
@@ -859,14 +772,11 @@ fn arbitrary_input_gets_a_4xx_json_answer_and_writes_nothing() {
 }
 
 async fn wait_job(state: &AppState, id: u64) {
-    let deadline = Instant::now() + HANG;
-    loop {
+    let ended = eventually_some(HANG, || async {
         let job = get(state, &format!("/api/rebalance/{id}")).await.json();
-        if job["state"] != "running" {
-            assert_eq!(job["state"], "done", "{job}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "job {id} never ended");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (job["state"] != "running").then_some(job)
+    })
+    .await;
+    let job = ended.unwrap_or_else(|| panic!("job {id} never ended"));
+    assert_eq!(job["state"], "done", "{job}");
 }

@@ -9,21 +9,24 @@
 //! cluster of its own, stopped and deleted when the binary ends however it ends.
 
 mod common;
+mod rows;
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::blocking::{cluster_view, http, primary_of};
-use common::{Answer, connect, eventually, free_ports, get, post, post_json};
-use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
-use ecoshard_core::wire::{
-    ApiErrorBody, BulkResult, ClusterView, InsertResult, NodeAction, NodeRole, ReadResult, Stats,
+use common::blocking::{
+    self, Scratch, Serve, all_streaming, check_refused, cluster_view, ecoshard, eventually_some,
+    http, primary_of,
 };
-use ecoshard_core::{Layout, StrategyKind};
+use common::{
+    LIMIT, ReadLoad, SharedCluster, answered, bridge_with, connect, control, eventually,
+    free_ports, get, post, post_json, ring, start_cluster, view, wait_streaming,
+};
+use ecoshard_bridge::{AppState, BridgeConfig, LocalCluster, Topology};
+use ecoshard_core::wire::{BulkResult, InsertResult, NodeAction, NodeRole, ReadResult, Stats};
 
 /// This binary's ports: 29000–29499.
 const STEADY_PORT: u16 = 29000;
@@ -36,139 +39,38 @@ const CLI_HTTP_PORT: u16 = 29400;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The cluster of the tests that stop nodes but never fail over.
-static STEADY: OnceLock<Arc<LocalCluster>> = OnceLock::new();
-
-/// A longest wait that only a hang would reach (requests are bounded at 5 s).
-const HANG: Duration = Duration::from_secs(60);
-
-fn start_cluster(name: &str, base_port: u16, sync_replication: bool) -> Arc<LocalCluster> {
-    let port = free_ports(base_port, 3);
-    let dir = std::env::temp_dir().join(format!("ecoshard-failover-{name}-{}", std::process::id()));
-    let mut options = ClusterOptions::new(&dir, port);
-    options.remove_on_exit = true;
-    options.sync_replication = sync_replication;
-    Arc::new(
-        LocalCluster::start(&options)
-            .unwrap_or_else(|error| panic!("starting the {name} cluster: {error}")),
-    )
-}
-
-fn steady_cluster() -> Arc<LocalCluster> {
-    Arc::clone(STEADY.get_or_init(|| start_cluster("steady", STEADY_PORT, false)))
-}
+static STEADY: SharedCluster = SharedCluster::new("failover-steady", STEADY_PORT, false);
 
 async fn bridge(local: &Arc<LocalCluster>, database: &str, auto_failover: bool) -> AppState {
-    let config = BridgeConfig {
-        initial_layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
-        pool_size: 8,
-        control: Some(Arc::clone(local) as ecoshard_bridge::cluster::Control),
-        auto_failover,
-        ..BridgeConfig::new(Topology::local(local, database))
-    };
-    AppState::start(config)
-        .await
-        .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
-}
-
-/// A request that must answer, whatever it answers.
-async fn answered(request: impl std::future::Future<Output = Answer>) -> Answer {
-    tokio::time::timeout(HANG, request)
-        .await
-        .expect("a request hung")
-}
-
-fn error_code(answer: &Answer) -> String {
-    answer.parse::<ApiErrorBody>().error.code
-}
-
-async fn view(state: &AppState) -> ClusterView {
-    get(state, "/api/cluster").await.parse()
-}
-
-async fn primary_name(state: &AppState) -> String {
-    view(state)
-        .await
-        .nodes
-        .into_iter()
-        .find(|node| node.role == NodeRole::Primary)
-        .expect("a primary")
-        .name
-}
-
-/// Waits until every node is up and every standby streams from the primary.
-async fn wait_all_streaming(state: &AppState) {
-    let ready = eventually(HANG, || async {
-        let view = view(state).await;
-        view.nodes.iter().all(|node| {
-            node.up
-                && (node.role == NodeRole::Primary
-                    || node
-                        .lag
-                        .as_ref()
-                        .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
-        })
+    bridge_with(local, database, |config| {
+        config.control = control(local);
+        config.auto_failover = auto_failover;
     })
-    .await;
-    assert!(
-        ready,
-        "the standbys did not stream: {:?}",
-        view(state).await
-    );
-    tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
+    .await
 }
 
-/// Reads known keys in a loop (eventual and read-your-writes) until told to
-/// stop; the number of good answers and every failed one.
-fn read_load(
-    state: &AppState,
-    keys: Vec<String>,
-    consistencies: &'static [&'static str],
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<(u64, Vec<String>)>,
-) {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let state = state.clone();
-    let reader = tokio::spawn(async move {
-        let (mut ok, mut failed) = (0u64, Vec::new());
-        while !*stopped.borrow_and_update() {
-            for key in &keys {
-                for consistency in consistencies {
-                    let answer = answered(get(
-                        &state,
-                        &format!("/api/users/{key}?consistency={consistency}"),
-                    ))
-                    .await;
-                    if answer.status == StatusCode::OK {
-                        ok += 1;
-                    } else {
-                        failed.push(format!(
-                            "{consistency}: {} {}",
-                            answer.status,
-                            answer.text()
-                        ));
-                    }
-                }
-            }
-        }
-        (ok, failed)
-    });
-    (stop, reader)
+/// The node that is primary now.
+async fn primary_name(state: &AppState) -> String {
+    primary_of(&view(state).await)
 }
 
-async fn finish_reads(
-    stop: tokio::sync::watch::Sender<bool>,
-    reader: tokio::task::JoinHandle<(u64, Vec<String>)>,
-) -> u64 {
-    stop.send_replace(true);
-    let (ok, failed) = reader.await.unwrap();
+/// One reader of `keys` with each of `consistencies`, running until it has
+/// answered a few reads.
+async fn read_load(state: &AppState, keys: &[String], consistencies: &[&'static str]) -> ReadLoad {
+    let load = ReadLoad::start(state, keys, consistencies, 1);
+    assert!(load.goes_on(20).await, "the reads did not start");
+    load
+}
+
+/// Stops the load: none failed, and the number of reads.
+async fn finish_reads(load: ReadLoad) -> u64 {
+    let (ok, failed) = load.finish().await;
     assert!(
         failed.is_empty(),
         "{} failed reads, first: {:?}",
         failed.len(),
         failed.first()
     );
-    assert!(ok > 0, "no read ran");
     ok
 }
 
@@ -185,23 +87,17 @@ async fn in_recovery(local: &LocalCluster, node: &str, database: &str) -> bool {
 /// Every `user_id` in the shards, read directly on `node`.
 async fn user_ids(local: &LocalCluster, node: &str, database: &str) -> BTreeSet<String> {
     let client = connect(local, node, database).await;
-    let mut ids = BTreeSet::new();
-    for shard in ["s0", "s1", "s2"] {
-        for row in client
-            .query(&format!("SELECT user_id FROM \"shard_{shard}\".users"), &[])
-            .await
-            .unwrap()
-        {
-            ids.insert(row.get::<_, String>(0));
-        }
-    }
-    ids
+    rows::snapshot(&client, "")
+        .await
+        .shards_of
+        .into_keys()
+        .collect()
 }
 
 /// Waits until `standby` streams from the node `primary`, as `primary` sees it.
 async fn streams_from(local: &LocalCluster, primary: &str, standby: &str, database: &str) -> bool {
     let client = connect(local, primary, database).await;
-    eventually(HANG, || async {
+    eventually(LIMIT, || async {
         client
             .query_opt(
                 "SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'",
@@ -218,19 +114,19 @@ async fn streams_from(local: &LocalCluster, primary: &str, standby: &str, databa
 #[tokio::test]
 async fn node_actions_refuse_unknown_nodes_bad_modes_and_external_clusters() {
     let _serial = SERIAL.lock().await;
-    let local = steady_cluster();
+    let local = STEADY.get();
     let state = bridge(&local, "t_node_api", false).await;
 
     let unknown = post(&state, "/api/nodes/standby-9/stop").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
-    assert_eq!(error_code(&unknown), "unknown_node");
+    assert_eq!(unknown.error_code(), "unknown_node");
     assert!(unknown.text().contains("standby-1"), "{}", unknown.text());
     let unknown = post(&state, "/api/nodes/nobody/start").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     let bad_mode = post(&state, "/api/nodes/standby-1/stop?mode=gently").await;
     assert_eq!(bad_mode.status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&bad_mode), "invalid_mode");
+    assert_eq!(bad_mode.error_code(), "invalid_mode");
     let bad_query = post(&state, "/api/nodes/standby-1/stop?force=1").await;
     assert_eq!(bad_query.status, StatusCode::BAD_REQUEST);
     let wrong_method = get(&state, "/api/nodes/standby-1/stop").await;
@@ -256,7 +152,7 @@ async fn node_actions_refuse_unknown_nodes_bad_modes_and_external_clusters() {
         })
         .collect();
     let external = AppState::start(BridgeConfig {
-        initial_layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
+        initial_layout: ring(3),
         pool_size: 2,
         ..BridgeConfig::new(Topology::external(&urls[0], &urls[1..]).unwrap())
     })
@@ -265,7 +161,7 @@ async fn node_actions_refuse_unknown_nodes_bad_modes_and_external_clusters() {
     for action in ["stop", "start"] {
         let refused = post(&external, &format!("/api/nodes/standby-1/{action}")).await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text());
-        assert_eq!(error_code(&refused), "not_local");
+        assert_eq!(refused.error_code(), "not_local");
         assert!(refused.text().contains("external"), "{}", refused.text());
     }
     assert!(local.is_node_running("standby-1").unwrap());
@@ -275,18 +171,17 @@ async fn node_actions_refuse_unknown_nodes_bad_modes_and_external_clusters() {
 #[tokio::test]
 async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_its_slot() {
     let _serial = SERIAL.lock().await;
-    let local = steady_cluster();
+    let local = STEADY.get();
     let database = "t_standby_stop";
     let state = bridge(&local, database, false).await;
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":100,"prefix":"k"}"#).await;
     assert_eq!(bulk.status, StatusCode::CREATED, "{}", bulk.text());
-    wait_all_streaming(&state).await;
+    wait_streaming(&state).await;
     let keys: Vec<String> = (0..100)
         .step_by(7)
         .map(|index| format!("k{index}"))
         .collect();
-    let (stop_reads, reader) = read_load(&state, keys, &["eventual", "read-your-writes"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = read_load(&state, &keys, &["eventual", "read-your-writes"]).await;
 
     // Like a crash: no clean shutdown.
     let stopped = answered(post(&state, "/api/nodes/standby-1/stop?mode=immediate")).await;
@@ -298,13 +193,17 @@ async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_
     let again: NodeAction = post(&state, "/api/nodes/standby-1/stop").await.parse();
     assert!(!again.changed);
     assert!(again.message.contains("already stopped"), "{again:?}");
-    let down = eventually(HANG, || async {
+    let down = eventually(LIMIT, || async {
         let view = view(&state).await;
         let node = &view.nodes[1];
         node.name == "standby-1" && !node.up && node.lag.as_ref().is_some_and(|lag| !lag.up)
     })
     .await;
     assert!(down, "the cluster view never showed standby-1 down");
+    assert!(
+        load.goes_on(50).await,
+        "reads stopped while standby-1 was down"
+    );
 
     // Writes go on while it is down; its slot keeps their WAL for it.
     let while_down = post_json(&state, "/api/users/bulk", r#"{"count":50,"prefix":"d"}"#).await;
@@ -321,8 +220,8 @@ async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_
     assert!(started.changed);
     assert_eq!(started.role, NodeRole::Standby);
     assert!(started.message.contains("slot"), "{started:?}");
-    wait_all_streaming(&state).await;
-    let caught_up = eventually(HANG, || async {
+    wait_streaming(&state).await;
+    let caught_up = eventually(LIMIT, || async {
         user_ids(&local, "standby-1", database).await.len() == 150
     })
     .await;
@@ -340,7 +239,7 @@ async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_
         .unwrap()
         .get(0);
     assert!(slot_active, "standby-1 does not stream through its slot");
-    let rejoined = eventually(HANG, || async {
+    let rejoined = eventually(LIMIT, || async {
         let read: ReadResult = get(
             &state,
             &format!(
@@ -355,7 +254,7 @@ async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_
     .await;
     assert!(rejoined, "standby-1 never served reads again");
 
-    let reads = finish_reads(stop_reads, reader).await;
+    let reads = finish_reads(load).await;
     eprintln!("{reads} reads while standby-1 stopped and started, none failed");
     let stats: Stats = get(&state, "/api/stats").await.parse();
     assert_eq!(stats.failed_reads, 0);
@@ -364,7 +263,7 @@ async fn a_standby_stopped_under_read_load_costs_no_read_and_catches_up_through_
 #[tokio::test]
 async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standbys() {
     let _serial = SERIAL.lock().await;
-    let local = steady_cluster();
+    let local = STEADY.get();
     let database = "t_primary_stop";
     let state = bridge(&local, database, false).await;
     let before: InsertResult = post_json(&state, "/api/users", r#"{"user_id":"before"}"#)
@@ -372,19 +271,22 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
         .parse();
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":60,"prefix":"p"}"#).await;
     assert_eq!(bulk.status, StatusCode::CREATED);
-    wait_all_streaming(&state).await;
+    wait_streaming(&state).await;
     let keys: Vec<String> = (0..60)
         .step_by(5)
         .map(|index| format!("p{index}"))
         .collect();
-    let (stop_reads, reader) = read_load(&state, keys, &["eventual"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = read_load(&state, &keys, &["eventual"]).await;
 
     let stopped = answered(post(&state, "/api/nodes/primary/stop")).await;
     assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
     let stopped: NodeAction = stopped.parse();
     assert_eq!(stopped.role, NodeRole::Primary);
     assert!(stopped.message.contains("503"), "{stopped:?}");
+    assert!(
+        load.goes_on(20).await,
+        "eventual reads stopped while the primary was down"
+    );
 
     for index in 0..5 {
         let write = answered(post_json(
@@ -399,7 +301,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
             "{}",
             write.text()
         );
-        assert_eq!(error_code(&write), "primary_unavailable");
+        assert_eq!(write.error_code(), "primary_unavailable");
     }
     let bulk = answered(post_json(
         &state,
@@ -413,7 +315,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
         "{}",
         bulk.text()
     );
-    assert_eq!(error_code(&bulk), "primary_unavailable");
+    assert_eq!(bulk.error_code(), "primary_unavailable");
 
     let strong = answered(get(&state, "/api/users/p1?consistency=strong")).await;
     assert_eq!(
@@ -422,7 +324,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
         "{}",
         strong.text()
     );
-    assert_eq!(error_code(&strong), "primary_unavailable");
+    assert_eq!(strong.error_code(), "primary_unavailable");
     assert!(strong.text().contains("eventual"), "{}", strong.text());
     let eventual = answered(get(&state, "/api/users/p1")).await;
     assert_eq!(eventual.status, StatusCode::OK, "{}", eventual.text());
@@ -448,7 +350,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
         "{}",
         ahead.text()
     );
-    assert_eq!(error_code(&ahead), "no_node_available");
+    assert_eq!(ahead.error_code(), "no_node_available");
 
     let again: NodeAction = post(&state, "/api/nodes/primary/stop").await.parse();
     assert!(!again.changed, "{again:?}");
@@ -456,7 +358,7 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
     assert_eq!(started.status, StatusCode::OK, "{}", started.text());
     let started: NodeAction = started.parse();
     assert_eq!(started.role, NodeRole::Primary);
-    let resumed = eventually(HANG, || async {
+    let resumed = eventually(LIMIT, || async {
         post_json(&state, "/api/users", r#"{"user_id":"after"}"#)
             .await
             .status
@@ -467,11 +369,12 @@ async fn with_the_primary_stopped_writes_get_503_and_reads_go_on_from_the_standb
     assert_eq!(primary_name(&state).await, "primary");
     // Nothing half-written: the refused bulk insert left no row.
     let ids = user_ids(&local, "primary", database).await;
+    assert!(ids.contains("before") && ids.contains("after"), "{ids:?}");
     assert!(!ids.iter().any(|id| id.starts_with("lost_")), "{ids:?}");
     assert!(!ids.iter().any(|id| id.starts_with("during_")), "{ids:?}");
-    let reads = finish_reads(stop_reads, reader).await;
+    let reads = finish_reads(load).await;
     eprintln!("{reads} eventual reads while the primary was stopped, none failed");
-    wait_all_streaming(&state).await;
+    wait_streaming(&state).await;
 }
 
 #[tokio::test]
@@ -483,10 +386,10 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
     assert!(view(&state).await.failover.auto);
     let bulk = post_json(&state, "/api/users/bulk", r#"{"count":200,"prefix":"a"}"#).await;
     assert_eq!(bulk.status, StatusCode::CREATED);
-    wait_all_streaming(&state).await;
+    wait_streaming(&state).await;
     // Every standby holds the rows before the crash (asynchronous replication).
     for standby in ["standby-1", "standby-2"] {
-        let copied = eventually(HANG, || async {
+        let copied = eventually(LIMIT, || async {
             user_ids(&local, standby, database).await.len() == 200
         })
         .await;
@@ -496,8 +399,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
         .step_by(9)
         .map(|index| format!("a{index}"))
         .collect();
-    let (stop_reads, reader) = read_load(&state, keys, &["eventual"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = read_load(&state, &keys, &["eventual"]).await;
 
     let killer = Arc::clone(&local);
     let killed = tokio::task::spawn_blocking(move || killer.kill_node("primary"))
@@ -505,9 +407,13 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
         .unwrap()
         .expect("kill -9 the primary");
     assert!(killed);
+    assert!(
+        load.goes_on(20).await,
+        "eventual reads stopped when the primary was killed"
+    );
     // Writes answer 503 until a standby is promoted, then go to it.
     let mut refused = 0;
-    let deadline = Instant::now() + HANG;
+    let deadline = Instant::now() + LIMIT;
     let promoted: InsertResult = loop {
         assert!(
             Instant::now() < deadline,
@@ -529,7 +435,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
             write.text()
         );
         // Unknown for a write sent on a connection whose backend was going away.
-        let code = error_code(&write);
+        let code = write.error_code();
         assert!(
             ["primary_unavailable", "write_outcome_unknown"].contains(&code.as_str()),
             "{}",
@@ -584,7 +490,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
     );
     let ids = user_ids(&local, &new_primary, database).await;
     assert!((0..200).all(|index| ids.contains(&format!("a{index}"))));
-    let reads = finish_reads(stop_reads, reader).await;
+    let reads = finish_reads(load).await;
     eprintln!("{reads} eventual reads across the failover, none failed");
 
     // The old primary comes back as a standby of the new one, never as a primary.
@@ -598,7 +504,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
         streams_from(&local, &new_primary, "primary", database).await,
         "the old primary does not stream from {new_primary}"
     );
-    let caught_up = eventually(HANG, || async {
+    let caught_up = eventually(LIMIT, || async {
         user_ids(&local, "primary", database)
             .await
             .contains(&promoted.user.user_id)
@@ -608,7 +514,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
         caught_up,
         "the old primary never received a write made after the failover"
     );
-    wait_all_streaming(&state).await;
+    wait_streaming(&state).await;
 
     // And it can take over in turn: the roles keep changing, the names stay.
     let killer = Arc::clone(&local);
@@ -617,7 +523,7 @@ async fn auto_failover_promotes_a_standby_and_the_old_primary_returns_as_its_sta
         .await
         .unwrap()
         .expect("kill -9 the new primary");
-    let resumed = eventually(HANG, || async {
+    let resumed = eventually(LIMIT, || async {
         post_json(&state, "/api/users", r#"{"user_id":"second"}"#)
             .await
             .status
@@ -638,8 +544,8 @@ async fn with_synchronous_replication_no_acknowledged_write_is_lost_to_a_primary
     let database = "t_sync";
     let state = bridge(&local, database, true).await;
     assert!(view(&state).await.failover.sync_replication);
-    wait_all_streaming(&state).await;
-    let quorum = eventually(HANG, || async {
+    wait_streaming(&state).await;
+    let quorum = eventually(LIMIT, || async {
         view(&state).await.nodes.iter().skip(1).all(|node| {
             node.lag
                 .as_ref()
@@ -686,7 +592,7 @@ async fn with_synchronous_replication_no_acknowledged_write_is_lost_to_a_primary
     }
     let count = || acknowledged.lock().unwrap().len();
     assert!(
-        eventually(HANG, || async { count() >= 300 }).await,
+        eventually(LIMIT, || async { count() >= 300 }).await,
         "writes too few"
     );
     let killer = Arc::clone(&local);
@@ -695,7 +601,7 @@ async fn with_synchronous_replication_no_acknowledged_write_is_lost_to_a_primary
         .unwrap()
         .expect("kill -9 the primary");
     let before_kill = count();
-    let resumed = eventually(HANG, || async {
+    let resumed = eventually(LIMIT, || async {
         primary_name(&state).await != "primary" && count() >= before_kill + 100
     })
     .await;
@@ -727,101 +633,16 @@ async fn with_synchronous_replication_no_acknowledged_write_is_lost_to_a_primary
     );
 }
 
-/// `ecoshard serve`, stopped (SIGTERM, then SIGKILL) when dropped, so that a
-/// failing test leaves no bridge running; its watchdog then stops the servers.
-/// Its log is shown when the test fails.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(args: &[&str], addr: &str) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "ecoshard-failover-serve-{}-{}.log",
-            std::process::id(),
-            addr.replace([':', '.'], "_")
-        ));
-        let child = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-            .arg("serve")
-            .args(["--listen", addr])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("serve's log file"))
-            .spawn()
-            .expect("start ecoshard serve");
-        let mut serve = Serve { child, log };
-        let ready = (0..900).any(|_| {
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("serve exited early: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            http(addr, "GET", "/api/cluster", None).is_some_and(|(status, _)| status == 200)
-        });
-        assert!(ready, "serve never answered");
-        serve
-    }
-
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        for _ in 0..600 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.terminate();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- ecoshard serve's log ---\n{log}");
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// A data directory whose servers are stopped and files deleted at the end.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-            .args(["cluster", "down", "--data-dir"])
-            .arg(&self.0)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     let _serial = SERIAL.blocking_lock();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("ecoshard-failover-cli-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&scratch.0);
-    let data_dir = scratch.0.display().to_string();
+    let scratch = Scratch::new("failover-cli");
+    let data_dir = scratch.dir.display().to_string();
     let pg_port = free_ports(CLI_PG_PORT, 3).to_string();
     let addr = format!("127.0.0.1:{}", free_ports(CLI_HTTP_PORT, 1));
     let args = ["--data-dir", &data_dir, "--pg-port", &pg_port];
 
-    let serve = Serve::start(&[&args[..], &["--auto-failover"]].concat(), &addr);
+    let serve = Serve::start(&addr, &[&args[..], &["--auto-failover"]].concat());
     let (status, body) = http(
         &addr,
         "POST",
@@ -830,22 +651,18 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    let deadline = Instant::now() + HANG;
-    let promoted = loop {
+    let promoted = eventually_some(LIMIT, || {
         let view = cluster_view(&addr);
-        if view.failover.last.is_some() {
-            break primary_of(&view);
-        }
-        assert!(Instant::now() < deadline, "no failover: {view:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        view.failover.last.is_some().then(|| primary_of(&view))
+    })
+    .unwrap_or_else(|| panic!("no failover: {:?}", cluster_view(&addr)));
     assert_ne!(promoted, "primary");
     serve.stop();
     let recorded = std::fs::read_to_string(Path::new(&data_dir).join("cluster.json")).unwrap();
     assert!(recorded.contains(&promoted), "{recorded}");
 
     // Without --auto-failover: the roles come from cluster.json.
-    let serve = Serve::start(&args, &addr);
+    let serve = Serve::start(&addr, &args);
     let view = cluster_view(&addr);
     assert_eq!(primary_of(&view), promoted, "{view:?}");
     assert!(!view.failover.auto);
@@ -853,30 +670,17 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
     assert_eq!(status, 200, "{body}");
     let started: NodeAction = serde_json::from_str(&body).unwrap();
     assert_eq!(started.role, NodeRole::Standby, "{started:?}");
-    let streaming = (0..600).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        cluster_view(&addr).nodes.iter().all(|node| {
-            node.up
-                && (node.role == NodeRole::Primary
-                    || node
-                        .lag
-                        .as_ref()
-                        .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
-        })
-    });
+    let streaming = blocking::eventually(LIMIT, || all_streaming(&cluster_view(&addr)));
     assert!(streaming, "{:?}", cluster_view(&addr));
     // `ecoshard cluster status` reads the same record.
-    let status = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-        .args([
-            "cluster",
-            "status",
-            "--format",
-            "json",
-            "--data-dir",
-            &data_dir,
-        ])
-        .output()
-        .unwrap();
+    let status = ecoshard(&[
+        "cluster",
+        "status",
+        "--format",
+        "json",
+        "--data-dir",
+        &data_dir,
+    ]);
     assert!(status.status.success(), "{status:?}");
     let nodes: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let roles: Vec<(&str, &str)> = nodes
@@ -897,18 +701,7 @@ fn a_restarted_bridge_remembers_which_standby_was_promoted() {
 
 #[test]
 fn failover_flags_are_refused_for_an_external_cluster() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ecoshard"))
-        .args([
-            "serve",
-            "--primary",
-            "postgres://ecoshard@127.0.0.1:1/ecomarket",
-            "--auto-failover",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--auto-failover"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let external = "postgres://ecoshard@127.0.0.1:1/ecomarket";
+    let args = ["serve", "--primary", external, "--auto-failover"];
+    check_refused(&args, 2, "--auto-failover");
 }

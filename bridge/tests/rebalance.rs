@@ -13,18 +13,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{Answer, NODES, bridge, cluster, connect, eventually, get, post_json, send};
+use common::{
+    Answer, LIMIT, NODES, SharedCluster, bridge, bridge_with, connect, control, eventually,
+    eventually_some, get, post_json, ring, send, start_cluster, wait_streaming,
+};
 use ecoshard_bridge::AppState;
 use ecoshard_core::wire::{ApiErrorBody, JobState, LayoutView, RebalanceJob, Tick};
 use ecoshard_core::{Layout, StrategyKind, plan_numbered};
 use rows::{assert_no_key_twice, snapshot};
 
-/// The port range of this binary (others: 26400–26999, 27400+, 28400+, 29000–29499).
-const BASE_PORT: u16 = 29500;
-
-fn the_cluster() -> &'static ecoshard_bridge::LocalCluster {
-    cluster("rebalance", BASE_PORT)
-}
+/// This binary's cluster, on ports from 29500 (others: 26400–26999,
+/// 27400+, 28400+, 29000–29499).
+static CLUSTER: SharedCluster = SharedCluster::new("rebalance", 29500, false);
 
 async fn put_layout(state: &AppState, json: &str) -> Answer {
     send(
@@ -37,23 +37,25 @@ async fn put_layout(state: &AppState, json: &str) -> Answer {
     .await
 }
 
-/// Polls the job until it is no longer running.
+/// The longest a job may take here.
+const JOB_LIMIT: Duration = Duration::from_secs(300);
+
+/// `GET /api/rebalance/{id}`.
+async fn job_by_id(state: &AppState, id: u64) -> RebalanceJob {
+    let answer = get(state, &format!("/api/rebalance/{id}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    answer.parse()
+}
+
+/// Polls the job until it is no longer running; it must be done.
 async fn wait_done(state: &AppState, id: u64) -> RebalanceJob {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let answer = get(state, &format!("/api/rebalance/{id}")).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        let job: RebalanceJob = answer.parse();
-        if job.state != JobState::Running {
-            assert_eq!(job.state, JobState::Done, "{job:?}");
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} still running: {job:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ended = eventually_some(JOB_LIMIT, || async {
+        Some(job_by_id(state, id).await).filter(|job| job.state != JobState::Running)
+    })
+    .await;
+    let ended = ended.unwrap_or_else(|| panic!("job {id} still running"));
+    assert_eq!(ended.state, JobState::Done, "{ended:?}");
+    ended
 }
 
 /// The job with its plan: as answered when the PUT waited long enough for
@@ -62,21 +64,11 @@ async fn with_plan(state: &AppState, started: RebalanceJob) -> RebalanceJob {
     if started.plan.is_some() {
         return started;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let job: RebalanceJob = get(state, &format!("/api/rebalance/{}", started.id))
-            .await
-            .parse();
-        if job.plan.is_some() {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {} never got its plan: {job:?}",
-            job.id
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_some(JOB_LIMIT, || async {
+        Some(job_by_id(state, started.id).await).filter(|job| job.plan.is_some())
+    })
+    .await
+    .unwrap_or_else(|| panic!("job {} never got its plan", started.id))
 }
 
 /// A bridge on `database` over `layout` holding `count` generated users
@@ -87,12 +79,12 @@ async fn bridge_with_users(
     count: u64,
     prefix: &str,
 ) -> (AppState, tokio_postgres::Client) {
-    let cluster = the_cluster();
-    let state = bridge(cluster, database, layout.clone()).await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, database, layout.clone()).await;
     let body = format!(r#"{{"count":{count},"prefix":"{prefix}"}}"#);
     let answer = post_json(&state, "/api/users/bulk", &body).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-    (state, connect(cluster, "primary", database).await)
+    (state, connect(&cluster, "primary", database).await)
 }
 
 /// 300 users, 3 → 4 shards: the rows that change shard in PostgreSQL are
@@ -233,15 +225,11 @@ async fn ring_three_to_four_moves_about_a_quarter_exactly_as_planned() {
     assert!((40..=110).contains(&grow), "ring moved {grow} of 300");
 }
 
-fn error_code(answer: &Answer) -> String {
-    answer.parse::<ApiErrorBody>().error.code
-}
-
 #[tokio::test]
 async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     let _nodes = NODES.read().await;
     let database = "t_rb_refuse";
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, primary) = bridge_with_users(database, &three, 2000, "k").await;
     let schemas = || async {
         primary
@@ -262,55 +250,26 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     };
     let before = snapshot(&primary, "").await;
 
-    for (body, status, code) in [
+    // One case a line: the layout, then the status and error code it must get.
+    #[rustfmt::skip]
+    let cases = [
         (r#"{"strategy":"ring","shards":0}"#, 400, "invalid_layout"),
-        (
-            r#"{"strategy":"sharding","shards":4}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":4,"vnodes":0}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"maglev","shards":4,"table_size":100}"#,
-            400,
-            "invalid_layout",
-        ),
-        (
-            r#"{"strategy":"ring","shards":4,"drop":"table"}"#,
-            400,
-            "invalid_layout",
-        ),
+        (r#"{"strategy":"sharding","shards":4}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":4,"vnodes":0}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":[{"name":"a b"}]}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":[{"name":"a"},{"name":"a"}]}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"maglev","shards":4,"table_size":100}"#, 400, "invalid_layout"),
+        (r#"{"strategy":"ring","shards":4,"drop":"table"}"#, 400, "invalid_layout"),
         (r#"{"strategy":"ring"}"#, 400, "invalid_layout"),
         (r#"[1,2]"#, 400, "invalid_layout"),
         (r#"{"strategy":"ring","shards":4"#, 400, "invalid_json"),
-        (
-            r#"{"strategy":"ring","shards":257}"#,
-            400,
-            "too_many_shards",
-        ),
-        (
-            r#"{"strategy":"bounded-load","shards":4}"#,
-            400,
-            "unsupported_strategy",
-        ),
-    ] {
+        (r#"{"strategy":"ring","shards":257}"#, 400, "too_many_shards"),
+        (r#"{"strategy":"bounded-load","shards":4}"#, 400, "unsupported_strategy"),
+    ];
+    for (body, status, code) in cases {
         let answer = put_layout(&state, body).await;
         assert_eq!(answer.status.as_u16(), status, "{body}: {}", answer.text());
-        assert_eq!(error_code(&answer), code, "{body}");
+        assert_eq!(answer.error_code(), code, "{body}");
     }
     let untyped = send(
         &state,
@@ -328,16 +287,13 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     assert_eq!(jobs().await, 0);
 
     // Hold one row the job must move: the job waits on it, deterministically.
-    let four = Layout::with_count(StrategyKind::Ring, 4)
-        .unwrap()
-        .build()
-        .unwrap();
+    let four = ring(4).build().unwrap();
     let old = three.build().unwrap();
     let held = (0..2000)
         .map(|index| format!("k{index}"))
         .find(|key| old.locate_shard(key.as_bytes()).name != four.locate_shard(key.as_bytes()).name)
         .unwrap();
-    let mut holder = connect(the_cluster(), "primary", database).await;
+    let mut holder = connect(&CLUSTER.get(), "primary", database).await;
     let lock = holder.transaction().await.unwrap();
     lock.execute(
         &format!(
@@ -358,16 +314,14 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
     ] {
         let second = put_layout(&state, body).await;
         assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text());
-        assert_eq!(error_code(&second), "rebalance_running");
+        assert_eq!(second.error_code(), "rebalance_running");
         assert!(
             second.text().contains(&format!("job {}", first.id)),
             "{}",
             second.text()
         );
     }
-    let running: RebalanceJob = get(&state, &format!("/api/rebalance/{}", first.id))
-        .await
-        .parse();
+    let running = job_by_id(&state, first.id).await;
     assert_eq!(running.state, JobState::Running);
     // The held key still reads; bulk inserts go by the new layout, and one
     // holding ids that still sit at their old owner is refused whole.
@@ -415,10 +369,10 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
 
     let unknown = get(&state, "/api/rebalance/987654").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&unknown), "job_not_found");
+    assert_eq!(unknown.error_code(), "job_not_found");
     let bad = get(&state, "/api/rebalance/seven").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&bad), "invalid_path");
+    assert_eq!(bad.error_code(), "invalid_path");
 }
 
 /// Rows of `ecoshard.rebalance` and of `ecoshard.layout`, counted in PostgreSQL.
@@ -436,7 +390,7 @@ async fn job_and_layout_rows(primary: &tokio_postgres::Client) -> (i64, i64) {
 #[tokio::test]
 async fn a_no_op_layout_stores_no_job_and_no_version() {
     let _nodes = NODES.read().await;
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, primary) = bridge_with_users("t_rb_no_op", &three, 2000, "k").await;
     let before = job_and_layout_rows(&primary).await;
     assert_eq!(before, (0, 1));
@@ -473,29 +427,21 @@ fn shape(value: &serde_json::Value) -> serde_json::Value {
 
 /// The latest tick once it shows job `id` done.
 async fn tick_with_done_job(state: &AppState, id: u64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(json) = state.service().latest_tick() {
-            let tick: Tick = serde_json::from_str(&json).unwrap();
-            if tick
-                .rebalance
-                .is_some_and(|job| job.id == id && job.state == JobState::Done)
-            {
-                return json.to_string();
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no tick showed job {id} done"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let tick = eventually_some(Duration::from_secs(30), || async {
+        let json = state.service().latest_tick()?;
+        let tick: Tick = serde_json::from_str(&json).unwrap();
+        tick.rebalance
+            .is_some_and(|job| job.id == id && job.state == JobState::Done)
+            .then(|| json.to_string())
+    })
+    .await;
+    tick.unwrap_or_else(|| panic!("no tick showed job {id} done"))
 }
 
 #[tokio::test]
 async fn ticks_carry_the_job_without_its_plan_whatever_the_shard_count() {
     let _nodes = NODES.read().await;
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, _primary) = bridge_with_users("t_rb_ticks", &three, 1000, "t").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -551,7 +497,7 @@ async fn ticks_carry_the_job_without_its_plan_whatever_the_shard_count() {
 #[tokio::test]
 async fn a_layout_too_costly_to_build_is_refused_and_health_answers_while_the_costliest_is_built() {
     let _nodes = NODES.read().await;
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, primary) = bridge_with_users("t_rb_costly", &three, 2000, "c").await;
 
     // The review's layout, which held the server for 16 s: refused, naming the limit.
@@ -645,17 +591,15 @@ fn next(seed: &mut u64) -> u64 {
 #[tokio::test]
 async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
+    let cluster = CLUSTER.get();
     let database = "t_rb_load";
     let three = Layout::with_count(StrategyKind::Modulo, 3).unwrap();
     // Batches of 1,000: more commits for the readers to meet.
-    let config = ecoshard_bridge::BridgeConfig {
-        initial_layout: three.clone(),
-        pool_size: 8,
-        rebalance_batch: 1_000,
-        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(cluster, database))
-    };
-    let state = AppState::start(config).await.expect("starting the bridge");
+    let state = bridge_with(&cluster, database, |config| {
+        config.initial_layout = three.clone();
+        config.rebalance_batch = 1_000;
+    })
+    .await;
     const BATCHES: u64 = 10;
     const PER_BATCH: u64 = 10_000;
     for batch in 0..BATCHES {
@@ -668,30 +612,19 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
     }
     let total_rows = (BATCHES * PER_BATCH) as i64;
-    let primary = connect(cluster, "primary", database).await;
+    let primary = connect(&cluster, "primary", database).await;
     let before = snapshot(&primary, "live_").await;
     assert_eq!(before.rows, total_rows);
     // Standbys serve eventual reads: let them hold every row first.
     for standby in ["standby-1", "standby-2"] {
-        let client = connect(cluster, standby, database).await;
-        let caught_up = eventually(Duration::from_secs(60), || async {
-            let mut rows = 0;
-            for shard in ["s0", "s1", "s2"] {
-                rows += client
-                    .query_one(
-                        &format!("SELECT count(*) FROM \"shard_{shard}\".users"),
-                        &[],
-                    )
-                    .await
-                    .map(|row| row.get::<_, i64>(0))
-                    .unwrap_or(0);
-            }
-            rows == total_rows
+        let client = connect(&cluster, standby, database).await;
+        let caught_up = eventually(LIMIT, || async {
+            rows::count(&client).await == Some(total_rows)
         })
         .await;
         assert!(caught_up, "{standby} never held every row");
     }
-    common::wait_standbys_ready(&state).await;
+    wait_streaming(&state).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let moving = Arc::new(AtomicBool::new(false));
@@ -874,9 +807,9 @@ async fn a_hundred_thousand_rows_move_under_reads_and_inserts() {
 #[tokio::test]
 async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
+    let cluster = CLUSTER.get();
     let database = "t_rb_failed";
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, primary) = bridge_with_users(database, &three, 3000, "f").await;
     let before = snapshot(&primary, "").await;
 
@@ -885,10 +818,7 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
     // on its first batch; meanwhile put a copy of a key of s2 → s3 into s3
     // behind the bridge's back: its batch must fail.
     let old = three.build().unwrap();
-    let new = Layout::with_count(StrategyKind::Ring, 4)
-        .unwrap()
-        .build()
-        .unwrap();
+    let new = ring(4).build().unwrap();
     let moving_from = |shard: &str| {
         (0..3000)
             .map(|index| format!("f{index}"))
@@ -899,7 +829,7 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
             .unwrap()
     };
     let (held, doubled) = (moving_from("s0"), moving_from("s2"));
-    let mut holder = connect(cluster, "primary", database).await;
+    let mut holder = connect(&cluster, "primary", database).await;
     let lock = holder.transaction().await.unwrap();
     lock.execute(
         "SELECT 1 FROM \"shard_s0\".users WHERE user_id = $1 FOR UPDATE",
@@ -919,16 +849,12 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
         .unwrap();
     lock.rollback().await.unwrap();
     let failed = eventually(Duration::from_secs(60), || async {
-        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
-            .await
-            .parse();
+        let now = job_by_id(&state, job.id).await;
         now.state == JobState::Failed
     })
     .await;
     assert!(failed, "the job did not fail");
-    let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
-        .await
-        .parse();
+    let now = job_by_id(&state, job.id).await;
     assert!(
         now.error
             .as_deref()
@@ -967,7 +893,7 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
         )
         .await
         .unwrap();
-    let restarted = bridge(cluster, database, three).await;
+    let restarted = bridge(&cluster, database, three).await;
     let done = wait_done(&restarted, job.id).await;
     assert_eq!((done.moved, done.total), (now.total, now.total));
     let after = snapshot(&primary, "g").await;
@@ -985,16 +911,13 @@ async fn a_failed_job_keeps_every_row_readable_and_a_restart_resumes_it() {
 #[tokio::test]
 async fn a_batch_whose_job_is_gone_moves_nothing() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
+    let cluster = CLUSTER.get();
     let database = "t_rb_gone";
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
+    let three = ring(3);
     let (state, primary) = bridge_with_users(database, &three, 2000, "q").await;
     let before = snapshot(&primary, "").await;
     let old = three.build().unwrap();
-    let new = Layout::with_count(StrategyKind::Ring, 4)
-        .unwrap()
-        .build()
-        .unwrap();
+    let new = ring(4).build().unwrap();
     let held = (0..2000)
         .map(|index| format!("q{index}"))
         .find(|key| {
@@ -1002,7 +925,7 @@ async fn a_batch_whose_job_is_gone_moves_nothing() {
                 && new.locate_shard(key.as_bytes()).name == "s3"
         })
         .unwrap();
-    let mut holder = connect(cluster, "primary", database).await;
+    let mut holder = connect(&cluster, "primary", database).await;
     let lock = holder.transaction().await.unwrap();
     lock.execute(
         "SELECT 1 FROM \"shard_s0\".users WHERE user_id = $1 FOR UPDATE",
@@ -1024,16 +947,12 @@ async fn a_batch_whose_job_is_gone_moves_nothing() {
         .unwrap();
     lock.rollback().await.unwrap();
     let stopped = eventually(Duration::from_secs(60), || async {
-        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
-            .await
-            .parse();
+        let now = job_by_id(&state, job.id).await;
         now.state == JobState::Failed
     })
     .await;
     assert!(stopped, "the job went on");
-    let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
-        .await
-        .parse();
+    let now = job_by_id(&state, job.id).await;
     assert_eq!(now.moved, 0, "{now:?}");
     assert!(
         now.error
@@ -1049,10 +968,10 @@ async fn a_batch_whose_job_is_gone_moves_nothing() {
 #[tokio::test]
 async fn a_job_stored_before_its_shards_were_created_is_resumed_with_them() {
     let _nodes = NODES.read().await;
-    let cluster = the_cluster();
+    let cluster = CLUSTER.get();
     let database = "t_rb_no_shards";
-    let three = Layout::with_count(StrategyKind::Ring, 3).unwrap();
-    let four = Layout::with_count(StrategyKind::Ring, 4).unwrap();
+    let three = ring(3);
+    let four = ring(4);
     let (_first, primary) = bridge_with_users(database, &three, 500, "n").await;
     let before = snapshot(&primary, "").await;
     // What a bridge killed between storing a job and creating its shards leaves.
@@ -1070,7 +989,7 @@ async fn a_job_stored_before_its_shards_were_created_is_resumed_with_them() {
         )
         .await
         .unwrap();
-    let restarted = bridge(cluster, database, three).await;
+    let restarted = bridge(&cluster, database, three).await;
     let id = restarted
         .service()
         .rebalancer()
@@ -1098,28 +1017,16 @@ const FAILOVER_PORT: u16 = 29550;
 #[tokio::test]
 async fn a_rebalance_outlives_a_primary_failover() {
     const BATCH: usize = 100;
-    let port = common::free_ports(FAILOVER_PORT, 3);
-    let dir = std::env::temp_dir().join(format!(
-        "ecoshard-rebalance-failover-{}",
-        std::process::id()
-    ));
-    let mut options = ecoshard_bridge::ClusterOptions::new(&dir, port);
-    options.remove_on_exit = true;
-    options.sync_replication = true;
-    let local = Arc::new(
-        ecoshard_bridge::LocalCluster::start(&options).expect("starting the failover cluster"),
-    );
+    let local = start_cluster("rebalance-failover", FAILOVER_PORT, true);
     let database = "t_rb_failover";
     let three = Layout::with_count(StrategyKind::Modulo, 3).unwrap();
-    let config = ecoshard_bridge::BridgeConfig {
-        initial_layout: three.clone(),
-        pool_size: 8,
-        rebalance_batch: BATCH,
-        control: Some(Arc::clone(&local) as ecoshard_bridge::cluster::Control),
-        auto_failover: true,
-        ..ecoshard_bridge::BridgeConfig::new(ecoshard_bridge::Topology::local(&local, database))
-    };
-    let state = AppState::start(config).await.expect("starting the bridge");
+    let state = bridge_with(&local, database, |config| {
+        config.initial_layout = three.clone();
+        config.rebalance_batch = BATCH;
+        config.control = control(&local);
+        config.auto_failover = true;
+    })
+    .await;
     let answer = post_json(&state, "/api/users/bulk", r#"{"count":5000,"prefix":"p"}"#).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
     let before = snapshot(&connect(&local, "primary", database).await, "").await;
@@ -1159,9 +1066,7 @@ async fn a_rebalance_outlives_a_primary_failover() {
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
     let job = with_plan(&state, answer.parse()).await;
     let held_there = eventually(Duration::from_secs(60), || async {
-        let now: RebalanceJob = get(&state, &format!("/api/rebalance/{}", job.id))
-            .await
-            .parse();
+        let now = job_by_id(&state, job.id).await;
         now.moved == 2 * BATCH as u64
     })
     .await;

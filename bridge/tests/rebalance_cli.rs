@@ -6,46 +6,14 @@ mod common;
 mod rows;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use common::blocking::http;
+use common::blocking::{Scratch, Serve, check_refused, ecoshard, eventually, http};
 use common::free_ports;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind, thousands};
 use rows::{assert_no_key_twice, snapshot};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
-
-/// A data directory whose servers are stopped and files deleted when the
-/// test ends, pass or fail; the bridge, if still running, is killed first.
-struct Scratch {
-    dir: PathBuf,
-    bridge: Option<Child>,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ecoshard-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch { dir, bridge: None }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(mut bridge) = self.bridge.take() {
-            let _ = bridge.kill();
-            let _ = bridge.wait();
-        }
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--data-dir"])
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn job(addr: &str, id: u64) -> RebalanceJob {
     let (status, body) = http(addr, "GET", &format!("/api/rebalance/{id}"), None).expect("bridge");
@@ -53,82 +21,35 @@ fn job(addr: &str, id: u64) -> RebalanceJob {
     serde_json::from_str(&body).unwrap()
 }
 
-/// Starts `ecoshard serve` and waits until `/api/cluster` answers.
-fn serve(args: &[String], addr: &str) -> Child {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", addr])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ecoshard serve");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if let Some((200, _)) = http(addr, "GET", "/api/cluster", None) {
-            return child;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("serve exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve never answered");
-}
-
+/// `ecoshard apply ARGS`.
 fn apply(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("apply")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard apply")
-}
-
-fn ecoshard(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ecoshard")
-}
-
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
+    ecoshard(&[&["apply"], args].concat())
 }
 
 #[test]
 fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job() {
     const BATCH: usize = 100;
-    let mut scratch = Scratch::new("rebalance");
+    let scratch = Scratch::new("cli-rebalance");
     let port = free_ports(29600, 3);
     let addr = format!("127.0.0.1:{}", free_ports(29700, 1));
-    let args: Vec<String> = [
+    let (port_arg, data_dir, batch) = (
+        port.to_string(),
+        scratch.dir.display().to_string(),
+        BATCH.to_string(),
+    );
+    let args = [
         "--pg-port",
-        &port.to_string(),
+        &port_arg,
         "--data-dir",
-        &scratch.dir.display().to_string(),
+        &data_dir,
         "--strategy",
         "modulo",
         "--shards",
         "3",
         "--rebalance-batch",
-        &BATCH.to_string(),
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    scratch.bridge = Some(serve(&args, &addr));
+        &batch,
+    ];
+    let mut bridge = Serve::start(&addr, &args);
     let mut keys = Vec::new();
     for prefix in ["a", "b"] {
         let body = format!(r#"{{"count":10000,"prefix":"{prefix}"}}"#);
@@ -202,12 +123,12 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(status, 202, "{body}");
     let started: RebalanceJob = serde_json::from_str(&body).unwrap();
     // The PUT waits for the plan half a second at most; the job has it then.
-    let planned = wait_until(Duration::from_secs(60), || {
+    let planned = eventually(Duration::from_secs(60), || {
         job(&addr, started.id).plan.is_some()
     });
     assert!(planned, "{:?}", job(&addr, started.id));
     assert_eq!(job(&addr, started.id).total, total as u64);
-    let stopped = wait_until(Duration::from_secs(60), || {
+    let stopped = eventually(Duration::from_secs(60), || {
         job(&addr, started.id).moved == 2 * BATCH as u64
     });
     assert!(stopped, "{:?}", job(&addr, started.id));
@@ -269,13 +190,11 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
 
     // SIGKILL: nothing of the bridge runs on; its watchdog stops the servers
     // (ending the held transaction too).
-    let mut bridge = scratch.bridge.take().unwrap();
-    bridge.kill().unwrap();
-    bridge.wait().unwrap();
+    bridge.kill();
     drop(lock);
     drop(holder);
     drop(client);
-    scratch.bridge = Some(serve(&args, &addr));
+    let bridge = Serve::start(&addr, &args);
     // ecoshard job --follow waits for the resumed job to end.
     let id = started.id.to_string();
     let followed = ecoshard(&["job", &id, "--url", &url, "--follow", "--format", "json"]);
@@ -359,165 +278,59 @@ fn a_bridge_killed_mid_rebalance_resumes_and_finishes_it_and_apply_follows_a_job
     assert_eq!(in_force.version, 3);
     assert_eq!(job_rows(), jobs_before);
 
-    for (args, code) in [
-        (
-            &["--url", url.as_str(), "--strategy", "ring", "--shards", "0"][..],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--strategy",
-                "bounded-load",
-                "--shards",
-                "4",
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--layout-json",
-                r#"{"strategy":"ring","shards":3,"vnodes":0}"#,
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                url.as_str(),
-                "--layout-json",
-                "@/nonexistent/layout.json",
-            ],
-            2,
-        ),
-        (&["--url", url.as_str(), "--shards", "4"], 2),
-        (
-            &[
-                "--url",
-                "ftp://example",
-                "--strategy",
-                "ring",
-                "--shards",
-                "4",
-            ],
-            2,
-        ),
-        (
-            &[
-                "--url",
-                "http://127.0.0.1:1",
-                "--strategy",
-                "ring",
-                "--shards",
-                "4",
-            ],
-            1,
-        ),
-    ] {
-        let output = apply(args);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .lines()
-                .count(),
-            1,
-            "{args:?}: one line"
-        );
+    // One case a line: the arguments, then the exit code and what its one
+    // line says. The last two: serve refuses a first layout the database
+    // cannot take, before it starts anything.
+    let nowhere = [
+        "--listen",
+        "127.0.0.1:1",
+        "--data-dir",
+        "/nonexistent/ecoshard",
+    ];
+    #[rustfmt::skip]
+    let cases: [(&[&str], i32, &str); 9] = [
+        (&["apply", "--url", &url, "--strategy", "ring", "--shards", "0"], 2, "at least one shard"),
+        (&["apply", "--url", &url, "--strategy", "bounded-load", "--shards", "4"], 2, "bounded-load is not applied"),
+        (&["apply", "--url", &url, "--layout-json", r#"{"strategy":"ring","shards":3,"vnodes":0}"#], 2, "virtual nodes"),
+        (&["apply", "--url", &url, "--layout-json", "@/nonexistent/layout.json"], 2, "/nonexistent/layout.json"),
+        (&["apply", "--url", &url, "--shards", "4"], 2, "--strategy"),
+        (&["apply", "--url", "ftp://example", "--strategy", "ring", "--shards", "4"], 2, "http://HOST:PORT"),
+        (&["apply", "--url", "http://127.0.0.1:1", "--strategy", "ring", "--shards", "4"], 1, "cannot reach the bridge"),
+        (&[&["serve", "--strategy", "bounded-load", "--shards", "3"][..], &nowhere].concat(), 2, "bounded-load"),
+        (&[&["serve", "--strategy", "ring", "--shards", "257"][..], &nowhere].concat(), 2, "at most 256"),
+    ];
+    for (args, code, expected) in cases {
+        check_refused(args, code, expected);
     }
 
-    // serve refuses a first layout the database cannot take, before starting anything.
-    for args in [
-        &["--strategy", "bounded-load", "--shards", "3"][..],
-        &["--strategy", "ring", "--shards", "257"],
-    ] {
-        let output = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args([
-                "--listen",
-                "127.0.0.1:1",
-                "--data-dir",
-                "/nonexistent/ecoshard",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-    }
-
-    let bridge = scratch.bridge.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &bridge.id().to_string()])
-        .status()
-        .unwrap();
-    let mut bridge = bridge;
-    let _ = bridge.wait();
-}
-
-/// Exit code `code` and one line on stderr that contains `expected`.
-fn check_refused(args: &[&str], code: i32, expected: &str) {
-    let output = ecoshard(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    bridge.stop();
 }
 
 #[test]
 fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
-    let mut scratch = Scratch::new("status");
+    let scratch = Scratch::new("cli-status");
     let port = free_ports(30200, 3);
     let addr = format!("127.0.0.1:{}", free_ports(30300, 1));
     let url = format!("http://{addr}");
-    let args: Vec<String> = [
-        "--pg-port",
-        &port.to_string(),
-        "--data-dir",
-        &scratch.dir.display().to_string(),
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    scratch.bridge = Some(serve(&args, &addr));
+    let data_dir = scratch.dir.display().to_string();
+    let _bridge = Serve::start(
+        &addr,
+        &["--pg-port", &port.to_string(), "--data-dir", &data_dir],
+    );
 
-    // No job yet; an unknown id; a bridge that is not there; URLs that are not the bridge's.
-    for (args, code, expected) in [
-        (
-            &["job", "--url", url.as_str()][..],
-            1,
-            "no rebalance job since it started",
-        ),
-        (&["job", "99", "--url", url.as_str()], 2, "(job_not_found)"),
-        (
-            &["status", "--url", "http://127.0.0.1:1"],
-            1,
-            "cannot reach the bridge at http://127.0.0.1:1/api/cluster",
-        ),
-        (
-            &["job", "--url", "http://127.0.0.1:1"],
-            1,
-            "cannot reach the bridge at http://127.0.0.1:1/api/events",
-        ),
-        (
-            &["status", "--url", "not a url"],
-            2,
-            "--url \"not a url\": not a URL",
-        ),
-        (
-            &["job", "1", "--url", "https://127.0.0.1:1"],
-            2,
-            "use http://HOST:PORT",
-        ),
-    ] {
+    // No job yet; an unknown id; a bridge that is not there; URLs that are
+    // not the bridge's. One case a line: the arguments, then the exit code
+    // and what its one line says.
+    #[rustfmt::skip]
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["job", "--url", &url], 1, "no rebalance job since it started"),
+        (&["job", "99", "--url", &url], 2, "(job_not_found)"),
+        (&["status", "--url", "http://127.0.0.1:1"], 1, "cannot reach the bridge at http://127.0.0.1:1/api/cluster"),
+        (&["job", "--url", "http://127.0.0.1:1"], 1, "cannot reach the bridge at http://127.0.0.1:1/api/events"),
+        (&["status", "--url", "not a url"], 2, "--url \"not a url\": not a URL"),
+        (&["job", "1", "--url", "https://127.0.0.1:1"], 2, "use http://HOST:PORT"),
+    ];
+    for (args, code, expected) in cases {
         check_refused(args, code, expected);
     }
 
@@ -525,7 +338,7 @@ fn status_and_job_show_a_bridge_s_cluster_layout_rows_and_jobs() {
     assert_eq!(status, 201, "{body}");
     // Rows are counted every second or so: wait until status has counted them.
     let mut table = String::new();
-    let counted = wait_until(Duration::from_secs(60), || {
+    let counted = eventually(Duration::from_secs(60), || {
         let output = ecoshard(&["status", "--url", &url]);
         assert!(
             output.status.success(),

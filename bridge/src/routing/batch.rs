@@ -512,6 +512,7 @@ mod tests {
             let (sql, reads) = (Arc::clone(&sql), &reads);
             async move { reads.read(&sql, n % 2, &format!("k{n}")).await.map(|_| ()) }
         });
+        // Two ids twice: a repeat gets the failure of the first.
         let written = (0..5).map(|n| {
             let (sql, inserts) = (Arc::clone(&sql), &inserts);
             async move {
@@ -527,11 +528,16 @@ mod tests {
             futures::future::join_all(answers),
             futures::future::join_all(written)
         );
-        for failure in answers.into_iter().filter_map(Result::err) {
+        assert_eq!((answers.len(), written.len()), (5, 5));
+        for answer in answers {
+            // Refused at once (not past a deadline): the node leaves the
+            // read rotation.
+            let failure = answer.expect_err("a read answered by a node that refuses");
             assert!(failure.node_down && !failure.timed_out, "{failure:?}");
         }
-        for failure in written.into_iter().filter_map(Result::err) {
+        for answer in written {
             // Refused before anything was sent: not written, for sure.
+            let failure = answer.expect_err("an insert taken by a node that refuses");
             assert!(
                 matches!(
                     failure,
@@ -543,6 +549,10 @@ mod tests {
                 "{failure:?}"
             );
         }
+        // Each request was in a batch that ran, and every batch gave its
+        // place back.
+        assert_eq!(reads.sent().1, 5);
+        assert_eq!(inserts.sent().1, 5);
         for queue in [
             reads.queue.lock().unwrap().running,
             inserts.queue.lock().unwrap().running,
@@ -554,16 +564,21 @@ mod tests {
     #[tokio::test]
     async fn reads_nobody_waits_for_are_not_sent() {
         let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let sql = sql();
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let read = Read {
-            sql: sql(),
+            sql: Arc::clone(&sql),
             shard: 0,
             key: "gone".to_owned(),
             reply,
         };
         assert!(read.abandoned());
         batcher.push(read);
+        // Queued with it, a read that is waited for: the batch that takes
+        // both sends that one alone.
+        let wanted = batcher.read(&sql, 1, "wanted").await;
+        assert!(wanted.is_err_and(|failure| failure.node_down));
         let sent = futures::future::poll_fn(|context| {
             let running = batcher.queue.lock().unwrap().running;
             if running == 0 {
@@ -574,7 +589,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(sent, (0, 0));
+        assert_eq!(sent, (1, 1), "statements and the requests they answered");
     }
 
     #[tokio::test]

@@ -1,17 +1,22 @@
-//! Blocking helpers for the tests and benchmarks that drive a running
-//! `ecoshard serve` process (rather than the app in-process): one HTTP/1.0
-//! request, free loopback ports, the cluster's view, a process stopped on
-//! drop, a PostgreSQL server hung (SIGSTOP) until dropped. The benchmarks
-//! include this file by path.
+//! Blocking helpers for the tests and benchmarks that drive the `ecoshard`
+//! binary (rather than the app in-process): one HTTP/1.0 request, the
+//! binary run and refused, free loopback ports, a condition polled until it
+//! holds, the cluster's view, `ecoshard serve` stopped on drop, a data
+//! directory deleted on drop, a PostgreSQL server hung (SIGSTOP) until
+//! dropped. The benchmarks include this file by path.
 
 #![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use ecoshard_core::wire::{ClusterView, NodeRole};
+
+/// The `ecoshard` binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
 
 /// How long [`http`] waits for an answer.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(60);
@@ -71,6 +76,46 @@ pub fn port_offset() -> u16 {
         .map_or(0, |offset| offset.min(9))
 }
 
+/// `ecoshard ARGS`, with no input and no colour preference: its output.
+pub fn ecoshard(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ecoshard")
+}
+
+/// `ecoshard ARGS` refused: exit code `code` and one line on stderr, which
+/// contains `expected`.
+pub fn check_refused(args: &[&str], code: i32, expected: &str) {
+    let output = ecoshard(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes; whether
+/// it held. The blocking twin of `common::eventually`.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    eventually_some(limit, || condition().then_some(())).is_some()
+}
+
+/// Polls `probe` every 20 ms until it gives a value or `limit` passes.
+pub fn eventually_some<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `GET /api/cluster`.
 pub fn cluster_view(addr: &str) -> ClusterView {
     let (status, body) = http(addr, "GET", "/api/cluster", None).expect("GET /api/cluster");
@@ -87,22 +132,151 @@ pub fn primary_of(view: &ClusterView) -> String {
         .expect("a primary")
 }
 
-/// An `ecoshard serve` process: SIGTERM (which stops the servers it
-/// started) and a wait on drop, then its data directory deleted if given.
+/// Whether every node of `view` is up and every standby streams from the
+/// primary (whichever node that is now).
+pub fn all_streaming(view: &ClusterView) -> bool {
+    view.nodes.iter().all(|node| {
+        node.up
+            && (node.role == NodeRole::Primary
+                || node
+                    .lag
+                    .as_ref()
+                    .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
+    })
+}
+
+/// How long `ecoshard serve` may take to answer (it may start a cluster).
+const SERVE_START: Duration = Duration::from_secs(120);
+
+/// How long a SIGTERMed `ecoshard serve` may take to exit before SIGKILL.
+const SERVE_STOP: Duration = Duration::from_secs(30);
+
+/// An `ecoshard serve` process, its stderr kept in a log file (shown when
+/// the test fails). Dropped, it is stopped: SIGTERM (which stops the
+/// servers it started), SIGKILL if it still runs [`SERVE_STOP`] later; then
+/// its data directory is deleted, if given.
 pub struct Serve {
-    pub child: Child,
+    child: Child,
+    log: PathBuf,
+    /// Deleted once the process has exited.
     pub data_dir: Option<PathBuf>,
+}
+
+impl Serve {
+    /// `ecoshard serve --listen ADDR ARGS`, once `GET /api/cluster` answers
+    /// 200; panics, with its log, if it exits first or never answers.
+    pub fn start(addr: &str, args: &[&str]) -> Serve {
+        Serve::start_with(addr, args, |_| {})
+    }
+
+    /// [`Serve::start`] with the command configured further (its
+    /// environment; its stderr elsewhere than the log file).
+    pub fn start_with(addr: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> Serve {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "ecoshard-serve-{}-{}.log",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .args(["--listen", addr])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("serve's log file"));
+        configure(&mut command);
+        let child = command.spawn().expect("start ecoshard serve");
+        let mut serve = Serve {
+            child,
+            log,
+            data_dir: None,
+        };
+        let answering = eventually(SERVE_START, || {
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!("serve exited early: {status}");
+            }
+            http(addr, "GET", "/api/cluster", None).is_some_and(|(status, _)| status == 200)
+        });
+        assert!(answering, "serve never answered on {addr}");
+        serve
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM: its exit status (SIGKILL past [`SERVE_STOP`]) and its log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let status = self.terminate();
+        (status, self.log())
+    }
+
+    /// SIGKILL, as by a crash: nothing of the bridge runs on (its watchdog
+    /// stops the servers it started).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + SERVE_STOP;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("waiting for ecoshard serve")
+    }
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        self.terminate();
+        if std::thread::panicking() {
+            eprintln!("--- ecoshard serve's log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
         if let Some(data_dir) = &self.data_dir {
             let _ = std::fs::remove_dir_all(data_dir);
         }
+    }
+}
+
+/// A data directory of the temporary directory, empty at first, whose
+/// servers are stopped (`ecoshard cluster down`) and files deleted on drop,
+/// however the test ends.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    /// `ecoshard-NAME-PID` in the temporary directory, left over files removed.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ecoshard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch { dir }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--data-dir"])
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1,60 +1,106 @@
-//! Shared by the bridge's behaviour tests: one real local cluster per test
-//! binary (started on first use, stopped and deleted by its watchdog when the
-//! binary ends, however it ends), a database per test, and request helpers.
+//! Shared by the bridge's behaviour tests: real local clusters (the one a
+//! test binary shares, or one of a test's own; stopped and deleted by their
+//! watchdog when the binary ends, however it ends), a bridge on a database
+//! per test, request helpers, conditions polled until they hold, and a read
+//! load that runs until it is told to stop.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use ecoshard_bridge::cluster::Control;
 use ecoshard_bridge::{AppState, BridgeConfig, ClusterOptions, LocalCluster, Topology};
-use ecoshard_core::Layout;
+use ecoshard_core::wire::{ApiErrorBody, ClusterView};
+use ecoshard_core::{Layout, StrategyKind};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
 pub mod blocking;
 
-pub use blocking::free_ports;
-
-static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+pub use blocking::{ANSWER_WITHIN, free_ports};
 
 /// Tests that stop nodes hold this for writing; every other test for reading.
 pub static NODES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// The cluster of this test binary, started on first use on the first free
-/// ports at or above `base_port` (so binaries run one after another never collide).
-pub fn cluster(name: &str, base_port: u16) -> &'static LocalCluster {
-    CLUSTER.get_or_init(|| {
-        let port = free_ports(base_port, 3);
-        let dir = std::env::temp_dir().join(format!("ecoshard-test-{name}-{}", std::process::id()));
-        let mut options = ClusterOptions::new(&dir, port);
-        options.remove_on_exit = true;
+/// The longest wait for a condition that must come true: only a hang reaches it.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A cluster of its own, on the first free ports at or above `base_port`
+/// (so binaries run one after another never collide), in
+/// `ecoshard-test-NAME-PID` of the temporary directory.
+pub fn start_cluster(name: &str, base_port: u16, sync_replication: bool) -> Arc<LocalCluster> {
+    let port = free_ports(base_port, 3);
+    let dir = std::env::temp_dir().join(format!("ecoshard-test-{name}-{}", std::process::id()));
+    let mut options = ClusterOptions::new(&dir, port);
+    options.remove_on_exit = true;
+    options.sync_replication = sync_replication;
+    Arc::new(
         LocalCluster::start(&options)
-            .unwrap_or_else(|error| panic!("starting the test cluster: {error}"))
-    })
+            .unwrap_or_else(|error| panic!("starting the {name} test cluster: {error}")),
+    )
 }
 
-/// A bridge over the shared cluster, on its own database.
+/// The cluster the tests of one binary share, started on first use.
+pub struct SharedCluster {
+    name: &'static str,
+    base_port: u16,
+    sync_replication: bool,
+    started: OnceLock<Arc<LocalCluster>>,
+}
+
+impl SharedCluster {
+    /// Named `name`, on ports from `base_port` (see [`start_cluster`]).
+    pub const fn new(name: &'static str, base_port: u16, sync_replication: bool) -> Self {
+        SharedCluster {
+            name,
+            base_port,
+            sync_replication,
+            started: OnceLock::new(),
+        }
+    }
+
+    /// The cluster, started now if no test has used it yet.
+    pub fn get(&self) -> Arc<LocalCluster> {
+        let started = self
+            .started
+            .get_or_init(|| start_cluster(self.name, self.base_port, self.sync_replication));
+        Arc::clone(started)
+    }
+}
+
+/// The ring strategy over `shards` shards.
+pub fn ring(shards: u64) -> Layout {
+    Layout::with_count(StrategyKind::Ring, shards).unwrap()
+}
+
+/// Node actions and failover for a bridge over `cluster`.
+pub fn control(cluster: &Arc<LocalCluster>) -> Option<Control> {
+    Some(Arc::clone(cluster) as Control)
+}
+
+/// A bridge over `cluster` on its own database, starting with `layout`.
 pub async fn bridge(cluster: &LocalCluster, database: &str, layout: Layout) -> AppState {
-    bridge_with(cluster, database, layout, None).await
+    bridge_with(cluster, database, |config| config.initial_layout = layout).await
 }
 
-/// A bridge with a web page directory.
+/// A bridge over `cluster` on its own database (ring over 3 shards, 8
+/// connections per node), configured further by `configure`.
 pub async fn bridge_with(
     cluster: &LocalCluster,
     database: &str,
-    layout: Layout,
-    web_dir: Option<PathBuf>,
+    configure: impl FnOnce(&mut BridgeConfig),
 ) -> AppState {
-    let config = BridgeConfig {
-        initial_layout: layout,
-        web_dir,
+    let mut config = BridgeConfig {
+        initial_layout: ring(3),
         pool_size: 8,
         ..BridgeConfig::new(Topology::local(cluster, database))
     };
+    configure(&mut config);
     AppState::start(config)
         .await
         .unwrap_or_else(|error| panic!("starting the bridge on {database}: {error}"))
@@ -88,6 +134,11 @@ impl Answer {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `code` of the JSON error shape; panics on any other body.
+    pub fn error_code(&self) -> String {
+        self.parse::<ApiErrorBody>().error.code
     }
 }
 
@@ -144,6 +195,19 @@ pub async fn post(state: &AppState, uri: &str) -> Answer {
     .await
 }
 
+/// A request that must be answered, whatever the answer: panics if it is
+/// not within [`ANSWER_WITHIN`] (every request is bounded well below it).
+pub async fn answered(request: impl std::future::Future<Output = Answer>) -> Answer {
+    tokio::time::timeout(ANSWER_WITHIN, request)
+        .await
+        .expect("a request hung")
+}
+
+/// `GET /api/cluster`.
+pub async fn view(state: &AppState) -> ClusterView {
+    get(state, "/api/cluster").await.parse()
+}
+
 /// A direct connection to one node of the cluster (not through the bridge).
 pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> tokio_postgres::Client {
     let node = cluster
@@ -168,39 +232,154 @@ pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> toki
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `limit` passes; whether it held.
+/// The data directory of the node `node`.
+pub fn data_dir(cluster: &LocalCluster, node: &str) -> PathBuf {
+    cluster
+        .nodes()
+        .into_iter()
+        .find(|candidate| candidate.name == node)
+        .expect("node exists")
+        .data
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes; whether
+/// it held. (`blocking::eventually` is its twin for blocking code.)
 pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_some(limit, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+    .is_some()
+}
+
+/// Polls `probe` every 20 ms until it gives a value or `limit` passes.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + limit;
     loop {
-        if condition().await {
-            return true;
+        if let Some(value) = probe().await {
+            return Some(value);
         }
         if Instant::now() > deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Waits until both standbys are in the read rotation of `state`.
-pub async fn wait_standbys_ready(state: &AppState) {
-    let ready = eventually(Duration::from_secs(30), || async {
-        let view: ecoshard_core::wire::ClusterView = get(state, "/api/cluster").await.parse();
-        view.nodes.iter().all(|node| {
-            node.up
-                && (node.name == "primary"
-                    || node
-                        .lag
-                        .as_ref()
-                        .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
-        })
+/// Waits until every node is up and every standby streams from the primary
+/// (whichever node that is now), then two ticks more so that the read
+/// rotation reflects it.
+pub async fn wait_streaming(state: &AppState) {
+    let streaming = eventually(LIMIT, || async {
+        blocking::all_streaming(&view(state).await)
     })
     .await;
-    assert!(ready, "standbys did not become ready");
-    // One more tick so the rotation reflects it.
+    assert!(
+        streaming,
+        "the standbys do not stream: {:?}",
+        view(state).await
+    );
     tokio::time::sleep(ecoshard_bridge::TICK * 2).await;
+}
+
+/// Reads of known keys, round and round from several tasks, each read
+/// bounded by [`ANSWER_WITHIN`], until [`ReadLoad::finish`] tells them to
+/// stop: reads answered 200 are counted as they come, every other answer
+/// is kept. A load-under-fault test waits, once it has seen the fault,
+/// until [`ReadLoad::goes_on`], so that its load cannot have ended before
+/// the fault arrived.
+pub struct ReadLoad {
+    stop: tokio::sync::watch::Sender<bool>,
+    ok: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl ReadLoad {
+    /// `readers` tasks reading every key of `keys` with the first of
+    /// `consistencies`, then every key with the next one, and so on.
+    pub fn start(
+        state: &AppState,
+        keys: &[String],
+        consistencies: &[&'static str],
+        readers: usize,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let ok = Arc::new(AtomicU64::new(0));
+        let uris: Arc<Vec<String>> = Arc::new(
+            consistencies
+                .iter()
+                .flat_map(|consistency| {
+                    keys.iter()
+                        .map(move |key| format!("/api/users/{key}?consistency={consistency}"))
+                })
+                .collect(),
+        );
+        let tasks = (0..readers)
+            .map(|reader| {
+                // Spread over the list, so that the readers do not move together.
+                let first = reader * uris.len() / readers;
+                let (state, uris, ok) = (state.clone(), Arc::clone(&uris), Arc::clone(&ok));
+                let stopped = stopped.clone();
+                tokio::spawn(read_until_stopped(state, uris, first, ok, stopped))
+            })
+            .collect();
+        ReadLoad { stop, ok, tasks }
+    }
+
+    /// Reads answered 200 so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Whether `more` reads were answered 200 after those counted now,
+    /// within [`LIMIT`].
+    pub async fn goes_on(&self, more: u64) -> bool {
+        let seen = self.ok();
+        eventually(LIMIT, || async { self.ok() >= seen + more }).await
+    }
+
+    /// Stops the load: the reads answered 200, and every other answer (or
+    /// the lack of one).
+    pub async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.send_replace(true);
+        let mut failed = Vec::new();
+        for task in self.tasks {
+            failed.extend(task.await.expect("a reader"));
+        }
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+}
+
+/// One reader of a [`ReadLoad`]: `uris` in turn from the `first`, until
+/// `stopped`; what was not answered 200.
+async fn read_until_stopped(
+    state: AppState,
+    uris: Arc<Vec<String>>,
+    first: usize,
+    ok: Arc<AtomicU64>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for uri in uris.iter().cycle().skip(first) {
+        if *stopped.borrow_and_update() {
+            break;
+        }
+        match tokio::time::timeout(ANSWER_WITHIN, get(&state, uri)).await {
+            Ok(answer) if answer.status == StatusCode::OK => {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(answer) => failed.push(format!("{uri}: {} {}", answer.status, answer.text())),
+            Err(_) => failed.push(format!("{uri}: no answer within {ANSWER_WITHIN:?}")),
+        }
+    }
+    failed
 }
