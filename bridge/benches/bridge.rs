@@ -8,7 +8,9 @@
 //!
 //! `cargo bench -p ecoshard-bridge --bench bridge`; settings from the
 //! environment: ECOSHARD_BENCH_SECS (per phase, 10), ECOSHARD_BENCH_CLIENTS
-//! (8), ECOSHARD_BENCH_LAG_RATE (inserts/s, 200), ECOSHARD_BENCH_LAG_SECS (10).
+//! (8), ECOSHARD_BENCH_LAG_RATE (inserts/s, 200), ECOSHARD_BENCH_LAG_SECS (10),
+//! ECOSHARD_BENCH_BIN (the `ecoshard` binary to measure: another build's, to
+//! compare builds in one sitting; default this build's).
 //! It starts `ecoshard serve` with its own local cluster in a temporary
 //! directory and stops it at the end.
 
@@ -31,6 +33,10 @@ mod blocking;
 use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
 
 const SHARDS: u64 = 3;
+
+/// A request through the bridge with no answer by then counts as an error
+/// (a bridge without read deadlines can hang a read on a hung standby).
+const NO_ANSWER: Duration = Duration::from_secs(15);
 
 fn main() {
     let secs = setting("ECOSHARD_BENCH_SECS", 10);
@@ -281,24 +287,26 @@ async fn bridge_phase(
             let mut n = 0usize;
             while started.elapsed() < duration {
                 let begin = Instant::now();
-                let (ok, id) = match op {
+                let (path, method, body, id) = match op {
                     Op::Insert => {
                         let id = format!("hb{worker}_{n}");
                         let body = format!(r#"{{"user_id":"{id}"}}"#);
-                        let result = http(&mut sender, "POST", "/api/users", Some(body)).await;
-                        (matches!(result, Ok((201, _))), Some(id))
+                        ("/api/users".to_owned(), "POST", Some(body), Some(id))
                     }
                     Op::Read => {
                         let id = &ids[(worker * 7919 + n * 104_729) % ids.len()];
-                        let result =
-                            http(&mut sender, "GET", &format!("/api/users/{id}"), None).await;
-                        (matches!(result, Ok((200, _))), None)
+                        (format!("/api/users/{id}"), "GET", None, None)
                     }
-                    Op::Health => {
-                        let result = http(&mut sender, "GET", "/api/health", None).await;
-                        (matches!(result, Ok((200, _))), None)
-                    }
+                    Op::Health => ("/api/health".to_owned(), "GET", None, None),
                 };
+                let expected = if op == Op::Insert { 201 } else { 200 };
+                let answer =
+                    tokio::time::timeout(NO_ANSWER, http(&mut sender, method, &path, body)).await;
+                let ok = matches!(answer, Ok(Ok((status, _))) if status == expected);
+                if answer.is_err() {
+                    // No answer in time: the connection's state is unknown.
+                    sender = http_connect(&addr).await.expect("connect to the bridge");
+                }
                 if ok {
                     outcome
                         .latencies_us

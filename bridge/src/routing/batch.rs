@@ -17,8 +17,12 @@
 //! batch) is a duplicate, answered after that commit too, and nothing else
 //! of the batch depends on it.
 //!
-//! A batch runs in a task of its own, so a client that goes away never
-//! strands the requests queued behind its own. A failure (no connection, an
+//! A request that finds nothing queued and a place free is a batch of one
+//! and runs on its own task (no task spawned, no hand-over between
+//! threads: what a lone request costs at low concurrency). A batch of
+//! several runs in a task of its own. Either way a client that goes away
+//! never strands the requests queued behind its own: the place it held,
+//! given back, passes to a new batch task. A failure (no connection, an
 //! error from the node) answers every request of the batch. Each batch has
 //! a deadline (the read deadline for reads, the write deadline for inserts)
 //! covering its checkout and its statements; a connection whose statement
@@ -182,23 +186,47 @@ impl<J: Job> Batcher<J> {
         )
     }
 
-    fn push(&self, job: J) {
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Queues `job`, or hands it back with a place of its own to be run at
+    /// once by its own task (see [`Batcher::submit`]).
+    fn push(&self, job: J) -> Option<(J, Place<J>)> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.running >= MAX_IN_FLIGHT {
             queue.waiting.push(job);
-            let start = queue.running < MAX_IN_FLIGHT;
-            if start {
-                queue.running += 1;
-            }
-            start
-        };
-        if start {
-            tokio::spawn(drain(
-                self.pool.clone(),
-                Arc::clone(&self.queue),
-                Arc::clone(&self.counts),
-                self.limit,
-            ));
+            return None;
+        }
+        queue.running += 1;
+        if queue.waiting.is_empty() {
+            // Nothing to gather: this request is a batch of one, run by the
+            // task that made it (no task to spawn, no hand-over between
+            // threads), holding a place like any batch.
+            drop(queue);
+            return Some((job, self.place()));
+        }
+        queue.waiting.push(job);
+        drop(queue);
+        tokio::spawn(drain(self.place()));
+        None
+    }
+
+    /// Sends `job`: at once on the caller's task when nothing else waits and
+    /// a place is free, else in a batch; its answer comes through its reply.
+    async fn submit(&self, job: J) {
+        if let Some((job, place)) = self.push(job) {
+            self.counts.statements.fetch_add(1, Ordering::Relaxed);
+            self.counts.requests.fetch_add(1, Ordering::Relaxed);
+            J::run(&self.pool, vec![job], self.limit).await;
+            // Requests queued meanwhile go on in a batch of their own task.
+            drop(place);
+        }
+    }
+
+    /// A place in the queue, held by whoever runs a batch.
+    fn place(&self) -> Place<J> {
+        Place {
+            pool: self.pool.clone(),
+            queue: Arc::clone(&self.queue),
+            counts: Arc::clone(&self.counts),
+            limit: self.limit,
         }
     }
 }
@@ -208,12 +236,13 @@ impl Batcher<Read> {
     /// was built for.
     pub(crate) async fn read(&self, sql: &Arc<BatchSql>, shard: usize, key: &str) -> ReadAnswer {
         let (reply, answer) = oneshot::channel();
-        self.push(Read {
+        self.submit(Read {
             sql: Arc::clone(sql),
             shard,
             key: key.to_owned(),
             reply,
-        });
+        })
+        .await;
         answer.await.unwrap_or_else(|_| Err(ReadFailure::lost()))
     }
 }
@@ -232,7 +261,7 @@ impl Batcher<Insert> {
         deadline: Instant,
     ) -> InsertAnswer {
         let (reply, answer) = oneshot::channel();
-        self.push(Insert {
+        let submitted = self.submit(Insert {
             sql: Arc::clone(sql),
             shard,
             user_id: user_id.to_owned(),
@@ -241,6 +270,10 @@ impl Batcher<Insert> {
             deadline,
             reply,
         });
+        let answer = async {
+            submitted.await;
+            answer.await
+        };
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => answer,
             // A batch that ended without answering may have committed, and
@@ -258,18 +291,13 @@ impl Batcher<Insert> {
 }
 
 /// Runs batches until the queue is empty, then gives its place back.
-async fn drain<J: Job>(
-    pool: Pool,
-    queue: Arc<Mutex<Queue<J>>>,
-    counts: Arc<Counts>,
-    limit: Duration,
-) {
-    let place = Place {
-        pool: pool.clone(),
-        queue: Arc::clone(&queue),
-        counts: Arc::clone(&counts),
-        limit,
-    };
+async fn drain<J: Job>(place: Place<J>) {
+    let (pool, queue, counts, limit) = (
+        place.pool.clone(),
+        Arc::clone(&place.queue),
+        Arc::clone(&place.counts),
+        place.limit,
+    );
     loop {
         let mut batch = {
             let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -319,12 +347,12 @@ impl<J: Job> Drop for Place<J> {
         };
         // Requests queued after the last look: the place passes to a new task.
         if waiting && let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(drain(
-                self.pool.clone(),
-                Arc::clone(&self.queue),
-                Arc::clone(&self.counts),
-                self.limit,
-            ));
+            runtime.spawn(drain(Place {
+                pool: self.pool.clone(),
+                queue: Arc::clone(&self.queue),
+                counts: Arc::clone(&self.counts),
+                limit: self.limit,
+            }));
         } else if waiting {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.running -= 1;
@@ -503,6 +531,10 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(5);
 
+    /// Past this a wait that should end at once has hung: the test fails
+    /// rather than running forever.
+    const NEVER: Duration = Duration::from_secs(60);
+
     #[tokio::test]
     async fn a_node_that_refuses_answers_every_request_with_a_failure() {
         let reads = Batcher::<Read>::new(refused_pool(), LIMIT);
@@ -563,8 +595,10 @@ mod tests {
 
     #[tokio::test]
     async fn reads_nobody_waits_for_are_not_sent() {
-        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let batcher = Arc::new(Batcher::<Read>::new(refused_pool(), LIMIT));
         let sql = sql();
+        // Every place taken: what comes now is queued, not run at once.
+        batcher.queue.lock().unwrap().running = MAX_IN_FLIGHT;
         let (reply, answer) = oneshot::channel();
         drop(answer);
         let read = Read {
@@ -574,22 +608,50 @@ mod tests {
             reply,
         };
         assert!(read.abandoned());
-        batcher.push(read);
+        assert!(
+            batcher.push(read).is_none(),
+            "queued behind the full places"
+        );
         // Queued with it, a read that is waited for: the batch that takes
         // both sends that one alone.
-        let wanted = batcher.read(&sql, 1, "wanted").await;
+        let wanted = tokio::spawn({
+            let (batcher, sql) = (Arc::clone(&batcher), Arc::clone(&sql));
+            async move { batcher.read(&sql, 1, "wanted").await }
+        });
+        let queued = async {
+            while batcher.queue.lock().unwrap().waiting.len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(NEVER, queued)
+            .await
+            .expect("the read joins the queue");
+        drop(batcher.place());
+        let wanted = wanted.await.expect("the read's task");
         assert!(wanted.is_err_and(|failure| failure.node_down));
-        let sent = futures::future::poll_fn(|context| {
+        let given_back = futures::future::poll_fn(|context| {
             let running = batcher.queue.lock().unwrap().running;
-            if running == 0 {
+            if running == MAX_IN_FLIGHT - 1 {
                 std::task::Poll::Ready(batcher.sent())
             } else {
                 context.waker().wake_by_ref();
                 std::task::Poll::Pending
             }
-        })
-        .await;
+        });
+        let sent = tokio::time::timeout(NEVER, given_back)
+            .await
+            .expect("the batch gives its place back");
         assert_eq!(sent, (1, 1), "statements and the requests they answered");
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_runs_at_once_and_gives_its_place_back() {
+        let batcher = Batcher::<Read>::new(refused_pool(), LIMIT);
+        let answer = batcher.read(&sql(), 0, "alone").await;
+        assert!(answer.is_err_and(|failure| failure.node_down));
+        let queue = batcher.queue.lock().unwrap();
+        assert_eq!((queue.running, queue.waiting.len()), (0, 0));
+        assert_eq!(batcher.sent(), (1, 1));
     }
 
     #[tokio::test]

@@ -18,6 +18,12 @@ use ecoshard_core::wire::{ClusterView, NodeRole};
 /// The `ecoshard` binary of this build.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ecoshard");
 
+/// The binary [`Serve`] starts: this build's, or the one
+/// `ECOSHARD_BENCH_BIN` names (a benchmark comparing builds side by side).
+pub fn serve_binary() -> std::path::PathBuf {
+    std::env::var_os("ECOSHARD_BENCH_BIN").map_or_else(|| BIN.into(), Into::into)
+}
+
 /// How long [`http`] waits for an answer.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
@@ -178,7 +184,7 @@ impl Serve {
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(serve_binary());
         command
             .arg("serve")
             .args(["--listen", addr])
