@@ -7,6 +7,7 @@ pub(crate) mod error;
 mod events;
 mod guard;
 mod layout;
+mod metrics;
 mod nodes;
 pub(crate) mod page;
 pub(crate) mod server;
@@ -58,11 +59,19 @@ pub fn app(state: AppState) -> Router {
             limit_in_flight,
         ));
     let web_dir = state.web_dir().cloned();
-    crate::http::page::mount(Router::new().nest("/api", api), web_dir.as_deref())
+    let routes = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api", api);
+    crate::http::page::mount(routes, web_dir.as_deref())
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
+        ))
+        // Outermost, so that refusals by the edge rules are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }
