@@ -100,6 +100,9 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus' text format (OpenMetrics 1.0); docs/api.md lists the metrics",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let report = state.service().report();
     match render(state.http_metrics(), &report) {
