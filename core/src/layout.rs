@@ -709,3 +709,89 @@ mod tests {
         assert_eq!(layout.next_shard_name(), "s4");
     }
 }
+
+#[cfg(feature = "openapi")]
+mod openapi_impl {
+    //! OpenAPI schemas of the layout's JSON form, written by hand as its
+    //! serde is: `shards` is a count or a list.
+
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    use utoipa::openapi::{Ref, RefOr};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{Layout, StrategyKind};
+    use crate::shard::Shard;
+
+    const ALL: [StrategyKind; 6] = [
+        StrategyKind::Modulo,
+        StrategyKind::Jump,
+        StrategyKind::Ring,
+        StrategyKind::Rendezvous,
+        StrategyKind::Maglev,
+        StrategyKind::BoundedLoad,
+    ];
+
+    impl PartialSchema for StrategyKind {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(ALL.map(StrategyKind::name)))
+                .description(Some("The placement strategy."))
+                .into()
+        }
+    }
+
+    impl ToSchema for StrategyKind {}
+
+    impl PartialSchema for Layout {
+        fn schema() -> RefOr<Schema> {
+            let integer = |description: &str| {
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some(description))
+            };
+            let shards = OneOfBuilder::new()
+                .item(integer("A count: shards named s0 … s{N-1}, weight 1"))
+                .item(ArrayBuilder::new().items(Ref::from_schema_name("Shard")))
+                .description(Some(
+                    "A count or a list of {name, weight}; answers always give the list",
+                ));
+            ObjectBuilder::new()
+                .property("strategy", Ref::from_schema_name("StrategyKind"))
+                .required("strategy")
+                .property("shards", shards)
+                .required("shards")
+                .property("seed", integer("Seed of the key hash (default 0)"))
+                .property(
+                    "vnodes",
+                    integer("Virtual nodes per shard of weight 1 (default 160)"),
+                )
+                .property(
+                    "table_size",
+                    integer("Maglev's table size, a prime (default 65537)"),
+                )
+                .property(
+                    "load_factor",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Number)
+                        .description(Some("bounded-load's bound factor (default 1.25)")),
+                )
+                .description(Some("A layout: strategy, shards and parameters."))
+                .into()
+        }
+    }
+
+    impl ToSchema for Layout {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            schemas.push((
+                <StrategyKind as ToSchema>::name().into(),
+                StrategyKind::schema(),
+            ));
+            schemas.push((Shard::name().into(), Shard::schema()));
+        }
+    }
+}

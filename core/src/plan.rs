@@ -14,6 +14,9 @@ use crate::keys::numbered_key_hashes;
 use crate::layout::Layout;
 use crate::router::Router;
 use crate::stats::LoadStats;
+// What utoipa's derive expands to uses the std prelude's macros.
+#[cfg(feature = "openapi")]
+use alloc::format;
 
 /// Largest old × new shard grid counted in a dense table; larger ones use a map.
 const DENSE_TRANSFER_CELLS: usize = 1 << 20;
@@ -111,6 +114,7 @@ impl Plan {
 /// Keys on one shard.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShardLoad {
     /// Shard name.
     pub shard: String,
@@ -121,6 +125,7 @@ pub struct ShardLoad {
 /// Keys moving between two named shards.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferSummary {
     /// Source shard name.
     pub from: String,
@@ -134,6 +139,7 @@ pub struct TransferSummary {
 /// what `PUT /api/layout` answers.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanSummary {
     /// Keys considered.
     pub total: u64,

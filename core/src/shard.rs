@@ -8,6 +8,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::{Error, ErrorKind};
+// What utoipa's derive expands to uses the std prelude's macros.
+#[cfg(feature = "openapi")]
+use alloc::vec;
 
 /// Longest shard name accepted, in bytes.
 pub const MAX_SHARD_NAME_LEN: usize = 32;
@@ -15,6 +18,7 @@ pub const MAX_SHARD_NAME_LEN: usize = 32;
 /// One shard of a layout.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Shard {
     /// Stable name: 1 to 32 characters from `A-Z a-z 0-9 _ -`.

@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
 use crate::plan::{PlanSummary, ShardLoad};
+// What utoipa's derive expands to uses the std prelude's macros.
+#[cfg(feature = "openapi")]
+use alloc::{format, vec};
 
 /// Every HTTP error: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiErrorBody {
     /// The error.
     pub error: ApiErrorDetail,
@@ -20,6 +24,7 @@ pub struct ApiErrorBody {
 
 /// Code and message of an HTTP error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiErrorDetail {
     /// Stable, machine-readable code (`"invalid_json"`, `"primary_unavailable"`, …).
     pub code: String,
@@ -29,6 +34,7 @@ pub struct ApiErrorDetail {
 
 /// `GET /api/health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `"ok"`.
     pub status: String,
@@ -38,6 +44,7 @@ pub struct Health {
 
 /// Whether the bridge started the cluster itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterMode {
     /// Started by the bridge on loopback; nodes can be stopped and started.
@@ -48,6 +55,7 @@ pub enum ClusterMode {
 
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeRole {
     /// Takes writes.
@@ -58,6 +66,7 @@ pub enum NodeRole {
 
 /// One node of the cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// `primary`, `standby-1`, `standby-2`, …
     pub name: String,
@@ -74,6 +83,7 @@ pub struct NodeStatus {
 /// Replication state of one standby, as the primary sees it
 /// (`pg_stat_replication`) plus whether the standby itself answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LagSample {
     /// Standby name (its `application_name`).
     pub node: String,
@@ -98,6 +108,7 @@ pub struct LagSample {
 
 /// `GET /api/layout`: the layout in force and its version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayoutView {
     /// Increases by one with every applied layout.
     pub version: u64,
@@ -107,6 +118,7 @@ pub struct LayoutView {
 
 /// `GET /api/cluster`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterView {
     /// Local or external cluster.
     pub mode: ClusterMode,
@@ -122,6 +134,7 @@ pub struct ClusterView {
 
 /// `POST /api/users` body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// The shard key.
@@ -136,6 +149,7 @@ pub struct NewUser {
 
 /// A stored user.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// The shard key.
     pub user_id: String,
@@ -150,6 +164,7 @@ pub struct User {
 /// `POST /api/users` answer: 201 written, or 200 for a repeat (the user was
 /// stored already exactly as sent; nothing was written).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InsertResult {
     /// The row as stored.
     pub user: User,
@@ -165,6 +180,7 @@ pub struct InsertResult {
 
 /// `POST /api/users/bulk` body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkInsert {
     /// How many users to generate and insert.
@@ -183,6 +199,7 @@ impl BulkInsert {
 /// `POST /api/users/bulk` answer: 201 written, or 200 for a repeat (every
 /// user was stored already exactly so; nothing was written).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkResult {
     /// Rows this request inserted: `count`, or 0 for a repeat.
     pub inserted: u64,
@@ -200,6 +217,7 @@ pub struct BulkResult {
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Consistency {
     /// Any healthy standby within the lag bound (else the primary).
@@ -238,6 +256,7 @@ impl Consistency {
 
 /// `GET /api/users/{id}` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadResult {
     /// The row.
     pub user: User,
@@ -254,6 +273,7 @@ pub struct ReadResult {
 
 /// A count per node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeCount {
     /// Node name.
     pub node: String,
@@ -267,6 +287,7 @@ pub struct NodeCount {
 
 /// `GET /api/stats`, and part of every stream tick.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Reads served per node since start.
     pub reads: Vec<NodeCount>,
@@ -288,6 +309,7 @@ pub struct Stats {
 
 /// State of a rebalance job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Moving rows.
@@ -301,6 +323,7 @@ pub enum JobState {
 
 /// A rebalance job: `PUT /api/layout` answer (202), `GET /api/rebalance/{id}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RebalanceJob {
     /// Job id.
     pub id: u64,
@@ -326,6 +349,7 @@ pub struct RebalanceJob {
 
 /// One `tick` of `GET /api/events` (Server-Sent Events, every ~250 ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tick {
     /// When, ms since the Unix epoch.
     pub at_ms: u64,
@@ -345,6 +369,7 @@ pub struct Tick {
 
 /// `POST /api/nodes/{name}/stop` and `…/start` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeAction {
     /// The node (`primary`, `standby-1`, …).
     pub node: String,
@@ -360,6 +385,7 @@ pub struct NodeAction {
 
 /// Failover settings and history, in `GET /api/cluster`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailoverView {
     /// Whether a standby is promoted automatically when the primary's server is gone.
     pub auto: bool,
@@ -373,6 +399,7 @@ pub struct FailoverView {
 
 /// One failover: a standby promoted in place of a primary that was gone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailoverEvent {
     /// The node that was primary.
     pub from: String,

@@ -28,6 +28,10 @@ pub(crate) const CLIENT_QUEUE_TICKS: usize = 4;
 pub(crate) const STALL_TICKS: u32 = 8;
 
 /// The stream: the latest tick at once, then every new one.
+#[utoipa::path(get, path = "/events", tag = "cluster",
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: tick`, data one JSON Tick, every ~250 ms", content_type = "text/event-stream", body = String),
+        (status = 429, description = "busy: every slot taken by a client that keeps up", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

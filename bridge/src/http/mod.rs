@@ -7,7 +7,9 @@ pub(crate) mod error;
 mod events;
 mod guard;
 mod layout;
+mod metrics;
 mod nodes;
+mod openapi;
 pub(crate) mod page;
 pub(crate) mod server;
 mod state;
@@ -21,29 +23,21 @@ use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 
 /// Largest request body accepted, in bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole app: `/api/…` and the web page, behind the edge rules.
+/// The whole app: `/api/…`, `/metrics` and the web page, behind the edge rules.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/health", get(cluster::health))
-        .route("/cluster", get(cluster::cluster))
-        .route("/layout", get(cluster::layout).put(layout::apply))
-        .route("/rebalance/{id}", get(layout::job))
-        .route("/stats", get(cluster::stats))
-        .route("/events", get(events::events))
-        .route("/users", post(users::insert))
-        .route("/users/bulk", post(users::bulk))
-        .route("/users/{id}", get(users::read))
-        .route("/nodes/{name}/stop", post(nodes::stop))
-        .route("/nodes/{name}/start", post(nodes::start))
+    let (api, _) = api_routes().split_for_parts();
+    let api = api
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -57,14 +51,44 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             limit_in_flight,
         ));
+    let (routes, _) = top_routes().split_for_parts();
     let web_dir = state.web_dir().cloned();
-    crate::http::page::mount(Router::new().nest("/api", api), web_dir.as_deref())
+    crate::http::page::mount(routes.nest("/api", api), web_dir.as_deref())
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
         ))
+        // Outermost, so that refusals by the edge rules are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
+}
+
+/// The routes under `/api`, one line each: `routes!` takes a handler's
+/// method and path from its `#[utoipa::path]`, so a route added here has
+/// its OpenAPI entry (`tests/openapi.rs` checks every route of the app).
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cluster::health))
+        .routes(routes!(cluster::cluster))
+        .routes(routes!(cluster::layout, layout::apply))
+        .routes(routes!(layout::job))
+        .routes(routes!(cluster::stats))
+        .routes(routes!(events::events))
+        .routes(routes!(users::insert))
+        .routes(routes!(users::bulk))
+        .routes(routes!(users::read))
+        .routes(routes!(nodes::stop))
+        .routes(routes!(nodes::start))
+        .routes(routes!(openapi::openapi))
+}
+
+/// The routes outside `/api`, and the document's own description.
+pub(crate) fn top_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).routes(routes!(metrics::metrics))
 }
 
 /// Refuses API requests beyond `max_in_flight` with 429 instead of queueing them.

@@ -18,6 +18,16 @@ pub(crate) struct StopParams {
 }
 
 /// `POST /api/nodes/{name}/stop?mode=fast|immediate`.
+#[utoipa::path(post, path = "/nodes/{name}/stop", tag = "nodes",
+    params(
+        ("name" = String, Path, description = "primary, standby-1, standby-2, …"),
+        ("mode" = Option<String>, Query, description = "fast (default: a clean shutdown) or immediate (like a crash)")),
+    responses(
+        (status = 200, description = "Stopped, or stopped already", body = NodeAction),
+        (status = 400, description = "invalid_mode, invalid_query", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 404, description = "unknown_node", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 409, description = "not_local, node_action_refused", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 500, description = "node_action_failed", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn stop(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -28,6 +38,13 @@ pub(crate) async fn stop(
 }
 
 /// `POST /api/nodes/{name}/start`.
+#[utoipa::path(post, path = "/nodes/{name}/start", tag = "nodes",
+    params(("name" = String, Path, description = "primary, standby-1, standby-2, …")),
+    responses(
+        (status = 200, description = "Started, or running already", body = NodeAction),
+        (status = 404, description = "unknown_node", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 409, description = "not_local, node_action_refused", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 500, description = "node_action_failed", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::events::EventClients;
 use super::guard::{EdgeRules, Token};
+use super::metrics::HttpMetrics;
 use crate::service::{Control, Service, ServiceConfig, StartError, Topology};
 
 /// How to run the bridge: its service and its HTTP edge.
@@ -102,6 +103,8 @@ struct Edge {
     web_dir: Option<PathBuf>,
     /// Set once the server is stopping; long-lived streams end on it.
     closing: watch::Sender<bool>,
+    /// Requests counted for `GET /metrics`.
+    metrics: HttpMetrics,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ impl AppState {
                 event_clients: EventClients::new(config.max_event_clients),
                 web_dir: config.web_dir,
                 closing: watch::Sender::new(false),
+                metrics: HttpMetrics::default(),
             }),
         })
     }
@@ -143,6 +147,11 @@ impl AppState {
     /// Directory of the web page.
     pub(crate) fn web_dir(&self) -> Option<&PathBuf> {
         self.edge.web_dir.as_ref()
+    }
+
+    /// The requests counted for `GET /metrics`.
+    pub(crate) fn http_metrics(&self) -> &HttpMetrics {
+        &self.edge.metrics
     }
 
     /// Tells long-lived responses (the event stream) to end: the server is

@@ -12,6 +12,17 @@ use crate::http::error::ApiError;
 use crate::service;
 
 /// `POST /api/users`: 201 written; 200 stored already exactly as sent.
+#[utoipa::path(post, path = "/users", tag = "users",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Written", body = InsertResult),
+        (status = 200, description = "A repeat: stored already exactly so", body = InsertResult),
+        (status = 400, description = "invalid_json, invalid_user_id, invalid_name, invalid_email", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 409, description = "duplicate_user", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 413, description = "body_too_large", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 422, description = "invalid_body", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 503, description = "primary_unavailable, write_outcome_unknown", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn insert(
     State(state): State<AppState>,
     Json(new_user): Json<NewUser>,
@@ -22,6 +33,15 @@ pub(crate) async fn insert(
 
 /// `POST /api/users/bulk`: 201 written; 200 every user stored already
 /// exactly so.
+#[utoipa::path(post, path = "/users/bulk", tag = "users",
+    request_body = BulkInsert,
+    responses(
+        (status = 201, description = "Written, in one transaction", body = BulkResult),
+        (status = 200, description = "A repeat: every user stored already exactly so", body = BulkResult),
+        (status = 400, description = "invalid_json, invalid_count, invalid_prefix", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 409, description = "duplicate_user: nothing written", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 429, description = "busy: too many bulk inserts at once", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 503, description = "primary_unavailable, write_outcome_unknown", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn bulk(
     State(state): State<AppState>,
     Json(request): Json<BulkInsert>,
@@ -42,6 +62,16 @@ pub(crate) struct ReadParams {
 }
 
 /// `GET /api/users/{id}?consistency=…&lsn=…`.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(
+        ("id" = String, Path, description = "The user_id"),
+        ("consistency" = Option<ecoshard_core::wire::Consistency>, Query, description = "eventual (default), strong or read-your-writes"),
+        ("lsn" = Option<String>, Query, description = "For read-your-writes: an insert's lsn (default: the latest write acknowledged)")),
+    responses(
+        (status = 200, description = "The user, where and by which node", body = ReadResult),
+        (status = 400, description = "invalid_user_id, invalid_consistency, invalid_lsn, invalid_query", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 404, description = "user_not_found", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 503, description = "primary_unavailable, no_node_available, read_timed_out", body = ecoshard_core::wire::ApiErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
     Path(user_id): Path<String>,

@@ -5,7 +5,7 @@
 //! time: none waits on a dead or silent primary for more than
 //! [`WRITE_TIMEOUT`] (reads: [`crate::cluster::Cluster::read_timeout`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub(crate) struct Failover {
     down_since: Mutex<Option<Instant>>,
     retry_at: Mutex<Option<Instant>>,
     last: RwLock<Option<FailoverEvent>>,
+    /// Failovers made since the bridge started.
+    pub(crate) done: AtomicU64,
 }
 
 impl Failover {
@@ -53,6 +55,7 @@ impl Failover {
             down_since: Mutex::new(None),
             retry_at: Mutex::new(None),
             last: RwLock::new(None),
+            done: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +85,14 @@ impl Failover {
     /// guard while stopping or starting a node.
     pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.operations.lock().await
+    }
+
+    /// A failover made: the last one, and one more done.
+    fn record(&self, event: FailoverEvent) {
+        if let Ok(mut last) = self.last.write() {
+            *last = Some(event);
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Settings and the last failover, for `GET /api/cluster`.
@@ -195,9 +206,7 @@ async fn run(state: &Service, down_since: Instant) {
                     event.repointed.join(", ")
                 }
             );
-            if let Ok(mut last) = failover.last.write() {
-                *last = Some(event);
-            }
+            failover.record(event);
             failover.down_checks.store(0, Ordering::SeqCst);
             set(&failover.down_since, None);
         }

@@ -9,6 +9,7 @@ pub(crate) mod bulk;
 pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod input;
+pub(crate) mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod reads;
 pub mod rebalance;
