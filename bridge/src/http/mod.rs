@@ -41,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/events", get(events::events))
         .route("/users", post(users::insert))
         .route("/users/bulk", post(users::bulk))
+        .route("/users/generate", post(users::generate))
         .route("/users/{id}", get(users::read))
         .route("/nodes/{name}/stop", post(nodes::stop))
         .route("/nodes/{name}/start", post(nodes::start))

@@ -1,10 +1,13 @@
-//! `POST /api/users`, `POST /api/users/bulk`, `GET /api/users/{id}`: the
-//! service's writes and reads, answered as HTTP. A write answers 201 when it
-//! wrote, 200 when it found its users stored exactly so already (a repeat).
+//! `POST /api/users`, `POST /api/users/bulk`, `POST /api/users/generate`,
+//! `GET /api/users/{id}`: the service's writes and reads, answered as HTTP.
+//! A write answers 201 when it wrote, 200 when it found its users stored
+//! exactly so already (a repeat).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ecoshard_core::wire::{BulkInsert, BulkResult, InsertResult, NewUser, ReadResult};
+use ecoshard_core::wire::{
+    BulkInsert, BulkResult, GenerateResult, GenerateUsers, InsertResult, NewUser, ReadResult,
+};
 use serde::Deserialize;
 
 use super::{AppState, Json, Path, Query};
@@ -27,6 +30,16 @@ pub(crate) async fn bulk(
     Json(request): Json<BulkInsert>,
 ) -> Result<(StatusCode, axum::Json<BulkResult>), ApiError> {
     let (result, wrote) = service::bulk::bulk(state.service(), request).await?;
+    Ok((created(wrote), axum::Json(result)))
+}
+
+/// `POST /api/users/generate`: 201 written with `COPY`; 200 every user
+/// stored already exactly so.
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    Json(request): Json<GenerateUsers>,
+) -> Result<(StatusCode, axum::Json<GenerateResult>), ApiError> {
+    let (result, wrote) = service::generate::generate(state.service(), request).await?;
     Ok((created(wrote), axum::Json(result)))
 }
 

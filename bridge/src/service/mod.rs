@@ -8,6 +8,7 @@
 pub(crate) mod bulk;
 pub(crate) mod error;
 pub(crate) mod failover;
+pub(crate) mod generate;
 pub(crate) mod input;
 pub(crate) mod nodes;
 pub(crate) mod reads;
@@ -98,6 +99,7 @@ struct Inner {
     latest_stats: RwLock<Stats>,
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
+    generate_permit: Semaphore,
     failover: Failover,
 }
 
@@ -169,6 +171,7 @@ impl Service {
                 latest_stats: RwLock::new(Stats::default()),
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
+                generate_permit: Semaphore::new(1),
                 failover: Failover::new(config.control, config.auto_failover),
             }),
         };
@@ -208,6 +211,16 @@ impl Service {
     /// Limits concurrent bulk inserts.
     pub(crate) fn bulk_permits(&self) -> &Semaphore {
         &self.inner.bulk_permits
+    }
+
+    /// The one data-set generation that may run.
+    pub(crate) fn generate_permit(&self) -> &Semaphore {
+        &self.inner.generate_permit
+    }
+
+    /// Whether a data set is being generated now.
+    pub(crate) fn generating(&self) -> bool {
+        self.inner.generate_permit.available_permits() == 0
     }
 
     /// Node actions and failover.
