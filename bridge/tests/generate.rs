@@ -262,3 +262,116 @@ async fn a_generate_is_refused_while_a_rebalance_runs() {
     let counts = stored(&primary, &["s0", "s1", "s2"], "during_").await;
     assert_eq!(counts, [0, 0, 0]);
 }
+
+/// `ecoshard ARGS` run off the test's runtime: its output.
+async fn ecoshard(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::blocking::ecoshard(&args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecoshard_load_writes_a_data_set_and_says_how_fast() {
+    let _nodes = NODES.read().await;
+    let cluster = CLUSTER.get();
+    let database = "t_gen_cli";
+    let state = bridge(&cluster, database, ring(3)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(ecoshard_bridge::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let args = |rest: &[&str]| -> Vec<String> {
+        ["load", "--url", &url]
+            .iter()
+            .chain(rest)
+            .map(|arg| arg.to_string())
+            .collect()
+    };
+    let table = ecoshard(args(&["--count", "20000", "--prefix", "cli_"])).await;
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        table.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(
+        stdout.starts_with("wrote 20,000 users cli_0 … cli_19999 in "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" rows/s\n") && stdout.contains("  s2 "),
+        "{stdout}"
+    );
+    let json = ecoshard(args(&[
+        "-n", "20000", "--prefix", "cli_", "--format", "json",
+    ]))
+    .await;
+    assert_eq!(
+        json.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let repeat: GenerateResult = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (
+            repeat.inserted,
+            repeat.shards.iter().map(|load| load.keys).sum::<u64>()
+        ),
+        (0, 20_000)
+    );
+    let primary = connect(&cluster, "primary", database).await;
+    assert_eq!(
+        stored(&primary, &["s0", "s1", "s2"], "cli_")
+            .await
+            .iter()
+            .sum::<i64>(),
+        20_000
+    );
+    // Refusals: one line each; bad input exits 2, a conflict or no bridge 1.
+    let check = |rest: Vec<String>, code: i32, expected: &'static str| async move {
+        let output = ecoshard(rest.clone()).await;
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(output.status.code(), Some(code), "{rest:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{rest:?}: {stderr}");
+        assert!(stderr.contains(expected), "{rest:?}: {stderr}");
+    };
+    check(args(&["--count", "0"]), 2, "--count").await;
+    check(args(&["--count", "10000001"]), 2, "--count").await;
+    check(args(&["--count", "lots"]), 2, "--count").await;
+    check(args(&["--prefix", "p_"]), 2, "--count").await;
+    check(
+        args(&["--count", "5", "--prefix", "a b"]),
+        2,
+        "invalid_prefix",
+    )
+    .await;
+    check(
+        args(&["--count", "20001", "--prefix", "cli_"]),
+        1,
+        "duplicate_user",
+    )
+    .await;
+    let nowhere = ["load", "--url", "http://127.0.0.1:1", "--count", "5"];
+    check(
+        nowhere.iter().map(|arg| arg.to_string()).collect(),
+        1,
+        "cannot reach",
+    )
+    .await;
+    let bad_url = ["load", "--url", "ftp://x", "--count", "5"];
+    check(
+        bad_url.iter().map(|arg| arg.to_string()).collect(),
+        2,
+        "--url",
+    )
+    .await;
+    server.abort();
+}

@@ -29,7 +29,7 @@ const SAMPLE_ROWS: u64 = 1_000;
 /// How long a generation of `count` users may take on the primary: 10 s,
 /// and 10 µs more per user (20 s for a million). Past it the transaction
 /// is rolled back.
-pub(crate) fn deadline_for(count: u64) -> Duration {
+pub fn deadline_for(count: u64) -> Duration {
     Duration::from_secs(10)
         + Duration::from_micros(10).saturating_mul(count.min(u32::MAX.into()) as u32)
 }

@@ -17,6 +17,7 @@ pub(crate) mod ticks;
 pub(crate) mod writes;
 
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
+pub use generate::deadline_for as generate_deadline;
 // What configures the service, for the layers above.
 pub(crate) use crate::cluster::topology::Topology;
 pub use crate::cluster::{Control, DEFAULT_READ_TIMEOUT, NodeControl};
