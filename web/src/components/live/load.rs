@@ -53,7 +53,9 @@ pub(super) fn LoadDataSet(props: &LoadDataSetProps) -> Html {
         let title = if props.job_running {
             "a rebalance job is moving rows; load a data set once it is done".to_string()
         } else {
-            format!("POST /api/users/generate with count {count}: written with COPY in one transaction")
+            format!(
+                "POST /api/users/generate with count {count}: written with COPY in one transaction"
+            )
         };
         html! {
             <button class="button small ghost" id={format!("load-{count}")} onclick={load}
