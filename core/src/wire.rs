@@ -215,6 +215,48 @@ pub struct BulkResult {
     pub elapsed_ms: f64,
 }
 
+/// `POST /api/users/generate` body: a data set written with `COPY`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateUsers {
+    /// How many users to generate (1 to [`GenerateUsers::MAX_COUNT`]).
+    pub count: u64,
+    /// Prefix of the generated ids; a unique one is chosen when absent.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+impl GenerateUsers {
+    /// Most users one generation writes: ten million, about a gigabyte of
+    /// rows and indexes, written in one transaction.
+    pub const MAX_COUNT: u64 = 10_000_000;
+    /// The data sets the page offers.
+    pub const PAGE_SIZES: [u64; 2] = [100_000, 1_000_000];
+}
+
+/// `POST /api/users/generate` answer: 201 written, or 200 for a repeat
+/// (every user was stored already exactly so; nothing was written).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerateResult {
+    /// Rows this request inserted: `count`, or 0 for a repeat.
+    pub inserted: u64,
+    /// The prefix the ids were generated with (`<prefix>0` …).
+    pub prefix: String,
+    /// The users per shard (where they went, or, for a repeat, where they are).
+    pub shards: Vec<ShardLoad>,
+    /// Node that took the writes.
+    pub served_by: String,
+    /// WAL position after the commit.
+    pub lsn: String,
+    /// From taking the routing table to the WAL position read after the
+    /// commit, in ms.
+    pub elapsed_ms: f64,
+    /// `inserted` over `elapsed_ms`, rows per second (0 for a repeat).
+    pub rows_per_sec: f64,
+}
+
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

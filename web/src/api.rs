@@ -6,8 +6,8 @@
 
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
-    ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, Health, InsertResult,
-    LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob,
+    ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, GenerateResult, GenerateUsers,
+    Health, InsertResult, LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -130,6 +130,16 @@ pub async fn insert_user(user: &NewUser) -> Result<InsertResult, ApiError> {
 pub async fn insert_bulk(count: u64, prefix: Option<String>) -> Result<BulkResult, ApiError> {
     let body = BulkInsert { count, prefix };
     send("POST", "/api/users/bulk", Some(&body), "the bulk insert").await
+}
+
+/// `POST /api/users/generate`: a data set of `count` users written with
+/// `COPY` under a fresh prefix.
+pub async fn generate_users(count: u64) -> Result<GenerateResult, ApiError> {
+    let body = GenerateUsers {
+        count,
+        prefix: None,
+    };
+    send("POST", "/api/users/generate", Some(&body), "the data set").await
 }
 
 /// `GET /api/users/{id}?consistency=…`.

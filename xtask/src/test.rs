@@ -59,6 +59,8 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                             "live",
                             "--test",
                             "live_nodes",
+                            "--test",
+                            "live_load",
                         ])
                         .args(["--", "--ignored", "--test-threads=1"])
                         .env("ECOSHARD_DIST", dist)

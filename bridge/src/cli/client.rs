@@ -1,5 +1,5 @@
 //! Talking to a running bridge from the command line (`apply`, `status`,
-//! `job`): one plain HTTP/1.1 request per connection, each bounded in time,
+//! `job`, `load`): one plain HTTP/1.1 request per connection, each bounded in time,
 //! its answer parsed into the core's wire types; the bridge's JSON errors
 //! turned into one line and an exit code; printing what came back.
 
@@ -27,6 +27,7 @@ pub(super) struct Bridge {
     authority: String,
     base: String,
     token: Option<String>,
+    timeout: Duration,
 }
 
 impl Bridge {
@@ -48,12 +49,18 @@ impl Bridge {
             authority: authority.to_string(),
             base: uri.path().trim_end_matches('/').to_string(),
             token: None,
+            timeout: REQUEST_TIMEOUT,
         })
     }
 
     /// Sends `Authorization: Bearer token` with every request.
     pub(super) fn with_token(self, token: Option<String>) -> Self {
         Bridge { token, ..self }
+    }
+
+    /// Waits up to `timeout` for each answer (default 90 s).
+    pub(super) fn with_timeout(self, timeout: Duration) -> Self {
+        Bridge { timeout, ..self }
     }
 
     /// One request on its own connection: status and body.
@@ -75,9 +82,9 @@ impl Bridge {
                 .to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| format!("{url}: no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("{url}: no answer within {} s", self.timeout.as_secs()))?
     }
 
     /// `GET path`, 200 parsed as `T`; another status is [`refused`].

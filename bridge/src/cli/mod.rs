@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod colour;
 mod job;
+mod load;
 mod offline;
 mod serve;
 mod status;
@@ -62,6 +63,8 @@ enum Command {
     Status(status::StatusArgs),
     /// A rebalance job of a running bridge (default: the running or last one).
     Job(job::JobArgs),
+    /// Load a generated data set into a running bridge's database fast (COPY).
+    Load(load::LoadArgs),
 }
 
 /// Where the local cluster lives and how its servers run.
@@ -395,6 +398,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some(Command::Apply(args)) => apply::run(&args),
         Some(Command::Status(args)) => status::run(&args),
         Some(Command::Job(args)) => job::run(&args),
+        Some(Command::Load(args)) => load::run(&args),
         Some(Command::Cluster(args)) => {
             init_logging();
             cluster::run(&args)

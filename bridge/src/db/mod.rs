@@ -4,6 +4,7 @@
 //! Values are always bound parameters; only validated shard names and
 //! checked database names are spliced in.
 
+mod copy;
 mod error;
 mod health;
 pub(crate) mod jobs;
@@ -12,6 +13,7 @@ pub mod schema;
 mod shard;
 mod users;
 
+pub(crate) use copy::{copy_users, count_generated};
 pub(crate) use error::{
     ErrorKind, WriteError, describe, describe_pool, kind, pool_failure_is_node,
 };

@@ -80,6 +80,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::events))
         .routes(routes!(users::insert))
         .routes(routes!(users::bulk))
+        .routes(routes!(users::generate))
         .routes(routes!(users::read))
         .routes(routes!(nodes::stop))
         .routes(routes!(nodes::start))

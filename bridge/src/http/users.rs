@@ -1,10 +1,13 @@
-//! `POST /api/users`, `POST /api/users/bulk`, `GET /api/users/{id}`: the
-//! service's writes and reads, answered as HTTP. A write answers 201 when it
-//! wrote, 200 when it found its users stored exactly so already (a repeat).
+//! `POST /api/users`, `POST /api/users/bulk`, `POST /api/users/generate`,
+//! `GET /api/users/{id}`: the service's writes and reads, answered as HTTP.
+//! A write answers 201 when it wrote, 200 when it found its users stored
+//! exactly so already (a repeat).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ecoshard_core::wire::{BulkInsert, BulkResult, InsertResult, NewUser, ReadResult};
+use ecoshard_core::wire::{
+    BulkInsert, BulkResult, GenerateResult, GenerateUsers, InsertResult, NewUser, ReadResult,
+};
 use serde::Deserialize;
 
 use super::{AppState, Json, Path, Query};
@@ -47,6 +50,24 @@ pub(crate) async fn bulk(
     Json(request): Json<BulkInsert>,
 ) -> Result<(StatusCode, axum::Json<BulkResult>), ApiError> {
     let (result, wrote) = service::bulk::bulk(state.service(), request).await?;
+    Ok((created(wrote), axum::Json(result)))
+}
+
+/// `POST /api/users/generate`: 201 written with `COPY`; 200 every user
+/// stored already exactly so.
+#[utoipa::path(post, path = "/users/generate", tag = "users",
+    request_body = GenerateUsers,
+    responses(
+        (status = 201, description = "Written with COPY, in one transaction", body = GenerateResult),
+        (status = 200, description = "A repeat: every user stored already exactly so", body = GenerateResult),
+        (status = 400, description = "invalid_json, invalid_count, invalid_prefix", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 409, description = "duplicate_user, generate_running, rebalance_running: nothing written", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 503, description = "primary_unavailable, generate_timed_out, write_outcome_unknown", body = ecoshard_core::wire::ApiErrorBody)))]
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    Json(request): Json<GenerateUsers>,
+) -> Result<(StatusCode, axum::Json<GenerateResult>), ApiError> {
+    let (result, wrote) = service::generate::generate(state.service(), request).await?;
     Ok((created(wrote), axum::Json(result)))
 }
 

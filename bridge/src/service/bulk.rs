@@ -268,7 +268,7 @@ async fn stored_bulk(
 }
 
 /// `b<ms since epoch>-<n>-`: unique per bridge run and across restarts.
-fn unique_prefix() -> String {
+pub(super) fn unique_prefix() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     format!(
         "b{}-{}-",

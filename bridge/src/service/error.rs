@@ -62,6 +62,19 @@ pub(crate) enum Error {
         /// The node.
         node: String,
     },
+    /// A data set is being generated: one at a time, and no rebalance
+    /// starts meanwhile.
+    Generating,
+    /// A data set is not generated while a rebalance job runs (or failed
+    /// and waits for a restart): the job, when known.
+    GenerateDuringRebalance(Option<Box<RebalanceJob>>),
+    /// A generation did not finish within its deadline and was rolled back.
+    GenerateTimedOut {
+        /// Users asked for.
+        count: u64,
+        /// The deadline, in seconds.
+        limit_secs: u64,
+    },
     /// As many bulk inserts as the bridge runs at once are running.
     BulkBusy,
     /// Writes are refused: the primary is not answering, or is being
@@ -195,6 +208,14 @@ impl fmt::Display for Error {
             Error::NodeActionFailed { doing, node } => {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
             }
+            Error::Generating => f.write_str(GENERATING),
+            Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
+            Error::GenerateTimedOut { count, limit_secs } => write!(
+                f,
+                "the primary did not take the {} users within {limit_secs} s: the transaction \
+                 was rolled back and nothing was written; generate fewer users at once",
+                ecoshard_core::thousands(*count)
+            ),
             Error::BulkBusy => {
                 f.write_str("other bulk inserts are running; try again when they finish")
             }
@@ -287,6 +308,30 @@ fn busy(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
             job.id
         ),
         None => f.write_str("a rebalance job is starting; retry in a moment"),
+    }
+}
+
+/// Why a generation, or a layout, waits for the generation running.
+const GENERATING: &str = "a data set is being generated (one at a time, and no rebalance starts \
+     meanwhile); retry when it is written";
+
+fn generate_refused(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
+    match job {
+        Some(job) if job.state == JobState::Failed => write!(
+            f,
+            "rebalance job {} failed and waits for a restart of the bridge to resume it; a data \
+             set is generated only when no rebalance runs",
+            job.id
+        ),
+        Some(job) => write!(
+            f,
+            "rebalance job {} is running ({} of {} rows moved); a data set is generated only \
+             when no rebalance runs: wait until GET /api/rebalance/{} says done",
+            job.id, job.moved, job.total, job.id
+        ),
+        None => f.write_str(
+            "a rebalance job is running; a data set is generated only when no rebalance runs",
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! parameterised anyway; these rules keep the data clean and refuse anything
 //! that looks like an injection attempt with a clear 4xx.
 
-use ecoshard_core::wire::{BulkInsert, Consistency};
+use ecoshard_core::wire::{BulkInsert, Consistency, GenerateUsers};
 use tokio_postgres::types::PgLsn;
 
 /// Longest `user_id`, in bytes.
@@ -31,6 +31,8 @@ pub(crate) enum Invalid {
     Email,
     /// A bulk count outside 1 to [`BulkInsert::MAX_COUNT`].
     Count(u64),
+    /// A generated data set's count outside 1 to [`GenerateUsers::MAX_COUNT`].
+    GenerateCount(u64),
     /// A consistency that is not one (its first 40 characters).
     Consistency(String),
     /// An LSN not of the form `0/3000148`.
@@ -67,6 +69,11 @@ impl std::fmt::Display for Invalid {
                 f,
                 "count must be 1 to {}, not {count}",
                 BulkInsert::MAX_COUNT
+            ),
+            Invalid::GenerateCount(count) => write!(
+                f,
+                "count must be 1 to {}, not {count}",
+                ecoshard_core::thousands(GenerateUsers::MAX_COUNT)
             ),
             Invalid::Consistency(name) => write!(
                 f,
@@ -111,6 +118,14 @@ pub(crate) fn prefix(prefix: &str) -> Result<(), Invalid> {
 pub(crate) fn count(count: u64) -> Result<(), Invalid> {
     if count == 0 || count > BulkInsert::MAX_COUNT {
         return Err(Invalid::Count(count));
+    }
+    Ok(())
+}
+
+/// A generated data set's count: 1 to [`GenerateUsers::MAX_COUNT`].
+pub(crate) fn generate_count(count: u64) -> Result<(), Invalid> {
+    if count == 0 || count > GenerateUsers::MAX_COUNT {
+        return Err(Invalid::GenerateCount(count));
     }
     Ok(())
 }
@@ -227,6 +242,13 @@ mod tests {
         check(count(0), Some(Invalid::Count(0)));
         check(count(10_000), None);
         check(count(10_001), Some(Invalid::Count(10_001)));
+        check(generate_count(0), Some(Invalid::GenerateCount(0)));
+        check(generate_count(1), None);
+        check(generate_count(10_000_000), None);
+        check(
+            generate_count(10_000_001),
+            Some(Invalid::GenerateCount(10_000_001)),
+        );
     }
 
     #[test]

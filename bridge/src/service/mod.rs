@@ -8,6 +8,7 @@
 pub(crate) mod bulk;
 pub(crate) mod error;
 pub(crate) mod failover;
+pub(crate) mod generate;
 pub(crate) mod input;
 pub(crate) mod metrics;
 pub(crate) mod nodes;
@@ -17,6 +18,7 @@ pub(crate) mod ticks;
 pub(crate) mod writes;
 
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
+pub use generate::deadline_for as generate_deadline;
 // What configures the service, for the layers above.
 pub(crate) use crate::cluster::topology::Topology;
 pub use crate::cluster::{Control, DEFAULT_READ_TIMEOUT, NodeControl};
@@ -99,6 +101,7 @@ struct Inner {
     latest_stats: RwLock<Stats>,
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
+    generate_permit: Semaphore,
     failover: Failover,
 }
 
@@ -170,6 +173,7 @@ impl Service {
                 latest_stats: RwLock::new(Stats::default()),
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
+                generate_permit: Semaphore::new(1),
                 failover: Failover::new(config.control, config.auto_failover),
             }),
         };
@@ -209,6 +213,16 @@ impl Service {
     /// Limits concurrent bulk inserts.
     pub(crate) fn bulk_permits(&self) -> &Semaphore {
         &self.inner.bulk_permits
+    }
+
+    /// The one data-set generation that may run.
+    pub(crate) fn generate_permit(&self) -> &Semaphore {
+        &self.inner.generate_permit
+    }
+
+    /// Whether a data set is being generated now.
+    pub(crate) fn generating(&self) -> bool {
+        self.inner.generate_permit.available_permits() == 0
     }
 
     /// Node actions and failover.

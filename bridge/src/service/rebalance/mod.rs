@@ -117,6 +117,12 @@ impl Rebalancer {
         })
     }
 
+    /// The slot, when no job holds it: held, no job starts (a data set is
+    /// being generated).
+    pub(crate) fn try_hold(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        Arc::clone(&self.slot).try_lock_owned().ok()
+    }
+
     fn set_job(&self, job: RebalanceJob) {
         if let Ok(mut slot) = self.job.write() {
             *slot = Some(job);
@@ -310,9 +316,13 @@ pub(crate) async fn apply_json(
 pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
     check_database_layout(&layout)?;
     let rebalancer = service.rebalancer();
-    let slot = Arc::clone(&rebalancer.slot)
-        .try_lock_owned()
-        .map_err(|_| Error::RebalanceBusy(rebalancer.job().map(Box::new)))?;
+    let slot = Arc::clone(&rebalancer.slot).try_lock_owned().map_err(|_| {
+        if service.generating() {
+            Error::Generating
+        } else {
+            Error::RebalanceBusy(rebalancer.job().map(Box::new))
+        }
+    })?;
     if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
         return Err(Error::RebalanceBusy(Some(Box::new(job))));
     }

@@ -3,6 +3,7 @@
 //! and points at the explorer, which works on its own.
 
 mod lag_chart;
+mod load;
 mod rebalance;
 mod topology;
 mod traffic;

@@ -107,6 +107,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
                 <p class="error-text">{ error.to_string() }</p>
             }
             { explorer_keys_row(explorer.key_count, &props.dispatch) }
+            <super::load::LoadDataSet job_running={running.is_some()} />
             { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
                 <JobView job={job.clone()} applying={live.applying.clone()} />
