@@ -736,7 +736,7 @@ async fn the_event_stream_serves_many_clients_and_a_stalled_one_blocks_none() {
 }
 
 #[tokio::test]
-async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
+async fn the_page_is_served_with_mime_types_compression_and_spa_fallback_and_small_answers_plain() {
     let _nodes = NODES.read().await;
     let dir = std::env::temp_dir().join(format!("ecoshard-web-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -801,6 +801,11 @@ async fn the_page_is_served_with_mime_types_compression_and_spa_fallback() {
     let api = fetch("/api/nope", "identity").await;
     assert_eq!(api.status, StatusCode::NOT_FOUND);
     assert_eq!(api.error_code(), "not_found");
+    // A small JSON answer goes as it is: compressing it costs more than it saves.
+    let small = fetch("/api/health", "gzip").await;
+    assert_eq!(small.status, StatusCode::OK);
+    assert!(small.body.len() < 1024, "{}", small.text());
+    assert!(!small.headers.contains_key(header::CONTENT_ENCODING));
     let _ = std::fs::remove_dir_all(&dir);
 
     // Without a built page: a note on how to build it, and a working API.

@@ -25,11 +25,15 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
+
+/// Answers smaller than this are sent uncompressed.
+const COMPRESS_ABOVE_BYTES: u16 = 1024;
 
 /// Largest request body accepted, in bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,7 +58,16 @@ pub fn app(state: AppState) -> Router {
     let (routes, _) = top_routes().split_for_parts();
     let web_dir = state.web_dir().cloned();
     crate::http::page::mount(routes.nest("/api", api), web_dir.as_deref())
-        .layer(CompressionLayer::new())
+        // The page's files and large answers are compressed; a small JSON
+        // answer (a read, an insert) is not worth the CPU or the latency.
+        .layer(
+            CompressionLayer::new().compress_when(
+                SizeAbove::new(COMPRESS_ABOVE_BYTES)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    .and(NotForContentType::SSE),
+            ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
