@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/users", post(users::insert))
         .route("/users/bulk", post(users::bulk))
         .route("/users/{id}", get(users::read))
+        .route("/sample", get(users::sample))
         .route("/nodes/{name}/stop", post(nodes::stop))
         .route("/nodes/{name}/start", post(nodes::start))
         .fallback(|| async { ApiError::no_route() })

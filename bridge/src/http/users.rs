@@ -1,10 +1,10 @@
-//! `POST /api/users`, `POST /api/users/bulk`, `GET /api/users/{id}`: the
-//! service's writes and reads, answered as HTTP. A write answers 201 when it
+//! `POST /api/users`, `POST /api/users/bulk`, `GET /api/users/{id}`,
+//! `GET /api/sample`: the service's writes and reads, answered as HTTP. A write answers 201 when it
 //! wrote, 200 when it found its users stored exactly so already (a repeat).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ecoshard_core::wire::{BulkInsert, BulkResult, InsertResult, NewUser, ReadResult};
+use ecoshard_core::wire::{BulkInsert, BulkResult, InsertResult, NewUser, ReadResult, UserSample};
 use serde::Deserialize;
 
 use super::{AppState, Json, Path, Query};
@@ -51,6 +51,24 @@ pub(crate) async fn read(
     let lsn = params.lsn.as_deref();
     let read = service::reads::read_user(state.service(), &user_id, consistency, lsn).await?;
     Ok(axum::Json(read))
+}
+
+/// Query of `GET /api/sample`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SampleParams {
+    /// How many ids (default [`UserSample::DEFAULT_COUNT`]).
+    count: Option<u64>,
+}
+
+/// `GET /api/sample?count=N`: ids drawn from every shard, with the layout
+/// version they were drawn under.
+pub(crate) async fn sample(
+    State(state): State<AppState>,
+    Query(params): Query<SampleParams>,
+) -> Result<axum::Json<UserSample>, ApiError> {
+    let sample = service::sample::sample_users(state.service(), params.count).await?;
+    Ok(axum::Json(sample))
 }
 
 fn created(wrote: bool) -> StatusCode {

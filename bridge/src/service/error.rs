@@ -97,6 +97,11 @@ pub(crate) enum Error {
         /// The primary's name.
         primary: String,
     },
+    /// No node answered a sample of the ids within the read deadline.
+    SampleUnavailable {
+        /// The primary's name.
+        primary: String,
+    },
     /// A bug or an unexpected database error; `context` is logged, never
     /// answered.
     Internal(String),
@@ -218,6 +223,11 @@ impl fmt::Display for Error {
                 after_lsn,
                 primary,
             } => unavailable(f, *consistency, *after_lsn, primary),
+            Error::SampleUnavailable { primary } => write!(
+                f,
+                "no node answered the sample within the read deadline (the standbys in the \
+                 read rotation, then the primary, {primary}); retry in a moment"
+            ),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
     }

@@ -2,7 +2,7 @@
 //! parameterised anyway; these rules keep the data clean and refuse anything
 //! that looks like an injection attempt with a clear 4xx.
 
-use ecoshard_core::wire::{BulkInsert, Consistency};
+use ecoshard_core::wire::{BulkInsert, Consistency, UserSample};
 use tokio_postgres::types::PgLsn;
 
 /// Longest `user_id`, in bytes.
@@ -31,6 +31,8 @@ pub(crate) enum Invalid {
     Email,
     /// A bulk count outside 1 to [`BulkInsert::MAX_COUNT`].
     Count(u64),
+    /// A sample count outside 1 to [`UserSample::MAX_COUNT`].
+    SampleCount(u64),
     /// A consistency that is not one (its first 40 characters).
     Consistency(String),
     /// An LSN not of the form `0/3000148`.
@@ -67,6 +69,11 @@ impl std::fmt::Display for Invalid {
                 f,
                 "count must be 1 to {}, not {count}",
                 BulkInsert::MAX_COUNT
+            ),
+            Invalid::SampleCount(count) => write!(
+                f,
+                "count must be 1 to {} ids to sample, not {count}",
+                UserSample::MAX_COUNT
             ),
             Invalid::Consistency(name) => write!(
                 f,
@@ -111,6 +118,14 @@ pub(crate) fn prefix(prefix: &str) -> Result<(), Invalid> {
 pub(crate) fn count(count: u64) -> Result<(), Invalid> {
     if count == 0 || count > BulkInsert::MAX_COUNT {
         return Err(Invalid::Count(count));
+    }
+    Ok(())
+}
+
+/// A sample's count: 1 to [`UserSample::MAX_COUNT`].
+pub(crate) fn sample_count(count: u64) -> Result<(), Invalid> {
+    if count == 0 || count > UserSample::MAX_COUNT {
+        return Err(Invalid::SampleCount(count));
     }
     Ok(())
 }
