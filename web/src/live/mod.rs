@@ -8,9 +8,11 @@ mod log;
 mod predict;
 mod state;
 mod status;
+mod words;
 
 pub use changes::failover_sentence;
 pub use log::{ActivityLog, LOG_LENGTH, LogEntry, LogKind};
 pub use predict::{Prediction, compare_with_plan};
 pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
 pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};
+pub use words::{HeldRows, ROWS_SETTLE_MS, describe_layout, standby_lag};

@@ -14,7 +14,7 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::changes;
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::{Applying, BridgeStatus, NodeRequest, Prediction, StreamStatus};
+use crate::live::{Applying, BridgeStatus, HeldRows, NodeRequest, Prediction, StreamStatus};
 
 /// How much lag history each chart keeps, in ms.
 pub const LAG_WINDOW_MS: u64 = 3 * 60 * 1_000;
@@ -30,6 +30,15 @@ pub struct LagPoint {
     pub byte_lag: Option<i64>,
     /// Whether the standby was up.
     pub up: bool,
+    /// Whether the primary listed it as connected (`pg_stat_replication`).
+    pub streaming: bool,
+}
+
+impl LagPoint {
+    /// The lag in words, as the standby's card says it.
+    pub fn word(&self) -> String {
+        crate::live::standby_lag(self.up, self.streaming, self.replay_ms)
+    }
 }
 
 /// The live view's state.
@@ -47,6 +56,8 @@ pub struct Live {
     pub lag: BTreeMap<String, VecDeque<LagPoint>>,
     /// Counters as of the last tick.
     pub stats: Stats,
+    /// The row total held while a job moves rows (see [`Live::rows`]).
+    pub rows_held: Option<HeldRows>,
     /// The running or last rebalance job.
     pub job: Option<RebalanceJob>,
     /// Version of the layout writes go by (from the last tick).
@@ -86,6 +97,7 @@ impl Default for Live {
             nodes: Vec::new(),
             lag: BTreeMap::new(),
             stats: Stats::default(),
+            rows_held: None,
             job: None,
             layout_version: None,
             layout: None,
@@ -270,11 +282,6 @@ impl Live {
             .is_some_and(|job| job.state == JobState::Running)
     }
 
-    /// Rows in the database, as last counted.
-    pub fn rows(&self) -> u64 {
-        self.stats.rows.iter().map(|shard| shard.keys).sum()
-    }
-
     /// Reads per second `node` served over the last second, as the bridge
     /// counted them (0 when it is not in the last tick).
     pub fn read_rate(&self, node: &str) -> f64 {
@@ -314,6 +321,7 @@ impl Live {
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
                 byte_lag: node.lag.as_ref().and_then(|lag| lag.byte_lag),
                 up: node.up,
+                streaming: node.lag.as_ref().is_some_and(|lag| lag.state.is_some()),
             };
             // Samples arrive in order; a repeated sample adds nothing.
             if history.back().is_some_and(|last| last.at_ms >= point.at_ms) {
@@ -408,10 +416,17 @@ impl Live {
         }
         self.ticks += 1;
         self.record_nodes(&tick.nodes, Some(tick.at_ms));
+        // The total before this tick (this tick's, on the first one).
+        let before = if self.stats.rows.is_empty() {
+            tick.stats.rows.iter().map(|shard| shard.keys).sum()
+        } else {
+            self.estimated_rows()
+        };
         self.stats = tick.stats;
         if let Some(job) = tick.rebalance {
             self.merge_job(job);
         }
+        self.hold_rows(before, tick.at_ms);
         self.layout_version = Some(tick.layout_version);
         self.failover = tick.failover;
     }
@@ -447,12 +462,12 @@ impl Live {
         self.push_log(
             LogKind::Ok,
             format!(
-                "read {} ({}) from {} on shard {}, lag {}",
+                "read {} ({}) from {} on shard {}: {}",
                 result.user.user_id,
                 result.consistency.name(),
                 result.served_by,
                 result.shard,
-                millis(result.lag_ms)
+                self.read_lag(&result)
             ),
         );
         self.last_read = Some(result);

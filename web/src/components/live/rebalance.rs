@@ -14,33 +14,16 @@ use yew::prelude::*;
 use crate::api::{self, Applied};
 use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
-use crate::live::{Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan};
-use crate::state::{Explorer, strategy_title};
+use crate::live::{
+    Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan, describe_layout,
+};
+use crate::state::Explorer;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct RebalanceProps {
     pub(super) live: Live,
     pub(super) explorer: Explorer,
     pub(super) dispatch: Callback<LiveAction>,
-}
-
-/// "Ring over 4 shards (s0, s1, s2, s3)".
-fn describe(layout: &Layout) -> String {
-    let names: Vec<&str> = layout
-        .shards
-        .iter()
-        .map(|shard| shard.name.as_str())
-        .collect();
-    let list = if names.len() > 8 {
-        format!("{}, … {}", names[..6].join(", "), names[names.len() - 1])
-    } else {
-        names.join(", ")
-    };
-    format!(
-        "{} over {} shards ({list})",
-        strategy_title(layout.strategy),
-        layout.shards.len()
-    )
 }
 
 #[function_component]
@@ -81,9 +64,14 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             </div>
             <dl class="layouts">
                 <dt>{ "database now" }</dt>
-                <dd id="database-layout">{ database_now(live, rows) }</dd>
+                <dd id="database-layout">
+                    { live.database_now() }
+                    if let Some(note) = live.rows_note() {
+                        <span class="muted small rows-note" id="rows-held">{ format!(" ({note})") }</span>
+                    }
+                </dd>
                 <dt>{ "explorer's layout" }</dt>
-                <dd id="target-layout">{ describe(&target) }</dd>
+                <dd id="target-layout">{ describe_layout(&target) }</dd>
             </dl>
             if bounded {
                 <div class="banner warn" id="bounded-warning">
@@ -164,7 +152,7 @@ fn apply_layout(
         let dispatch = dispatch.clone();
         let prediction = prediction.clone();
         dispatch.emit(LiveAction::ApplySent {
-            target: describe(&layout),
+            target: describe_layout(&layout),
         });
         spawn_local(async move {
             match api::apply_layout(&layout).await {
@@ -205,31 +193,6 @@ fn apply_button(
         "PUT /api/layout: move the rows whose shard changes"
     };
     (text, title)
-}
-
-/// The database's layout and rows; during a job, the versions it goes between.
-fn database_now(live: &Live, rows: u64) -> String {
-    match (&live.layout, &live.job) {
-        // During a job the version is the target's already.
-        (Some(view), Some(job))
-            if job.state == JobState::Running && job.to_version == view.version =>
-        {
-            format!(
-                "moving v{} → v{} · {} · {}",
-                job.from_version,
-                view.version,
-                describe(&view.layout),
-                count(rows, "row", "rows")
-            )
-        }
-        (Some(view), _) => format!(
-            "v{} · {} · {}",
-            view.version,
-            describe(&view.layout),
-            count(rows, "row", "rows")
-        ),
-        (None, _) => "…".to_string(),
-    }
 }
 
 /// "Insert the explorer's keys": `user_0` … as rows, so that the prediction
