@@ -2,8 +2,8 @@
 //! gets becomes the state it shows (lag history, roles, jobs, the log).
 
 use ecoshard_core::wire::{
-    Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView, NodeCount, NodeRole,
-    NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
+    BulkResult, Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView,
+    NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
 };
 use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
@@ -267,6 +267,7 @@ fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence()
         key_count: 2_000,
         moved: 466,
         ideal_fraction: 0.25,
+        keys_in_database: false,
     };
     let sent = Live::default().apply(LiveAction::ApplySent {
         target: "Ring over 4 shards".to_string(),
@@ -589,5 +590,84 @@ fn during_a_job_only_the_rebalance_panel_states_the_layout_version() {
         done.database_now().starts_with("v4 · Ring over 4 shards"),
         "{}",
         done.database_now()
+    );
+}
+
+fn explorer_keys_answer(inserted: u64) -> BulkResult {
+    BulkResult {
+        inserted,
+        prefix: "user_".to_string(),
+        shards: Vec::new(),
+        served_by: "primary".to_string(),
+        lsn: "0/3000148".to_string(),
+        elapsed_ms: 35.0,
+    }
+}
+
+#[test]
+fn inserting_the_explorers_keys_twice_says_they_are_in_and_hides_the_hint() {
+    let inserted = |inserted| LiveAction::ExplorerKeysInserted {
+        count: 2_000,
+        result: explorer_keys_answer(inserted),
+    };
+    let live = Live::default().apply(inserted(2_000));
+    assert_eq!(
+        live.log[0].text,
+        "inserted the explorer's 2,000 keys (user_0 … user_1999) on primary in 35 ms"
+    );
+    let again = live.apply(inserted(0));
+    assert_eq!(
+        again.log[0].text,
+        "the explorer's 2,000 keys (user_0 … user_1999) are in the database already: nothing written"
+    );
+    assert_eq!(again.log[0].kind, LogKind::Ok);
+    assert!(again.explorer_keys_in(2_000));
+    assert!(!again.explorer_keys_in(3_000), "other keys are not in");
+    // 3,000 keys over the 2,000 stored differently: which part, in words.
+    let clash = again.apply(LiveAction::ExplorerKeysRefused {
+        count: 3_000,
+        error: refusal(409, "duplicate_user", "some of the ids user_0 … user_2999 exist, not all as this insert would write them; nothing was written"),
+    });
+    assert_eq!(clash.log[0].kind, LogKind::Error);
+    assert_eq!(
+        clash.log[0].text,
+        "the explorer's 3,000 keys (user_0 … user_2999) were not inserted: part of that range is in the database already, stored differently — some of the ids user_0 … user_2999 exist, not all as this insert would write them; nothing was written"
+    );
+    assert!(!clash.log[0].text.contains("\"user_\""));
+    // With the keys in, the comparison no longer asks to insert them.
+    let prediction = |keys_in_database| Prediction {
+        from_version: 1,
+        key_count: 2_000,
+        moved: 466,
+        ideal_fraction: 0.25,
+        keys_in_database,
+    };
+    let (_, before) = ecoshard_web::live::compare_with_plan(&prediction(false), 1, 700, 3_000);
+    assert!(before.contains("insert the explorer's keys"), "{before}");
+    let (_, after) = ecoshard_web::live::compare_with_plan(&prediction(true), 1, 700, 3_000);
+    assert!(!after.contains("insert the explorer's keys"), "{after}");
+    assert!(after.contains("1,000 other rows"), "{after}");
+}
+
+#[test]
+fn node_actions_read_as_sentences_in_the_activity() {
+    let asked = Live::default().apply(LiveAction::NodeAsked {
+        name: "primary".to_string(),
+        request: ecoshard_web::live::NodeRequest::Start,
+    });
+    let acted = asked.apply(LiveAction::NodeActed(ecoshard_core::wire::NodeAction {
+        node: "primary".to_string(),
+        action: "start".to_string(),
+        changed: true,
+        role: NodeRole::Primary,
+        message: "started primary: it is the primary".to_string(),
+    }));
+    let lines: Vec<&str> = acted.log.iter().map(|entry| entry.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "started primary: it is the primary",
+            "asked primary to start"
+        ]
     );
 }

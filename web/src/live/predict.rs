@@ -17,6 +17,9 @@ pub struct Prediction {
     pub moved: u64,
     /// The least fraction any placement must move for this change.
     pub ideal_fraction: f64,
+    /// Whether the database held the explorer's keys when it was worked out
+    /// (then the plan counts them, and other rows besides).
+    pub keys_in_database: bool,
 }
 
 impl Prediction {
@@ -44,6 +47,7 @@ impl Prediction {
             key_count: plan.total,
             moved: plan.moved,
             ideal_fraction: plan.ideal_fraction,
+            keys_in_database: false,
         })
     }
 
@@ -95,13 +99,20 @@ pub fn compare_with_plan(
         );
     }
     let apart = expected.abs_diff(plan_moved);
+    let why = if prediction.keys_in_database {
+        format!(
+            "the database holds the explorer's keys and {} other rows besides",
+            crate::format::thousands(plan_rows.saturating_sub(prediction.key_count))
+        )
+    } else {
+        "insert the explorer's keys to compare key for key".to_string()
+    };
     (
         apart == 0,
         format!(
             "the explorer's {} keys (user_0 …) move {:.1} %, which for the database's {} rows \
              is about {}; the plan counts the ids the database really holds, so the two differ \
-             by {} rows — a sample's error, not a disagreement (insert the explorer's keys to \
-             compare key for key)",
+             by {} rows — a sample's error, not a disagreement ({why})",
             crate::format::thousands(prediction.key_count),
             prediction.fraction() * 100.0,
             crate::format::thousands(plan_rows),
@@ -162,6 +173,7 @@ mod tests {
             key_count: 2_000,
             moved: 466,
             ideal_fraction: 0.25,
+            keys_in_database: false,
         };
         let (agrees, text) = compare_with_plan(&prediction, 1, 466, 2_000);
         assert!(agrees);

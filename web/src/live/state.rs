@@ -58,6 +58,9 @@ pub struct Live {
     pub stats: Stats,
     /// The row total held while a job moves rows (see [`Live::rows`]).
     pub rows_held: Option<HeldRows>,
+    /// How many of the explorer's numbered keys the database holds, as
+    /// this page inserted them (or found them stored already).
+    pub explorer_keys_stored: Option<u64>,
     /// The running or last rebalance job.
     pub job: Option<RebalanceJob>,
     /// Version of the layout writes go by (from the last tick).
@@ -98,6 +101,7 @@ impl Default for Live {
             lag: BTreeMap::new(),
             stats: Stats::default(),
             rows_held: None,
+            explorer_keys_stored: None,
             job: None,
             layout_version: None,
             layout: None,
@@ -141,6 +145,20 @@ pub enum LiveAction {
     Inserted(Box<InsertResult>),
     /// A bulk insert went through.
     BulkInserted(BulkResult),
+    /// The explorer's `count` keys went in (or were in already).
+    ExplorerKeysInserted {
+        /// How many keys.
+        count: u64,
+        /// The bridge's answer.
+        result: BulkResult,
+    },
+    /// The bridge refused the explorer's `count` keys.
+    ExplorerKeysRefused {
+        /// How many keys.
+        count: u64,
+        /// The bridge's answer.
+        error: ApiError,
+    },
     /// A read came back.
     Read(Box<ReadResult>),
     /// A steady-traffic insert went through (counted, not logged).
@@ -218,6 +236,12 @@ impl Live {
             LiveAction::Tick(tick) => next.take_tick(*tick),
             LiveAction::Inserted(result) => next.inserted(*result),
             LiveAction::BulkInserted(result) => next.bulk_inserted(&result),
+            LiveAction::ExplorerKeysInserted { count, result } => {
+                next.explorer_keys_inserted(count, &result);
+            }
+            LiveAction::ExplorerKeysRefused { count, error } => {
+                next.explorer_keys_refused(count, &error);
+            }
             LiveAction::Read(result) => next.read(*result),
             LiveAction::SteadyInserted(result) => {
                 next.steady_inserts += 1;
@@ -390,7 +414,7 @@ impl Live {
         self.job = Some(job);
     }
 
-    fn push_log(&mut self, kind: LogKind, text: String) {
+    pub(crate) fn push_log(&mut self, kind: LogKind, text: String) {
         self.log.push(kind, text);
     }
 }

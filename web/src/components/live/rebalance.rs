@@ -16,6 +16,7 @@ use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
 use crate::live::{
     Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan, describe_layout,
+    explorer_keys,
 };
 use crate::state::Explorer;
 
@@ -52,7 +53,12 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         .filter(|job| job.state == JobState::Running)
         .map(|job| job.id);
     use_job_follow(live, &props.dispatch, running);
-    let apply = apply_layout(&props.dispatch, &target, (*prediction).clone());
+    let keys_in = live.explorer_keys_in(u64::from(explorer.key_count));
+    let sent_prediction = (*prediction).clone().map(|prediction| Prediction {
+        keys_in_database: keys_in,
+        ..prediction
+    });
+    let apply = apply_layout(&props.dispatch, &target, sent_prediction);
     let (button_text, button_title) = apply_button(running, sending, in_force, bounded);
     let rows = live.rows();
     let explorer_keys = thousands(u64::from(explorer.key_count));
@@ -94,7 +100,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            { explorer_keys_row(explorer.key_count, &props.dispatch) }
+            { explorer_keys_row(explorer.key_count, keys_in, &props.dispatch) }
             { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
                 <JobView job={job.clone()} applying={live.applying.clone()} />
@@ -196,20 +202,28 @@ fn apply_button(
 }
 
 /// "Insert the explorer's keys": `user_0` … as rows, so that the prediction
-/// is the plan key for key (up to the bridge's bulk limit).
-fn explorer_keys_row(key_count: u32, dispatch: &Callback<LiveAction>) -> Html {
+/// is the plan key for key (up to the bridge's bulk limit); once they are
+/// in, it says so instead.
+fn explorer_keys_row(key_count: u32, keys_in: bool, dispatch: &Callback<LiveAction>) -> Html {
+    let count = u64::from(key_count);
+    if keys_in {
+        return html! {
+            <div class="keys-row" id="explorer-keys-in">
+                <span class="muted small">{ format!("{} are in the database: the explorer's prediction counts them key for key", sentence_start(&explorer_keys(count))) }</span>
+            </div>
+        };
+    }
     let insert_keys = {
         let dispatch = dispatch.clone();
         Callback::from(move |_: MouseEvent| {
             let dispatch = dispatch.clone();
             spawn_local(async move {
                 let prefix = DEFAULT_KEY_PREFIX.to_string();
-                match api::insert_bulk(u64::from(key_count), Some(prefix)).await {
-                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
-                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
-                        what: "Inserting the explorer's keys".to_string(),
-                        error,
-                    }),
+                match api::insert_bulk(count, Some(prefix)).await {
+                    Ok(result) => {
+                        dispatch.emit(LiveAction::ExplorerKeysInserted { count, result });
+                    }
+                    Err(error) => dispatch.emit(LiveAction::ExplorerKeysRefused { count, error }),
                 }
             });
         })
@@ -232,6 +246,14 @@ fn explorer_keys_row(key_count: u32, dispatch: &Callback<LiveAction>) -> Html {
             <span class="muted small">{ format!("{DEFAULT_KEY_PREFIX}0 … into the database: with the same keys, the explorer's prediction is the plan, key for key") }</span>
         </div>
     }
+}
+
+/// `text` with its first letter in capitals.
+fn sentence_start(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
 }
 
 /// What the bridge answered to a layout that started no job: in force
