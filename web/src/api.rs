@@ -7,7 +7,7 @@
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
     ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, Health, InsertResult,
-    LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob,
+    LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob, UserSample,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -140,6 +140,11 @@ pub async fn read_user(user_id: &str, consistency: Consistency) -> Result<ReadRe
 /// `GET /api/layout`.
 pub async fn layout() -> Result<LayoutView, ApiError> {
     get("/api/layout", "the layout request").await
+}
+
+/// `GET /api/sample?count=N`: ids drawn from every shard.
+pub async fn sample(count: u64) -> Result<UserSample, ApiError> {
+    get(&format!("/api/sample?count={count}"), "the sample of keys").await
 }
 
 /// What the bridge did with a layout sent by [`apply_layout`].

@@ -4,7 +4,9 @@
 //! same change over the ids the database really holds; the two agree exactly
 //! when those are the explorer's keys, and within sampling error otherwise.
 
-use ecoshard_core::{DEFAULT_KEY_PREFIX, Error, Layout, numbered_key_hashes, plan_hashes};
+use ecoshard_core::{Error, Layout, plan_hashes};
+
+use crate::state::KeySet;
 
 /// What the explorer expects a layout change to move.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,22 +26,21 @@ pub struct Prediction {
 
 impl Prediction {
     /// The core's plan from `database` (version `from_version`) to `target`
-    /// over `key_count` numbered keys, each side hashed with its own seed as
+    /// over the explorer's keys (numbered, or sampled from the database), each side hashed with its own seed as
     /// the bridge does.
     pub fn compute(
         database: &Layout,
         from_version: u64,
         target: &Layout,
-        key_count: u32,
+        keys: &KeySet,
     ) -> Result<Prediction, Error> {
         let old = database.build()?;
         let new = target.build()?;
-        let count = key_count as usize;
-        let old_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, database.seed);
+        let old_hashes = keys.hashes(database.seed);
         let plan = if target.seed == database.seed {
             plan_hashes(&old, &new, &old_hashes, &old_hashes)
         } else {
-            let new_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, target.seed);
+            let new_hashes = keys.hashes(target.seed);
             plan_hashes(&old, &new, &old_hashes, &new_hashes)
         };
         Ok(Prediction {
@@ -124,7 +125,7 @@ pub fn compare_with_plan(
 
 #[cfg(test)]
 mod tests {
-    use ecoshard_core::{Shard, StrategyKind, plan, plan_numbered};
+    use ecoshard_core::{DEFAULT_KEY_PREFIX, Shard, StrategyKind, plan, plan_numbered};
 
     use super::*;
 
@@ -134,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_prediction_is_the_cores_plan_from_the_databases_layout() {
-        let prediction = Prediction::compute(&ring(3), 1, &ring(4), 2_000).unwrap();
+        let prediction = Prediction::compute(&ring(3), 1, &ring(4), &2_000.into()).unwrap();
         let expected = plan_numbered(
             &ring(3).build().unwrap(),
             &ring(4).build().unwrap(),
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(prediction.ideal_fraction, 0.25);
         assert_eq!(prediction.from_version, 1);
         // From the layout in force to itself, nothing moves.
-        let same = Prediction::compute(&ring(4), 2, &ring(4), 2_000).unwrap();
+        let same = Prediction::compute(&ring(4), 2, &ring(4), &2_000.into()).unwrap();
         assert_eq!(same.moved, 0);
         assert_eq!(same.rows_for(10_000), 0);
     }
@@ -155,7 +156,7 @@ mod tests {
     fn each_side_hashes_with_its_own_seed_as_the_bridge_does() {
         let database = ring(3);
         let target = Layout::new(StrategyKind::Ring, Shard::numbered(3)).with_seed(7);
-        let prediction = Prediction::compute(&database, 1, &target, 500).unwrap();
+        let prediction = Prediction::compute(&database, 1, &target, &500.into()).unwrap();
         let keys: Vec<Vec<u8>> = (0..500).map(|i| format!("user_{i}").into_bytes()).collect();
         let expected = plan(
             &database.build().unwrap(),

@@ -39,11 +39,11 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
     // The explorer's prediction for this change as the database would make
     // it: from the layout in force, over the explorer's keys.
     let prediction = use_memo(
-        (database.clone(), target.clone(), explorer.key_count),
-        |(database, target, key_count)| {
-            database.as_ref().and_then(|view| {
-                Prediction::compute(&view.layout, view.version, target, *key_count).ok()
-            })
+        (database.clone(), target.clone(), explorer.keys()),
+        |(database, target, keys)| {
+            database
+                .as_ref()
+                .and_then(|view| Prediction::compute(&view.layout, view.version, target, keys).ok())
         },
     );
     let sending = matches!(live.applying, Applying::Sending { .. });
@@ -61,7 +61,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
     let apply = apply_layout(&props.dispatch, &target, sent_prediction);
     let (button_text, button_title) = apply_button(running, sending, in_force, bounded);
     let rows = live.rows();
-    let explorer_keys = thousands(u64::from(explorer.key_count));
+    let explorer_keys = thousands(u64::from(explorer.key_total()));
     html! {
         <div class="card rebalance" id="rebalance">
             <div class="card-head">
@@ -100,7 +100,9 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            { explorer_keys_row(explorer.key_count, keys_in, &props.dispatch) }
+            if explorer.sampled.is_none() {
+                { explorer_keys_row(explorer.key_count, keys_in, &props.dispatch) }
+            }
             { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
                 <JobView job={job.clone()} applying={live.applying.clone()} />
