@@ -52,6 +52,14 @@ impl Prediction {
         })
     }
 
+    /// The same prediction, saying whether the database holds the keys.
+    pub fn with_keys_in_database(self, keys_in_database: bool) -> Prediction {
+        Prediction {
+            keys_in_database,
+            ..self
+        }
+    }
+
     /// `moved / key_count`.
     pub fn fraction(&self) -> f64 {
         if self.key_count == 0 {

@@ -54,11 +54,10 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         .map(|job| job.id);
     use_job_follow(live, &props.dispatch, running);
     let keys_in = live.explorer_keys_in(u64::from(explorer.key_count));
-    let sent_prediction = (*prediction).clone().map(|prediction| Prediction {
-        keys_in_database: keys_in,
-        ..prediction
-    });
-    let apply = apply_layout(&props.dispatch, &target, sent_prediction);
+    let sent = (*prediction)
+        .clone()
+        .map(|p| p.with_keys_in_database(keys_in));
+    let apply = apply_layout(&props.dispatch, &target, sent);
     let (button_text, button_title) = apply_button(running, sending, in_force, bounded);
     let rows = live.rows();
     let explorer_keys = thousands(u64::from(explorer.key_total()));
@@ -100,9 +99,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            if explorer.sampled.is_none() {
-                { explorer_keys_row(explorer.key_count, keys_in, &props.dispatch) }
-            }
+            { explorer_keys_row(explorer, keys_in, &props.dispatch) }
             { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
                 <JobView job={job.clone()} applying={live.applying.clone()} />
@@ -206,7 +203,12 @@ fn apply_button(
 /// "Insert the explorer's keys": `user_0` … as rows, so that the prediction
 /// is the plan key for key (up to the bridge's bulk limit); once they are
 /// in, it says so instead.
-fn explorer_keys_row(key_count: u32, keys_in: bool, dispatch: &Callback<LiveAction>) -> Html {
+fn explorer_keys_row(explorer: &Explorer, keys_in: bool, dispatch: &Callback<LiveAction>) -> Html {
+    if explorer.sampled.is_some() {
+        // The keys are the database's own already.
+        return html! {};
+    }
+    let key_count = explorer.key_count;
     let count = u64::from(key_count);
     if keys_in {
         return html! {
