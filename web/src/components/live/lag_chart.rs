@@ -49,7 +49,7 @@ pub(super) fn nice_ceiling(value: f64) -> f64 {
     if !(value.is_finite() && value > 0.0) {
         return 1.0;
     }
-    let magnitude = 10f64.powf(value.log10().floor());
+    let magnitude = crate::math::pow(10.0, crate::math::log10(value).floor());
     [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|step| step * magnitude)
