@@ -236,7 +236,7 @@ impl Consistency {
     }
 }
 
-/// `GET /api/users/sample?count=N` answer: ids drawn from every shard of the
+/// `GET /api/sample?count=N` answer: ids drawn from every shard of the
 /// layout in force, each shard in proportion to its rows, so the sample
 /// spreads over the shards as the rows do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
