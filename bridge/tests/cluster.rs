@@ -16,6 +16,7 @@ use common::{
 };
 use ecoshard_core::wire::{
     ApiErrorBody, BulkResult, ClusterView, InsertResult, LayoutView, ReadResult, Stats, Tick,
+    UserSample,
 };
 use ecoshard_core::{Layout, StrategyKind};
 
@@ -585,6 +586,10 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
         (read("/api/users/a%27%3B%20DROP%20TABLE%20users"), 400, "invalid_user_id"),
         (read(&long_uri), 400, "invalid_user_id"),
         (read("/api/users/unknown_id"), 404, "user_not_found"),
+        (read("/api/sample?count=0"), 400, "invalid_count"),
+        (read("/api/sample?count=10001"), 400, "invalid_count"),
+        (read("/api/sample?count=ten"), 400, "invalid_query"),
+        (read("/api/sample?size=5"), 400, "invalid_query"),
         (read("/api/nothing"), 404, "not_found"),
         (page("DELETE", "/api/users/a", ""), 405, "method_not_allowed"),
         (page("PUT", "/api/users", ""), 405, "method_not_allowed"),
@@ -619,6 +624,52 @@ async fn bad_inputs_get_a_4xx_json_error_and_write_nothing() {
     assert_eq!(name, "First");
     let stats: Stats = get(&state, "/api/stats").await.parse();
     assert_eq!(stats.writes, 11);
+}
+
+#[tokio::test]
+async fn a_sample_draws_real_ids_from_every_shard_in_proportion() {
+    let _nodes = NODES.read().await;
+    let cluster = CLUSTER.get();
+    let state = bridge(&cluster, "t_sample", ring(3)).await;
+    let inserted = post_json(&state, "/api/users/bulk", r#"{"count":3000,"prefix":"sm"}"#).await;
+    assert_eq!(inserted.status, StatusCode::CREATED, "{}", inserted.text());
+    let inserted: BulkResult = inserted.parse();
+    let estimated = eventually(Duration::from_secs(30), || async {
+        let stats: Stats = get(&state, "/api/stats").await.parse();
+        stats.rows.iter().map(|shard| shard.keys).sum::<u64>() == 3_000
+    })
+    .await;
+    assert!(estimated, "the row estimates never reached 3,000");
+    let answer = get(&state, "/api/sample?count=300").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let sample: UserSample = answer.parse();
+    assert_eq!((sample.version, sample.rows), (1, 3_000));
+    let distinct: HashSet<&String> = sample.ids.iter().collect();
+    assert_eq!((sample.ids.len(), distinct.len()), (300, 300));
+    let router = ring(3).build().unwrap();
+    let mut per_shard = BTreeMap::<String, u64>::new();
+    for id in &sample.ids {
+        let index: u64 = id.strip_prefix("sm").and_then(|n| n.parse().ok()).unwrap();
+        assert!(index < 3_000, "{id} is not a stored id");
+        *per_shard
+            .entry(router.locate_shard(id.as_bytes()).name.clone())
+            .or_default() += 1;
+    }
+    // Each shard gives its share: 300 × its rows ÷ 3,000, rounded up (the
+    // last one cut to make 300).
+    for load in &inserted.shards {
+        let share = (load.keys as f64 / 10.0).ceil() as u64;
+        let drawn = per_shard.get(&load.shard).copied().unwrap_or(0);
+        assert!(
+            drawn <= share && drawn + 2 >= share,
+            "{}: {drawn} of {share}",
+            load.shard
+        );
+    }
+    // Asked for more than there are: every id.
+    let all: UserSample = get(&state, "/api/sample?count=5000").await.parse();
+    let all: HashSet<String> = all.ids.into_iter().collect();
+    assert_eq!(all, (0..3_000).map(|n| format!("sm{n}")).collect());
 }
 
 /// `POST /api/users` with this body, typed as JSON, as a program sends it.

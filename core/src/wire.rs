@@ -296,6 +296,31 @@ impl Consistency {
     }
 }
 
+/// `GET /api/sample?count=N` answer: ids drawn from every shard of the
+/// layout in force, each shard in proportion to its rows, so the sample
+/// spreads over the shards as the rows do.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserSample {
+    /// Version of the layout the ids were drawn under.
+    pub version: u64,
+    /// The sampled ids (at most the `count` asked for; fewer when the
+    /// database holds fewer rows, or PostgreSQL's sample came out short).
+    pub ids: Vec<String>,
+    /// Rows the shards held when sampled: PostgreSQL's estimate, as
+    /// [`Stats::rows`] (not a count).
+    pub rows: u64,
+    /// Node the ids were read from.
+    pub served_by: String,
+}
+
+impl UserSample {
+    /// Most ids one sample holds: the bridge refuses more.
+    pub const MAX_COUNT: u64 = 10_000;
+    /// Ids drawn when no count is given.
+    pub const DEFAULT_COUNT: u64 = 2_000;
+}
+
 /// `GET /api/users/{id}` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

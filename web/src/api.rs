@@ -7,7 +7,7 @@
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
     ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, GenerateResult, GenerateUsers,
-    Health, InsertResult, LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob,
+    Health, InsertResult, LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob, UserSample,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -152,6 +152,11 @@ pub async fn layout() -> Result<LayoutView, ApiError> {
     get("/api/layout", "the layout request").await
 }
 
+/// `GET /api/sample?count=N`: ids drawn from every shard.
+pub async fn sample(count: u64) -> Result<UserSample, ApiError> {
+    get(&format!("/api/sample?count={count}"), "the sample of keys").await
+}
+
 /// What the bridge did with a layout sent by [`apply_layout`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
@@ -181,7 +186,7 @@ impl Applied {
 /// `PUT /api/layout`: starts moving rows to the layout; answers the job, or
 /// the layout in force when it is that one.
 pub async fn apply_layout(layout: &Layout) -> Result<Applied, ApiError> {
-    let (status, text) = send_raw("PUT", "/api/layout", Some(layout)).await?;
+    let (status, text) = send_raw("PUT", "/api/layout", Some(encode(layout)?)).await?;
     Applied::from_answer(status, &text)
 }
 
@@ -267,8 +272,12 @@ fn kept_token() -> Option<String> {
     gloo::storage::SessionStorage::get(TOKEN_KEY).ok()
 }
 
+// Only the encoding and decoding below are generic: the request itself is
+// one async function for every endpoint, so the page holds one copy of it
+// rather than one per body and answer type (BENCHMARKS.md, Web, Size).
+
 async fn get<T: DeserializeOwned>(path: &str, what: &str) -> Result<T, ApiError> {
-    send("GET", path, None::<&()>, what).await
+    decode(&send_raw("GET", path, None).await?.1, what)
 }
 
 async fn send<B: Serialize, T: DeserializeOwned>(
@@ -277,15 +286,26 @@ async fn send<B: Serialize, T: DeserializeOwned>(
     body: Option<&B>,
     what: &str,
 ) -> Result<T, ApiError> {
-    let (_, text) = send_raw(method, path, body).await?;
-    serde_json::from_str(&text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
+    let body = body.map(encode).transpose()?;
+    decode(&send_raw(method, path, body).await?.1, what)
 }
 
-/// Sends a request; the status and body of a 2xx answer, or the failure in words.
-async fn send_raw<B: Serialize>(
+/// A request body as JSON.
+fn encode<B: Serialize>(body: &B) -> Result<String, ApiError> {
+    serde_json::to_string(body).map_err(|error| ApiError::unreachable(&error.to_string()))
+}
+
+/// A 2xx answer's body as `T`, or what could not be read in words.
+fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
+}
+
+/// Sends a request (a JSON body when there is one); the status and body of
+/// a 2xx answer, or the failure in words.
+async fn send_raw(
     method: &str,
     path: &str,
-    body: Option<&B>,
+    body: Option<String>,
 ) -> Result<(u16, String), ApiError> {
     use gloo::net::http::{Method, RequestBuilder};
 
@@ -304,7 +324,8 @@ async fn send_raw<B: Serialize>(
     }
     let request = match body {
         Some(body) => builder
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body)
             .map_err(|error| ApiError::unreachable(&error.to_string()))?,
         None => builder
             .build()

@@ -301,7 +301,7 @@ impl KeySpots {
             };
             if let Some(ring) = &stage.ring {
                 let spot = self.ring[key];
-                let lift = (progress * std::f64::consts::PI).sin() * self.lift;
+                let lift = crate::math::sin(progress * std::f64::consts::PI) * self.lift;
                 let spot = if lift > 0.0 {
                     ring_point_lifted(ring.center, spot, lift)
                 } else {

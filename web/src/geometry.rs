@@ -281,8 +281,8 @@ pub fn ring_point(ring: &RingGeometry, hash: u64, lift: f64) -> Point {
     let depth = f64::from(hash as u32) / f64::from(u32::MAX);
     let radius = ring.keys_inner + (ring.keys_outer - ring.keys_inner) * depth + lift;
     Point {
-        x: ring.center.x + radius * angle.cos(),
-        y: ring.center.y + radius * angle.sin(),
+        x: ring.center.x + radius * crate::math::cos(angle),
+        y: ring.center.y + radius * crate::math::sin(angle),
     }
 }
 

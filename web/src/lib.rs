@@ -14,6 +14,7 @@ pub mod frame;
 pub mod geometry;
 pub mod hooks;
 pub mod live;
+pub mod math;
 pub mod palette;
 pub mod scenario;
 pub mod state;

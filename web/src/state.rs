@@ -10,9 +10,10 @@
 
 use std::rc::Rc;
 
+use ecoshard_core::wire::{LayoutView, UserSample};
 use ecoshard_core::{
-    DEFAULT_LOAD_FACTOR, DEFAULT_SEED, DEFAULT_TABLE_SIZE, DEFAULT_VNODES, Layout, Shard,
-    StrategyKind,
+    DEFAULT_KEY_PREFIX, DEFAULT_LOAD_FACTOR, DEFAULT_SEED, DEFAULT_TABLE_SIZE, DEFAULT_VNODES,
+    Layout, Shard, StrategyKind, key_hash, numbered_key_hashes, thousands,
 };
 use yew::Reducible;
 
@@ -58,6 +59,71 @@ impl Default for Params {
     }
 }
 
+/// Keys sampled from the database: its real ids, how many rows they were
+/// drawn from, and the layout version they were drawn under.
+#[derive(Clone, Debug)]
+pub struct SampledKeys {
+    /// The ids.
+    pub ids: Rc<[String]>,
+    /// Rows the database held (PostgreSQL's estimate).
+    pub rows: u64,
+    /// The layout version.
+    pub version: u64,
+}
+
+impl PartialEq for SampledKeys {
+    /// The same sample: one load of the database (comparing the ids one
+    /// by one on every render would cost more than it tells).
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.ids, &other.ids)
+            && (self.rows, self.version) == (other.rows, other.version)
+    }
+}
+
+/// The keys the explorer places.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeySet {
+    /// `user_0` … `user_{n-1}`.
+    Numbered(u32),
+    /// Ids sampled from the database.
+    Sampled(SampledKeys),
+}
+
+impl KeySet {
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        match self {
+            KeySet::Numbered(count) => *count as usize,
+            KeySet::Sampled(sample) => sample.ids.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each key's hash under `seed`, in key order (the core's hash of its bytes).
+    pub fn hashes(&self, seed: u64) -> Vec<u64> {
+        match self {
+            KeySet::Numbered(count) => {
+                numbered_key_hashes(DEFAULT_KEY_PREFIX, *count as usize, seed)
+            }
+            KeySet::Sampled(sample) => sample
+                .ids
+                .iter()
+                .map(|id| key_hash(id.as_bytes(), seed))
+                .collect(),
+        }
+    }
+}
+
+impl From<u32> for KeySet {
+    fn from(count: u32) -> Self {
+        KeySet::Numbered(count)
+    }
+}
+
 /// What the explorer shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explorer {
@@ -65,8 +131,11 @@ pub struct Explorer {
     pub strategy: StrategyKind,
     /// Its parameters.
     pub params: Params,
-    /// Keys `user_0` … `user_{key_count-1}`.
+    /// Keys `user_0` … `user_{key_count-1}` (the count field's value;
+    /// [`Explorer::sampled`] takes their place while it is there).
     pub key_count: u32,
+    /// Keys sampled from the database, placed instead of the numbered ones.
+    pub sampled: Option<SampledKeys>,
     /// Shards before the change.
     pub before: Vec<Shard>,
     /// Shards after the change: the current layout.
@@ -82,6 +151,7 @@ impl Default for Explorer {
             strategy: StrategyKind::Ring,
             params: Params::default(),
             key_count: DEFAULT_KEYS,
+            sampled: None,
             before: Shard::numbered(INITIAL_SHARDS),
             after: Shard::numbered(INITIAL_SHARDS + 1),
             revision: 0,
@@ -112,6 +182,14 @@ pub enum ExplorerAction {
     SetLoadFactor(f64),
     /// Play the current change again.
     Replay,
+    /// Take the database's layout (both sides: nothing changes until a
+    /// shard is added or removed) and place a sample of its ids.
+    LoadDatabase {
+        /// `GET /api/layout`'s answer.
+        layout: LayoutView,
+        /// `GET /api/sample`'s answer.
+        sample: UserSample,
+    },
 }
 
 impl Explorer {
@@ -180,7 +258,9 @@ impl Explorer {
                     return self.clone();
                 }
                 next.key_count = count;
+                next.sampled = None;
             }
+            ExplorerAction::LoadDatabase { layout, sample } => next.load(layout, sample),
             ExplorerAction::SetSeed(seed) => next.params.seed = seed,
             ExplorerAction::SetVnodes(vnodes) => next.params.vnodes = vnodes,
             ExplorerAction::SetTableSize(size) => next.params.table_size = size,
@@ -197,12 +277,72 @@ impl Explorer {
         next
     }
 
+    /// The keys placed: the database's sample, else the numbered keys.
+    pub fn keys(&self) -> KeySet {
+        match &self.sampled {
+            Some(sample) => KeySet::Sampled(sample.clone()),
+            None => KeySet::Numbered(self.key_count),
+        }
+    }
+
+    /// How many keys are placed.
+    pub fn key_total(&self) -> u32 {
+        self.keys().len() as u32
+    }
+
+    /// What [`ExplorerAction::LoadDatabase`] loaded, in words: "Ring over 4
+    /// shards (eu ×2, us, ap, sa), 2,000 of 1,000,000 keys sampled from the
+    /// database, v7".
+    pub fn loaded(&self) -> Option<String> {
+        let sample = self.sampled.as_ref()?;
+        let names: Vec<String> = self
+            .after
+            .iter()
+            .map(|shard| {
+                if shard.weight == 1.0 {
+                    shard.name.clone()
+                } else {
+                    format!("{} ×{}", shard.name, shard.weight)
+                }
+            })
+            .collect();
+        Some(format!(
+            "{} over {} shards ({}), {} of {} keys sampled from the database, v{}",
+            strategy_title(self.strategy),
+            self.after.len(),
+            names.join(", "),
+            thousands(sample.ids.len() as u64),
+            thousands(sample.rows),
+            sample.version
+        ))
+    }
+
+    /// Takes the database's layout as both sides of the change, its
+    /// parameters, and the sample as the keys.
+    fn load(&mut self, view: LayoutView, sample: UserSample) {
+        let layout = view.layout;
+        self.strategy = layout.strategy;
+        self.params = Params {
+            seed: layout.seed,
+            vnodes: layout.vnodes,
+            table_size: layout.table_size,
+            load_factor: self.params.load_factor,
+        };
+        self.before = layout.shards.clone();
+        self.after = layout.shards;
+        self.sampled = Some(SampledKeys {
+            ids: sample.ids.into(),
+            rows: sample.rows,
+            version: sample.version,
+        });
+    }
+
     /// The `ecoshard plan` command that prints the same numbers, when the
     /// change is expressible on the command line (shards `s0` … on both sides);
     /// it names every parameter that differs from the command line's default.
     pub fn cli_command(&self) -> Option<String> {
         let numbered = |shards: &[Shard]| *shards == Shard::numbered(shards.len());
-        if !numbered(&self.before) || !numbered(&self.after) {
+        if !numbered(&self.before) || !numbered(&self.after) || self.sampled.is_some() {
             return None;
         }
         let mut command = format!(
@@ -411,5 +551,58 @@ mod tests {
         }
         assert_eq!(start.apply(SetKeyCount(MAX_KEYS)).key_count, MAX_KEYS);
         assert_eq!(start.apply(SetKeyCount(1)).key_count, 1);
+    }
+
+    #[test]
+    fn loading_the_database_takes_its_layout_and_its_keys_and_says_so() {
+        let mut shards = vec![
+            Shard::new("eu"),
+            Shard::new("us"),
+            Shard::new("ap"),
+            Shard::new("sa"),
+        ];
+        shards[0].weight = 2.0;
+        let layout = Layout::new(StrategyKind::Ring, shards.clone())
+            .with_seed(9)
+            .with_vnodes(40);
+        let sample = UserSample {
+            version: 7,
+            ids: vec!["ana".to_string(), "bob".to_string()],
+            rows: 1_000_000,
+            served_by: "standby-1".to_string(),
+        };
+        let loaded = Explorer::default().apply(ExplorerAction::LoadDatabase {
+            layout: LayoutView {
+                version: 7,
+                layout: layout.clone(),
+            },
+            sample,
+        });
+        assert_eq!(
+            loaded.layout_after(),
+            layout,
+            "the database's layout, parameters included"
+        );
+        assert_eq!(
+            (loaded.before.clone(), loaded.after.clone()),
+            (shards.clone(), shards)
+        );
+        assert_eq!(loaded.key_total(), 2);
+        assert_eq!(
+            loaded.keys().hashes(9),
+            [key_hash(b"ana", 9), key_hash(b"bob", 9)]
+        );
+        assert_eq!(
+            loaded.loaded().as_deref(),
+            Some(
+                "Ring over 4 shards (eu ×2, us, ap, sa), 2 of 1,000,000 keys sampled from the database, v7"
+            )
+        );
+        assert_eq!(loaded.cli_command(), None);
+        let numbered = loaded.apply(ExplorerAction::SetKeyCount(500));
+        assert_eq!(
+            (numbered.sampled.clone(), numbered.key_total()),
+            (None, 500)
+        );
     }
 }

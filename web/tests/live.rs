@@ -251,7 +251,15 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
             "the explorer's keys inserted",
             30,
             "return Array.from(document.querySelectorAll('#activity li'))
-             .some(li => li.textContent.startsWith('inserted 10,000 users (user_0 …)'))",
+             .some(li => li.textContent.startsWith('inserted the explorer\\'s 10,000 keys (user_0 … user_9999)'))",
+        )
+        .await;
+    // In, the button and the hint give way to saying so.
+    browser
+        .until(
+            "the keys said to be in",
+            10,
+            "return !!document.querySelector('#explorer-keys-in') && !document.querySelector('#insert-explorer-keys')",
         )
         .await;
     browser

@@ -2,13 +2,14 @@
 //! gets becomes the state it shows (lag history, roles, jobs, the log).
 
 use ecoshard_core::wire::{
-    Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView, NodeCount, NodeRole,
-    NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
+    BulkResult, Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView,
+    NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
 };
-use ecoshard_core::{Layout, StrategyKind, plan_numbered};
+use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
 use ecoshard_web::live::{
-    Applying, LAG_WINDOW_MS, LOG_LENGTH, Live, LiveAction, LogKind, Prediction, StreamStatus,
+    Applying, LAG_WINDOW_MS, LOG_LENGTH, Live, LiveAction, LogKind, Prediction, ROWS_SETTLE_MS,
+    StreamStatus,
 };
 
 fn node(name: &str, role: NodeRole, up: bool, lag_ms: Option<f64>, at_ms: u64) -> NodeStatus {
@@ -130,7 +131,7 @@ fn the_log_keeps_the_newest_entries_first() {
     let mut live = Live::default().apply(LiveAction::Read(Box::new(read)));
     assert_eq!(
         live.log[0].text,
-        "read user_1 (eventual) from standby-1 on shard s2, lag 0.8 ms"
+        "read user_1 (eventual) from standby-1 on shard s2: lag 0.8 ms"
     );
     for index in 0..20 {
         live = live.apply(LiveAction::Failed(format!("failure {index}")));
@@ -266,6 +267,7 @@ fn applying_keeps_the_prediction_with_the_job_and_refusals_with_their_sentence()
         key_count: 2_000,
         moved: 466,
         ideal_fraction: 0.25,
+        keys_in_database: false,
     };
     let sent = Live::default().apply(LiveAction::ApplySent {
         target: "Ring over 4 shards".to_string(),
@@ -421,4 +423,251 @@ fn no_bridge_stops_the_stream() {
         .apply(LiveAction::BridgeAbsent("404".to_string()));
     assert_eq!(live.stream, StreamStatus::Idle);
     assert!(!live.has_bridge());
+}
+
+fn read_from(served_by: &str, lag_ms: Option<f64>, consistency: Consistency) -> LiveAction {
+    LiveAction::Read(Box::new(ReadResult {
+        user: User {
+            user_id: "user_1".to_string(),
+            name: "user_1".to_string(),
+            email: "user_1@ecomarket.example".to_string(),
+            created_at: "2025-01-01T00:00:00Z".to_string(),
+        },
+        shard: "s2".to_string(),
+        served_by: served_by.to_string(),
+        lag_ms,
+        consistency,
+    }))
+}
+
+#[test]
+fn a_read_from_the_primary_has_no_lag_and_an_idle_standby_is_idle_not_unknown() {
+    let live = Live::default().apply(tick(1_000, true));
+    let check = |served_by: &str, lag_ms: Option<f64>, level: Consistency, expected: &str| {
+        let read = live.apply(read_from(served_by, lag_ms, level));
+        assert_eq!(read.log[0].text, expected, "{served_by} {lag_ms:?}");
+    };
+    check(
+        "primary",
+        Some(0.0),
+        Consistency::Strong,
+        "read user_1 (strong) from primary on shard s2: the primary: no replication lag",
+    );
+    check(
+        "standby-2",
+        None,
+        Consistency::Eventual,
+        "read user_1 (eventual) from standby-2 on shard s2: idle standby: no lag to replay",
+    );
+    check(
+        "standby-1",
+        Some(1.5),
+        Consistency::Eventual,
+        "read user_1 (eventual) from standby-1 on shard s2: lag 1.5 ms",
+    );
+}
+
+#[test]
+fn with_the_primary_down_the_charts_say_what_the_cards_say() {
+    let LiveAction::Tick(mut down) = tick(2_000, true) else {
+        unreachable!()
+    };
+    // The primary is down: nobody lists the standbys in pg_stat_replication.
+    down.nodes[0].up = false;
+    for standby in &mut down.nodes[1..] {
+        let lag = standby.lag.as_mut().unwrap();
+        (lag.state, lag.replay_lag_ms, lag.byte_lag) = (None, None, None);
+    }
+    let live = Live::default()
+        .apply(tick(1_000, true))
+        .apply(LiveAction::Tick(down));
+    for node in live.standbys() {
+        let chart = live.lag[&node.name].back().unwrap().word();
+        assert_eq!(chart, live.node_lag(node), "{}", node.name);
+        assert_eq!(chart, "not streaming", "{}", node.name);
+    }
+    // Streaming again: the idle standby says idle on both, the other its lag.
+    let back = live.apply(tick(3_000, true));
+    let words: Vec<(String, String)> = back
+        .standbys()
+        .map(|node| {
+            (
+                back.lag[&node.name].back().unwrap().word(),
+                back.node_lag(node),
+            )
+        })
+        .collect();
+    assert_eq!(
+        words,
+        [
+            ("1.5 ms".into(), "1.5 ms".into()),
+            ("idle".into(), "idle".into())
+        ]
+    );
+}
+
+fn tick_with_rows(at_ms: u64, rows: [u64; 2], job: Option<RebalanceJob>) -> LiveAction {
+    let LiveAction::Tick(mut tick) = tick(at_ms, true) else {
+        unreachable!()
+    };
+    tick.stats.rows = ["s0", "s1"]
+        .iter()
+        .zip(rows)
+        .map(|(shard, keys)| ShardLoad {
+            shard: shard.to_string(),
+            keys,
+        })
+        .collect();
+    tick.rebalance = job;
+    LiveAction::Tick(tick)
+}
+
+#[test]
+fn the_row_total_holds_while_a_job_moves_rows_and_says_why() {
+    let running = job(3, 5_000, JobState::Running);
+    let done = job(3, 100, JobState::Done);
+    let layout = LayoutView {
+        version: 4,
+        layout: Layout::with_count(StrategyKind::Ring, 2).unwrap(),
+    };
+    let live = Live::default()
+        .apply(LiveAction::Layout(layout))
+        .apply(tick_with_rows(1_000, [150_000, 153_138], None));
+    assert_eq!((live.rows(), live.rows_note()), (303_138, None));
+    // Mid-move the estimates have taken in 5,000 deletes and not yet the inserts.
+    let moving = live
+        .apply(tick_with_rows(
+            2_000,
+            [150_000, 153_138],
+            Some(running.clone()),
+        ))
+        .apply(tick_with_rows(3_000, [145_000, 153_138], Some(running)));
+    assert_eq!(moving.rows(), 303_138, "held, not 298,138");
+    assert!(moving.rows_note().unwrap().contains("job 3"));
+    assert!(
+        moving.database_now().ends_with("303,138 rows"),
+        "{}",
+        moving.database_now()
+    );
+    // Held until the estimates settle after the job, then the estimate again.
+    let ended = moving.apply(tick_with_rows(
+        4_000,
+        [145_000, 153_138],
+        Some(done.clone()),
+    ));
+    assert_eq!(ended.rows(), 303_138);
+    let settled = ended.apply(tick_with_rows(
+        4_000 + ROWS_SETTLE_MS,
+        [145_000, 158_138],
+        Some(done),
+    ));
+    assert_eq!((settled.rows(), settled.rows_note()), (303_138, None));
+    assert_eq!(settled.rows_held, None);
+}
+
+#[test]
+fn during_a_job_only_the_rebalance_panel_states_the_layout_version() {
+    let view = |version| LayoutView {
+        version,
+        layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+    };
+    let running = job(3, 10, JobState::Running);
+    let live = Live::default()
+        .apply(tick_with_job(1_000, running))
+        .apply(LiveAction::Layout(view(4)));
+    let header = live.layout_header();
+    assert_eq!(header, "layout changing: job 3 is moving rows");
+    assert!(!header.contains("v4") && !header.contains("v3"), "{header}");
+    assert!(
+        live.database_now()
+            .starts_with("moving v3 → v4 · Ring over 4 shards"),
+        "{}",
+        live.database_now()
+    );
+    let done = live.apply(tick_with_job(2_000, job(3, 100, JobState::Done)));
+    assert_eq!(done.layout_header(), "layout v4: Ring over 4 shards");
+    assert!(
+        done.database_now().starts_with("v4 · Ring over 4 shards"),
+        "{}",
+        done.database_now()
+    );
+}
+
+fn explorer_keys_answer(inserted: u64) -> BulkResult {
+    BulkResult {
+        inserted,
+        prefix: "user_".to_string(),
+        shards: Vec::new(),
+        served_by: "primary".to_string(),
+        lsn: "0/3000148".to_string(),
+        elapsed_ms: 35.0,
+    }
+}
+
+#[test]
+fn inserting_the_explorers_keys_twice_says_they_are_in_and_hides_the_hint() {
+    let inserted = |inserted| LiveAction::ExplorerKeysInserted {
+        count: 2_000,
+        result: explorer_keys_answer(inserted),
+    };
+    let live = Live::default().apply(inserted(2_000));
+    assert_eq!(
+        live.log[0].text,
+        "inserted the explorer's 2,000 keys (user_0 … user_1999) on primary in 35 ms"
+    );
+    let again = live.apply(inserted(0));
+    assert_eq!(
+        again.log[0].text,
+        "the explorer's 2,000 keys (user_0 … user_1999) are in the database already: nothing written"
+    );
+    assert_eq!(again.log[0].kind, LogKind::Ok);
+    assert!(again.explorer_keys_in(2_000));
+    assert!(!again.explorer_keys_in(3_000), "other keys are not in");
+    // 3,000 keys over the 2,000 stored differently: which part, in words.
+    let clash = again.apply(LiveAction::ExplorerKeysRefused {
+        count: 3_000,
+        error: refusal(409, "duplicate_user", "some of the ids user_0 … user_2999 exist, not all as this insert would write them; nothing was written"),
+    });
+    assert_eq!(clash.log[0].kind, LogKind::Error);
+    assert_eq!(
+        clash.log[0].text,
+        "the explorer's 3,000 keys (user_0 … user_2999) were not inserted: part of that range is in the database already, stored differently — some of the ids user_0 … user_2999 exist, not all as this insert would write them; nothing was written"
+    );
+    assert!(!clash.log[0].text.contains("\"user_\""));
+    // With the keys in, the comparison no longer asks to insert them.
+    let prediction = |keys_in_database| Prediction {
+        from_version: 1,
+        key_count: 2_000,
+        moved: 466,
+        ideal_fraction: 0.25,
+        keys_in_database,
+    };
+    let (_, before) = ecoshard_web::live::compare_with_plan(&prediction(false), 1, 700, 3_000);
+    assert!(before.contains("insert the explorer's keys"), "{before}");
+    let (_, after) = ecoshard_web::live::compare_with_plan(&prediction(true), 1, 700, 3_000);
+    assert!(!after.contains("insert the explorer's keys"), "{after}");
+    assert!(after.contains("1,000 other rows"), "{after}");
+}
+
+#[test]
+fn node_actions_read_as_sentences_in_the_activity() {
+    let asked = Live::default().apply(LiveAction::NodeAsked {
+        name: "primary".to_string(),
+        request: ecoshard_web::live::NodeRequest::Start,
+    });
+    let acted = asked.apply(LiveAction::NodeActed(ecoshard_core::wire::NodeAction {
+        node: "primary".to_string(),
+        action: "start".to_string(),
+        changed: true,
+        role: NodeRole::Primary,
+        message: "started primary: it is the primary".to_string(),
+    }));
+    let lines: Vec<&str> = acted.log.iter().map(|entry| entry.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "started primary: it is the primary",
+            "asked primary to start"
+        ]
+    );
 }

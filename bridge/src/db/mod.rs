@@ -25,6 +25,7 @@ pub(crate) use shard::{
     BatchRow, BatchSql, CREATED_AT, ShardSql, Written, insert_batch, select_batch,
 };
 pub(crate) use users::{
-    CURRENT_LSN, Inserted, StoredPart, count_stored_users, existing_users, insert_returning,
-    insert_user, insert_user_unless_in, insert_users, read_user, stored_user, then_lsn, user_at,
+    CURRENT_LSN, Inserted, ShardDraw, StoredPart, count_stored_users, existing_users,
+    insert_returning, insert_user, insert_user_unless_in, insert_users, read_user, sample_user_ids,
+    stored_user, then_lsn, user_at,
 };

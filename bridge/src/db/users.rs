@@ -260,3 +260,53 @@ pub(crate) async fn count_stored_users(
     )?;
     Ok((count.get::<_, i64>(0).max(0) as u64, lsn.get(0)))
 }
+
+/// How many ids to draw from one shard, and each row's chance of being
+/// drawn, in percent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ShardDraw {
+    /// Most ids to take from the shard.
+    pub(crate) limit: i64,
+    /// `TABLESAMPLE BERNOULLI`'s percentage: 0 to 100.
+    pub(crate) percent: f32,
+}
+
+/// Ids drawn from each of `shards` as `draws` says (one per shard, in the
+/// same order), in one statement, so one snapshot: a row a rebalance moves
+/// between two of them is seen once. `TABLESAMPLE BERNOULLI` gives every
+/// row the same chance in one pass over the table; at 100 % it reads the
+/// first `limit` rows.
+pub(crate) async fn sample_user_ids(
+    client: &ClientWrapper,
+    shards: &[&ShardSql],
+    draws: &[ShardDraw],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    if shards.is_empty() {
+        return Ok(Vec::new());
+    }
+    let selects: Vec<String> = shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| {
+            format!(
+                "(SELECT user_id FROM {} TABLESAMPLE BERNOULLI (${}) LIMIT ${})",
+                shard.table,
+                2 * index + 1,
+                2 * index + 2
+            )
+        })
+        .collect();
+    let params: Vec<(&(dyn ToSql + Sync), Type)> = draws
+        .iter()
+        .flat_map(|draw| {
+            [
+                (&draw.percent as &(dyn ToSql + Sync), Type::FLOAT4),
+                (&draw.limit as &(dyn ToSql + Sync), Type::INT8),
+            ]
+        })
+        .collect();
+    let rows = client
+        .query_typed(&selects.join(" UNION ALL "), &params)
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}

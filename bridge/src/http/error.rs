@@ -112,6 +112,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
             ..
         } => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),
         Error::ReadUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
+        Error::SampleUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
         Error::NodeActionFailed { .. } => (S::INTERNAL_SERVER_ERROR, "node_action_failed"),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
     }
@@ -125,7 +126,7 @@ fn invalid_code(invalid: &Invalid) -> &'static str {
         Invalid::Prefix => "invalid_prefix",
         Invalid::Name => "invalid_name",
         Invalid::Email => "invalid_email",
-        Invalid::Count(_) | Invalid::GenerateCount(_) => "invalid_count",
+        Invalid::Count(_) | Invalid::GenerateCount(_) | Invalid::SampleCount(_) => "invalid_count",
         Invalid::Consistency(_) => "invalid_consistency",
         Invalid::Lsn => "invalid_lsn",
         Invalid::LsnWithoutReadYourWrites => "invalid_query",

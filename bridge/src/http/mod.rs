@@ -95,6 +95,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::bulk))
         .routes(routes!(users::generate))
         .routes(routes!(users::read))
+        .routes(routes!(users::sample))
         .routes(routes!(nodes::stop))
         .routes(routes!(nodes::start))
         .routes(routes!(openapi::openapi))

@@ -1,12 +1,13 @@
 //! `POST /api/users`, `POST /api/users/bulk`, `POST /api/users/generate`,
-//! `GET /api/users/{id}`: the service's writes and reads, answered as HTTP.
-//! A write answers 201 when it wrote, 200 when it found its users stored
-//! exactly so already (a repeat).
+//! `GET /api/users/{id}`, `GET /api/sample`: the service's writes and reads,
+//! answered as HTTP. A write answers 201 when it wrote, 200 when it found its
+//! users stored exactly so already (a repeat).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use ecoshard_core::wire::{
     BulkInsert, BulkResult, GenerateResult, GenerateUsers, InsertResult, NewUser, ReadResult,
+    UserSample,
 };
 use serde::Deserialize;
 
@@ -102,6 +103,30 @@ pub(crate) async fn read(
     let lsn = params.lsn.as_deref();
     let read = service::reads::read_user(state.service(), &user_id, consistency, lsn).await?;
     Ok(axum::Json(read))
+}
+
+/// Query of `GET /api/sample`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SampleParams {
+    /// How many ids (default [`UserSample::DEFAULT_COUNT`]).
+    count: Option<u64>,
+}
+
+/// `GET /api/sample?count=N`: ids drawn from every shard, with the layout
+/// version they were drawn under.
+#[utoipa::path(get, path = "/sample", tag = "users",
+    params(("count" = Option<u64>, Query, description = "How many ids: 1 to 10,000 (default 2,000)")),
+    responses(
+        (status = 200, description = "Ids drawn from every shard, with the layout version", body = UserSample),
+        (status = 400, description = "invalid_count, invalid_query", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 503, description = "no_node_available", body = ecoshard_core::wire::ApiErrorBody)))]
+pub(crate) async fn sample(
+    State(state): State<AppState>,
+    Query(params): Query<SampleParams>,
+) -> Result<axum::Json<UserSample>, ApiError> {
+    let sample = service::sample::sample_users(state.service(), params.count).await?;
+    Ok(axum::Json(sample))
 }
 
 fn created(wrote: bool) -> StatusCode {

@@ -110,6 +110,11 @@ pub(crate) enum Error {
         /// The primary's name.
         primary: String,
     },
+    /// No node answered a sample of the ids within the read deadline.
+    SampleUnavailable {
+        /// The primary's name.
+        primary: String,
+    },
     /// A bug or an unexpected database error; `context` is logged, never
     /// answered.
     Internal(String),
@@ -197,13 +202,7 @@ impl fmt::Display for Error {
             Error::LayoutChanged => f.write_str(
                 "the layout in the database is not the one this bridge routes by; restart the bridge",
             ),
-            Error::NotLocal { external: true } => f.write_str(
-                "the bridge connects to an external cluster: it did not start these servers and \
-                 does not stop or start them",
-            ),
-            Error::NotLocal { external: false } => {
-                f.write_str("this bridge does not manage the servers of the local cluster")
-            }
+            Error::NotLocal { external } => f.write_str(not_local(*external)),
             Error::NodeActionRefused(why) => f.write_str(why),
             Error::NodeActionFailed { doing, node } => {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
@@ -239,8 +238,23 @@ impl fmt::Display for Error {
                 after_lsn,
                 primary,
             } => unavailable(f, *consistency, *after_lsn, primary),
+            Error::SampleUnavailable { primary } => write!(
+                f,
+                "no node answered the sample within the read deadline (the standbys in the \
+                 read rotation, then the primary, {primary}); retry in a moment"
+            ),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
+    }
+}
+
+/// Why node actions are refused on a cluster this bridge did not start.
+fn not_local(external: bool) -> &'static str {
+    if external {
+        "the bridge connects to an external cluster: it did not start these servers and \
+         does not stop or start them"
+    } else {
+        "this bridge does not manage the servers of the local cluster"
     }
 }
 

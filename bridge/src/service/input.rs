@@ -2,7 +2,7 @@
 //! parameterised anyway; these rules keep the data clean and refuse anything
 //! that looks like an injection attempt with a clear 4xx.
 
-use ecoshard_core::wire::{BulkInsert, Consistency, GenerateUsers};
+use ecoshard_core::wire::{BulkInsert, Consistency, GenerateUsers, UserSample};
 use tokio_postgres::types::PgLsn;
 
 /// Longest `user_id`, in bytes.
@@ -33,6 +33,8 @@ pub(crate) enum Invalid {
     Count(u64),
     /// A generated data set's count outside 1 to [`GenerateUsers::MAX_COUNT`].
     GenerateCount(u64),
+    /// A sample count outside 1 to [`UserSample::MAX_COUNT`].
+    SampleCount(u64),
     /// A consistency that is not one (its first 40 characters).
     Consistency(String),
     /// An LSN not of the form `0/3000148`.
@@ -74,6 +76,11 @@ impl std::fmt::Display for Invalid {
                 f,
                 "count must be 1 to {}, not {count}",
                 ecoshard_core::thousands(GenerateUsers::MAX_COUNT)
+            ),
+            Invalid::SampleCount(count) => write!(
+                f,
+                "count must be 1 to {} ids to sample, not {count}",
+                UserSample::MAX_COUNT
             ),
             Invalid::Consistency(name) => write!(
                 f,
@@ -126,6 +133,14 @@ pub(crate) fn count(count: u64) -> Result<(), Invalid> {
 pub(crate) fn generate_count(count: u64) -> Result<(), Invalid> {
     if count == 0 || count > GenerateUsers::MAX_COUNT {
         return Err(Invalid::GenerateCount(count));
+    }
+    Ok(())
+}
+
+/// A sample's count: 1 to [`UserSample::MAX_COUNT`].
+pub(crate) fn sample_count(count: u64) -> Result<(), Invalid> {
+    if count == 0 || count > UserSample::MAX_COUNT {
+        return Err(Invalid::SampleCount(count));
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub(crate) mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod reads;
 pub mod rebalance;
+pub(crate) mod sample;
 pub(crate) mod ticks;
 pub(crate) mod writes;
 

@@ -89,7 +89,7 @@ pub fn App() -> Html {
             </header>
             <main class="content">
                 if *tab == Tab::Explore {
-                    <ExplorerPage state={(*explorer).clone()} on_action={on_explorer_action} />
+                    <ExplorerPage state={(*explorer).clone()} on_action={on_explorer_action} bridge={live.has_bridge()} />
                 } else {
                     <LivePage live={(*live).clone()} explorer={(*explorer).clone()} dispatch={stream_dispatch} />
                 }

@@ -19,8 +19,8 @@ use crate::components::loads::LoadBars;
 use crate::components::stage::Stage;
 use crate::components::summary::Summary;
 use crate::geometry::ANIMATION_MS;
-use crate::scenario::{Comparison, Scenario, compare_one, key_hashes};
-use crate::state::{Explorer, ExplorerAction, Params};
+use crate::scenario::{Comparison, Scenario, compare_one};
+use crate::state::{DEFAULT_KEYS, Explorer, ExplorerAction, KeySet, Params};
 
 /// Past this many keys the comparison waits for the animation to end: each
 /// of its plans then takes tens of milliseconds, several frames' worth.
@@ -33,6 +33,8 @@ pub struct ExplorerPageProps {
     pub state: Explorer,
     /// Where controls send their actions.
     pub on_action: Callback<ExplorerAction>,
+    /// Whether a bridge answers (then the database can be loaded).
+    pub bridge: bool,
 }
 
 /// What the comparison depends on: everything but the strategy.
@@ -41,7 +43,7 @@ struct ComparisonInputs {
     before: Vec<Shard>,
     after: Vec<Shard>,
     params: Params,
-    key_count: u32,
+    keys: KeySet,
 }
 
 /// The comparison being worked out, one strategy per timer. The handle of
@@ -92,13 +94,13 @@ fn use_comparison(
         before: state.before.clone(),
         after: state.after.clone(),
         params: state.params,
-        key_count: state.key_count,
+        keys: state.keys(),
     };
     let explorer = Rc::new(state.clone());
     let done = comparison.clone();
     use_effect_with(inputs, move |inputs| {
         done.set(None);
-        let delay = if inputs.key_count > DEFER_COMPARISON_KEYS {
+        let delay = if inputs.keys.len() > DEFER_COMPARISON_KEYS as usize {
             ANIMATION_MS as u32 + 100
         } else {
             30
@@ -118,13 +120,58 @@ fn use_comparison(
     comparison
 }
 
+/// Props of [`LoadDatabase`].
+#[derive(PartialEq, Properties)]
+struct LoadDatabaseProps {
+    loaded: Option<String>,
+    on_action: Callback<ExplorerAction>,
+}
+
+/// "Load the database's layout and keys": `GET /api/layout` and a sample of
+/// the ids (`GET /api/sample`) into the explorer, then what it loaded.
+#[function_component]
+fn LoadDatabase(props: &LoadDatabaseProps) -> Html {
+    let failure = use_state(|| None::<String>);
+    let onclick = {
+        let (on_action, failure) = (props.on_action.clone(), failure.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (on_action, failure) = (on_action.clone(), failure.clone());
+            yew::platform::spawn_local(async move {
+                let loaded = async {
+                    Ok::<_, crate::api::ApiError>((
+                        crate::api::layout().await?,
+                        crate::api::sample(DEFAULT_KEYS.into()).await?,
+                    ))
+                };
+                match loaded.await {
+                    Ok((layout, sample)) => {
+                        failure.set(None);
+                        on_action.emit(ExplorerAction::LoadDatabase { layout, sample });
+                    }
+                    Err(error) => failure.set(Some(format!("Not loaded: {error}"))),
+                }
+            });
+        })
+    };
+    html! {
+        <div class="card load-database">
+            <button class="button small" id="load-database" {onclick}>{ "Load the database's layout and keys" }</button>
+            if let Some(text) = &*failure {
+                <span class="error-text small" id="load-database-error">{ text }</span>
+            } else if let Some(text) = &props.loaded {
+                <span class="muted small" id="loaded-database">{ format!("Loaded: {text}.") }</span>
+            }
+        </div>
+    }
+}
+
 /// The explorer tab.
 #[function_component]
 pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
     let state = &props.state;
-    // The keys' hashes: only a new key count or seed changes them.
-    let hashes = use_memo((state.key_count, state.params.seed), |(count, seed)| {
-        Shared(key_hashes(*count, *seed))
+    // The keys' hashes: only new keys or a new seed change them.
+    let hashes = use_memo((state.keys(), state.params.seed), |(keys, seed)| {
+        Shared(Rc::<[u64]>::from(keys.hashes(*seed)))
     });
     // The scenario: a replay (a new revision only) draws the same one again.
     let scenario = use_memo(
@@ -152,6 +199,9 @@ pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
         <div class="explorer">
             <Controls state={state.clone()} on_action={props.on_action.clone()} />
             <section class="workspace">
+                if props.bridge {
+                    <LoadDatabase loaded={state.loaded()} on_action={props.on_action.clone()} />
+                }
                 {
                     match &*scenario {
                         Ok(scenario) => html! {
@@ -166,7 +216,7 @@ pub fn ExplorerPage(props: &ExplorerPageProps) -> Html {
                                     <ComparisonTable
                                         rows={(*comparison).clone()}
                                         current={state.strategy}
-                                        key_count={state.key_count}
+                                        key_count={state.key_total()}
                                         from={state.before.len()}
                                         to={state.after.len()}
                                         on_pick={on_pick_strategy}

@@ -18,16 +18,13 @@ pub fn changes(
             continue;
         };
         if old.role != node.role && node.role == NodeRole::Primary {
-            lines.push((
-                LogKind::Ok,
-                format!("{} is the primary now: writes go to it", node.name),
-            ));
+            lines.push((LogKind::Ok, new_primary(&node.name)));
         }
         if old.up && !node.up {
             let text = match node.role {
                 NodeRole::Primary => format!(
-                    "{} (primary) is down: writes answer 503, reads go on from the standbys",
-                    node.name
+                    "{} is down: writes answer 503, reads go on from the standbys",
+                    primary_called(&node.name)
                 ),
                 NodeRole::Standby => format!("{} is down: reads go to the other nodes", node.name),
             };
@@ -52,6 +49,26 @@ pub fn changes(
         lines.push((LogKind::Ok, failover_sentence(event)));
     }
     lines
+}
+
+/// The primary by its name, its role said once: "the primary" for the node
+/// named so, else "standby-1 (primary)".
+fn primary_called(name: &str) -> String {
+    if name == "primary" {
+        "the primary".to_string()
+    } else {
+        format!("{name} (primary)")
+    }
+}
+
+/// A node took the primary role (a failover, or a failback to the node
+/// named "primary": never "primary is the primary now").
+fn new_primary(name: &str) -> String {
+    if name == "primary" {
+        "the node named primary has the primary role now: writes go to it".to_string()
+    } else {
+        format!("{name} is the primary now: writes go to it")
+    }
 }
 
 /// A failover in one sentence, with its timings.
@@ -142,7 +159,7 @@ mod tests {
             ],
             &[(
                 LogKind::Error,
-                "primary (primary) is down: writes answer 503, reads go on from the standbys",
+                "the primary is down: writes answer 503, reads go on from the standbys",
             )],
         );
         check(
@@ -160,6 +177,33 @@ mod tests {
             &[node("primary", Standby, false)],
             vec![node("primary", Standby, true)],
             &[(LogKind::Ok, "primary is up again")],
+        );
+    }
+
+    #[test]
+    fn a_failback_to_the_node_named_primary_does_not_say_primary_is_the_primary() {
+        use NodeRole::{Primary, Standby};
+        check(
+            &[
+                node("primary", Standby, true),
+                node("standby-1", Primary, true),
+            ],
+            vec![
+                node("primary", Primary, true),
+                node("standby-1", Standby, true),
+            ],
+            &[(
+                LogKind::Ok,
+                "the node named primary has the primary role now: writes go to it",
+            )],
+        );
+        check(
+            &[node("primary", Primary, true)],
+            vec![node("primary", Primary, false)],
+            &[(
+                LogKind::Error,
+                "the primary is down: writes answer 503, reads go on from the standbys",
+            )],
         );
     }
 

@@ -4,13 +4,17 @@
 //! Plain Rust, tested natively.
 
 mod changes;
+mod explorer_keys;
 mod log;
 mod predict;
 mod state;
 mod status;
+mod words;
 
 pub use changes::failover_sentence;
+pub use explorer_keys::explorer_keys;
 pub use log::{ActivityLog, LOG_LENGTH, LogEntry, LogKind};
 pub use predict::{Prediction, compare_with_plan};
 pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
 pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};
+pub use words::{HeldRows, ROWS_SETTLE_MS, describe_layout, standby_lag};

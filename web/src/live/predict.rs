@@ -4,7 +4,9 @@
 //! same change over the ids the database really holds; the two agree exactly
 //! when those are the explorer's keys, and within sampling error otherwise.
 
-use ecoshard_core::{DEFAULT_KEY_PREFIX, Error, Layout, numbered_key_hashes, plan_hashes};
+use ecoshard_core::{Error, Layout, plan_hashes};
+
+use crate::state::KeySet;
 
 /// What the explorer expects a layout change to move.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,26 +19,28 @@ pub struct Prediction {
     pub moved: u64,
     /// The least fraction any placement must move for this change.
     pub ideal_fraction: f64,
+    /// Whether the database held the explorer's keys when it was worked out
+    /// (then the plan counts them, and other rows besides).
+    pub keys_in_database: bool,
 }
 
 impl Prediction {
     /// The core's plan from `database` (version `from_version`) to `target`
-    /// over `key_count` numbered keys, each side hashed with its own seed as
+    /// over the explorer's keys (numbered, or sampled from the database), each side hashed with its own seed as
     /// the bridge does.
     pub fn compute(
         database: &Layout,
         from_version: u64,
         target: &Layout,
-        key_count: u32,
+        keys: &KeySet,
     ) -> Result<Prediction, Error> {
         let old = database.build()?;
         let new = target.build()?;
-        let count = key_count as usize;
-        let old_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, database.seed);
+        let old_hashes = keys.hashes(database.seed);
         let plan = if target.seed == database.seed {
             plan_hashes(&old, &new, &old_hashes, &old_hashes)
         } else {
-            let new_hashes = numbered_key_hashes(DEFAULT_KEY_PREFIX, count, target.seed);
+            let new_hashes = keys.hashes(target.seed);
             plan_hashes(&old, &new, &old_hashes, &new_hashes)
         };
         Ok(Prediction {
@@ -44,7 +48,16 @@ impl Prediction {
             key_count: plan.total,
             moved: plan.moved,
             ideal_fraction: plan.ideal_fraction,
+            keys_in_database: false,
         })
+    }
+
+    /// The same prediction, saying whether the database holds the keys.
+    pub fn with_keys_in_database(self, keys_in_database: bool) -> Prediction {
+        Prediction {
+            keys_in_database,
+            ..self
+        }
     }
 
     /// `moved / key_count`.
@@ -95,13 +108,20 @@ pub fn compare_with_plan(
         );
     }
     let apart = expected.abs_diff(plan_moved);
+    let why = if prediction.keys_in_database {
+        format!(
+            "the database holds the explorer's keys and {} other rows besides",
+            crate::format::thousands(plan_rows.saturating_sub(prediction.key_count))
+        )
+    } else {
+        "insert the explorer's keys to compare key for key".to_string()
+    };
     (
         apart == 0,
         format!(
             "the explorer's {} keys (user_0 …) move {:.1} %, which for the database's {} rows \
              is about {}; the plan counts the ids the database really holds, so the two differ \
-             by {} rows — a sample's error, not a disagreement (insert the explorer's keys to \
-             compare key for key)",
+             by {} rows — a sample's error, not a disagreement ({why})",
             crate::format::thousands(prediction.key_count),
             prediction.fraction() * 100.0,
             crate::format::thousands(plan_rows),
@@ -113,7 +133,7 @@ pub fn compare_with_plan(
 
 #[cfg(test)]
 mod tests {
-    use ecoshard_core::{Shard, StrategyKind, plan, plan_numbered};
+    use ecoshard_core::{DEFAULT_KEY_PREFIX, Shard, StrategyKind, plan, plan_numbered};
 
     use super::*;
 
@@ -123,7 +143,7 @@ mod tests {
 
     #[test]
     fn the_prediction_is_the_cores_plan_from_the_databases_layout() {
-        let prediction = Prediction::compute(&ring(3), 1, &ring(4), 2_000).unwrap();
+        let prediction = Prediction::compute(&ring(3), 1, &ring(4), &2_000.into()).unwrap();
         let expected = plan_numbered(
             &ring(3).build().unwrap(),
             &ring(4).build().unwrap(),
@@ -135,7 +155,7 @@ mod tests {
         assert_eq!(prediction.ideal_fraction, 0.25);
         assert_eq!(prediction.from_version, 1);
         // From the layout in force to itself, nothing moves.
-        let same = Prediction::compute(&ring(4), 2, &ring(4), 2_000).unwrap();
+        let same = Prediction::compute(&ring(4), 2, &ring(4), &2_000.into()).unwrap();
         assert_eq!(same.moved, 0);
         assert_eq!(same.rows_for(10_000), 0);
     }
@@ -144,7 +164,7 @@ mod tests {
     fn each_side_hashes_with_its_own_seed_as_the_bridge_does() {
         let database = ring(3);
         let target = Layout::new(StrategyKind::Ring, Shard::numbered(3)).with_seed(7);
-        let prediction = Prediction::compute(&database, 1, &target, 500).unwrap();
+        let prediction = Prediction::compute(&database, 1, &target, &500.into()).unwrap();
         let keys: Vec<Vec<u8>> = (0..500).map(|i| format!("user_{i}").into_bytes()).collect();
         let expected = plan(
             &database.build().unwrap(),
@@ -162,6 +182,7 @@ mod tests {
             key_count: 2_000,
             moved: 466,
             ideal_fraction: 0.25,
+            keys_in_database: false,
         };
         let (agrees, text) = compare_with_plan(&prediction, 1, 466, 2_000);
         assert!(agrees);

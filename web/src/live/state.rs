@@ -14,7 +14,7 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::changes;
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::{Applying, BridgeStatus, NodeRequest, Prediction, StreamStatus};
+use crate::live::{Applying, BridgeStatus, HeldRows, NodeRequest, Prediction, StreamStatus};
 
 /// How much lag history each chart keeps, in ms.
 pub const LAG_WINDOW_MS: u64 = 3 * 60 * 1_000;
@@ -30,6 +30,15 @@ pub struct LagPoint {
     pub byte_lag: Option<i64>,
     /// Whether the standby was up.
     pub up: bool,
+    /// Whether the primary listed it as connected (`pg_stat_replication`).
+    pub streaming: bool,
+}
+
+impl LagPoint {
+    /// The lag in words, as the standby's card says it.
+    pub fn word(&self) -> String {
+        crate::live::standby_lag(self.up, self.streaming, self.replay_ms)
+    }
 }
 
 /// The live view's state.
@@ -47,6 +56,11 @@ pub struct Live {
     pub lag: BTreeMap<String, VecDeque<LagPoint>>,
     /// Counters as of the last tick.
     pub stats: Stats,
+    /// The row total held while a job moves rows (see [`Live::rows`]).
+    pub rows_held: Option<HeldRows>,
+    /// How many of the explorer's numbered keys the database holds, as
+    /// this page inserted them (or found them stored already).
+    pub explorer_keys_stored: Option<u64>,
     /// The running or last rebalance job.
     pub job: Option<RebalanceJob>,
     /// Version of the layout writes go by (from the last tick).
@@ -86,6 +100,8 @@ impl Default for Live {
             nodes: Vec::new(),
             lag: BTreeMap::new(),
             stats: Stats::default(),
+            rows_held: None,
+            explorer_keys_stored: None,
             job: None,
             layout_version: None,
             layout: None,
@@ -129,6 +145,20 @@ pub enum LiveAction {
     Inserted(Box<InsertResult>),
     /// A bulk insert went through.
     BulkInserted(BulkResult),
+    /// The explorer's `count` keys went in (or were in already).
+    ExplorerKeysInserted {
+        /// How many keys.
+        count: u64,
+        /// The bridge's answer.
+        result: BulkResult,
+    },
+    /// The bridge refused the explorer's `count` keys.
+    ExplorerKeysRefused {
+        /// How many keys.
+        count: u64,
+        /// The bridge's answer.
+        error: ApiError,
+    },
     /// A read came back.
     Read(Box<ReadResult>),
     /// A steady-traffic insert went through (counted, not logged).
@@ -206,6 +236,12 @@ impl Live {
             LiveAction::Tick(tick) => next.take_tick(*tick),
             LiveAction::Inserted(result) => next.inserted(*result),
             LiveAction::BulkInserted(result) => next.bulk_inserted(&result),
+            LiveAction::ExplorerKeysInserted { count, result } => {
+                next.explorer_keys_inserted(count, &result);
+            }
+            LiveAction::ExplorerKeysRefused { count, error } => {
+                next.explorer_keys_refused(count, &error);
+            }
             LiveAction::Read(result) => next.read(*result),
             LiveAction::SteadyInserted(result) => {
                 next.steady_inserts += 1;
@@ -270,11 +306,6 @@ impl Live {
             .is_some_and(|job| job.state == JobState::Running)
     }
 
-    /// Rows in the database, as last counted.
-    pub fn rows(&self) -> u64 {
-        self.stats.rows.iter().map(|shard| shard.keys).sum()
-    }
-
     /// Reads per second `node` served over the last second, as the bridge
     /// counted them (0 when it is not in the last tick).
     pub fn read_rate(&self, node: &str) -> f64 {
@@ -314,6 +345,7 @@ impl Live {
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
                 byte_lag: node.lag.as_ref().and_then(|lag| lag.byte_lag),
                 up: node.up,
+                streaming: node.lag.as_ref().is_some_and(|lag| lag.state.is_some()),
             };
             // Samples arrive in order; a repeated sample adds nothing.
             if history.back().is_some_and(|last| last.at_ms >= point.at_ms) {
@@ -382,7 +414,7 @@ impl Live {
         self.job = Some(job);
     }
 
-    fn push_log(&mut self, kind: LogKind, text: String) {
+    pub(crate) fn push_log(&mut self, kind: LogKind, text: String) {
         self.log.push(kind, text);
     }
 }
@@ -408,10 +440,17 @@ impl Live {
         }
         self.ticks += 1;
         self.record_nodes(&tick.nodes, Some(tick.at_ms));
+        // The total before this tick (this tick's, on the first one).
+        let before = if self.stats.rows.is_empty() {
+            tick.stats.rows.iter().map(|shard| shard.keys).sum()
+        } else {
+            self.estimated_rows()
+        };
         self.stats = tick.stats;
         if let Some(job) = tick.rebalance {
             self.merge_job(job);
         }
+        self.hold_rows(before, tick.at_ms);
         self.layout_version = Some(tick.layout_version);
         self.failover = tick.failover;
     }
@@ -447,12 +486,12 @@ impl Live {
         self.push_log(
             LogKind::Ok,
             format!(
-                "read {} ({}) from {} on shard {}, lag {}",
+                "read {} ({}) from {} on shard {}: {}",
                 result.user.user_id,
                 result.consistency.name(),
                 result.served_by,
                 result.shard,
-                millis(result.lag_ms)
+                self.read_lag(&result)
             ),
         );
         self.last_read = Some(result);

@@ -1,5 +1,6 @@
 //! One standby's replay lag over the last three minutes on a small canvas,
-//! redrawn on every sample; stretches when the standby was down are shaded.
+//! redrawn on every sample; stretches when the standby was down or not
+//! streaming are shaded, and its lag now is worded as its card words it.
 
 use std::collections::VecDeque;
 
@@ -35,12 +36,7 @@ pub(super) fn LagChart(props: &LagChartProps) -> Html {
             <div class="chart-head">
                 <span class="node-name">{ &props.name }</span>
                 <span class="chart-now">
-                    { match latest {
-                        Some(point) if !point.up => "down".to_string(),
-                        Some(point) if point.replay_ms.is_none() => "idle".to_string(),
-                        Some(point) => millis(point.replay_ms),
-                        None => "—".to_string(),
-                    } }
+                    { latest.map_or_else(|| "—".to_string(), LagPoint::word) }
                 </span>
             </div>
             <canvas ref={canvas} />
@@ -53,7 +49,7 @@ pub(super) fn nice_ceiling(value: f64) -> f64 {
     if !(value.is_finite() && value > 0.0) {
         return 1.0;
     }
-    let magnitude = 10f64.powf(value.log10().floor());
+    let magnitude = crate::math::pow(10.0, crate::math::log10(value).floor());
     [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|step| step * magnitude)
@@ -148,7 +144,8 @@ fn draw_grid(context: &CanvasRenderingContext2d, plot: &Plot) {
     }
 }
 
-/// Shades the stretches between two samples when either saw the standby down.
+/// Shades the stretches between two samples when either saw the standby
+/// down or not streaming.
 fn draw_down_stretches(
     context: &CanvasRenderingContext2d,
     plot: &Plot,
@@ -156,7 +153,7 @@ fn draw_down_stretches(
 ) {
     context.set_fill_style_str("rgba(244, 63, 94, 0.18)");
     for pair in points.iter().collect::<Vec<_>>().windows(2) {
-        if !pair[0].up || !pair[1].up {
+        if !(pair[0].up && pair[0].streaming && pair[1].up && pair[1].streaming) {
             let x0 = plot.x_of(pair[0].at_ms);
             let x1 = plot.x_of(pair[1].at_ms);
             context.fill_rect(x0, plot.top, (x1 - x0).max(1.0), plot.bottom - plot.top);

@@ -14,33 +14,17 @@ use yew::prelude::*;
 use crate::api::{self, Applied};
 use crate::format::{count, percent, sentence, thousands};
 use crate::hooks::use_interval;
-use crate::live::{Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan};
-use crate::state::{Explorer, strategy_title};
+use crate::live::{
+    Applying, Live, LiveAction, Prediction, StreamStatus, compare_with_plan, describe_layout,
+    explorer_keys,
+};
+use crate::state::Explorer;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct RebalanceProps {
     pub(super) live: Live,
     pub(super) explorer: Explorer,
     pub(super) dispatch: Callback<LiveAction>,
-}
-
-/// "Ring over 4 shards (s0, s1, s2, s3)".
-fn describe(layout: &Layout) -> String {
-    let names: Vec<&str> = layout
-        .shards
-        .iter()
-        .map(|shard| shard.name.as_str())
-        .collect();
-    let list = if names.len() > 8 {
-        format!("{}, … {}", names[..6].join(", "), names[names.len() - 1])
-    } else {
-        names.join(", ")
-    };
-    format!(
-        "{} over {} shards ({list})",
-        strategy_title(layout.strategy),
-        layout.shards.len()
-    )
 }
 
 #[function_component]
@@ -55,11 +39,11 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
     // The explorer's prediction for this change as the database would make
     // it: from the layout in force, over the explorer's keys.
     let prediction = use_memo(
-        (database.clone(), target.clone(), explorer.key_count),
-        |(database, target, key_count)| {
-            database.as_ref().and_then(|view| {
-                Prediction::compute(&view.layout, view.version, target, *key_count).ok()
-            })
+        (database.clone(), target.clone(), explorer.keys()),
+        |(database, target, keys)| {
+            database
+                .as_ref()
+                .and_then(|view| Prediction::compute(&view.layout, view.version, target, keys).ok())
         },
     );
     let sending = matches!(live.applying, Applying::Sending { .. });
@@ -69,10 +53,14 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
         .filter(|job| job.state == JobState::Running)
         .map(|job| job.id);
     use_job_follow(live, &props.dispatch, running);
-    let apply = apply_layout(&props.dispatch, &target, (*prediction).clone());
+    let keys_in = live.explorer_keys_in(u64::from(explorer.key_count));
+    let sent = (*prediction)
+        .clone()
+        .map(|p| p.with_keys_in_database(keys_in));
+    let apply = apply_layout(&props.dispatch, &target, sent);
     let (button_text, button_title) = apply_button(running, sending, in_force, bounded);
     let rows = live.rows();
-    let explorer_keys = thousands(u64::from(explorer.key_count));
+    let explorer_keys = thousands(u64::from(explorer.key_total()));
     html! {
         <div class="card rebalance" id="rebalance">
             <div class="card-head">
@@ -81,9 +69,14 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             </div>
             <dl class="layouts">
                 <dt>{ "database now" }</dt>
-                <dd id="database-layout">{ database_now(live, rows) }</dd>
+                <dd id="database-layout">
+                    { live.database_now() }
+                    if let Some(note) = live.rows_note() {
+                        <span class="muted small rows-note" id="rows-held">{ format!(" ({note})") }</span>
+                    }
+                </dd>
                 <dt>{ "explorer's layout" }</dt>
-                <dd id="target-layout">{ describe(&target) }</dd>
+                <dd id="target-layout">{ describe_layout(&target) }</dd>
             </dl>
             if bounded {
                 <div class="banner warn" id="bounded-warning">
@@ -106,7 +99,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
             if let Err(error) = valid {
                 <p class="error-text">{ error.to_string() }</p>
             }
-            { explorer_keys_row(explorer.key_count, &props.dispatch) }
+            { explorer_keys_row(explorer, keys_in, &props.dispatch) }
             <super::load::LoadDataSet job_running={running.is_some()} />
             { apply_answer(&live.applying) }
             if let Some(job) = &live.job {
@@ -165,7 +158,7 @@ fn apply_layout(
         let dispatch = dispatch.clone();
         let prediction = prediction.clone();
         dispatch.emit(LiveAction::ApplySent {
-            target: describe(&layout),
+            target: describe_layout(&layout),
         });
         spawn_local(async move {
             match api::apply_layout(&layout).await {
@@ -208,46 +201,34 @@ fn apply_button(
     (text, title)
 }
 
-/// The database's layout and rows; during a job, the versions it goes between.
-fn database_now(live: &Live, rows: u64) -> String {
-    match (&live.layout, &live.job) {
-        // During a job the version is the target's already.
-        (Some(view), Some(job))
-            if job.state == JobState::Running && job.to_version == view.version =>
-        {
-            format!(
-                "moving v{} → v{} · {} · {}",
-                job.from_version,
-                view.version,
-                describe(&view.layout),
-                count(rows, "row", "rows")
-            )
-        }
-        (Some(view), _) => format!(
-            "v{} · {} · {}",
-            view.version,
-            describe(&view.layout),
-            count(rows, "row", "rows")
-        ),
-        (None, _) => "…".to_string(),
-    }
-}
-
 /// "Insert the explorer's keys": `user_0` … as rows, so that the prediction
-/// is the plan key for key (up to the bridge's bulk limit).
-fn explorer_keys_row(key_count: u32, dispatch: &Callback<LiveAction>) -> Html {
+/// is the plan key for key (up to the bridge's bulk limit); once they are
+/// in, it says so instead.
+fn explorer_keys_row(explorer: &Explorer, keys_in: bool, dispatch: &Callback<LiveAction>) -> Html {
+    if explorer.sampled.is_some() {
+        // The keys are the database's own already.
+        return html! {};
+    }
+    let key_count = explorer.key_count;
+    let count = u64::from(key_count);
+    if keys_in {
+        return html! {
+            <div class="keys-row" id="explorer-keys-in">
+                <span class="muted small">{ format!("{} are in the database: the explorer's prediction counts them key for key", sentence_start(&explorer_keys(count))) }</span>
+            </div>
+        };
+    }
     let insert_keys = {
         let dispatch = dispatch.clone();
         Callback::from(move |_: MouseEvent| {
             let dispatch = dispatch.clone();
             spawn_local(async move {
                 let prefix = DEFAULT_KEY_PREFIX.to_string();
-                match api::insert_bulk(u64::from(key_count), Some(prefix)).await {
-                    Ok(result) => dispatch.emit(LiveAction::BulkInserted(result)),
-                    Err(error) => dispatch.emit(LiveAction::WriteFailed {
-                        what: "Inserting the explorer's keys".to_string(),
-                        error,
-                    }),
+                match api::insert_bulk(count, Some(prefix)).await {
+                    Ok(result) => {
+                        dispatch.emit(LiveAction::ExplorerKeysInserted { count, result });
+                    }
+                    Err(error) => dispatch.emit(LiveAction::ExplorerKeysRefused { count, error }),
                 }
             });
         })
@@ -270,6 +251,14 @@ fn explorer_keys_row(key_count: u32, dispatch: &Callback<LiveAction>) -> Html {
             <span class="muted small">{ format!("{DEFAULT_KEY_PREFIX}0 … into the database: with the same keys, the explorer's prediction is the plan, key for key") }</span>
         </div>
     }
+}
+
+/// `text` with its first letter in capitals.
+fn sentence_start(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
 }
 
 /// What the bridge answered to a layout that started no job: in force

@@ -9,9 +9,8 @@ use yew::platform::spawn_local;
 use yew::prelude::*;
 
 use crate::api;
-use crate::format::{bytes, millis, thousands};
+use crate::format::{bytes, thousands};
 use crate::live::{Live, LiveAction, NodeRequest, StopMode, failover_sentence};
-use crate::state::strategy_title;
 
 #[derive(PartialEq, Properties)]
 pub(super) struct TopologyProps {
@@ -31,6 +30,7 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
                 reads={live.reads_by(&node.name)}
                 read_rate={live.read_rate(&node.name)}
                 tag={node_tag(&live.failover, node)}
+                lag={live.node_lag(node)}
                 {local}
                 request={live.node_requests.get(&node.name).copied()}
                 dispatch={props.dispatch.clone()}
@@ -80,18 +80,10 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
 }
 
 /// "layout v2: Ring over 4 shards · local cluster · auto-failover off ·
-/// asynchronous replication".
+/// asynchronous replication" (during a job, no version: see
+/// [`Live::layout_header`]).
 fn cluster_settings(live: &Live) -> String {
-    let layout = match (&live.layout, live.layout_version) {
-        (Some(view), _) => format!(
-            "layout v{}: {} over {} shards",
-            view.version,
-            strategy_title(view.layout.strategy),
-            view.layout.shards.len()
-        ),
-        (None, Some(version)) => format!("layout v{version}"),
-        _ => String::new(),
-    };
+    let layout = live.layout_header();
     let settings = match live.mode {
         Some(ClusterMode::Local) => format!(
             " · local cluster · auto-failover {} · {} replication",
@@ -180,6 +172,7 @@ struct NodeCardProps {
     reads: u64,
     read_rate: f64,
     tag: Option<AttrValue>,
+    lag: AttrValue,
     local: bool,
     request: Option<NodeRequest>,
     dispatch: Callback<LiveAction>,
@@ -211,11 +204,13 @@ fn NodeCard(props: &NodeCardProps) -> Html {
             <div class="node-role muted small">{ role }{ " · " }{ &node.addr }</div>
             if !is_primary {
                 <div class="node-metrics">
-                    <span title="replay lag; PostgreSQL reports none while the standby is idle and caught up">
-                        { "lag " }<strong>{ replay_lag_text(lag) }</strong>
+                    <span class="node-lag" title="replay lag; PostgreSQL reports none while the standby is idle and caught up">
+                        { "lag " }<strong>{ &props.lag }</strong>
                     </span>
-                    <span title="bytes not yet replayed">{ bytes(lag.and_then(|lag| lag.byte_lag)) }</span>
-                    <span class="muted">{ lag.and_then(|lag| lag.state.clone()).unwrap_or_else(|| "not streaming".to_string()) }</span>
+                    if let Some(state) = lag.and_then(|lag| lag.state.clone()) {
+                        <span title="bytes not yet replayed">{ bytes(lag.and_then(|lag| lag.byte_lag)) }</span>
+                        <span class="muted">{ state }</span>
+                    }
                 </div>
             }
             <div class="node-reads small">
@@ -289,15 +284,5 @@ fn node_actions(props: &NodeCardProps) -> Html {
                 },
             } }
         </div>
-    }
-}
-
-/// Replay lag for people: PostgreSQL reports NULL while a standby is idle and
-/// caught up, which reads better as "idle" than as a dash.
-fn replay_lag_text(lag: Option<&ecoshard_core::wire::LagSample>) -> String {
-    match lag {
-        Some(sample) if sample.replay_lag_ms.is_some() => millis(sample.replay_lag_ms),
-        Some(sample) if sample.up && sample.state.is_some() => "idle".to_string(),
-        _ => "—".to_string(),
     }
 }
