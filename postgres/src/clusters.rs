@@ -82,7 +82,7 @@ impl LocalClusters {
     /// repairing each as needed. A data directory holding more clusters
     /// than `count` is refused: none is ever left out.
     pub fn start(options: &ClusterOptions, count: usize) -> Result<Self, ClusterError> {
-        check_shape(options.pg_port, count, options.standbys)?;
+        Self::check_shape(options.pg_port, count, options.standbys)?;
         let recorded = Self::recorded_in(&options.data_dir);
         if count < recorded {
             return Err(ClusterError::Refused {
@@ -119,6 +119,29 @@ impl LocalClusters {
             )?);
         }
         Ok(LocalClusters { clusters })
+    }
+
+    /// Refuses a count of clusters or of standbys out of bounds, or ports
+    /// past 65535.
+    pub fn check_shape(pg_port: u16, count: usize, standbys: usize) -> Result<(), ClusterError> {
+        let refused = |reason: String| ClusterError::Refused {
+            what: format!("starting {count} cluster(s) of {standbys} standby(s)"),
+            reason,
+        };
+        if !(1..=MAX_CLUSTERS).contains(&count) {
+            return Err(refused(format!("give 1 to {MAX_CLUSTERS} clusters")));
+        }
+        if standbys > MAX_STANDBYS {
+            return Err(refused(format!("give 0 to {MAX_STANDBYS} standbys")));
+        }
+        let last =
+            u32::from(pg_port) + (count as u32 - 1) * u32::from(PORT_BLOCK) + standbys as u32;
+        if last > u32::from(u16::MAX) {
+            return Err(refused(format!(
+                "their ports would run from {pg_port} to {last}, past 65535: give a lower --pg-port"
+            )));
+        }
+        Ok(())
     }
 
     /// How many clusters `data_dir` holds: `c1` in it, then `c2`, `c3`, … as
@@ -198,27 +221,6 @@ fn member_options(options: &ClusterOptions, index: usize) -> ClusterOptions {
     }
 }
 
-/// Refuses a count or a standby count out of bounds, or ports past 65535.
-fn check_shape(pg_port: u16, count: usize, standbys: usize) -> Result<(), ClusterError> {
-    let refused = |reason: String| ClusterError::Refused {
-        what: format!("starting {count} cluster(s) of {standbys} standby(s)"),
-        reason,
-    };
-    if !(1..=MAX_CLUSTERS).contains(&count) {
-        return Err(refused(format!("give 1 to {MAX_CLUSTERS} clusters")));
-    }
-    if standbys > MAX_STANDBYS {
-        return Err(refused(format!("give 0 to {MAX_STANDBYS} standbys")));
-    }
-    let last = u32::from(pg_port) + (count as u32 - 1) * u32::from(PORT_BLOCK) + standbys as u32;
-    if last > u32::from(u16::MAX) {
-        return Err(refused(format!(
-            "their ports would run from {pg_port} to {last}, past 65535: give a lower --pg-port"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +246,7 @@ mod tests {
     #[test]
     fn shapes_out_of_bounds_are_refused_with_a_reason() {
         fn check(pg_port: u16, count: usize, standbys: usize, expected: Option<&str>) {
-            let got = check_shape(pg_port, count, standbys)
+            let got = LocalClusters::check_shape(pg_port, count, standbys)
                 .err()
                 .map(|e| e.to_string());
             match (got, expected) {
