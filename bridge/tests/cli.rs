@@ -191,6 +191,208 @@ fn cluster_up_status_down_reuses_and_repairs_the_data_directory() {
     );
 }
 
+/// `cluster status --format json` with several clusters: each node's
+/// cluster, name, port and whether it runs.
+fn cluster_nodes(data_dir: &Path) -> Vec<(String, String, u16, bool)> {
+    let output = in_dir(&["cluster", "status", "--format", "json"], data_dir);
+    let nodes: serde_json::Value = serde_json::from_slice(&output.stdout).expect("status JSON");
+    let text =
+        |node: &serde_json::Value, key: &str| node[key].as_str().unwrap_or_default().to_string();
+    nodes
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|node| {
+            let port = node["port"].as_u64().unwrap_or_default() as u16;
+            (
+                text(node, "cluster"),
+                text(node, "name"),
+                port,
+                node["running"] == true,
+            )
+        })
+        .collect()
+}
+
+/// What `sql` (simple queries) answers last on the node at `port`, as
+/// `ecoshard` on `ecomarket` with the password of `passfile` ("" for no row).
+fn sql(port: u16, passfile: &Path, sql: &str) -> String {
+    let password = ecoshard_postgres::Passwords::read_passfile(passfile)
+        .expect("the passfile")
+        .ecoshard;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("ecoshard")
+            .password(password)
+            .dbname("ecomarket");
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let messages = client.simple_query(sql).await.expect(sql);
+        messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn cluster_up_runs_two_clusters_each_streaming_to_its_own_standby() {
+    let scratch = Scratch::new("cli-clusters");
+    let port = free_ports(25400, 12);
+    let port_arg = port.to_string();
+    let up = in_dir(
+        &[
+            "cluster",
+            "up",
+            "--clusters",
+            "2",
+            "--standbys",
+            "1",
+            "--pg-port",
+            &port_arg,
+        ],
+        &scratch.dir,
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    let printed = String::from_utf8_lossy(&up.stdout);
+    assert!(printed.starts_with("2 clusters up in "), "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "c2/standby-1  standby  postgres://ecoshard@127.0.0.1:{}/ecomarket",
+            port + 11
+        )),
+        "{printed}"
+    );
+    let all = |running: bool| -> Vec<(String, String, u16, bool)> {
+        [
+            ("c1", "primary", port),
+            ("c1", "standby-1", port + 1),
+            ("c2", "primary", port + 10),
+            ("c2", "standby-1", port + 11),
+        ]
+        .map(|(cluster, name, port)| (cluster.into(), name.into(), port, running))
+        .to_vec()
+    };
+    assert_eq!(cluster_nodes(&scratch.dir), all(true));
+    let table = in_dir(&["cluster", "status"], &scratch.dir);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.starts_with("cluster  node "), "{table}");
+    assert!(
+        table.contains(&format!(
+            "c2       standby-1  standby   {}  running",
+            port + 11
+        )),
+        "{table}"
+    );
+
+    let c1_passfile = scratch.dir.join("pgpass");
+    let c2_passfile = scratch.dir.join("c2/pgpass");
+    for (primary, passfile) in [(port, &c1_passfile), (port + 10, &c2_passfile)] {
+        let replication =
+            "SELECT string_agg(application_name || ' ' || state, ',') FROM pg_stat_replication";
+        assert_eq!(
+            sql(primary, passfile, replication),
+            "standby-1 streaming",
+            "{primary}"
+        );
+        let upstream = sql(
+            primary + 1,
+            passfile,
+            "SELECT sender_port::text FROM pg_stat_wal_receiver",
+        );
+        assert_eq!(
+            upstream,
+            primary.to_string(),
+            "the standby of {primary} streams from"
+        );
+        assert_eq!(sql(primary, passfile, "SHOW wal_level"), "logical");
+        assert_ne!(
+            sql(primary, passfile, "SHOW max_prepared_transactions"),
+            "0"
+        );
+    }
+    let c2 = port + 10;
+    let prepared = "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'cli-test'";
+    sql(c2, &c2_passfile, "CREATE TABLE moved (id int)");
+    sql(
+        c2,
+        &c2_passfile,
+        "BEGIN; INSERT INTO moved VALUES (7); PREPARE TRANSACTION 'cli-test'",
+    );
+    assert_eq!(sql(c2, &c2_passfile, prepared), "1");
+    sql(c2, &c2_passfile, "COMMIT PREPARED 'cli-test'");
+    assert_eq!(sql(c2, &c2_passfile, prepared), "0");
+    assert_eq!(sql(c2, &c2_passfile, "SELECT count(*) FROM moved"), "1");
+
+    let down = in_dir(&["cluster", "down"], &scratch.dir);
+    assert!(down.status.success(), "{}", stderr(&down));
+    let stopped = String::from_utf8_lossy(&down.stdout).into_owned();
+    assert!(stopped.contains("c2/standby-1  stopped"), "{stopped}");
+    assert_eq!(cluster_nodes(&scratch.dir), all(false));
+    let status = in_dir(&["cluster", "status"], &scratch.dir);
+    assert_eq!(status.status.code(), Some(3), "status of stopped clusters");
+
+    // Started again, without --clusters: both, on their data.
+    let c2_passwords = std::fs::read_to_string(&c2_passfile).unwrap();
+    let again = in_dir(
+        &["cluster", "up", "--standbys", "1", "--pg-port", &port_arg],
+        &scratch.dir,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(cluster_nodes(&scratch.dir), all(true));
+    assert_eq!(std::fs::read_to_string(&c2_passfile).unwrap(), c2_passwords);
+    assert_eq!(sql(c2, &c2_passfile, "SELECT count(*) FROM moved"), "1");
+
+    // Fewer clusters than the directory holds would leave one out.
+    let fewer = in_dir(
+        &["cluster", "up", "--clusters", "1", "--pg-port", &port_arg],
+        &scratch.dir,
+    );
+    assert_eq!(fewer.status.code(), Some(1));
+    assert!(
+        stderr(&fewer).contains("holds 2 clusters"),
+        "{}",
+        stderr(&fewer)
+    );
+    assert!(in_dir(&["cluster", "down"], &scratch.dir).status.success());
+    assert_eq!(cluster_nodes(&scratch.dir), all(false));
+}
+
+#[test]
+fn bad_cluster_up_arguments_exit_with_code_2() {
+    // One case a line: the arguments, then what the one line says.
+    #[rustfmt::skip]
+    let cases: [(&[&str], &str); 5] = [
+        (&["--clusters", "0"], "0 is not in 1..=8"),
+        (&["--clusters", "9"], "9 is not in 1..=8"),
+        (&["--standbys", "6"], "6 is not in 0..=5"),
+        (&["--clusters", "two"], "--clusters"),
+        (&["--clusters", "2", "--pg-port", "65530"], "past 65535"),
+    ];
+    for (args, expected) in cases {
+        let args = [
+            &["cluster", "up", "--data-dir", "/nonexistent/ecoshard"],
+            args,
+        ]
+        .concat();
+        check_refused(&args, 2, expected);
+    }
+}
+
 #[test]
 fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
     let scratch = Scratch::new("cli-serve");

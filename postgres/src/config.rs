@@ -124,6 +124,8 @@ pub struct LocalSettings<'a> {
     pub port: u16,
     /// Directory of the Unix sockets.
     pub socket_dir: &'a Path,
+    /// `shared_buffers` (smaller when several clusters share the machine).
+    pub shared_buffers: &'a str,
     /// For a standby: the primary's port, the passfile and the slot.
     pub upstream: Option<Upstream<'a>>,
     /// For a primary in synchronous mode: the standbys, one of which must
@@ -159,7 +161,7 @@ pub fn write_node_config(data: &Path, settings: &LocalSettings<'_>) -> Result<()
         conf_quote(&settings.socket_dir.display().to_string())
     ));
     conf.push_str(&format!("cluster_name = '{}'\n", settings.name));
-    conf.push_str("shared_buffers = 64MB\n");
+    conf.push_str(&format!("shared_buffers = {}\n", settings.shared_buffers));
     if let Some(upstream) = &settings.upstream {
         let conninfo = format!(
             "host=127.0.0.1 port={} user=replicator passfile='{}' application_name={} sslmode=disable",
@@ -238,7 +240,9 @@ mod tests {
     #[test]
     fn primary_and_standby_configs_agree_on_replication() {
         for key in [
+            "max_connections",
             "wal_level",
+            "max_prepared_transactions",
             "max_wal_senders",
             "max_replication_slots",
             "wal_keep_size",

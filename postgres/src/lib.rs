@@ -15,8 +15,13 @@
 //! dropped and, should the process die without dropping it (a panic in
 //! another thread, SIGKILL, a test binary's statics), by a watchdog process
 //! that waits for this one to end.
+//!
+//! Several clusters side by side ([`LocalClusters`]: `c1` in `DIR` as above,
+//! `c2` in `DIR/c2`, …, each on its own block of ports) are each such a
+//! cluster, with a watchdog of its own.
 
 mod binaries;
+mod clusters;
 mod config;
 mod error;
 mod failover;
@@ -33,6 +38,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use binaries::{PgBinaries, RunAs};
+use clusters::Member;
+pub use clusters::{
+    ClusterStatus, LocalClusters, MAX_CLUSTERS, MAX_STANDBYS, PORT_BLOCK, StoppedNodes,
+    cluster_name,
+};
 pub use config::{ClusterState, Passwords};
 use config::{LocalSettings, STATE_FORMAT, Upstream};
 pub use error::ClusterError;
@@ -141,6 +151,10 @@ pub struct NodeState {
 /// A started (or adopted) local cluster. Dropping it stops the servers it started.
 #[derive(Debug)]
 pub struct LocalCluster {
+    /// `c1`, `c2`, … (`c1` when it is the only one).
+    name: String,
+    /// Its servers' `shared_buffers`.
+    shared_buffers: &'static str,
     layout: Paths,
     bins: PgBinaries,
     run_as: RunAs,
@@ -166,6 +180,13 @@ impl LocalCluster {
     /// Starts the cluster in `options.data_dir`, creating or repairing it as
     /// needed; servers already running there are used as they are.
     pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
+        Self::start_member(options, &Member::single())
+    }
+
+    /// [`LocalCluster::start`] for one cluster of a set: its name, its
+    /// servers' size, and the other clusters' watchdogs its own awaits
+    /// before it removes the data directory.
+    fn start_member(options: &ClusterOptions, member: &Member) -> Result<Self, ClusterError> {
         let bins = PgBinaries::find(options.pg_bin.as_deref())?;
         let run_as = RunAs::detect(options.pg_user.as_deref())?;
         let layout = Paths::new(&options.data_dir);
@@ -174,6 +195,8 @@ impl LocalCluster {
         wait_for_lock(&run_as, &layout.lock_file(), 30, &layout.root)?;
         let nodes = layout.nodes(options.pg_port, options.standbys);
         let mut cluster = LocalCluster {
+            name: member.name.clone(),
+            shared_buffers: member.shared_buffers,
             layout,
             bins,
             run_as,
@@ -211,6 +234,7 @@ impl LocalCluster {
                 options
                     .remove_on_exit
                     .then_some(cluster.layout.root.as_path()),
+                &member.await_before_removing,
                 &cluster.layout.root,
             )?);
         }
@@ -272,6 +296,12 @@ impl LocalCluster {
                 ..node.clone()
             })
             .collect()
+    }
+
+    /// The cluster's name: `c1`, `c2`, … (`c1` when it is the only one).
+    /// Its nodes are named within it (`primary`, `standby-1`, …).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Name of the node that is primary now.
@@ -600,6 +630,7 @@ impl LocalCluster {
                 name: &node.name,
                 port: node.port,
                 socket_dir: &self.layout.run_dir(),
+                shared_buffers: self.shared_buffers,
                 upstream,
                 sync_standbys: &sync_standbys,
             },

@@ -18,27 +18,37 @@ pub struct Watchdog {
 
 /// Holds the data directory's lock for its whole life (so a new start waits
 /// until the servers are down), waits for EOF, stops each data directory's
-/// server, removes `$ECOSHARD_REMOVE` if set.
-const SCRIPT: &str = r#"lock="$1"; pg_ctl="$2"; shift 2
+/// server, and, when `$ECOSHARD_REMOVE` is set, waits for the other locks
+/// it is given (other clusters' watchdogs, whose data lies inside it,
+/// stopping their servers) and removes it.
+const SCRIPT: &str = r#"lock="$1"; pg_ctl="$2"; servers="$3"; shift 3
 exec 9>>"$lock"
 flock 9 2>/dev/null || true
 cat >/dev/null
-for data in "$@"; do
-    "$pg_ctl" stop -D "$data" -m fast -w -t 60 -s >/dev/null 2>&1
+while [ "$servers" -gt 0 ]; do
+    "$pg_ctl" stop -D "$1" -m fast -w -t 60 -s >/dev/null 2>&1
+    servers=$((servers - 1)); shift
 done
-if [ -n "$ECOSHARD_REMOVE" ]; then rm -rf -- "$ECOSHARD_REMOVE"; fi
+if [ -n "$ECOSHARD_REMOVE" ]; then
+    for other in "$@"; do (exec 8>>"$other" && flock 8) 2>/dev/null; done
+    rm -rf -- "$ECOSHARD_REMOVE"
+fi
 "#;
 
 impl Watchdog {
-    /// Starts a watchdog for the servers of `data_dirs`.
+    /// Starts a watchdog for the servers of `data_dirs`; when it is to
+    /// `remove` a directory, it first waits until no one holds the locks
+    /// `awaited`.
     pub fn spawn(
         run_as: &RunAs,
         lock: &Path,
         pg_ctl: &Path,
         data_dirs: &[PathBuf],
         remove: Option<&Path>,
+        awaited: &[PathBuf],
         cwd: &Path,
     ) -> Result<Self, ClusterError> {
+        let awaited = if remove.is_some() { awaited } else { &[] };
         let mut command = run_as.command("sh", cwd);
         command
             .arg("-c")
@@ -46,7 +56,9 @@ impl Watchdog {
             .arg("ecoshard-watchdog")
             .arg(lock)
             .arg(pg_ctl)
+            .arg(data_dirs.len().to_string())
             .args(data_dirs)
+            .args(awaited)
             .env(
                 "ECOSHARD_REMOVE",
                 remove.map(Path::as_os_str).unwrap_or_default(),

@@ -1,93 +1,188 @@
-//! `ecoshard cluster up|down|status`: the local PostgreSQL cluster on its own,
-//! without the HTTP server.
+//! `ecoshard cluster up|down|status`: the local PostgreSQL clusters on their
+//! own, without the HTTP server. One cluster prints as it always has; with
+//! several, each node is named by its cluster too (`c2/standby-1`).
 
 use std::fmt::Write as _;
 
 use ecoshard_postgres::Role as NodeRole;
 
-use super::{ClusterArgs, ClusterCommand, Exit, Format, LocalClusterArgs};
-use ecoshard_postgres::{LocalCluster, PRIMARY};
+use super::{ClusterArgs, ClusterCommand, ClusterUpArgs, Exit, Format, LocalClusterArgs};
+use ecoshard_postgres::{ClusterStatus, LocalClusters, NodeState, PRIMARY};
 
 pub(super) fn run(args: &ClusterArgs) -> Result<(), Exit> {
     match &args.command {
-        ClusterCommand::Up(local) => up(local),
+        ClusterCommand::Up(up_args) => up(up_args),
         ClusterCommand::Down(local) => down(local),
         ClusterCommand::Status { local, format } => status(local, *format),
     }
 }
 
-fn up(args: &LocalClusterArgs) -> Result<(), Exit> {
-    let mut options = args.options();
+fn up(args: &ClusterUpArgs) -> Result<(), Exit> {
+    let mut options = args.local.options();
     // `cluster up` leaves the servers running for `cluster down`.
     options.stop_on_exit = false;
-    let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
+    options.standbys = args.standbys as usize;
+    let count = args.clusters.map_or_else(
+        || LocalClusters::recorded_in(&options.data_dir).max(1),
+        |count| count as usize,
+    );
+    LocalClusters::check_shape(options.pg_port, count, options.standbys).map_err(Exit::usage)?;
+    let started = LocalClusters::start(&options, count).map_err(Exit::runtime)?;
+    let clusters = started.clusters();
+    let several = clusters.len() > 1;
+    let width = name_width(several);
     let mut out = String::new();
-    let _ = writeln!(out, "cluster up in {}", cluster.data_dir().display());
-    for node in cluster.nodes() {
-        let _ = writeln!(
-            out,
-            "  {:<10} {:<8} postgres://ecoshard@127.0.0.1:{}/ecomarket",
-            node.name,
-            role_name(node.role),
-            node.port
-        );
+    let data_dir = clusters[0].data_dir().display();
+    if several {
+        let _ = writeln!(out, "{} clusters up in {data_dir}", clusters.len());
+    } else {
+        let _ = writeln!(out, "cluster up in {data_dir}");
     }
+    for cluster in clusters {
+        for node in cluster.nodes() {
+            let _ = writeln!(
+                out,
+                "  {:<width$} {:<8} postgres://ecoshard@127.0.0.1:{}/ecomarket",
+                node_name(several.then_some(cluster.name()), &node.name),
+                role_name(node.role),
+                node.port
+            );
+        }
+    }
+    let passfiles: Vec<String> = clusters
+        .iter()
+        .map(|cluster| {
+            let passfile = cluster.passfile().display().to_string();
+            if several {
+                format!("{passfile} for {}", cluster.name())
+            } else {
+                passfile
+            }
+        })
+        .collect();
     let _ = writeln!(
         out,
         "passwords: PGPASSFILE={} (stop with: ecoshard cluster down)",
-        cluster.passfile().display()
+        passfiles.join(", ")
     );
     print!("{out}");
     Ok(())
 }
 
 fn down(args: &LocalClusterArgs) -> Result<(), Exit> {
-    let stopped = LocalCluster::stop_all_in(&args.options()).map_err(Exit::runtime)?;
-    for (name, was_running) in stopped {
-        let what = if was_running {
-            "stopped"
-        } else {
-            "was not running"
-        };
-        println!("{name:<10} {what}");
+    let stopped = LocalClusters::stop_all_in(&args.options()).map_err(Exit::runtime)?;
+    let several = stopped.len() > 1;
+    let width = name_width(several);
+    for (cluster, nodes) in &stopped {
+        for (name, was_running) in nodes {
+            let what = if *was_running {
+                "stopped"
+            } else {
+                "was not running"
+            };
+            let name = node_name(several.then_some(cluster.as_str()), name);
+            println!("{name:<width$} {what}");
+        }
     }
     Ok(())
 }
 
 fn status(args: &LocalClusterArgs, format: Format) -> Result<(), Exit> {
-    let nodes = LocalCluster::status_in(&args.options()).map_err(Exit::runtime)?;
-    match format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&nodes).map_err(Exit::runtime)?
-            );
+    let clusters = LocalClusters::status_in(&args.options()).map_err(Exit::runtime)?;
+    let several = clusters.len() > 1;
+    match (format, several) {
+        (Format::Json, false) => print_json(&clusters[0].nodes)?,
+        (Format::Json, true) => {
+            let nodes: Vec<ClusterNode<'_>> = clusters
+                .iter()
+                .flat_map(|cluster| {
+                    cluster.nodes.iter().map(|node| ClusterNode {
+                        cluster: &cluster.name,
+                        node,
+                    })
+                })
+                .collect();
+            print_json(&nodes)?;
         }
-        Format::Table => {
-            println!("{:<10} {:<8} {:>6}  state", "node", "role", "port");
-            for node in &nodes {
-                println!(
-                    "{:<10} {:<8} {:>6}  {}",
-                    node.name,
-                    role_name(node.role),
-                    node.port,
-                    if node.running { "running" } else { "stopped" }
-                );
-            }
+        (Format::Table, false) => print_table(&clusters, false),
+        (Format::Table, true) => print_table(&clusters, true),
+    }
+    // The primaries as cluster.json records them: a failover may have moved them.
+    for cluster in &clusters {
+        let primary = cluster
+            .nodes
+            .iter()
+            .find(|node| node.role == NodeRole::Primary);
+        if !primary.is_some_and(|primary| primary.running) {
+            let name = primary.map_or(PRIMARY, |primary| primary.name.as_str());
+            let name = node_name(several.then_some(cluster.name.as_str()), name);
+            // Scripts can test `ecoshard cluster status` like `pg_ctl status`.
+            return Err(Exit {
+                code: 3,
+                message: format!("the primary ({name}) is not running"),
+            });
         }
     }
-    // The primary as cluster.json records it: a failover may have moved it.
-    let primary = nodes.iter().find(|node| node.role == NodeRole::Primary);
-    match primary {
-        Some(primary) if primary.running => Ok(()),
-        // Scripts can test `ecoshard cluster status` like `pg_ctl status`.
-        _ => Err(Exit {
-            code: 3,
-            message: format!(
-                "the primary ({}) is not running",
-                primary.map_or(PRIMARY, |primary| primary.name.as_str())
-            ),
-        }),
+    Ok(())
+}
+
+/// A node of `ecoshard cluster status --format json` when there are
+/// several clusters: its cluster, then the node's fields.
+#[derive(serde::Serialize)]
+struct ClusterNode<'a> {
+    cluster: &'a str,
+    #[serde(flatten)]
+    node: &'a NodeState,
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Exit> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(Exit::runtime)?
+    );
+    Ok(())
+}
+
+/// The status table; with a cluster column when there are several.
+fn print_table(clusters: &[ClusterStatus], with_cluster: bool) {
+    let cluster_column = |name: &str| {
+        if with_cluster {
+            format!("{name:<8} ")
+        } else {
+            String::new()
+        }
+    };
+    println!(
+        "{}{:<10} {:<8} {:>6}  state",
+        cluster_column("cluster"),
+        "node",
+        "role",
+        "port"
+    );
+    for cluster in clusters {
+        for node in &cluster.nodes {
+            println!(
+                "{}{:<10} {:<8} {:>6}  {}",
+                cluster_column(&cluster.name),
+                node.name,
+                role_name(node.role),
+                node.port,
+                if node.running { "running" } else { "stopped" }
+            );
+        }
+    }
+}
+
+/// Width of the node name column: `standby-1`, or `c2/standby-1`.
+fn name_width(several: bool) -> usize {
+    if several { 13 } else { 10 }
+}
+
+/// `standby-1` alone, or `c2/standby-1` when there are several clusters.
+fn node_name(cluster: Option<&str>, node: &str) -> String {
+    match cluster {
+        Some(cluster) => format!("{cluster}/{node}"),
+        None => node.to_string(),
     }
 }
 

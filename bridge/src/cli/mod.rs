@@ -102,11 +102,13 @@ pub(crate) struct ClusterArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCommand {
-    /// Start the primary and standbys (creating or repairing them) and leave them running.
-    Up(LocalClusterArgs),
-    /// Stop every server of the local cluster.
+    /// Start the primary and standbys of each cluster (creating or repairing
+    /// them) and leave them running.
+    Up(ClusterUpArgs),
+    /// Stop every server of every local cluster in the data directory.
     Down(LocalClusterArgs),
-    /// Show which nodes run; exit code 3 when the primary does not.
+    /// Show which nodes of every cluster in the data directory run; exit
+    /// code 3 when a primary does not.
     Status {
         #[command(flatten)]
         local: LocalClusterArgs,
@@ -114,6 +116,22 @@ pub(crate) enum ClusterCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+/// `ecoshard cluster up`.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterUpArgs {
+    #[command(flatten)]
+    pub(crate) local: LocalClusterArgs,
+    /// Clusters to run (c1 in the data directory, c2 in DATA_DIR/c2, …), each
+    /// on ports 10 above the one before [default: as many as the data
+    /// directory holds, else 1]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=ecoshard_postgres::MAX_CLUSTERS as u64))]
+    pub(crate) clusters: Option<u64>,
+    /// Standbys of each cluster.
+    #[arg(long, default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=ecoshard_postgres::MAX_STANDBYS as u64))]
+    pub(crate) standbys: u64,
 }
 
 /// `ecoshard serve`.

@@ -1,6 +1,7 @@
 //! Shared by the bridge's behaviour tests: real local clusters (the one a
-//! test binary shares, or one of a test's own; stopped and deleted by their
-//! watchdog when the binary ends, however it ends), a bridge on a database
+//! test binary shares, or one of a test's own, or several side by side;
+//! stopped and deleted by their watchdogs when the binary ends, however it
+//! ends), a bridge on a database
 //! per test, request helpers, conditions polled until they hold, and a read
 //! load that runs until it is told to stop.
 
@@ -70,6 +71,59 @@ impl SharedCluster {
             .started
             .get_or_init(|| start_cluster(self.name, self.base_port, self.sync_replication));
         Arc::clone(started)
+    }
+}
+
+/// Clusters of its own: `count` clusters (`c1`, `c2`, …) of `standbys`
+/// standbys each, on the first free port blocks at or above `base_port`, in
+/// `ecoshard-test-NAME-PID` of the temporary directory; `c1` first.
+pub fn start_clusters(
+    name: &str,
+    base_port: u16,
+    count: usize,
+    standbys: usize,
+) -> Vec<Arc<LocalCluster>> {
+    let span = (count as u16 - 1) * ecoshard_postgres::PORT_BLOCK + standbys as u16 + 1;
+    let port = free_ports(base_port, span);
+    let dir = std::env::temp_dir().join(format!("ecoshard-test-{name}-{}", std::process::id()));
+    let mut options = ClusterOptions::new(&dir, port);
+    options.standbys = standbys;
+    options.remove_on_exit = true;
+    ecoshard_postgres::LocalClusters::start(&options, count)
+        .unwrap_or_else(|error| panic!("starting the {name} test clusters: {error}"))
+        .into_clusters()
+        .into_iter()
+        .map(Arc::new)
+        .collect()
+}
+
+/// The clusters the tests of one binary share, started on first use.
+pub struct SharedClusters {
+    name: &'static str,
+    base_port: u16,
+    count: usize,
+    standbys: usize,
+    started: OnceLock<Vec<Arc<LocalCluster>>>,
+}
+
+impl SharedClusters {
+    /// `count` clusters of `standbys` standbys, named `name`, on ports from
+    /// `base_port` (see [`start_clusters`]).
+    pub const fn new(name: &'static str, base_port: u16, count: usize, standbys: usize) -> Self {
+        SharedClusters {
+            name,
+            base_port,
+            count,
+            standbys,
+            started: OnceLock::new(),
+        }
+    }
+
+    /// The clusters, `c1` first, started now if no test has used them yet.
+    pub fn get(&self) -> Vec<Arc<LocalCluster>> {
+        self.started
+            .get_or_init(|| start_clusters(self.name, self.base_port, self.count, self.standbys))
+            .clone()
     }
 }
 
