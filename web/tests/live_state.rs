@@ -683,14 +683,8 @@ fn node_actions_read_as_sentences_in_the_activity() {
         action: "start".to_string(),
         changed: true,
         role: NodeRole::Primary,
-        message: "started primary: it is the primary".to_string(),
+        message: "started the primary".to_string(),
     }));
     let lines: Vec<&str> = acted.log.iter().map(|entry| entry.text.as_str()).collect();
-    assert_eq!(
-        lines,
-        [
-            "started primary: it is the primary",
-            "asked primary to start"
-        ]
-    );
+    assert_eq!(lines, ["started the primary", "asked primary to start"]);
 }
