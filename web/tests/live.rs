@@ -2,7 +2,8 @@
 //! starts its local cluster (a PostgreSQL primary and two streaming standbys)
 //! and serves the built page; the tests use the page as a person would and
 //! check the database directly — traffic, applying the explorer's layout,
-//! and loading the database's layout and keys into the explorer.
+//! loading the database's layout and keys into the explorer, and the
+//! explorer's keys inserted twice.
 //! Stopping nodes and failover are in `live_nodes.rs`.
 //!
 //! Needs `cargo xtask dist`, the `ecoshard` binary (`ECOSHARD_BIN`, else
@@ -594,6 +595,76 @@ async fn loading_the_databases_layout_and_keys_shows_them_and_plans_as_the_core_
     assert_eq!(expected.total, 2_000);
     assert!(expected.moved > 0);
     assert_eq!(explorer_moved, expected.moved);
+    browser.close().await;
+    drop(bridge);
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn the_explorers_keys_inserted_twice_are_said_to_be_in_and_nothing_changes() {
+    const INSERTED: &str = "return Array.from(document.querySelectorAll('#activity li'))
+         .map(li => li.textContent)
+         .filter(text => text.includes('the explorer\\'s 2,000 keys'))";
+    const TOTAL: &str = "SELECT (SELECT count(*) FROM shard_s0.users) + (SELECT count(*) FROM shard_s1.users) \
+         + (SELECT count(*) FROM shard_s2.users)";
+    let bridge = Bridge::start("twice", &[]).await;
+    let browser = Browser::start(1440, 1500).await;
+    browser.goto(&format!("{}#live", bridge.url)).await;
+    browser.click("#insert-explorer-keys").await;
+    browser
+        .until(
+            "the explorer's keys in",
+            30,
+            "return !!document.querySelector('#explorer-keys-in')",
+        )
+        .await;
+    assert_eq!(bridge.psql(TOTAL), "2000");
+    let layout_before = bridge.psql("SELECT max(version) FROM ecoshard.layout");
+
+    // A new visit to the page offers the insert again; pressed, it says the
+    // keys are in already, writes nothing and refuses nothing.
+    browser.client.refresh().await.expect("reloading the page");
+    browser.click("#insert-explorer-keys").await;
+    let lines = browser
+        .wait_for(
+            "the second insert's answer",
+            30,
+            &format!(
+                "const lines = ({}); return lines.length > 0 && lines",
+                INSERTED.trim_start_matches("return ")
+            ),
+        )
+        .await;
+    assert_eq!(
+        lines,
+        serde_json::json!([
+            "the explorer's 2,000 keys (user_0 … user_1999) are in the database already: nothing written"
+        ])
+    );
+    browser
+        .until(
+            "the keys said to be in",
+            10,
+            "return !!document.querySelector('#explorer-keys-in')
+                 && !document.querySelector('#insert-explorer-keys')",
+        )
+        .await;
+    let page = browser.eval("return document.body.innerText").await;
+    let page = page.as_str().unwrap();
+    assert!(
+        !page.contains("with the same keys, the explorer's prediction is the plan"),
+        "the hint to insert them is gone:\n{page}"
+    );
+    let errors = browser
+        .eval("return document.querySelectorAll('#activity li.error').length")
+        .await;
+    assert_eq!(errors, 0);
+    assert_eq!(bridge.psql(TOTAL), "2000", "nothing written");
+    assert_eq!(
+        bridge.psql("SELECT max(version) FROM ecoshard.layout"),
+        layout_before
+    );
+    browser.screenshot("live-explorer-keys-twice").await;
     browser.close().await;
     drop(bridge);
 }
