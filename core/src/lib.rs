@@ -99,8 +99,8 @@ pub use layout::{
 pub use maglev::MAGLEV_SKIP_SALT;
 pub use placement::MAX_CLUSTER_NAME_LEN;
 pub use plan::{
-    Plan, PlanSummary, ShardLoad, Transfer, TransferSummary, ideal_fraction, plan, plan_hashes,
-    plan_numbered,
+    ClusterMoves, ClusterTransfer, Plan, PlanSummary, ShardLoad, ShardMove, Transfer,
+    TransferSummary, ideal_fraction, plan, plan_hashes, plan_numbered,
 };
 pub use router::{Lookup, Router};
 pub use shard::{MAX_SHARD_NAME_LEN, Shard};

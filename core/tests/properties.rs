@@ -163,6 +163,31 @@ proptest! {
     }
 
     #[test]
+    fn cluster_moves_add_up(
+        old_strategy in strategy(), new_strategy in strategy(),
+        old_count in 1u64..12, new_count in 1u64..12, keys in 0usize..2_000,
+        old_clusters in 1usize..4, new_clusters in 1usize..4,
+    ) {
+        let names = ["c1", "c2", "c3"];
+        let placed = |strategy, count, clusters: usize| {
+            Layout::with_count(strategy, count).unwrap().placed(&names[..clusters]).unwrap().build().unwrap()
+        };
+        let old = placed(old_strategy, old_count, old_clusters);
+        let new = placed(new_strategy, new_count, new_clusters);
+        let hashes = numbered_key_hashes("k", keys, 0);
+        let plan = plan_hashes(&old, &new, &hashes, &hashes);
+        let moves = plan.cluster_moves();
+        prop_assert_eq!(moves.within + moves.across, plan.moved);
+        prop_assert_eq!(moves.transfers.iter().map(|t| t.keys).sum::<u64>(), moves.across);
+        prop_assert!(moves.transfers.iter().all(|t| t.from != t.to));
+        let crossing = (0..keys).filter(|key| plan.crosses_clusters(*key)).count() as u64;
+        prop_assert_eq!(crossing, moves.across + moves.shards.iter().map(|m| m.keys).sum::<u64>());
+        let summary = plan.summary();
+        prop_assert_eq!(summary.moved_across_clusters, moves.across);
+        prop_assert_eq!(summary.shard_moves, moves.shards);
+    }
+
+    #[test]
     fn count_layouts_name_shards_s0_to_sn(strategy in strategy(), count in 1u64..500) {
         let layout = Layout::with_count(strategy, count).unwrap();
         let expected: Vec<String> = (0..count).map(|index| format!("s{index}")).collect();
