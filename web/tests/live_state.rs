@@ -239,6 +239,7 @@ fn the_layout_in_force_is_answered_without_a_job() {
     let in_force = LayoutView {
         version: 3,
         layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default()
         .apply(LiveAction::ApplySent {
@@ -401,6 +402,7 @@ fn the_layout_is_fetched_again_when_the_stream_moves_past_it() {
     let view = LayoutView {
         version: 1,
         layout: ecoshard_core::Layout::with_count(ecoshard_core::StrategyKind::Ring, 3).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default().apply(LiveAction::Layout(view.clone()));
     assert!(!live.layout_is_stale(), "no tick yet");

@@ -30,6 +30,11 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer one read (checkout and statements together).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The names of the clusters this bridge has: one, `c1` (as `--clusters N`
+/// would name the first of N). Layouts may name it; with one cluster nothing
+/// else carries it: node names, endpoints and fields stay as they were.
+pub(crate) const CLUSTER_NAMES: [&str; 1] = ["c1"];
+
 /// The cluster: the primary and its standbys.
 #[derive(Debug)]
 pub struct Cluster {
@@ -73,6 +78,11 @@ impl Cluster {
             max_lag_ms: max_lag_ms as f64,
             read_timeout,
         })
+    }
+
+    /// The names of the clusters (see [`CLUSTER_NAMES`]).
+    pub(crate) fn names(&self) -> &'static [&'static str] {
+        &CLUSTER_NAMES
     }
 
     /// The primary now.

@@ -82,6 +82,7 @@ pub(crate) async fn bulk(
             .map(|(shard, rows)| ShardLoad {
                 shard: shard.name.clone(),
                 keys: rows.ids.len() as u64,
+                cluster: None,
             })
             .collect(),
         prefix,

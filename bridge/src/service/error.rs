@@ -145,6 +145,15 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
+    /// A shard names a cluster the bridge does not have.
+    UnknownCluster {
+        /// The shard.
+        shard: String,
+        /// The cluster it names.
+        cluster: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
 }
 
 impl Error {
@@ -303,6 +312,16 @@ impl fmt::Display for LayoutRefusal {
                 f,
                 "{count} shards is more than the database takes: at most {limit} (each is a \
                  schema, all created in one transaction)"
+            ),
+            LayoutRefusal::UnknownCluster {
+                shard,
+                cluster,
+                clusters,
+            } => write!(
+                f,
+                "shard {shard:?} names cluster {cluster:?}, which this bridge does not have: \
+                 its clusters are {} (leave \"cluster\" out to place shards round-robin over them)",
+                clusters.join(", ")
             ),
         }
     }

@@ -125,6 +125,9 @@ impl Service {
     /// layout, runs a first health check and starts the monitor.
     pub(crate) async fn start(config: ServiceConfig) -> Result<Self, StartError> {
         rebalance::check_database_layout(&config.initial_layout).map_err(StartError::Layout)?;
+        let clusters = &crate::cluster::CLUSTER_NAMES;
+        let initial_layout =
+            rebalance::canonical(&config.initial_layout, clusters).map_err(StartError::Layout)?;
         if config.create_database {
             ensure_database(&config.topology).await?;
         }
@@ -140,12 +143,20 @@ impl Service {
             .get()
             .await
             .map_err(|error| StartError::Primary(crate::db::describe_pool(&error)))?;
-        let view = crate::db::schema::prepare(&mut client, &config.initial_layout)
+        let view = crate::db::schema::prepare(&mut client, &initial_layout)
             .await
             .map_err(StartError::Schema)?;
+        if let Err(refusal) = rebalance::canonical(&view.layout, clusters) {
+            return Err(StartError::Schema(
+                crate::db::schema::SchemaError::BadStoredLayout(format!(
+                    "the stored layout version {}: {refusal}",
+                    view.version
+                )),
+            ));
+        }
         let startup = crate::service::rebalance::startup(&mut client, &view).await?;
         drop(client);
-        if view.layout != config.initial_layout {
+        if view.layout != initial_layout {
             tracing::info!(
                 "using the stored layout version {} ({} over {} shards)",
                 view.version,
@@ -267,9 +278,27 @@ impl Service {
         }
     }
 
-    /// The layout in force and its version.
+    /// The layout in force, its version and each shard's cluster.
     pub(crate) fn layout_view(&self) -> LayoutView {
-        self.routing().table().view()
+        self.placed_view(self.routing().table().view())
+    }
+
+    /// `view` with each shard's cluster (`placement`), over this bridge's
+    /// clusters. A layout in force always places (it was checked when
+    /// applied, or at start-up).
+    pub(crate) fn placed_view(&self, mut view: LayoutView) -> LayoutView {
+        view.placement = view
+            .layout
+            .placed(self.cluster().names())
+            .map(|placed| {
+                placed
+                    .shards
+                    .into_iter()
+                    .filter_map(|shard| shard.cluster)
+                    .collect()
+            })
+            .unwrap_or_default();
+        view
     }
 
     /// Counters as of now, with the rates and row counts of the last tick.
