@@ -271,37 +271,16 @@ pub struct PlanSummary {
     pub moved: u64,
     /// Of `moved`, keys whose new shard is on the cluster of their old one
     /// (absent from older bridges: 0).
-    ///
-    /// This field and the next three are not read in WebAssembly: the page
-    /// shows none of them yet, and reading them would grow its wasm by about
-    /// 1.9 KB gzip'd, near its size limit. There they stay 0 and empty; drop
-    /// the `wasm32` attribute when the page needs them.
     #[cfg_attr(feature = "serde", serde(default))]
-    #[cfg_attr(
-        all(feature = "serde", target_arch = "wasm32"),
-        serde(skip_deserializing)
-    )]
     pub moved_within_cluster: u64,
     /// Of `moved`, keys whose new shard is on another cluster.
     #[cfg_attr(feature = "serde", serde(default))]
-    #[cfg_attr(
-        all(feature = "serde", target_arch = "wasm32"),
-        serde(skip_deserializing)
-    )]
     pub moved_across_clusters: u64,
     /// `moved_across_clusters` per (from, to) pair of clusters.
     #[cfg_attr(feature = "serde", serde(default))]
-    #[cfg_attr(
-        all(feature = "serde", target_arch = "wasm32"),
-        serde(skip_deserializing)
-    )]
     pub cluster_transfers: Vec<ClusterTransfer>,
     /// Shards that stay and change cluster (whole-shard moves).
     #[cfg_attr(feature = "serde", serde(default))]
-    #[cfg_attr(
-        all(feature = "serde", target_arch = "wasm32"),
-        serde(skip_deserializing)
-    )]
     pub shard_moves: Vec<ShardMove>,
     /// `moved / total`.
     pub moved_fraction: f64,
