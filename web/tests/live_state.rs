@@ -541,6 +541,7 @@ fn tick_with_rows(at_ms: u64, rows: [u64; 2], job: Option<RebalanceJob>) -> Live
         .map(|(shard, keys)| ShardLoad {
             shard: shard.to_string(),
             keys,
+            cluster: None,
         })
         .collect();
     tick.rebalance = job;
@@ -554,6 +555,7 @@ fn the_row_total_holds_while_a_job_moves_rows_and_says_why() {
     let layout = LayoutView {
         version: 4,
         layout: Layout::with_count(StrategyKind::Ring, 2).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default()
         .apply(LiveAction::Layout(layout))
@@ -595,6 +597,7 @@ fn during_a_job_only_the_rebalance_panel_states_the_layout_version() {
     let view = |version| LayoutView {
         version,
         layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+        placement: Vec::new(),
     };
     let running = job(3, 10, JobState::Running);
     let live = Live::default()
