@@ -45,7 +45,7 @@ impl ApiError {
     /// Reads a failed answer: the bridge's JSON error when there is one, else
     /// a sentence from the status.
     pub fn from_answer(status: u16, status_text: &str, body: &str) -> ApiError {
-        if let Ok(parsed) = serde_json::from_str::<ApiErrorBody>(body) {
+        if let Ok(parsed) = crate::json::from_str::<ApiErrorBody>(body) {
             return ApiError {
                 status: Some(status),
                 code: parsed.error.code,
@@ -172,11 +172,11 @@ impl Applied {
         let bad =
             |error: serde_json::Error| ApiError::bad_answer("the new layout", &error.to_string());
         if status == 200 {
-            serde_json::from_str(body)
+            crate::json::from_str(body)
                 .map(Applied::InForce)
                 .map_err(bad)
         } else {
-            serde_json::from_str(body)
+            crate::json::from_str(body)
                 .map(Applied::Started)
                 .map_err(bad)
         }
@@ -297,7 +297,7 @@ fn encode<B: Serialize>(body: &B) -> Result<String, ApiError> {
 
 /// A 2xx answer's body as `T`, or what could not be read in words.
 fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
+    crate::json::from_str(text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
 }
 
 /// Sends a request (a JSON body when there is one); the status and body of

@@ -13,6 +13,7 @@ pub mod format;
 pub mod frame;
 pub mod geometry;
 pub mod hooks;
+mod json;
 pub mod live;
 pub mod math;
 pub mod palette;

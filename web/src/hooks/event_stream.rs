@@ -69,7 +69,7 @@ fn open(connection: &Rc<RefCell<Connection>>, url: &str, dispatch: &Callback<Liv
             else {
                 return;
             };
-            match serde_json::from_str::<Tick>(&data) {
+            match crate::json::from_str::<Tick>(&data) {
                 Ok(tick) => dispatch.emit(LiveAction::Tick(Box::new(tick))),
                 Err(error) => dispatch.emit(LiveAction::Failed(format!(
                     "A stream event could not be read: {error}."
