@@ -7,11 +7,13 @@ pub(crate) mod control;
 mod local;
 pub mod monitor;
 mod node;
+mod set;
 pub mod topology;
 
 pub(crate) use crate::db::{CheckoutError, checkout, discard};
 pub use control::{Control, ControlError, NodeControl, Promotion};
 pub(crate) use node::Node;
+pub use set::{Clusters, DEFAULT_CLUSTER};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,9 +32,11 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer one read (checkout and statements together).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The cluster: the primary and its standbys.
+/// One cluster: the primary and its standbys.
 #[derive(Debug)]
 pub struct Cluster {
+    /// `c1`, `c2`, … (see [`Clusters`]).
+    pub(crate) name: String,
     /// In the topology's order (`primary`, `standby-1`, …), whatever their roles.
     pub(crate) nodes: Vec<Node>,
     /// Index of the primary in `nodes`.
@@ -48,6 +52,7 @@ pub struct Cluster {
 impl Cluster {
     /// Pools for every node (connections open lazily).
     pub(crate) fn new(
+        name: &str,
         topology: &Topology,
         pool_size: usize,
         max_lag_ms: u64,
@@ -67,12 +72,18 @@ impl Cluster {
             node.primary.store(index == primary, Ordering::SeqCst);
         }
         Arc::new(Cluster {
+            name: name.to_string(),
             nodes,
             primary: AtomicUsize::new(primary),
             next_standby: AtomicUsize::new(0),
             max_lag_ms: max_lag_ms as f64,
             read_timeout,
         })
+    }
+
+    /// `c1`, `c2`, …
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The primary now.

@@ -26,6 +26,13 @@ pub(crate) enum Error {
     },
     /// No rebalance job with that id.
     JobNotFound(u64),
+    /// No cluster with that name.
+    UnknownCluster {
+        /// The name asked for (at most 40 characters of it).
+        name: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
     /// No node with that name.
     UnknownNode {
         /// The name asked for (at most 40 characters of it).
@@ -168,6 +175,15 @@ impl From<LayoutRefusal> for Error {
     }
 }
 
+/// No `what` named `name`, and the names there are.
+fn unknown(f: &mut fmt::Formatter<'_>, what: &str, name: &str, known: &[String]) -> fmt::Result {
+    write!(
+        f,
+        "no {what} named {name:?}; the {what}s are {}",
+        known.join(", ")
+    )
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -182,11 +198,8 @@ impl fmt::Display for Error {
                 consistency.name()
             ),
             Error::JobNotFound(id) => write!(f, "no rebalance job {id}"),
-            Error::UnknownNode { name, nodes } => write!(
-                f,
-                "no node named {name:?}; the nodes are {}",
-                nodes.join(", ")
-            ),
+            Error::UnknownCluster { name, clusters } => unknown(f, "cluster", name, clusters),
+            Error::UnknownNode { name, nodes } => unknown(f, "node", name, nodes),
             Error::DuplicateUser(id) => write!(
                 f,
                 "a user with id {id:?} already exists with another name or e-mail; \
