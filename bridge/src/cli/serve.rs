@@ -105,24 +105,35 @@ struct Nodes {
 /// the local clusters, started (or found running) here.
 fn nodes(args: &ServeArgs) -> Result<Nodes, Exit> {
     let external = match (&args.primary, &args.cluster_config) {
-        (Some(primary), _) => Some((primary.clone(), args.replicas.clone())),
-        (None, Some(path)) => {
-            let config = ExternalConfig::read(path)?;
-            Some((config.primary, config.replicas))
-        }
+        (Some(primary), _) => Some(vec![ExternalCluster {
+            name: ecoshard_postgres::cluster_name(1),
+            primary: primary.clone(),
+            replicas: args.replicas.clone(),
+        }]),
+        (None, Some(path)) => Some(ExternalConfig::read(path)?),
         (None, None) => None,
     };
-    if let Some((primary, replicas)) = external {
+    if let Some(clusters) = external {
         if args.auto_failover || args.sync_replication {
             return Err(Exit::usage(
                 "--auto-failover and --sync-replication manage the local cluster; an external \
                  cluster's failover and synchronous_standby_names are its own to set",
             ));
         }
-        let topology = Topology::external(&primary, &replicas).map_err(Exit::usage)?;
+        let mut specs = Vec::with_capacity(clusters.len());
+        for cluster in clusters {
+            let topology = Topology::external(&cluster.primary, &cluster.replicas)
+                .map_err(|why| Exit::usage(format!("{}: {why}", cluster.name)))?;
+            specs.push(ClusterSpec {
+                name: cluster.name,
+                topology,
+                control: None,
+            });
+        }
+        let c1 = specs.remove(0);
         return Ok(Nodes {
-            topology,
-            others: Vec::new(),
+            topology: c1.topology,
+            others: specs,
             local: Vec::new(),
         });
     }
@@ -279,25 +290,89 @@ fn open_files_limit(limits: &str) -> Option<u64> {
         .and_then(|soft| soft.parse().ok())
 }
 
-/// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
+/// `--cluster-config FILE`: an existing cluster, as `--primary` and
+/// `--replica` would give it, or several (`{"clusters": [{"name", "primary",
+/// "replicas"}, …]}`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExternalConfig {
+    primary: Option<String>,
+    #[serde(default)]
+    replicas: Vec<String>,
+    clusters: Option<Vec<ExternalCluster>>,
+}
+
+/// One existing cluster.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ExternalCluster {
+    name: String,
     primary: String,
     #[serde(default)]
     replicas: Vec<String>,
 }
 
 impl ExternalConfig {
-    fn read(path: &Path) -> Result<Self, Exit> {
+    fn read(path: &Path) -> Result<Vec<ExternalCluster>, Exit> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| Exit::usage(format!("cannot read {}: {error}", path.display())))?;
-        serde_json::from_str(&text).map_err(|error| {
+        Self::parse(&text).map_err(|why| {
             Exit::usage(format!(
-                "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}}): {error}",
+                "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}} or \
+                 {{\"clusters\": [{{\"name\": \"c1\", \"primary\": URL, \"replicas\": [URL, …]}}, …]}}): {why}",
                 path.display()
             ))
         })
+    }
+
+    /// The clusters a config's text names, `c1` first.
+    fn parse(text: &str) -> Result<Vec<ExternalCluster>, String> {
+        let config: ExternalConfig =
+            serde_json::from_str(text).map_err(|error| error.to_string())?;
+        match (config.primary, config.clusters) {
+            (Some(primary), None) => Ok(vec![ExternalCluster {
+                name: ecoshard_postgres::cluster_name(1),
+                primary,
+                replicas: config.replicas,
+            }]),
+            (None, Some(clusters)) if config.replicas.is_empty() => {
+                check_names(&clusters)?;
+                Ok(clusters)
+            }
+            _ => Err("give either primary (and replicas) or clusters".to_string()),
+        }
+    }
+}
+
+/// Clusters are named `c1`, `c2`, … in order, as local ones are (`c1`
+/// holds every shard); at most [`ecoshard_postgres::MAX_CLUSTERS`].
+fn check_names(clusters: &[ExternalCluster]) -> Result<(), String> {
+    if !(1..=ecoshard_postgres::MAX_CLUSTERS).contains(&clusters.len()) {
+        return Err(format!(
+            "give 1 to {} clusters",
+            ecoshard_postgres::MAX_CLUSTERS
+        ));
+    }
+    for (index, cluster) in clusters.iter().enumerate() {
+        let expected = ecoshard_postgres::cluster_name(index + 1);
+        if cluster.name != expected {
+            return Err(format!(
+                "the clusters are named c1, c2, … in order (c1 holds every shard): \
+                 the {} is {:?}, not {expected:?}",
+                ordinal(index + 1),
+                cluster.name.chars().take(40).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "first".to_string(),
+        2 => "second".to_string(),
+        3 => "third".to_string(),
+        n => format!("{n}th"),
     }
 }
 
@@ -321,6 +396,53 @@ mod tests {
         check(1024, Some(256), 80);
         check(1024, Some(100), 16);
         check(8, Some(100), 8);
+    }
+
+    #[test]
+    fn cluster_configs_give_their_clusters_or_say_what_is_wrong() {
+        fn check(text: &str, expected: Result<&[&str], &str>) {
+            let got = ExternalConfig::parse(text)
+                .map(|clusters| clusters.into_iter().map(|c| c.name).collect::<Vec<_>>());
+            match (got, expected) {
+                (Ok(names), Ok(expected)) => assert_eq!(names, expected, "{text}"),
+                (Err(why), Err(expected)) => assert!(why.contains(expected), "{text}: {why}"),
+                (got, expected) => panic!("{text}: {got:?} ≠ {expected:?}"),
+            }
+        }
+        let one = r#"{"name": "c1", "primary": "postgres://db1/x"}"#;
+        let two =
+            r#"{"name": "c2", "primary": "postgres://db2/x", "replicas": ["postgres://db3/x"]}"#;
+        check(
+            r#"{"primary": "postgres://db1/x", "replicas": []}"#,
+            Ok(&["c1"]),
+        );
+        check(r#"{"primary": "postgres://db1/x"}"#, Ok(&["c1"]));
+        check(
+            &format!(r#"{{"clusters": [{one}, {two}]}}"#),
+            Ok(&["c1", "c2"]),
+        );
+        check(
+            &format!(r#"{{"clusters": [{two}, {one}]}}"#),
+            Err(r#"the first is "c2", not "c1""#),
+        );
+        check(
+            &format!(r#"{{"clusters": [{one}, {one}]}}"#),
+            Err(r#"the second is "c1""#),
+        );
+        check(r#"{"clusters": []}"#, Err("give 1 to 8 clusters"));
+        check(
+            &format!(r#"{{"primary": "postgres://db1/x", "clusters": [{one}]}}"#),
+            Err("either"),
+        );
+        check(r#"{"replicas": ["postgres://db1/x"]}"#, Err("either"));
+        check(
+            r#"{"clusters": [{"name": "c1"}]}"#,
+            Err("missing field `primary`"),
+        );
+        check(
+            r#"{"primary": "postgres://db1/x", "extra": 1}"#,
+            Err("unknown field `extra`"),
+        );
     }
 
     #[test]
