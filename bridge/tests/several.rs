@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
-use ecoshard_core::wire::{ClusterNodes, NodeRole, ReadResult, Tick};
+use ecoshard_core::wire::{ClusterNodes, ClusterView, NodeRole, ReadResult, Tick};
 
 use common::{
     LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually, get, post, post_json,
@@ -294,4 +294,34 @@ async fn one_cluster_answers_with_the_keys_it_always_had() {
     );
     assert!(metrics.contains("ecoshard_failovers_total 0"), "{metrics}");
     assert!(!metrics.contains("cluster=\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_bridge_started_after_c2_failed_over_creates_its_database_on_c2_s_new_primary() {
+    let _nodes = NODES.write().await;
+    let (state, clusters) = bridge_over_both("several_before", true).await;
+    wait_healthy(&state).await;
+    let first_is_primary =
+        |view: &ClusterView| cluster(&view.clusters, "c2").nodes[0].role == NodeRole::Primary;
+    if first_is_primary(&view(&state).await) {
+        let stop = "/api/clusters/c2/nodes/primary/stop?mode=immediate";
+        let stopped = post(&state, stop).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+        let moved = eventually(LIMIT, || async { !first_is_primary(&view(&state).await) }).await;
+        assert!(moved, "c2 never failed over: {:?}", view(&state).await);
+        let started = post(&state, "/api/clusters/c2/nodes/primary/start").await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+        wait_healthy(&state).await;
+    }
+    drop(state);
+    // c2's first node is a standby now: the new database goes to standby-1.
+    let (after, _) = bridge_over_both("several_after", false).await;
+    wait_healthy(&after).await;
+    let c2 = connect(&clusters[1], "standby-1", "several_after").await;
+    let in_recovery: bool = c2
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("c2's standby-1 answers")
+        .get(0);
+    assert!(!in_recovery, "standby-1 is not c2's primary");
 }
