@@ -562,6 +562,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
         Placement::new(&LayoutView {
             version,
             layout: modulo(shards),
+            placement: Vec::new(),
         })
         .unwrap()
     };

@@ -104,8 +104,9 @@ async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
     let started = with_plan(&state, answer.parse()).await;
-    let old = three.build().unwrap();
-    let new = four.build().unwrap();
+    // The bridge plans over its one cluster, c1: each shard's load names it.
+    let old = three.placed(&["c1"]).unwrap().build().unwrap();
+    let new = four.placed(&["c1"]).unwrap().build().unwrap();
     let plan = plan_numbered(&old, &new, "user_", 300);
     let summary = started.plan.clone().expect("the answer carries the plan");
     let expected = plan.summary();
@@ -127,6 +128,17 @@ async fn grow_and_shrink(strategy: StrategyKind, database: &str) -> (u64, u64) {
         ),
         "the plan is the core's over the real keys"
     );
+    assert!(
+        summary
+            .loads_after
+            .iter()
+            .all(|load| load.cluster.as_deref() == Some("c1"))
+    );
+    assert_eq!(
+        (summary.moved_within_cluster, summary.moved_across_clusters),
+        (summary.moved, 0)
+    );
+    assert!(summary.cluster_transfers.is_empty() && summary.shard_moves.is_empty());
     assert!((summary.moved_fraction - expected.moved_fraction).abs() < 1e-12);
     assert!((summary.ideal_fraction - expected.ideal_fraction).abs() < 1e-12);
     assert_eq!(started.total, plan.moved);
@@ -265,6 +277,8 @@ async fn bad_layouts_change_nothing_and_a_second_job_waits() {
         (r#"{"strategy":"ring","shards":4"#, 400, "invalid_json"),
         (r#"{"strategy":"ring","shards":257}"#, 400, "too_many_shards"),
         (r#"{"strategy":"bounded-load","shards":4}"#, 400, "unsupported_strategy"),
+        (r#"{"strategy":"ring","shards":[{"name":"s0","cluster":"c2"}]}"#, 400, "unknown_cluster"),
+        (r#"{"strategy":"ring","shards":[{"name":"s0","cluster":"C1"}]}"#, 400, "invalid_layout"),
     ];
     for (body, status, code) in cases {
         let answer = put_layout(&state, body).await;
@@ -407,6 +421,64 @@ async fn a_no_op_layout_stores_no_job_and_no_version() {
     );
     let layout: LayoutView = get(&state, "/api/layout").await.parse();
     assert_eq!(layout, in_force);
+}
+
+/// The bridge has one cluster, `c1`: a layout naming it is the layout
+/// without it (stored without it, a no-op when in force), `GET /api/layout`
+/// adds each shard's cluster beside the layout, and a layout naming any
+/// other cluster is refused, naming it and `c1`, with nothing changed.
+#[tokio::test]
+async fn a_layout_naming_c1_is_the_same_layout_as_without_and_another_cluster_is_refused() {
+    let _nodes = NODES.read().await;
+    let three = ring(3);
+    let (state, primary) = bridge_with_users("t_rb_cluster", &three, 500, "k").await;
+    let rows = job_and_layout_rows(&primary).await;
+    let on_c1 = |count: usize| {
+        let shards: Vec<String> = (0..count)
+            .map(|index| format!(r#"{{"name":"s{index}","cluster":"c1"}}"#))
+            .collect();
+        format!(r#"{{"strategy":"ring","shards":[{}]}}"#, shards.join(","))
+    };
+
+    let answer = put_layout(&state, &on_c1(3)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let in_force: LayoutView = answer.parse();
+    assert_eq!((in_force.version, &in_force.layout), (1, &three));
+    assert_eq!(in_force.placement, ["c1", "c1", "c1"]);
+    assert_eq!(job_and_layout_rows(&primary).await, rows);
+    let fetched = get(&state, "/api/layout").await;
+    let json: serde_json::Value = fetched.parse();
+    assert_eq!(json["layout"], serde_json::to_value(&three).unwrap());
+    assert!(!json["layout"].to_string().contains("cluster"), "{json}");
+    assert_eq!(json["placement"], serde_json::json!(["c1", "c1", "c1"]));
+
+    let refused = put_layout(
+        &state,
+        r#"{"strategy":"ring","shards":[{"name":"s0"},{"name":"s1","cluster":"c2"}]}"#,
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    let error: ApiErrorBody = refused.parse();
+    assert_eq!(error.error.code, "unknown_cluster");
+    let message = error.error.message;
+    assert!(message.contains(r#"shard "s1""#), "{message}");
+    assert!(message.contains(r#"cluster "c2""#), "{message}");
+    assert!(message.contains("its clusters are c1"), "{message}");
+    assert_eq!(job_and_layout_rows(&primary).await, rows);
+
+    let answer = put_layout(&state, &on_c1(4)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let job: RebalanceJob = answer.parse();
+    wait_done(&state, job.id).await;
+    let now: LayoutView = get(&state, "/api/layout").await.parse();
+    assert_eq!((now.version, &now.layout), (2, &ring(4)));
+    let again = put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
 }
 
 /// Every value of a JSON document with its numbers replaced by 0: the shape.

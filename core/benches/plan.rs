@@ -1,5 +1,7 @@
 //! Time to plan a layout change over 1,000,000 keys (`user_0` …), key
 //! generation and hashing included: `cargo bench -p ecoshard-core --bench plan`.
+//! `ring placed` is the ring's change placed over two clusters, with the
+//! moves between clusters counted: what placement adds to a plan.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -23,6 +25,20 @@ fn plans(c: &mut Criterion) {
             b.iter(|| plan_numbered(&old, &new, "user_", black_box(KEYS)).moved)
         });
     }
+    let placed = |count| {
+        Layout::with_count(StrategyKind::Ring, count)
+            .and_then(|l| l.placed(&["c1", "c2"]))
+            .and_then(|l| l.build())
+            .expect("valid")
+    };
+    let (old, new) = (placed(3), placed(4));
+    group.bench_function("ring placed", |b| {
+        b.iter(|| {
+            plan_numbered(&old, &new, "user_", black_box(KEYS))
+                .cluster_moves()
+                .across
+        })
+    });
     group.finish();
 }
 

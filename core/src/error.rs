@@ -1,6 +1,7 @@
 //! Typed errors for layouts that cannot be built.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::layout::StrategyKind;
@@ -104,6 +105,24 @@ pub enum ErrorKind {
         /// The name given.
         name: String,
     },
+    /// A cluster name is empty, too long, or not a lowercase letter followed
+    /// by lowercase letters, digits, `_` and `-`.
+    InvalidClusterName {
+        /// The offending name.
+        name: String,
+    },
+    /// A shard names a cluster that is not among those the layout is placed
+    /// over.
+    UnknownCluster {
+        /// The shard.
+        shard: String,
+        /// The cluster it names.
+        cluster: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
+    /// A layout was placed over no cluster at all.
+    NoClusters,
 }
 
 impl Error {
@@ -129,6 +148,9 @@ impl Error {
             ErrorKind::TableSizeOutOfRange { .. } => "table_size_out_of_range",
             ErrorKind::LoadFactorOutOfRange { .. } => "load_factor_out_of_range",
             ErrorKind::UnknownStrategy { .. } => "unknown_strategy",
+            ErrorKind::InvalidClusterName { .. } => "invalid_cluster_name",
+            ErrorKind::UnknownCluster { .. } => "unknown_cluster",
+            ErrorKind::NoClusters => "no_clusters",
         }
     }
 }
@@ -145,6 +167,7 @@ impl fmt::Display for Error {
             DEFAULT_TABLE_SIZE, MAX_LOAD_FACTOR, MAX_MAGLEV_COST, MAX_RING_POINTS, MAX_TABLE_SIZE,
             MAX_VNODES, MAX_WEIGHT, MIN_LOAD_FACTOR, MIN_WEIGHT_RATIO,
         };
+        use crate::placement::MAX_CLUSTER_NAME_LEN;
         use crate::shard::MAX_SHARD_NAME_LEN;
         match &self.kind {
             ErrorKind::NoShards => write!(f, "a layout needs at least one shard"),
@@ -214,6 +237,23 @@ impl fmt::Display for Error {
                 "unknown strategy {name:?}: use one of modulo, jump, ring, rendezvous, \
                  maglev, bounded-load"
             ),
+            ErrorKind::InvalidClusterName { name } => write!(
+                f,
+                "invalid cluster name {name:?}: use a lowercase letter, then up to {} \
+                 lowercase letters, digits, '_' and '-'",
+                MAX_CLUSTER_NAME_LEN - 1
+            ),
+            ErrorKind::UnknownCluster {
+                shard,
+                cluster,
+                clusters,
+            } => write!(
+                f,
+                "shard {shard:?} is placed on cluster {cluster:?}, which does not exist: \
+                 the clusters are {}",
+                clusters.join(", ")
+            ),
+            ErrorKind::NoClusters => f.write_str("a layout is placed over at least one cluster"),
         }
     }
 }

@@ -9,6 +9,7 @@ use core::str::FromStr;
 
 use crate::error::{Error, ErrorKind};
 use crate::hash::DEFAULT_SEED;
+use crate::placement::validate_cluster_name;
 use crate::prime::is_prime;
 use crate::router::Router;
 use crate::shard::{Shard, validate_name};
@@ -157,7 +158,8 @@ pub struct Layout {
     /// The placement strategy.
     pub strategy: StrategyKind,
     /// The shards, in order. Jump and modulo place keys by position in this
-    /// list; the others only by name.
+    /// list; the others only by name. Each may name the cluster it lives on
+    /// ([`Layout::placed`]); that never changes where a key goes.
     pub shards: Vec<Shard>,
     /// Seed of the key hash (and of the shards' positions).
     pub seed: u64,
@@ -250,6 +252,9 @@ impl Layout {
         check_shard_count(self.shards.len() as u64)?;
         for shard in &self.shards {
             validate_name(&shard.name)?;
+            if let Some(cluster) = &shard.cluster {
+                validate_cluster_name(cluster)?;
+            }
             let weight = shard.weight;
             if !(weight.is_finite() && weight > 0.0 && weight <= MAX_WEIGHT) {
                 return Err(ErrorKind::InvalidWeight {
@@ -380,7 +385,8 @@ fn check_load_factor(load_factor: f64) -> Result<(), Error> {
 #[cfg(feature = "serde")]
 mod serde_impl {
     //! JSON form: `{"strategy":"ring","shards":4,"vnodes":160}` with `shards`
-    //! either a count (named `s0`…) or a list of `{"name","weight"}`.
+    //! either a count (named `s0`…) or a list of `{"name","weight","cluster"}`
+    //! (`cluster` left out when a shard names none).
 
     use super::*;
     use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -443,7 +449,7 @@ mod serde_impl {
         type Value = ShardSpec;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a shard count or a list of {\"name\", \"weight\"}")
+            f.write_str("a shard count or a list of {\"name\", \"weight\", \"cluster\"}")
         }
 
         fn visit_u64<E: de::Error>(self, count: u64) -> Result<ShardSpec, E> {
@@ -599,6 +605,20 @@ mod tests {
         check(
             Layout::new(StrategyKind::Modulo, alloc::vec![Shard::new("bad name")]),
             Some("invalid_shard_name"),
+        );
+        check(
+            Layout::new(
+                StrategyKind::Ring,
+                alloc::vec![Shard::new("a").on_cluster("c2")],
+            ),
+            None,
+        );
+        check(
+            Layout::new(
+                StrategyKind::Ring,
+                alloc::vec![Shard::new("a").on_cluster("C 2")],
+            ),
+            Some("invalid_cluster_name"),
         );
     }
 
@@ -758,7 +778,7 @@ mod openapi_impl {
                 .item(integer("A count: shards named s0 … s{N-1}, weight 1"))
                 .item(ArrayBuilder::new().items(Ref::from_schema_name("Shard")))
                 .description(Some(
-                    "A count or a list of {name, weight}; answers always give the list",
+                    "A count or a list of {name, weight, cluster}; answers always give the list",
                 ));
             ObjectBuilder::new()
                 .property("strategy", Ref::from_schema_name("StrategyKind"))

@@ -75,6 +75,7 @@ mod keys;
 mod layout;
 mod maglev;
 mod modulo;
+mod placement;
 mod plan;
 mod prime;
 mod rendezvous;
@@ -96,9 +97,10 @@ pub use layout::{
     MIN_LOAD_FACTOR, MIN_TABLE_SLOTS_PER_SHARD, MIN_WEIGHT_RATIO, StrategyKind,
 };
 pub use maglev::MAGLEV_SKIP_SALT;
+pub use placement::MAX_CLUSTER_NAME_LEN;
 pub use plan::{
-    Plan, PlanSummary, ShardLoad, Transfer, TransferSummary, ideal_fraction, plan, plan_hashes,
-    plan_numbered,
+    ClusterMoves, ClusterTransfer, Plan, PlanSummary, ShardLoad, ShardMove, Transfer,
+    TransferSummary, ideal_fraction, plan, plan_hashes, plan_numbered,
 };
 pub use router::{Lookup, Router};
 pub use shard::{MAX_SHARD_NAME_LEN, Shard};

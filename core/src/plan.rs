@@ -3,7 +3,11 @@
 //! load statistics before and after.
 //!
 //! Shards are matched by name: a key "moves" when the name of its shard differs
-//! between the layouts.
+//! between the layouts. Where shards live (their clusters, see `placement.rs`)
+//! is kept per shard, so the plan also says which moves cross clusters and
+//! which shards change cluster ([`Plan::cluster_moves`]: from the per-pair
+//! counts, never another pass over the keys). Layouts naming no cluster have
+//! every shard on the same unnamed one: nothing crosses.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -39,6 +43,11 @@ pub struct Plan {
     pub old_shards: Vec<String>,
     /// Shard names of the new layout, in its order.
     pub new_shards: Vec<String>,
+    /// Cluster of each shard of the old layout, in its order (`None`: the
+    /// layout names none for it).
+    pub old_clusters: Vec<Option<String>>,
+    /// Cluster of each shard of the new layout, in its order.
+    pub new_clusters: Vec<Option<String>>,
     /// Per key, its shard index in the old layout.
     pub before: Vec<u32>,
     /// Per key, its shard index in the new layout.
@@ -74,22 +83,88 @@ impl Plan {
             != self.new_shards[self.after[key_index] as usize]
     }
 
+    /// Whether key `key_index` ends on another cluster: it changes shard
+    /// onto one, or stays on a shard that changes cluster.
+    pub fn crosses_clusters(&self, key_index: usize) -> bool {
+        self.old_clusters[self.before[key_index] as usize]
+            != self.new_clusters[self.after[key_index] as usize]
+    }
+
+    /// The moves between clusters: moved keys within a cluster and across
+    /// (per pair of clusters), and the shards that change cluster. From the
+    /// per-pair counts, in time proportional to the shards and transfers.
+    pub fn cluster_moves(&self) -> ClusterMoves {
+        let mut pairs: BTreeMap<(Option<&str>, Option<&str>), u64> = BTreeMap::new();
+        let mut leaving = vec![0u64; self.old_shards.len()];
+        for transfer in &self.transfers {
+            leaving[transfer.from] += transfer.keys;
+            let from = self.old_clusters[transfer.from].as_deref();
+            let to = self.new_clusters[transfer.to].as_deref();
+            if from != to {
+                *pairs.entry((from, to)).or_insert(0) += transfer.keys;
+            }
+        }
+        let across = pairs.values().sum();
+        let new_index: BTreeMap<&str, usize> = self
+            .new_shards
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (name.as_str(), index))
+            .collect();
+        let shards = self
+            .old_shards
+            .iter()
+            .enumerate()
+            .filter_map(|(old, name)| {
+                let new = *new_index.get(name.as_str())?;
+                let (from, to) = (&self.old_clusters[old], &self.new_clusters[new]);
+                (from != to).then(|| ShardMove {
+                    shard: name.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    keys: self.loads_before.counts[old] - leaving[old],
+                })
+            })
+            .collect();
+        let owned = |cluster: Option<&str>| cluster.map(String::from);
+        ClusterMoves {
+            within: self.moved - across,
+            across,
+            transfers: pairs
+                .into_iter()
+                .map(|((from, to), keys)| ClusterTransfer {
+                    from: owned(from),
+                    to: owned(to),
+                    keys,
+                })
+                .collect(),
+            shards,
+        }
+    }
+
     /// The plan without the per-key data, in the shape the CLI and the HTTP
     /// API print.
     pub fn summary(&self) -> PlanSummary {
-        let loads = |names: &[String], stats: &LoadStats| {
+        let loads = |names: &[String], clusters: &[Option<String>], stats: &LoadStats| {
             names
                 .iter()
+                .zip(clusters)
                 .zip(&stats.counts)
-                .map(|(name, keys)| ShardLoad {
+                .map(|((name, cluster), keys)| ShardLoad {
                     shard: name.clone(),
                     keys: *keys,
+                    cluster: cluster.clone(),
                 })
                 .collect()
         };
+        let clusters = self.cluster_moves();
         PlanSummary {
             total: self.total,
             moved: self.moved,
+            moved_within_cluster: clusters.within,
+            moved_across_clusters: clusters.across,
+            cluster_transfers: clusters.transfers,
+            shard_moves: clusters.shards,
             moved_fraction: self.moved_fraction(),
             ideal_fraction: self.ideal_fraction,
             transfers: self
@@ -101,14 +176,28 @@ impl Plan {
                     keys: transfer.keys,
                 })
                 .collect(),
-            loads_before: loads(&self.old_shards, &self.loads_before),
-            loads_after: loads(&self.new_shards, &self.loads_after),
+            loads_before: loads(&self.old_shards, &self.old_clusters, &self.loads_before),
+            loads_after: loads(&self.new_shards, &self.new_clusters, &self.loads_after),
             max_over_mean_before: self.loads_before.max_over_mean,
             max_over_mean_after: self.loads_after.max_over_mean,
             std_dev_before: self.loads_before.std_dev,
             std_dev_after: self.loads_after.std_dev,
         }
     }
+}
+
+/// Moves between clusters in a plan ([`Plan::cluster_moves`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterMoves {
+    /// Moved keys whose new shard is on the cluster of their old one.
+    pub within: u64,
+    /// Moved keys whose new shard is on another cluster.
+    pub across: u64,
+    /// `across` per (from, to) pair of clusters, sorted by `from` then `to`.
+    pub transfers: Vec<ClusterTransfer>,
+    /// Shards in both layouts whose cluster changes (whole-shard moves), in
+    /// the old layout's order.
+    pub shards: Vec<ShardMove>,
 }
 
 /// Keys on one shard.
@@ -119,6 +208,41 @@ pub struct ShardLoad {
     /// Shard name.
     pub shard: String,
     /// Keys it holds.
+    pub keys: u64,
+    /// The cluster it lives on, where the answer says (a plan's loads of a
+    /// layout naming clusters); left out otherwise.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub cluster: Option<String>,
+}
+
+/// Moved keys from one cluster to another.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterTransfer {
+    /// Source cluster (`null`: the old layout names none).
+    pub from: Option<String>,
+    /// Destination cluster (`null`: the new layout names none).
+    pub to: Option<String>,
+    /// Keys moving to a shard on `to` from a shard on `from`.
+    pub keys: u64,
+}
+
+/// A shard that stays and changes cluster: a whole-shard move.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardMove {
+    /// Shard name.
+    pub shard: String,
+    /// Its cluster before (`null`: the old layout names none).
+    pub from: Option<String>,
+    /// Its cluster after (`null`: the new layout names none).
+    pub to: Option<String>,
+    /// Keys it holds that stay on it, so move with it.
     pub keys: u64,
 }
 
@@ -145,6 +269,19 @@ pub struct PlanSummary {
     pub total: u64,
     /// Keys that change shard.
     pub moved: u64,
+    /// Of `moved`, keys whose new shard is on the cluster of their old one
+    /// (absent from older bridges: 0).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub moved_within_cluster: u64,
+    /// Of `moved`, keys whose new shard is on another cluster.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub moved_across_clusters: u64,
+    /// `moved_across_clusters` per (from, to) pair of clusters.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub cluster_transfers: Vec<ClusterTransfer>,
+    /// Shards that stay and change cluster (whole-shard moves).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub shard_moves: Vec<ShardMove>,
     /// `moved / total`.
     pub moved_fraction: f64,
     /// The least fraction any placement must move for this change.
@@ -213,7 +350,10 @@ pub fn plan_hashes(old: &Router, new: &Router, old_hashes: &[u64], new_hashes: &
 
     let transfers = count_transfers(&before, &after, &same_shard, new_shards.len());
     let moved = transfers.iter().map(|transfer| transfer.keys).sum();
+    let clusters = |router: &Router| router.shards().iter().map(|s| s.cluster.clone()).collect();
     Plan {
+        old_clusters: clusters(old),
+        new_clusters: clusters(new),
         ideal_fraction: ideal_fraction(old.layout(), new.layout()),
         loads_before: LoadStats::from_assignment(&before, old_shards.len()),
         loads_after: LoadStats::from_assignment(&after, new_shards.len()),
@@ -384,6 +524,155 @@ mod tests {
         let plan = plan(&old, &new, keys.iter().copied());
         assert_eq!(plan.total, 8);
         assert!(plan.moved > 0);
+    }
+
+    /// Ring shards `s0` … placed on `clusters[i]` ("" names none).
+    fn ring_on(clusters: &[&str]) -> Router {
+        let shards = clusters
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| {
+                let shard = Shard::new(alloc::format!("s{index}"));
+                match *cluster {
+                    "" => shard,
+                    cluster => shard.on_cluster(cluster),
+                }
+            })
+            .collect();
+        Layout::new(StrategyKind::Ring, shards).build().unwrap()
+    }
+
+    /// The plan's cluster moves from `old` to `new` (clusters per shard),
+    /// checked key by key; `shard_moves` as (shard, from, to).
+    fn check_cluster_moves(old: &[&str], new: &[&str], shard_moves: &[(&str, &str, &str)]) {
+        let plan = plan_numbered(&ring_on(old), &ring_on(new), "k", 5_000);
+        let moves = plan.cluster_moves();
+        fn cluster<'a>(names: &[&'a str], index: u32) -> Option<&'a str> {
+            Some(names[index as usize]).filter(|name| !name.is_empty())
+        }
+        let mut pairs = BTreeMap::new();
+        let (mut carried, mut crossing) = (alloc::vec![0u64; old.len()], 0);
+        for key in 0..5_000 {
+            let (from, to) = (plan.before[key], plan.after[key]);
+            let crosses = cluster(old, from) != cluster(new, to);
+            assert_eq!(plan.crosses_clusters(key), crosses, "key {key}");
+            crossing += u64::from(crosses);
+            if !plan.is_moved(key) {
+                carried[from as usize] += 1;
+            } else if crosses {
+                *pairs
+                    .entry((cluster(old, from), cluster(new, to)))
+                    .or_insert(0u64) += 1;
+            }
+        }
+        let expected_pairs: Vec<_> = pairs
+            .into_iter()
+            .map(|((from, to), keys)| (from, to, keys))
+            .collect();
+        let got_pairs: Vec<_> = moves
+            .transfers
+            .iter()
+            .map(|t| (t.from.as_deref(), t.to.as_deref(), t.keys))
+            .collect();
+        assert_eq!(got_pairs, expected_pairs, "{old:?} -> {new:?}");
+        assert_eq!(
+            moves.across,
+            got_pairs.iter().map(|pair| pair.2).sum::<u64>()
+        );
+        assert_eq!(moves.within + moves.across, plan.moved);
+        let got_shards: Vec<_> = moves
+            .shards
+            .iter()
+            .map(|m| {
+                (
+                    m.shard.as_str(),
+                    m.from.as_deref().unwrap_or(""),
+                    m.to.as_deref().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(got_shards, shard_moves, "{old:?} -> {new:?}");
+        for shard_move in &moves.shards {
+            let index = plan
+                .old_shards
+                .iter()
+                .position(|name| *name == shard_move.shard)
+                .unwrap();
+            assert_eq!(shard_move.keys, carried[index], "{}", shard_move.shard);
+        }
+        let carried_across: u64 = moves.shards.iter().map(|m| m.keys).sum();
+        assert_eq!(
+            crossing,
+            moves.across + carried_across,
+            "{old:?} -> {new:?}"
+        );
+    }
+
+    #[test]
+    fn cluster_moves_table() {
+        check_cluster_moves(&["", "", ""], &["", "", "", ""], &[]);
+        check_cluster_moves(&["c1", "c1", "c1"], &["c1", "c1", "c1", "c1"], &[]);
+        check_cluster_moves(&["c1", "c2", "c1"], &["c1", "c2", "c1", "c2"], &[]);
+        check_cluster_moves(&["c1", "c1", "c1"], &["c1", "c1", "c1", "c2"], &[]);
+        check_cluster_moves(
+            &["c1", "c2", "c3"],
+            &["c1", "c3", "c3"],
+            &[("s1", "c2", "c3")],
+        );
+        check_cluster_moves(&["c1", "c1"], &["c2", "c1", "c3"], &[("s0", "c1", "c2")]);
+        check_cluster_moves(&["", "c1"], &["c1", "c1", "c2"], &[("s0", "", "c1")]);
+        check_cluster_moves(
+            &["c1", "c2", "c1", "c2"],
+            &["c2", "c1", "c2"],
+            &[("s0", "c1", "c2"), ("s1", "c2", "c1"), ("s2", "c1", "c2")],
+        );
+    }
+
+    #[test]
+    fn the_summary_carries_clusters() {
+        let plan = plan_numbered(
+            &ring_on(&["c1", "c1"]),
+            &ring_on(&["c1", "c2", "c2"]),
+            "k",
+            2_000,
+        );
+        let summary = plan.summary();
+        let clusters = |loads: &[ShardLoad]| {
+            loads
+                .iter()
+                .map(|l| l.cluster.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(clusters(&summary.loads_before), ["c1", "c1"]);
+        assert_eq!(clusters(&summary.loads_after), ["c1", "c2", "c2"]);
+        assert_eq!(summary.shard_moves.len(), 1);
+        assert_eq!(summary.shard_moves[0].shard, "s1");
+        assert!(summary.moved_across_clusters > 0);
+        assert_eq!(
+            summary.moved_within_cluster + summary.moved_across_clusters,
+            summary.moved
+        );
+        let unplaced = plan_numbered(
+            &router(StrategyKind::Ring, 2),
+            &router(StrategyKind::Ring, 3),
+            "k",
+            2_000,
+        )
+        .summary();
+        assert!(
+            unplaced
+                .loads_after
+                .iter()
+                .all(|load| load.cluster.is_none())
+        );
+        assert_eq!(
+            (
+                unplaced.moved_within_cluster,
+                unplaced.moved_across_clusters
+            ),
+            (unplaced.moved, 0)
+        );
+        assert!(unplaced.cluster_transfers.is_empty() && unplaced.shard_moves.is_empty());
     }
 
     #[test]

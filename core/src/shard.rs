@@ -1,7 +1,9 @@
-//! A shard: a stable name and a weight.
+//! A shard: a stable name, a weight, and the cluster it lives on when the
+//! layout says so.
 //!
 //! Strategies derive every position from the name, never from where the shard
-//! sits in the list, so adding a shard never moves the others' points.
+//! sits in the list, so adding a shard never moves the others' points. The
+//! cluster plays no part in where a key goes (see `placement.rs`).
 
 use alloc::format;
 use alloc::string::String;
@@ -27,15 +29,20 @@ pub struct Shard {
     /// bounded-load use it.
     #[cfg_attr(feature = "serde", serde(default = "default_weight"))]
     pub weight: f64,
+    /// The cluster it lives on (see [`crate::Layout::placed`]); `None` places it
+    /// round-robin. Left out of the JSON when `None`, so a layout naming no
+    /// cluster reads and writes as before clusters existed.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub cluster: Option<String>,
 }
 
 impl Shard {
     /// A shard of weight 1.
     pub fn new(name: impl Into<String>) -> Self {
-        Shard {
-            name: name.into(),
-            weight: 1.0,
-        }
+        Shard::weighted(name, 1.0)
     }
 
     /// A shard with the given weight.
@@ -43,7 +50,14 @@ impl Shard {
         Shard {
             name: name.into(),
             weight,
+            cluster: None,
         }
+    }
+
+    /// The same shard, living on `cluster`.
+    pub fn on_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = Some(cluster.into());
+        self
     }
 
     /// `count` shards of weight 1 named `s0` … `s{count-1}`.

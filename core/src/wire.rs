@@ -106,14 +106,20 @@ pub struct LagSample {
     pub at_ms: u64,
 }
 
-/// `GET /api/layout`: the layout in force and its version.
+/// `GET /api/layout`: the layout in force, its version and where its shards
+/// live.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayoutView {
     /// Increases by one with every applied layout.
     pub version: u64,
-    /// The layout.
+    /// The layout, as stored: a shard names its cluster only where
+    /// round-robin would not give it that one (so, over one cluster, never).
     pub layout: Layout,
+    /// Each shard's cluster, in the layout's shard order: `placement[i]` is
+    /// where `layout.shards[i]` lives (absent from older bridges: empty).
+    #[serde(default)]
+    pub placement: Vec<String>,
 }
 
 /// `GET /api/cluster`.

@@ -56,6 +56,45 @@ fn serialised_layouts_read_back() {
 }
 
 #[test]
+fn shards_may_name_their_cluster() {
+    let layout = parse(
+        r#"{"strategy":"ring","shards":[{"name":"s0","cluster":"c2"},{"name":"s1","weight":2}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        layout.shards,
+        [
+            Shard::new("s0").on_cluster("c2"),
+            Shard::weighted("s1", 2.0)
+        ]
+    );
+    let json = serde_json::to_string(&layout).unwrap();
+    assert!(
+        json.contains(r#"[{"name":"s0","weight":1.0,"cluster":"c2"},{"name":"s1","weight":2.0}]"#),
+        "{json}"
+    );
+    assert_eq!(parse(&json).unwrap(), layout);
+}
+
+/// A layout naming no cluster writes exactly the JSON it wrote before shards
+/// could name one, so the page's and the bridge's stored layouts keep working.
+#[test]
+fn layouts_without_clusters_write_as_before() {
+    let check = |layout: Layout, expected: &str| {
+        assert_eq!(serde_json::to_string(&layout).unwrap(), expected);
+        assert_eq!(parse(expected).unwrap(), layout);
+    };
+    check(
+        Layout::with_count(StrategyKind::Ring, 2).unwrap(),
+        r#"{"strategy":"ring","shards":[{"name":"s0","weight":1.0},{"name":"s1","weight":1.0}],"seed":0,"vnodes":160,"table_size":65537,"load_factor":1.25}"#,
+    );
+    check(
+        Layout::new(StrategyKind::Rendezvous, vec![Shard::weighted("eu", 2.5)]).with_seed(7),
+        r#"{"strategy":"rendezvous","shards":[{"name":"eu","weight":2.5}],"seed":7,"vnodes":160,"table_size":65537,"load_factor":1.25}"#,
+    );
+}
+
+#[test]
 fn bad_bodies_say_what_is_wrong() {
     check_error(r#"{"strategy":"sharding","shards":3}"#, "unknown strategy");
     check_error(r#"{"strategy":"ring","shards":0}"#, "at least one shard");
@@ -93,6 +132,18 @@ fn bad_bodies_say_what_is_wrong() {
     check_error(
         r#"{"strategy":"jump","shards":[{"name":"a","weight":2}]}"#,
         "cannot weight",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a","cluster":"C2"}]}"#,
+        "invalid cluster name",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a","cluster":""}]}"#,
+        "invalid cluster name",
+    );
+    check_error(
+        r#"{"strategy":"ring","shards":[{"name":"a","cluster":2}]}"#,
+        "invalid type",
     );
     check_error(
         r#"{"strategy":"ring","shards":3,"vnode":10}"#,

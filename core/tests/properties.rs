@@ -34,6 +34,18 @@ fn assign(layout: &Layout, hashes: &[u64]) -> Vec<u32> {
     out
 }
 
+fn cluster_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{0,6}"
+}
+
+/// `layout` with shard `i` naming cluster `named[i]` (when there is one).
+fn with_clusters(mut layout: Layout, named: &[Option<String>]) -> Layout {
+    for (shard, cluster) in layout.shards.iter_mut().zip(named) {
+        shard.cluster = cluster.clone();
+    }
+    layout
+}
+
 /// Any text, or a layout's JSON with one digit changed (a count, a seed,
 /// a load factor now out of range, a number with a leading zero) or its
 /// tail cut off: refused, or read as a layout.
@@ -151,6 +163,31 @@ proptest! {
     }
 
     #[test]
+    fn cluster_moves_add_up(
+        old_strategy in strategy(), new_strategy in strategy(),
+        old_count in 1u64..12, new_count in 1u64..12, keys in 0usize..2_000,
+        old_clusters in 1usize..4, new_clusters in 1usize..4,
+    ) {
+        let names = ["c1", "c2", "c3"];
+        let placed = |strategy, count, clusters: usize| {
+            Layout::with_count(strategy, count).unwrap().placed(&names[..clusters]).unwrap().build().unwrap()
+        };
+        let old = placed(old_strategy, old_count, old_clusters);
+        let new = placed(new_strategy, new_count, new_clusters);
+        let hashes = numbered_key_hashes("k", keys, 0);
+        let plan = plan_hashes(&old, &new, &hashes, &hashes);
+        let moves = plan.cluster_moves();
+        prop_assert_eq!(moves.within + moves.across, plan.moved);
+        prop_assert_eq!(moves.transfers.iter().map(|t| t.keys).sum::<u64>(), moves.across);
+        prop_assert!(moves.transfers.iter().all(|t| t.from != t.to));
+        let crossing = (0..keys).filter(|key| plan.crosses_clusters(*key)).count() as u64;
+        prop_assert_eq!(crossing, moves.across + moves.shards.iter().map(|m| m.keys).sum::<u64>());
+        let summary = plan.summary();
+        prop_assert_eq!(summary.moved_across_clusters, moves.across);
+        prop_assert_eq!(summary.shard_moves, moves.shards);
+    }
+
+    #[test]
     fn count_layouts_name_shards_s0_to_sn(strategy in strategy(), count in 1u64..500) {
         let layout = Layout::with_count(strategy, count).unwrap();
         let expected: Vec<String> = (0..count).map(|index| format!("s{index}")).collect();
@@ -235,10 +272,58 @@ proptest! {
 
     #[cfg(feature = "serde")]
     #[test]
-    fn json_layouts_round_trip(strategy in strategy(), count in 1u64..30, seed in any::<u64>()) {
+    fn json_layouts_round_trip(
+        strategy in strategy(), count in 1u64..30, seed in any::<u64>(),
+        named in prop::collection::vec(prop::option::of(cluster_name()), 30),
+    ) {
         let layout = Layout::with_count(strategy, count).unwrap().with_seed(seed);
         let json = serde_json::to_string(&layout).unwrap();
-        prop_assert_eq!(serde_json::from_str::<Layout>(&json).unwrap(), layout);
+        prop_assert!(!json.contains("cluster"), "{}", json);
+        prop_assert_eq!(&serde_json::from_str::<Layout>(&json).unwrap(), &layout);
+        let placed = with_clusters(layout, &named);
+        let json = serde_json::to_string(&placed).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Layout>(&json).unwrap(), placed);
+    }
+
+    /// The cluster is where a shard lives, not where a key goes: naming
+    /// clusters, or placing the layout over any clusters, moves no key.
+    #[test]
+    fn clusters_never_change_a_keys_shard(
+        strategy in strategy(), count in 1u64..24, seed in any::<u64>(),
+        named in prop::collection::vec(prop::option::of(cluster_name()), 24),
+        more in prop::collection::vec(cluster_name(), 0..4),
+    ) {
+        let layout = Layout::with_count(strategy, count).unwrap().with_seed(seed);
+        let keys = hashes(1_000, seed);
+        let bare = assign(&layout, &keys);
+        let named = with_clusters(layout, &named);
+        prop_assert_eq!(&assign(&named, &keys), &bare);
+        let mut clusters: Vec<&str> = named.shards.iter().filter_map(|s| s.cluster.as_deref()).collect();
+        clusters.extend(more.iter().map(String::as_str));
+        clusters.push("c1");
+        let placed = named.placed(&clusters).unwrap();
+        prop_assert!(placed.shards.iter().all(|shard| shard.cluster.is_some()));
+        prop_assert_eq!(&assign(&placed, &keys), &bare);
+        prop_assert_eq!(&assign(&named.canonical(&clusters).unwrap(), &keys), &bare);
+    }
+
+    #[test]
+    fn placing_is_deterministic_and_canonical_keeps_the_placement(
+        count in 1u64..40,
+        named in prop::collection::vec(prop::option::of(prop::sample::select(vec!["c1", "c2", "c3"])), 40),
+        cluster_count in 1usize..4,
+    ) {
+        let clusters = &["c1", "c2", "c3"][..cluster_count];
+        let layout = Layout::with_count(StrategyKind::Ring, count).unwrap();
+        let named: Vec<Option<String>> = named.iter()
+            .map(|cluster| cluster.filter(|name| clusters.contains(name)).map(String::from))
+            .collect();
+        let layout = with_clusters(layout, &named);
+        let placed = layout.placed(clusters).unwrap();
+        prop_assert_eq!(&layout.placed(clusters).unwrap(), &placed);
+        let canonical = layout.canonical(clusters).unwrap();
+        prop_assert_eq!(&canonical.placed(clusters).unwrap(), &placed);
+        prop_assert_eq!(&placed.canonical(clusters).unwrap(), &canonical);
     }
 }
 

@@ -575,6 +575,7 @@ mod tests {
             layout: LayoutView {
                 version: 7,
                 layout: layout.clone(),
+                placement: Vec::new(),
             },
             sample,
         });

@@ -1,7 +1,9 @@
 //! The live view in a real browser against a real bridge: `ecoshard serve`
 //! starts its local cluster (a PostgreSQL primary and two streaming standbys)
 //! and serves the built page; the tests use the page as a person would and
-//! check the database directly — traffic, and applying the explorer's layout.
+//! check the database directly — traffic, applying the explorer's layout,
+//! loading the database's layout and keys into the explorer, and the
+//! explorer's keys inserted twice.
 //! Stopping nodes and failover are in `live_nodes.rs`.
 //!
 //! Needs `cargo xtask dist`, the `ecoshard` binary (`ECOSHARD_BIN`, else
@@ -433,6 +435,236 @@ async fn applying_the_explorers_layout_moves_exactly_the_planned_rows() {
     assert_eq!(moved, planned);
     tokio::time::sleep(Duration::from_millis(600)).await;
     browser.screenshot("live-rebalance-estimate").await;
+    browser.close().await;
+    drop(bridge);
+}
+
+/// `fetch` from the page, as JSON: `method` `path` with `body` (JSON text,
+/// or `null`), answered as `[status, body]`.
+async fn fetch_json(
+    browser: &Browser,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u64, serde_json::Value) {
+    let answer = browser
+        .eval(&format!(
+            "const body = {body};
+             return fetch('{path}', {{method: '{method}', headers: {{'content-type': 'application/json'}},
+                                     body: body === null ? undefined : JSON.stringify(body)}})
+                 .then(async answer => [answer.status, await answer.json()])"
+        ))
+        .await;
+    (answer[0].as_u64().unwrap(), answer[1].clone())
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn loading_the_databases_layout_and_keys_shows_them_and_plans_as_the_core_does() {
+    use ecoshard_core::Shard;
+    use ecoshard_core::wire::LayoutView;
+
+    let bridge = Bridge::start("sample", &[]).await;
+    let browser = Browser::start(1440, 1500).await;
+    browser.goto(&bridge.url).await;
+    browser.wait_for_element("#load-database", 60).await;
+
+    // The database: ring over eu ×2, us, ap (v2), and 20,000 users.
+    let weighted = r#"{"strategy": "ring", "shards": [{"name": "eu", "weight": 2},
+                       {"name": "us", "weight": 1}, {"name": "ap", "weight": 1}]}"#;
+    let (status, job) = fetch_json(&browser, "PUT", "/api/layout", weighted).await;
+    assert_eq!(status, 202, "{job}");
+    browser
+        .until(
+            "the layout's job done",
+            60,
+            &format!(
+                "return fetch('/api/rebalance/{}').then(a => a.json()).then(job => job.state === 'done')",
+                job["id"]
+            ),
+        )
+        .await;
+    let (status, generated) = fetch_json(
+        &browser,
+        "POST",
+        "/api/users/generate",
+        r#"{"count": 20000, "prefix": "sm"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{generated}");
+    // The sample's shares follow the row estimates: wait until they hold all.
+    browser
+        .until(
+            "the row estimates",
+            60,
+            "return fetch('/api/stats').then(a => a.json())
+                 .then(stats => stats.rows.reduce((sum, shard) => sum + shard.keys, 0) === 20000)",
+        )
+        .await;
+
+    // What the page gets from GET /api/sample, kept for the comparison below.
+    browser
+        .eval(
+            "window.samples = [];
+             const fetched = window.fetch;
+             window.fetch = function (request, init) {
+                 const url = typeof request === 'string' ? request : request.url;
+                 return fetched.call(this, request, init).then(answer => {
+                     if (url.includes('/api/sample')) {
+                         answer.clone().json().then(sample => window.samples.push(sample));
+                     }
+                     return answer;
+                 });
+             };
+             return true",
+        )
+        .await;
+    browser.click("#load-database").await;
+    let loaded = browser
+        .wait_for(
+            "what the explorer loaded",
+            30,
+            "return document.querySelector('#loaded-database')?.textContent",
+        )
+        .await;
+    assert_eq!(
+        loaded,
+        "Loaded: Ring over 3 shards (eu ×2, us, ap), 2,000 of 20,000 keys sampled from the \
+         database, v2."
+    );
+    let shown = browser
+        .eval(
+            "return [document.querySelector('.strategy.selected .strategy-name').textContent,
+                     Array.from(document.querySelectorAll('#shard-chips .chip'))
+                         .map(chip => chip.textContent.replace('×', '').trim()),
+                     document.querySelector('.summary .kicker').textContent]",
+        )
+        .await;
+    assert!(shown[0].as_str().unwrap().starts_with("Ring"), "{shown}");
+    assert_eq!(shown[1], serde_json::json!(["eu", "us", "ap"]), "{shown}");
+    assert!(shown[2].as_str().unwrap().contains("2,000 keys"), "{shown}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    browser.screenshot("explorer-loaded-database").await;
+
+    // The ids the explorer placed: 2,000 distinct ones the database holds,
+    // each in the shard the loaded layout gives it.
+    let samples = browser.eval("return window.samples").await;
+    assert_eq!(samples.as_array().unwrap().len(), 1, "one sample asked");
+    let ids: Vec<String> = serde_json::from_value(samples[0]["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 2_000);
+    let (_, view) = fetch_json(&browser, "GET", "/api/layout", "null").await;
+    let view: LayoutView = serde_json::from_value(view).unwrap();
+    let router = view.layout.build().unwrap();
+    let stored: std::collections::BTreeMap<String, String> =
+        bridge.placement(&["eu", "us", "ap"]).into_iter().collect();
+    assert_eq!(stored.len(), 20_000);
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "no id sampled twice");
+    for id in &ids {
+        assert_eq!(
+            stored.get(id),
+            Some(&router.locate_shard(id.as_bytes()).name),
+            "{id}"
+        );
+    }
+
+    // A shard added in the explorer: its numbers are the core's plan over
+    // those ids, from the database's layout to the same plus s3.
+    browser.click("#add-shard").await;
+    browser
+        .until(
+            "the explorer's next layout",
+            20,
+            "return document.querySelector('.summary .kicker')?.textContent.includes('3 → 4 shards')",
+        )
+        .await;
+    let explorer_moved: u64 = browser
+        .eval("return document.querySelector('#moved-count').dataset.value")
+        .await
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut next = view.layout.clone();
+    next.shards.push(Shard::new(view.layout.next_shard_name()));
+    let expected = ecoshard_core::plan(
+        &router,
+        &next.build().unwrap(),
+        ids.iter().map(|id| id.as_bytes()),
+    );
+    assert_eq!(expected.total, 2_000);
+    assert!(expected.moved > 0);
+    assert_eq!(explorer_moved, expected.moved);
+    browser.close().await;
+    drop(bridge);
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn the_explorers_keys_inserted_twice_are_said_to_be_in_and_nothing_changes() {
+    const INSERTED: &str = "return Array.from(document.querySelectorAll('#activity li'))
+         .map(li => li.textContent)
+         .filter(text => text.includes('the explorer\\'s 2,000 keys'))";
+    const TOTAL: &str = "SELECT (SELECT count(*) FROM shard_s0.users) + (SELECT count(*) FROM shard_s1.users) \
+         + (SELECT count(*) FROM shard_s2.users)";
+    let bridge = Bridge::start("twice", &[]).await;
+    let browser = Browser::start(1440, 1500).await;
+    browser.goto(&format!("{}#live", bridge.url)).await;
+    browser.click("#insert-explorer-keys").await;
+    browser
+        .until(
+            "the explorer's keys in",
+            30,
+            "return !!document.querySelector('#explorer-keys-in')",
+        )
+        .await;
+    assert_eq!(bridge.psql(TOTAL), "2000");
+    let layout_before = bridge.psql("SELECT max(version) FROM ecoshard.layout");
+
+    // A new visit to the page offers the insert again; pressed, it says the
+    // keys are in already, writes nothing and refuses nothing.
+    browser.client.refresh().await.expect("reloading the page");
+    browser.click("#insert-explorer-keys").await;
+    let lines = browser
+        .wait_for(
+            "the second insert's answer",
+            30,
+            &format!(
+                "const lines = ({}); return lines.length > 0 && lines",
+                INSERTED.trim_start_matches("return ")
+            ),
+        )
+        .await;
+    assert_eq!(
+        lines,
+        serde_json::json!([
+            "the explorer's 2,000 keys (user_0 … user_1999) are in the database already: nothing written"
+        ])
+    );
+    browser
+        .until(
+            "the keys said to be in",
+            10,
+            "return !!document.querySelector('#explorer-keys-in')
+                 && !document.querySelector('#insert-explorer-keys')",
+        )
+        .await;
+    let page = browser.eval("return document.body.innerText").await;
+    let page = page.as_str().unwrap();
+    assert!(
+        !page.contains("with the same keys, the explorer's prediction is the plan"),
+        "the hint to insert them is gone:\n{page}"
+    );
+    let errors = browser
+        .eval("return document.querySelectorAll('#activity li.error').length")
+        .await;
+    assert_eq!(errors, 0);
+    assert_eq!(bridge.psql(TOTAL), "2000", "nothing written");
+    assert_eq!(
+        bridge.psql("SELECT max(version) FROM ecoshard.layout"),
+        layout_before
+    );
+    browser.screenshot("live-explorer-keys-twice").await;
     browser.close().await;
     drop(bridge);
 }

@@ -240,6 +240,7 @@ fn the_layout_in_force_is_answered_without_a_job() {
     let in_force = LayoutView {
         version: 3,
         layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default()
         .apply(LiveAction::ApplySent {
@@ -402,6 +403,7 @@ fn the_layout_is_fetched_again_when_the_stream_moves_past_it() {
     let view = LayoutView {
         version: 1,
         layout: ecoshard_core::Layout::with_count(ecoshard_core::StrategyKind::Ring, 3).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default().apply(LiveAction::Layout(view.clone()));
     assert!(!live.layout_is_stale(), "no tick yet");
@@ -507,6 +509,29 @@ fn with_the_primary_down_the_charts_say_what_the_cards_say() {
     );
 }
 
+#[test]
+fn with_the_primary_down_a_read_from_a_standby_says_not_streaming_as_its_card_does() {
+    let LiveAction::Tick(mut down) = tick(2_000, true) else {
+        unreachable!()
+    };
+    down.nodes[0].up = false;
+    for standby in &mut down.nodes[1..] {
+        let lag = standby.lag.as_mut().unwrap();
+        (lag.state, lag.replay_lag_ms, lag.byte_lag) = (None, None, None);
+    }
+    let live = Live::default()
+        .apply(tick(1_000, true))
+        .apply(LiveAction::Tick(down));
+    let read = live.apply(read_from("standby-2", None, Consistency::Eventual));
+    let card = live.node_lag(&live.nodes[2]);
+    assert_eq!(card, "not streaming");
+    assert_eq!(
+        read.log[0].text,
+        "read user_1 (eventual) from standby-2 on shard s2: \
+         standby not streaming: what it serves may be behind"
+    );
+}
+
 fn tick_with_rows(at_ms: u64, rows: [u64; 2], job: Option<RebalanceJob>) -> LiveAction {
     let LiveAction::Tick(mut tick) = tick(at_ms, true) else {
         unreachable!()
@@ -517,6 +542,7 @@ fn tick_with_rows(at_ms: u64, rows: [u64; 2], job: Option<RebalanceJob>) -> Live
         .map(|(shard, keys)| ShardLoad {
             shard: shard.to_string(),
             keys,
+            cluster: None,
         })
         .collect();
     tick.rebalance = job;
@@ -530,6 +556,7 @@ fn the_row_total_holds_while_a_job_moves_rows_and_says_why() {
     let layout = LayoutView {
         version: 4,
         layout: Layout::with_count(StrategyKind::Ring, 2).unwrap(),
+        placement: Vec::new(),
     };
     let live = Live::default()
         .apply(LiveAction::Layout(layout))
@@ -571,6 +598,7 @@ fn during_a_job_only_the_rebalance_panel_states_the_layout_version() {
     let view = |version| LayoutView {
         version,
         layout: Layout::with_count(StrategyKind::Ring, 4).unwrap(),
+        placement: Vec::new(),
     };
     let running = job(3, 10, JobState::Running);
     let live = Live::default()
@@ -661,14 +689,8 @@ fn node_actions_read_as_sentences_in_the_activity() {
         action: "start".to_string(),
         changed: true,
         role: NodeRole::Primary,
-        message: "started primary: it is the primary".to_string(),
+        message: "started the primary".to_string(),
     }));
     let lines: Vec<&str> = acted.log.iter().map(|entry| entry.text.as_str()).collect();
-    assert_eq!(
-        lines,
-        [
-            "started primary: it is the primary",
-            "asked primary to start"
-        ]
-    );
+    assert_eq!(lines, ["started the primary", "asked primary to start"]);
 }

@@ -111,10 +111,12 @@ mod tests {
                 ShardLoad {
                     shard: "s0".into(),
                     keys: 600_000,
+                    cluster: None,
                 },
                 ShardLoad {
                     shard: "eu".into(),
                     keys: 400_000,
+                    cluster: None,
                 },
             ],
             served_by: "primary".into(),

@@ -32,6 +32,13 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer one read (checkout and statements together).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The clusters a layout may place shards on: `c1` alone (as `--clusters
+/// N` names the first of N) until reads and writes are routed to the
+/// others; layouts naming another cluster are refused. With one cluster
+/// nothing else carries the name: node names, endpoints and fields stay as
+/// they were.
+pub(crate) const CLUSTER_NAMES: [&str; 1] = ["c1"];
+
 /// One cluster: the primary and its standbys.
 #[derive(Debug)]
 pub struct Cluster {
@@ -84,6 +91,11 @@ impl Cluster {
     /// `c1`, `c2`, …
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The clusters a layout may place shards on (see [`CLUSTER_NAMES`]).
+    pub(crate) fn names(&self) -> &'static [&'static str] {
+        &CLUSTER_NAMES
     }
 
     /// The primary now.

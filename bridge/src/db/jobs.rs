@@ -64,7 +64,7 @@ pub(crate) fn rows_per_sec(moved: u64, moving_ms: f64) -> f64 {
 #[derive(Debug)]
 pub(crate) enum BeginError {
     /// A job is running, or failed with its target layout still in place.
-    Busy(StoredJob),
+    Busy(Box<StoredJob>),
     /// The layout in force changed since the request looked at it.
     Moved,
     /// The database refused.
@@ -105,7 +105,7 @@ pub(crate) async fn begin(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .await?;
     if let Some(job) = unfinished(&tx).await? {
-        return Err(BeginError::Busy(job));
+        return Err(BeginError::Busy(Box::new(job)));
     }
     let active: Option<i64> = tx
         .query_opt(
@@ -158,6 +158,7 @@ pub(crate) async fn begin(
         target: LayoutView {
             version: to_version as u64,
             layout: layout.clone(),
+            placement: Vec::new(),
         },
     })
 }

@@ -113,6 +113,7 @@ pub(crate) async fn prepare(
             LayoutView {
                 version: 1,
                 layout: initial.clone(),
+                placement: Vec::new(),
             }
         }
     };
@@ -155,6 +156,7 @@ async fn layout_in_state(
     Ok(Some(LayoutView {
         version: version as u64,
         layout,
+        placement: Vec::new(),
     }))
 }
 

@@ -92,6 +92,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::Invalid(_)) => (S::BAD_REQUEST, "invalid_layout"),
         Error::Layout(LayoutRefusal::BoundedLoad) => (S::BAD_REQUEST, "unsupported_strategy"),
         Error::Layout(LayoutRefusal::TooManyShards { .. }) => (S::BAD_REQUEST, "too_many_shards"),
+        Error::Layout(LayoutRefusal::UnknownCluster { .. }) => (S::BAD_REQUEST, "unknown_cluster"),
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
         Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),

@@ -18,7 +18,7 @@ use crate::service::rebalance::{self, Applied};
     responses(
         (status = 202, description = "A rebalance job started", body = RebalanceJob),
         (status = 200, description = "That layout is in force already: nothing moves", body = ecoshard_core::wire::LayoutView),
-        (status = 400, description = "invalid_layout, too_many_shards, unsupported_strategy, invalid_json", body = ecoshard_core::wire::ApiErrorBody),
+        (status = 400, description = "invalid_layout, too_many_shards, unsupported_strategy, unknown_cluster, invalid_json", body = ecoshard_core::wire::ApiErrorBody),
         (status = 409, description = "rebalance_running, layout_changed, generate_running", body = ecoshard_core::wire::ApiErrorBody),
         (status = 413, description = "body_too_large", body = ecoshard_core::wire::ApiErrorBody),
         (status = 415, description = "unsupported_media_type", body = ecoshard_core::wire::ApiErrorBody),

@@ -123,6 +123,7 @@ impl RoutingTable {
         LayoutView {
             version: self.current.version,
             layout: self.current.layout().clone(),
+            placement: Vec::new(),
         }
     }
 }
@@ -205,6 +206,7 @@ mod tests {
         Placement::new(&LayoutView {
             version,
             layout: Layout::with_count(strategy, shards).unwrap(),
+            placement: Vec::new(),
         })
         .unwrap()
     }

@@ -13,7 +13,7 @@ use super::failover::{self, WRITE_TIMEOUT};
 use super::input;
 use super::writes::write_failed;
 use super::{Error, Service};
-use crate::cluster::{Node, checkout, discard};
+use crate::cluster::{Cluster, discard};
 use crate::db::{self, Stage, WriteFailure};
 use crate::routing::RoutingTable;
 
@@ -45,7 +45,7 @@ pub(crate) async fn bulk(
     let primary = service.cluster().primary();
     // Everything the insert does on the primary, its read-back included.
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-    let (wrote, lsn) = match write_bulk(primary, &table, &plan, deadline).await {
+    let (wrote, lsn) = match write_bulk(service.cluster(), &table, &plan, deadline).await {
         Ok(lsn) => {
             service.record_write(request.count, u64::from(lsn));
             (true, lsn)
@@ -82,6 +82,7 @@ pub(crate) async fn bulk(
             .map(|(shard, rows)| ShardLoad {
                 shard: shard.name.clone(),
                 keys: rows.ids.len() as u64,
+                cluster: None,
             })
             .collect(),
         prefix,
@@ -160,12 +161,13 @@ impl BulkPlan {
 /// The bulk insert in one transaction, by `deadline`; the WAL position
 /// after its commit.
 async fn write_bulk(
-    primary: &Node,
+    cluster: &Cluster,
     table: &RoutingTable,
     plan: &BulkPlan,
     deadline: tokio::time::Instant,
 ) -> Result<PgLsn, WriteFailure> {
-    let mut client = checkout(&primary.pool, deadline)
+    let mut client = cluster
+        .primary_client(deadline)
         .await
         .map_err(|error| error.not_taken())?;
     let committing = AtomicBool::new(false);
@@ -250,7 +252,9 @@ async fn stored_bulk(
         tracing::warn!("reading back a bulk insert whose ids are taken: {why}");
         failover::primary_unavailable(service)
     };
-    let client = checkout(&service.cluster().primary().pool, deadline)
+    let client = service
+        .cluster()
+        .primary_client(deadline)
         .await
         .map_err(|error| unavailable(error.to_string()))?;
     let parts = plan.parts(table);

@@ -152,6 +152,16 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
+    /// A shard names a cluster the bridge places no shards on (today only
+    /// `c1` holds shards, however many clusters run).
+    UnknownCluster {
+        /// The shard.
+        shard: String,
+        /// The cluster it names.
+        cluster: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
 }
 
 impl Error {
@@ -244,7 +254,8 @@ impl fmt::Display for Error {
                 next,
             } => write!(
                 f,
-                "the primary ({primary}) did not answer within {limit_ms} ms: {next}"
+                "{} did not answer within {limit_ms} ms: {next}",
+                the_primary(primary)
             ),
             Error::ReadUnavailable {
                 consistency,
@@ -254,10 +265,21 @@ impl fmt::Display for Error {
             Error::SampleUnavailable { primary } => write!(
                 f,
                 "no node answered the sample within the read deadline (the standbys in the \
-                 read rotation, then the primary, {primary}); retry in a moment"
+                 read rotation, then {}); retry in a moment",
+                the_primary(primary)
             ),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
+    }
+}
+
+/// The primary as a sentence names it: "the primary" when its node is named
+/// so (not "the primary (primary)"), else "the primary (standby-1)".
+pub(crate) fn the_primary(name: &str) -> String {
+    if name == "primary" {
+        "the primary".to_string()
+    } else {
+        format!("the primary ({name})")
     }
 }
 
@@ -273,7 +295,6 @@ fn not_local(external: bool) -> &'static str {
 
 impl fmt::Display for PrimaryDown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let primary = &self.primary;
         if self.failing_over {
             return f.write_str(
                 "the primary is gone and a standby is being promoted: retry in a moment",
@@ -286,7 +307,8 @@ impl fmt::Display for PrimaryDown {
         };
         write!(
             f,
-            "the primary ({primary}) is not answering: writes are refused {next}"
+            "{} is not answering: writes are refused {next}",
+            the_primary(&self.primary)
         )
     }
 }
@@ -304,6 +326,16 @@ impl fmt::Display for LayoutRefusal {
                 f,
                 "{count} shards is more than the database takes: at most {limit} (each is a \
                  schema, all created in one transaction)"
+            ),
+            LayoutRefusal::UnknownCluster {
+                shard,
+                cluster,
+                clusters,
+            } => write!(
+                f,
+                "shard {shard:?} names cluster {cluster:?}, where this bridge places no shards: \
+                 shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
+                clusters.join(", ")
             ),
         }
     }
@@ -399,17 +431,89 @@ fn unavailable(
     match consistency {
         Consistency::Strong => write!(
             f,
-            "strong reads go to the primary ({primary}), which is not answering: read with \
-             consistency=eventual to be served by a standby meanwhile"
+            "strong reads go to {}, which is not answering: read with consistency=eventual \
+             to be served by a standby meanwhile",
+            the_primary(primary)
         ),
         Consistency::ReadYourWrites => write!(
             f,
-            "no standby has replayed up to {} and the primary ({primary}) is not answering: \
-             retry, or read with consistency=eventual",
-            PgLsn::from(after_lsn)
+            "no standby has replayed up to {} and {} is not answering: retry, or read with \
+             consistency=eventual",
+            PgLsn::from(after_lsn),
+            the_primary(primary)
         ),
         Consistency::Eventual => f.write_str(
             "no node could serve the read: the primary and the standbys in rotation failed",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: Error, expected: &str) {
+        assert_eq!(error.to_string(), expected);
+    }
+
+    fn down(primary: &str) -> Error {
+        Error::PrimaryUnavailable(PrimaryDown {
+            primary: primary.to_string(),
+            failing_over: false,
+            auto_failover: false,
+        })
+    }
+
+    fn strong(primary: &str) -> Error {
+        Error::ReadUnavailable {
+            consistency: Consistency::Strong,
+            after_lsn: 0,
+            primary: primary.to_string(),
+        }
+    }
+
+    fn sample(primary: &str) -> Error {
+        Error::SampleUnavailable {
+            primary: primary.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_primary_named_primary_is_not_named_twice() {
+        check(
+            down("primary"),
+            "the primary is not answering: writes are refused until it is back",
+        );
+        check(
+            down("standby-1"),
+            "the primary (standby-1) is not answering: writes are refused until it is back",
+        );
+        check(
+            strong("primary"),
+            "strong reads go to the primary, which is not answering: read with \
+             consistency=eventual to be served by a standby meanwhile",
+        );
+        check(
+            Error::ReadUnavailable {
+                consistency: Consistency::ReadYourWrites,
+                after_lsn: 0x3000148,
+                primary: "primary".to_string(),
+            },
+            "no standby has replayed up to 0/3000148 and the primary is not answering: retry, \
+             or read with consistency=eventual",
+        );
+        check(
+            Error::ReadTimedOut {
+                primary: "standby-2".to_string(),
+                limit_ms: 1000,
+                next: "retry",
+            },
+            "the primary (standby-2) did not answer within 1000 ms: retry",
+        );
+        check(
+            sample("primary"),
+            "no node answered the sample within the read deadline (the standbys in the read \
+             rotation, then the primary); retry in a moment",
+        );
     }
 }

@@ -371,6 +371,7 @@ fn loads(table: &RoutingTable, shards: &[u64]) -> Vec<ShardLoad> {
         .map(|(shard, keys)| ShardLoad {
             shard: shard.name.clone(),
             keys: *keys,
+            cluster: None,
         })
         .collect()
 }

@@ -132,6 +132,34 @@ pub(crate) struct Counters {
     pub(crate) last_write_lsn: AtomicU64,
 }
 
+/// The clusters' run-time state from the configuration: `c1`, the others,
+/// and one failover policy each, in that order.
+fn build_clusters(config: &ServiceConfig) -> (Arc<Cluster>, Vec<Arc<Cluster>>, Vec<Failover>) {
+    let new_cluster = |name: &str, topology: &Topology| {
+        Cluster::new(
+            name,
+            topology,
+            config.pool_size,
+            config.max_lag_ms,
+            config.read_timeout,
+        )
+    };
+    let cluster = new_cluster(DEFAULT_CLUSTER, &config.topology);
+    let others = config
+        .other_clusters
+        .iter()
+        .map(|spec| new_cluster(&spec.name, &spec.topology))
+        .collect();
+    let mut failovers = vec![Failover::new(config.control.clone(), config.auto_failover)];
+    failovers.extend(
+        config
+            .other_clusters
+            .iter()
+            .map(|spec| Failover::new(spec.control.clone(), config.auto_failover)),
+    );
+    (cluster, others, failovers)
+}
+
 /// Bulk inserts running at once; more get 429.
 pub(crate) const BULK_CONCURRENCY: usize = 2;
 
@@ -140,43 +168,33 @@ impl Service {
     /// layout, runs a first health check and starts the monitor.
     pub(crate) async fn start(config: ServiceConfig) -> Result<Self, StartError> {
         rebalance::check_database_layout(&config.initial_layout).map_err(StartError::Layout)?;
+        let clusters = &crate::cluster::CLUSTER_NAMES;
+        let initial_layout =
+            rebalance::canonical(&config.initial_layout, clusters).map_err(StartError::Layout)?;
         if config.create_database {
             ensure_databases(&config).await?;
         }
-        let new_cluster = |name: &str, topology: &Topology| {
-            Cluster::new(
-                name,
-                topology,
-                config.pool_size,
-                config.max_lag_ms,
-                config.read_timeout,
-            )
-        };
-        let cluster = new_cluster(DEFAULT_CLUSTER, &config.topology);
-        let others = config
-            .other_clusters
-            .iter()
-            .map(|spec| new_cluster(&spec.name, &spec.topology))
-            .collect();
-        let mut failovers = vec![Failover::new(config.control, config.auto_failover)];
-        failovers.extend(
-            config
-                .other_clusters
-                .iter()
-                .map(|spec| Failover::new(spec.control.clone(), config.auto_failover)),
-        );
+        let (cluster, others, failovers) = build_clusters(&config);
         let mut client = cluster
             .primary()
             .pool
             .get()
             .await
             .map_err(|error| StartError::Primary(crate::db::describe_pool(&error)))?;
-        let view = crate::db::schema::prepare(&mut client, &config.initial_layout)
+        let view = crate::db::schema::prepare(&mut client, &initial_layout)
             .await
             .map_err(StartError::Schema)?;
+        if let Err(refusal) = rebalance::canonical(&view.layout, clusters) {
+            return Err(StartError::Schema(
+                crate::db::schema::SchemaError::BadStoredLayout(format!(
+                    "the stored layout version {}: {refusal}",
+                    view.version
+                )),
+            ));
+        }
         let startup = crate::service::rebalance::startup(&mut client, &view).await?;
         drop(client);
-        if view.layout != config.initial_layout {
+        if view.layout != initial_layout {
             tracing::info!(
                 "using the stored layout version {} ({} over {} shards)",
                 view.version,
@@ -328,9 +346,27 @@ impl Service {
             .collect()
     }
 
-    /// The layout in force and its version.
+    /// The layout in force, its version and each shard's cluster.
     pub(crate) fn layout_view(&self) -> LayoutView {
-        self.routing().table().view()
+        self.placed_view(self.routing().table().view())
+    }
+
+    /// `view` with each shard's cluster (`placement`), over this bridge's
+    /// clusters. A layout in force always places (it was checked when
+    /// applied, or at start-up).
+    pub(crate) fn placed_view(&self, mut view: LayoutView) -> LayoutView {
+        view.placement = view
+            .layout
+            .placed(self.cluster().names())
+            .map(|placed| {
+                placed
+                    .shards
+                    .into_iter()
+                    .filter_map(|shard| shard.cluster)
+                    .collect()
+            })
+            .unwrap_or_default();
+        view
     }
 
     /// Counters as of now, with the rates and row counts of the last tick.

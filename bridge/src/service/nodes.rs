@@ -37,7 +37,7 @@ pub(crate) async fn stop(
             name,
             "stop",
             false,
-            format!("{name} was already stopped"),
+            format!("{} was already stopped", called(name, node.is_primary())),
         ));
     }
     blocking(&control, name, move |control, name| {
@@ -46,19 +46,7 @@ pub(crate) async fn stop(
     .await
     .map_err(|error| action_failed("stopping", name, &error))?;
     node.mark_down();
-    let how = if immediate { "immediate" } else { "fast" };
-    let message = if node.is_primary() {
-        let next = if failover.is_auto() {
-            "until a standby is promoted in its place (automatic failover)"
-        } else {
-            "until it is started again"
-        };
-        format!(
-            "stopped {name} ({how}), the primary: writes answer 503 {next}; reads go to the standbys"
-        )
-    } else {
-        format!("stopped {name} ({how}); reads go to the other nodes")
-    };
+    let message = stopped(name, immediate, node.is_primary(), failover.is_auto());
     tracing::info!("{message}");
     Ok(answer(cluster, name, "stop", true, message))
 }
@@ -72,7 +60,7 @@ pub(crate) async fn start(
 ) -> Result<NodeAction, Error> {
     let (cluster, failover) = known_cluster(service, cluster)?;
     let control = control(service, failover)?;
-    known_node(cluster, name)?;
+    let node = known_node(cluster, name)?;
     let _operation = failover.lock().await;
     if blocking(&control, name, |control, name| control.is_running(name))
         .await
@@ -83,21 +71,68 @@ pub(crate) async fn start(
             name,
             "start",
             false,
-            format!("{name} is already running"),
+            format!("{} is already running", called(name, node.is_primary())),
         ));
     }
     let rebuilt = blocking(&control, name, |control, name| control.start(name))
         .await
         .map_err(|error| action_failed("starting", name, &error))?;
     crate::cluster::monitor::check_nodes(cluster, super::ticks::now_ms()).await;
-    let primary = cluster.primary().name().to_string();
-    let message = match rebuilt {
-        _ if primary == name => format!("started {name}: it is the primary"),
-        Some(how) => format!("started {name} as a standby of {primary}: {how}"),
-        None => format!("started {name}, a standby of {primary}; it catches up through its slot"),
-    };
+    let message = started(name, cluster.primary().name(), rebuilt);
     tracing::info!("{message}");
     Ok(answer(cluster, name, "start", true, message))
+}
+
+/// A node as a sentence names it: the node named primary is "the primary"
+/// while it is the primary and "the node named primary" once it is not (not
+/// "primary (fast), the primary" nor "started primary as a standby"); any
+/// other node by its name.
+fn called(name: &str, primary: bool) -> String {
+    match (name == "primary", primary) {
+        (true, true) => "the primary".to_string(),
+        (true, false) => "the node named primary".to_string(),
+        (false, _) => name.to_string(),
+    }
+}
+
+/// What a stop did: `name` stopped (`immediate` or fast), and for the
+/// primary what becomes of writes.
+fn stopped(name: &str, immediate: bool, primary: bool, auto_failover: bool) -> String {
+    let how = if immediate { "immediate" } else { "fast" };
+    let who = called(name, primary);
+    if !primary {
+        return format!("stopped {who} ({how}); reads go to the other nodes");
+    }
+    let next = if auto_failover {
+        "until a standby is promoted in its place (automatic failover)"
+    } else {
+        "until it is started again"
+    };
+    // "stopped the primary (fast): …", or "stopped standby-1 (fast), the primary: …".
+    let role = if name == "primary" {
+        ""
+    } else {
+        ", the primary"
+    };
+    format!("stopped {who} ({how}){role}: writes answer 503 {next}; reads go to the standbys")
+}
+
+/// What a start did: `name` is the primary again, or a standby of
+/// `primary` (`rebuilt`: how it was made one, when it had to be).
+fn started(name: &str, primary: &str, rebuilt: Option<String>) -> String {
+    let of = called(primary, true);
+    match rebuilt {
+        _ if primary == name && name == "primary" => "started the primary".to_string(),
+        _ if primary == name => format!("started {name}: it is the primary"),
+        Some(how) => format!(
+            "started {} as a standby of {of}: {how}",
+            called(name, false)
+        ),
+        None => format!(
+            "started {}, a standby of {of}; it catches up through its slot",
+            called(name, false)
+        ),
+    }
 }
 
 fn answer(
@@ -190,5 +225,51 @@ fn action_failed(doing: &'static str, name: &str, error: &ControlError) -> Error
     Error::NodeActionFailed {
         doing,
         node: name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_actions_read_as_sentences_when_a_node_is_named_after_its_role() {
+        let check = |message: String, expected: &str| assert_eq!(message, expected);
+        check(
+            stopped("primary", false, true, false),
+            "stopped the primary (fast): writes answer 503 until it is started again; reads go \
+             to the standbys",
+        );
+        check(
+            stopped("standby-1", true, true, true),
+            "stopped standby-1 (immediate), the primary: writes answer 503 until a standby is \
+             promoted in its place (automatic failover); reads go to the standbys",
+        );
+        check(
+            stopped("primary", false, false, true),
+            "stopped the node named primary (fast); reads go to the other nodes",
+        );
+        check(
+            stopped("standby-2", false, false, false),
+            "stopped standby-2 (fast); reads go to the other nodes",
+        );
+        check(started("primary", "primary", None), "started the primary");
+        check(
+            started("standby-1", "standby-1", None),
+            "started standby-1: it is the primary",
+        );
+        check(
+            started(
+                "primary",
+                "standby-1",
+                Some("rewound with pg_rewind".into()),
+            ),
+            "started the node named primary as a standby of standby-1: rewound with pg_rewind",
+        );
+        check(
+            started("standby-2", "primary", None),
+            "started standby-2, a standby of the primary; it catches up through its slot",
+        );
+        check(called("primary", true), "the primary");
     }
 }

@@ -176,6 +176,7 @@ impl RowCounter {
                         .iter()
                         .find(|estimate| estimate.schema == shard.schema)
                         .map_or(0, |estimate| estimate.rows),
+                    cluster: None,
                 })
                 .collect(),
         )

@@ -345,7 +345,7 @@ impl Live {
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
                 byte_lag: node.lag.as_ref().and_then(|lag| lag.byte_lag),
                 up: node.up,
-                streaming: node.lag.as_ref().is_some_and(|lag| lag.state.is_some()),
+                streaming: crate::live::words::streaming(node),
             };
             // Samples arrive in order; a repeated sample adds nothing.
             if history.back().is_some_and(|last| last.at_ms >= point.at_ms) {

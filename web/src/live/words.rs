@@ -41,6 +41,13 @@ pub fn standby_lag(up: bool, streaming: bool, replay_ms: Option<f64>) -> String 
     }
 }
 
+/// Whether the primary lists the standby as connected
+/// (`pg_stat_replication`): the one test of streaming for its card, its
+/// chart and the reads it serves.
+pub(crate) fn streaming(node: &NodeStatus) -> bool {
+    node.lag.as_ref().is_some_and(|lag| lag.state.is_some())
+}
+
 /// "Ring over 4 shards (eu, us, ap, sa)".
 pub fn describe_layout(layout: &Layout) -> String {
     let names: Vec<&str> = layout
@@ -63,25 +70,27 @@ pub fn describe_layout(layout: &Layout) -> String {
 impl Live {
     /// A node's replay lag as its card says it (see [`standby_lag`]).
     pub fn node_lag(&self, node: &NodeStatus) -> String {
-        let lag = node.lag.as_ref();
         standby_lag(
             node.up,
-            lag.is_some_and(|lag| lag.state.is_some()),
-            lag.and_then(|lag| lag.replay_lag_ms),
+            streaming(node),
+            node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
         )
     }
 
     /// A read's lag: the primary has no replication lag at all; a standby
-    /// with none reported is idle.
+    /// the primary does not list is not streaming, as its card and chart
+    /// say; one with no lag reported is idle.
     pub fn read_lag(&self, read: &ReadResult) -> String {
-        let primary = self
-            .nodes
-            .iter()
-            .any(|node| node.name == read.served_by && node.role == NodeRole::Primary);
-        match read.lag_ms {
-            _ if primary => "the primary: no replication lag".to_string(),
-            None => "idle standby: no lag to replay".to_string(),
-            lag => format!("lag {}", millis(lag)),
+        let served_by = self.nodes.iter().find(|node| node.name == read.served_by);
+        match (served_by, read.lag_ms) {
+            (Some(node), _) if node.role == NodeRole::Primary => {
+                "the primary: no replication lag".to_string()
+            }
+            (Some(node), _) if !streaming(node) => {
+                "standby not streaming: what it serves may be behind".to_string()
+            }
+            (_, None) => "idle standby: no lag to replay".to_string(),
+            (_, lag) => format!("lag {}", millis(lag)),
         }
     }
 

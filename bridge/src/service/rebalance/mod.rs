@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
-use ecoshard_core::{Layout, StrategyKind};
+use ecoshard_core::{ErrorKind, Layout, StrategyKind};
 
 use super::failover::{self, WRITE_TIMEOUT};
 use super::{Error, LayoutRefusal, Service, StartError};
@@ -300,6 +300,27 @@ pub fn check_database_layout(layout: &Layout) -> Result<(), LayoutRefusal> {
     Ok(())
 }
 
+/// `layout` placed over `clusters`, in its canonical form (see
+/// [`Layout::canonical`]): what the database stores, so that a layout
+/// naming the cluster round-robin gives a shard anyway is the same layout
+/// as one leaving it out. A shard naming another cluster is refused.
+pub(crate) fn canonical(layout: &Layout, clusters: &[&str]) -> Result<Layout, LayoutRefusal> {
+    layout
+        .canonical(clusters)
+        .map_err(|error| match error.kind() {
+            ErrorKind::UnknownCluster {
+                shard,
+                cluster,
+                clusters,
+            } => LayoutRefusal::UnknownCluster {
+                shard: shard.clone(),
+                cluster: cluster.clone(),
+                clusters: clusters.clone(),
+            },
+            _ => LayoutRefusal::Invalid(error.to_string()),
+        })
+}
+
 /// [`apply`] of a layout given as JSON.
 pub(crate) async fn apply_json(
     service: &Service,
@@ -315,6 +336,7 @@ pub(crate) async fn apply_json(
 /// is ready within `PLAN_WAIT`.
 pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
     check_database_layout(&layout)?;
+    let layout = canonical(&layout, service.cluster().names())?;
     let rebalancer = service.rebalancer();
     let slot = Arc::clone(&rebalancer.slot).try_lock_owned().map_err(|_| {
         if service.generating() {
@@ -328,7 +350,7 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     }
     let from = service.routing().table().view();
     if layout == from.layout {
-        return Ok(Applied::InForce(from));
+        return Ok(Applied::InForce(service.placed_view(from)));
     }
     let begun = begin(service, &from, &layout).await?;
     tracing::info!(

@@ -158,7 +158,8 @@ async fn work(
         .get()
         .await
         .map_err(|error| StepError::Retry(crate::db::describe_pool(&error)))?;
-    let routers = routers(&pending.from.layout, &pending.to.layout).await?;
+    let clusters = state.cluster().names();
+    let routers = routers(&pending.from.layout, &pending.to.layout, clusters).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
     loop {
@@ -363,7 +364,8 @@ fn misplaced(keys: &Keys, owner: &Router) -> Moves {
     moves
 }
 
-/// The routers of a job's two layouts, built off the async workers.
+/// The routers of a job's two layouts, placed over the clusters (so the
+/// plan names each shard's cluster), built off the async workers.
 struct Routers {
     /// Where rows were (`from`).
     old: Router,
@@ -371,12 +373,16 @@ struct Routers {
     new: Router,
 }
 
-async fn routers(from: &Layout, to: &Layout) -> Result<Arc<Routers>, StepError> {
+async fn routers(
+    from: &Layout,
+    to: &Layout,
+    clusters: &'static [&'static str],
+) -> Result<Arc<Routers>, StepError> {
     let (from, to) = (from.clone(), to.clone());
     let built = off_workers(move || {
         Ok::<_, ecoshard_core::Error>(Routers {
-            old: router(&from)?,
-            new: router(&to)?,
+            old: router(&from.placed(clusters)?)?,
+            new: router(&to.placed(clusters)?)?,
         })
     })
     .await
