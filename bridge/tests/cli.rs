@@ -440,6 +440,147 @@ fn serve_starts_the_cluster_and_stops_it_on_sigterm() {
 }
 
 #[test]
+fn serve_runs_two_clusters_shows_both_and_stops_them_on_sigterm() {
+    let scratch = Scratch::new("cli-serve-two");
+    let port = free_ports(26500, 12);
+    let addr = format!("127.0.0.1:{}", free_ports(18500, 1));
+    let data_dir = scratch.dir.display().to_string();
+    let port_arg = port.to_string();
+    let serve = Serve::start(
+        &addr,
+        &[
+            "--clusters",
+            "2",
+            "--standbys",
+            "1",
+            "--pg-port",
+            &port_arg,
+            "--data-dir",
+            &data_dir,
+        ],
+    );
+    let healthy = |cluster: &serde_json::Value| {
+        cluster["nodes"].as_array().is_some_and(|nodes| {
+            nodes.len() == 2
+                && nodes.iter().all(|node| {
+                    node["up"] == true
+                        && (node["role"] == "primary" || node["lag"]["state"] == "streaming")
+                })
+        })
+    };
+    let both = common::blocking::eventually(common::LIMIT, || {
+        let view = cluster_json(&addr);
+        let names: Vec<&str> = view["clusters"]
+            .as_array()
+            .map(|clusters| clusters.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        names == ["c1", "c2"] && view["clusters"].as_array().unwrap().iter().all(healthy)
+    });
+    assert!(both, "{}", cluster_json(&addr));
+    assert_eq!(running_nodes(&scratch.dir, port).len(), 4);
+    let status = ecoshard(&["status", "--url", &format!("http://{addr}")]);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{}", stderr(&status));
+    for expected in [
+        "c1/primary",
+        "c2/standby-1",
+        "failover of c2",
+        "every shard is on c1",
+    ] {
+        assert!(table.contains(expected), "{expected} not in {table}");
+    }
+    let (exit, log) = serve.stop();
+    assert!(exit.success(), "serve exited with {exit}: {log}");
+    assert!(
+        log.contains(&format!("c2: primary 127.0.0.1:{}", port + 10)),
+        "{log}"
+    );
+    assert!(log.contains("every shard is on c1"), "{log}");
+    assert!(
+        running_nodes(&scratch.dir, port).is_empty(),
+        "servers left running after SIGTERM"
+    );
+}
+
+#[test]
+fn serve_takes_several_external_clusters_from_the_config_and_leaves_them_running() {
+    let scratch = Scratch::new("cli-external-two");
+    let port = free_ports(26300, 12);
+    let port_arg = port.to_string();
+    let up = in_dir(
+        &[
+            "cluster",
+            "up",
+            "--clusters",
+            "2",
+            "--standbys",
+            "1",
+            "--pg-port",
+            &port_arg,
+        ],
+        &scratch.dir,
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    // One passfile for both clusters' passwords, each line for its ports
+    // (each cluster's own file says `*:*` for host and port).
+    let passfile = scratch.dir.join("both.pgpass");
+    let mut passwords = String::new();
+    for (file, first) in [("pgpass", port), ("c2/pgpass", port + 10)] {
+        let text = std::fs::read_to_string(scratch.dir.join(file)).expect("a passfile");
+        for line in text.lines().filter_map(|line| line.strip_prefix("*:*:")) {
+            for node_port in [first, first + 1] {
+                passwords.push_str(&format!("127.0.0.1:{node_port}:{line}\n"));
+            }
+        }
+    }
+    std::fs::write(&passfile, passwords).unwrap();
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let url = |port: u16| format!("postgres://ecoshard@127.0.0.1:{port}/ecomarket");
+    let config = scratch.dir.join("external.json");
+    let json = serde_json::json!({"clusters": [
+        {"name": "c1", "primary": url(port), "replicas": [url(port + 1)]},
+        {"name": "c2", "primary": url(port + 10), "replicas": [url(port + 11)]},
+    ]});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let addr = format!("127.0.0.1:{}", free_ports(18300, 1));
+    let config_arg = config.display().to_string();
+    let serve = Serve::start_with(&addr, &["--cluster-config", &config_arg], |command| {
+        command.env("PGPASSFILE", &passfile);
+    });
+    let up_in_both = common::blocking::eventually(common::LIMIT, || {
+        let view = cluster_json(&addr);
+        let clusters = view["clusters"].as_array().cloned().unwrap_or_default();
+        clusters.len() == 2
+            && clusters.iter().all(|cluster| {
+                let nodes = cluster["nodes"].as_array().cloned().unwrap_or_default();
+                nodes.len() == 2 && nodes.iter().all(|node| node["up"] == true)
+            })
+    });
+    let view = cluster_json(&addr);
+    assert!(up_in_both, "{view}");
+    assert_eq!(view["mode"], "external");
+    assert_eq!(view["clusters"][1]["name"], "c2");
+    let refused =
+        common::blocking::http(&addr, "POST", "/api/clusters/c2/nodes/primary/stop", None)
+            .expect("an answer");
+    assert_eq!(refused.0, 409, "{}", refused.1);
+    assert!(refused.1.contains("not_local"), "{}", refused.1);
+    let (exit, log) = serve.stop();
+    assert!(exit.success(), "{log}");
+    assert_eq!(
+        running_nodes(&scratch.dir, port).len(),
+        4,
+        "an external cluster is left running"
+    );
+    let down = in_dir(&["cluster", "down"], &scratch.dir);
+    assert!(down.status.success(), "{}", stderr(&down));
+}
+
+#[test]
 fn a_killed_bridge_leaves_no_server_running_and_a_restart_waits_for_the_cleanup() {
     let scratch = Scratch::new("cli-killed");
     let port = free_ports(26900, 3);
@@ -499,8 +640,12 @@ fn a_taken_port_is_named_in_the_error() {
 fn bad_serve_arguments_exit_with_code_2() {
     // One case a line: the arguments, then what the one line says.
     #[rustfmt::skip]
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["serve", "--shards", "0"], "at least one shard"),
+        (&["serve", "--clusters", "0"], "0 is not in 1..=8"),
+        (&["serve", "--clusters", "9"], "9 is not in 1..=8"),
+        (&["serve", "--standbys", "6"], "6 is not in 0..=5"),
+        (&["serve", "--clusters", "2", "--primary", "postgres://db1/x"], "cannot be used with"),
         (&["serve", "--strategy", "sharding"], "--strategy"),
         (&["serve", "--listen", "not-an-address"], "--listen"),
         (&["serve", "--database", "Bad-Name"], "--database"),

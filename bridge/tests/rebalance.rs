@@ -468,7 +468,7 @@ async fn a_layout_naming_c1_is_the_same_layout_as_without_and_another_cluster_is
     let message = error.error.message;
     assert!(message.contains(r#"shard "s1""#), "{message}");
     assert!(message.contains(r#"cluster "c2""#), "{message}");
-    assert!(message.contains("its clusters are c1"), "{message}");
+    assert!(message.contains("shards go on c1"), "{message}");
     assert_eq!(job_and_layout_rows(&primary).await, rows);
 
     let answer = put_layout(&state, &on_c1(4)).await;

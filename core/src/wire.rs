@@ -136,6 +136,23 @@ pub struct ClusterView {
     /// Failover settings and the last failover.
     #[serde(default)]
     pub failover: FailoverView,
+    /// With several clusters, every cluster (`c1` first, whose nodes and
+    /// failover are also `nodes` and `failover` above); absent with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterNodes>,
+}
+
+/// One cluster of several: its name, its nodes and its failover.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterNodes {
+    /// `c1`, `c2`, …
+    pub name: String,
+    /// Its nodes, named within the cluster (`primary`, `standby-1`, …).
+    pub nodes: Vec<NodeStatus>,
+    /// Its failover settings and last failover (each cluster fails over on its own).
+    #[serde(default)]
+    pub failover: FailoverView,
 }
 
 /// `POST /api/users` body.
@@ -438,6 +455,10 @@ pub struct Tick {
     /// `GET /api/cluster` (absent from ticks of older bridges: all off, none).
     #[serde(default)]
     pub failover: FailoverView,
+    /// With several clusters, every cluster with its nodes and failover, as
+    /// in `GET /api/cluster`; absent with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterNodes>,
 }
 
 /// `POST /api/nodes/{name}/stop` and `…/start` answer.

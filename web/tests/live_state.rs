@@ -54,6 +54,7 @@ fn tick(at_ms: u64, standby_up: bool) -> LiveAction {
         rebalance: None,
         layout_version: 1,
         failover: FailoverView::default(),
+        clusters: Vec::new(),
     }))
 }
 

@@ -160,6 +160,16 @@ pub(crate) struct ServeArgs {
     pub(crate) database: String,
     #[command(flatten)]
     pub(crate) local: LocalClusterArgs,
+    /// Local clusters to run and operate (c1 in the data directory, c2 in
+    /// DATA_DIR/c2, …, each on ports 10 above the one before); every shard
+    /// is on c1 [default: as many as the data directory holds, else 1]
+    #[arg(long, conflicts_with_all = ["primary", "cluster_config"],
+          value_parser = clap::value_parser!(u64).range(1..=ecoshard_postgres::MAX_CLUSTERS as u64))]
+    pub(crate) clusters: Option<u64>,
+    /// Standbys of each local cluster.
+    #[arg(long, default_value_t = 2, conflicts_with_all = ["primary", "cluster_config"],
+          value_parser = clap::value_parser!(u64).range(0..=ecoshard_postgres::MAX_STANDBYS as u64))]
+    pub(crate) standbys: u64,
     /// Directory of the built web page (default: target/dist in the workspace).
     #[arg(long, env = "ECOSHARD_WEB_DIR")]
     pub(crate) web_dir: Option<PathBuf>,

@@ -1,6 +1,6 @@
-//! `ecoshard serve`: starts (or reuses) the local cluster, or connects to the
-//! one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM, and
-//! stops the servers it started. Beyond loopback, changes need a token: the
+//! `ecoshard serve`: starts (or reuses) the local clusters, or connects to
+//! the one given by URL, then runs the HTTP server until Ctrl-C or SIGTERM,
+//! and stops the servers it started. Beyond loopback, changes need a token: the
 //! one given, or one generated and printed once in the URL the page opens.
 
 use std::net::SocketAddr;
@@ -13,10 +13,10 @@ use serde::Deserialize;
 use super::{Exit, ServeArgs};
 use ecoshard_bridge::ServerOptions;
 use ecoshard_bridge::Token;
-use ecoshard_bridge::Topology;
 use ecoshard_bridge::service::Control;
 use ecoshard_bridge::{AppState, BridgeConfig, check_database_layout};
-use ecoshard_postgres::LocalCluster;
+use ecoshard_bridge::{ClusterSpec, Topology};
+use ecoshard_postgres::{LocalCluster, LocalClusters};
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     super::init_logging();
@@ -29,7 +29,16 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     }
     let (token, generated) = token_for(args)?;
     // Held until the end: dropping it stops the servers this process started.
-    let (topology, mut local) = topology(args)?;
+    let Nodes {
+        topology,
+        others,
+        mut local,
+    } = nodes(args)?;
+    let node_count = topology.nodes.len()
+        + others
+            .iter()
+            .map(|other| other.topology.nodes.len())
+            .sum::<usize>();
     let config = BridgeConfig {
         pool_size: args.pool_size,
         max_lag_ms: args.max_lag_ms,
@@ -43,14 +52,15 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         max_in_flight: args.max_in_flight,
         max_event_clients: args.max_event_clients,
         rebalance_batch: args.rebalance_batch as usize,
-        control: local.clone().map(|local| local as Control),
+        control: local.first().map(|c1| Arc::clone(c1) as Control),
+        other_clusters: others,
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
         ..BridgeConfig::new(topology)
     };
     let options = ServerOptions {
-        max_connections: connection_cap(args, config.topology.nodes.len()),
+        max_connections: connection_cap(args, node_count),
         ..ServerOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -70,48 +80,129 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if let Some(cluster) = local.take() {
-        // Stopped here even if a task still holds the cluster.
-        cluster.stop_servers();
-        drop(cluster);
+    if !local.is_empty() {
+        // Stopped here even if a task still holds a cluster.
+        for cluster in local.drain(..) {
+            cluster.stop_servers();
+        }
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
 }
 
+/// What the bridge serves.
+struct Nodes {
+    /// `c1`'s nodes (the only cluster's).
+    topology: Topology,
+    /// The other local clusters'.
+    others: Vec<ClusterSpec>,
+    /// The local clusters, `c1` first (none for an external cluster): dropping
+    /// one stops the servers this process started.
+    local: Vec<Arc<LocalCluster>>,
+}
+
 /// The nodes to serve: the external cluster given by URL or config file, or
-/// the local cluster, started (or found running) here — then also the
-/// cluster itself, whose dropping stops the servers this process started.
-fn topology(args: &ServeArgs) -> Result<(Topology, Option<Arc<LocalCluster>>), Exit> {
+/// the local clusters, started (or found running) here.
+fn nodes(args: &ServeArgs) -> Result<Nodes, Exit> {
     let external = match (&args.primary, &args.cluster_config) {
-        (Some(primary), _) => Some((primary.clone(), args.replicas.clone())),
-        (None, Some(path)) => {
-            let config = ExternalConfig::read(path)?;
-            Some((config.primary, config.replicas))
-        }
+        (Some(primary), _) => Some(vec![ExternalCluster {
+            name: ecoshard_postgres::cluster_name(1),
+            primary: primary.clone(),
+            replicas: args.replicas.clone(),
+        }]),
+        (None, Some(path)) => Some(ExternalConfig::read(path)?),
         (None, None) => None,
     };
-    if let Some((primary, replicas)) = external {
+    if let Some(clusters) = external {
         if args.auto_failover || args.sync_replication {
             return Err(Exit::usage(
                 "--auto-failover and --sync-replication manage the local cluster; an external \
                  cluster's failover and synchronous_standby_names are its own to set",
             ));
         }
-        let topology = Topology::external(&primary, &replicas).map_err(Exit::usage)?;
-        return Ok((topology, None));
+        let mut specs = Vec::with_capacity(clusters.len());
+        for cluster in clusters {
+            let topology = Topology::external(&cluster.primary, &cluster.replicas)
+                .map_err(|why| Exit::usage(format!("{}: {why}", cluster.name)))?;
+            specs.push(ClusterSpec {
+                name: cluster.name,
+                topology,
+                control: None,
+            });
+        }
+        let c1 = specs.remove(0);
+        return Ok(Nodes {
+            topology: c1.topology,
+            others: specs,
+            local: Vec::new(),
+        });
     }
-    tracing::info!(
-        "starting the local cluster in {} (ports {}-{})",
-        args.local.data_dir.display(),
-        args.local.pg_port,
-        args.local.pg_port.saturating_add(2)
-    );
+    let local = start_local(args)?;
+    let mut specs = local.iter().map(|cluster| ClusterSpec {
+        name: cluster.name().to_string(),
+        topology: Topology::local(cluster, &args.database),
+        control: Some(Arc::clone(cluster) as Control),
+    });
+    let Some(c1) = specs.next() else {
+        return Err(Exit::runtime("no local cluster started"));
+    };
+    let others = specs.collect();
+    Ok(Nodes {
+        topology: c1.topology,
+        others,
+        local,
+    })
+}
+
+/// Starts the local clusters `--clusters` and `--standbys` ask for (as
+/// `ecoshard cluster up` does) and says where each node is.
+fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
     let mut options = args.local.options();
     options.sync_replication = args.sync_replication;
-    let cluster = LocalCluster::start(&options).map_err(Exit::runtime)?;
-    let topology = Topology::local(&cluster, &args.database);
-    Ok((topology, Some(Arc::new(cluster))))
+    options.standbys = args.standbys as usize;
+    let count = args.clusters.map_or_else(
+        || LocalClusters::recorded_in(&options.data_dir).max(1),
+        |count| count as usize,
+    );
+    LocalClusters::check_shape(options.pg_port, count, options.standbys).map_err(Exit::usage)?;
+    let last_port = u32::from(options.pg_port)
+        + (count as u32 - 1) * u32::from(ecoshard_postgres::PORT_BLOCK)
+        + options.standbys as u32;
+    if count == 1 {
+        tracing::info!(
+            "starting the local cluster in {} (ports {}-{last_port})",
+            args.local.data_dir.display(),
+            args.local.pg_port,
+        );
+    } else {
+        tracing::info!(
+            "starting {count} local clusters in {} (ports {}-{last_port})",
+            args.local.data_dir.display(),
+            args.local.pg_port,
+        );
+    }
+    let clusters: Vec<Arc<LocalCluster>> = LocalClusters::start(&options, count)
+        .map_err(Exit::runtime)?
+        .into_clusters()
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    if clusters.len() > 1 {
+        for cluster in &clusters {
+            let nodes: Vec<String> = cluster
+                .nodes()
+                .iter()
+                .map(|node| format!("{} 127.0.0.1:{}", node.name, node.port))
+                .collect();
+            tracing::info!("{}: {}", cluster.name(), nodes.join(", "));
+        }
+        tracing::info!(
+            "clusters c1…c{} are up and monitored (health, lag, failover, node actions); \
+             every shard is on c1",
+            clusters.len()
+        );
+    }
+    Ok(clusters)
 }
 
 /// The token changes need, and whether it was generated: the one given; a
@@ -199,25 +290,89 @@ fn open_files_limit(limits: &str) -> Option<u64> {
         .and_then(|soft| soft.parse().ok())
 }
 
-/// `--cluster-config FILE`: an existing cluster, as `--primary` and `--replica` would give it.
+/// `--cluster-config FILE`: an existing cluster, as `--primary` and
+/// `--replica` would give it, or several (`{"clusters": [{"name", "primary",
+/// "replicas"}, …]}`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExternalConfig {
+    primary: Option<String>,
+    #[serde(default)]
+    replicas: Vec<String>,
+    clusters: Option<Vec<ExternalCluster>>,
+}
+
+/// One existing cluster.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ExternalCluster {
+    name: String,
     primary: String,
     #[serde(default)]
     replicas: Vec<String>,
 }
 
 impl ExternalConfig {
-    fn read(path: &Path) -> Result<Self, Exit> {
+    fn read(path: &Path) -> Result<Vec<ExternalCluster>, Exit> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| Exit::usage(format!("cannot read {}: {error}", path.display())))?;
-        serde_json::from_str(&text).map_err(|error| {
+        Self::parse(&text).map_err(|why| {
             Exit::usage(format!(
-                "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}}): {error}",
+                "{} is not a cluster config ({{\"primary\": URL, \"replicas\": [URL, …]}} or \
+                 {{\"clusters\": [{{\"name\": \"c1\", \"primary\": URL, \"replicas\": [URL, …]}}, …]}}): {why}",
                 path.display()
             ))
         })
+    }
+
+    /// The clusters a config's text names, `c1` first.
+    fn parse(text: &str) -> Result<Vec<ExternalCluster>, String> {
+        let config: ExternalConfig =
+            serde_json::from_str(text).map_err(|error| error.to_string())?;
+        match (config.primary, config.clusters) {
+            (Some(primary), None) => Ok(vec![ExternalCluster {
+                name: ecoshard_postgres::cluster_name(1),
+                primary,
+                replicas: config.replicas,
+            }]),
+            (None, Some(clusters)) if config.replicas.is_empty() => {
+                check_names(&clusters)?;
+                Ok(clusters)
+            }
+            _ => Err("give either primary (and replicas) or clusters".to_string()),
+        }
+    }
+}
+
+/// Clusters are named `c1`, `c2`, … in order, as local ones are (`c1`
+/// holds every shard); at most [`ecoshard_postgres::MAX_CLUSTERS`].
+fn check_names(clusters: &[ExternalCluster]) -> Result<(), String> {
+    if !(1..=ecoshard_postgres::MAX_CLUSTERS).contains(&clusters.len()) {
+        return Err(format!(
+            "give 1 to {} clusters",
+            ecoshard_postgres::MAX_CLUSTERS
+        ));
+    }
+    for (index, cluster) in clusters.iter().enumerate() {
+        let expected = ecoshard_postgres::cluster_name(index + 1);
+        if cluster.name != expected {
+            return Err(format!(
+                "the clusters are named c1, c2, … in order (c1 holds every shard): \
+                 the {} is {:?}, not {expected:?}",
+                ordinal(index + 1),
+                cluster.name.chars().take(40).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "first".to_string(),
+        2 => "second".to_string(),
+        3 => "third".to_string(),
+        n => format!("{n}th"),
     }
 }
 
@@ -241,6 +396,53 @@ mod tests {
         check(1024, Some(256), 80);
         check(1024, Some(100), 16);
         check(8, Some(100), 8);
+    }
+
+    #[test]
+    fn cluster_configs_give_their_clusters_or_say_what_is_wrong() {
+        fn check(text: &str, expected: Result<&[&str], &str>) {
+            let got = ExternalConfig::parse(text)
+                .map(|clusters| clusters.into_iter().map(|c| c.name).collect::<Vec<_>>());
+            match (got, expected) {
+                (Ok(names), Ok(expected)) => assert_eq!(names, expected, "{text}"),
+                (Err(why), Err(expected)) => assert!(why.contains(expected), "{text}: {why}"),
+                (got, expected) => panic!("{text}: {got:?} ≠ {expected:?}"),
+            }
+        }
+        let one = r#"{"name": "c1", "primary": "postgres://db1/x"}"#;
+        let two =
+            r#"{"name": "c2", "primary": "postgres://db2/x", "replicas": ["postgres://db3/x"]}"#;
+        check(
+            r#"{"primary": "postgres://db1/x", "replicas": []}"#,
+            Ok(&["c1"]),
+        );
+        check(r#"{"primary": "postgres://db1/x"}"#, Ok(&["c1"]));
+        check(
+            &format!(r#"{{"clusters": [{one}, {two}]}}"#),
+            Ok(&["c1", "c2"]),
+        );
+        check(
+            &format!(r#"{{"clusters": [{two}, {one}]}}"#),
+            Err(r#"the first is "c2", not "c1""#),
+        );
+        check(
+            &format!(r#"{{"clusters": [{one}, {one}]}}"#),
+            Err(r#"the second is "c1""#),
+        );
+        check(r#"{"clusters": []}"#, Err("give 1 to 8 clusters"));
+        check(
+            &format!(r#"{{"primary": "postgres://db1/x", "clusters": [{one}]}}"#),
+            Err("either"),
+        );
+        check(r#"{"replicas": ["postgres://db1/x"]}"#, Err("either"));
+        check(
+            r#"{"clusters": [{"name": "c1"}]}"#,
+            Err("missing field `primary`"),
+        );
+        check(
+            r#"{"primary": "postgres://db1/x", "extra": 1}"#,
+            Err("unknown field `extra`"),
+        );
     }
 
     #[test]

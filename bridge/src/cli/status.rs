@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 
 use clap::Args;
 use ecoshard_core::thousands;
-use ecoshard_core::wire::{ClusterMode, ClusterView, NodeRole, NodeStatus, RebalanceJob, Stats};
+use ecoshard_core::wire::{
+    ClusterMode, ClusterView, FailoverView, NodeRole, NodeStatus, RebalanceJob, Stats,
+};
 use serde::Serialize;
 
 use super::client::{Bridge, json_text, write_stdout};
@@ -56,17 +58,30 @@ fn status_table(report: &StatusReport) -> String {
     let cluster = &report.cluster;
     let mut out = String::new();
     let mode = match cluster.mode {
+        ClusterMode::Local if !cluster.clusters.is_empty() => {
+            "local clusters (started by the bridge; every shard is on c1)"
+        }
         ClusterMode::Local => "local cluster (started by the bridge)",
         ClusterMode::External => "external cluster",
     };
     let _ = writeln!(out, "{mode}");
+    let width = if cluster.clusters.is_empty() { 10 } else { 13 };
     let _ = writeln!(
         out,
-        "{:<10} {:<8} {:<5} {:>11} {:>13}  replication",
+        "{:<width$} {:<8} {:<5} {:>11} {:>13}  replication",
         "node", "role", "state", "replay lag", "bytes behind"
     );
-    for node in &cluster.nodes {
-        let _ = writeln!(out, "{}", node_row(node));
+    if cluster.clusters.is_empty() {
+        for node in &cluster.nodes {
+            let _ = writeln!(out, "{}", node_row(&node.name, width, node));
+        }
+    }
+    // With several clusters, each node named c2/standby-1 (c1's too).
+    for each in &cluster.clusters {
+        for node in &each.nodes {
+            let name = format!("{}/{}", each.name, node.name);
+            let _ = writeln!(out, "{}", node_row(&name, width, node));
+        }
     }
     let _ = writeln!(out);
     out.push_str(&layout_and_rows(report));
@@ -80,7 +95,13 @@ fn status_table(report: &StatusReport) -> String {
         thousands(reads),
         thousands(stats.failed_reads)
     );
-    let _ = writeln!(out, "{}", failover_line(cluster));
+    if cluster.clusters.is_empty() {
+        let _ = writeln!(out, "{}", failover_line("failover", &cluster.failover));
+    }
+    for each in &cluster.clusters {
+        let what = format!("failover of {}", each.name);
+        let _ = writeln!(out, "{}", failover_line(&what, &each.failover));
+    }
     let job = report.job.as_ref().map_or_else(
         || "no rebalance job since the bridge started".to_string(),
         super::job::summary_line,
@@ -89,7 +110,7 @@ fn status_table(report: &StatusReport) -> String {
     out
 }
 
-fn node_row(node: &NodeStatus) -> String {
+fn node_row(name: &str, width: usize, node: &NodeStatus) -> String {
     let role = match node.role {
         NodeRole::Primary => "primary",
         NodeRole::Standby => "standby",
@@ -109,10 +130,7 @@ fn node_row(node: &NodeStatus) -> String {
             },
         ),
     };
-    format!(
-        "{:<10} {role:<8} {state:<5} {lag_ms:>11} {bytes:>13}  {replication}",
-        node.name
-    )
+    format!("{name:<width$} {role:<8} {state:<5} {lag_ms:>11} {bytes:>13}  {replication}")
 }
 
 /// The layout line, then rows per shard of the layout (and of shards a
@@ -184,8 +202,7 @@ fn layout_and_rows(report: &StatusReport) -> String {
     out
 }
 
-fn failover_line(cluster: &ClusterView) -> String {
-    let failover = &cluster.failover;
+fn failover_line(what: &str, failover: &FailoverView) -> String {
     let on_off = |on: bool| if on { "on" } else { "off" };
     let last = match (&failover.last, failover.in_progress) {
         (_, true) => "one is running now".to_string(),
@@ -196,7 +213,7 @@ fn failover_line(cluster: &ClusterView) -> String {
         (None, false) => "none so far".to_string(),
     };
     format!(
-        "failover: automatic {}, synchronous replication {}; {last}",
+        "{what}: automatic {}, synchronous replication {}; {last}",
         on_off(failover.auto),
         on_off(failover.sync_replication)
     )

@@ -7,11 +7,13 @@ pub(crate) mod control;
 mod local;
 pub mod monitor;
 mod node;
+mod set;
 pub mod topology;
 
 pub(crate) use crate::db::{CheckoutError, checkout, discard};
 pub use control::{Control, ControlError, NodeControl, Promotion};
 pub(crate) use node::Node;
+pub use set::{Clusters, DEFAULT_CLUSTER};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,14 +32,18 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer one read (checkout and statements together).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The names of the clusters this bridge has: one, `c1` (as `--clusters N`
-/// would name the first of N). Layouts may name it; with one cluster nothing
-/// else carries it: node names, endpoints and fields stay as they were.
+/// The clusters a layout may place shards on: `c1` alone (as `--clusters
+/// N` names the first of N) until reads and writes are routed to the
+/// others; layouts naming another cluster are refused. With one cluster
+/// nothing else carries the name: node names, endpoints and fields stay as
+/// they were.
 pub(crate) const CLUSTER_NAMES: [&str; 1] = ["c1"];
 
-/// The cluster: the primary and its standbys.
+/// One cluster: the primary and its standbys.
 #[derive(Debug)]
 pub struct Cluster {
+    /// `c1`, `c2`, … (see [`Clusters`]).
+    pub(crate) name: String,
     /// In the topology's order (`primary`, `standby-1`, …), whatever their roles.
     pub(crate) nodes: Vec<Node>,
     /// Index of the primary in `nodes`.
@@ -53,6 +59,7 @@ pub struct Cluster {
 impl Cluster {
     /// Pools for every node (connections open lazily).
     pub(crate) fn new(
+        name: &str,
         topology: &Topology,
         pool_size: usize,
         max_lag_ms: u64,
@@ -72,6 +79,7 @@ impl Cluster {
             node.primary.store(index == primary, Ordering::SeqCst);
         }
         Arc::new(Cluster {
+            name: name.to_string(),
             nodes,
             primary: AtomicUsize::new(primary),
             next_standby: AtomicUsize::new(0),
@@ -80,7 +88,12 @@ impl Cluster {
         })
     }
 
-    /// The names of the clusters (see [`CLUSTER_NAMES`]).
+    /// `c1`, `c2`, …
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The clusters a layout may place shards on (see [`CLUSTER_NAMES`]).
     pub(crate) fn names(&self) -> &'static [&'static str] {
         &CLUSTER_NAMES
     }

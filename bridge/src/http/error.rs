@@ -96,6 +96,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
         Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),
+        Error::UnknownCluster { .. } => (S::NOT_FOUND, "unknown_cluster"),
         Error::DuplicateUser(_) | Error::DuplicateBulk { .. } => (S::CONFLICT, "duplicate_user"),
         Error::RebalanceBusy(_) => (S::CONFLICT, "rebalance_running"),
         Error::LayoutChanged => (S::CONFLICT, "layout_changed"),

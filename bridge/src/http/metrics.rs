@@ -48,9 +48,17 @@ struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NodeLabels {
-    node: String,
+/// A node's labels: `node`, and `cluster` first when there are several
+/// clusters (with one, the series are what they always were).
+type NodeLabels = Vec<(&'static str, String)>;
+
+fn node_labels(cluster: Option<&String>, node: &str) -> NodeLabels {
+    let mut labels = Vec::with_capacity(2);
+    if let Some(cluster) = cluster {
+        labels.push(("cluster", cluster.clone()));
+    }
+    labels.push(("node", node.to_string()));
+    labels
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,10 +150,14 @@ fn register_nodes(registry: &mut Registry, report: &Report) {
     let streaming = Family::<NodeLabels, Gauge>::default();
     let replay_lag = Family::<NodeLabels, FloatGauge>::default();
     let byte_lag = Family::<NodeLabels, Gauge>::default();
-    for node in &report.nodes {
-        let labels = NodeLabels {
-            node: node.name.clone(),
-        };
+    let nodes = report.clusters.iter().flat_map(|cluster| {
+        cluster
+            .nodes
+            .iter()
+            .map(move |node| (cluster.name.as_ref(), node))
+    });
+    for (cluster, node) in nodes {
+        let labels = node_labels(cluster, &node.name);
         up.get_or_create(&labels).set(i64::from(node.up));
         primary
             .get_or_create(&labels)
@@ -195,11 +207,11 @@ fn register_nodes(registry: &mut Registry, report: &Report) {
 
 fn register_counters(registry: &mut Registry, report: &Report) {
     let reads = Family::<NodeLabels, Counter>::default();
-    for count in &report.stats.reads {
-        let labels = NodeLabels {
-            node: count.node.clone(),
-        };
-        reads.get_or_create(&labels).inc_by(count.count);
+    for cluster in &report.clusters {
+        for count in &cluster.reads {
+            let labels = node_labels(cluster.name.as_ref(), &count.node);
+            reads.get_or_create(&labels).inc_by(count.count);
+        }
     }
     registry.register("reads", "Reads served, by the node that served them", reads);
     registry.register("writes", "Rows written", counter(report.stats.writes));
@@ -208,16 +220,32 @@ fn register_counters(registry: &mut Registry, report: &Report) {
         "Reads no node could serve",
         counter(report.stats.failed_reads),
     );
-    registry.register(
-        "failovers",
-        "Standbys promoted by this bridge",
-        counter(report.failovers),
-    );
+    register_failovers(registry, report);
     registry.register(
         "layout_version",
         "Version of the layout writes go by",
         gauge(report.layout_version),
     );
+}
+
+/// Failovers: one counter with one cluster, one per cluster (`cluster`
+/// label) with several.
+fn register_failovers(registry: &mut Registry, report: &Report) {
+    const HELP: &str = "Standbys promoted by this bridge";
+    if let [only] = report.clusters.as_slice()
+        && only.name.is_none()
+    {
+        registry.register("failovers", HELP, counter(only.failovers));
+        return;
+    }
+    let failovers = Family::<Vec<(&'static str, String)>, Counter>::default();
+    for cluster in &report.clusters {
+        let name = cluster.name.clone().unwrap_or_default();
+        failovers
+            .get_or_create(&vec![("cluster", name)])
+            .inc_by(cluster.failovers);
+    }
+    registry.register("failovers", HELP, failovers);
 }
 
 fn register_job(registry: &mut Registry, report: &Report) {

@@ -98,6 +98,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::sample))
         .routes(routes!(nodes::stop))
         .routes(routes!(nodes::start))
+        .routes(routes!(nodes::stop_in_cluster))
+        .routes(routes!(nodes::start_in_cluster))
         .routes(routes!(openapi::openapi))
 }
 

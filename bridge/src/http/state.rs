@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use super::events::EventClients;
 use super::guard::{EdgeRules, Token};
 use super::metrics::HttpMetrics;
-use crate::service::{Control, Service, ServiceConfig, StartError, Topology};
+use crate::service::{ClusterSpec, Control, Service, ServiceConfig, StartError, Topology};
 
 /// How to run the bridge: its service and its HTTP edge.
 #[derive(Clone, Debug)]
@@ -47,6 +47,9 @@ pub struct BridgeConfig {
     /// Longest one node may take to answer one read (see
     /// `Cluster::read_timeout`).
     pub read_timeout: std::time::Duration,
+    /// The clusters beside `c1` (`topology`, `control`): monitored, failed
+    /// over and controlled like it; no shard is on them yet.
+    pub other_clusters: Vec<ClusterSpec>,
 }
 
 impl BridgeConfig {
@@ -69,6 +72,7 @@ impl BridgeConfig {
             allowed_hosts: Vec::new(),
             token: None,
             read_timeout: crate::service::DEFAULT_READ_TIMEOUT,
+            other_clusters: Vec::new(),
         }
     }
 
@@ -84,6 +88,7 @@ impl BridgeConfig {
             control: self.control.clone(),
             auto_failover: self.auto_failover,
             read_timeout: self.read_timeout,
+            other_clusters: self.other_clusters.clone(),
         }
     }
 }

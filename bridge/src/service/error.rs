@@ -26,6 +26,13 @@ pub(crate) enum Error {
     },
     /// No rebalance job with that id.
     JobNotFound(u64),
+    /// No cluster with that name.
+    UnknownCluster {
+        /// The name asked for (at most 40 characters of it).
+        name: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
     /// No node with that name.
     UnknownNode {
         /// The name asked for (at most 40 characters of it).
@@ -145,7 +152,8 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A shard names a cluster the bridge does not have.
+    /// A shard names a cluster the bridge places no shards on (today only
+    /// `c1` holds shards, however many clusters run).
     UnknownCluster {
         /// The shard.
         shard: String,
@@ -177,6 +185,15 @@ impl From<LayoutRefusal> for Error {
     }
 }
 
+/// No `what` named `name`, and the names there are.
+fn unknown(f: &mut fmt::Formatter<'_>, what: &str, name: &str, known: &[String]) -> fmt::Result {
+    write!(
+        f,
+        "no {what} named {name:?}; the {what}s are {}",
+        known.join(", ")
+    )
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -191,11 +208,8 @@ impl fmt::Display for Error {
                 consistency.name()
             ),
             Error::JobNotFound(id) => write!(f, "no rebalance job {id}"),
-            Error::UnknownNode { name, nodes } => write!(
-                f,
-                "no node named {name:?}; the nodes are {}",
-                nodes.join(", ")
-            ),
+            Error::UnknownCluster { name, clusters } => unknown(f, "cluster", name, clusters),
+            Error::UnknownNode { name, nodes } => unknown(f, "node", name, nodes),
             Error::DuplicateUser(id) => write!(
                 f,
                 "a user with id {id:?} already exists with another name or e-mail; \
@@ -319,8 +333,8 @@ impl fmt::Display for LayoutRefusal {
                 clusters,
             } => write!(
                 f,
-                "shard {shard:?} names cluster {cluster:?}, which this bridge does not have: \
-                 its clusters are {} (leave \"cluster\" out to place shards round-robin over them)",
+                "shard {shard:?} names cluster {cluster:?}, where this bridge places no shards: \
+                 shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
             ),
         }

@@ -106,11 +106,19 @@ impl Failover {
     }
 }
 
-/// Called after every round of health checks: counts the primary's failed
-/// checks and, with automatic failover, starts one when they add up.
+/// Called after every round of health checks: for every cluster, counts
+/// its primary's failed checks and, with automatic failover, starts one
+/// when they add up. Each cluster fails over on its own.
 pub(crate) fn after_check(state: &Service) {
-    let failover = state.failover();
-    if state.cluster().primary().is_up() {
+    for index in 0..state.clusters().all().len() {
+        after_check_of(state, index);
+    }
+}
+
+/// [`after_check`] for the `index`-th cluster.
+fn after_check_of(state: &Service, index: usize) {
+    let failover = state.failover_of(index);
+    if state.clusters().all()[index].primary().is_up() {
         failover.down_checks.store(0, Ordering::SeqCst);
         set(&failover.down_since, None);
         return;
@@ -131,8 +139,11 @@ pub(crate) fn after_check(state: &Service) {
     let down_since = get(&failover.down_since).unwrap_or_else(Instant::now);
     let state = state.clone();
     tokio::spawn(async move {
-        run(&state, down_since).await;
-        state.failover().in_progress.store(false, Ordering::SeqCst);
+        run(&state, index, down_since).await;
+        state
+            .failover_of(index)
+            .in_progress
+            .store(false, Ordering::SeqCst);
     });
 }
 
@@ -140,13 +151,15 @@ pub(crate) fn after_check(state: &Service) {
 /// that runs but is slow to answer is left alone: promoting beside it would
 /// make two primaries), then [`crate::cluster::NodeControl::fail_over`],
 /// then writes go to the new primary.
-async fn run(state: &Service, down_since: Instant) {
-    let failover = state.failover();
+async fn run(state: &Service, index: usize, down_since: Instant) {
+    let failover = state.failover_of(index);
+    let cluster = &state.clusters().all()[index];
     let Some(local) = failover.control.clone() else {
         return;
     };
     let _operation = failover.lock().await;
-    let old = state.cluster().primary().name().to_string();
+    let old = cluster.primary().name().to_string();
+    let of = of_cluster(state, cluster);
     let running = {
         let local = Arc::clone(&local);
         let old = old.clone();
@@ -156,13 +169,13 @@ async fn run(state: &Service, down_since: Instant) {
         Ok(Ok(false)) => {}
         Ok(Ok(true)) => {
             tracing::warn!(
-                "the primary ({old}) does not answer but its server runs: not failing over"
+                "the primary{of} ({old}) does not answer but its server runs: not failing over"
             );
             set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
             return;
         }
         Ok(Err(error)) => {
-            tracing::error!("failover: checking {old}: {error}");
+            tracing::error!("failover{of}: checking {old}: {error}");
             set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
             return;
         }
@@ -172,12 +185,12 @@ async fn run(state: &Service, down_since: Instant) {
         }
     }
     let decided = Instant::now();
-    tracing::warn!("the primary ({old}) is gone: promoting the most advanced standby");
+    tracing::warn!("the primary{of} ({old}) is gone: promoting the most advanced standby");
     let promoting = Arc::clone(&local);
     let outcome = tokio::task::spawn_blocking(move || promoting.fail_over()).await;
     match outcome {
         Ok(Ok(promotion)) => {
-            state.cluster().set_primary(&promotion.to);
+            cluster.set_primary(&promotion.to);
             // Not awaited: writes already go to the new primary; the
             // checkpoint only spares the standbys a rewind at their next start.
             tokio::task::spawn_blocking(move || {
@@ -195,7 +208,7 @@ async fn run(state: &Service, down_since: Instant) {
                 repointed: promotion.repointed,
             };
             tracing::warn!(
-                "failover: {} is the primary in place of {} (pg_promote {:.0} ms, {:.0} ms since the first failed check); {} now stream from it",
+                "failover{of}: {} is the primary in place of {} (pg_promote {:.0} ms, {:.0} ms since the first failed check); {} now stream from it",
                 event.to,
                 event.from,
                 event.promote_ms,
@@ -211,7 +224,7 @@ async fn run(state: &Service, down_since: Instant) {
             set(&failover.down_since, None);
         }
         Ok(Err(error)) => {
-            tracing::error!("failover failed: {error}");
+            tracing::error!("failover{of} failed: {error}");
             set(&failover.retry_at, Some(Instant::now() + RETRY_AFTER));
         }
         Err(error) => tracing::error!("failover: {error}"),
@@ -265,6 +278,15 @@ pub(crate) fn read_unavailable(state: &Service, consistency: Consistency, after_
         consistency,
         after_lsn,
         primary: state.cluster().primary().name().to_string(),
+    }
+}
+
+/// ` of c2` in messages when there are several clusters; else nothing.
+fn of_cluster(state: &Service, cluster: &crate::cluster::Cluster) -> String {
+    if state.clusters().several() {
+        format!(" of {}", cluster.name())
+    } else {
+        String::new()
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use ecoshard_core::wire::{NodeStatus, RebalanceJob, Stats};
+use ecoshard_core::wire::{NodeCount, NodeStatus, RebalanceJob, Stats};
 
 use super::Service;
 use crate::cluster::Node;
@@ -13,25 +13,57 @@ use crate::cluster::Node;
 /// The service's state for monitoring, as of now.
 #[derive(Clone, Debug)]
 pub(crate) struct Report {
-    /// Every node with its role, health and lag, in their fixed order.
-    pub(crate) nodes: Vec<NodeStatus>,
-    /// Reads per node, writes, failed reads (rates and rows as of the last tick).
+    /// Every cluster, `c1` first.
+    pub(crate) clusters: Vec<ClusterReport>,
+    /// Writes, failed reads (rates and rows as of the last tick).
     pub(crate) stats: Stats,
-    /// Failovers this bridge has made since it started.
-    pub(crate) failovers: u64,
     /// The running or last rebalance job, without its plan.
     pub(crate) job: Option<RebalanceJob>,
     /// Version of the layout writes go by.
     pub(crate) layout_version: u64,
 }
 
+/// One cluster's part of a [`Report`].
+#[derive(Clone, Debug)]
+pub(crate) struct ClusterReport {
+    /// Its name when there are several clusters; `None` when it is the
+    /// only one (its series then carry no `cluster` label, as always).
+    pub(crate) name: Option<String>,
+    /// Every node with its role, health and lag, in their fixed order.
+    pub(crate) nodes: Vec<NodeStatus>,
+    /// Reads served per node.
+    pub(crate) reads: Vec<NodeCount>,
+    /// Failovers this bridge has made in this cluster since it started.
+    pub(crate) failovers: u64,
+}
+
 impl Service {
     /// What a scrape reports: read from the nodes, counters and job now.
     pub(crate) fn report(&self) -> Report {
+        let several = self.clusters().several();
+        let clusters = self
+            .clusters()
+            .all()
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| ClusterReport {
+                name: several.then(|| cluster.name().to_string()),
+                nodes: cluster.nodes.iter().map(Node::status).collect(),
+                reads: cluster
+                    .nodes
+                    .iter()
+                    .map(|node| NodeCount {
+                        node: node.name().to_string(),
+                        count: node.reads.load(Ordering::Relaxed),
+                        per_sec: 0.0,
+                    })
+                    .collect(),
+                failovers: self.failover_of(index).done.load(Ordering::Relaxed),
+            })
+            .collect();
         Report {
-            nodes: self.cluster().nodes.iter().map(Node::status).collect(),
+            clusters,
             stats: self.stats(),
-            failovers: self.failover().done.load(Ordering::Relaxed),
             job: self.rebalancer().job_summary(),
             layout_version: self.routing().table().current.version,
         }

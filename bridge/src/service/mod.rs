@@ -29,10 +29,10 @@ use std::sync::{Arc, RwLock};
 
 use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{ClusterMode, ClusterView, LayoutView, NodeCount, Stats};
+use ecoshard_core::wire::{ClusterMode, ClusterNodes, ClusterView, LayoutView, NodeCount, Stats};
 use tokio::sync::{Semaphore, broadcast};
 
-use crate::cluster::{Cluster, Node};
+use crate::cluster::{Cluster, Clusters, DEFAULT_CLUSTER, Node};
 use crate::routing::Routing;
 use crate::service::failover::Failover;
 
@@ -59,6 +59,20 @@ pub struct ServiceConfig {
     /// Longest one node may take to answer one read (see
     /// [`crate::cluster::Cluster::read_timeout`]).
     pub read_timeout: std::time::Duration,
+    /// The clusters beside `c1` (the one `topology` and `control` give):
+    /// monitored, failed over and controlled like it; no shard is on them.
+    pub other_clusters: Vec<ClusterSpec>,
+}
+
+/// A cluster beside the default one: its name, nodes and node control.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// `c2`, `c3`, …
+    pub name: String,
+    /// Its nodes.
+    pub topology: Topology,
+    /// Its node control, when the bridge runs its servers.
+    pub control: Option<Control>,
 }
 
 /// Why the bridge could not start.
@@ -92,7 +106,7 @@ pub struct Service {
 
 #[derive(Debug)]
 struct Inner {
-    cluster: Arc<Cluster>,
+    clusters: Clusters,
     routing: Routing,
     rebalance: crate::service::rebalance::Rebalancer,
     mode: ClusterMode,
@@ -103,7 +117,8 @@ struct Inner {
     rows: RwLock<Vec<ShardLoad>>,
     bulk_permits: Semaphore,
     generate_permit: Semaphore,
-    failover: Failover,
+    /// One per cluster, in the order of [`Clusters::all`].
+    failovers: Vec<Failover>,
 }
 
 /// Counters since start.
@@ -115,6 +130,34 @@ pub(crate) struct Counters {
     pub(crate) failed_reads: AtomicU64,
     /// Highest commit LSN this bridge has acknowledged.
     pub(crate) last_write_lsn: AtomicU64,
+}
+
+/// The clusters' run-time state from the configuration: `c1`, the others,
+/// and one failover policy each, in that order.
+fn build_clusters(config: &ServiceConfig) -> (Arc<Cluster>, Vec<Arc<Cluster>>, Vec<Failover>) {
+    let new_cluster = |name: &str, topology: &Topology| {
+        Cluster::new(
+            name,
+            topology,
+            config.pool_size,
+            config.max_lag_ms,
+            config.read_timeout,
+        )
+    };
+    let cluster = new_cluster(DEFAULT_CLUSTER, &config.topology);
+    let others = config
+        .other_clusters
+        .iter()
+        .map(|spec| new_cluster(&spec.name, &spec.topology))
+        .collect();
+    let mut failovers = vec![Failover::new(config.control.clone(), config.auto_failover)];
+    failovers.extend(
+        config
+            .other_clusters
+            .iter()
+            .map(|spec| Failover::new(spec.control.clone(), config.auto_failover)),
+    );
+    (cluster, others, failovers)
 }
 
 /// Bulk inserts running at once; more get 429.
@@ -129,14 +172,9 @@ impl Service {
         let initial_layout =
             rebalance::canonical(&config.initial_layout, clusters).map_err(StartError::Layout)?;
         if config.create_database {
-            ensure_database(&config.topology).await?;
+            ensure_databases(&config).await?;
         }
-        let cluster = Cluster::new(
-            &config.topology,
-            config.pool_size,
-            config.max_lag_ms,
-            config.read_timeout,
-        );
+        let (cluster, others, failovers) = build_clusters(&config);
         let mut client = cluster
             .primary()
             .pool
@@ -172,7 +210,7 @@ impl Service {
         let (ticks, _) = broadcast::channel(16);
         let state = Service {
             inner: Arc::new(Inner {
-                cluster,
+                clusters: Clusters::new(cluster, others),
                 routing: Routing::with_table(startup.table),
                 rebalance: crate::service::rebalance::Rebalancer::new(
                     config.rebalance_batch,
@@ -186,10 +224,10 @@ impl Service {
                 rows: RwLock::new(Vec::new()),
                 bulk_permits: Semaphore::new(BULK_CONCURRENCY),
                 generate_permit: Semaphore::new(1),
-                failover: Failover::new(config.control, config.auto_failover),
+                failovers,
             }),
         };
-        crate::cluster::monitor::check_nodes(state.cluster(), ticks::now_ms()).await;
+        ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::service::rebalance::resume(&state, pending);
@@ -197,9 +235,20 @@ impl Service {
         Ok(state)
     }
 
-    /// The nodes.
+    /// The default cluster's nodes (`c1`: every shard is on it).
     pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.inner.cluster
+        self.inner.clusters.default_cluster()
+    }
+
+    /// Every cluster, `c1` first.
+    pub fn clusters(&self) -> &Clusters {
+        &self.inner.clusters
+    }
+
+    /// The node actions and failovers of the `index`-th cluster of
+    /// [`Clusters::all`].
+    pub(crate) fn failover_of(&self, index: usize) -> &Failover {
+        &self.inner.failovers[index]
     }
 
     /// The routing table holder.
@@ -237,9 +286,9 @@ impl Service {
         self.inner.generate_permit.available_permits() == 0
     }
 
-    /// Node actions and failover.
+    /// Node actions and failover of the default cluster.
     pub(crate) fn failover(&self) -> &Failover {
-        &self.inner.failover
+        &self.inner.failovers[0]
     }
 
     /// New subscriber to the stream's ticks (JSON).
@@ -275,7 +324,26 @@ impl Service {
             nodes: self.cluster().nodes.iter().map(Node::status).collect(),
             layout: self.layout_view(),
             failover: self.failover().view(),
+            clusters: self.clusters_nodes(),
         }
+    }
+
+    /// Every cluster with its nodes and failover, when there are several
+    /// (empty with one: the view is then what it always was).
+    pub(crate) fn clusters_nodes(&self) -> Vec<ClusterNodes> {
+        if !self.clusters().several() {
+            return Vec::new();
+        }
+        self.clusters()
+            .all()
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| ClusterNodes {
+                name: cluster.name().to_string(),
+                nodes: cluster.nodes.iter().map(Node::status).collect(),
+                failover: self.failover_of(index).view(),
+            })
+            .collect()
     }
 
     /// The layout in force, its version and each shard's cluster.
@@ -357,9 +425,28 @@ impl Service {
     }
 }
 
-/// Creates the database on the primary when it does not exist.
+/// Creates the database on every cluster's primary when it does not exist:
+/// the other clusters hold no shard yet, but their nodes are checked in
+/// the same database.
+async fn ensure_databases(config: &ServiceConfig) -> Result<(), StartError> {
+    ensure_database(&config.topology).await?;
+    for other in &config.other_clusters {
+        ensure_database(&other.topology)
+            .await
+            .map_err(|error| StartError::Primary(format!("{}: {error}", other.name)))?;
+    }
+    Ok(())
+}
+
+/// Creates the database on the primary when it does not exist (the node
+/// whose role is primary now: after a failover, not the first one).
 async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
-    let Some(primary) = topology.nodes.first() else {
+    let primary = topology
+        .nodes
+        .iter()
+        .find(|node| node.role == ecoshard_core::wire::NodeRole::Primary)
+        .or(topology.nodes.first());
+    let Some(primary) = primary else {
         return Err(StartError::Primary("no primary given".into()));
     };
     match crate::db::schema::ensure_database(&primary.config).await {

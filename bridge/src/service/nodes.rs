@@ -2,32 +2,38 @@
 //! a node (cleanly, or like a crash) and starting it again, through the
 //! cluster's node control. Stopping the primary makes writes refused (and,
 //! with automatic failover, promotes a standby); a node that is no longer
-//! primary comes back as a standby, never as a second primary.
+//! primary comes back as a standby, never as a second primary. With several
+//! clusters, a node is named within its cluster (`c2`'s `primary`); no
+//! cluster named means `c1`.
 
 use std::sync::Arc;
 
 use ecoshard_core::wire::{ClusterMode, NodeAction, NodeRole};
 
 use super::{Error, Service, input};
-use crate::cluster::{Control, ControlError, Node};
+use crate::cluster::{Cluster, Control, ControlError, Node};
+use crate::service::failover::Failover;
 
-/// Stops `name` (`mode`: `fast`, the default, or `immediate`).
+/// Stops `name` of `cluster` (`c1` when `None`; `mode`: `fast`, the
+/// default, or `immediate`).
 pub(crate) async fn stop(
     service: &Service,
+    cluster: Option<&str>,
     name: &str,
     mode: Option<&str>,
 ) -> Result<NodeAction, Error> {
     let immediate = input::stop_mode(mode)?;
-    let control = control(service)?;
-    let node = known_node(service, name)?;
-    let _operation = service.failover().lock().await;
+    let (cluster, failover) = known_cluster(service, cluster)?;
+    let control = control(service, failover)?;
+    let node = known_node(cluster, name)?;
+    let _operation = failover.lock().await;
     if !blocking(&control, name, |control, name| control.is_running(name))
         .await
         .map_err(|error| action_failed("stopping", name, &error))?
     {
         node.mark_down();
         return Ok(answer(
-            service,
+            cluster,
             name,
             "stop",
             false,
@@ -40,27 +46,28 @@ pub(crate) async fn stop(
     .await
     .map_err(|error| action_failed("stopping", name, &error))?;
     node.mark_down();
-    let message = stopped(
-        name,
-        immediate,
-        node.is_primary(),
-        service.failover().is_auto(),
-    );
+    let message = stopped(name, immediate, node.is_primary(), failover.is_auto());
     tracing::info!("{message}");
-    Ok(answer(service, name, "stop", true, message))
+    Ok(answer(cluster, name, "stop", true, message))
 }
 
-/// Starts `name` again (a former primary as a standby of the primary now).
-pub(crate) async fn start(service: &Service, name: &str) -> Result<NodeAction, Error> {
-    let control = control(service)?;
-    let node = known_node(service, name)?;
-    let _operation = service.failover().lock().await;
+/// Starts `name` of `cluster` (`c1` when `None`) again (a former primary
+/// as a standby of the primary now).
+pub(crate) async fn start(
+    service: &Service,
+    cluster: Option<&str>,
+    name: &str,
+) -> Result<NodeAction, Error> {
+    let (cluster, failover) = known_cluster(service, cluster)?;
+    let control = control(service, failover)?;
+    let node = known_node(cluster, name)?;
+    let _operation = failover.lock().await;
     if blocking(&control, name, |control, name| control.is_running(name))
         .await
         .map_err(|error| action_failed("starting", name, &error))?
     {
         return Ok(answer(
-            service,
+            cluster,
             name,
             "start",
             false,
@@ -70,10 +77,10 @@ pub(crate) async fn start(service: &Service, name: &str) -> Result<NodeAction, E
     let rebuilt = blocking(&control, name, |control, name| control.start(name))
         .await
         .map_err(|error| action_failed("starting", name, &error))?;
-    crate::cluster::monitor::check_nodes(service.cluster(), super::ticks::now_ms()).await;
-    let message = started(name, service.cluster().primary().name(), rebuilt);
+    crate::cluster::monitor::check_nodes(cluster, super::ticks::now_ms()).await;
+    let message = started(name, cluster.primary().name(), rebuilt);
     tracing::info!("{message}");
-    Ok(answer(service, name, "start", true, message))
+    Ok(answer(cluster, name, "start", true, message))
 }
 
 /// A node as a sentence names it: the node named primary is "the primary"
@@ -129,14 +136,13 @@ fn started(name: &str, primary: &str, rebuilt: Option<String>) -> String {
 }
 
 fn answer(
-    service: &Service,
+    cluster: &Cluster,
     name: &str,
     action: &str,
     changed: bool,
     message: String,
 ) -> NodeAction {
-    let role = service
-        .cluster()
+    let role = cluster
         .node(name)
         .map(|node| node.role())
         .unwrap_or(NodeRole::Standby);
@@ -149,9 +155,28 @@ fn answer(
     }
 }
 
-/// The node control, or [`Error::NotLocal`].
-fn control(service: &Service) -> Result<Control, Error> {
-    match service.failover().control() {
+/// The cluster called `name` (`c1` when `None`) and its failover, or
+/// [`Error::UnknownCluster`].
+fn known_cluster<'a>(
+    service: &'a Service,
+    name: Option<&str>,
+) -> Result<(&'a Cluster, &'a Failover), Error> {
+    let index = match name {
+        None => 0,
+        Some(name) => service
+            .clusters()
+            .position(name)
+            .ok_or_else(|| Error::UnknownCluster {
+                name: name.chars().take(40).collect(),
+                clusters: service.clusters().names(),
+            })?,
+    };
+    Ok((&service.clusters().all()[index], service.failover_of(index)))
+}
+
+/// The cluster's node control, or [`Error::NotLocal`].
+fn control(service: &Service, failover: &Failover) -> Result<Control, Error> {
+    match failover.control() {
         Some(control) => Ok(Arc::clone(control)),
         None => Err(Error::NotLocal {
             external: service.mode() == ClusterMode::External,
@@ -160,19 +185,15 @@ fn control(service: &Service) -> Result<Control, Error> {
 }
 
 /// The node called `name`, or [`Error::UnknownNode`].
-fn known_node<'a>(service: &'a Service, name: &str) -> Result<&'a Node, Error> {
-    service
-        .cluster()
-        .node(name)
-        .ok_or_else(|| Error::UnknownNode {
-            name: name.chars().take(40).collect(),
-            nodes: service
-                .cluster()
-                .nodes
-                .iter()
-                .map(|node| node.name().to_string())
-                .collect(),
-        })
+fn known_node<'a>(cluster: &'a Cluster, name: &str) -> Result<&'a Node, Error> {
+    cluster.node(name).ok_or_else(|| Error::UnknownNode {
+        name: name.chars().take(40).collect(),
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|node| node.name().to_string())
+            .collect(),
+    })
 }
 
 /// Runs a blocking node action on `name` off the async workers.

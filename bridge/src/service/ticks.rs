@@ -37,7 +37,7 @@ async fn run_ticks(state: Service) {
     let mut rates = Rates::default();
     loop {
         interval.tick().await;
-        crate::cluster::monitor::check_nodes(state.cluster(), now_ms()).await;
+        check_every_cluster(&state).await;
         super::failover::after_check(&state);
         let stats = rates.update(&state);
         let tick = Tick {
@@ -49,12 +49,26 @@ async fn run_ticks(state: Service) {
             rebalance: state.rebalancer().job_summary(),
             layout_version: state.routing().table().current.version,
             failover: state.failover().view(),
+            clusters: state.clusters_nodes(),
         };
         match serde_json::to_string(&tick) {
             Ok(json) => state.publish_tick(Arc::from(json), stats),
             Err(error) => tracing::error!("serialising a tick: {error}"),
         }
     }
+}
+
+/// Checks every node of every cluster, all at once.
+pub(crate) async fn check_every_cluster(state: &Service) {
+    let at_ms = now_ms();
+    futures::future::join_all(
+        state
+            .clusters()
+            .all()
+            .iter()
+            .map(|cluster| crate::cluster::monitor::check_nodes(cluster, at_ms)),
+    )
+    .await;
 }
 
 /// Time between two row estimates.

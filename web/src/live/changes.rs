@@ -116,6 +116,7 @@ mod tests {
             rebalance: None,
             layout_version: 1,
             failover,
+            clusters: Vec::new(),
         }
     }
 

@@ -1,0 +1,327 @@
+//! A bridge operating two local clusters (`c1` and `c2`, a primary and one
+//! standby each): both are shown, checked, controlled and failed over on
+//! their own, while every row still goes to `c1`; and a bridge over one
+//! cluster answers exactly as it always did.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
+use ecoshard_core::wire::{ClusterNodes, ClusterView, NodeRole, ReadResult, Tick};
+
+use common::{
+    LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually, get, post, post_json,
+    view,
+};
+
+/// This binary's two clusters of one standby each, on ports from 25800.
+static CLUSTERS: SharedClusters = SharedClusters::new("several", 25800, 2, 1);
+
+/// A bridge over `c1` and `c2` on its own database.
+async fn bridge_over_both(
+    database: &str,
+    auto_failover: bool,
+) -> (AppState, Vec<Arc<LocalCluster>>) {
+    let clusters = CLUSTERS.get();
+    let c2 = ClusterSpec {
+        name: "c2".to_string(),
+        topology: Topology::local(&clusters[1], database),
+        control: control(&clusters[1]),
+    };
+    let state = bridge_with(&clusters[0], database, |config| {
+        config.control = control(&clusters[0]);
+        config.auto_failover = auto_failover;
+        config.other_clusters = vec![c2];
+    })
+    .await;
+    (state, clusters)
+}
+
+/// The cluster called `name` of `clusters`.
+fn cluster<'a>(clusters: &'a [ClusterNodes], name: &str) -> &'a ClusterNodes {
+    clusters
+        .iter()
+        .find(|cluster| cluster.name == name)
+        .unwrap_or_else(|| panic!("no cluster {name} in {clusters:?}"))
+}
+
+/// Whether every node of `cluster` is up and every standby streams, with
+/// one primary.
+fn healthy(cluster: &ClusterNodes) -> bool {
+    let primaries = cluster
+        .nodes
+        .iter()
+        .filter(|node| node.role == NodeRole::Primary)
+        .count();
+    primaries == 1
+        && cluster.nodes.iter().all(|node| {
+            node.up
+                && (node.role == NodeRole::Primary
+                    || node
+                        .lag
+                        .as_ref()
+                        .is_some_and(|lag| lag.state.as_deref() == Some("streaming")))
+        })
+}
+
+/// Waits until both clusters are healthy in the bridge's view.
+async fn wait_healthy(state: &AppState) {
+    let ok = eventually(LIMIT, || async {
+        let view = view(state).await;
+        view.clusters.len() == 2 && view.clusters.iter().all(healthy)
+    })
+    .await;
+    assert!(ok, "the clusters are not healthy: {:?}", view(state).await);
+}
+
+/// The last tick's clusters (none before the first tick).
+fn tick_clusters(state: &AppState) -> Vec<ClusterNodes> {
+    state.service().latest_tick().map_or_else(Vec::new, |json| {
+        serde_json::from_str::<Tick>(&json)
+            .expect("tick JSON")
+            .clusters
+    })
+}
+
+/// The JSON object's keys.
+fn keys(value: &serde_json::Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn the_view_and_the_tick_list_both_clusters_healthy_and_streaming() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_view", false).await;
+    wait_healthy(&state).await;
+    let view = view(&state).await;
+    let names: Vec<&str> = view.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["c1", "c2"]);
+    for each in &view.clusters {
+        let nodes: Vec<&str> = each.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(nodes, ["primary", "standby-1"], "{}", each.name);
+    }
+    assert_eq!(
+        view.nodes,
+        cluster(&view.clusters, "c1").nodes,
+        "nodes is c1's"
+    );
+    let ok = eventually(LIMIT, || async {
+        let clusters = tick_clusters(&state);
+        clusters.len() == 2 && clusters.iter().all(healthy)
+    })
+    .await;
+    assert!(
+        ok,
+        "the tick does not list both: {:?}",
+        tick_clusters(&state)
+    );
+}
+
+#[tokio::test]
+async fn stopping_c2_s_standby_shows_it_down_and_leaves_c1_alone() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_stop", false).await;
+    wait_healthy(&state).await;
+    let before = view(&state).await;
+    let c2 = cluster(&before.clusters, "c2");
+    let standby = c2.nodes.iter().find(|n| n.role == NodeRole::Standby);
+    let name = standby.expect("c2 has a standby").name.clone();
+    let stopped = post(&state, &format!("/api/clusters/c2/nodes/{name}/stop")).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+    let down = |clusters: &[ClusterNodes]| {
+        let c2 = cluster(clusters, "c2");
+        c2.nodes.iter().any(|n| n.name == name && !n.up)
+    };
+    let after = view(&state).await;
+    assert!(down(&after.clusters), "c2's {name} is not down: {after:?}");
+    let in_tick = eventually(LIMIT, || async { down(&tick_clusters(&state)) }).await;
+    assert!(in_tick, "c2's {name} is not down in the tick");
+    let after = view(&state).await;
+    assert!(
+        healthy(cluster(&after.clusters, "c1")),
+        "c1 changed: {after:?}"
+    );
+    assert!(
+        after.nodes.iter().all(|node| node.up),
+        "c1's nodes: {after:?}"
+    );
+    let started = post(&state, &format!("/api/clusters/c2/nodes/{name}/start")).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    wait_healthy(&state).await;
+}
+
+#[tokio::test]
+async fn node_actions_name_an_unknown_cluster_or_node_with_a_404() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_unknown", false).await;
+    let check = |uri: &'static str, code: &'static str| {
+        let state = state.clone();
+        async move {
+            let answer = post(&state, uri).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::NOT_FOUND,
+                "{uri}: {}",
+                answer.text()
+            );
+            assert_eq!(answer.error_code(), code, "{uri}");
+        }
+    };
+    check("/api/clusters/c3/nodes/primary/stop", "unknown_cluster").await;
+    check("/api/clusters/c2/nodes/standby-9/stop", "unknown_node").await;
+    check("/api/clusters/c2/nodes/standby-9/start", "unknown_node").await;
+    check("/api/nodes/c2%2Fprimary/stop", "unknown_node").await;
+}
+
+#[tokio::test]
+async fn auto_failover_of_c2_promotes_c2_s_standby_and_leaves_c1_untouched() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_failover", true).await;
+    wait_healthy(&state).await;
+    let before = view(&state).await;
+    let primary_of = |cluster: &ClusterNodes| {
+        let node = cluster.nodes.iter().find(|n| n.role == NodeRole::Primary);
+        node.expect("a primary").name.clone()
+    };
+    let old = primary_of(cluster(&before.clusters, "c2"));
+    let c1_primary = primary_of(cluster(&before.clusters, "c1"));
+    let uri = format!("/api/clusters/c2/nodes/{old}/stop?mode=immediate");
+    let stopped = post(&state, &uri).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+    let promoted = common::eventually_some(LIMIT, || async {
+        let view = view(&state).await;
+        let c2 = cluster(&view.clusters, "c2");
+        c2.failover.last.clone()
+    })
+    .await
+    .expect("c2 never failed over");
+    assert_eq!(promoted.from, old);
+    let after = view(&state).await;
+    assert_eq!(primary_of(cluster(&after.clusters, "c2")), promoted.to);
+    assert_eq!(primary_of(cluster(&after.clusters, "c1")), c1_primary);
+    assert_eq!(after.failover.last, None, "c1 failed over: {after:?}");
+    let metrics = get(&state, "/metrics").await.text();
+    assert!(
+        metrics.contains("ecoshard_failovers_total{cluster=\"c2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ecoshard_failovers_total{cluster=\"c1\"} 0"),
+        "{metrics}"
+    );
+    let written = post_json(&state, "/api/users", r#"{"user_id":"after-c2-failover"}"#).await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+    let started = post(&state, &format!("/api/clusters/c2/nodes/{old}/start")).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    wait_healthy(&state).await;
+}
+
+#[tokio::test]
+async fn inserts_and_reads_go_to_c1_only() {
+    let _nodes = NODES.read().await;
+    let (state, clusters) = bridge_over_both("several_data", false).await;
+    wait_healthy(&state).await;
+    for index in 0..20 {
+        let body = format!(r#"{{"user_id":"user_{index}"}}"#);
+        let written = post_json(&state, "/api/users", &body).await;
+        assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+    }
+    for consistency in ["strong", "eventual", "read-your-writes"] {
+        let uri = format!("/api/users/user_7?consistency={consistency}");
+        let answer = get(&state, &uri).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text());
+        let read: ReadResult = answer.parse();
+        assert_eq!(read.user.user_id, "user_7");
+    }
+    let rows = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard%'";
+    let c1 = connect(&clusters[0], "primary", "several_data").await;
+    let c1_schemas: i64 = c1.query_one(rows, &[]).await.expect(rows).get(0);
+    assert_eq!(c1_schemas, 3, "c1 holds the three shards");
+    let primary = cluster(&view(&state).await.clusters, "c2")
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .map(|n| n.name.clone())
+        .expect("c2's primary");
+    let c2 = connect(&clusters[1], &primary, "several_data").await;
+    let c2_schemas: i64 = c2.query_one(rows, &[]).await.expect(rows).get(0);
+    assert_eq!(c2_schemas, 0, "c2 holds a shard");
+    let metrics = get(&state, "/metrics").await.text();
+    assert!(
+        metrics.contains("ecoshard_node_up{cluster=\"c2\",node=\"standby-1\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn one_cluster_answers_with_the_keys_it_always_had() {
+    let _nodes = NODES.read().await;
+    let clusters = CLUSTERS.get();
+    let state = bridge_with(&clusters[0], "several_one", |_| {}).await;
+    let cluster = get(&state, "/api/cluster").await.json();
+    let expected = ["failover", "layout", "mode", "nodes"];
+    assert_eq!(keys(&cluster), expected.map(String::from).into());
+    let json = common::eventually_some(LIMIT, || async { state.service().latest_tick() }).await;
+    let tick: serde_json::Value = serde_json::from_str(&json.expect("a tick")).unwrap();
+    let expected = [
+        "at_ms",
+        "failover",
+        "layout_version",
+        "nodes",
+        "rebalance",
+        "stats",
+    ];
+    assert_eq!(keys(&tick), expected.map(String::from).into());
+    let nodes: Vec<&str> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["primary", "standby-1"]);
+    let metrics = get(&state, "/metrics").await.text();
+    assert!(
+        metrics.contains("ecoshard_node_up{node=\"primary\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ecoshard_failovers_total 0"), "{metrics}");
+    assert!(!metrics.contains("cluster=\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_bridge_started_after_c2_failed_over_creates_its_database_on_c2_s_new_primary() {
+    let _nodes = NODES.write().await;
+    let (state, clusters) = bridge_over_both("several_before", true).await;
+    wait_healthy(&state).await;
+    let first_is_primary =
+        |view: &ClusterView| cluster(&view.clusters, "c2").nodes[0].role == NodeRole::Primary;
+    if first_is_primary(&view(&state).await) {
+        let stop = "/api/clusters/c2/nodes/primary/stop?mode=immediate";
+        let stopped = post(&state, stop).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+        let moved = eventually(LIMIT, || async { !first_is_primary(&view(&state).await) }).await;
+        assert!(moved, "c2 never failed over: {:?}", view(&state).await);
+        let started = post(&state, "/api/clusters/c2/nodes/primary/start").await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+        wait_healthy(&state).await;
+    }
+    drop(state);
+    // c2's first node is a standby now: the new database goes to standby-1.
+    let (after, _) = bridge_over_both("several_after", false).await;
+    wait_healthy(&after).await;
+    let c2 = connect(&clusters[1], "standby-1", "several_after").await;
+    let in_recovery: bool = c2
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .expect("c2's standby-1 answers")
+        .get(0);
+    assert!(!in_recovery, "standby-1 is not c2's primary");
+}
