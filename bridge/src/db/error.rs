@@ -15,6 +15,10 @@ pub(crate) enum ErrorKind {
     /// The node itself is unreachable or going away (the connection closed,
     /// a shutdown, no room for a connection), not this one statement.
     NodeGone,
+    /// PostgreSQL rolled this transaction back because of a concurrent one
+    /// (a deadlock, a serialization failure: class 40): nothing of it
+    /// committed, and the same statement may succeed when sent again.
+    Conflict,
     /// This one statement failed.
     Statement,
 }
@@ -36,6 +40,7 @@ pub(crate) fn kind(error: &tokio_postgres::Error) -> ErrorKind {
         None => ErrorKind::NodeGone,
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => ErrorKind::Duplicate,
         Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::ReadOnly,
+        Some(code) if code.code().starts_with("40") => ErrorKind::Conflict,
         // 08 connection exception, 57 operator intervention (shutdown,
         // cannot connect now), 53 insufficient resources, 58 system error.
         Some(code) if matches!(&code.code()[..2], "08" | "57" | "53" | "58") => ErrorKind::NodeGone,

@@ -199,8 +199,13 @@ pub(crate) async fn insert_batch(
         }
         return Ok((written, lsn));
     }
+    // Each shard's rows in id order: concurrent batches then take their
+    // rows' locks in one order (shards in order, ids in order), so two
+    // batches sharing ids wait for each other instead of deadlocking.
+    let mut ordered: Vec<&BatchRow<'_>> = rows.iter().collect();
+    ordered.sort_unstable_by(|a, b| (a.shard, a.user_id).cmp(&(b.shard, b.user_id)));
     let mut columns: Vec<[Vec<&str>; 3]> = vec![Default::default(); sql.shards()];
-    for row in rows {
+    for row in ordered {
         let [ids, names, emails] = &mut columns[row.shard];
         ids.push(row.user_id);
         names.push(row.name);

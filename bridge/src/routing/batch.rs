@@ -487,7 +487,16 @@ async fn write_rows(
             email: &insert.email,
         })
         .collect();
-    match tokio::time::timeout_at(deadline, db::insert_batch(&client, sql, &rows)).await {
+    let mut sent = tokio::time::timeout_at(deadline, db::insert_batch(&client, sql, &rows)).await;
+    if let Ok(Err(error)) = &sent
+        && db::kind(&error.error) == db::ErrorKind::Conflict
+    {
+        // Rolled back for a concurrent transaction (nothing committed): once
+        // more, within the same deadline.
+        tracing::info!("insert batch sent again: {}", db::describe(&error.error));
+        sent = tokio::time::timeout_at(deadline, db::insert_batch(&client, sql, &rows)).await;
+    }
+    match sent {
         Ok(Ok(written)) => Ok(written),
         Ok(Err(error)) => match error.failure() {
             // Only a single-row insert reports an id taken as an error.
