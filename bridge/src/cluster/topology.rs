@@ -79,14 +79,8 @@ pub fn local_config(
     endpoint: &ecoshard_postgres::Endpoint,
     database: &str,
 ) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&endpoint.host)
-        .port(endpoint.port)
-        .user(&endpoint.user)
-        .password(endpoint.password.as_str())
-        .dbname(database)
-        .application_name("ecoshard-bridge");
+    let mut config = endpoint_config(endpoint, database);
+    config.host(&endpoint.host);
     config
 }
 
@@ -96,9 +90,19 @@ fn local_socket_config(
     endpoint: &ecoshard_postgres::Endpoint,
     database: &str,
 ) -> tokio_postgres::Config {
+    let mut config = endpoint_config(endpoint, database);
+    config.host_path(&endpoint.socket_dir);
+    config
+}
+
+/// A local node's port, role, password and `database`, without the host
+/// (TCP or Unix socket: the callers say which).
+fn endpoint_config(
+    endpoint: &ecoshard_postgres::Endpoint,
+    database: &str,
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
-        .host_path(&endpoint.socket_dir)
         .port(endpoint.port)
         .user(&endpoint.user)
         .password(endpoint.password.as_str())

@@ -26,6 +26,6 @@ pub(crate) use shard::{
 };
 pub(crate) use users::{
     CURRENT_LSN, Inserted, ShardDraw, StoredPart, count_stored_users, existing_users,
-    insert_returning, insert_user, insert_user_unless_in, insert_users, read_user, sample_user_ids,
-    stored_user, then_lsn, user_at,
+    insert_returning, insert_user, insert_user_unless_in, insert_users, lsn_after_commit,
+    read_user, sample_user_ids, stored_user, then_lsn, user_at,
 };

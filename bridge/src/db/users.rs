@@ -72,6 +72,21 @@ pub(crate) async fn then_lsn<T>(
     }
 }
 
+/// The WAL position read right after a transaction's commit (a bulk
+/// insert's, a generated data set's): past that commit. Failing here leaves
+/// the commit done, so the error is at [`Stage::Committed`].
+pub(crate) async fn lsn_after_commit(client: &ClientWrapper) -> Result<PgLsn, WriteError> {
+    let lsn = client
+        .prepare_cached(CURRENT_LSN)
+        .await
+        .map_err(WriteError::at(Stage::Committed))?;
+    let lsn = client
+        .query_one(&lsn, &[])
+        .await
+        .map_err(WriteError::at(Stage::Committed))?;
+    Ok(lsn.get(0))
+}
+
 /// WAL write position of the primary.
 pub(crate) const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()";
 

@@ -228,15 +228,10 @@ async fn insert_bulk(
     }
     committing.store(true, Ordering::SeqCst);
     tx.commit().await.map_err(at(Stage::Committing))?;
-    let lsn = client
-        .prepare_cached(db::CURRENT_LSN)
+    let lsn = db::lsn_after_commit(client)
         .await
-        .map_err(at(Stage::Committed))?;
-    let lsn = client
-        .query_one(&lsn, &[])
-        .await
-        .map_err(at(Stage::Committed))?;
-    Ok(lsn.get(0))
+        .map_err(|error| error.failure())?;
+    Ok(lsn)
 }
 
 /// For a bulk insert refused as a duplicate: the WAL position now when

@@ -220,15 +220,10 @@ async fn copy_all(
         .map_err(|error| Failed::Generator(error.to_string()))?;
     committing.store(true, Ordering::SeqCst);
     tx.commit().await.map_err(at(Stage::Committing))?;
-    let lsn = client
-        .prepare_cached(db::CURRENT_LSN)
+    let lsn = db::lsn_after_commit(client)
         .await
-        .map_err(at(Stage::Committed))?;
-    let lsn = client
-        .query_one(&lsn, &[])
-        .await
-        .map_err(at(Stage::Committed))?;
-    Ok((lsn.get(0), shards))
+        .map_err(|error| Failed::Write(error.failure()))?;
+    Ok((lsn, shards))
 }
 
 /// One shard's part of a chunk: ids, names, e-mails.
