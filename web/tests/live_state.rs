@@ -470,20 +470,25 @@ fn a_read_from_the_primary_has_no_lag_and_an_idle_standby_is_idle_not_unknown() 
     );
 }
 
-#[test]
-fn with_the_primary_down_the_charts_say_what_the_cards_say() {
+/// A live view that saw the cluster streaming, then the primary down
+/// (nobody lists the standbys in pg_stat_replication any more).
+fn primary_went_down() -> Live {
     let LiveAction::Tick(mut down) = tick(2_000, true) else {
         unreachable!()
     };
-    // The primary is down: nobody lists the standbys in pg_stat_replication.
     down.nodes[0].up = false;
     for standby in &mut down.nodes[1..] {
         let lag = standby.lag.as_mut().unwrap();
         (lag.state, lag.replay_lag_ms, lag.byte_lag) = (None, None, None);
     }
-    let live = Live::default()
+    Live::default()
         .apply(tick(1_000, true))
-        .apply(LiveAction::Tick(down));
+        .apply(LiveAction::Tick(down))
+}
+
+#[test]
+fn with_the_primary_down_the_charts_say_what_the_cards_say() {
+    let live = primary_went_down();
     for node in live.standbys() {
         let chart = live.lag[&node.name].back().unwrap().word();
         assert_eq!(chart, live.node_lag(node), "{}", node.name);
@@ -511,17 +516,7 @@ fn with_the_primary_down_the_charts_say_what_the_cards_say() {
 
 #[test]
 fn with_the_primary_down_a_read_from_a_standby_says_not_streaming_as_its_card_does() {
-    let LiveAction::Tick(mut down) = tick(2_000, true) else {
-        unreachable!()
-    };
-    down.nodes[0].up = false;
-    for standby in &mut down.nodes[1..] {
-        let lag = standby.lag.as_mut().unwrap();
-        (lag.state, lag.replay_lag_ms, lag.byte_lag) = (None, None, None);
-    }
-    let live = Live::default()
-        .apply(tick(1_000, true))
-        .apply(LiveAction::Tick(down));
+    let live = primary_went_down();
     let read = live.apply(read_from("standby-2", None, Consistency::Eventual));
     let card = live.node_lag(&live.nodes[2]);
     assert_eq!(card, "not streaming");
