@@ -125,6 +125,8 @@ pub(crate) enum Error {
         /// The primary's name.
         primary: String,
     },
+    /// No verification now (see [`super::verify::Refusal`]).
+    Verify(super::verify::Refusal),
     /// A bug or an unexpected database error; `context` is logged, never
     /// answered.
     Internal(String),
@@ -285,6 +287,7 @@ impl fmt::Display for Error {
                  read rotation, then {}); retry in a moment",
                 the_primary(primary)
             ),
+            Error::Verify(refusal) => refusal.fmt(f),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
     }
