@@ -308,6 +308,7 @@ mod tests {
             to_version: 3,
             plan: None,
             error: None,
+            shard_move: None,
         }
     }
 

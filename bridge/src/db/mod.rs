@@ -8,6 +8,7 @@ mod copy;
 mod error;
 mod health;
 pub(crate) mod jobs;
+pub mod logical;
 mod pool;
 pub mod schema;
 mod shard;

@@ -97,6 +97,9 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::CrossClusterMove { .. }) => {
             (S::BAD_REQUEST, "cross_cluster_move")
         }
+        Error::Layout(LayoutRefusal::PlacementAndKeys { .. }) => {
+            (S::BAD_REQUEST, "placement_and_keys")
+        }
         Error::Layout(LayoutRefusal::SeveralClusters { .. }) => {
             (S::BAD_REQUEST, "rebalance_unavailable")
         }
@@ -112,6 +115,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Generating => (S::CONFLICT, "generate_running"),
         Error::SeveralClusters(_) => (S::CONFLICT, "several_clusters"),
         Error::GenerateDuringRebalance(_) => (S::CONFLICT, "rebalance_running"),
+        Error::ShardFenced(_) => (S::SERVICE_UNAVAILABLE, "shard_cutover"),
         Error::GenerateTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "generate_timed_out"),
         Error::BulkBusy => (S::TOO_MANY_REQUESTS, "busy"),
         Error::PrimaryUnavailable(_) => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),

@@ -11,6 +11,12 @@
 //! Writes hold the write gate (shared) from taking the table until their
 //! commit; a swap takes it exclusively, so no write under the old table is
 //! still running when the first write under the new one starts.
+//!
+//! A shard moving between clusters is *fenced* at its cutover: writes to
+//! it wait (within their deadline) until the fence lifts; other shards'
+//! writes go on. A write reads the fence with the gate held, and fencing
+//! takes the gate once exclusively after setting it, so when
+//! [`Routing::fence`] returns no write to that shard runs and none starts.
 
 pub(crate) mod batch;
 
@@ -277,6 +283,8 @@ pub struct Routing {
     table: RwLock<Arc<RoutingTable>>,
     /// Shared by writes, exclusive for a swap.
     gate: tokio::sync::RwLock<()>,
+    /// The shard whose writes wait (a shard move's cutover), if any.
+    fence: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Routing {
@@ -295,7 +303,42 @@ impl Routing {
         Routing {
             table: RwLock::new(Arc::new(table)),
             gate: tokio::sync::RwLock::new(()),
+            fence: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// [`Routing::write_table`] for a write of `key`, once `key`'s shard is
+    /// not fenced; `None` when it still is at `deadline` (nothing written).
+    pub(crate) async fn write_table_for(
+        &self,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<(tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>)> {
+        loop {
+            let mut fence = self.fence.subscribe();
+            let (gate, table) = self.write_table().await;
+            let shard = table.current.locate(key).name.clone();
+            if fence.borrow_and_update().as_deref() != Some(shard.as_str()) {
+                return Some((gate, table));
+            }
+            drop((gate, table));
+            let lifted = fence.wait_for(|fenced| fenced.as_deref() != Some(shard.as_str()));
+            if !matches!(tokio::time::timeout_at(deadline, lifted).await, Ok(Ok(_))) {
+                return None;
+            }
+        }
+    }
+
+    /// Fences `shard`: from when this returns until [`Routing::lift_fence`],
+    /// no write to it runs (see the module's doc).
+    pub(crate) async fn fence(&self, shard: &str) {
+        self.fence.send_replace(Some(shard.to_owned()));
+        drop(self.gate.write().await);
+    }
+
+    /// Lifts the fence: the waiting writes go on.
+    pub(crate) fn lift_fence(&self) {
+        self.fence.send_replace(None);
     }
 
     /// The table for a write, with the gate held shared: keep both until the

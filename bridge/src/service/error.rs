@@ -78,6 +78,9 @@ pub(crate) enum Error {
     /// A data set is not generated while a rebalance job runs (or failed
     /// and waits for a restart): the job, when known.
     GenerateDuringRebalance(Option<Box<RebalanceJob>>),
+    /// The insert of this id waited for its shard's cutover to another
+    /// cluster past its deadline; nothing was written.
+    ShardFenced(String),
     /// A generation did not finish within its deadline and was rolled back.
     GenerateTimedOut {
         /// Users asked for.
@@ -162,6 +165,12 @@ pub enum LayoutRefusal {
     CrossClusterMove {
         /// Keys whose new shard is on another cluster than their old one.
         keys: u64,
+        /// Shards that would change cluster.
+        shards: usize,
+    },
+    /// A change that moves shards between clusters and also changes where
+    /// keys go (strategy, shards, weights, parameters): two steps.
+    PlacementAndKeys {
         /// Shards that would change cluster.
         shards: usize,
     },
@@ -251,6 +260,7 @@ impl fmt::Display for Error {
             Error::Generating => f.write_str(GENERATING),
             Error::SeveralClusters(what) => write!(f, "{what}{SEVERAL_CLUSTERS}"),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
+            Error::ShardFenced(id) => write!(f, "the shard of {id:?}{SHARD_FENCED}"),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -292,6 +302,9 @@ impl fmt::Display for Error {
         }
     }
 }
+
+const SHARD_FENCED: &str = " is being cut over to another cluster and its writes waited past \
+                            the write deadline; nothing was written: send the same insert again";
 
 /// The primary as a sentence names it: "the primary" when its node is named
 /// so (not "the primary (primary)"), else "the primary (standby-1)".
@@ -362,6 +375,12 @@ impl fmt::Display for LayoutRefusal {
                 "this change would move {keys} keys and {shards} shards from one cluster to \
                  another; moves between clusters are not available yet: nothing was stored \
                  (keep every shard on its cluster, and keys on their shards' clusters)"
+            ),
+            LayoutRefusal::PlacementAndKeys { shards } => write!(
+                f,
+                "this change moves {shards} shards to other clusters and also changes which \
+                 shard keys go to; do it in two steps: first the same shards on their new \
+                 clusters (a placement change), then the other change: nothing was stored"
             ),
             LayoutRefusal::SeveralClusters { keys } => write!(
                 f,

@@ -20,6 +20,7 @@
 
 mod across;
 mod mover;
+mod shard_move;
 
 use crate::db::jobs as store;
 
@@ -114,6 +115,7 @@ impl Rebalancer {
         Some(RebalanceJob {
             plan: None,
             error: job.error.clone(),
+            shard_move: job.shard_move.clone(),
             ..*job
         })
     }
@@ -191,6 +193,9 @@ pub(crate) async fn startup(
             last_job,
         });
     };
+    if let Some(resumed) = shard_move::startup(client, active, &target).await? {
+        return Ok(resumed);
+    }
     let job = unfinished_job(client, &target).await?;
     // A job stored just before the bridge died may not have its shards yet.
     // (Jobs run on one cluster, `c1`: with several, layout changes are
@@ -282,7 +287,11 @@ pub(crate) fn resume(state: &Service, pending: Pending) {
         return;
     };
     let state = state.clone();
-    tokio::spawn(mover::run(state, pending, slot, None));
+    if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
+        tokio::spawn(shard_move::run(state, pending, slot));
+    } else {
+        tokio::spawn(mover::run(state, pending, slot, None));
+    }
 }
 
 /// Whether the database takes `layout`: a valid layout that places each
@@ -381,6 +390,12 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     let from = service.routing().table().view();
     if layout == from.layout {
         return Ok(Applied::InForce(service.placed_view(from)));
+    }
+    if let Some(refusal) = shard_move::mixed_refusal(&from.layout, &layout) {
+        return Err(refusal.into());
+    }
+    if let Some(moves) = shard_move::placement_only(&from.layout, &layout) {
+        return shard_move::start(service, from, &layout, moves, slot).await;
     }
     if service.clusters().several() {
         return Err(across::refusal(service, &from.layout, &layout).await);
