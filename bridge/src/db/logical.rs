@@ -382,23 +382,36 @@ pub(crate) async fn sum_of(
 }
 
 /// On the target: drops subscription `name`, which drops its slot on the
-/// source (when the source answers).
+/// source. When that fails (the slot is gone already: a drop killed
+/// between the source's slot and the target's catalog), the subscription
+/// is dropped without its slot, which [`drop_source`] then drops if left.
 pub(crate) async fn drop_subscription(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    client
+    let dropped = client
         .batch_execute(&format!("DROP SUBSCRIPTION IF EXISTS {name}"))
+        .await;
+    if dropped.is_ok() {
+        return Ok(());
+    }
+    client
+        .batch_execute(&format!(
+            "ALTER SUBSCRIPTION {name} DISABLE;
+             ALTER SUBSCRIPTION {name} SET (slot_name = NONE);
+             DROP SUBSCRIPTION {name}"
+        ))
         .await
 }
 
 /// On the source: the slot (if the subscription left it), the publication
-/// and the shard's schema with its rows.
+/// and the shard's schema with its rows. `false`, and nothing dropped, when
+/// the slot is still in use (its subscriber's sender has not exited yet).
 pub(crate) async fn drop_source(
     client: &impl GenericClient,
     name: &str,
     shard: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<bool, tokio_postgres::Error> {
     client
         .execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
@@ -406,12 +419,23 @@ pub(crate) async fn drop_source(
             &[&name],
         )
         .await?;
+    let in_use = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await?
+        .is_some();
+    if in_use {
+        return Ok(false);
+    }
     client
         .batch_execute(&format!(
             "DROP PUBLICATION IF EXISTS {name}; DROP SCHEMA IF EXISTS {} CASCADE",
             shard_schema(shard)
         ))
-        .await
+        .await?;
+    Ok(true)
 }
 
 /// Publications, subscriptions and slots of ecoshard's moves in `database`

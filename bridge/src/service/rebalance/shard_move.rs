@@ -589,7 +589,12 @@ async fn clean_up(
     shard: &str,
 ) -> Result<MovePhase, StepError> {
     sql::drop_subscription(&primary(target).await?, name).await?;
-    sql::drop_source(&primary(source).await?, name, shard).await?;
+    if !sql::drop_source(&primary(source).await?, name, shard).await? {
+        return Err(StepError::Retry(format!(
+            "the slot {name} on {} is still in use",
+            source.name()
+        )));
+    }
     Ok(MovePhase::Done)
 }
 
@@ -600,7 +605,12 @@ async fn complete(run: &Run, job: &mut StoredJob, stored: &[StoredMove]) -> Resu
     for moved in stored {
         let source = cluster(run, &moved.source)?;
         let name = sql::replication_name(&database(source), run.job, moved.position);
-        sql::drop_source(&primary(source).await?, &name, &moved.shard).await?;
+        if !sql::drop_source(&primary(source).await?, &name, &moved.shard).await? {
+            return Err(StepError::Retry(format!(
+                "the slot {name} on {} is still in use",
+                source.name()
+            )));
+        }
     }
     let mut catalog = catalog(run).await?;
     let Some(_) = store::complete(&mut catalog, run.job, run.to.version, elapsed_ms(run)).await?
