@@ -1,0 +1,162 @@
+//! The live view over several clusters, against a real `ecoshard serve
+//! --clusters 2 --standbys 1`: each cluster shown as a group with its nodes
+//! and the shards it holds, each standby's lag chart under its cluster's
+//! name, and a standby of `c2` stopped and started from the page, down under
+//! `c2` alone while `c1` is unaffected.
+//!
+//! Needs what `live.rs` needs; `cargo xtask test e2e` runs it.
+
+// Native only: the tests drive a browser from the host.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "support/bridge.rs"]
+mod bridge;
+mod support;
+
+use bridge::Bridge;
+use support::Browser;
+
+/// The node card of `node` in the group of `cluster`, as a CSS selector.
+fn card(cluster: &str, node: &str) -> String {
+    format!(".cluster-group[data-cluster=\"{cluster}\"] .node[data-node=\"{node}\"]")
+}
+
+/// `data-up` of each node card in the group of `cluster`, in page order.
+async fn nodes_up(browser: &Browser, cluster: &str) -> Vec<(String, String)> {
+    let found = browser
+        .eval(&format!(
+            "return Array.from(document.querySelectorAll('.cluster-group[data-cluster=\"{cluster}\"] .node'))
+                 .map(n => [n.dataset.node, n.dataset.up]);"
+        ))
+        .await;
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_string(),
+                pair[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn up(nodes: &[(&str, &str)]) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .map(|(name, up)| (name.to_string(), up.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn two_clusters_show_apart_and_a_standby_stopped_in_c2_leaves_c1_alone() {
+    let bridge = Bridge::start("clusters", &["--clusters", "2", "--standbys", "1"]).await;
+    let browser = Browser::start(1440, 1500).await;
+    browser.goto(&format!("{}#live", bridge.url)).await;
+    browser
+        .until(
+            "two clusters, every node up, each standby streaming",
+            90,
+            "const groups = Array.from(document.querySelectorAll('.cluster-group'));
+             const nodes = Array.from(document.querySelectorAll('.cluster-group .node'));
+             return groups.length === 2 && nodes.length === 4 && nodes.every(n => n.dataset.up === 'true')
+                 && nodes.filter(n => n.dataset.role === 'standby')
+                      .every(n => n.querySelector('.node-metrics').textContent.includes('streaming'));",
+        )
+        .await;
+    let both_up = up(&[("primary", "true"), ("standby-1", "true")]);
+    assert_eq!(nodes_up(&browser, "c1").await, both_up);
+    assert_eq!(nodes_up(&browser, "c2").await, both_up);
+    assert!(
+        browser
+            .text("#cluster-settings")
+            .await
+            .contains("2 local clusters")
+    );
+    // Every shard is on c1 today; c2 holds none, and its group says so.
+    let c1_shards = browser
+        .text(".cluster-group[data-cluster=\"c1\"] .cluster-shards")
+        .await;
+    assert!(c1_shards.starts_with("holds s0"), "{c1_shards}");
+    assert_eq!(
+        browser
+            .text(".cluster-group[data-cluster=\"c2\"] .cluster-shards")
+            .await,
+        "holds no shards"
+    );
+    // One lag chart per standby, c2's under its cluster's name.
+    browser
+        .until(
+            "c2's standby charted",
+            20,
+            "return Number(document.querySelector('.lag-chart[data-node=\"c2/standby-1\"]')?.dataset.samples) > 1
+                 && Number(document.querySelector('.lag-chart[data-node=\"standby-1\"]')?.dataset.samples) > 1",
+        )
+        .await;
+    browser.screenshot("live-two-clusters").await;
+
+    // Stop c2's standby from the page: down under c2, c1 untouched.
+    browser
+        .click(&format!(
+            "{} [data-action=\"stop\"]",
+            card("c2", "standby-1")
+        ))
+        .await;
+    browser
+        .until(
+            "c2's standby-1 down",
+            30,
+            &format!(
+                "return document.querySelector('{}').dataset.up === 'false'",
+                card("c2", "standby-1").replace('\'', "\\'")
+            ),
+        )
+        .await;
+    browser
+        .until(
+            "the bridge's answer in the log, under c2",
+            10,
+            "return Array.from(document.querySelectorAll('#activity li'))
+             .some(li => li.textContent.startsWith('c2: stopped standby-1'))",
+        )
+        .await;
+    assert_eq!(
+        nodes_up(&browser, "c2").await,
+        up(&[("primary", "true"), ("standby-1", "false")])
+    );
+    assert_eq!(nodes_up(&browser, "c1").await, both_up);
+    let c1_streaming = browser
+        .text(&format!("{} .node-metrics", card("c1", "standby-1")))
+        .await;
+    assert!(c1_streaming.contains("streaming"), "{c1_streaming}");
+    // The bridge says the same: c1's standby streams, c2's is gone.
+    let view: serde_json::Value =
+        serde_json::from_str(&bridge.get("/api/cluster")).expect("the cluster view");
+    let standby_up = |cluster: usize| view["clusters"][cluster]["nodes"][1]["up"].clone();
+    assert_eq!((standby_up(0), standby_up(1)), (true.into(), false.into()));
+    browser
+        .screenshot("live-two-clusters-c2-standby-down")
+        .await;
+
+    // Start it again from the page.
+    browser
+        .click(&format!(
+            "{} [data-action=\"start\"]",
+            card("c2", "standby-1")
+        ))
+        .await;
+    browser
+        .until(
+            "c2's standby-1 up again",
+            60,
+            &format!(
+                "return document.querySelector('{}').dataset.up === 'true'",
+                card("c2", "standby-1").replace('\'', "\\'")
+            ),
+        )
+        .await;
+    assert_eq!(nodes_up(&browser, "c1").await, both_up);
+    browser.close().await;
+}
