@@ -160,3 +160,128 @@ async fn two_clusters_show_apart_and_a_standby_stopped_in_c2_leaves_c1_alone() {
     assert_eq!(nodes_up(&browser, "c1").await, both_up);
     browser.close().await;
 }
+
+/// `data-value` of `css`, as a number.
+async fn value(browser: &Browser, css: &str) -> u64 {
+    let found = browser
+        .eval(&format!(
+            "return document.querySelector('{css}')?.dataset.value ?? null"
+        ))
+        .await;
+    let text = found
+        .as_str()
+        .unwrap_or_else(|| panic!("no {css}"))
+        .to_string();
+    text.parse().unwrap()
+}
+
+/// The cluster moves the page shows: moved, within, across, with shards.
+async fn shown_moves(browser: &Browser) -> [u64; 4] {
+    [
+        value(browser, "#moved-count").await,
+        value(browser, "#moved-within").await,
+        value(browser, "#moved-across").await,
+        value(browser, "#shard-moves").await,
+    ]
+}
+
+/// The same numbers from the core's plan, natively, over the explorer's
+/// 2,000 numbered keys, between ring layouts placing `s0`, `s1`, … on the
+/// clusters given.
+fn planned_moves(before: &[&str], after: &[&str]) -> [u64; 4] {
+    use ecoshard_core::{DEFAULT_KEY_PREFIX, Layout, Shard, StrategyKind, plan_numbered};
+    let layout = |clusters: &[&str]| {
+        let shards = clusters
+            .iter()
+            .enumerate()
+            .map(|(index, cluster)| Shard::new(format!("s{index}")).on_cluster(*cluster))
+            .collect();
+        Layout::new(StrategyKind::Ring, shards).build().unwrap()
+    };
+    let plan = plan_numbered(&layout(before), &layout(after), DEFAULT_KEY_PREFIX, 2_000);
+    let summary = plan.summary();
+    let with_shards = summary.shard_moves.iter().map(|shard| shard.keys).sum();
+    [
+        summary.moved,
+        summary.moved_within_cluster,
+        summary.moved_across_clusters,
+        with_shards,
+    ]
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_bridge_refusal_is_its_sentence()
+ {
+    let bridge = Bridge::start("placement", &["--clusters", "2", "--standbys", "1"]).await;
+    let browser = Browser::start(1440, 1500).await;
+    browser.goto(&bridge.url).await;
+    browser.wait_for_element("#moved-count", 30).await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#cluster-moves')")
+            .await,
+        serde_json::Value::Null,
+        "one cluster: no word of clusters"
+    );
+
+    // Propose a placement: c2 added, s2 and s3 moved onto it whole.
+    browser.click("#propose-placement").await;
+    browser.wait_for_element("#cluster-moves", 10).await;
+    let (c1, c2) = (["c1"; 4], ["c1", "c1", "c2", "c2"]);
+    let expected = planned_moves(&c1, &c2);
+    assert_eq!(expected[0], 0, "no key changes shard");
+    assert!(expected[3] > 0, "s2 and s3 take their keys along");
+    assert_eq!(shown_moves(&browser).await, expected);
+    let moved_shards = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('.shard-move')).map(s => s.dataset.shard)",
+        )
+        .await;
+    assert_eq!(moved_shards, serde_json::json!(["s2", "s3"]));
+    browser.screenshot("explorer-two-clusters-proposed").await;
+
+    // A shard added over the two clusters: s4 on c1 (round-robin by its
+    // position), keys moving within c1 and across from c2.
+    browser.click("#add-shard").await;
+    let expected = planned_moves(&c2, &["c1", "c1", "c2", "c2", "c1"]);
+    assert!(expected[1] > 0 && expected[2] > 0, "{expected:?}");
+    browser
+        .until(
+            "the plan of s4 added",
+            10,
+            &format!(
+                "return document.querySelector('#moved-count')?.dataset.value === '{}'",
+                expected[0]
+            ),
+        )
+        .await;
+    assert_eq!(shown_moves(&browser).await, expected);
+    browser
+        .screenshot("explorer-two-clusters-shard-added")
+        .await;
+
+    // Applying it: the bridge places shards on c1 only today, and says so;
+    // the page shows its sentence and the layout in force stays.
+    browser.click("#tab-live").await;
+    browser.wait_for_element("#apply-layout", 30).await;
+    browser
+        .until(
+            "the apply button ready",
+            30,
+            "return !document.querySelector('#apply-layout').disabled",
+        )
+        .await;
+    browser.click("#apply-layout").await;
+    let refusal = browser.wait_for_element("#apply-refusal", 20).await;
+    let code = browser
+        .eval("return document.querySelector('#apply-refusal').dataset.code")
+        .await;
+    assert_eq!(code, "unknown_cluster");
+    let text = refusal.text().await.unwrap();
+    assert!(text.contains("\"c2\""), "{text}");
+    let layout: serde_json::Value = serde_json::from_str(&bridge.get("/api/layout")).unwrap();
+    assert_eq!(layout["version"], 1, "{layout}");
+    browser.screenshot("live-two-clusters-apply-refused").await;
+    browser.close().await;
+}
