@@ -12,6 +12,7 @@ mod pool;
 pub mod schema;
 mod shard;
 mod users;
+pub(crate) mod verify;
 
 pub(crate) use copy::{copy_users, count_generated};
 pub(crate) use error::{
