@@ -95,7 +95,7 @@ impl Plan {
     pub fn cluster_moves(&self) -> ClusterMoves {
         // Sorted vectors rather than maps: a map's code is compiled once per
         // key type, and the page carries each (BENCHMARKS.md, Web, Size).
-        let mut pairs: Vec<((Option<&str>, Option<&str>), u64)> = Vec::new();
+        let mut pairs: Vec<(ClusterPair<'_>, u64)> = Vec::new();
         let mut leaving = vec![0u64; self.old_shards.len()];
         for transfer in &self.transfers {
             leaving[transfer.from] += transfer.keys;
@@ -372,6 +372,9 @@ pub fn plan_hashes(old: &Router, new: &Router, old_hashes: &[u64], new_hashes: &
         transfers,
     }
 }
+
+/// A move's clusters, from and to (`None`: the layout names none).
+type ClusterPair<'a> = (Option<&'a str>, Option<&'a str>);
 
 fn count_transfers(
     before: &[u32],
