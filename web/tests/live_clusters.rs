@@ -237,7 +237,10 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
     let expected = planned_moves(&c1, &c2);
     assert_eq!(expected[1] + expected[2], 0, "no key changes shard");
     assert!(expected[3] > 0, "s2 and s3 take their keys along");
-    assert_eq!(expected[0], expected[3], "the headline counts them as moving");
+    assert_eq!(
+        expected[0], expected[3],
+        "the headline counts them as moving"
+    );
     assert_eq!(shown_moves(&browser).await, expected);
     let kicker = browser.text(".summary .kicker").await;
     assert!(kicker.contains("4 shards on 1 → 2 clusters"), "{kicker}");

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use ecoshard_core::Layout;
 use ecoshard_core::wire::{
     BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health, InsertResult,
     JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
@@ -279,6 +280,25 @@ impl Live {
             LiveAction::Failed(message) => next.push_log(LogKind::Error, message),
         }
         next
+    }
+
+    /// Whether `target` is the layout in force as the bridge would judge it:
+    /// both placed over the clusters it runs (`c1` alone when the ticks name
+    /// none) are the same. The bridge stores every shard naming its cluster
+    /// with several, the canonical form with one, so their JSON can differ
+    /// where the placement does not.
+    pub fn is_in_force(&self, target: &Layout) -> bool {
+        let Some(view) = &self.layout else {
+            return false;
+        };
+        let mut clusters: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        if clusters.is_empty() {
+            clusters.push("c1");
+        }
+        match (view.layout.placed(&clusters), target.placed(&clusters)) {
+            (Ok(stored), Ok(target)) => stored == target,
+            _ => false,
+        }
     }
 
     /// Whether the fetched layout is older than the one writes go by (a
