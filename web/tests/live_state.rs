@@ -844,3 +844,24 @@ fn the_layout_in_force_is_judged_by_placement_not_by_its_json() {
     check_in_force(true, BOTH_C1, BARE, false);
     check_in_force(false, NAMED, NAMED, false);
 }
+
+/// The bridge's ticks count reads for `c1`'s nodes only (named without a
+/// cluster), so another cluster's cards read 0 for now; a count it sends
+/// under the name the page gives that node (`c2/standby-1`) lands on that
+/// node's card and on no other.
+#[test]
+fn another_clusters_reads_land_on_its_own_nodes_card() {
+    let LiveAction::Tick(mut tick) = two_cluster_tick(1_000_000, true) else {
+        unreachable!()
+    };
+    tick.stats.reads.push(NodeCount {
+        node: "c2/standby-1".to_string(),
+        count: 7,
+        per_sec: 2.0,
+    });
+    let live = Live::default().apply(LiveAction::Tick(tick));
+    let key = live.node_key("c2", "standby-1");
+    assert_eq!((live.reads_by(&key), live.read_rate(&key)), (7, 2.0));
+    assert_eq!(live.reads_by("standby-1"), 0);
+    assert_eq!(live.reads_by(&live.node_key("c2", "primary")), 0);
+}
