@@ -11,6 +11,7 @@ pub(crate) mod jobs;
 mod pool;
 pub mod schema;
 mod shard;
+pub(crate) mod twophase;
 mod users;
 
 pub(crate) use copy::{copy_users, count_generated};

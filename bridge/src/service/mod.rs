@@ -16,8 +16,10 @@ pub(crate) mod reads;
 pub mod rebalance;
 pub(crate) mod sample;
 pub(crate) mod ticks;
+pub mod twophase;
 pub(crate) mod writes;
 
+pub use error::TwoPhaseError;
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 pub use generate::deadline_for as generate_deadline;
 // What configures the service, for the layers above.
@@ -229,6 +231,7 @@ impl Service {
         };
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
+        twophase::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::service::rebalance::resume(&state, pending);
         }
