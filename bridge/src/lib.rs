@@ -19,6 +19,7 @@ pub use http::app;
 pub use http::error::ApiError;
 pub use http::server::{ServerOptions, serve, serve_with, shutdown_signal};
 pub use http::{AppState, BridgeConfig};
+pub use service::VERIFY_LIMIT;
 pub use service::generate_deadline;
 pub use service::rebalance::{DEFAULT_BATCH_ROWS, check_database_layout};
 pub use service::ticks::TICK;

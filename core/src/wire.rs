@@ -510,3 +510,90 @@ pub struct FailoverEvent {
     /// Standbys pointed at the new primary.
     pub repointed: Vec<String>,
 }
+
+/// `POST /api/verify` answer (200 whether clean or not): the database
+/// checked against the layout in force and its placement, on every cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyReport {
+    /// No difference found (notes do not count).
+    pub clean: bool,
+    /// Version of the layout verified against.
+    pub layout_version: u64,
+    /// Each cluster: its primary's shards and each standby's comparison.
+    pub clusters: Vec<ClusterVerify>,
+    /// Rows found outside the shard the core names for their id, or on a
+    /// cluster the placement does not put that shard on.
+    pub misplaced: u64,
+    /// A few of those rows.
+    pub misplaced_examples: Vec<MisplacedRow>,
+    /// Each difference, in a sentence (empty when clean).
+    pub differences: Vec<String>,
+    /// What was not a difference but is worth knowing (a standby not
+    /// compared, writes that kept coming, an empty leftover schema).
+    pub notes: Vec<String>,
+    /// How long the verification took, in ms.
+    pub elapsed_ms: f64,
+}
+
+/// One cluster in a [`VerifyReport`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterVerify {
+    /// `c1`, `c2`, …
+    pub cluster: String,
+    /// The node that was primary.
+    pub primary: String,
+    /// The WAL position the primary's counts and checksums include.
+    pub lsn: String,
+    /// Every shard schema found on the primary, with its rows and checksum.
+    pub shards: Vec<ShardVerify>,
+    /// Each standby compared with the primary.
+    pub standbys: Vec<StandbyVerify>,
+}
+
+/// One shard schema on one cluster's primary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardVerify {
+    /// The shard (its schema is `shard_<name>`).
+    pub shard: String,
+    /// Rows counted.
+    pub rows: u64,
+    /// Sum of `hashtextextended(row::text, 0)` over its rows: the same rows
+    /// give the same sum, in any order.
+    pub checksum: String,
+    /// Rows in it whose id belongs elsewhere.
+    pub misplaced: u64,
+    /// The placement puts this shard on this cluster.
+    pub placed_here: bool,
+}
+
+/// A standby against its primary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StandbyVerify {
+    /// `standby-1`, …
+    pub node: String,
+    /// `agrees`, `differs`, `inconclusive` (writes kept coming), `behind`
+    /// (did not replay up to `primary_lsn` in time), `unreachable`.
+    pub outcome: String,
+    /// The primary's WAL position last compared with.
+    pub primary_lsn: String,
+    /// The standby's replay position when its checksums were taken.
+    pub replay_lsn: Option<String>,
+    /// Rounds of checksums taken.
+    pub rounds: u32,
+}
+
+/// A row found where it does not belong.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MisplacedRow {
+    /// Its id.
+    pub id: String,
+    /// Where it is: `c1/s0`.
+    pub found: String,
+    /// Where the core and the placement put it: `c1/s2`.
+    pub belongs: String,
+}

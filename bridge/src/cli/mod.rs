@@ -13,6 +13,7 @@ mod offline;
 mod serve;
 mod status;
 mod usage;
+mod verify;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ enum Command {
     Job(job::JobArgs),
     /// Load a generated data set into a running bridge's database fast (COPY).
     Load(load::LoadArgs),
+    /// Check a running bridge's database against its layout and placement; exit 1 on any difference.
+    Verify(verify::VerifyArgs),
 }
 
 /// Where the local cluster lives and how its servers run.
@@ -427,6 +430,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some(Command::Status(args)) => status::run(&args),
         Some(Command::Job(args)) => job::run(&args),
         Some(Command::Load(args)) => load::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Cluster(args)) => {
             init_logging();
             cluster::run(&args)

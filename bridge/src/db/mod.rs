@@ -13,6 +13,7 @@ pub mod schema;
 mod shard;
 pub(crate) mod twophase;
 mod users;
+pub(crate) mod verify;
 
 pub(crate) use copy::{copy_users, count_generated};
 pub(crate) use error::{

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use ecoshard_core::wire::{ApiErrorBody, ApiErrorDetail, Consistency};
 
 use crate::service::input::Invalid;
+use crate::service::verify::Refusal;
 use crate::service::{Error, LayoutRefusal, TwoPhaseError};
 
 /// An error answered to an HTTP client.
@@ -117,6 +118,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::SampleUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
         Error::NodeActionFailed { .. } => (S::INTERNAL_SERVER_ERROR, "node_action_failed"),
         Error::TwoPhase(error) => two_phase_status_and_code(error),
+        Error::Verify(refusal) => verify_status(refusal),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -134,6 +136,16 @@ fn two_phase_status_and_code(error: &TwoPhaseError) -> (StatusCode, &'static str
         TwoPhaseError::RecoveryBusy | TwoPhaseError::OutOfOrder(_) => {
             (S::INTERNAL_SERVER_ERROR, "internal")
         }
+    }
+}
+
+fn verify_status(refusal: &Refusal) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match refusal {
+        Refusal::Busy => (S::CONFLICT, "verify_running"),
+        Refusal::RebalanceRunning(_) | Refusal::LayoutChanged => (S::CONFLICT, "rebalance_running"),
+        Refusal::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),
+        Refusal::TimedOut => (S::SERVICE_UNAVAILABLE, "verify_timed_out"),
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod page;
 pub(crate) mod server;
 mod state;
 mod users;
+mod verify;
 
 pub use events::EventClients;
 pub use guard::Token;
@@ -100,6 +101,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::start))
         .routes(routes!(nodes::stop_in_cluster))
         .routes(routes!(nodes::start_in_cluster))
+        .routes(routes!(verify::verify))
         .routes(routes!(openapi::openapi))
 }
 

@@ -125,6 +125,8 @@ pub(crate) enum Error {
     /// A transaction across clusters, or a recovery pass, failed (see
     /// [`TwoPhaseError`]).
     TwoPhase(TwoPhaseError),
+    /// No verification now (see [`super::verify::Refusal`]).
+    Verify(super::verify::Refusal),
     /// A bug or an unexpected database error; `context` is logged, never
     /// answered.
     Internal(String),
@@ -327,6 +329,7 @@ impl fmt::Display for Error {
                 the_primary(primary)
             ),
             Error::TwoPhase(error) => error.fmt(f),
+            Error::Verify(refusal) => refusal.fmt(f),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
     }
