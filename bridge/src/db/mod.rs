@@ -8,6 +8,7 @@ mod copy;
 mod error;
 mod health;
 pub(crate) mod jobs;
+pub(crate) mod moves;
 mod pool;
 pub mod schema;
 mod shard;

@@ -257,20 +257,29 @@ pub(crate) struct MovedBatch {
     pub(crate) to: (String, String),
     /// Rows moved.
     pub(crate) rows: i64,
+    /// The job's time spent moving so far, with this batch (ms).
+    pub(crate) moving_ms: i64,
 }
 
-/// Logs `batch` as moved by transaction `txid`, inside the coordinator's
-/// open catalog transaction (so with its decision).
+/// Logs `batch` as moved by transaction `txid` and counts it in its job,
+/// inside the coordinator's open catalog transaction (so with its
+/// decision); the job's `moved`, or `None` when the job is not running
+/// (the decision must not be committed then).
 pub(crate) async fn record_move(
     client: &impl GenericClient,
     txid: i64,
     batch: &MovedBatch,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO ecoshard.moves \
-             (txid, job, from_shard, from_cluster, to_shard, to_cluster, rows) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "WITH logged AS ( \
+                 INSERT INTO ecoshard.moves \
+                 (txid, job, from_shard, from_cluster, to_shard, to_cluster, rows) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rows) \
+             UPDATE ecoshard.rebalance \
+                SET moved = moved + (SELECT rows FROM logged), moving_ms = $8 \
+              WHERE id = $2 AND state = 'running' \
+             RETURNING moved",
             &[
                 &txid,
                 &batch.job,
@@ -279,10 +288,11 @@ pub(crate) async fn record_move(
                 &batch.to.0,
                 &batch.to.1,
                 &batch.rows,
+                &batch.moving_ms,
             ],
         )
-        .await
-        .map(drop)
+        .await?;
+    Ok(row.map(|row| row.get(0)))
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ const RECOVERY_LOCK_WAIT: Duration = Duration::from_secs(3);
 const RECOVERY_EVERY: Duration = Duration::from_secs(10);
 /// Longest rolling back a transaction that failed may take.
 const ABORT_LIMIT: Duration = Duration::from_secs(2);
+/// The step of a rebalance batch's decision that finds its job not running.
+pub(crate) const COUNTING: &str = "counting the moved rows";
 
 /// A transaction across clusters' primaries, step by step: [`begin`],
 /// [`join`] each cluster and run its statements on the connection it
@@ -76,6 +78,8 @@ pub struct TwoPhase {
     phase: Phase,
     /// A rebalance batch to log with the decision.
     moved: Option<sql::MovedBatch>,
+    /// Its job's `moved` once decided.
+    job_moved: Option<u64>,
 }
 
 /// One cluster's part.
@@ -107,6 +111,8 @@ pub struct Committed {
     pub txid: i64,
     /// Every part committed now; `false`: the recovery pass commits the rest.
     pub finished: bool,
+    /// A rebalance batch's job: its rows moved, this batch counted.
+    pub job_moved: Option<u64>,
 }
 
 /// What a recovery pass did.
@@ -159,6 +165,7 @@ impl TwoPhase {
             committed: 0,
             phase: Phase::Open,
             moved: None,
+            job_moved: None,
         })
     }
 
@@ -168,10 +175,6 @@ impl TwoPhase {
     }
 
     /// Logs `batch` with the decision (the move log).
-    #[expect(
-        dead_code,
-        reason = "the mover's batches between clusters log themselves so next"
-    )]
     pub(crate) fn log_move(&mut self, batch: sql::MovedBatch) {
         self.moved = Some(batch);
     }
@@ -282,28 +285,34 @@ impl TwoPhase {
                 .await);
         };
         let ordered: Vec<String> = order.iter().map(|&i| names[i].to_string()).collect();
-        let (txid, purpose, moved) = (self.txid, &self.purpose, &self.moved);
-        let logged = within(self.deadline, async {
-            sql::record_decision(catalog, txid, &ordered, purpose).await?;
-            if let Some(batch) = moved {
-                sql::record_move(catalog, txid, batch).await?;
-            }
-            sql::commit(catalog).await
-        })
+        let logged = within(
+            self.deadline,
+            log_decision(
+                catalog,
+                self.txid,
+                &ordered,
+                &self.purpose,
+                self.moved.as_ref(),
+            ),
+        )
         .await;
+        let c1 = crate::cluster::DEFAULT_CLUSTER;
         match logged {
-            Ok(()) => {
+            Ok(Some(job_moved)) => {
                 self.phase = Phase::Decided;
                 self.order = order;
+                self.job_moved = self.moved.as_ref().map(|_| job_moved.max(0) as u64);
                 Ok(self.txid)
+            }
+            Ok(None) => {
+                let why = "the job is not running".to_string();
+                Err(self.fail(c1, COUNTING, why).await)
             }
             Err(Failed::Db(error)) if !undecided(&error) => Err(self.unknown(&describe(&error))),
             Err(Failed::TimedOut) => Err(self.unknown(&Failed::TimedOut.to_string())),
             Err(Failed::Db(error)) => {
                 let why = crate::db::describe(&error);
-                Err(self
-                    .fail(crate::cluster::DEFAULT_CLUSTER, "logging the decision", why)
-                    .await)
+                Err(self.fail(c1, "logging the decision", why).await)
             }
         }
     }
@@ -374,6 +383,7 @@ impl TwoPhase {
                     return Ok(Committed {
                         txid,
                         finished: false,
+                        job_moved: self.job_moved,
                     });
                 }
                 Err(error) => return Err(error),
@@ -383,6 +393,7 @@ impl TwoPhase {
         Ok(Committed {
             txid,
             finished: true,
+            job_moved: self.job_moved,
         })
     }
 
@@ -488,6 +499,28 @@ impl Drop for TwoPhase {
             close(&mut participant.client, false);
         }
     }
+}
+
+/// In the catalog's open transaction: the decision, the batch `moved` (when
+/// a rebalance's) counted in its job, then the commit that decides. The
+/// job's `moved` (0 without a batch), or `None`, nothing committed, when
+/// the batch's job is not running.
+async fn log_decision(
+    catalog: &Object,
+    txid: i64,
+    participants: &[String],
+    purpose: &str,
+    moved: Option<&sql::MovedBatch>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    sql::record_decision(catalog, txid, participants, purpose).await?;
+    let job_moved = match moved {
+        Some(batch) => sql::record_move(catalog, txid, batch).await?,
+        None => Some(0),
+    };
+    if job_moved.is_some() {
+        sql::commit(catalog).await?;
+    }
+    Ok(job_moved)
 }
 
 /// Gives a connection back to its pool (`clean`) or closes it.

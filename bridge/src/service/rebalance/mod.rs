@@ -18,6 +18,7 @@
 //! to move are the rows found in a shard that is not their owner under the
 //! target layout.
 
+mod between;
 mod mover;
 
 use crate::db::jobs as store;
