@@ -22,7 +22,7 @@ use common::{
     eventually_some, get, post, post_json, ring, view,
 };
 use ecoshard_bridge::db::{Stage, WriteFailure, write_failure};
-use ecoshard_bridge::routing::{Placement, RoutingTable};
+use ecoshard_bridge::routing::{BuiltLayout, RoutingTable};
 use ecoshard_bridge::{AppState, LocalCluster};
 use ecoshard_core::wire::{BulkResult, InsertResult, LayoutView, ReadResult, Stats};
 use ecoshard_core::{Layout, StrategyKind};
@@ -559,7 +559,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
     // As while a rebalance from 39 shards runs: most keys are read under
     // their new and old owner at once, inserts check the old owner.
     let placement = |shards, version| {
-        Placement::new(&LayoutView {
+        BuiltLayout::new(&LayoutView {
             version,
             layout: modulo(shards),
             placement: Vec::new(),
@@ -572,7 +572,7 @@ async fn reads_and_inserts_over_many_shard_pairs_keep_a_connections_statement_ca
         .swap(RoutingTable {
             current: placement(SHARDS, 2),
             previous: Some(placement(SHARDS - 1, 1)),
-            min_replay_lsn: 0,
+            min_replay_lsn: Default::default(),
         })
         .await;
     let table = state.service().routing().table();

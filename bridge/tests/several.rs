@@ -1,7 +1,7 @@
 //! A bridge operating two local clusters (`c1` and `c2`, a primary and one
 //! standby each): both are shown, checked, controlled and failed over on
-//! their own, while every row still goes to `c1`; and a bridge over one
-//! cluster answers exactly as it always did.
+//! their own; each row goes to its shard's cluster and is read there; and
+//! a bridge over one cluster answers exactly as it always did.
 
 mod common;
 
@@ -13,8 +13,8 @@ use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::{ClusterNodes, ClusterView, NodeRole, ReadResult, Tick};
 
 use common::{
-    LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually, get, post, post_json,
-    view,
+    LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually, eventually_some, get,
+    post, post_json, view,
 };
 
 /// This binary's two clusters of one standby each, on ports from 25800.
@@ -224,40 +224,206 @@ async fn auto_failover_of_c2_promotes_c2_s_standby_and_leaves_c1_untouched() {
     wait_healthy(&state).await;
 }
 
+/// The name of `cluster`'s primary now in the bridge's view.
+async fn primary_of(state: &AppState, name: &str) -> String {
+    cluster(&view(state).await.clusters, name)
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Primary)
+        .map(|node| node.name.clone())
+        .expect("a primary")
+}
+
+/// Rows in each shard schema of the database on `client`'s server.
+async fn shard_rows(client: &tokio_postgres::Client) -> Vec<(String, i64)> {
+    let schemas = "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'shard%' ORDER BY 1";
+    let mut rows = Vec::new();
+    for row in client.query(schemas, &[]).await.expect(schemas) {
+        let schema: String = row.get(0);
+        let count = format!("SELECT count(*) FROM \"{schema}\".users");
+        let counted: i64 = client.query_one(&count, &[]).await.expect(&count).get(0);
+        rows.push((schema, counted));
+    }
+    rows
+}
+
 #[tokio::test]
-async fn inserts_and_reads_go_to_c1_only() {
+async fn inserts_and_reads_go_to_their_shard_s_cluster_only() {
     let _nodes = NODES.read().await;
     let (state, clusters) = bridge_over_both("several_data", false).await;
     wait_healthy(&state).await;
-    for index in 0..20 {
+    let layout = get(&state, "/api/layout").await.json();
+    assert_eq!(
+        layout["placement"],
+        serde_json::json!(["c1", "c2", "c1"]),
+        "{layout}"
+    );
+    let mut on_c2 = None;
+    for index in 0..30 {
         let body = format!(r#"{{"user_id":"user_{index}"}}"#);
         let written = post_json(&state, "/api/users", &body).await;
         assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+        let answer = written.json();
+        let shard = answer["shard"].as_str().expect("shard").to_string();
+        let expected = if shard == "s1" { "c2" } else { "c1" };
+        assert_eq!(answer["cluster"], expected, "{answer}");
+        let token = answer["lsn"].as_str().expect("lsn");
+        assert!(token.starts_with(&format!("{expected}/")), "{answer}");
+        if expected == "c2" {
+            on_c2 = Some(format!("user_{index}"));
+        }
     }
-    for consistency in ["strong", "eventual", "read-your-writes"] {
-        let uri = format!("/api/users/user_7?consistency={consistency}");
-        let answer = get(&state, &uri).await;
-        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text());
-        let read: ReadResult = answer.parse();
-        assert_eq!(read.user.user_id, "user_7");
-    }
-    let rows = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'shard%'";
-    let c1 = connect(&clusters[0], "primary", "several_data").await;
-    let c1_schemas: i64 = c1.query_one(rows, &[]).await.expect(rows).get(0);
-    assert_eq!(c1_schemas, 3, "c1 holds the three shards");
-    let primary = cluster(&view(&state).await.clusters, "c2")
+    let c1 = connect(
+        &clusters[0],
+        &primary_of(&state, "c1").await,
+        "several_data",
+    )
+    .await;
+    let c2 = connect(
+        &clusters[1],
+        &primary_of(&state, "c2").await,
+        "several_data",
+    )
+    .await;
+    let (c1_rows, c2_rows) = (shard_rows(&c1).await, shard_rows(&c2).await);
+    let names = |rows: &[(String, i64)]| {
+        rows.iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&c1_rows),
+        ["shard_s0", "shard_s2"],
+        "c1 holds s0 and s2 only"
+    );
+    assert_eq!(names(&c2_rows), ["shard_s1"], "c2 holds s1 only");
+    let total: i64 = c1_rows.iter().chain(&c2_rows).map(|(_, rows)| rows).sum();
+    assert_eq!(total, 30, "every row once: {c1_rows:?} {c2_rows:?}");
+    let user = on_c2.expect("a user on s1");
+    let standby = cluster(&view(&state).await.clusters, "c2")
         .nodes
         .iter()
-        .find(|n| n.role == NodeRole::Primary)
-        .map(|n| n.name.clone())
-        .expect("c2's primary");
-    let c2 = connect(&clusters[1], &primary, "several_data").await;
-    let c2_schemas: i64 = c2.query_one(rows, &[]).await.expect(rows).get(0);
-    assert_eq!(c2_schemas, 0, "c2 holds a shard");
-    let metrics = get(&state, "/metrics").await.text();
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| node.name.clone())
+        .expect("c2's standby");
+    let served = eventually_some(LIMIT, || async {
+        let read: ReadResult = get(&state, &format!("/api/users/{user}")).await.parse();
+        (read.served_by == standby).then_some(read)
+    })
+    .await
+    .expect("an eventual read served by c2's standby");
+    assert_eq!(served.cluster.as_deref(), Some("c2"));
+    assert_eq!(served.shard, "s1");
+}
+
+#[tokio::test]
+async fn read_your_writes_tokens_name_their_cluster() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_tokens", false).await;
+    wait_healthy(&state).await;
+    let written = post_json(&state, "/api/users", r#"{"user_id":"ryw"}"#).await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+    let answer = written.json();
+    let cluster_name = answer["cluster"].as_str().expect("cluster").to_string();
+    let token = answer["lsn"].as_str().expect("lsn").to_string();
+    let bare = token.split_once('/').expect("c?/lsn").1.to_string();
+    let other = if cluster_name == "c1" { "c2" } else { "c1" };
+    let primary = primary_of(&state, &cluster_name).await;
+    let read = |lsn: String| {
+        let state = state.clone();
+        async move {
+            let uri = format!("/api/users/ryw?consistency=read-your-writes&lsn={lsn}");
+            get(&state, &uri).await
+        }
+    };
+    // A token of another cluster tells nothing of this one: its primary answers.
+    let wrong: ReadResult = read(format!("{other}/{bare}")).await.parse();
+    assert_eq!(
+        (wrong.served_by.as_str(), wrong.cluster.as_deref()),
+        (primary.as_str(), Some(cluster_name.as_str()))
+    );
+    let unknown = read("c9/0/1".to_string()).await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unknown.text()
+    );
+    assert_eq!(unknown.error_code(), "invalid_lsn");
     assert!(
-        metrics.contains("ecoshard_node_up{cluster=\"c2\",node=\"standby-1\"} 1"),
-        "{metrics}"
+        unknown.text().contains("the clusters are c1 or c2"),
+        "{}",
+        unknown.text()
+    );
+    // The key's cluster's standby stopped: the token is still honoured.
+    let standby = cluster(&view(&state).await.clusters, &cluster_name)
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| node.name.clone())
+        .expect("a standby");
+    let stop = format!("/api/clusters/{cluster_name}/nodes/{standby}/stop");
+    assert_eq!(post(&state, &stop).await.status, StatusCode::OK);
+    let fresh = post_json(&state, "/api/users", r#"{"user_id":"ryw"}"#)
+        .await
+        .json();
+    let served: ReadResult = read(fresh["lsn"].as_str().expect("lsn").to_string())
+        .await
+        .parse();
+    assert_eq!(served.served_by, primary);
+    assert_eq!(served.user.user_id, "ryw");
+    let start = format!("/api/clusters/{cluster_name}/nodes/{standby}/start");
+    assert_eq!(post(&state, &start).await.status, StatusCode::OK);
+    wait_healthy(&state).await;
+}
+
+#[tokio::test]
+async fn layout_changes_naming_an_unknown_cluster_or_crossing_clusters_are_refused() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_layouts", false).await;
+    for index in 0..30 {
+        let body = format!(r#"{{"user_id":"user_{index}"}}"#);
+        assert_eq!(
+            post_json(&state, "/api/users", &body).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let before = get(&state, "/api/layout").await.text();
+    let check = |json: &'static str, code: &'static str, words: &'static str| {
+        let state = state.clone();
+        async move {
+            let request = axum::http::Request::put("/api/layout")
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(json))
+                .expect("request");
+            let answer = common::send(&state, request).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{json}: {}",
+                answer.text()
+            );
+            assert_eq!(answer.error_code(), code, "{json}");
+            assert!(answer.text().contains(words), "{json}: {}", answer.text());
+        }
+    };
+    check(
+        r#"{"strategy":"ring","shards":[{"name":"s0","cluster":"c3"}]}"#,
+        "unknown_cluster",
+        "shards go on c1, c2",
+    )
+    .await;
+    check(r#"{"strategy":"ring","shards":[{"name":"s0"},{"name":"s1","cluster":"c1"},{"name":"s2"}]}"#, "cross_cluster_move", "1 shards from one cluster to another").await;
+    check(
+        r#"{"strategy":"ring","shards":4}"#,
+        "cross_cluster_move",
+        "moves between clusters are not available yet",
+    )
+    .await;
+    assert_eq!(
+        get(&state, "/api/layout").await.text(),
+        before,
+        "nothing stored"
     );
 }
 

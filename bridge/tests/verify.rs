@@ -1,5 +1,5 @@
-//! `POST /api/verify` and `ecoshard verify` on two real clusters (`c1`
-//! holds every shard, `c2` none): clean after inserts and under concurrent
+//! `POST /api/verify` and `ecoshard verify` on two real clusters (the
+//! layout places every shard on `c1`, `c2` none): clean after inserts and under concurrent
 //! inserts; rows and schemas planted by hand where they do not belong are
 //! differences; a standby whose replay is paused is not compared, never
 //! called different; the command's exit codes.
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::StatusCode;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
+use ecoshard_core::Layout;
 use ecoshard_core::wire::VerifyReport;
 
 use common::{
@@ -20,7 +21,8 @@ use common::{
 /// This binary's two clusters of one standby each, on ports from 32600.
 static CLUSTERS: SharedClusters = SharedClusters::new("verify", 32600, 2, 1);
 
-/// A bridge over `c1` and `c2` on its own database, ring over 3 shards.
+/// A bridge over `c1` and `c2` on its own database, ring over 3 shards,
+/// each placed on `c1`.
 async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) {
     let clusters = CLUSTERS.get();
     let c2 = ClusterSpec {
@@ -29,7 +31,7 @@ async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) 
         control: control(&clusters[1]),
     };
     let state = bridge_with(&clusters[0], database, |config| {
-        config.initial_layout = ring(3);
+        config.initial_layout = on_c1(3);
         config.other_clusters = vec![c2];
     })
     .await;
@@ -37,11 +39,33 @@ async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) 
     (state, clusters)
 }
 
-/// `count` users `<prefix>0` … through the bridge.
+/// Ring over `count` shards, each naming `c1` as its cluster.
+fn on_c1(count: u64) -> Layout {
+    let mut layout = ring(count);
+    for shard in &mut layout.shards {
+        shard.cluster = Some("c1".to_string());
+    }
+    layout
+}
+
+/// `count` users `<prefix>0` … through the bridge, one insert each (the
+/// bulk insert is refused over several clusters), 50 at a time.
 async fn insert(state: &AppState, prefix: &str, count: u64) {
-    let body = format!(r#"{{"count":{count},"prefix":"{prefix}"}}"#);
-    let answer = post_json(state, "/api/users/bulk", &body).await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let mut ids = (0..count).map(|index| format!("{prefix}{index}"));
+    loop {
+        let chunk: Vec<String> = ids.by_ref().take(50).collect();
+        if chunk.is_empty() {
+            return;
+        }
+        let answers = futures::future::join_all(chunk.iter().map(|id| {
+            let body = format!(r#"{{"user_id":"{id}"}}"#);
+            async move { post_json(state, "/api/users", &body).await }
+        }))
+        .await;
+        for answer in answers {
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        }
+    }
 }
 
 /// `POST /api/verify`: the report (200 whatever it says).

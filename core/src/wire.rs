@@ -195,10 +195,15 @@ pub struct InsertResult {
     pub shard: String,
     /// Node that took the write (the primary).
     pub served_by: String,
-    /// WAL position of the commit (`pg_current_wal_lsn()` after it), e.g.
-    /// `0/3000148`; for a repeat, the position when the row was read back,
-    /// which is past its commit.
+    /// The read-your-writes token: the WAL position of the commit
+    /// (`pg_current_wal_lsn()` after it), e.g. `0/3000148`; for a repeat,
+    /// the position when the row was read back, which is past its commit.
+    /// With several clusters it names the cluster it is a position of,
+    /// e.g. `c2/0/3000148`.
     pub lsn: String,
+    /// With several clusters, the cluster holding the shard (absent with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// `POST /api/users/bulk` body.
@@ -359,6 +364,10 @@ pub struct ReadResult {
     pub lag_ms: Option<f64>,
     /// The consistency asked for.
     pub consistency: Consistency,
+    /// With several clusters, the cluster of the node that served it
+    /// (absent with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// A count per node.

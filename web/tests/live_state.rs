@@ -128,6 +128,7 @@ fn the_log_keeps_the_newest_entries_first() {
         served_by: "standby-1".to_string(),
         lag_ms: Some(0.8),
         consistency: Consistency::Eventual,
+        cluster: None,
     };
     let mut live = Live::default().apply(LiveAction::Read(Box::new(read)));
     assert_eq!(
@@ -440,6 +441,7 @@ fn read_from(served_by: &str, lag_ms: Option<f64>, consistency: Consistency) -> 
         served_by: served_by.to_string(),
         lag_ms,
         consistency,
+        cluster: None,
     }))
 }
 

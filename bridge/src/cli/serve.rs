@@ -198,7 +198,7 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         }
         tracing::info!(
             "clusters c1…c{} are up and monitored (health, lag, failover, node actions); \
-             every shard is on c1",
+             shards are placed round-robin over them unless the layout names their cluster",
             clusters.len()
         );
     }

@@ -59,7 +59,7 @@ fn status_table(report: &StatusReport) -> String {
     let mut out = String::new();
     let mode = match cluster.mode {
         ClusterMode::Local if !cluster.clusters.is_empty() => {
-            "local clusters (started by the bridge; every shard is on c1)"
+            "local clusters (started by the bridge)"
         }
         ClusterMode::Local => "local cluster (started by the bridge)",
         ClusterMode::External => "external cluster",

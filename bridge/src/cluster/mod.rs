@@ -16,7 +16,7 @@ pub(crate) use node::Node;
 pub use set::{Clusters, DEFAULT_CLUSTER};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ecoshard_core::wire::{Consistency, NodeRole};
@@ -31,13 +31,6 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default of [`Cluster::read_timeout`]: longest one node may take to
 /// answer one read (checkout and statements together).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The clusters a layout may place shards on: `c1` alone (as `--clusters
-/// N` names the first of N) until reads and writes are routed to the
-/// others; layouts naming another cluster are refused. With one cluster
-/// nothing else carries the name: node names, endpoints and fields stay as
-/// they were.
-pub(crate) const CLUSTER_NAMES: [&str; 1] = ["c1"];
 
 /// One cluster: the primary and its standbys.
 #[derive(Debug)]
@@ -54,6 +47,9 @@ pub struct Cluster {
     /// Longest one node may take to answer one read; past it the read goes
     /// to another node (or, strong, answers 503).
     pub(crate) read_timeout: Duration,
+    /// Highest commit LSN this bridge has acknowledged on this cluster: what
+    /// a read-your-writes read without a token must see.
+    pub(crate) last_write_lsn: AtomicU64,
 }
 
 impl Cluster {
@@ -85,17 +81,13 @@ impl Cluster {
             next_standby: AtomicUsize::new(0),
             max_lag_ms: max_lag_ms as f64,
             read_timeout,
+            last_write_lsn: AtomicU64::new(0),
         })
     }
 
     /// `c1`, `c2`, …
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The clusters a layout may place shards on (see [`CLUSTER_NAMES`]).
-    pub(crate) fn names(&self) -> &'static [&'static str] {
-        &CLUSTER_NAMES
     }
 
     /// The primary now.

@@ -1,7 +1,7 @@
 //! The clusters the bridge operates, by name (`c1`, `c2`, …): each its own
 //! primary and standbys, checked, failed over and controlled on its own.
-//! `c1` is the default, the one every shard lives on until a layout places
-//! shards on the others.
+//! `c1` is the default: it holds the catalog (layouts, jobs), and a stored
+//! shard naming no cluster is on it.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ impl Clusters {
         Clusters { members }
     }
 
-    /// The default cluster, where every data path goes in this version.
+    /// The default cluster, which holds the catalog.
     pub fn default_cluster(&self) -> &Arc<Cluster> {
         &self.members[0]
     }
@@ -33,6 +33,11 @@ impl Clusters {
     /// Every cluster, the default first.
     pub fn all(&self) -> &[Arc<Cluster>] {
         &self.members
+    }
+
+    /// The cluster called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.members.iter().find(|cluster| cluster.name == name)
     }
 
     /// The position of the cluster called `name` in [`Clusters::all`].
@@ -51,6 +56,15 @@ impl Clusters {
         self.members
             .iter()
             .map(|cluster| cluster.name.clone())
+            .collect()
+    }
+
+    /// The clusters' names, the default first: the clusters a layout may
+    /// place shards on.
+    pub(crate) fn name_refs(&self) -> Vec<&str> {
+        self.members
+            .iter()
+            .map(|cluster| cluster.name.as_str())
             .collect()
     }
 }

@@ -88,9 +88,10 @@ impl From<tokio_postgres::Error> for SchemaError {
     }
 }
 
-/// Brings the schema up to date, stores `initial` as version 1 when there is
-/// no layout yet, makes sure every shard of the active layout has its schema,
-/// and answers the active layout. Runs in one transaction under an advisory lock.
+/// Brings the catalog up to date, stores `initial` as version 1 when there
+/// is no layout yet, and answers the active layout (its shards' schemas are
+/// made on each cluster by `jobs::create_shards`). Runs in one transaction
+/// under an advisory lock.
 pub(crate) async fn prepare(
     client: &mut deadpool_postgres::Client,
     initial: &Layout,
@@ -139,7 +140,6 @@ pub(crate) async fn prepare(
             }
         }
     };
-    ensure_shards(&tx, &view.layout).await?;
     tx.commit().await?;
     Ok(view)
 }

@@ -94,6 +94,12 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::BoundedLoad) => (S::BAD_REQUEST, "unsupported_strategy"),
         Error::Layout(LayoutRefusal::TooManyShards { .. }) => (S::BAD_REQUEST, "too_many_shards"),
         Error::Layout(LayoutRefusal::UnknownCluster { .. }) => (S::BAD_REQUEST, "unknown_cluster"),
+        Error::Layout(LayoutRefusal::CrossClusterMove { .. }) => {
+            (S::BAD_REQUEST, "cross_cluster_move")
+        }
+        Error::Layout(LayoutRefusal::SeveralClusters { .. }) => {
+            (S::BAD_REQUEST, "rebalance_unavailable")
+        }
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
         Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),
@@ -104,6 +110,7 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::NotLocal { .. } => (S::CONFLICT, "not_local"),
         Error::NodeActionRefused(_) => (S::CONFLICT, "node_action_refused"),
         Error::Generating => (S::CONFLICT, "generate_running"),
+        Error::SeveralClusters(_) => (S::CONFLICT, "several_clusters"),
         Error::GenerateDuringRebalance(_) => (S::CONFLICT, "rebalance_running"),
         Error::GenerateTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "generate_timed_out"),
         Error::BulkBusy => (S::TOO_MANY_REQUESTS, "busy"),
@@ -159,7 +166,7 @@ fn invalid_code(invalid: &Invalid) -> &'static str {
         Invalid::Email => "invalid_email",
         Invalid::Count(_) | Invalid::GenerateCount(_) | Invalid::SampleCount(_) => "invalid_count",
         Invalid::Consistency(_) => "invalid_consistency",
-        Invalid::Lsn => "invalid_lsn",
+        Invalid::Lsn | Invalid::LsnCluster { .. } => "invalid_lsn",
         Invalid::LsnWithoutReadYourWrites => "invalid_query",
         Invalid::StopMode(_) => "invalid_mode",
     }

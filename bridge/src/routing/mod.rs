@@ -1,10 +1,12 @@
-//! Which shard a key goes to, from the core, and the statements of that
-//! shard (built by `db`).
+//! Which shard a key goes to, from the core, which cluster holds that shard,
+//! and the statements of that shard (built by `db`), batched per cluster
+//! over the shards it holds.
 //!
 //! The routing table is swapped whole (an `Arc` behind a lock), so a request
 //! sees one consistent layout. It holds a previous layout while a rebalance
 //! runs: writes go by the new layout, reads look under the new one and the
-//! old one in one statement (see `db::read_user`).
+//! old one — in one statement when both shards are on one cluster (see
+//! `db::read_user`), else the new shard's cluster first.
 //!
 //! Writes hold the write gate (shared) from taking the table until their
 //! commit; a swap takes it exclusively, so no write under the old table is
@@ -12,6 +14,7 @@
 
 pub(crate) mod batch;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,22 +23,78 @@ use ecoshard_core::{Layout, Router};
 
 use crate::db::{BatchSql, ShardSql};
 
-/// One layout, built: its version, router and per-shard SQL.
+/// The cluster a shard naming none is on: the default one. Layouts are
+/// stored with every shard's cluster named when the bridge operates several
+/// clusters (see `service::rebalance::stored_form`), so a stored shard
+/// naming none was stored by a bridge of one cluster, where it was on `c1`.
+pub(crate) const UNNAMED_CLUSTER: &str = "c1";
+
+/// Each shard's cluster in `layout`, in layout order (a shard naming none:
+/// [`UNNAMED_CLUSTER`]).
+pub fn clusters_of(layout: &Layout) -> Vec<String> {
+    layout
+        .shards
+        .iter()
+        .map(|shard| {
+            shard
+                .cluster
+                .as_deref()
+                .unwrap_or(UNNAMED_CLUSTER)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `layout` with only the shards on `cluster` (see [`clusters_of`]): what
+/// that cluster's primary holds schemas for.
+pub(crate) fn layout_on(layout: &Layout, cluster: &str) -> Layout {
+    let mut on = layout.clone();
+    let clusters = clusters_of(layout);
+    let mut index = 0;
+    on.shards.retain(|_| {
+        index += 1;
+        clusters[index - 1] == cluster
+    });
+    on
+}
+
+/// The shards one cluster holds under a layout, and their batched statements.
 #[derive(Debug)]
-pub struct Placement {
+pub(crate) struct ClusterShards {
+    /// `c1`, `c2`, …
+    pub(crate) cluster: String,
+    /// Reads by key and inserts over this cluster's shards, batched per node
+    /// (`None`: too many shards to batch).
+    pub(crate) batch: Option<Arc<BatchSql>>,
+}
+
+/// Where a shard is: its cluster's entry in [`BuiltLayout::clusters`] and its
+/// position among that cluster's shards (in layout order).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    cluster: usize,
+    position: usize,
+}
+
+/// One layout, built: its version, router, per-shard SQL and each shard's
+/// cluster, with the batched statements of every cluster over its shards.
+#[derive(Debug)]
+pub struct BuiltLayout {
     /// Version in `ecoshard.layout`.
     pub version: u64,
     /// The core's router.
     pub(crate) router: Router,
     /// SQL per shard, in layout order.
     pub(crate) shards: Vec<ShardSql>,
-    /// Reads by key and inserts, batched per node (`None`: too many shards
-    /// to batch).
-    pub(crate) batch: Option<Arc<BatchSql>>,
+    /// The clusters holding shards, in order of their first shard.
+    pub(crate) clusters: Vec<ClusterShards>,
+    /// Per shard, in layout order: where it is.
+    slots: Vec<Slot>,
 }
 
-impl Placement {
-    /// Builds a stored layout.
+impl BuiltLayout {
+    /// Builds a stored layout (a shard naming no cluster is on
+    /// [`UNNAMED_CLUSTER`]).
     pub fn new(view: &LayoutView) -> Result<Self, ecoshard_core::Error> {
         let router = view.layout.build()?;
         let shards = router
@@ -43,12 +102,38 @@ impl Placement {
             .iter()
             .map(|shard| ShardSql::new(&shard.name))
             .collect::<Vec<_>>();
-        let batch = BatchSql::new(&shards).map(Arc::new);
-        Ok(Placement {
+        let mut names: Vec<String> = Vec::new();
+        let mut held: Vec<Vec<ShardSql>> = Vec::new();
+        let mut slots = Vec::with_capacity(shards.len());
+        for (shard, cluster) in shards.iter().zip(clusters_of(&view.layout)) {
+            let index = match names.iter().position(|name| *name == cluster) {
+                Some(index) => index,
+                None => {
+                    names.push(cluster);
+                    held.push(Vec::new());
+                    names.len() - 1
+                }
+            };
+            slots.push(Slot {
+                cluster: index,
+                position: held[index].len(),
+            });
+            held[index].push(ShardSql::new(&shard.name));
+        }
+        let clusters = names
+            .into_iter()
+            .zip(held)
+            .map(|(cluster, shards)| ClusterShards {
+                cluster,
+                batch: BatchSql::new(&shards).map(Arc::new),
+            })
+            .collect();
+        Ok(BuiltLayout {
             version: view.version,
             router,
             shards,
-            batch,
+            clusters,
+            slots,
         })
     }
 
@@ -63,6 +148,19 @@ impl Placement {
         self.router.locate(key.as_bytes())
     }
 
+    /// The cluster of the shard at `position` of the layout.
+    pub(crate) fn cluster_of(&self, position: usize) -> &str {
+        &self.clusters[self.slots[position].cluster].cluster
+    }
+
+    /// The batched statements of `key`'s shard's cluster and the shard's
+    /// position in them, when that cluster's shards can be batched.
+    pub(crate) fn batch_for(&self, key: &str) -> Option<(&Arc<BatchSql>, usize)> {
+        let slot = self.slots[self.position(key)];
+        let batch = self.clusters[slot.cluster].batch.as_ref()?;
+        Some((batch, slot.position))
+    }
+
     /// The layout.
     pub(crate) fn layout(&self) -> &Layout {
         self.router.layout()
@@ -73,17 +171,62 @@ impl Placement {
 #[derive(Debug)]
 pub struct RoutingTable {
     /// Writes go here; reads look here first.
-    pub current: Placement,
+    pub current: BuiltLayout,
     /// During a rebalance: the layout being left, where rows not yet moved are.
-    pub previous: Option<Placement>,
-    /// Standbys that had not replayed up to this WAL position when last
-    /// checked serve no read under this table: before it, rows may still be
-    /// where the table no longer looks (the end of a rebalance), or shard
-    /// schemas it reads may not exist yet (its start). 0: no bound.
-    pub min_replay_lsn: u64,
+    pub previous: Option<BuiltLayout>,
+    /// Per cluster: standbys that had not replayed up to this WAL position
+    /// (of their cluster) when last checked serve no read under this table:
+    /// before it, rows may still be where the table no longer looks (the end
+    /// of a rebalance), or shard schemas it reads may not exist yet (its
+    /// start). A cluster not named: no bound.
+    pub min_replay_lsn: BTreeMap<String, u64>,
+}
+
+/// Where one read looks on one cluster: the shards, in order.
+#[derive(Debug)]
+pub(crate) struct ReadOn<'t> {
+    /// The cluster.
+    pub(crate) cluster: &'t str,
+    /// Its shards to look in, in order (the new owner first).
+    pub(crate) shards: Vec<&'t ShardSql>,
 }
 
 impl RoutingTable {
+    /// The bound of [`RoutingTable::min_replay_lsn`] on `cluster` (0: none).
+    pub(crate) fn replay_bound(&self, cluster: &str) -> u64 {
+        self.min_replay_lsn.get(cluster).copied().unwrap_or(0)
+    }
+
+    /// Where to read `key`, in order: its shard's cluster and shard; during
+    /// a rebalance that moves it, the old shard too — in the same read when
+    /// both are on one cluster, else on the old shard's cluster after the
+    /// new one (a key moving between clusters is committed at its
+    /// destination before it leaves its source).
+    pub(crate) fn read_plan(&self, key: &str) -> Vec<ReadOn<'_>> {
+        let position = self.current.position(key);
+        let mut plan = vec![ReadOn {
+            cluster: self.current.cluster_of(position),
+            shards: vec![&self.current.shards[position]],
+        }];
+        if let Some(previous) = &self.previous {
+            let old_position = previous.position(key);
+            let old = &previous.shards[old_position];
+            let old_cluster = previous.cluster_of(old_position);
+            if old.name == plan[0].shards[0].name && old_cluster == plan[0].cluster {
+                return plan;
+            }
+            if old_cluster == plan[0].cluster {
+                plan[0].shards.push(old);
+            } else {
+                plan.push(ReadOn {
+                    cluster: old_cluster,
+                    shards: vec![old],
+                });
+            }
+        }
+        plan
+    }
+
     /// Shards to read `key` from, in order (one unless a rebalance runs and
     /// the key's owner changes).
     pub fn read_shards(&self, key: &str) -> Vec<&ShardSql> {
@@ -139,11 +282,11 @@ pub struct Routing {
 impl Routing {
     /// Routing by one layout.
     #[cfg(test)]
-    fn new(current: Placement) -> Self {
+    fn new(current: BuiltLayout) -> Self {
         Routing::with_table(RoutingTable {
             current,
             previous: None,
-            min_replay_lsn: 0,
+            min_replay_lsn: BTreeMap::new(),
         })
     }
 
@@ -202,8 +345,8 @@ mod tests {
     use super::*;
     use ecoshard_core::StrategyKind;
 
-    fn placement(strategy: StrategyKind, shards: u64, version: u64) -> Placement {
-        Placement::new(&LayoutView {
+    fn placement(strategy: StrategyKind, shards: u64, version: u64) -> BuiltLayout {
+        BuiltLayout::new(&LayoutView {
             version,
             layout: Layout::with_count(strategy, shards).unwrap(),
             placement: Vec::new(),
@@ -231,7 +374,7 @@ mod tests {
             let table = RoutingTable {
                 current: placement(StrategyKind::Ring, to, 2),
                 previous: Some(placement(StrategyKind::Ring, from, 1)),
-                min_replay_lsn: 0,
+                min_replay_lsn: BTreeMap::new(),
             };
             let leaving: Vec<&str> = table
                 .leaving_shards()
@@ -252,7 +395,7 @@ mod tests {
         let table = RoutingTable {
             current: placement(StrategyKind::Modulo, 4, 2),
             previous: Some(placement(StrategyKind::Modulo, 3, 1)),
-            min_replay_lsn: 0,
+            min_replay_lsn: BTreeMap::new(),
         };
         let mut moved = 0;
         for index in 0..300 {

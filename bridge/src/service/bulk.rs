@@ -32,6 +32,7 @@ pub(crate) async fn bulk(
         }
         None => unique_prefix(),
     };
+    service.one_cluster("bulk inserts")?;
     if let Some(refusal) = failover::write_refusal(service) {
         return Err(refusal);
     }
@@ -47,13 +48,13 @@ pub(crate) async fn bulk(
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     let (wrote, lsn) = match write_bulk(service.cluster(), &table, &plan, deadline).await {
         Ok(lsn) => {
-            service.record_write(request.count, u64::from(lsn));
+            service.record_write(request.count, service.cluster(), u64::from(lsn));
             (true, lsn)
         }
         Err(WriteFailure::Duplicate) => {
             match stored_bulk(service, &table, &plan, deadline).await? {
                 Some(lsn) => {
-                    service.record_write(0, u64::from(lsn));
+                    service.record_write(0, service.cluster(), u64::from(lsn));
                     (false, lsn)
                 }
                 None => {
@@ -69,7 +70,13 @@ pub(crate) async fn bulk(
                 "send the same bulk insert again (prefix {prefix:?}, count {})",
                 request.count
             );
-            return Err(write_failed(service, failure, &prefix, &again));
+            return Err(write_failed(
+                service,
+                service.cluster(),
+                failure,
+                &prefix,
+                &again,
+            ));
         }
     };
     let result = BulkResult {

@@ -72,6 +72,9 @@ pub(crate) enum Error {
     /// A data set is being generated: one at a time, and no rebalance
     /// starts meanwhile.
     Generating,
+    /// A bulk insert or data set over several clusters: not available yet
+    /// (`what` names it).
+    SeveralClusters(&'static str),
     /// A data set is not generated while a rebalance job runs (or failed
     /// and waits for a restart): the job, when known.
     GenerateDuringRebalance(Option<Box<RebalanceJob>>),
@@ -157,8 +160,21 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A shard names a cluster the bridge places no shards on (today only
-    /// `c1` holds shards, however many clusters run).
+    /// A layout change would move keys or shards between clusters, which
+    /// is not available yet.
+    CrossClusterMove {
+        /// Keys whose new shard is on another cluster than their old one.
+        keys: u64,
+        /// Shards that would change cluster.
+        shards: usize,
+    },
+    /// A layout change over several clusters, within each cluster: not
+    /// available yet (the mover runs on one cluster).
+    SeveralClusters {
+        /// Keys the change would move.
+        keys: u64,
+    },
+    /// A shard names a cluster the bridge does not operate.
     UnknownCluster {
         /// The shard.
         shard: String,
@@ -291,6 +307,7 @@ impl fmt::Display for Error {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
             }
             Error::Generating => f.write_str(GENERATING),
+            Error::SeveralClusters(what) => write!(f, "{what}{SEVERAL_CLUSTERS}"),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
@@ -432,13 +449,29 @@ impl fmt::Display for LayoutRefusal {
                 clusters,
             } => write!(
                 f,
-                "shard {shard:?} names cluster {cluster:?}, where this bridge places no shards: \
+                "shard {shard:?} names cluster {cluster:?}, which this bridge does not operate: \
                  shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
+            ),
+            LayoutRefusal::CrossClusterMove { keys, shards } => write!(
+                f,
+                "this change would move {keys} keys and {shards} shards from one cluster to \
+                 another; moves between clusters are not available yet: nothing was stored \
+                 (keep every shard on its cluster, and keys on their shards' clusters)"
+            ),
+            LayoutRefusal::SeveralClusters { keys } => write!(
+                f,
+                "this change would move {keys} keys within their clusters; rebalancing a \
+                 layout placed over several clusters is not available yet: nothing was stored"
             ),
         }
     }
 }
+
+/// Why bulk inserts and data sets are refused over several clusters, after
+/// what they are.
+const SEVERAL_CLUSTERS: &str = " over several clusters are not available yet (each cluster's \
+     rows would need a transaction of their own); insert users one by one meanwhile";
 
 /// Why the database takes no bounded-load layout.
 pub(crate) const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \

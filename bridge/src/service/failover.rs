@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ecoshard_core::wire::{Consistency, FailoverEvent, FailoverView};
 
 use super::{Error, PrimaryDown, Service};
-use crate::cluster::Control;
+use crate::cluster::{Cluster, Control};
 
 /// Health checks of the primary failed in a row before a failover is
 /// considered (checks every 250 ms). Two are enough: a failover also needs
@@ -234,18 +234,28 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
 
 /// Writes refused before they are tried: a failover is running.
 pub(crate) fn write_refusal(state: &Service) -> Option<Error> {
-    state
-        .failover()
+    write_refusal_on(state, state.cluster())
+}
+
+/// Writes to `cluster` refused before they are tried: a failover of it is
+/// running.
+pub(crate) fn write_refusal_on(state: &Service, cluster: &Cluster) -> Option<Error> {
+    failover_of(state, cluster)
         .in_progress()
-        .then(|| primary_unavailable(state))
+        .then(|| primary_unavailable_on(state, cluster))
 }
 
 /// Writes are refused: the primary is not answering (or is being
 /// replaced), and what happens next.
 pub(crate) fn primary_unavailable(state: &Service) -> Error {
-    let failover = state.failover();
+    primary_unavailable_on(state, state.cluster())
+}
+
+/// [`primary_unavailable`] for the primary of `cluster`.
+pub(crate) fn primary_unavailable_on(state: &Service, cluster: &Cluster) -> Error {
+    let failover = failover_of(state, cluster);
     Error::PrimaryUnavailable(PrimaryDown {
-        primary: state.cluster().primary().name().to_string(),
+        primary: node_label(state, cluster, cluster.primary().name()),
         failing_over: failover.in_progress(),
         auto_failover: failover.is_auto(),
     })
@@ -266,19 +276,45 @@ pub(crate) fn write_outcome_unknown(state: &Service, timed_out: bool, again: &st
 /// A read the primary had to answer and did not within the read deadline;
 /// `next` says what to do.
 pub(crate) fn read_timed_out(state: &Service, next: &'static str) -> Error {
+    read_timed_out_on(state, state.cluster(), next)
+}
+
+/// [`read_timed_out`] for the primary of `cluster`.
+pub(crate) fn read_timed_out_on(state: &Service, cluster: &Cluster, next: &'static str) -> Error {
     Error::ReadTimedOut {
-        primary: state.cluster().primary().name().to_string(),
-        limit_ms: state.cluster().read_timeout.as_millis(),
+        primary: node_label(state, cluster, cluster.primary().name()),
+        limit_ms: cluster.read_timeout.as_millis(),
         next,
     }
 }
 
-/// A read no node could serve, with what its consistency needed.
-pub(crate) fn read_unavailable(state: &Service, consistency: Consistency, after_lsn: u64) -> Error {
+/// A read no node of `cluster` could serve, with what its consistency needed.
+pub(crate) fn read_unavailable_on(
+    state: &Service,
+    cluster: &Cluster,
+    consistency: Consistency,
+    after_lsn: u64,
+) -> Error {
     Error::ReadUnavailable {
         consistency,
         after_lsn,
-        primary: state.cluster().primary().name().to_string(),
+        primary: node_label(state, cluster, cluster.primary().name()),
+    }
+}
+
+/// The failover policy of `cluster`.
+fn failover_of<'s>(state: &'s Service, cluster: &Cluster) -> &'s Failover {
+    let index = state.clusters().position(cluster.name()).unwrap_or(0);
+    state.failover_of(index)
+}
+
+/// A node's name in messages: `primary` with one cluster, and on the
+/// default cluster; `c2/primary` on another.
+pub(crate) fn node_label(state: &Service, cluster: &Cluster, node: &str) -> String {
+    if state.clusters().several() && cluster.name() != crate::cluster::DEFAULT_CLUSTER {
+        format!("{}/{node}", cluster.name())
+    } else {
+        node.to_owned()
     }
 }
 

@@ -49,6 +49,7 @@ pub(crate) async fn generate(
         }
         None => super::bulk::unique_prefix(),
     };
+    service.one_cluster("generated data sets")?;
     if let Some(refusal) = failover::write_refusal(service) {
         return Err(refusal);
     }
@@ -68,12 +69,12 @@ pub(crate) async fn generate(
     let deadline = tokio::time::Instant::now() + set.limit;
     let (wrote, lsn, shards) = match write(service, &table, &set, deadline).await {
         Ok((lsn, shards)) => {
-            service.record_write(set.count, u64::from(lsn));
+            service.record_write(set.count, service.cluster(), u64::from(lsn));
             (true, lsn, shards)
         }
         Err(Failed::Write(WriteFailure::Duplicate)) => {
             let (lsn, shards) = stored(service, &table, &set, deadline).await?;
-            service.record_write(0, u64::from(lsn));
+            service.record_write(0, service.cluster(), u64::from(lsn));
             (false, lsn, shards)
         }
         Err(failed) => return Err(failed.into_error(service, &set)),
@@ -155,9 +156,13 @@ impl Failed {
                 tracing::warn!("generate {:?}: outcome unknown: {message}", set.prefix);
                 unknown(false)
             }
-            Failed::Write(failure) => {
-                super::writes::write_failed(service, failure, &set.prefix, &again)
-            }
+            Failed::Write(failure) => super::writes::write_failed(
+                service,
+                service.cluster(),
+                failure,
+                &set.prefix,
+                &again,
+            ),
         }
     }
 }

@@ -41,6 +41,14 @@ pub(crate) enum Invalid {
     Lsn,
     /// An LSN with a consistency other than read-your-writes.
     LsnWithoutReadYourWrites,
+    /// A token naming a cluster the bridge does not operate: the cluster
+    /// (its first 40 characters) and those it operates.
+    LsnCluster {
+        /// As the token named it.
+        cluster: String,
+        /// The clusters operated, the default first.
+        clusters: Vec<String>,
+    },
     /// A stop mode that is neither `fast` nor `immediate` (its first 40
     /// characters).
     StopMode(String),
@@ -90,6 +98,15 @@ impl std::fmt::Display for Invalid {
             Invalid::Lsn => f.write_str("lsn must look like 0/3000148"),
             Invalid::LsnWithoutReadYourWrites => {
                 f.write_str("lsn is only for consistency=read-your-writes")
+            }
+            Invalid::LsnCluster { cluster, clusters } => {
+                let clusters: Vec<&str> = clusters.iter().map(String::as_str).collect();
+                write!(
+                    f,
+                    "lsn names cluster {cluster:?}, which this bridge does not operate: \
+                     the clusters are {}",
+                    names(&clusters)
+                )
             }
             Invalid::StopMode(mode) => write!(
                 f,
@@ -178,22 +195,52 @@ pub(crate) fn email(email: &str) -> Result<(), Invalid> {
 pub(crate) fn read_level(
     consistency: Option<&str>,
     lsn: Option<&str>,
-) -> Result<(Consistency, Option<u64>), Invalid> {
+) -> Result<(Consistency, Option<ReadAfter>), Invalid> {
     let consistency = match consistency {
         None => Consistency::Eventual,
         Some(name) => Consistency::from_name(name)
             .ok_or_else(|| Invalid::Consistency(name.chars().take(40).collect()))?,
     };
     let lsn = match (lsn, consistency) {
-        (Some(text), Consistency::ReadYourWrites) => Some(
-            text.parse::<PgLsn>()
-                .map(u64::from)
-                .map_err(|_| Invalid::Lsn)?,
-        ),
+        (Some(text), Consistency::ReadYourWrites) => Some(read_after(text)?),
         (Some(_), _) => return Err(Invalid::LsnWithoutReadYourWrites),
         (None, _) => None,
     };
     Ok((consistency, lsn))
+}
+
+/// A read-your-writes token: what a read must see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReadAfter {
+    /// The cluster the position is of (`None`: a bare LSN, which means `c1`).
+    pub(crate) cluster: Option<String>,
+    /// The WAL position.
+    pub(crate) lsn: u64,
+}
+
+/// A token: `0/3000148` (a position of `c1`) or `c2/0/3000148`.
+fn read_after(text: &str) -> Result<ReadAfter, Invalid> {
+    let (cluster, lsn) = match text.split('/').count() {
+        2 => (None, text),
+        3 => {
+            let (cluster, lsn) = text.split_once('/').ok_or(Invalid::Lsn)?;
+            let plain = !cluster.is_empty()
+                && cluster.len() <= 40
+                && cluster
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+            if !plain {
+                return Err(Invalid::Lsn);
+            }
+            (Some(cluster.to_owned()), lsn)
+        }
+        _ => return Err(Invalid::Lsn),
+    };
+    let lsn = lsn
+        .parse::<PgLsn>()
+        .map(u64::from)
+        .map_err(|_| Invalid::Lsn)?;
+    Ok(ReadAfter { cluster, lsn })
 }
 
 /// A node's stop mode: `fast` (the default, a clean shutdown) or
@@ -271,10 +318,28 @@ mod tests {
         let level = |consistency, lsn| read_level(consistency, lsn);
         assert_eq!(level(None, None), Ok((Consistency::Eventual, None)));
         assert_eq!(level(Some("strong"), None), Ok((Consistency::Strong, None)));
+        let after = |cluster: Option<&str>, lsn| ReadAfter {
+            cluster: cluster.map(str::to_owned),
+            lsn,
+        };
         assert_eq!(
             level(Some("read-your-writes"), Some("0/3000148")),
-            Ok((Consistency::ReadYourWrites, Some(0x300_0148)))
+            Ok((Consistency::ReadYourWrites, Some(after(None, 0x300_0148))))
         );
+        assert_eq!(
+            level(Some("read-your-writes"), Some("c2/0/3000148")),
+            Ok((
+                Consistency::ReadYourWrites,
+                Some(after(Some("c2"), 0x300_0148))
+            ))
+        );
+        for bad in ["/0/1", "c 2/0/1", "c2/0/1/2", "c2//0/1"] {
+            assert_eq!(
+                level(Some("read-your-writes"), Some(bad)),
+                Err(Invalid::Lsn),
+                "{bad}"
+            );
+        }
         assert_eq!(
             level(Some("Strong"), None),
             Err(Invalid::Consistency("Strong".into()))

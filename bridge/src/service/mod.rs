@@ -134,8 +134,6 @@ pub(crate) struct Counters {
     pub(crate) writes: AtomicU64,
     /// Reads that failed (no node could serve them).
     pub(crate) failed_reads: AtomicU64,
-    /// Highest commit LSN this bridge has acknowledged.
-    pub(crate) last_write_lsn: AtomicU64,
 }
 
 /// The clusters' run-time state from the configuration: `c1`, the others,
@@ -174,9 +172,11 @@ impl Service {
     /// layout, runs a first health check and starts the monitor.
     pub(crate) async fn start(config: ServiceConfig) -> Result<Self, StartError> {
         rebalance::check_database_layout(&config.initial_layout).map_err(StartError::Layout)?;
-        let clusters = &crate::cluster::CLUSTER_NAMES;
+        let mut names = vec![DEFAULT_CLUSTER];
+        names.extend(config.other_clusters.iter().map(|spec| spec.name.as_str()));
+        let clusters = &names;
         let initial_layout =
-            rebalance::canonical(&config.initial_layout, clusters).map_err(StartError::Layout)?;
+            rebalance::stored_form(&config.initial_layout, clusters).map_err(StartError::Layout)?;
         if config.create_database {
             ensure_databases(&config).await?;
         }
@@ -190,16 +190,21 @@ impl Service {
         let view = crate::db::schema::prepare(&mut client, &initial_layout)
             .await
             .map_err(StartError::Schema)?;
-        if let Err(refusal) = rebalance::canonical(&view.layout, clusters) {
-            return Err(StartError::Schema(
-                crate::db::schema::SchemaError::BadStoredLayout(format!(
-                    "the stored layout version {}: {refusal}",
-                    view.version
-                )),
-            ));
-        }
+        let view = match rebalance::in_force(&view.layout, clusters) {
+            Ok(layout) => LayoutView { layout, ..view },
+            Err(refusal) => {
+                return Err(StartError::Schema(
+                    crate::db::schema::SchemaError::BadStoredLayout(format!(
+                        "the stored layout version {}: {refusal}",
+                        view.version
+                    )),
+                ));
+            }
+        };
         let startup = crate::service::rebalance::startup(&mut client, &view).await?;
         drop(client);
+        let clusters = Clusters::new(cluster, others);
+        ensure_shard_schemas(&clusters, &view.layout).await?;
         if view.layout != initial_layout {
             tracing::info!(
                 "using the stored layout version {} ({} over {} shards)",
@@ -216,7 +221,7 @@ impl Service {
         let (ticks, _) = broadcast::channel(16);
         let state = Service {
             inner: Arc::new(Inner {
-                clusters: Clusters::new(cluster, others),
+                clusters,
                 routing: Routing::with_table(startup.table),
                 rebalance: crate::service::rebalance::Rebalancer::new(
                     config.rebalance_batch,
@@ -243,7 +248,7 @@ impl Service {
         Ok(state)
     }
 
-    /// The default cluster's nodes (`c1`: every shard is on it).
+    /// The default cluster's nodes (`c1`: the catalog is on it).
     pub fn cluster(&self) -> &Arc<Cluster> {
         self.inner.clusters.default_cluster()
     }
@@ -388,17 +393,7 @@ impl Service {
     /// clusters. A layout in force always places (it was checked when
     /// applied, or at start-up).
     pub(crate) fn placed_view(&self, mut view: LayoutView) -> LayoutView {
-        view.placement = view
-            .layout
-            .placed(self.cluster().names())
-            .map(|placed| {
-                placed
-                    .shards
-                    .into_iter()
-                    .filter_map(|shard| shard.cluster)
-                    .collect()
-            })
-            .unwrap_or_default();
+        view.placement = crate::routing::clusters_of(&view.layout);
         view
     }
 
@@ -445,22 +440,65 @@ impl Service {
         }
     }
 
-    /// Records an acknowledged write at `lsn`.
-    pub(crate) fn record_write(&self, rows: u64, lsn: u64) {
+    /// Records an acknowledged write at `lsn` on `cluster`.
+    pub(crate) fn record_write(&self, rows: u64, cluster: &Cluster, lsn: u64) {
         self.inner
             .counters
             .writes
             .fetch_add(rows, Ordering::Relaxed);
-        self.inner
-            .counters
-            .last_write_lsn
-            .fetch_max(lsn, Ordering::Relaxed);
+        cluster.last_write_lsn.fetch_max(lsn, Ordering::Relaxed);
+    }
+
+    /// The cluster called `name`, which holds a shard of the layout in
+    /// force (every layout in force was checked against the clusters).
+    pub(crate) fn cluster_named(&self, name: &str) -> Result<&Arc<Cluster>, Error> {
+        self.clusters().get(name).ok_or_else(|| {
+            Error::internal(
+                "routing",
+                format!("a shard is on {name}, which this bridge does not operate"),
+            )
+        })
+    }
+
+    /// Refuses `what` (bulk inserts, data sets) when there are several
+    /// clusters: not available over several yet.
+    pub(crate) fn one_cluster(&self, what: &'static str) -> Result<(), Error> {
+        match self.clusters().several() {
+            true => Err(Error::SeveralClusters(what)),
+            false => Ok(()),
+        }
+    }
+
+    /// `cluster`'s name for answers: `Some` when there are several clusters
+    /// (with one, answers carry no cluster, as they always did).
+    pub(crate) fn answer_cluster(&self, cluster: &Cluster) -> Option<String> {
+        self.clusters()
+            .several()
+            .then(|| cluster.name().to_string())
     }
 }
 
+/// Creates on each cluster's primary the schemas of the shards of `layout`
+/// it holds, and only those.
+async fn ensure_shard_schemas(clusters: &Clusters, layout: &Layout) -> Result<(), StartError> {
+    for cluster in clusters.all() {
+        let on = crate::routing::layout_on(layout, cluster.name());
+        let mut client = cluster.primary().pool.get().await.map_err(|error| {
+            StartError::Primary(format!(
+                "{}: {}",
+                cluster.name(),
+                crate::db::describe_pool(&error)
+            ))
+        })?;
+        crate::db::jobs::create_shards(&mut client, &on)
+            .await
+            .map_err(StartError::Schema)?;
+    }
+    Ok(())
+}
+
 /// Creates the database on every cluster's primary when it does not exist:
-/// the other clusters hold no shard yet, but their nodes are checked in
-/// the same database.
+/// each holds the schemas of the shards placed on it (`c1` the catalog too).
 async fn ensure_databases(config: &ServiceConfig) -> Result<(), StartError> {
     ensure_database(&config.topology).await?;
     for other in &config.other_clusters {

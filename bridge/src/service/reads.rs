@@ -56,32 +56,16 @@ enum ReadError {
 async fn read<'a>(
     cluster: &'a Cluster,
     table: &RoutingTable,
-    user_id: &str,
+    request: &Request<'_>,
     consistency: Consistency,
     after_lsn: u64,
 ) -> Result<Served<'a>, ReadError> {
-    let shards = table.read_shards(user_id);
-    // One shard to look in (no rebalance moves this key): the read can join
-    // the node's batch.
-    let batch = match (&table.current.batch, shards.len()) {
-        (Some(sql), 1) => Some((sql, table.current.position(user_id))),
-        _ => None,
-    };
-    let request = Request {
-        shards: &shards,
-        batch,
-        user_id,
-        limit: cluster.read_timeout,
-    };
     let mut candidates = cluster.read_candidates(consistency, after_lsn);
-    if table.min_replay_lsn > 0 {
+    let bound = table.replay_bound(cluster.name());
+    if bound > 0 {
         // Standbys behind the table's start may not hold what it reads yet.
-        candidates
-            .ready
-            .retain(|node| node.lsn() >= table.min_replay_lsn);
-        candidates
-            .behind
-            .retain(|node| node.lsn() >= table.min_replay_lsn);
+        candidates.ready.retain(|node| node.lsn() >= bound);
+        candidates.behind.retain(|node| node.lsn() >= bound);
     }
     // Standbys that had not replayed far enough when last checked are
     // checked live before reading: once replay has passed the LSN, a new
@@ -229,8 +213,10 @@ fn failed_checkout(node: &Node, error: &crate::cluster::CheckoutError) -> Attemp
 
 /// Reads the user `user_id` at the consistency asked for (`eventual` when
 /// none; `lsn`, for read-your-writes, what it must see: by default the
-/// latest write this bridge acknowledged), from the first node that can
-/// serve it, and says which node did.
+/// latest write this bridge acknowledged on the key's cluster), from the
+/// first node of the key's shard's cluster that can serve it, and says
+/// which node did. During a rebalance moving the key to another cluster,
+/// the new shard's cluster is read first, then the old one's.
 pub(crate) async fn read_user(
     service: &Service,
     user_id: &str,
@@ -238,52 +224,132 @@ pub(crate) async fn read_user(
     lsn: Option<&str>,
 ) -> Result<ReadResult, Error> {
     input::user_id(user_id)?;
-    let (consistency, lsn) = input::read_level(consistency, lsn)?;
-    let after_lsn =
-        lsn.unwrap_or_else(|| service.counters().last_write_lsn.load(Ordering::Relaxed));
+    let (consistency, after) = input::read_level(consistency, lsn)?;
+    if let Some(named) = after.as_ref().and_then(|after| after.cluster.as_deref())
+        && service.clusters().get(named).is_none()
+    {
+        return Err(input::Invalid::LsnCluster {
+            cluster: named.chars().take(40).collect(),
+            clusters: service.clusters().names(),
+        }
+        .into());
+    }
     let table = service.routing().table();
-    match read(service.cluster(), &table, user_id, consistency, after_lsn).await {
-        Ok(served) => answer(served.node, served.found, consistency),
-        Err(error) => {
-            service
-                .counters()
-                .failed_reads
-                .fetch_add(1, Ordering::Relaxed);
-            Err(match error {
-                ReadError::PrimaryTimedOut => failover::read_timed_out(
-                    service,
-                    "strong reads go to it alone; retry, or read with consistency=eventual \
-                     to be served by a standby meanwhile",
-                ),
-                ReadError::Unavailable { timed_out } => {
-                    if !timed_out.is_empty() {
-                        tracing::warn!(
-                            "a {} read failed; no answer in time from {}",
-                            consistency.name(),
-                            timed_out.join(", ")
-                        );
-                    }
-                    failover::read_unavailable(service, consistency, after_lsn)
-                }
-            })
+    let plan = table.read_plan(user_id);
+    let mut not_found = None;
+    for (index, on) in plan.iter().enumerate() {
+        let cluster = service.cluster_named(on.cluster)?;
+        let (level, after_lsn) = read_level_on(cluster, consistency, after.as_ref());
+        // One shard to look in on this cluster: the read can join the
+        // node's batch (of the layout the shard is of).
+        let built = if index == 0 {
+            Some(&table.current)
+        } else {
+            table.previous.as_ref()
+        };
+        let batch = built
+            .filter(|_| on.shards.len() == 1)
+            .and_then(|built| built.batch_for(user_id));
+        let request = Request {
+            shards: &on.shards,
+            batch,
+            user_id,
+            limit: cluster.read_timeout,
+        };
+        match read(cluster, &table, &request, level, after_lsn).await {
+            Ok(Served {
+                node,
+                found: Some(found),
+            }) => {
+                return Ok(answer(service, cluster, node, found, consistency));
+            }
+            Ok(Served { node, found: None }) => {
+                node.reads.fetch_add(1, Ordering::Relaxed);
+                not_found = Some(node.name().to_string());
+            }
+            Err(error) => return Err(read_failed(service, cluster, error, consistency, after_lsn)),
+        }
+    }
+    Err(Error::UserNotFound {
+        served_by: not_found.unwrap_or_default(),
+        consistency,
+    })
+}
+
+/// The consistency a read on `cluster` is served at, and the position it
+/// must see: a read-your-writes token of another cluster (the key's shard
+/// has moved since) tells nothing of this one, so the primary serves it.
+fn read_level_on(
+    cluster: &Cluster,
+    consistency: Consistency,
+    after: Option<&input::ReadAfter>,
+) -> (Consistency, u64) {
+    if consistency != Consistency::ReadYourWrites {
+        return (consistency, 0);
+    }
+    match after {
+        None => (consistency, cluster.last_write_lsn.load(Ordering::Relaxed)),
+        Some(after) => {
+            let of = after
+                .cluster
+                .as_deref()
+                .unwrap_or(crate::cluster::DEFAULT_CLUSTER);
+            if of == cluster.name() {
+                (consistency, after.lsn)
+            } else {
+                (Consistency::Strong, 0)
+            }
         }
     }
 }
 
-/// The answer of the node that served a read.
-fn answer(node: &Node, found: Found, consistency: Consistency) -> Result<ReadResult, Error> {
+/// The error of a read no node of `cluster` answered.
+fn read_failed(
+    service: &Service,
+    cluster: &Cluster,
+    error: ReadError,
+    consistency: Consistency,
+    after_lsn: u64,
+) -> Error {
+    service
+        .counters()
+        .failed_reads
+        .fetch_add(1, Ordering::Relaxed);
+    match error {
+        ReadError::PrimaryTimedOut => failover::read_timed_out_on(
+            service,
+            cluster,
+            "strong reads go to it alone; retry, or read with consistency=eventual \
+             to be served by a standby meanwhile",
+        ),
+        ReadError::Unavailable { timed_out } => {
+            if !timed_out.is_empty() {
+                tracing::warn!(
+                    "a {} read failed; no answer in time from {}",
+                    consistency.name(),
+                    timed_out.join(", ")
+                );
+            }
+            failover::read_unavailable_on(service, cluster, consistency, after_lsn)
+        }
+    }
+}
+
+/// The answer of the node of `cluster` that found the user.
+fn answer(
+    service: &Service,
+    cluster: &Cluster,
+    node: &Node,
+    (user, shard): (User, String),
+    consistency: Consistency,
+) -> ReadResult {
     node.reads.fetch_add(1, Ordering::Relaxed);
-    match found {
-        Some((user, shard)) => Ok(ReadResult {
-            user,
-            shard,
-            served_by: node.name().to_string(),
-            lag_ms: node.lag_ms(),
-            consistency,
-        }),
-        None => Err(Error::UserNotFound {
-            served_by: node.name().to_string(),
-            consistency,
-        }),
+    ReadResult {
+        user,
+        shard,
+        served_by: node.name().to_string(),
+        lag_ms: node.lag_ms(),
+        consistency,
+        cluster: service.answer_cluster(cluster),
     }
 }

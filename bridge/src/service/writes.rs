@@ -5,11 +5,12 @@
 //! know), not taken, or sent and maybe committed.
 
 use ecoshard_core::wire::{InsertResult, NewUser, User};
+use tokio_postgres::types::PgLsn;
 
 use super::failover::{self, WRITE_TIMEOUT};
 use super::input;
 use super::{Error, Service};
-use crate::cluster::{Node, checkout, discard};
+use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db::{self, ShardSql, WriteFailure};
 use crate::routing::RoutingTable;
 use crate::routing::batch::InsertAnswer;
@@ -39,20 +40,24 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
-    if let Some(refusal) = failover::write_refusal(service) {
-        return Err(refusal);
-    }
     // Held until the commit: a rebalance swaps tables between writes only.
     let (_gate, table) = service.routing().write_table().await;
+    let position = table.current.position(&user_id);
+    let cluster = service.cluster_named(table.current.cluster_of(position))?;
+    if let Some(refusal) = failover::write_refusal_on(service, cluster) {
+        return Err(refusal);
+    }
     // Everything the insert does on the primary, its read-back included.
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-    let shard = table.current.locate(&user_id);
-    let primary = service.cluster().primary();
+    let shard = &table.current.shards[position];
+    let primary = cluster.primary();
     let user = (user_id.as_str(), name.as_str(), email.as_str());
-    let written = match (table.moving_from(&user_id), &table.current.batch) {
+    let written = match (
+        table.moving_from(&user_id),
+        table.current.batch_for(&user_id),
+    ) {
         // The usual case: the insert joins the primary's batch.
-        (None, Some(sql)) => {
-            let position = table.current.position(&user_id);
+        (None, Some((sql, position))) => {
             primary
                 .insert_batches
                 .insert(sql, position, &user_id, &name, &email, deadline)
@@ -63,18 +68,19 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let inserted = match written {
         Ok(Some(inserted)) => inserted,
         Ok(None) | Err(WriteFailure::Duplicate) => {
-            return stored_as_sent(service, &table, user, deadline).await;
+            return stored_as_sent(service, cluster, &table, user, deadline).await;
         }
         Err(failure) => {
             return Err(write_failed(
                 service,
+                cluster,
                 failure,
                 &user_id,
                 "send the same insert again",
             ));
         }
     };
-    service.record_write(1, u64::from(inserted.lsn));
+    service.record_write(1, cluster, u64::from(inserted.lsn));
     Ok(Inserted {
         result: InsertResult {
             user: User {
@@ -85,10 +91,22 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
             },
             shard: shard.name.clone(),
             served_by: primary.name().to_string(),
-            lsn: inserted.lsn.to_string(),
+            lsn: token(service, cluster, inserted.lsn),
+            cluster: service.answer_cluster(cluster),
         },
         created: true,
     })
+}
+
+/// The read-your-writes token of a write committed at `lsn` on `cluster`:
+/// the bare LSN with one cluster (as it always was), `c2/0/3000148` with
+/// several.
+pub(crate) fn token(service: &Service, cluster: &Cluster, lsn: PgLsn) -> String {
+    if service.clusters().several() {
+        format!("{}/{lsn}", cluster.name())
+    } else {
+        lsn.to_string()
+    }
 }
 
 /// A user to write: id, name, e-mail.
@@ -138,15 +156,18 @@ async fn insert_alone(
 /// either way).
 async fn stored_as_sent(
     service: &Service,
+    cluster: &Cluster,
     table: &RoutingTable,
     (user_id, name, email): UserFields<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<Inserted, Error> {
-    let primary = service.cluster().primary();
-    let shards = table.read_shards(user_id);
+    let primary = cluster.primary();
+    // The key's shards on its cluster (a key moving between clusters is
+    // never written under the old layout: such moves are refused).
+    let shards: Vec<&ShardSql> = table.read_plan(user_id).swap_remove(0).shards;
     let unavailable = |why: String| {
         tracing::warn!("reading back {user_id:?}, whose id is taken: {why}");
-        failover::primary_unavailable(service)
+        failover::primary_unavailable_on(service, cluster)
     };
     let client = checkout(&primary.pool, deadline)
         .await
@@ -163,13 +184,14 @@ async fn stored_as_sent(
     };
     match found {
         Some((user, index)) if user.name == name && user.email == email => {
-            service.record_write(0, u64::from(lsn));
+            service.record_write(0, cluster, u64::from(lsn));
             Ok(Inserted {
                 result: InsertResult {
                     user,
                     shard: shards[index].name.clone(),
                     served_by: primary.name().to_string(),
-                    lsn: lsn.to_string(),
+                    lsn: token(service, cluster, lsn),
+                    cluster: service.answer_cluster(cluster),
                 },
                 created: false,
             })
@@ -182,6 +204,7 @@ async fn stored_as_sent(
 /// prefix), `again` says how to repeat it when its outcome is unknown.
 pub(super) fn write_failed(
     service: &Service,
+    cluster: &Cluster,
     failure: WriteFailure,
     what: &str,
     again: &str,
@@ -193,7 +216,7 @@ pub(super) fn write_failed(
             message,
         } => {
             tracing::warn!("write of {what:?} not taken by the primary: {message}");
-            failover::primary_unavailable(service)
+            failover::primary_unavailable_on(service, cluster)
         }
         WriteFailure::NotTaken { message, .. } => Error::internal("write", message),
         WriteFailure::Unknown { timed_out, message } => {

@@ -18,6 +18,7 @@
 //! to move are the rows found in a shard that is not their owner under the
 //! target layout.
 
+mod across;
 mod between;
 mod mover;
 
@@ -31,7 +32,7 @@ use ecoshard_core::{ErrorKind, Layout, StrategyKind};
 
 use super::failover::{self, WRITE_TIMEOUT};
 use super::{Error, LayoutRefusal, Service, StartError};
-use crate::routing::{Placement, RoutingTable};
+use crate::routing::{BuiltLayout, RoutingTable};
 
 pub(crate) use store::StoredJob;
 
@@ -74,9 +75,9 @@ pub(crate) async fn off_workers<T: Send + 'static>(
 }
 
 /// Builds a stored layout's placement off the async workers.
-pub(crate) async fn build_placement(view: &LayoutView) -> Result<Placement, String> {
+pub(crate) async fn build_placement(view: &LayoutView) -> Result<BuiltLayout, String> {
     let view = view.clone();
-    off_workers(move || Placement::new(&view))
+    off_workers(move || BuiltLayout::new(&view))
         .await?
         .map_err(|error| error.to_string())
 }
@@ -185,7 +186,7 @@ pub(crate) async fn startup(
             table: RoutingTable {
                 current,
                 previous: None,
-                min_replay_lsn: 0,
+                min_replay_lsn: Default::default(),
             },
             pending: None,
             last_job,
@@ -193,7 +194,10 @@ pub(crate) async fn startup(
     };
     let job = unfinished_job(client, &target).await?;
     // A job stored just before the bridge died may not have its shards yet.
-    let lsn = store::create_shards(client, &target.layout)
+    // (Jobs run on one cluster, `c1`: with several, layout changes are
+    // refused for now.)
+    let on_default = crate::routing::layout_on(&target.layout, crate::cluster::DEFAULT_CLUSTER);
+    let lsn = store::create_shards(client, &on_default)
         .await
         .map_err(StartError::Schema)?;
     let table = RoutingTable {
@@ -201,7 +205,7 @@ pub(crate) async fn startup(
             .await
             .map_err(stored_layout_error)?,
         previous: Some(current),
-        min_replay_lsn: lsn,
+        min_replay_lsn: [(crate::cluster::DEFAULT_CLUSTER.to_owned(), lsn)].into(),
     };
     Ok(Startup {
         table,
@@ -301,25 +305,51 @@ pub fn check_database_layout(layout: &Layout) -> Result<(), LayoutRefusal> {
     Ok(())
 }
 
-/// `layout` placed over `clusters`, in its canonical form (see
-/// [`Layout::canonical`]): what the database stores, so that a layout
-/// naming the cluster round-robin gives a shard anyway is the same layout
-/// as one leaving it out. A shard naming another cluster is refused.
-pub(crate) fn canonical(layout: &Layout, clusters: &[&str]) -> Result<Layout, LayoutRefusal> {
-    layout
-        .canonical(clusters)
-        .map_err(|error| match error.kind() {
-            ErrorKind::UnknownCluster {
-                shard,
-                cluster,
-                clusters,
-            } => LayoutRefusal::UnknownCluster {
-                shard: shard.clone(),
-                cluster: cluster.clone(),
-                clusters: clusters.clone(),
-            },
-            _ => LayoutRefusal::Invalid(error.to_string()),
-        })
+/// What the database stores for `layout` given over `clusters` (a shard
+/// naming none placed round-robin by position over them): with one cluster
+/// its canonical form (see [`Layout::canonical`]: no cluster named, as
+/// layouts were always stored); with several, every shard naming its
+/// cluster, so that the stored layout says where each shard is whatever
+/// clusters a later bridge operates. A shard naming a cluster not in
+/// `clusters` is refused.
+pub(crate) fn stored_form(layout: &Layout, clusters: &[&str]) -> Result<Layout, LayoutRefusal> {
+    if clusters.len() == 1 {
+        layout.canonical(clusters)
+    } else {
+        layout.placed(clusters)
+    }
+    .map_err(refusal)
+}
+
+/// A stored layout as the bridge routes by it over `clusters`: a shard
+/// naming no cluster is on `c1` (it was stored by a bridge of one
+/// cluster); one naming a cluster not in `clusters` is refused.
+pub(crate) fn in_force(stored: &Layout, clusters: &[&str]) -> Result<Layout, LayoutRefusal> {
+    let mut named = stored.clone();
+    for (shard, cluster) in named
+        .shards
+        .iter_mut()
+        .zip(crate::routing::clusters_of(stored))
+    {
+        shard.cluster = Some(cluster);
+    }
+    stored_form(&named, clusters)
+}
+
+/// The core's placement error as the database's refusal.
+fn refusal(error: ecoshard_core::Error) -> LayoutRefusal {
+    match error.kind() {
+        ErrorKind::UnknownCluster {
+            shard,
+            cluster,
+            clusters,
+        } => LayoutRefusal::UnknownCluster {
+            shard: shard.clone(),
+            cluster: cluster.clone(),
+            clusters: clusters.clone(),
+        },
+        _ => LayoutRefusal::Invalid(error.to_string()),
+    }
 }
 
 /// [`apply`] of a layout given as JSON.
@@ -337,7 +367,7 @@ pub(crate) async fn apply_json(
 /// is ready within `PLAN_WAIT`.
 pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, Error> {
     check_database_layout(&layout)?;
-    let layout = canonical(&layout, service.cluster().names())?;
+    let layout = stored_form(&layout, &service.clusters().name_refs())?;
     let rebalancer = service.rebalancer();
     let slot = Arc::clone(&rebalancer.slot).try_lock_owned().map_err(|_| {
         if service.generating() {
@@ -352,6 +382,9 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     let from = service.routing().table().view();
     if layout == from.layout {
         return Ok(Applied::InForce(service.placed_view(from)));
+    }
+    if service.clusters().several() {
+        return Err(across::refusal(service, &from.layout, &layout).await);
     }
     let begun = begin(service, &from, &layout).await?;
     tracing::info!(

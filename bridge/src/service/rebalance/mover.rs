@@ -16,7 +16,7 @@ use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::{Pending, build_placement, off_workers, store};
-use crate::routing::{Placement, RoutingTable, wait_unshared};
+use crate::routing::{BuiltLayout, RoutingTable, wait_unshared};
 use crate::service::Service;
 
 /// Longest the mover waits for requests holding an old routing table.
@@ -118,7 +118,7 @@ async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
         Ok((current, previous)) => Some(RoutingTable {
             current,
             previous: Some(previous),
-            min_replay_lsn: lsn,
+            min_replay_lsn: [(crate::cluster::DEFAULT_CLUSTER.to_owned(), lsn)].into(),
         }),
         Err(error) => {
             fail(state, id, &format!("building the layouts: {error}")).await;
@@ -158,7 +158,7 @@ async fn work(
         .get()
         .await
         .map_err(|error| StepError::Retry(crate::db::describe_pool(&error)))?;
-    let clusters = state.cluster().names();
+    let clusters = state.clusters().names();
     let routers = routers(&pending.from.layout, &pending.to.layout, clusters).await?;
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
@@ -252,7 +252,7 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
                 .swap(RoutingTable {
                     current,
                     previous: None,
-                    min_replay_lsn: lsn,
+                    min_replay_lsn: [(crate::cluster::DEFAULT_CLUSTER.to_owned(), lsn)].into(),
                 })
                 .await;
             let kept: BTreeSet<&str> = pending
@@ -376,10 +376,12 @@ struct Routers {
 async fn routers(
     from: &Layout,
     to: &Layout,
-    clusters: &'static [&'static str],
+    clusters: Vec<String>,
 ) -> Result<Arc<Routers>, StepError> {
     let (from, to) = (from.clone(), to.clone());
     let built = off_workers(move || {
+        let clusters: Vec<&str> = clusters.iter().map(String::as_str).collect();
+        let clusters = &clusters[..];
         Ok::<_, ecoshard_core::Error>(Routers {
             old: router(&from.placed(clusters)?)?,
             new: router(&to.placed(clusters)?)?,
@@ -411,7 +413,7 @@ async fn sort_out(
 /// The core's plan from `old` to `new` over the scanned rows that are where
 /// `old` puts them: rows written under `new` since the routing changed are
 /// in place already and not part of the change.
-fn plan_summary(old: &Router, new: &Router, keys: &Keys) -> PlanSummary {
+pub(super) fn plan_summary(old: &Router, new: &Router, keys: &Keys) -> PlanSummary {
     let in_old_place = keys.iter().flat_map(|(shard, ids)| {
         ids.iter()
             .filter(move |user_id| old.locate_shard(user_id.as_bytes()).name == *shard)
@@ -422,7 +424,7 @@ fn plan_summary(old: &Router, new: &Router, keys: &Keys) -> PlanSummary {
 
 /// The router that places single keys as the bridge does: a bounded-load
 /// layout (stored before the bridge refused them) routes by its ring.
-fn router(layout: &Layout) -> Result<Router, ecoshard_core::Error> {
+pub(super) fn router(layout: &Layout) -> Result<Router, ecoshard_core::Error> {
     if layout.strategy == StrategyKind::BoundedLoad {
         layout.clone().with_strategy(StrategyKind::Ring).build()
     } else {
@@ -431,9 +433,9 @@ fn router(layout: &Layout) -> Result<Router, ecoshard_core::Error> {
 }
 
 /// Both layouts of a job just begun, built off the async workers.
-async fn build_both(pending: &Pending) -> Result<(Placement, Placement), String> {
+async fn build_both(pending: &Pending) -> Result<(BuiltLayout, BuiltLayout), String> {
     let (to, from) = (pending.to.clone(), pending.from.clone());
-    off_workers(move || Ok((Placement::new(&to)?, Placement::new(&from)?)))
+    off_workers(move || Ok((BuiltLayout::new(&to)?, BuiltLayout::new(&from)?)))
         .await?
         .map_err(|error: ecoshard_core::Error| error.to_string())
 }
