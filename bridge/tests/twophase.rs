@@ -22,6 +22,14 @@ static CLUSTERS: SharedClusters = SharedClusters::new("twophase", 32000, 2, 0);
 /// A bridge over `c1` and `c2` on its own database, with a table `moved`
 /// on both primaries.
 async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) {
+    bridge_over_both_with(database, ecoshard_bridge::DEFAULT_BATCH_ROWS).await
+}
+
+/// [`bridge_over_both`], a rebalance moving `batch_rows` rows per transaction.
+async fn bridge_over_both_with(
+    database: &str,
+    batch_rows: usize,
+) -> (AppState, Vec<Arc<LocalCluster>>) {
     let clusters = CLUSTERS.get();
     let c2 = ClusterSpec {
         name: "c2".to_string(),
@@ -30,6 +38,7 @@ async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) 
     };
     let state = bridge_with(&clusters[0], database, |config| {
         config.other_clusters = vec![c2];
+        config.rebalance_batch = batch_rows;
     })
     .await;
     for cluster in &clusters {
@@ -216,4 +225,91 @@ async fn recovery_leaves_a_live_coordinators_prepared_parts_alone() {
     assert!(finished);
     assert_eq!(rows(&clusters, database, "k").await, [1, 1]);
     assert_eq!(recovery(&state).await, Recovered::default());
+}
+
+/// Every (user_id, shard) on every primary, over the shards of `layout`.
+async fn stored_rows(
+    clusters: &[Arc<LocalCluster>],
+    database: &str,
+    layout: &ecoshard_core::Layout,
+) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    for cluster in clusters {
+        let client = connect(cluster, "primary", database).await;
+        for shard in &layout.shards {
+            let sql = format!("SELECT user_id FROM \"shard_{}\".users", shard.name);
+            // A shard on the other cluster has no schema here.
+            if let Ok(found) = client.query(&sql, &[]).await {
+                rows.extend(
+                    found
+                        .into_iter()
+                        .map(|row| (row.get(0), shard.name.clone())),
+                );
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn keys_move_between_clusters_each_batch_in_one_two_phase_transaction() {
+    use axum::http::StatusCode;
+    use ecoshard_core::wire::{JobState, RebalanceJob};
+    let database = "twophase_moves";
+    let (state, clusters) = bridge_over_both_with(database, 97).await;
+    let ids: Vec<String> = (0..1_500).map(|index| format!("user_{index}")).collect();
+    for id in &ids {
+        let body = format!(r#"{{"user_id":"{id}"}}"#);
+        let answer = common::post_json(&state, "/api/users", &body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    }
+    let reads = common::ReadLoad::start(&state, &ids, &["strong"], 4);
+    let request = axum::http::Request::put("/api/layout")
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(r#"{"strategy":"ring","shards":4}"#))
+        .expect("request");
+    let started = common::send(&state, request).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    let done = eventually_some(LIMIT, || async {
+        let job: RebalanceJob = common::get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        (job.state != JobState::Running).then_some(job)
+    })
+    .await
+    .expect("the job ends");
+    assert!(reads.goes_on(50).await, "reads stopped");
+    let (_, failed) = reads.finish().await;
+    assert_eq!(failed, Vec::<String>::new(), "failed reads");
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    let plan = done.plan.expect("plan");
+    assert!(plan.moved_across_clusters > 0, "{plan:?}");
+    assert_eq!(done.moved, plan.moved);
+    let layout = state.service().routing().table().view().layout;
+    let router = layout.build().expect("layout");
+    let rows = stored_rows(&clusters, database, &layout).await;
+    let expected: Vec<(String, String)> = {
+        let mut expected: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| (id.clone(), router.locate_shard(id.as_bytes()).name.clone()))
+            .collect();
+        expected.sort();
+        expected
+    };
+    assert_eq!(rows, expected, "each row once, where the core says");
+    assert_eq!(prepared(&clusters, database).await, Vec::<String>::new());
+    let catalog = connect(&clusters[0], "primary", database).await;
+    let sql = "SELECT coalesce(sum(rows), 0)::bigint FROM ecoshard.moves \
+               WHERE job = $1 AND from_cluster <> to_cluster";
+    let across: i64 = catalog
+        .query_one(sql, &[&(done.id as i64)])
+        .await
+        .expect(sql)
+        .get(0);
+    assert_eq!(across as u64, plan.moved_across_clusters);
+    let sql = "SELECT count(*) FROM ecoshard.decisions WHERE done_at IS NULL";
+    let open: i64 = catalog.query_one(sql, &[]).await.expect(sql).get(0);
+    assert_eq!(open, 0, "decisions not done");
 }

@@ -97,9 +97,6 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::CrossClusterMove { .. }) => {
             (S::BAD_REQUEST, "cross_cluster_move")
         }
-        Error::Layout(LayoutRefusal::SeveralClusters { .. }) => {
-            (S::BAD_REQUEST, "rebalance_unavailable")
-        }
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
         Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),

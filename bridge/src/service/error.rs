@@ -160,19 +160,11 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A layout change would move keys or shards between clusters, which
-    /// is not available yet.
+    /// A layout change would put shards it keeps on another cluster: whole
+    /// shards do not move between clusters yet (keys do).
     CrossClusterMove {
-        /// Keys whose new shard is on another cluster than their old one.
-        keys: u64,
         /// Shards that would change cluster.
         shards: usize,
-    },
-    /// A layout change over several clusters, within each cluster: not
-    /// available yet (the mover runs on one cluster).
-    SeveralClusters {
-        /// Keys the change would move.
-        keys: u64,
     },
     /// A shard names a cluster the bridge does not operate.
     UnknownCluster {
@@ -453,16 +445,11 @@ impl fmt::Display for LayoutRefusal {
                  shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
             ),
-            LayoutRefusal::CrossClusterMove { keys, shards } => write!(
+            LayoutRefusal::CrossClusterMove { shards } => write!(
                 f,
-                "this change would move {keys} keys and {shards} shards from one cluster to \
-                 another; moves between clusters are not available yet: nothing was stored \
-                 (keep every shard on its cluster, and keys on their shards' clusters)"
-            ),
-            LayoutRefusal::SeveralClusters { keys } => write!(
-                f,
-                "this change would move {keys} keys within their clusters; rebalancing a \
-                 layout placed over several clusters is not available yet: nothing was stored"
+                "this change would put {shards} shards it keeps on another cluster; whole \
+                 shards do not move between clusters yet: nothing was stored (keep every shard \
+                 on its cluster; keys may move to shards on other clusters)"
             ),
         }
     }

@@ -3,10 +3,6 @@
 //! takes them, the destination commits first), or between two shards of a
 //! cluster that does not hold the catalog. Either way the job counts the
 //! batch in its decision, so `moved` is exact whatever step a crash stops.
-#![expect(
-    dead_code,
-    reason = "the mover calls it for batches between clusters once routing places shards on several"
-)]
 
 use tokio::time::Instant;
 
@@ -53,20 +49,25 @@ pub(super) async fn move_batch(
         .join(from_cluster)
         .await
         .map_err(BatchError::Failed)?;
-    let rows = match take_rows(source, from_shard, user_ids).await {
-        Ok(rows) if rows.len() > 0 => rows,
-        Ok(_) => {
+    let taken = tokio::time::timeout_at(deadline, take_rows(source, from_shard, user_ids)).await;
+    let rows = match taken {
+        Ok(Ok(rows)) if rows.len() > 0 => rows,
+        Ok(Ok(_)) => {
             transaction.abort().await;
             return Ok(None);
         }
-        Err(error) => return Err(failed(transaction, from_cluster, &error).await),
+        Ok(Err(error)) => return Err(failed(transaction, from_cluster, &describe(&error)).await),
+        Err(_) => return Err(failed(transaction, from_cluster, LATE).await),
     };
     let destination = transaction
         .join(to_cluster)
         .await
         .map_err(BatchError::Failed)?;
-    if let Err(error) = put_rows(destination, to_shard, &rows).await {
-        return Err(failed(transaction, to_cluster, &error).await);
+    let put = tokio::time::timeout_at(deadline, put_rows(destination, to_shard, &rows)).await;
+    match put {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(failed(transaction, to_cluster, &describe(&error)).await),
+        Err(_) => return Err(failed(transaction, to_cluster, LATE).await),
     }
     transaction.log_move(MovedBatch {
         job: job as i64,
@@ -84,12 +85,19 @@ pub(super) async fn move_batch(
     }
 }
 
+/// Why a statement of a batch is given up.
+const LATE: &str = "no answer before the batch's deadline";
+
+fn describe(error: &tokio_postgres::Error) -> String {
+    crate::db::describe(error)
+}
+
 /// A statement of the batch failed: everything is rolled back.
-async fn failed(transaction: TwoPhase, cluster: &str, error: &tokio_postgres::Error) -> BatchError {
+async fn failed(transaction: TwoPhase, cluster: &str, why: &str) -> BatchError {
     transaction.abort().await;
     BatchError::Failed(TwoPhaseError::NotCommitted {
         cluster: cluster.to_owned(),
         step: "moving rows",
-        why: crate::db::describe(error),
+        why: why.to_owned(),
     })
 }
