@@ -238,7 +238,8 @@ async fn move_rows(
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
             let moved = match &statement {
                 Some(statement) => {
-                    store::move_batch(client, statement, batch, job.id, moving_ms).await?
+                    let moved = store::move_batch(client, statement, batch, job.id, moving_ms);
+                    Some(moved.await?.ok_or_else(|| StepError::Fatal(GONE.into()))?)
                 }
                 None => move_between(state, job, route, batch, moving_ms).await?,
             };
