@@ -162,9 +162,14 @@ async fn stored_as_sent(
     deadline: tokio::time::Instant,
 ) -> Result<Inserted, Error> {
     let primary = cluster.primary();
-    // The key's shards on its cluster (a key moving between clusters is
-    // never written under the old layout: such moves are refused).
-    let shards: Vec<&ShardSql> = table.read_plan(user_id).swap_remove(0).shards;
+    // The key's shards on its cluster (the new owner's; a key moving
+    // between clusters is looked for there only).
+    let shards: Vec<&ShardSql> = table
+        .read_plan(user_id)
+        .into_iter()
+        .find(|on| !on.previous)
+        .map(|on| on.shards)
+        .unwrap_or_default();
     let unavailable = |why: String| {
         tracing::warn!("reading back {user_id:?}, whose id is taken: {why}");
         failover::primary_unavailable_on(service, cluster)
