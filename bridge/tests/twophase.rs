@@ -313,3 +313,81 @@ async fn keys_move_between_clusters_each_batch_in_one_two_phase_transaction() {
     let open: i64 = catalog.query_one(sql, &[]).await.expect(sql).get(0);
     assert_eq!(open, 0, "decisions not done");
 }
+
+/// Where `id` is under a ring of `shards` shards placed over c1, c2:
+/// (shard, cluster).
+fn placed(shards: u64, id: &str) -> (String, String) {
+    let layout = common::ring(shards).placed(&["c1", "c2"]).expect("placed");
+    let router = layout.build().expect("layout");
+    let shard = router.locate_shard(id.as_bytes());
+    (shard.name.clone(), shard.cluster.clone().expect("named"))
+}
+
+#[tokio::test]
+async fn an_insert_during_a_move_between_clusters_finds_the_id_at_its_old_owner() {
+    use axum::http::StatusCode;
+    use ecoshard_core::wire::{JobState, RebalanceJob};
+    let database = "twophase_inserts";
+    let (state, clusters) = bridge_over_both_with(database, 50).await;
+    let across = |id: &String| placed(3, id).1 != placed(4, id).1;
+    let ids: Vec<String> = (0..400).map(|index| format!("user_{index}")).collect();
+    for id in &ids {
+        let body = format!(r#"{{"user_id":"{id}"}}"#);
+        let answer = common::post_json(&state, "/api/users", &body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    }
+    // The mover takes batches in order of (from, to) shards, then id: a
+    // lock on every row that moves holds it at its first batch.
+    let moving: Vec<&String> = ids.iter().filter(|id| across(id)).collect();
+    let (old_shard, old_cluster) = placed(3, moving[0]);
+    let index = if old_cluster == "c1" { 0 } else { 1 };
+    let mut holder = connect(&clusters[index], "primary", database).await;
+    let lock = holder.transaction().await.expect("begin");
+    let sql = format!("SELECT 1 FROM \"shard_{old_shard}\".users FOR UPDATE");
+    lock.execute(&sql, &[]).await.expect("lock");
+    let request = axum::http::Request::put("/api/layout")
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(r#"{"strategy":"ring","shards":4}"#))
+        .expect("request");
+    let started = common::send(&state, request).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    let still = moving
+        .iter()
+        .find(|id| placed(3, id).0 == old_shard)
+        .expect("a row held at its old owner");
+    let insert = |json: String| {
+        let state = state.clone();
+        async move { common::post_json(&state, "/api/users", &json).await.status }
+    };
+    let repeat = format!(r#"{{"user_id":"{still}"}}"#);
+    assert_eq!(insert(repeat).await, StatusCode::OK, "a repeat of {still}");
+    let other = format!(r#"{{"user_id":"{still}","name":"Other"}}"#);
+    assert_eq!(insert(other).await, StatusCode::CONFLICT, "another {still}");
+    let fresh = (400..)
+        .map(|index| format!("user_{index}"))
+        .find(|id| across(id))
+        .expect("a fresh id moving between clusters");
+    let new = format!(r#"{{"user_id":"{fresh}"}}"#);
+    assert_eq!(insert(new).await, StatusCode::CREATED, "{fresh}");
+    lock.rollback().await.expect("release");
+    let done = eventually_some(LIMIT, || async {
+        let job: RebalanceJob = common::get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        (job.state != JobState::Running).then_some(job)
+    })
+    .await
+    .expect("the job ends");
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    let layout = state.service().routing().table().view().layout;
+    let router = layout.build().expect("layout");
+    let mut expected: Vec<(String, String)> = ids
+        .iter()
+        .chain([&fresh])
+        .map(|id| (id.clone(), router.locate_shard(id.as_bytes()).name.clone()))
+        .collect();
+    expected.sort();
+    let rows = stored_rows(&clusters, database, &layout).await;
+    assert_eq!(rows, expected, "each row once, where the core says");
+}

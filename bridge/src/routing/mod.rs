@@ -249,11 +249,23 @@ impl RoutingTable {
         shards
     }
 
-    /// During a rebalance, the old owner of `key` when it differs from the new one.
+    /// During a rebalance, the old owner of `key` when it differs from the
+    /// new one and is on the same cluster (checked in the insert's statement).
     pub(crate) fn moving_from(&self, key: &str) -> Option<&ShardSql> {
         let previous = self.previous.as_ref()?;
         let old = previous.locate(key);
-        (old.name != self.current.locate(key).name).then_some(old)
+        let on_cluster = previous.cluster_of(previous.position(key))
+            == self.current.cluster_of(self.current.position(key));
+        (old.name != self.current.locate(key).name && on_cluster).then_some(old)
+    }
+
+    /// During a rebalance, the old owner of `key` and its cluster when that
+    /// is another cluster than the new owner's (checked before the insert).
+    pub(crate) fn moving_across(&self, key: &str) -> Option<(&str, &ShardSql)> {
+        let previous = self.previous.as_ref()?;
+        let old_cluster = previous.cluster_of(previous.position(key));
+        (old_cluster != self.current.cluster_of(self.current.position(key)))
+            .then(|| (old_cluster, previous.locate(key)))
     }
 
     /// During a rebalance, the shards only the old layout has (they still
