@@ -36,10 +36,14 @@ impl Random {
     }
 }
 
-/// Inserts of new ids until stopped: those answered 201, and every id sent.
-fn inserter(addr: String, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<String>, Vec<String>)> {
+/// What the inserter saw: the ids answered 201, every id sent, and the
+/// answers 500 (a bug, never a fault's consequence).
+type Inserts = (Vec<String>, Vec<String>, Vec<String>);
+
+/// Inserts of new ids until stopped.
+fn inserter(addr: String, stop: Arc<AtomicBool>) -> JoinHandle<Inserts> {
     std::thread::spawn(move || {
-        let (mut acknowledged, mut sent) = (Vec::new(), Vec::new());
+        let (mut acknowledged, mut sent, mut internal) = (Vec::new(), Vec::new(), Vec::new());
         for index in 0.. {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -49,11 +53,12 @@ fn inserter(addr: String, stop: Arc<AtomicBool>) -> JoinHandle<(Vec<String>, Vec
             let body = format!(r#"{{"user_id":"{id}"}}"#);
             match http(&addr, "POST", "/api/users", Some(&body)) {
                 Some((201, _)) => acknowledged.push(id),
+                Some((500, body)) => internal.push(format!("{id}: {body}")),
                 Some(_) => {}
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
-        (acknowledged, sent)
+        (acknowledged, sent, internal)
     })
 }
 
@@ -220,7 +225,8 @@ fn a_bridge_killed_anywhere_in_moves_between_clusters_converges() {
         jobs.push(done);
     }
     stop.store(true, Ordering::Relaxed);
-    let (acknowledged, sent) = inserts.join().expect("inserter");
+    let (acknowledged, sent, internal) = inserts.join().expect("inserter");
+    assert_eq!(internal, Vec::<String>::new(), "inserts answered 500");
     let missed = reads.join().expect("reader");
     assert_eq!(
         missed,
