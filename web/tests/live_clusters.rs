@@ -275,9 +275,9 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
         .screenshot("explorer-two-clusters-shard-added")
         .await;
 
-    // Applying it: the bridge does not move keys or shards between
-    // clusters yet, and says so; the page shows its sentence and the layout
-    // in force stays.
+    // Applying it: the bridge moves keys between clusters but not whole
+    // shards yet (s2 and s3 would change cluster), and says so; the page
+    // shows its sentence and the layout in force stays.
     browser.click("#tab-live").await;
     browser.wait_for_element("#apply-layout", 30).await;
     browser
@@ -294,7 +294,10 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
         .await;
     assert_eq!(code, "cross_cluster_move");
     let text = refusal.text().await.unwrap();
-    assert!(text.contains("from one cluster to another"), "{text}");
+    assert!(
+        text.contains("whole shards do not move between clusters yet"),
+        "{text}"
+    );
     let layout: serde_json::Value = serde_json::from_str(&bridge.get("/api/layout")).unwrap();
     assert_eq!(layout["version"], 1, "{layout}");
     browser.screenshot("live-two-clusters-apply-refused").await;
