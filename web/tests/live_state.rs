@@ -805,3 +805,63 @@ fn a_cluster_holds_the_shards_its_placement_names() {
     assert_eq!(live.cluster_shards("c2"), "holds s1 (1 of 3 shards)");
     assert_eq!(live.cluster_shards("c3"), "holds no shards");
 }
+
+/// Whether the page finds `target` in force when the bridge stores
+/// `stored` (both layouts' JSON), with one cluster or two.
+fn check_in_force(two_clusters: bool, stored: &str, target: &str, expected: bool) {
+    let mut live = Live::default();
+    if two_clusters {
+        live = live.apply(two_cluster_tick(1_000_000, true));
+    }
+    let layout: Layout = serde_json::from_str(stored).unwrap();
+    live = live.apply(LiveAction::Layout(LayoutView {
+        version: 1,
+        layout,
+        placement: Vec::new(),
+    }));
+    let target: Layout = serde_json::from_str(target).unwrap();
+    assert_eq!(
+        live.is_in_force(&target),
+        expected,
+        "{stored} against {target:?}"
+    );
+}
+
+#[test]
+fn the_layout_in_force_is_judged_by_placement_not_by_its_json() {
+    const BARE: &str = r#"{"strategy": "ring", "shards": 2}"#;
+    const NAMED: &str = r#"{"strategy": "ring", "shards": [{"name": "s0", "cluster": "c1"}, {"name": "s1", "cluster": "c2"}]}"#;
+    const BOTH_C1: &str = r#"{"strategy": "ring", "shards": [{"name": "s0", "cluster": "c1"}, {"name": "s1", "cluster": "c1"}]}"#;
+    const HALF: &str =
+        r#"{"strategy": "ring", "shards": [{"name": "s0"}, {"name": "s1", "cluster": "c2"}]}"#;
+    check_in_force(false, BARE, BARE, true);
+    check_in_force(false, BARE, BOTH_C1, true);
+    check_in_force(false, BARE, r#"{"strategy": "jump", "shards": 2}"#, false);
+    check_in_force(true, NAMED, NAMED, true);
+    check_in_force(true, NAMED, BARE, true);
+    check_in_force(true, NAMED, HALF, true);
+    check_in_force(true, NAMED, BOTH_C1, false);
+    check_in_force(true, BOTH_C1, BARE, false);
+    check_in_force(false, NAMED, NAMED, false);
+}
+
+/// The bridge's ticks count reads for `c1`'s nodes only (named without a
+/// cluster), so another cluster's cards read 0 for now; a count it sends
+/// under the name the page gives that node (`c2/standby-1`) lands on that
+/// node's card and on no other.
+#[test]
+fn another_clusters_reads_land_on_its_own_nodes_card() {
+    let LiveAction::Tick(mut tick) = two_cluster_tick(1_000_000, true) else {
+        unreachable!()
+    };
+    tick.stats.reads.push(NodeCount {
+        node: "c2/standby-1".to_string(),
+        count: 7,
+        per_sec: 2.0,
+    });
+    let live = Live::default().apply(LiveAction::Tick(tick));
+    let key = live.node_key("c2", "standby-1");
+    assert_eq!((live.reads_by(&key), live.read_rate(&key)), (7, 2.0));
+    assert_eq!(live.reads_by("standby-1"), 0);
+    assert_eq!(live.reads_by(&live.node_key("c2", "primary")), 0);
+}

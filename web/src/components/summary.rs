@@ -8,7 +8,7 @@ use crate::components::Shared;
 use crate::format::{percent, thousands};
 use crate::scenario::Scenario;
 use crate::state::strategy_title;
-use crate::verdict::verdict;
+use crate::verdict::{moving_keys, shards_and_clusters, verdict};
 use ecoshard_core::Plan;
 
 /// Props of [`Summary`].
@@ -26,21 +26,26 @@ pub struct SummaryProps {
 #[function_component]
 pub fn Summary(props: &SummaryProps) -> Html {
     let plan = &props.scenario.plan;
-    let moved_fraction = plan.moved_fraction();
+    // Keys moving between servers: changing shard, or carried with their
+    // shard to another cluster.
+    let moving = moving_keys(plan);
+    let moved_fraction = if plan.total == 0 {
+        0.0
+    } else {
+        moving as f64 / plan.total as f64
+    };
     let ideal = plan.ideal_fraction;
     let verdict = verdict(plan);
-    let old = plan.old_shards.len();
-    let new = plan.new_shards.len();
     let on_replay = props.on_replay.reform(|_: MouseEvent| ());
     let bar_max = moved_fraction.max(ideal).max(0.01);
     html! {
         <div class="card summary">
             <div class="summary-main">
                 <div class="kicker">
-                    { format!("{} · {old} → {new} shards · {} keys", strategy_title(props.scenario.strategy), thousands(plan.total)) }
+                    { format!("{} · {} · {} keys", strategy_title(props.scenario.strategy), shards_and_clusters(plan), thousands(plan.total)) }
                 </div>
                 <div class="headline">
-                    <span class="big" id="moved-count" data-value={plan.moved.to_string()}>{ thousands(plan.moved) }</span>
+                    <span class="big" id="moved-count" data-value={moving.to_string()}>{ thousands(moving) }</span>
                     <span class="of">{ format!(" of {} keys moved", thousands(plan.total)) }</span>
                     <span class="big accent" id="moved-percent">{ percent(moved_fraction) }</span>
                 </div>

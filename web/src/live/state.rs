@@ -1,9 +1,10 @@
 //! `Live` and its reducer: every answer and stream event becomes a
 //! [`LiveAction`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
+use ecoshard_core::Layout;
 use ecoshard_core::wire::{
     BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health, InsertResult,
     JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
@@ -15,7 +16,9 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::{Applying, BridgeStatus, HeldRows, NodeRequest, Prediction, StreamStatus};
+use crate::live::{
+    Applying, BridgeStatus, HeldRows, NameMap, NodeRequest, Prediction, StreamStatus,
+};
 
 /// How much lag history each chart keeps, in ms.
 pub const LAG_WINDOW_MS: u64 = 3 * 60 * 1_000;
@@ -59,7 +62,7 @@ pub struct Live {
     /// with one.
     pub clusters: Vec<ClusterNodes>,
     /// Recent lag per standby, oldest first, by [`Live::node_key`].
-    pub lag: BTreeMap<String, VecDeque<LagPoint>>,
+    pub lag: NameMap<VecDeque<LagPoint>>,
     /// Counters as of the last tick.
     pub stats: Stats,
     /// The row total held while a job moves rows (see [`Live::rows`]).
@@ -79,7 +82,7 @@ pub struct Live {
     /// The layout the page last asked to apply.
     pub applying: Applying,
     /// Stops and starts under way, per node (by [`Live::node_key`]).
-    pub node_requests: BTreeMap<String, NodeRequest>,
+    pub node_requests: NameMap<NodeRequest>,
     /// Inserts the bridge refused with 503 (primary down or being replaced)
     /// since the page opened.
     pub writes_refused: u64,
@@ -105,7 +108,7 @@ impl Default for Live {
             mode: None,
             nodes: Vec::new(),
             clusters: Vec::new(),
-            lag: BTreeMap::new(),
+            lag: NameMap::default(),
             stats: Stats::default(),
             rows_held: None,
             explorer_keys_stored: None,
@@ -114,7 +117,7 @@ impl Default for Live {
             layout: None,
             failover: FailoverView::default(),
             applying: Applying::Idle,
-            node_requests: BTreeMap::new(),
+            node_requests: NameMap::default(),
             writes_refused: 0,
             steady_inserts: 0,
             steady_reads: 0,
@@ -279,6 +282,25 @@ impl Live {
         next
     }
 
+    /// Whether `target` is the layout in force as the bridge would judge it:
+    /// both placed over the clusters it runs (`c1` alone when the ticks name
+    /// none) are the same. The bridge stores every shard naming its cluster
+    /// with several, the canonical form with one, so their JSON can differ
+    /// where the placement does not.
+    pub fn is_in_force(&self, target: &Layout) -> bool {
+        let Some(view) = &self.layout else {
+            return false;
+        };
+        let mut clusters: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        if clusters.is_empty() {
+            clusters.push("c1");
+        }
+        match (view.layout.placed(&clusters), target.placed(&clusters)) {
+            (Ok(stored), Ok(target)) => stored == target,
+            _ => false,
+        }
+    }
+
     /// Whether the fetched layout is older than the one writes go by (a
     /// rebalance began or ended): time to fetch it again.
     pub fn layout_is_stale(&self) -> bool {
@@ -385,10 +407,7 @@ impl Live {
     /// (`""` for the first cluster, `c2/` for `c2`'s).
     fn record_lag(&mut self, prefix: &str, nodes: &[NodeStatus], now: u64) {
         for node in nodes.iter().filter(|node| node.role == NodeRole::Standby) {
-            let history = self
-                .lag
-                .entry(format!("{prefix}{}", node.name))
-                .or_default();
+            let history = self.lag.get_or_default(format!("{prefix}{}", node.name));
             let point = LagPoint {
                 at_ms: node.lag.as_ref().map_or(now, |lag| lag.at_ms.max(1)),
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
