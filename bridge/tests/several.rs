@@ -416,12 +416,6 @@ async fn layout_changes_naming_an_unknown_cluster_or_crossing_clusters_are_refus
     // Shards to other clusters and keys to other shards at once: two steps
     // (a placement change alone moves the shards: tests/shard_move.rs).
     check(r#"{"strategy":"ring","shards":[{"name":"s0"},{"name":"s1","cluster":"c1"},{"name":"s2"},{"name":"s3"}]}"#, "placement_and_keys", "do it in two steps").await;
-    check(
-        r#"{"strategy":"ring","shards":4}"#,
-        "cross_cluster_move",
-        "moves between clusters are not available yet",
-    )
-    .await;
     assert_eq!(
         get(&state, "/api/layout").await.text(),
         before,

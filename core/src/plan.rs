@@ -9,7 +9,6 @@
 //! counts, never another pass over the keys). Layouts naming no cluster have
 //! every shard on the same unnamed one: nothing crosses.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -94,29 +93,36 @@ impl Plan {
     /// (per pair of clusters), and the shards that change cluster. From the
     /// per-pair counts, in time proportional to the shards and transfers.
     pub fn cluster_moves(&self) -> ClusterMoves {
-        let mut pairs: BTreeMap<(Option<&str>, Option<&str>), u64> = BTreeMap::new();
+        // Sorted vectors rather than maps: a map's code is compiled once per
+        // key type, and the page carries each (BENCHMARKS.md, Web, Size).
+        let mut pairs: Vec<(ClusterPair<'_>, u64)> = Vec::new();
         let mut leaving = vec![0u64; self.old_shards.len()];
         for transfer in &self.transfers {
             leaving[transfer.from] += transfer.keys;
             let from = self.old_clusters[transfer.from].as_deref();
             let to = self.new_clusters[transfer.to].as_deref();
             if from != to {
-                *pairs.entry((from, to)).or_insert(0) += transfer.keys;
+                match pairs.binary_search_by(|(pair, _)| pair.cmp(&(from, to))) {
+                    Ok(found) => pairs[found].1 += transfer.keys,
+                    Err(slot) => pairs.insert(slot, ((from, to), transfer.keys)),
+                }
             }
         }
-        let across = pairs.values().sum();
-        let new_index: BTreeMap<&str, usize> = self
+        let across = pairs.iter().map(|(_, keys)| keys).sum();
+        let mut new_index: Vec<(&str, usize)> = self
             .new_shards
             .iter()
             .enumerate()
             .map(|(index, name)| (name.as_str(), index))
             .collect();
+        new_index.sort_unstable();
         let shards = self
             .old_shards
             .iter()
             .enumerate()
             .filter_map(|(old, name)| {
-                let new = *new_index.get(name.as_str())?;
+                let found = new_index.binary_search_by(|(new, _)| new.cmp(&name.as_str()));
+                let new = new_index[found.ok()?].1;
                 let (from, to) = (&self.old_clusters[old], &self.new_clusters[new]);
                 (from != to).then(|| ShardMove {
                     shard: name.clone(),
@@ -367,6 +373,9 @@ pub fn plan_hashes(old: &Router, new: &Router, old_hashes: &[u64], new_hashes: &
     }
 }
 
+/// A move's clusters, from and to (`None`: the layout names none).
+type ClusterPair<'a> = (Option<&'a str>, Option<&'a str>);
+
 fn count_transfers(
     before: &[u32],
     after: &[u32],
@@ -394,15 +403,16 @@ fn count_transfers(
             }
         }
     } else {
-        let mut cells: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-        for (from, to) in moves {
-            *cells.entry((*from, *to)).or_insert(0) += 1;
+        // Sorted, then counted by runs: no map's code in the page.
+        let mut cells: Vec<(u32, u32)> = moves.map(|(from, to)| (*from, *to)).collect();
+        cells.sort_unstable();
+        for run in cells.chunk_by(|a, b| a == b) {
+            transfers.push(Transfer {
+                from: run[0].0 as usize,
+                to: run[0].1 as usize,
+                keys: run.len() as u64,
+            });
         }
-        transfers.extend(cells.into_iter().map(|((from, to), keys)| Transfer {
-            from: from as usize,
-            to: to as usize,
-            keys,
-        }));
     }
     transfers
 }
@@ -449,12 +459,26 @@ mod tests {
     use super::*;
     use crate::layout::StrategyKind;
     use crate::shard::Shard;
+    use alloc::collections::BTreeMap;
 
     fn router(strategy: StrategyKind, count: u64) -> Router {
         Layout::with_count(strategy, count)
             .unwrap()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn transfers_over_many_shards_are_counted_by_pair_in_order() {
+        // 1,100 × 1,000 shards is past the dense table: the sorted count.
+        let same_shard: Vec<u32> = (0..1_100).collect();
+        let before = [5, 7, 5, 1_099, 5, 3];
+        let after = [9, 2, 9, 0, 8, 3];
+        let got: Vec<_> = count_transfers(&before, &after, &same_shard, 1_000)
+            .iter()
+            .map(|transfer| (transfer.from, transfer.to, transfer.keys))
+            .collect();
+        assert_eq!(got, [(5, 8, 1), (5, 9, 2), (7, 2, 1), (1_099, 0, 1)]);
     }
 
     #[test]

@@ -44,15 +44,84 @@ pub struct Verdict {
     pub note: Option<String>,
 }
 
+/// Keys that stay on their shard while the shard changes cluster: data that
+/// moves between servers though no key changes shard (the core plan's
+/// `cluster_moves().shards`). Zero when no cluster is named.
+pub fn carried_keys(plan: &Plan) -> u64 {
+    if plan
+        .new_clusters
+        .iter()
+        .chain(&plan.old_clusters)
+        .all(Option::is_none)
+    {
+        return 0;
+    }
+    plan.cluster_moves()
+        .shards
+        .iter()
+        .map(|shard| shard.keys)
+        .sum()
+}
+
+/// The keys the change moves between servers: those that change shard,
+/// and those carried with their shard to another cluster.
+pub fn moving_keys(plan: &Plan) -> u64 {
+    plan.moved + carried_keys(plan)
+}
+
+/// The kicker's shards and clusters: "3 → 4 shards" with no cluster
+/// named, else with the clusters each side is placed over ("4 shards on
+/// 1 → 2 clusters", "4 → 5 shards on 2 clusters").
+pub fn shards_and_clusters(plan: &Plan) -> String {
+    let (old, new) = (plan.old_shards.len(), plan.new_shards.len());
+    let shards = if old == new && carried_keys(plan) > 0 {
+        format!("{new} shards")
+    } else {
+        format!("{old} → {new} shards")
+    };
+    // Distinct names, by a scan: at most 8 clusters, and no sort's code.
+    let count = |clusters: &[Option<String>]| {
+        let mut names: Vec<&Option<String>> = Vec::new();
+        for cluster in clusters {
+            if !names.contains(&cluster) {
+                names.push(cluster);
+            }
+        }
+        names.len()
+    };
+    let (before, after) = (count(&plan.old_clusters), count(&plan.new_clusters));
+    let named = plan
+        .new_clusters
+        .iter()
+        .chain(&plan.old_clusters)
+        .any(Option::is_some);
+    match (named, before == after) {
+        (false, _) => shards,
+        (true, true) if after == 1 => format!("{shards} on 1 cluster"),
+        (true, true) => format!("{shards} on {after} clusters"),
+        (true, false) => format!("{shards} on {before} → {after} clusters"),
+    }
+}
+
 /// Judges `plan`.
 pub fn verdict(plan: &Plan) -> Verdict {
     let moved_fraction = plan.moved_fraction();
     let ideal = plan.ideal_fraction;
+    let carried = carried_keys(plan);
     if plan.moved == 0 {
         return Verdict {
-            tone: Tone::Neutral,
-            badge: "nothing moves".to_string(),
-            note: None,
+            tone: if carried == 0 {
+                Tone::Neutral
+            } else {
+                Tone::Good
+            },
+            badge: if carried == 0 {
+                "nothing moves"
+            } else {
+                "only whole shards move"
+            }
+            .to_string(),
+            note: (carried > 0).then(|| carried_note(carried, "No key changes shard; even so")),
         };
     }
     if ideal <= 0.0 {
@@ -75,11 +144,29 @@ pub fn verdict(plan: &Plan) -> Verdict {
     } else {
         format!("{}× the minimum", decimal(ratio, places))
     };
-    Verdict {
-        tone,
-        badge,
-        note: under.then(|| under_the_minimum(plan)),
-    }
+    let under_note = under.then(|| under_the_minimum(plan));
+    let carried_note = (carried > 0).then(|| {
+        carried_note(
+            carried,
+            &format!(
+                "Besides the {} keys that change shard (all the minimum counts)",
+                thousands(plan.moved)
+            ),
+        )
+    });
+    let note = match (under_note, carried_note) {
+        (Some(under), Some(carried)) => Some(format!("{under} {carried}")),
+        (under, carried) => under.or(carried),
+    };
+    Verdict { tone, badge, note }
+}
+
+/// "{lead}, 985 keys move with their shard to another cluster."
+fn carried_note(carried: u64, lead: &str) -> String {
+    format!(
+        "{lead}, {} keys move with their shard to another cluster.",
+        thousands(carried)
+    )
 }
 
 /// Why a change moved fewer keys than the minimum: the minimum is what a
@@ -211,6 +298,95 @@ mod tests {
         assert!(
             note.ends_with("of the shards that came or went held fewer keys than an even share."),
             "{note}"
+        );
+    }
+
+    /// A ring plan over 2,000 keys between shards `s0`, `s1`, … placed on
+    /// the clusters given ("" for none).
+    fn placed(before: &[&str], after: &[&str]) -> Plan {
+        let build = |clusters: &[&str]| {
+            let shards = clusters
+                .iter()
+                .enumerate()
+                .map(|(index, cluster)| match *cluster {
+                    "" => Shard::new(format!("s{index}")),
+                    cluster => Shard::new(format!("s{index}")).on_cluster(cluster),
+                })
+                .collect();
+            Layout::new(StrategyKind::Ring, shards).build().unwrap()
+        };
+        plan_numbered(&build(before), &build(after), DEFAULT_KEY_PREFIX, 2_000)
+    }
+
+    fn check_kicker(before: &[&str], after: &[&str], expected: &str) {
+        assert_eq!(
+            shards_and_clusters(&placed(before, after)),
+            expected,
+            "{before:?} -> {after:?}"
+        );
+    }
+
+    #[test]
+    fn the_kicker_counts_shards_and_the_clusters_they_are_on() {
+        check_kicker(&["", "", ""], &["", "", "", ""], "3 → 4 shards");
+        check_kicker(
+            &["c1"; 4],
+            &["c1", "c1", "c2", "c2"],
+            "4 shards on 1 → 2 clusters",
+        );
+        check_kicker(&["c1"; 4], &["c1"; 4], "4 → 4 shards on 1 cluster");
+        check_kicker(
+            &["c1", "c2"],
+            &["c1", "c2", "c1"],
+            "2 → 3 shards on 2 clusters",
+        );
+        check_kicker(
+            &["c1", "c2"],
+            &["c1", "c2", "c3"],
+            "2 → 3 shards on 2 → 3 clusters",
+        );
+        check_kicker(
+            &["c1", "c1", "c2", "c2"],
+            &["c1"; 4],
+            "4 shards on 2 → 1 clusters",
+        );
+    }
+
+    /// The headline's count and the verdict, for a change between placements.
+    fn check_placed(before: &[&str], after: &[&str], tone: Tone, badge: &str, note: &str) {
+        let plan = placed(before, after);
+        let summary = plan.summary();
+        let carried: u64 = summary.shard_moves.iter().map(|shard| shard.keys).sum();
+        assert_eq!(moving_keys(&plan), summary.moved + carried);
+        let verdict = verdict(&plan);
+        let note = note.replace("{carried}", &thousands(carried));
+        assert_eq!((verdict.tone, verdict.badge.as_str()), (tone, badge));
+        assert_eq!(
+            verdict.note.as_deref(),
+            Some(note.as_str()).filter(|note| !note.is_empty())
+        );
+    }
+
+    #[test]
+    fn a_change_moving_whole_shards_counts_their_keys_as_moving() {
+        let (one, two) = (["c1"; 4], ["c1", "c1", "c2", "c2"]);
+        check_placed(
+            &one,
+            &two,
+            Tone::Good,
+            "only whole shards move",
+            "No key changes shard; even so, {carried} keys move with their shard to another cluster.",
+        );
+        check_placed(&one, &one, Tone::Neutral, "nothing moves", "");
+        check_placed(
+            &["c1", "c1", "c1"],
+            &["c1", "c2", "c1", "c1"],
+            Tone::Good,
+            "0.95× the minimum: under it by chance",
+            "The minimum, 25.0 %, is an expectation: what any placement moves on average over keys. \
+             These 2,000 keys are one sample of it and moved 23.8 %. s3 took 476 keys, under an even \
+             share of 500. Besides the 476 keys that change shard (all the minimum counts), \
+             {carried} keys move with their shard to another cluster.",
         );
     }
 }

@@ -9,9 +9,11 @@ mod error;
 mod health;
 pub(crate) mod jobs;
 pub mod logical;
+pub(crate) mod moves;
 mod pool;
 pub mod schema;
 mod shard;
+pub(crate) mod twophase;
 mod users;
 pub(crate) mod verify;
 

@@ -128,6 +128,9 @@ pub(crate) enum Error {
         /// The primary's name.
         primary: String,
     },
+    /// A transaction across clusters, or a recovery pass, failed (see
+    /// [`TwoPhaseError`]).
+    TwoPhase(TwoPhaseError),
     /// No verification now (see [`super::verify::Refusal`]).
     Verify(super::verify::Refusal),
     /// A bug or an unexpected database error; `context` is logged, never
@@ -160,25 +163,11 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A layout change would move keys or shards between clusters, which
-    /// is not available yet.
-    CrossClusterMove {
-        /// Keys whose new shard is on another cluster than their old one.
-        keys: u64,
-        /// Shards that would change cluster.
-        shards: usize,
-    },
     /// A change that moves shards between clusters and also changes where
     /// keys go (strategy, shards, weights, parameters): two steps.
     PlacementAndKeys {
         /// Shards that would change cluster.
         shards: usize,
-    },
-    /// A layout change over several clusters, within each cluster: not
-    /// available yet (the mover runs on one cluster).
-    SeveralClusters {
-        /// Keys the change would move.
-        keys: u64,
     },
     /// A shard names a cluster the bridge does not operate.
     UnknownCluster {
@@ -189,6 +178,55 @@ pub enum LayoutRefusal {
         /// The clusters there are.
         clusters: Vec<String>,
     },
+}
+
+/// Why a transaction across clusters (`service/twophase.rs`), or a
+/// recovery pass, did not do what it was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TwoPhaseError {
+    /// The catalog (`c1`'s primary) did not answer or refused.
+    CatalogUnavailable {
+        /// What happened.
+        why: String,
+    },
+    /// A step before the decision failed: the transaction is rolled back on
+    /// every cluster (now, or by the recovery pass), nothing of it committed.
+    NotCommitted {
+        /// The cluster the step ran on.
+        cluster: String,
+        /// The step, e.g. `preparing`.
+        step: &'static str,
+        /// What happened.
+        why: String,
+    },
+    /// The decision's commit was sent and not confirmed: only the log
+    /// knows, and the recovery pass finishes the transaction as it says.
+    DecisionUnknown {
+        /// The transaction.
+        txid: i64,
+        /// What happened.
+        why: String,
+    },
+    /// Decided, but a part did not commit now: the recovery pass commits it.
+    Unfinished {
+        /// The transaction.
+        txid: i64,
+        /// The cluster of the part.
+        cluster: String,
+        /// What happened.
+        why: String,
+    },
+    /// A recovery pass found coordinators holding the lock through its wait.
+    RecoveryBusy,
+    /// No cluster with that name.
+    UnknownCluster {
+        /// The name.
+        name: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
+    /// A step called out of order: a bug in the caller.
+    OutOfOrder(&'static str),
 }
 
 impl Error {
@@ -203,6 +241,12 @@ impl Error {
 impl From<Invalid> for Error {
     fn from(invalid: Invalid) -> Self {
         Error::Invalid(invalid)
+    }
+}
+
+impl From<TwoPhaseError> for Error {
+    fn from(error: TwoPhaseError) -> Self {
+        Error::TwoPhase(error)
     }
 }
 
@@ -297,6 +341,7 @@ impl fmt::Display for Error {
                  read rotation, then {}); retry in a moment",
                 the_primary(primary)
             ),
+            Error::TwoPhase(error) => error.fmt(f),
             Error::Verify(refusal) => refusal.fmt(f),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
         }
@@ -305,6 +350,43 @@ impl fmt::Display for Error {
 
 const SHARD_FENCED: &str = " is being cut over to another cluster and its writes waited past \
                             the write deadline; nothing was written: send the same insert again";
+
+impl fmt::Display for TwoPhaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TwoPhaseError::CatalogUnavailable { why } => write!(
+                f,
+                "the catalog on c1's primary did not answer ({why}); no transaction across \
+                 clusters is decided or recovered without it"
+            ),
+            TwoPhaseError::NotCommitted { cluster, step, why } => write!(
+                f,
+                "{step} on {cluster} failed ({why}): the transaction across clusters is rolled \
+                 back and nothing of it was written on any cluster"
+            ),
+            TwoPhaseError::DecisionUnknown { txid, why } => write!(
+                f,
+                "the catalog did not confirm the decision to commit transaction {txid} ({why}): \
+                 it commits on every cluster or on none, as the recovery pass finds in the log"
+            ),
+            TwoPhaseError::Unfinished { txid, cluster, why } => write!(
+                f,
+                "transaction {txid} is committed, but its part on {cluster} did not finish now \
+                 ({why}); the recovery pass finishes it"
+            ),
+            TwoPhaseError::RecoveryBusy => f.write_str(
+                "transactions across clusters held the coordination lock through the recovery \
+                 pass's wait; the next pass tries again",
+            ),
+            TwoPhaseError::UnknownCluster { name, clusters } => {
+                unknown(f, "cluster", name, clusters)
+            }
+            TwoPhaseError::OutOfOrder(what) => {
+                write!(f, "a two-phase commit step out of order: {what}")
+            }
+        }
+    }
+}
 
 /// The primary as a sentence names it: "the primary" when its node is named
 /// so (not "the primary (primary)"), else "the primary (standby-1)".
@@ -370,22 +452,11 @@ impl fmt::Display for LayoutRefusal {
                  shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
             ),
-            LayoutRefusal::CrossClusterMove { keys, shards } => write!(
-                f,
-                "this change would move {keys} keys and {shards} shards from one cluster to \
-                 another; moves between clusters are not available yet: nothing was stored \
-                 (keep every shard on its cluster, and keys on their shards' clusters)"
-            ),
             LayoutRefusal::PlacementAndKeys { shards } => write!(
                 f,
                 "this change moves {shards} shards to other clusters and also changes which \
                  shard keys go to; do it in two steps: first the same shards on their new \
                  clusters (a placement change), then the other change: nothing was stored"
-            ),
-            LayoutRefusal::SeveralClusters { keys } => write!(
-                f,
-                "this change would move {keys} keys within their clusters; rebalancing a \
-                 layout placed over several clusters is not available yet: nothing was stored"
             ),
         }
     }

@@ -407,13 +407,23 @@ fn count_font(narrow: bool, scale: f64) -> String {
     format!("{}px ui-monospace, monospace", (size * scale).round())
 }
 
-/// A column's name as drawn: with "· new" or "· removed" when there is room.
+/// A column's name as drawn, when there is room: "· new" or "· removed",
+/// then its cluster ("s4 · new · c2", "s1 · c1 → c2").
 fn column_name(column: &Column, narrow: bool) -> String {
-    match (narrow, column.is_new(), column.is_removed()) {
-        (false, true, _) => format!("{} · new", column.name),
-        (false, _, true) => format!("{} · removed", column.name),
-        _ => column.name.clone(),
+    let mut name = column.name.clone();
+    if narrow {
+        return name;
     }
+    if column.is_new() {
+        name.push_str(" · new");
+    } else if column.is_removed() {
+        name.push_str(" · removed");
+    }
+    if !column.cluster.is_empty() {
+        name.push_str(" · ");
+        name.push_str(&column.cluster);
+    }
+    name
 }
 
 /// A column's count as drawn: "before → after", or only after when narrow.

@@ -6,6 +6,7 @@
 mod changes;
 mod explorer_keys;
 mod log;
+mod names;
 mod predict;
 mod state;
 mod status;
@@ -14,6 +15,7 @@ mod words;
 pub use changes::failover_sentence;
 pub use explorer_keys::explorer_keys;
 pub use log::{ActivityLog, LOG_LENGTH, LogEntry, LogKind};
+pub use names::NameMap;
 pub use predict::{Prediction, compare_with_plan};
 pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
 pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};

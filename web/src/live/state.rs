@@ -1,20 +1,24 @@
 //! `Live` and its reducer: every answer and stream event becomes a
 //! [`LiveAction`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
+use ecoshard_core::Layout;
 use ecoshard_core::wire::{
-    BulkResult, ClusterMode, ClusterView, FailoverView, Health, InsertResult, JobState, LayoutView,
-    NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
+    BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health, InsertResult,
+    JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
+    Stats, Tick,
 };
 use yew::Reducible;
 
 use crate::api::ApiError;
 use crate::format::{millis, thousands};
-use crate::live::changes::changes;
+use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
-use crate::live::{Applying, BridgeStatus, HeldRows, NodeRequest, Prediction, StreamStatus};
+use crate::live::{
+    Applying, BridgeStatus, HeldRows, NameMap, NodeRequest, Prediction, StreamStatus,
+};
 
 /// How much lag history each chart keeps, in ms.
 pub const LAG_WINDOW_MS: u64 = 3 * 60 * 1_000;
@@ -50,10 +54,15 @@ pub struct Live {
     pub stream: StreamStatus,
     /// Local or external cluster (from `/api/cluster`).
     pub mode: Option<ClusterMode>,
-    /// Every node, primary first, as of the last tick.
+    /// Every node, primary first, as of the last tick (with several
+    /// clusters, the first cluster's: `c1`, which holds the shards).
     pub nodes: Vec<NodeStatus>,
-    /// Recent lag per standby, oldest first.
-    pub lag: BTreeMap<String, VecDeque<LagPoint>>,
+    /// With several clusters, each with its nodes and failover as of the
+    /// last tick, the first one's also in `nodes` and `failover`; empty
+    /// with one.
+    pub clusters: Vec<ClusterNodes>,
+    /// Recent lag per standby, oldest first, by [`Live::node_key`].
+    pub lag: NameMap<VecDeque<LagPoint>>,
     /// Counters as of the last tick.
     pub stats: Stats,
     /// The row total held while a job moves rows (see [`Live::rows`]).
@@ -72,8 +81,8 @@ pub struct Live {
     pub failover: FailoverView,
     /// The layout the page last asked to apply.
     pub applying: Applying,
-    /// Stops and starts under way, per node.
-    pub node_requests: BTreeMap<String, NodeRequest>,
+    /// Stops and starts under way, per node (by [`Live::node_key`]).
+    pub node_requests: NameMap<NodeRequest>,
     /// Inserts the bridge refused with 503 (primary down or being replaced)
     /// since the page opened.
     pub writes_refused: u64,
@@ -98,7 +107,8 @@ impl Default for Live {
             stream: StreamStatus::Idle,
             mode: None,
             nodes: Vec::new(),
-            lag: BTreeMap::new(),
+            clusters: Vec::new(),
+            lag: NameMap::default(),
             stats: Stats::default(),
             rows_held: None,
             explorer_keys_stored: None,
@@ -107,7 +117,7 @@ impl Default for Live {
             layout: None,
             failover: FailoverView::default(),
             applying: Applying::Idle,
-            node_requests: BTreeMap::new(),
+            node_requests: NameMap::default(),
             writes_refused: 0,
             steady_inserts: 0,
             steady_reads: 0,
@@ -272,6 +282,25 @@ impl Live {
         next
     }
 
+    /// Whether `target` is the layout in force as the bridge would judge it:
+    /// both placed over the clusters it runs (`c1` alone when the ticks name
+    /// none) are the same. The bridge stores every shard naming its cluster
+    /// with several, the canonical form with one, so their JSON can differ
+    /// where the placement does not.
+    pub fn is_in_force(&self, target: &Layout) -> bool {
+        let Some(view) = &self.layout else {
+            return false;
+        };
+        let mut clusters: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        if clusters.is_empty() {
+            clusters.push("c1");
+        }
+        match (view.layout.placed(&clusters), target.placed(&clusters)) {
+            (Ok(stored), Ok(target)) => stored == target,
+            _ => false,
+        }
+    }
+
     /// Whether the fetched layout is older than the one writes go by (a
     /// rebalance began or ended): time to fetch it again.
     pub fn layout_is_stale(&self) -> bool {
@@ -299,6 +328,22 @@ impl Live {
             .find(|node| node.role == NodeRole::Primary)
     }
 
+    /// The name a node of `cluster` goes by on this page (its lag
+    /// history, its stop or start under way, its read count): the first
+    /// cluster's nodes by their own names, as with one cluster; another
+    /// cluster's as `c2/standby-1`, as the command line names them.
+    pub fn node_key(&self, cluster: &str, node: &str) -> String {
+        if self
+            .clusters
+            .first()
+            .is_none_or(|first| first.name == cluster)
+        {
+            node.to_string()
+        } else {
+            format!("{cluster}/{node}")
+        }
+    }
+
     /// Whether a rebalance job is running.
     pub fn job_running(&self) -> bool {
         self.job
@@ -324,6 +369,24 @@ impl Live {
             .filter(|node| node.role == NodeRole::Standby)
     }
 
+    /// Every cluster's standbys by [`Live::node_key`], cluster by cluster:
+    /// with one cluster, the standbys' names.
+    pub fn standby_keys(&self) -> Vec<String> {
+        if self.clusters.is_empty() {
+            return self.standbys().map(|node| node.name.clone()).collect();
+        }
+        self.clusters
+            .iter()
+            .flat_map(|cluster| {
+                cluster
+                    .nodes
+                    .iter()
+                    .filter(|node| node.role == NodeRole::Standby)
+                    .map(|node| self.node_key(&cluster.name, &node.name))
+            })
+            .collect()
+    }
+
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
         self.node_reads(node).map_or(0, |count| count.count)
@@ -335,11 +398,16 @@ impl Live {
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {
         self.nodes = nodes.to_vec();
-        let Some(now) = at_ms else {
-            return;
-        };
+        if let Some(now) = at_ms {
+            self.record_lag("", nodes, now);
+        }
+    }
+
+    /// Adds each standby's sample to its history, by its name after `prefix`
+    /// (`""` for the first cluster, `c2/` for `c2`'s).
+    fn record_lag(&mut self, prefix: &str, nodes: &[NodeStatus], now: u64) {
         for node in nodes.iter().filter(|node| node.role == NodeRole::Standby) {
-            let history = self.lag.entry(node.name.clone()).or_default();
+            let history = self.lag.get_or_default(format!("{prefix}{}", node.name));
             let point = LagPoint {
                 at_ms: node.lag.as_ref().map_or(now, |lag| lag.at_ms.max(1)),
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
@@ -427,6 +495,7 @@ impl Live {
         self.layout = Some(view.layout);
         self.failover = view.failover;
         self.record_nodes(&view.nodes, None);
+        self.clusters = view.clusters;
     }
 
     /// A tick: what it changed goes to the log (from the second tick on),
@@ -434,12 +503,16 @@ impl Live {
     fn take_tick(&mut self, tick: Tick) {
         self.stream = StreamStatus::Open;
         if self.ticks > 0 {
-            for (kind, text) in changes(&self.nodes, &self.failover, &tick) {
+            for (kind, text) in self.tick_changes(&tick) {
                 self.push_log(kind, text);
             }
         }
         self.ticks += 1;
         self.record_nodes(&tick.nodes, Some(tick.at_ms));
+        for cluster in tick.clusters.iter().skip(1) {
+            self.record_lag(&format!("{}/", cluster.name), &cluster.nodes, tick.at_ms);
+        }
+        self.clusters = tick.clusters.clone();
         // The total before this tick (this tick's, on the first one).
         let before = if self.stats.rows.is_empty() {
             tick.stats.rows.iter().map(|shard| shard.keys).sum()
@@ -453,6 +526,29 @@ impl Live {
         self.hold_rows(before, tick.at_ms);
         self.layout_version = Some(tick.layout_version);
         self.failover = tick.failover;
+    }
+}
+
+/// What a tick changed, in words: as one cluster's (no names), or, with
+/// several, each cluster's lines after its name.
+impl Live {
+    fn tick_changes(&self, tick: &Tick) -> Vec<(LogKind, String)> {
+        if tick.clusters.is_empty() {
+            return changes(&self.nodes, &self.failover, tick);
+        }
+        let mut lines = Vec::new();
+        for cluster in &tick.clusters {
+            let Some(old) = self.clusters.iter().find(|old| old.name == cluster.name) else {
+                continue;
+            };
+            let found = node_changes(&old.nodes, &old.failover, &cluster.nodes, &cluster.failover);
+            lines.extend(
+                found
+                    .into_iter()
+                    .map(|(kind, text)| (kind, format!("{}: {text}", cluster.name))),
+            );
+        }
+        lines
     }
 }
 

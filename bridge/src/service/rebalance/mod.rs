@@ -19,6 +19,7 @@
 //! target layout.
 
 mod across;
+mod between;
 mod mover;
 mod shard_move;
 
@@ -197,9 +198,9 @@ pub(crate) async fn startup(
         return Ok(resumed);
     }
     let job = unfinished_job(client, &target).await?;
-    // A job stored just before the bridge died may not have its shards yet.
-    // (Jobs run on one cluster, `c1`: with several, layout changes are
-    // refused for now.)
+    // A job stored just before the bridge died may not have its shards yet
+    // (here `c1`'s, which routing needs now; the mover creates the other
+    // clusters' before it moves anything).
     let on_default = crate::routing::layout_on(&target.layout, crate::cluster::DEFAULT_CLUSTER);
     let lsn = store::create_shards(client, &on_default)
         .await
@@ -396,9 +397,6 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     }
     if let Some(moves) = shard_move::placement_only(&from.layout, &layout) {
         return shard_move::start(service, from, &layout, moves, slot).await;
-    }
-    if service.clusters().several() {
-        return Err(across::refusal(service, &from.layout, &layout).await);
     }
     let begun = begin(service, &from, &layout).await?;
     tracing::info!(

@@ -35,7 +35,7 @@ pub(super) fn Rebalance(props: &RebalanceProps) -> Html {
     let valid = target.validate();
     let bounded = target.strategy == StrategyKind::BoundedLoad;
     let database = live.layout.clone();
-    let in_force = database.as_ref().is_some_and(|view| view.layout == target);
+    let in_force = live.is_in_force(&target);
     // The explorer's prediction for this change as the database would make
     // it: from the layout in force, over the explorer's keys.
     let prediction = use_memo(
