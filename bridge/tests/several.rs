@@ -601,3 +601,54 @@ async fn row_estimates_metrics_and_status_count_c2_s_shards_with_their_cluster()
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn with_c2_s_primary_down_c1_s_estimates_go_on_and_c2_s_keep_their_last() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_c2_down", false).await;
+    wait_healthy(&state).await;
+    let placed = insert_each(&state, "before", 60).await;
+    let mut expected = rows_per_shard(&placed);
+    let counted = eventually(LIMIT, || async { tick_rows(&state) == expected }).await;
+    assert!(counted, "{:?} is not {expected:?}", tick_rows(&state));
+    let primary = primary_of(&state, "c2").await;
+    let stop = format!("/api/clusters/c2/nodes/{primary}/stop");
+    assert_eq!(post(&state, &stop).await.status, StatusCode::OK);
+    let mut ids: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
+    for index in 0..60 {
+        let id = format!("after{index}");
+        let written = post_json(&state, "/api/users", &format!(r#"{{"user_id":"{id}"}}"#)).await;
+        if written.status == StatusCode::SERVICE_UNAVAILABLE {
+            continue; // its shard is on c2, whose primary is down
+        }
+        assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+        let shard = written.json()["shard"].as_str().expect("shard").to_string();
+        *expected
+            .get_mut(&format!("c1/{shard}"))
+            .expect("a c1 shard") += 1;
+        ids.push(id);
+    }
+    assert!(ids.len() > 60, "no insert went to c1");
+    let counted = eventually(LIMIT, || async { tick_rows(&state) == expected }).await;
+    assert!(counted, "{:?} is not {expected:?}", tick_rows(&state));
+    let metrics = get(&state, "/metrics").await.text();
+    let c2 = format!(
+        "ecoshard_shard_rows{{cluster=\"c2\",shard=\"s1\"}} {}",
+        expected["c2/s1"]
+    );
+    assert!(metrics.contains(&c2), "no {c2} in {metrics}");
+    // c2's standby still serves its shard's ids.
+    let sample: UserSample = get(&state, "/api/sample?count=1000").await.parse();
+    let got: BTreeSet<String> = sample.ids.into_iter().collect();
+    assert_eq!(got, ids.into_iter().collect::<BTreeSet<_>>());
+    let standby = cluster(&view(&state).await.clusters, "c2")
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| format!("c2/{}", node.name))
+        .expect("c2's standby");
+    assert!(sample.served_by.ends_with(&standby), "{}", sample.served_by);
+    let start = format!("/api/clusters/c2/nodes/{primary}/start");
+    assert_eq!(post(&state, &start).await.status, StatusCode::OK);
+    wait_healthy(&state).await;
+}
