@@ -7,7 +7,9 @@
 //! `cargo bench -p ecoshard-bridge --bench rebalance`; settings from the
 //! environment: ECOSHARD_BENCH_ROWS (100000), ECOSHARD_BENCH_BATCHES
 //! (comma-separated batch sizes, "100,250,1000,2000,5000,10000,25000"),
-//! ECOSHARD_BENCH_REPEAT (round trips 3 → 4 → 3 per batch size, 2).
+//! ECOSHARD_BENCH_REPEAT (round trips 3 → 4 → 3 per batch size, 2);
+//! ECOSHARD_BENCH_ACROSS=1 measures keys moving between two clusters
+//! instead (see [`across`]).
 //! Stops its bridge and servers and deletes its directory at the end.
 
 use std::time::{Duration, Instant};
@@ -26,10 +28,23 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Strin
 }
 
 fn serve(scratch: &Scratch, pg_port: u16, addr: &str, batch: usize) -> Serve {
-    let (pg_port, batch, data_dir) = (
+    serve_clusters(scratch, pg_port, addr, batch, 1)
+}
+
+/// `ecoshard serve` over `clusters` local clusters (more are added beside
+/// `c1` without moving its data).
+fn serve_clusters(
+    scratch: &Scratch,
+    pg_port: u16,
+    addr: &str,
+    batch: usize,
+    clusters: usize,
+) -> Serve {
+    let (pg_port, batch, data_dir, clusters) = (
         pg_port.to_string(),
         batch.to_string(),
         scratch.dir.display().to_string(),
+        clusters.to_string(),
     );
     Serve::start(
         addr,
@@ -42,10 +57,58 @@ fn serve(scratch: &Scratch, pg_port: u16, addr: &str, batch: usize) -> Serve {
             "3",
             "--rebalance-batch",
             &batch,
+            "--clusters",
+            &clusters,
             "--data-dir",
             &data_dir,
         ],
     )
+}
+
+/// Ring over s0…s2 on `c1` and, when `s3_on` names a cluster, s3 there.
+fn ring_layout(s3_on: Option<&str>) -> String {
+    let mut shards: Vec<String> = (0..3)
+        .map(|index| format!(r#"{{"name":"s{index}","cluster":"c1"}}"#))
+        .collect();
+    if let Some(cluster) = s3_on {
+        shards.push(format!(r#"{{"name":"s3","cluster":"{cluster}"}}"#));
+    }
+    format!(r#"{{"strategy":"ring","shards":[{}]}}"#, shards.join(","))
+}
+
+/// With ECOSHARD_BENCH_ACROSS=1: keys moving between two clusters against
+/// the same moves within one, in the same run: ring 3 → 4 moves exactly
+/// the keys of the new shard s3, put on `c2` (every move crosses) or on
+/// `c1` (none does), and back; `ECOSHARD_BENCH_BATCHES` sizes.
+fn across(scratch: &Scratch, pg_port: u16, addr: &str, batches: &[usize], repeat: usize) {
+    println!("| keys move | batch (rows) | rows moved | moving rows/s | wall s |");
+    println!("|---|---:|---:|---:|---:|");
+    for batch in batches {
+        let _bridge = serve_clusters(scratch, pg_port, addr, *batch, 2);
+        let (status, body) = http(addr, "PUT", "/api/layout", Some(&ring_layout(None)));
+        if status == 202 {
+            let job: RebalanceJob = serde_json::from_str(&body).unwrap();
+            while http(addr, "GET", &format!("/api/rebalance/{}", job.id), None)
+                .1
+                .contains("\"running\"")
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for _ in 0..repeat {
+            for (moves, s3_on) in [("within c1", "c1"), ("c1 ↔ c2", "c2")] {
+                for layout in [ring_layout(Some(s3_on)), ring_layout(None)] {
+                    let (job, wall) = rebalance(addr, &layout);
+                    println!(
+                        "| {moves} | {batch} | {} | {:.0} | {:.2} |",
+                        job.moved,
+                        job.rows_per_sec,
+                        wall.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Applies `layout` and waits for the end: the job and the wall time from
@@ -73,7 +136,7 @@ fn main() {
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect();
-    let pg_port = free_ports(29800, 3);
+    let pg_port = free_ports(29800, 13);
     let addr = format!("127.0.0.1:{}", free_ports(29900, 1));
     let scratch = Scratch::new("bench-rebalance");
 
@@ -91,6 +154,10 @@ fn main() {
     }
 
     let repeat = setting("ECOSHARD_BENCH_REPEAT", 2) as usize;
+    if setting("ECOSHARD_BENCH_ACROSS", 0) == 1 {
+        across(&scratch, pg_port, &addr, &batches, repeat);
+        return;
+    }
     println!(
         "| layout change | batch (rows) | rows moved | moving rows/s | wall s (plan + move) |"
     );

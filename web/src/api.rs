@@ -195,24 +195,41 @@ pub async fn rebalance(id: u64) -> Result<RebalanceJob, ApiError> {
     get(&format!("/api/rebalance/{id}"), "the progress request").await
 }
 
-/// `POST /api/nodes/{name}/stop?mode=…` or `…/start`.
+/// `POST /api/nodes/{name}/stop?mode=…` or `…/start`; for a node of
+/// another cluster than the first (`c2/standby-1`, see
+/// [`crate::live::Live::node_key`]) `POST /api/clusters/c2/nodes/standby-1/…`.
+/// The answer names the node as it was asked for (see [`qualified_action`]).
 pub async fn node_action(name: &str, request: NodeRequest) -> Result<NodeAction, ApiError> {
-    send(
-        "POST",
-        &node_action_path(name, request),
-        None::<&()>,
-        "the node action",
-    )
-    .await
+    let path = node_action_path(name, request);
+    let action = send("POST", &path, None::<&()>, "the node action").await?;
+    Ok(qualified_action(name, action))
 }
 
-/// The path of a stop or start.
+/// The path of a stop or start of `name` (`standby-1`, or `c2/standby-1`).
 pub fn node_action_path(name: &str, request: NodeRequest) -> String {
-    let name = percent_encode(name);
+    let node = match name.split_once('/') {
+        Some((cluster, node)) => format!(
+            "/api/clusters/{}/nodes/{}",
+            percent_encode(cluster),
+            percent_encode(node)
+        ),
+        None => format!("/api/nodes/{}", percent_encode(name)),
+    };
     match request {
-        NodeRequest::Stop(mode) => format!("/api/nodes/{name}/stop?mode={}", mode.name()),
-        NodeRequest::Start => format!("/api/nodes/{name}/start"),
+        NodeRequest::Stop(mode) => format!("{node}/stop?mode={}", mode.name()),
+        NodeRequest::Start => format!("{node}/start"),
     }
+}
+
+/// The bridge's answer about a node, naming it as the page asked for it:
+/// `c2/standby-1` and "c2: stopped standby-1 …" for another cluster's node
+/// (the bridge names nodes within their cluster); unchanged otherwise.
+pub fn qualified_action(name: &str, mut action: NodeAction) -> NodeAction {
+    if let Some((cluster, _)) = name.split_once('/') {
+        action.node = name.to_string();
+        action.message = format!("{cluster}: {}", action.message);
+    }
+    action
 }
 
 /// Where the page keeps the bridge's token: session storage, for this tab only.
@@ -419,6 +436,34 @@ mod tests {
             node_action_path("standby-2", NodeRequest::Start),
             "/api/nodes/standby-2/start"
         );
+        assert_eq!(
+            node_action_path("c2/standby-1", NodeRequest::Stop(StopMode::Fast)),
+            "/api/clusters/c2/nodes/standby-1/stop?mode=fast"
+        );
+        assert_eq!(
+            node_action_path("c8/primary", NodeRequest::Start),
+            "/api/clusters/c8/nodes/primary/start"
+        );
+    }
+
+    #[test]
+    fn another_clusters_node_action_names_its_cluster() {
+        let check = |asked: &str, node: &str, message: &str| {
+            let answer = NodeAction {
+                node: "standby-1".to_string(),
+                action: "stop".to_string(),
+                changed: true,
+                role: ecoshard_core::wire::NodeRole::Standby,
+                message: "stopped standby-1".to_string(),
+            };
+            let action = qualified_action(asked, answer);
+            assert_eq!(
+                (action.node.as_str(), action.message.as_str()),
+                (node, message)
+            );
+        };
+        check("standby-1", "standby-1", "stopped standby-1");
+        check("c2/standby-1", "c2/standby-1", "c2: stopped standby-1");
     }
 
     #[test]

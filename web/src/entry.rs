@@ -5,11 +5,16 @@
 
 use ecoshard_core::thousands;
 
-use crate::state::{MAX_KEYS, MAX_SHARDS};
+use crate::state::{MAX_CLUSTERS, MAX_KEYS, MAX_SHARDS};
 
 /// The shard-count field's text as a count, or why it is not one.
 pub fn shard_count_entry(text: &str) -> Result<usize, String> {
     whole_number_entry(text, "a shard count", 1, MAX_SHARDS as u64).map(|count| count as usize)
+}
+
+/// The cluster-count field's text as a count, or why it is not one.
+pub fn cluster_count_entry(text: &str) -> Result<usize, String> {
+    whole_number_entry(text, "a cluster count", 1, MAX_CLUSTERS as u64).map(|count| count as usize)
 }
 
 /// The key-count field's text as a count, or why it is not one.

@@ -69,6 +69,9 @@ pub struct Column {
     pub cap_after: Option<u64>,
     /// Its colour.
     pub color: Rgb,
+    /// Its cluster: `c2`, or `c1 → c2` when the change moves it; empty
+    /// when the layouts name none.
+    pub cluster: String,
 }
 
 impl Column {
@@ -288,16 +291,20 @@ fn columns(plan: &Plan, new: &Router, key_count: usize) -> (Vec<Column>, Vec<u16
         .old_shards
         .iter()
         .zip(&plan.loads_before.counts)
-        .map(|(name, keys)| Column {
+        .zip(&plan.old_clusters)
+        .map(|((name, keys), cluster)| Column {
             name: name.clone(),
             before: Some(*keys),
             after: None,
             cap_after: None,
             color: shard_color(name),
+            cluster: cluster.clone().unwrap_or_default(),
         })
         .collect();
     let mut column_of_new = Vec::with_capacity(plan.new_shards.len());
-    for (name, keys) in plan.new_shards.iter().zip(&plan.loads_after.counts) {
+    let news = plan.new_shards.iter().zip(&plan.loads_after.counts);
+    for ((name, keys), cluster) in news.zip(&plan.new_clusters) {
+        let cluster = cluster.clone().unwrap_or_default();
         let index = match columns.iter().position(|column| column.name == *name) {
             Some(index) => index,
             None => {
@@ -307,10 +314,15 @@ fn columns(plan: &Plan, new: &Router, key_count: usize) -> (Vec<Column>, Vec<u16
                     after: None,
                     cap_after: None,
                     color: shard_color(name),
+                    cluster: cluster.clone(),
                 });
                 columns.len() - 1
             }
         };
+        let column = &mut columns[index];
+        if column.cluster != cluster {
+            column.cluster = format!("{} → {cluster}", column.cluster);
+        }
         columns[index].after = Some(*keys);
         columns[index].cap_after = new.capacity(column_of_new.len(), key_count);
         column_of_new.push(index as u16);

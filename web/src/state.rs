@@ -25,6 +25,8 @@ pub const MAX_SHARDS: usize = 64;
 pub const DEFAULT_KEYS: u32 = 2_000;
 /// Shards before the first change.
 pub const INITIAL_SHARDS: usize = 3;
+/// Most clusters the explorer places shards on (as many as the bridge runs).
+pub const MAX_CLUSTERS: usize = 8;
 
 /// Strategy parameters, each used by some strategies only.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -140,6 +142,12 @@ pub struct Explorer {
     pub before: Vec<Shard>,
     /// Shards after the change: the current layout.
     pub after: Vec<Shard>,
+    /// Clusters (`c1` … `cN`) the shards were placed over before the change.
+    pub clusters_before: usize,
+    /// Clusters the shards are placed over after the change: a shard naming
+    /// its cluster is on it, the others round-robin (the core's
+    /// `Layout::placed`).
+    pub clusters: usize,
     /// Counts every action, so the stage knows to replay its animation.
     pub revision: u64,
 }
@@ -154,6 +162,8 @@ impl Default for Explorer {
             sampled: None,
             before: Shard::numbered(INITIAL_SHARDS),
             after: Shard::numbered(INITIAL_SHARDS + 1),
+            clusters_before: 1,
+            clusters: 1,
             revision: 0,
         }
     }
@@ -180,6 +190,12 @@ pub enum ExplorerAction {
     SetTableSize(u32),
     /// Bounded-load factor.
     SetLoadFactor(f64),
+    /// Place the current shards over `c1` … `cN`: each shard naming one of
+    /// them stays there, the others round-robin by position.
+    SetClusterCount(usize),
+    /// Add a cluster and move shards onto it: each shard stays where it is
+    /// but the new cluster's even share, taken from the fullest clusters.
+    ProposePlacement,
     /// Play the current change again.
     Replay,
     /// Take the database's layout (both sides: nothing changes until a
@@ -193,14 +209,36 @@ pub enum ExplorerAction {
 }
 
 impl Explorer {
-    /// The layout before the change, unvalidated.
+    /// The layout before the change, unvalidated; with clusters on either
+    /// side, every shard naming its cluster.
     pub fn layout_before(&self) -> Layout {
-        self.layout_of(self.strategy, &self.before)
+        self.placed(
+            self.layout_of(self.strategy, &self.before),
+            self.clusters_before,
+        )
     }
 
-    /// The layout after the change (the current one), unvalidated.
+    /// The layout after the change (the current one), unvalidated; with
+    /// clusters on either side, every shard naming its cluster (so applied
+    /// to the bridge, it says where each shard goes).
     pub fn layout_after(&self) -> Layout {
-        self.layout_of(self.strategy, &self.after)
+        self.placed(self.layout_of(self.strategy, &self.after), self.clusters)
+    }
+
+    /// Whether either side of the change is placed over several clusters.
+    pub fn has_clusters(&self) -> bool {
+        self.clusters_before > 1 || self.clusters > 1
+    }
+
+    /// `layout` placed over `c1` … `c{count}` by the core, when the change
+    /// has clusters (else as it is: one unnamed cluster, as before clusters).
+    fn placed(&self, layout: Layout, count: usize) -> Layout {
+        if !self.has_clusters() {
+            return layout;
+        }
+        let names = cluster_names(count);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        layout.placed(&names).unwrap_or(layout)
     }
 
     /// A layout over `shards` under `strategy` with these parameters. The
@@ -236,6 +274,7 @@ impl Explorer {
                     return self.clone();
                 }
                 next.before = self.after.clone();
+                next.clusters_before = self.clusters;
                 next.after = target;
             }
             ExplorerAction::AddShard => {
@@ -244,6 +283,7 @@ impl Explorer {
                 }
                 let layout = self.layout_after();
                 next.before = self.after.clone();
+                next.clusters_before = self.clusters;
                 next.after.push(Shard::new(layout.next_shard_name()));
             }
             ExplorerAction::RemoveShard(name) => {
@@ -251,7 +291,20 @@ impl Explorer {
                     return self.clone();
                 }
                 next.before = self.after.clone();
+                next.clusters_before = self.clusters;
                 next.after.retain(|shard| shard.name != name);
+            }
+            ExplorerAction::SetClusterCount(count) => {
+                if !(1..=MAX_CLUSTERS).contains(&count) || count == self.clusters {
+                    return self.clone();
+                }
+                next.begin_placement_change(count);
+            }
+            ExplorerAction::ProposePlacement => {
+                if self.clusters >= MAX_CLUSTERS {
+                    return self.clone();
+                }
+                next.propose_placement();
             }
             ExplorerAction::SetKeyCount(count) => {
                 if !(1..=MAX_KEYS).contains(&count) {
@@ -317,6 +370,62 @@ impl Explorer {
         ))
     }
 
+    /// Makes the current placement the "before" and places the same shards
+    /// over `count` clusters: named clusters past `count` are dropped (those
+    /// shards go round-robin).
+    fn begin_placement_change(&mut self, count: usize) {
+        self.before = self.layout_after().shards;
+        self.clusters_before = self.clusters;
+        self.clusters = count;
+        let names = cluster_names(count);
+        self.after = self.before.clone();
+        for shard in &mut self.after {
+            if shard
+                .cluster
+                .as_ref()
+                .is_some_and(|name| !names.contains(name))
+            {
+                shard.cluster = None;
+            }
+        }
+    }
+
+    /// A cluster added, every shard kept on its cluster but
+    /// ⌊shards ÷ clusters⌋ of them moved onto the new one, each taken from
+    /// the cluster holding the most shards then (its last one).
+    fn propose_placement(&mut self) {
+        self.begin_placement_change(self.clusters + 1);
+        let placed = self.layout_of(self.strategy, &self.before);
+        let old_names = cluster_names(self.clusters_before);
+        let old_names: Vec<&str> = old_names.iter().map(String::as_str).collect();
+        let Ok(placed) = placed.placed(&old_names) else {
+            return;
+        };
+        self.after = placed.shards;
+        let new_cluster = format!("c{}", self.clusters);
+        for _ in 0..self.after.len() / self.clusters {
+            let fullest = old_names
+                .iter()
+                .max_by_key(|name| {
+                    let held = self
+                        .after
+                        .iter()
+                        .filter(|shard| shard.cluster.as_deref() == Some(**name));
+                    // The lowest-numbered cluster of the fullest.
+                    (held.count(), std::cmp::Reverse(**name))
+                })
+                .copied();
+            if let Some(shard) = self
+                .after
+                .iter_mut()
+                .rev()
+                .find(|shard| shard.cluster.as_deref() == fullest)
+            {
+                shard.cluster = Some(new_cluster.clone());
+            }
+        }
+    }
+
     /// Takes the database's layout as both sides of the change, its
     /// parameters, and the sample as the keys.
     fn load(&mut self, view: LayoutView, sample: UserSample) {
@@ -328,8 +437,23 @@ impl Explorer {
             table_size: layout.table_size,
             load_factor: self.params.load_factor,
         };
-        self.before = layout.shards.clone();
-        self.after = layout.shards;
+        // Over several clusters, each shard names where the bridge has it.
+        let clusters = view
+            .placement
+            .iter()
+            .filter_map(|name| name.strip_prefix('c')?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(1)
+            .clamp(1, MAX_CLUSTERS);
+        let mut shards = layout.shards;
+        if clusters > 1 {
+            for (shard, cluster) in shards.iter_mut().zip(&view.placement) {
+                shard.cluster = Some(cluster.clone());
+            }
+        }
+        (self.clusters_before, self.clusters) = (clusters, clusters);
+        self.before = shards.clone();
+        self.after = shards;
         self.sampled = Some(SampledKeys {
             ids: sample.ids.into(),
             rows: sample.rows,
@@ -342,7 +466,11 @@ impl Explorer {
     /// it names every parameter that differs from the command line's default.
     pub fn cli_command(&self) -> Option<String> {
         let numbered = |shards: &[Shard]| *shards == Shard::numbered(shards.len());
-        if !numbered(&self.before) || !numbered(&self.after) || self.sampled.is_some() {
+        if !numbered(&self.before)
+            || !numbered(&self.after)
+            || self.sampled.is_some()
+            || self.has_clusters()
+        {
             return None;
         }
         let mut command = format!(
@@ -369,6 +497,11 @@ impl Explorer {
         }
         Some(command)
     }
+}
+
+/// The names of `count` clusters: `c1` … `c{count}`, as the bridge names them.
+pub fn cluster_names(count: usize) -> Vec<String> {
+    (1..=count).map(|index| format!("c{index}")).collect()
 }
 
 impl Reducible for Explorer {
@@ -449,6 +582,84 @@ mod tests {
             &["s0", "s1", "s2", "s3"],
             &["s0", "s1"],
         );
+    }
+
+    /// The clusters of the layouts before and after, after `actions`.
+    fn check_clusters(actions: &[ExplorerAction], before: &[&str], after: &[&str]) {
+        let state = actions.iter().fold(Explorer::default(), |state, action| {
+            state.apply(action.clone())
+        });
+        let clusters = |layout: Layout| -> Vec<String> {
+            layout
+                .shards
+                .into_iter()
+                .map(|shard| shard.cluster.unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(
+            clusters(state.layout_before()),
+            before,
+            "before after {actions:?}"
+        );
+        assert_eq!(
+            clusters(state.layout_after()),
+            after,
+            "after after {actions:?}"
+        );
+    }
+
+    #[test]
+    fn placements_make_the_current_one_the_before() {
+        use ExplorerAction::*;
+        // One cluster: no names at all, as before clusters.
+        check_clusters(&[], &["", "", ""], &["", "", "", ""]);
+        check_clusters(&[SetClusterCount(1)], &["", "", ""], &["", "", "", ""]);
+        // A count places round-robin (the core's `Layout::placed`).
+        check_clusters(
+            &[SetClusterCount(2)],
+            &["c1", "c1", "c1", "c1"],
+            &["c1", "c2", "c1", "c2"],
+        );
+        check_clusters(
+            &[SetClusterCount(2), SetClusterCount(3)],
+            &["c1", "c2", "c1", "c2"],
+            &["c1", "c2", "c1", "c2"],
+        );
+        check_clusters(
+            &[SetClusterCount(2), SetClusterCount(1)],
+            &["c1", "c2", "c1", "c2"],
+            &["c1", "c1", "c1", "c1"],
+        );
+        // A proposal moves the new cluster's share from the fullest, and no
+        // other shard.
+        check_clusters(
+            &[ProposePlacement],
+            &["c1", "c1", "c1", "c1"],
+            &["c1", "c1", "c2", "c2"],
+        );
+        check_clusters(
+            &[ProposePlacement, ProposePlacement],
+            &["c1", "c1", "c2", "c2"],
+            &["c1", "c3", "c2", "c2"],
+        );
+        // A shard added after a placement change keeps the clusters.
+        check_clusters(
+            &[ProposePlacement, AddShard],
+            &["c1", "c1", "c2", "c2"],
+            &["c1", "c1", "c2", "c2", "c1"],
+        );
+    }
+
+    #[test]
+    fn impossible_cluster_changes_change_nothing() {
+        use ExplorerAction::*;
+        let start = Explorer::default();
+        assert_eq!(start.apply(SetClusterCount(0)), start);
+        assert_eq!(start.apply(SetClusterCount(1)), start, "already 1");
+        assert_eq!(start.apply(SetClusterCount(MAX_CLUSTERS + 1)), start);
+        let full = start.apply(SetClusterCount(MAX_CLUSTERS));
+        assert_eq!(full.apply(ProposePlacement), full);
+        assert_eq!(full.cli_command(), None, "the CLI has no clusters");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! gets becomes the state it shows (lag history, roles, jobs, the log).
 
 use ecoshard_core::wire::{
-    BulkResult, Consistency, FailoverEvent, FailoverView, JobState, LagSample, LayoutView,
-    NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
+    BulkResult, ClusterNodes, Consistency, FailoverEvent, FailoverView, JobState, LagSample,
+    LayoutView, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
 };
 use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
@@ -690,4 +690,118 @@ fn node_actions_read_as_sentences_in_the_activity() {
     }));
     let lines: Vec<&str> = acted.log.iter().map(|entry| entry.text.as_str()).collect();
     assert_eq!(lines, ["started the primary", "asked primary to start"]);
+}
+
+/// A tick of a bridge over `c1` (a primary, two standbys, lag 1.5 ms) and
+/// `c2` (a primary and one standby, lag 9 ms, up or down).
+fn two_cluster_tick(at_ms: u64, c2_standby_up: bool) -> LiveAction {
+    let LiveAction::Tick(mut tick) = tick(at_ms, true) else {
+        unreachable!()
+    };
+    let c2_nodes = vec![
+        node("primary", NodeRole::Primary, true, None, at_ms),
+        node(
+            "standby-1",
+            NodeRole::Standby,
+            c2_standby_up,
+            Some(9.0),
+            at_ms,
+        ),
+    ];
+    tick.clusters = vec![
+        ClusterNodes {
+            name: "c1".to_string(),
+            nodes: tick.nodes.clone(),
+            failover: FailoverView::default(),
+        },
+        ClusterNodes {
+            name: "c2".to_string(),
+            nodes: c2_nodes,
+            failover: FailoverView::default(),
+        },
+    ];
+    LiveAction::Tick(tick)
+}
+
+#[test]
+fn each_clusters_standbys_keep_their_own_lag() {
+    let mut live = Live::default();
+    for second in 0..3u64 {
+        live = live.apply(two_cluster_tick(1_000_000 + second * 1_000, true));
+    }
+    assert_eq!(live.clusters.len(), 2);
+    assert_eq!(
+        live.standby_keys(),
+        ["standby-1", "standby-2", "c2/standby-1"]
+    );
+    // c2's standby-1 is not c1's: each its own history.
+    assert_eq!(live.lag["standby-1"].back().unwrap().replay_ms, Some(1.5));
+    assert_eq!(
+        live.lag["c2/standby-1"].back().unwrap().replay_ms,
+        Some(9.0)
+    );
+    assert_eq!(live.lag["c2/standby-1"].len(), 3);
+    // The first cluster's nodes go by their own names, as with one.
+    assert_eq!(live.node_key("c1", "standby-1"), "standby-1");
+    assert_eq!(live.node_key("c2", "standby-1"), "c2/standby-1");
+    assert_eq!(Live::default().node_key("c1", "primary"), "primary");
+    // c2's reads are not c1's standby-1's.
+    assert_eq!(live.reads_by("c2/standby-2"), 0);
+}
+
+#[test]
+fn a_standby_down_in_c2_is_logged_under_c2_and_c1_says_nothing() {
+    let live = Live::default()
+        .apply(two_cluster_tick(1_000_000, true))
+        .apply(two_cluster_tick(1_001_000, false));
+    let lines: Vec<&str> = live.log.iter().map(|entry| entry.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        ["c2: standby-1 is down: reads go to the other nodes"]
+    );
+    let c1 = &live.clusters[0].nodes;
+    assert!(c1.iter().all(|node| node.up), "{c1:?}");
+    assert!(!live.lag["c2/standby-1"].back().unwrap().up);
+    assert!(live.lag["standby-1"].back().unwrap().up);
+}
+
+#[test]
+fn a_stop_asked_of_c2s_standby_is_under_way_for_it_alone() {
+    let asked = Live::default()
+        .apply(two_cluster_tick(1_000_000, true))
+        .apply(LiveAction::NodeAsked {
+            name: "c2/standby-1".to_string(),
+            request: ecoshard_web::live::NodeRequest::Start,
+        });
+    assert!(asked.node_requests.contains_key("c2/standby-1"));
+    assert!(!asked.node_requests.contains_key("standby-1"));
+    let answer = ecoshard_core::wire::NodeAction {
+        node: "standby-1".to_string(),
+        action: "start".to_string(),
+        changed: true,
+        role: NodeRole::Standby,
+        message: "started standby-1".to_string(),
+    };
+    let acted = asked.apply(LiveAction::NodeActed(ecoshard_web::api::qualified_action(
+        "c2/standby-1",
+        answer,
+    )));
+    assert!(acted.node_requests.is_empty());
+    assert_eq!(
+        acted.log.iter().next().unwrap().text,
+        "c2: started standby-1"
+    );
+}
+
+#[test]
+fn a_cluster_holds_the_shards_its_placement_names() {
+    let view = LayoutView {
+        version: 2,
+        layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
+        placement: vec!["c1".into(), "c2".into(), "c1".into()],
+    };
+    let live = Live::default().apply(LiveAction::Layout(view));
+    assert_eq!(live.cluster_shards("c1"), "holds s0, s2 (2 of 3 shards)");
+    assert_eq!(live.cluster_shards("c2"), "holds s1 (1 of 3 shards)");
+    assert_eq!(live.cluster_shards("c3"), "holds no shards");
 }

@@ -61,6 +61,8 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                             "live_nodes",
                             "--test",
                             "live_load",
+                            "--test",
+                            "live_clusters",
                         ])
                         .args(["--", "--ignored", "--test-threads=1"])
                         .env("ECOSHARD_DIST", dist)

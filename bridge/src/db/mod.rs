@@ -8,9 +8,11 @@ mod copy;
 mod error;
 mod health;
 pub(crate) mod jobs;
+pub(crate) mod moves;
 mod pool;
 pub mod schema;
 mod shard;
+pub(crate) mod twophase;
 mod users;
 pub(crate) mod verify;
 

@@ -1,5 +1,6 @@
 //! What the database holds besides the rows: the `ecoshard` schema (schema
-//! version, layouts with their version and state) and one schema per shard
+//! version, layouts with their version and state, rebalance jobs, the
+//! two-phase decision and move logs) and one schema per shard
 //! (`shard_<name>.users`). Start-up on an empty database creates all of it.
 
 use deadpool_postgres::GenericClient;
@@ -38,6 +39,27 @@ const MIGRATIONS: &[&str] = &[
          finished_at timestamptz
      );
      CREATE UNIQUE INDEX rebalance_one_running ON ecoshard.rebalance ((true)) WHERE state = 'running';",
+    // 3: two-phase commit across clusters (see `db/twophase.rs`). A row in
+    // `decisions` is the decision to commit `txid` on `participants` (in
+    // their commit order); no row means abort. `moves` logs each batch of
+    // rows a rebalance moved between clusters, written with its decision.
+    "CREATE TABLE ecoshard.decisions (
+         txid bigserial PRIMARY KEY,
+         participants text[] NOT NULL,
+         purpose text NOT NULL,
+         decided_at timestamptz NOT NULL DEFAULT now(),
+         done_at timestamptz
+     );
+     CREATE INDEX decisions_not_done ON ecoshard.decisions (txid) WHERE done_at IS NULL;
+     CREATE TABLE ecoshard.moves (
+         txid bigint PRIMARY KEY REFERENCES ecoshard.decisions (txid),
+         job bigint NOT NULL REFERENCES ecoshard.rebalance (id),
+         from_shard text NOT NULL,
+         from_cluster text NOT NULL,
+         to_shard text NOT NULL,
+         to_cluster text NOT NULL,
+         rows bigint NOT NULL
+     );",
 ];
 
 /// Error of a schema operation.

@@ -7,7 +7,7 @@ use ecoshard_core::wire::{ApiErrorBody, ApiErrorDetail, Consistency};
 
 use crate::service::input::Invalid;
 use crate::service::verify::Refusal;
-use crate::service::{Error, LayoutRefusal};
+use crate::service::{Error, LayoutRefusal, TwoPhaseError};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,9 +97,6 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::CrossClusterMove { .. }) => {
             (S::BAD_REQUEST, "cross_cluster_move")
         }
-        Error::Layout(LayoutRefusal::SeveralClusters { .. }) => {
-            (S::BAD_REQUEST, "rebalance_unavailable")
-        }
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
         Error::UnknownNode { .. } => (S::NOT_FOUND, "unknown_node"),
@@ -124,8 +121,25 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::ReadUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
         Error::SampleUnavailable { .. } => (S::SERVICE_UNAVAILABLE, "no_node_available"),
         Error::NodeActionFailed { .. } => (S::INTERNAL_SERVER_ERROR, "node_action_failed"),
+        Error::TwoPhase(error) => two_phase_status_and_code(error),
         Error::Verify(refusal) => verify_status(refusal),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn two_phase_status_and_code(error: &TwoPhaseError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match error {
+        TwoPhaseError::CatalogUnavailable { .. } | TwoPhaseError::NotCommitted { .. } => {
+            (S::SERVICE_UNAVAILABLE, "primary_unavailable")
+        }
+        TwoPhaseError::DecisionUnknown { .. } | TwoPhaseError::Unfinished { .. } => {
+            (S::SERVICE_UNAVAILABLE, "write_outcome_unknown")
+        }
+        TwoPhaseError::UnknownCluster { .. } => (S::NOT_FOUND, "unknown_cluster"),
+        TwoPhaseError::RecoveryBusy | TwoPhaseError::OutOfOrder(_) => {
+            (S::INTERNAL_SERVER_ERROR, "internal")
+        }
     }
 }
 

@@ -189,6 +189,8 @@ pub(crate) struct ReadOn<'t> {
     pub(crate) cluster: &'t str,
     /// Its shards to look in, in order (the new owner first).
     pub(crate) shards: Vec<&'t ShardSql>,
+    /// The shards are the previous layout's (the key's old owner alone).
+    pub(crate) previous: bool,
 }
 
 impl RoutingTable {
@@ -199,14 +201,17 @@ impl RoutingTable {
 
     /// Where to read `key`, in order: its shard's cluster and shard; during
     /// a rebalance that moves it, the old shard too — in the same read when
-    /// both are on one cluster, else on the old shard's cluster after the
-    /// new one (a key moving between clusters is committed at its
-    /// destination before it leaves its source).
+    /// both are on one cluster, else on the old shard's cluster first, then
+    /// the new one. A key moving between clusters is committed at its
+    /// destination before it leaves its source, so a read that misses it
+    /// at the source, after it left, finds it at the destination; read the
+    /// other way round, the move could fall between the two reads.
     pub(crate) fn read_plan(&self, key: &str) -> Vec<ReadOn<'_>> {
         let position = self.current.position(key);
         let mut plan = vec![ReadOn {
             cluster: self.current.cluster_of(position),
             shards: vec![&self.current.shards[position]],
+            previous: false,
         }];
         if let Some(previous) = &self.previous {
             let old_position = previous.position(key);
@@ -218,10 +223,14 @@ impl RoutingTable {
             if old_cluster == plan[0].cluster {
                 plan[0].shards.push(old);
             } else {
-                plan.push(ReadOn {
-                    cluster: old_cluster,
-                    shards: vec![old],
-                });
+                plan.insert(
+                    0,
+                    ReadOn {
+                        cluster: old_cluster,
+                        shards: vec![old],
+                        previous: true,
+                    },
+                );
             }
         }
         plan
@@ -240,11 +249,23 @@ impl RoutingTable {
         shards
     }
 
-    /// During a rebalance, the old owner of `key` when it differs from the new one.
+    /// During a rebalance, the old owner of `key` when it differs from the
+    /// new one and is on the same cluster (checked in the insert's statement).
     pub(crate) fn moving_from(&self, key: &str) -> Option<&ShardSql> {
         let previous = self.previous.as_ref()?;
         let old = previous.locate(key);
-        (old.name != self.current.locate(key).name).then_some(old)
+        let on_cluster = previous.cluster_of(previous.position(key))
+            == self.current.cluster_of(self.current.position(key));
+        (old.name != self.current.locate(key).name && on_cluster).then_some(old)
+    }
+
+    /// During a rebalance, the old owner of `key` and its cluster when that
+    /// is another cluster than the new owner's (checked before the insert).
+    pub(crate) fn moving_across(&self, key: &str) -> Option<(&str, &ShardSql)> {
+        let previous = self.previous.as_ref()?;
+        let old_cluster = previous.cluster_of(previous.position(key));
+        (old_cluster != self.current.cluster_of(self.current.position(key)))
+            .then(|| (old_cluster, previous.locate(key)))
     }
 
     /// During a rebalance, the shards only the old layout has (they still
@@ -465,5 +486,47 @@ mod tests {
             }
         }
         assert!(moved > 150, "modulo 3→4 moves most keys, got {moved}");
+    }
+
+    /// A ring over `shards` shards placed round-robin over c1, c2.
+    fn over_two(shards: u64, version: u64) -> BuiltLayout {
+        let layout = Layout::with_count(StrategyKind::Ring, shards).unwrap();
+        BuiltLayout::new(&LayoutView {
+            version,
+            layout: layout.placed(&["c1", "c2"]).unwrap(),
+            placement: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_key_moving_between_clusters_is_read_at_its_source_first() {
+        let table = RoutingTable {
+            current: over_two(4, 2),
+            previous: Some(over_two(3, 1)),
+            min_replay_lsn: BTreeMap::new(),
+        };
+        let (mut across, mut within) = (0, 0);
+        for index in 0..300 {
+            let key = format!("user_{index}");
+            let plan = table.read_plan(&key);
+            let read: Vec<(&str, bool)> = plan.iter().map(|on| (on.cluster, on.previous)).collect();
+            let names = |on: &ReadOn<'_>| -> Vec<String> {
+                on.shards.iter().map(|shard| shard.name.clone()).collect()
+            };
+            let new = table.current.locate(&key).name.clone();
+            let old = table.previous.as_ref().unwrap().locate(&key).name.clone();
+            if plan.len() == 2 {
+                across += 1;
+                assert_eq!(names(&plan[0]), [old], "{key}: the source first");
+                assert_eq!(names(&plan[1]), [new], "{key}");
+                assert_eq!((read[0].1, read[1].1), (true, false));
+                assert_ne!(read[0].0, read[1].0);
+            } else if plan[0].shards.len() == 2 {
+                within += 1;
+                assert_eq!(names(&plan[0]), [new, old], "{key}: one read, new first");
+            }
+        }
+        assert!(across > 0 && within > 0, "{across} across, {within} within");
     }
 }

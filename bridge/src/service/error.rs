@@ -125,6 +125,9 @@ pub(crate) enum Error {
         /// The primary's name.
         primary: String,
     },
+    /// A transaction across clusters, or a recovery pass, failed (see
+    /// [`TwoPhaseError`]).
+    TwoPhase(TwoPhaseError),
     /// No verification now (see [`super::verify::Refusal`]).
     Verify(super::verify::Refusal),
     /// A bug or an unexpected database error; `context` is logged, never
@@ -157,19 +160,11 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A layout change would move keys or shards between clusters, which
-    /// is not available yet.
+    /// A layout change would put shards it keeps on another cluster: whole
+    /// shards do not move between clusters yet (keys do).
     CrossClusterMove {
-        /// Keys whose new shard is on another cluster than their old one.
-        keys: u64,
         /// Shards that would change cluster.
         shards: usize,
-    },
-    /// A layout change over several clusters, within each cluster: not
-    /// available yet (the mover runs on one cluster).
-    SeveralClusters {
-        /// Keys the change would move.
-        keys: u64,
     },
     /// A shard names a cluster the bridge does not operate.
     UnknownCluster {
@@ -180,6 +175,55 @@ pub enum LayoutRefusal {
         /// The clusters there are.
         clusters: Vec<String>,
     },
+}
+
+/// Why a transaction across clusters (`service/twophase.rs`), or a
+/// recovery pass, did not do what it was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TwoPhaseError {
+    /// The catalog (`c1`'s primary) did not answer or refused.
+    CatalogUnavailable {
+        /// What happened.
+        why: String,
+    },
+    /// A step before the decision failed: the transaction is rolled back on
+    /// every cluster (now, or by the recovery pass), nothing of it committed.
+    NotCommitted {
+        /// The cluster the step ran on.
+        cluster: String,
+        /// The step, e.g. `preparing`.
+        step: &'static str,
+        /// What happened.
+        why: String,
+    },
+    /// The decision's commit was sent and not confirmed: only the log
+    /// knows, and the recovery pass finishes the transaction as it says.
+    DecisionUnknown {
+        /// The transaction.
+        txid: i64,
+        /// What happened.
+        why: String,
+    },
+    /// Decided, but a part did not commit now: the recovery pass commits it.
+    Unfinished {
+        /// The transaction.
+        txid: i64,
+        /// The cluster of the part.
+        cluster: String,
+        /// What happened.
+        why: String,
+    },
+    /// A recovery pass found coordinators holding the lock through its wait.
+    RecoveryBusy,
+    /// No cluster with that name.
+    UnknownCluster {
+        /// The name.
+        name: String,
+        /// The clusters there are.
+        clusters: Vec<String>,
+    },
+    /// A step called out of order: a bug in the caller.
+    OutOfOrder(&'static str),
 }
 
 impl Error {
@@ -194,6 +238,12 @@ impl Error {
 impl From<Invalid> for Error {
     fn from(invalid: Invalid) -> Self {
         Error::Invalid(invalid)
+    }
+}
+
+impl From<TwoPhaseError> for Error {
+    fn from(error: TwoPhaseError) -> Self {
+        Error::TwoPhase(error)
     }
 }
 
@@ -287,8 +337,46 @@ impl fmt::Display for Error {
                  read rotation, then {}); retry in a moment",
                 the_primary(primary)
             ),
+            Error::TwoPhase(error) => error.fmt(f),
             Error::Verify(refusal) => refusal.fmt(f),
             Error::Internal(_) => f.write_str("internal error (logged by the bridge)"),
+        }
+    }
+}
+
+impl fmt::Display for TwoPhaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TwoPhaseError::CatalogUnavailable { why } => write!(
+                f,
+                "the catalog on c1's primary did not answer ({why}); no transaction across \
+                 clusters is decided or recovered without it"
+            ),
+            TwoPhaseError::NotCommitted { cluster, step, why } => write!(
+                f,
+                "{step} on {cluster} failed ({why}): the transaction across clusters is rolled \
+                 back and nothing of it was written on any cluster"
+            ),
+            TwoPhaseError::DecisionUnknown { txid, why } => write!(
+                f,
+                "the catalog did not confirm the decision to commit transaction {txid} ({why}): \
+                 it commits on every cluster or on none, as the recovery pass finds in the log"
+            ),
+            TwoPhaseError::Unfinished { txid, cluster, why } => write!(
+                f,
+                "transaction {txid} is committed, but its part on {cluster} did not finish now \
+                 ({why}); the recovery pass finishes it"
+            ),
+            TwoPhaseError::RecoveryBusy => f.write_str(
+                "transactions across clusters held the coordination lock through the recovery \
+                 pass's wait; the next pass tries again",
+            ),
+            TwoPhaseError::UnknownCluster { name, clusters } => {
+                unknown(f, "cluster", name, clusters)
+            }
+            TwoPhaseError::OutOfOrder(what) => {
+                write!(f, "a two-phase commit step out of order: {what}")
+            }
         }
     }
 }
@@ -357,16 +445,11 @@ impl fmt::Display for LayoutRefusal {
                  shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
             ),
-            LayoutRefusal::CrossClusterMove { keys, shards } => write!(
+            LayoutRefusal::CrossClusterMove { shards } => write!(
                 f,
-                "this change would move {keys} keys and {shards} shards from one cluster to \
-                 another; moves between clusters are not available yet: nothing was stored \
-                 (keep every shard on its cluster, and keys on their shards' clusters)"
-            ),
-            LayoutRefusal::SeveralClusters { keys } => write!(
-                f,
-                "this change would move {keys} keys within their clusters; rebalancing a \
-                 layout placed over several clusters is not available yet: nothing was stored"
+                "this change would put {shards} shards it keeps on another cluster; whole \
+                 shards do not move between clusters yet: nothing was stored (keep every shard \
+                 on its cluster; keys may move to shards on other clusters)"
             ),
         }
     }

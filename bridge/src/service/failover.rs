@@ -220,6 +220,7 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
                 }
             );
             failover.record(event);
+            super::twophase::recover_soon(state); // prepared parts may wait on it
             failover.down_checks.store(0, Ordering::SeqCst);
             set(&failover.down_since, None);
         }

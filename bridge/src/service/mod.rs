@@ -16,9 +16,11 @@ pub(crate) mod reads;
 pub mod rebalance;
 pub(crate) mod sample;
 pub(crate) mod ticks;
+pub mod twophase;
 pub(crate) mod verify;
 pub(crate) mod writes;
 
+pub use error::TwoPhaseError;
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 pub use generate::deadline_for as generate_deadline;
 pub use verify::VERIFY_LIMIT;
@@ -239,6 +241,7 @@ impl Service {
         };
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
+        twophase::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::service::rebalance::resume(&state, pending);
         }

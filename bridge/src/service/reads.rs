@@ -237,15 +237,15 @@ pub(crate) async fn read_user(
     let table = service.routing().table();
     let plan = table.read_plan(user_id);
     let mut not_found = None;
-    for (index, on) in plan.iter().enumerate() {
+    for on in &plan {
         let cluster = service.cluster_named(on.cluster)?;
         let (level, after_lsn) = read_level_on(cluster, consistency, after.as_ref());
         // One shard to look in on this cluster: the read can join the
         // node's batch (of the layout the shard is of).
-        let built = if index == 0 {
-            Some(&table.current)
-        } else {
+        let built = if on.previous {
             table.previous.as_ref()
+        } else {
+            Some(&table.current)
         };
         let batch = built
             .filter(|_| on.shards.len() == 1)

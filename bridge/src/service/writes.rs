@@ -52,6 +52,14 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let shard = &table.current.shards[position];
     let primary = cluster.primary();
     let user = (user_id.as_str(), name.as_str(), email.as_str());
+    // A key moving from another cluster: taken if its old owner holds it
+    // (no insert under the new layout can put it back there after this).
+    if let Some((old_cluster, old_shard)) = table.moving_across(&user_id) {
+        let old = service.cluster_named(old_cluster)?;
+        if let Some(stored) = stored_on(service, old, &[old_shard], user, deadline).await? {
+            return Ok(stored);
+        }
+    }
     let written = match (
         table.moving_from(&user_id),
         table.current.batch_for(&user_id),
@@ -158,22 +166,41 @@ async fn stored_as_sent(
     service: &Service,
     cluster: &Cluster,
     table: &RoutingTable,
-    (user_id, name, email): UserFields<'_>,
+    user: UserFields<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<Inserted, Error> {
+    // The key's shards on its cluster (the new owner's, and the old one's
+    // when it is on the same cluster).
+    let shards: Vec<&ShardSql> = table
+        .read_plan(user.0)
+        .into_iter()
+        .find(|on| !on.previous)
+        .map(|on| on.shards)
+        .unwrap_or_default();
+    stored_on(service, cluster, &shards, user, deadline)
+        .await?
+        .ok_or_else(|| Error::DuplicateUser(user.0.to_owned()))
+}
+
+/// Whether `shards` on `cluster`'s primary hold the user: `None` when
+/// not; the stored user, as a repeat, when stored as sent; else a
+/// duplicate. Read by `deadline`; past it, the primary is unavailable.
+async fn stored_on(
+    service: &Service,
+    cluster: &Cluster,
+    shards: &[&ShardSql],
+    (user_id, name, email): UserFields<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Inserted>, Error> {
     let primary = cluster.primary();
-    // The key's shards on its cluster (a key moving between clusters is
-    // never written under the old layout: such moves are refused).
-    let shards: Vec<&ShardSql> = table.read_plan(user_id).swap_remove(0).shards;
     let unavailable = |why: String| {
-        tracing::warn!("reading back {user_id:?}, whose id is taken: {why}");
+        tracing::warn!("reading back {user_id:?}: {why}");
         failover::primary_unavailable_on(service, cluster)
     };
     let client = checkout(&primary.pool, deadline)
         .await
         .map_err(|error| unavailable(error.to_string()))?;
-    let stored =
-        tokio::time::timeout_at(deadline, db::stored_user(&client, &shards, user_id)).await;
+    let stored = tokio::time::timeout_at(deadline, db::stored_user(&client, shards, user_id)).await;
     let (found, lsn) = match stored {
         Ok(Ok(stored)) => stored,
         Ok(Err(error)) => return Err(unavailable(db::describe(&error))),
@@ -183,9 +210,10 @@ async fn stored_as_sent(
         }
     };
     match found {
+        None => Ok(None),
         Some((user, index)) if user.name == name && user.email == email => {
             service.record_write(0, cluster, u64::from(lsn));
-            Ok(Inserted {
+            Ok(Some(Inserted {
                 result: InsertResult {
                     user,
                     shard: shards[index].name.clone(),
@@ -194,9 +222,9 @@ async fn stored_as_sent(
                     cluster: service.answer_cluster(cluster),
                 },
                 created: false,
-            })
+            }))
         }
-        _ => Err(Error::DuplicateUser(user_id.to_owned())),
+        Some(_) => Err(Error::DuplicateUser(user_id.to_owned())),
     }
 }
 

@@ -8,12 +8,13 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::entry::{
-    key_count_entry, load_factor_entry, parameter_entry, seed_entry, shard_count_entry,
+    cluster_count_entry, key_count_entry, load_factor_entry, parameter_entry, seed_entry,
+    shard_count_entry,
 };
 use crate::hooks::use_debounce;
 use crate::palette::shard_color;
 use crate::state::{
-    Explorer, ExplorerAction, MAX_KEYS, MAX_SHARDS, strategy_blurb, strategy_title,
+    Explorer, ExplorerAction, MAX_CLUSTERS, MAX_KEYS, MAX_SHARDS, strategy_blurb, strategy_title,
 };
 
 /// Props of [`Controls`].
@@ -47,6 +48,7 @@ pub fn Controls(props: &ControlsProps) -> Html {
         <aside class="controls card">
             { strategy_list(state, &props.on_action) }
             { shard_section(state, &props.on_action) }
+            { cluster_section(state, &props.on_action) }
             { key_section(state, &props.on_action) }
             <section>
                 <h3>{ "Parameters" }</h3>
@@ -97,13 +99,16 @@ fn shard_section(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html
                     disabled={state.after.len() >= MAX_SHARDS}>{ "+ Add shard" }</button>
             </div>
             <div class="chips" id="shard-chips">
-                { for state.after.iter().map(|shard| {
+                { for state.after.iter().zip(state.layout_after().shards).map(|(shard, placed)| {
                     let color = shard_color(&shard.name).css();
                     let is_new = !state.before.iter().any(|old| old.name == shard.name);
                     html! {
                         <span class={classes!("chip", is_new.then_some("new"))} style={format!("--chip: {color}")}>
                             <span class="swatch" />
                             { &shard.name }
+                            if let Some(cluster) = placed.cluster.filter(|_| state.has_clusters()) {
+                                <span class="chip-cluster" data-cluster={cluster.clone()}>{ cluster }</span>
+                            }
                             <button class="remove-shard" data-shard={shard.name.clone()}
                                 title={format!("remove {}", shard.name)}
                                 disabled={state.after.len() <= 1}
@@ -113,6 +118,28 @@ fn shard_section(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html
                 }) }
             </div>
             <p class="hint">{ "Click × to remove that shard: its keys move to the others." }</p>
+        </section>
+    }
+}
+
+/// The cluster count, and "+ Add a cluster" (a placement proposed: shards
+/// moved onto the new cluster, the others left where they are).
+fn cluster_section(state: &Explorer, on_action: &Callback<ExplorerAction>) -> Html {
+    html! {
+        <section>
+            <h3>{ "Clusters" }</h3>
+            <div class="shard-row">
+                <NumberField
+                    id="cluster-count" label="count" value={state.clusters.to_string()}
+                    min="1" max={MAX_CLUSTERS.to_string()} step="1"
+                    on_commit={entry_then(on_action, cluster_count_entry, ExplorerAction::SetClusterCount)}
+                />
+                <button id="propose-placement" class="button primary"
+                    title="add a cluster and move its share of shards onto it, taken from the fullest clusters; every other shard stays"
+                    onclick={on_click(on_action, ExplorerAction::ProposePlacement)}
+                    disabled={state.clusters >= MAX_CLUSTERS}>{ "+ Add a cluster" }</button>
+            </div>
+            <p class="hint">{ "Each cluster is a primary with its standbys. A count places shards round-robin; + Add a cluster moves only the new cluster's share." }</p>
         </section>
     }
 }

@@ -407,11 +407,14 @@ fn count_font(narrow: bool, scale: f64) -> String {
     format!("{}px ui-monospace, monospace", (size * scale).round())
 }
 
-/// A column's name as drawn: with "· new" or "· removed" when there is room.
+/// A column's name as drawn: with its cluster ("s1 · c1 → c2"), or "· new"
+/// or "· removed", when there is room.
 fn column_name(column: &Column, narrow: bool) -> String {
     match (narrow, column.is_new(), column.is_removed()) {
-        (false, true, _) => format!("{} · new", column.name),
-        (false, _, true) => format!("{} · removed", column.name),
+        (true, ..) => column.name.clone(),
+        _ if !column.cluster.is_empty() => format!("{} · {}", column.name, column.cluster),
+        (_, true, _) => format!("{} · new", column.name),
+        (_, _, true) => format!("{} · removed", column.name),
         _ => column.name.clone(),
     }
 }

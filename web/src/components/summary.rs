@@ -9,6 +9,7 @@ use crate::format::{percent, thousands};
 use crate::scenario::Scenario;
 use crate::state::strategy_title;
 use crate::verdict::verdict;
+use ecoshard_core::Plan;
 
 /// Props of [`Summary`].
 #[derive(PartialEq, Properties)]
@@ -56,6 +57,7 @@ pub fn Summary(props: &SummaryProps) -> Html {
                         <p class="verdict-note" id="verdict-note">{ note }</p>
                     }
                 </div>
+                { cluster_moves(plan) }
             </div>
             <div class="summary-side">
                 <button id="replay" class="button ghost" onclick={on_replay}>{ "↻ Replay" }</button>
@@ -63,6 +65,60 @@ pub fn Summary(props: &SummaryProps) -> Html {
                     <code class="cli" title="the same numbers from the command line">{ format!("$ {cli}") }</code>
                 }
             </div>
+        </div>
+    }
+}
+
+/// Where the rows go between clusters, from the core's plan: keys moving
+/// within a cluster, keys crossing to another (per pair), and the shards
+/// that change cluster with their keys. Nothing when no cluster is named.
+fn cluster_moves(plan: &Plan) -> Html {
+    if plan
+        .new_clusters
+        .iter()
+        .chain(&plan.old_clusters)
+        .all(Option::is_none)
+    {
+        return html! {};
+    }
+    let moves = plan.cluster_moves();
+    let name = |cluster: &Option<String>| cluster.clone().unwrap_or_default();
+    let pairs: Vec<String> = moves
+        .transfers
+        .iter()
+        .map(|pair| {
+            format!(
+                "{} → {} {}",
+                name(&pair.from),
+                name(&pair.to),
+                thousands(pair.keys)
+            )
+        })
+        .collect();
+    let with_shards: u64 = moves.shards.iter().map(|shard| shard.keys).sum();
+    html! {
+        <div class="cluster-moves" id="cluster-moves">
+            <p>
+                <strong id="moved-within" data-value={moves.within.to_string()}>{ thousands(moves.within) }</strong>
+                { " moved keys stay on their cluster · " }
+                <strong id="moved-across" data-value={moves.across.to_string()}>{ thousands(moves.across) }</strong>
+                { " cross to another cluster" }
+                if !pairs.is_empty() {
+                    <span class="muted">{ format!(" ({})", pairs.join(", ")) }</span>
+                }
+            </p>
+            <p id="shard-moves" data-value={with_shards.to_string()}>
+                if moves.shards.is_empty() {
+                    { "No shard changes cluster." }
+                } else {
+                    { format!("{} keys move with their shard to another cluster: ", thousands(with_shards)) }
+                    { for moves.shards.iter().map(|shard| html! {
+                        <span class="shard-move" data-shard={shard.shard.clone()}>
+                            { format!("{} {} → {} ({})", shard.shard, name(&shard.from), name(&shard.to), thousands(shard.keys)) }
+                        </span>
+                    }) }
+                }
+            </p>
         </div>
     }
 }

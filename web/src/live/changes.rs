@@ -12,8 +12,19 @@ pub fn changes(
     failover: &FailoverView,
     tick: &Tick,
 ) -> Vec<(LogKind, String)> {
+    node_changes(nodes, failover, &tick.nodes, &tick.failover)
+}
+
+/// The lines for what one cluster's `now_nodes` and `now_failover` changed
+/// since `nodes` and `failover`.
+pub fn node_changes(
+    nodes: &[NodeStatus],
+    failover: &FailoverView,
+    now_nodes: &[NodeStatus],
+    now_failover: &FailoverView,
+) -> Vec<(LogKind, String)> {
     let mut lines = Vec::new();
-    for node in &tick.nodes {
+    for node in now_nodes {
         let Some(old) = nodes.iter().find(|old| old.name == node.name) else {
             continue;
         };
@@ -33,13 +44,13 @@ pub fn changes(
             lines.push((LogKind::Ok, format!("{} is up again", node.name)));
         }
     }
-    if tick.failover.in_progress && !failover.in_progress {
+    if now_failover.in_progress && !failover.in_progress {
         lines.push((
             LogKind::Error,
             "failover under way: promoting the most advanced standby".to_string(),
         ));
     }
-    let new_event = tick.failover.last.as_ref().filter(|event| {
+    let new_event = now_failover.last.as_ref().filter(|event| {
         failover
             .last
             .as_ref()

@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use ecoshard_core::wire::{
-    BulkResult, ClusterMode, ClusterView, FailoverView, Health, InsertResult, JobState, LayoutView,
-    NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick,
+    BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health, InsertResult,
+    JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
+    Stats, Tick,
 };
 use yew::Reducible;
 
 use crate::api::ApiError;
 use crate::format::{millis, thousands};
-use crate::live::changes::changes;
+use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
 use crate::live::{Applying, BridgeStatus, HeldRows, NodeRequest, Prediction, StreamStatus};
 
@@ -50,9 +51,14 @@ pub struct Live {
     pub stream: StreamStatus,
     /// Local or external cluster (from `/api/cluster`).
     pub mode: Option<ClusterMode>,
-    /// Every node, primary first, as of the last tick.
+    /// Every node, primary first, as of the last tick (with several
+    /// clusters, the first cluster's: `c1`, which holds the shards).
     pub nodes: Vec<NodeStatus>,
-    /// Recent lag per standby, oldest first.
+    /// With several clusters, each with its nodes and failover as of the
+    /// last tick, the first one's also in `nodes` and `failover`; empty
+    /// with one.
+    pub clusters: Vec<ClusterNodes>,
+    /// Recent lag per standby, oldest first, by [`Live::node_key`].
     pub lag: BTreeMap<String, VecDeque<LagPoint>>,
     /// Counters as of the last tick.
     pub stats: Stats,
@@ -72,7 +78,7 @@ pub struct Live {
     pub failover: FailoverView,
     /// The layout the page last asked to apply.
     pub applying: Applying,
-    /// Stops and starts under way, per node.
+    /// Stops and starts under way, per node (by [`Live::node_key`]).
     pub node_requests: BTreeMap<String, NodeRequest>,
     /// Inserts the bridge refused with 503 (primary down or being replaced)
     /// since the page opened.
@@ -98,6 +104,7 @@ impl Default for Live {
             stream: StreamStatus::Idle,
             mode: None,
             nodes: Vec::new(),
+            clusters: Vec::new(),
             lag: BTreeMap::new(),
             stats: Stats::default(),
             rows_held: None,
@@ -299,6 +306,22 @@ impl Live {
             .find(|node| node.role == NodeRole::Primary)
     }
 
+    /// The name a node of `cluster` goes by on this page (its lag
+    /// history, its stop or start under way, its read count): the first
+    /// cluster's nodes by their own names, as with one cluster; another
+    /// cluster's as `c2/standby-1`, as the command line names them.
+    pub fn node_key(&self, cluster: &str, node: &str) -> String {
+        if self
+            .clusters
+            .first()
+            .is_none_or(|first| first.name == cluster)
+        {
+            node.to_string()
+        } else {
+            format!("{cluster}/{node}")
+        }
+    }
+
     /// Whether a rebalance job is running.
     pub fn job_running(&self) -> bool {
         self.job
@@ -324,6 +347,24 @@ impl Live {
             .filter(|node| node.role == NodeRole::Standby)
     }
 
+    /// Every cluster's standbys by [`Live::node_key`], cluster by cluster:
+    /// with one cluster, the standbys' names.
+    pub fn standby_keys(&self) -> Vec<String> {
+        if self.clusters.is_empty() {
+            return self.standbys().map(|node| node.name.clone()).collect();
+        }
+        self.clusters
+            .iter()
+            .flat_map(|cluster| {
+                cluster
+                    .nodes
+                    .iter()
+                    .filter(|node| node.role == NodeRole::Standby)
+                    .map(|node| self.node_key(&cluster.name, &node.name))
+            })
+            .collect()
+    }
+
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
         self.node_reads(node).map_or(0, |count| count.count)
@@ -335,11 +376,19 @@ impl Live {
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {
         self.nodes = nodes.to_vec();
-        let Some(now) = at_ms else {
-            return;
-        };
+        if let Some(now) = at_ms {
+            self.record_lag("", nodes, now);
+        }
+    }
+
+    /// Adds each standby's sample to its history, by its name after `prefix`
+    /// (`""` for the first cluster, `c2/` for `c2`'s).
+    fn record_lag(&mut self, prefix: &str, nodes: &[NodeStatus], now: u64) {
         for node in nodes.iter().filter(|node| node.role == NodeRole::Standby) {
-            let history = self.lag.entry(node.name.clone()).or_default();
+            let history = self
+                .lag
+                .entry(format!("{prefix}{}", node.name))
+                .or_default();
             let point = LagPoint {
                 at_ms: node.lag.as_ref().map_or(now, |lag| lag.at_ms.max(1)),
                 replay_ms: node.lag.as_ref().and_then(|lag| lag.replay_lag_ms),
@@ -427,6 +476,7 @@ impl Live {
         self.layout = Some(view.layout);
         self.failover = view.failover;
         self.record_nodes(&view.nodes, None);
+        self.clusters = view.clusters;
     }
 
     /// A tick: what it changed goes to the log (from the second tick on),
@@ -434,12 +484,16 @@ impl Live {
     fn take_tick(&mut self, tick: Tick) {
         self.stream = StreamStatus::Open;
         if self.ticks > 0 {
-            for (kind, text) in changes(&self.nodes, &self.failover, &tick) {
+            for (kind, text) in self.tick_changes(&tick) {
                 self.push_log(kind, text);
             }
         }
         self.ticks += 1;
         self.record_nodes(&tick.nodes, Some(tick.at_ms));
+        for cluster in tick.clusters.iter().skip(1) {
+            self.record_lag(&format!("{}/", cluster.name), &cluster.nodes, tick.at_ms);
+        }
+        self.clusters = tick.clusters.clone();
         // The total before this tick (this tick's, on the first one).
         let before = if self.stats.rows.is_empty() {
             tick.stats.rows.iter().map(|shard| shard.keys).sum()
@@ -453,6 +507,29 @@ impl Live {
         self.hold_rows(before, tick.at_ms);
         self.layout_version = Some(tick.layout_version);
         self.failover = tick.failover;
+    }
+}
+
+/// What a tick changed, in words: as one cluster's (no names), or, with
+/// several, each cluster's lines after its name.
+impl Live {
+    fn tick_changes(&self, tick: &Tick) -> Vec<(LogKind, String)> {
+        if tick.clusters.is_empty() {
+            return changes(&self.nodes, &self.failover, tick);
+        }
+        let mut lines = Vec::new();
+        for cluster in &tick.clusters {
+            let Some(old) = self.clusters.iter().find(|old| old.name == cluster.name) else {
+                continue;
+            };
+            let found = node_changes(&old.nodes, &old.failover, &cluster.nodes, &cluster.failover);
+            lines.extend(
+                found
+                    .into_iter()
+                    .map(|(kind, text)| (kind, format!("{}: {text}", cluster.name))),
+            );
+        }
+        lines
     }
 }
 

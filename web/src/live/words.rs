@@ -131,6 +131,30 @@ impl Live {
         }
     }
 
+    /// The shards `cluster` holds under the layout in force, as its group's
+    /// header says them: "holds s0, s2 (2 of 4 shards)", "holds no shards".
+    pub fn cluster_shards(&self, cluster: &str) -> String {
+        let Some(view) = &self.layout else {
+            return String::new();
+        };
+        let held: Vec<&str> = view
+            .layout
+            .shards
+            .iter()
+            .zip(&view.placement)
+            .filter(|(_, placed)| *placed == cluster)
+            .map(|(shard, _)| shard.name.as_str())
+            .collect();
+        match held.len() {
+            0 => "holds no shards".to_string(),
+            count => format!(
+                "holds {} ({count} of {} shards)",
+                held.join(", "),
+                view.layout.shards.len()
+            ),
+        }
+    }
+
     /// The database's layout and rows, as the rebalance panel says them;
     /// during a job, the versions it goes between.
     pub fn database_now(&self) -> String {

@@ -31,7 +31,14 @@ impl Bridge {
     pub async fn start(name: &str, extra_args: &[&str]) -> Bridge {
         let binary = ecoshard_binary();
         let http_port = free_ports(18_500, 1);
-        let pg_port = free_ports(26_500, 3);
+        // With `--clusters N`, cluster cI's nodes are on the block of 10
+        // ports 10 × (I - 1) on: every block's first ports free.
+        let clusters = extra_args
+            .windows(2)
+            .find(|pair| pair[0] == "--clusters")
+            .and_then(|pair| pair[1].parse::<u16>().ok())
+            .unwrap_or(1);
+        let pg_port = free_ports(26_500, 10 * (clusters - 1) + 3);
         let dir =
             std::env::temp_dir().join(format!("ecoshard-e2e-live-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -183,5 +190,29 @@ impl Bridge {
                 (user_id.to_string(), shard.to_string())
             })
             .collect()
+    }
+}
+
+impl Bridge {
+    /// The body of a `GET` of `path` on the bridge (one HTTP/1.1 request,
+    /// read to its end); panics on any status but 200.
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .expect("connecting to the bridge");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("the answer");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        // The JSON answers are sent whole or chunked: take the JSON part.
+        let start = body.find(['{', '[']).unwrap_or(0);
+        let end = body.rfind(['}', ']']).map_or(body.len(), |end| end + 1);
+        body[start..end].to_string()
     }
 }

@@ -1,76 +1,130 @@
-//! Layout changes over several clusters, refused for now: whether one
-//! would move keys or shards from one cluster to another (the core's plan
-//! over the real keys says), and the refusal that says so.
+//! Layout changes over several clusters: the one still refused (a shard
+//! that stays and changes cluster: whole-shard moves are another step),
+//! and what the mover needs of every cluster — its shards' schemas, its
+//! keys, its WAL position — each from that cluster's primary.
+
+use std::collections::BTreeMap;
 
 use ecoshard_core::Layout;
 
-use super::mover::{Keys, plan_summary, router};
-use super::{LayoutRefusal, off_workers};
-use crate::service::failover::{self, WRITE_TIMEOUT};
+use super::LayoutRefusal;
+use super::mover::Keys;
+use crate::cluster::Cluster;
+use crate::routing::{clusters_of, layout_on};
 use crate::service::{Error, Service};
 
-/// Why the change from `from` to `to` (both naming every shard's cluster)
-/// is refused: it crosses clusters (`cross_cluster_move`, with the core's
-/// counts of keys and shards crossing), or it stays within them, which the
-/// mover does not do over several clusters yet.
-pub(super) async fn refusal(service: &Service, from: &Layout, to: &Layout) -> Error {
-    let keys = match scan_every_cluster(service, from).await {
-        Ok(keys) => keys,
-        Err(error) => return error,
-    };
-    let (from, to) = (from.clone(), to.clone());
-    let planned = off_workers(move || {
-        let (old, new) = (router(&from)?, router(&to)?);
-        Ok::<_, ecoshard_core::Error>(plan_summary(&old, &new, &keys))
-    })
-    .await;
-    let plan = match planned {
-        Ok(Ok(plan)) => plan,
-        Ok(Err(error)) => return LayoutRefusal::Invalid(error.to_string()).into(),
-        Err(error) => return Error::internal("planning a layout change", error),
-    };
-    if plan.moved_across_clusters > 0 || !plan.shard_moves.is_empty() {
-        LayoutRefusal::CrossClusterMove {
-            keys: plan.moved_across_clusters,
-            shards: plan.shard_moves.len(),
-        }
-        .into()
-    } else {
-        LayoutRefusal::SeveralClusters {
-            keys: plan.moved_within_cluster,
-        }
-        .into()
-    }
+/// Refuses a change from `from` to `to` (both naming every shard's
+/// cluster) that keeps a shard and puts it on another cluster; keys moving
+/// between shards of different clusters are fine.
+pub(super) fn placement_refusal(from: &Layout, to: &Layout) -> Option<Error> {
+    let before: BTreeMap<&str, String> = from
+        .shards
+        .iter()
+        .map(|shard| shard.name.as_str())
+        .zip(clusters_of(from))
+        .collect();
+    let shards = to
+        .shards
+        .iter()
+        .zip(clusters_of(to))
+        .filter(|(shard, cluster)| {
+            before
+                .get(shard.name.as_str())
+                .is_some_and(|was| was != cluster)
+        })
+        .count();
+    (shards > 0).then(|| LayoutRefusal::CrossClusterMove { shards }.into())
 }
 
-/// The keys of every shard of `layout`, each read on its cluster's primary
-/// within the write deadline.
-async fn scan_every_cluster(service: &Service, layout: &Layout) -> Result<Keys, Error> {
-    let mut keys = Keys::new();
-    for cluster in service.clusters().all() {
-        let on = crate::routing::layout_on(layout, cluster.name());
-        let names: Vec<String> = on.shards.into_iter().map(|shard| shard.name).collect();
-        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-        let unavailable = |why: String| {
-            tracing::warn!("reading the keys of {}: {why}", cluster.name());
-            failover::primary_unavailable_on(service, cluster)
-        };
-        let client = cluster
-            .primary_client(deadline)
-            .await
-            .map_err(|error| unavailable(error.to_string()))?;
-        let scanned = tokio::time::timeout_at(
-            deadline,
-            crate::db::jobs::shard_keys(&client, names.iter().map(String::as_str)),
-        );
-        match scanned.await {
-            Ok(Ok(found)) => keys.extend(found),
-            Ok(Err(error)) => return Err(unavailable(crate::db::describe(&error))),
-            Err(_) => {
-                crate::cluster::discard(client);
-                return Err(unavailable("no answer in time".to_owned()));
-            }
+/// Each shard's cluster under `from` or `to` (a shard keeps its cluster:
+/// see [`placement_refusal`]).
+pub(super) fn shard_clusters(from: &Layout, to: &Layout) -> BTreeMap<String, String> {
+    let mut clusters = BTreeMap::new();
+    for layout in [from, to] {
+        for (shard, cluster) in layout.shards.iter().zip(clusters_of(layout)) {
+            clusters.insert(shard.name.clone(), cluster);
         }
     }
+    clusters
+}
+
+/// Why something the mover asked a cluster's primary did not happen.
+pub(super) type Unanswered = String;
+
+/// A connection to `cluster`'s primary, for the mover (no request waits on it).
+async fn primary(cluster: &Cluster) -> Result<deadpool_postgres::Object, Unanswered> {
+    cluster
+        .primary()
+        .pool
+        .get()
+        .await
+        .map_err(|error| format!("{}: {}", cluster.name(), crate::db::describe_pool(&error)))
+}
+
+/// Creates the schemas of `layout`'s shards on each cluster holding some;
+/// the WAL position after, per cluster.
+pub(super) async fn create_shards(
+    service: &Service,
+    layout: &Layout,
+) -> Result<BTreeMap<String, u64>, crate::db::schema::SchemaError> {
+    let mut lsns = BTreeMap::new();
+    for cluster in service.clusters().all() {
+        let on = layout_on(layout, cluster.name());
+        if on.shards.is_empty() {
+            continue;
+        }
+        let mut client = primary(cluster)
+            .await
+            .map_err(crate::db::schema::SchemaError::BadStoredLayout)?;
+        let lsn = crate::db::jobs::create_shards(&mut client, &on).await?;
+        lsns.insert(cluster.name().to_owned(), lsn);
+    }
+    Ok(lsns)
+}
+
+/// Every user_id of every shard of `from` and `to`, by shard, each
+/// cluster's shards read on its primary.
+pub(super) async fn scan(
+    service: &Service,
+    from: &Layout,
+    to: &Layout,
+) -> Result<Keys, Result<tokio_postgres::Error, Unanswered>> {
+    let clusters = shard_clusters(from, to);
+    let mut keys = Keys::new();
+    for cluster in service.clusters().all() {
+        let mut names: Vec<String> = Vec::new();
+        for (shard, on) in &clusters {
+            if on == cluster.name() {
+                names.push(shard.clone());
+            }
+        }
+        let client = primary(cluster).await.map_err(Err)?;
+        let found = crate::db::jobs::shard_keys(&client, names.iter().map(String::as_str))
+            .await
+            .map_err(Ok)?;
+        keys.extend(found);
+    }
     Ok(keys)
+}
+
+/// The WAL position now of every cluster's primary (`c1`'s is `c1_lsn`,
+/// taken after the job completed); `u64::MAX` for one that does not
+/// answer, so that its standbys serve no read by the new layout alone
+/// until the bridge routes again.
+pub(super) async fn positions(service: &Service, c1_lsn: u64) -> BTreeMap<String, u64> {
+    let mut lsns = BTreeMap::new();
+    for cluster in service.clusters().all() {
+        let lsn = if cluster.name() == crate::cluster::DEFAULT_CLUSTER {
+            c1_lsn
+        } else {
+            match primary(cluster).await {
+                Ok(client) => crate::db::lsn_after_commit(&client)
+                    .await
+                    .map_or(u64::MAX, u64::from),
+                Err(_) => u64::MAX,
+            }
+        };
+        lsns.insert(cluster.name().to_owned(), lsn);
+    }
+    lsns
 }

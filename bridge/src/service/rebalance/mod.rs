@@ -19,6 +19,7 @@
 //! target layout.
 
 mod across;
+mod between;
 mod mover;
 
 use crate::db::jobs as store;
@@ -192,9 +193,9 @@ pub(crate) async fn startup(
         });
     };
     let job = unfinished_job(client, &target).await?;
-    // A job stored just before the bridge died may not have its shards yet.
-    // (Jobs run on one cluster, `c1`: with several, layout changes are
-    // refused for now.)
+    // A job stored just before the bridge died may not have its shards yet
+    // (here `c1`'s, which routing needs now; the mover creates the other
+    // clusters' before it moves anything).
     let on_default = crate::routing::layout_on(&target.layout, crate::cluster::DEFAULT_CLUSTER);
     let lsn = store::create_shards(client, &on_default)
         .await
@@ -382,8 +383,8 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     if layout == from.layout {
         return Ok(Applied::InForce(service.placed_view(from)));
     }
-    if service.clusters().several() {
-        return Err(across::refusal(service, &from.layout, &layout).await);
+    if let Some(refusal) = across::placement_refusal(&from.layout, &layout) {
+        return Err(refusal);
     }
     let begun = begin(service, &from, &layout).await?;
     tracing::info!(

@@ -10,12 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::GenericClient;
 use ecoshard_core::wire::JobState;
 use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{Pending, build_placement, off_workers, store};
+use super::{Pending, between, build_placement, off_workers, store};
 use crate::routing::{BuiltLayout, RoutingTable, wait_unshared};
 use crate::service::Service;
 
@@ -23,6 +22,9 @@ use crate::service::Service;
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Pause before trying again after the primary failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Longest one batch between clusters may take, from its first statement
+/// to its decision (past it, it is rolled back and tried again).
+const BATCH_LIMIT: Duration = Duration::from_secs(30);
 /// Rounds of "scan, move what is misplaced" before giving up.
 const MAX_ROUNDS: usize = 3;
 /// Why a job stops when the database no longer holds it.
@@ -77,6 +79,9 @@ pub(super) async fn run(
             );
         }
     }
+    if !pending.just_begun && create_shards(&state, &pending).await.is_none() {
+        return;
+    }
     let mut job = pending.job.clone();
     let completed_at_lsn = loop {
         match work(&state, &pending, &mut job, &mut planned).await {
@@ -101,9 +106,35 @@ pub(super) async fn run(
 /// serve once they have replayed the schemas. `None` when the job failed.
 async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
     let id = pending.job.id;
-    let lsn = loop {
-        match create_shards(state, &pending.to.layout).await {
-            Ok(lsn) => break lsn,
+    let lsns = create_shards(state, pending).await?;
+    match build_both(pending).await {
+        Ok((current, previous)) => Some(RoutingTable {
+            current,
+            previous: Some(previous),
+            min_replay_lsn: lsns,
+        }),
+        Err(error) => {
+            fail(state, id, &format!("building the layouts: {error}")).await;
+            None
+        }
+    }
+}
+
+/// Creates the new shards' schemas on their clusters, retrying while a
+/// primary is away (a resumed job too: one killed before may not have them
+/// on every cluster); the WAL position after, per cluster. `None` when the
+/// job failed.
+async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<String, u64>> {
+    let id = pending.job.id;
+    loop {
+        let created = super::across::create_shards(state, &pending.to.layout)
+            .await
+            .map_err(|error| match error {
+                crate::db::schema::SchemaError::Db(error) => StepError::from(error),
+                other => StepError::Retry(other.to_string()),
+            });
+        match created {
+            Ok(lsns) => return Some(lsns),
             Err(StepError::Retry(why)) => {
                 tracing::warn!("rebalance job {id}: {why}; trying again");
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -113,34 +144,7 @@ async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
                 return None;
             }
         }
-    };
-    match build_both(pending).await {
-        Ok((current, previous)) => Some(RoutingTable {
-            current,
-            previous: Some(previous),
-            min_replay_lsn: [(crate::cluster::DEFAULT_CLUSTER.to_owned(), lsn)].into(),
-        }),
-        Err(error) => {
-            fail(state, id, &format!("building the layouts: {error}")).await;
-            None
-        }
     }
-}
-
-async fn create_shards(state: &Service, layout: &Layout) -> Result<u64, StepError> {
-    let mut client = state
-        .cluster()
-        .primary()
-        .pool
-        .get()
-        .await
-        .map_err(|error| StepError::Retry(crate::db::describe_pool(&error)))?;
-    store::create_shards(&mut client, layout)
-        .await
-        .map_err(|error| match error {
-            crate::db::schema::SchemaError::Db(error) => StepError::from(error),
-            other => StepError::Fatal(other.to_string()),
-        })
 }
 
 /// Plans (once), moves, checks and completes; the WAL position after the
@@ -163,7 +167,9 @@ async fn work(
     let batch_rows = state.rebalancer().batch_rows;
     let mut round = 0;
     loop {
-        let keys = scan(&client, &pending.from.layout, &pending.to.layout).await?;
+        let keys = super::across::scan(state, &pending.from.layout, &pending.to.layout)
+            .await
+            .map_err(|error| error.map_or_else(StepError::Retry, StepError::from))?;
         let (moves, plan) = sort_out(&routers, keys, job.total.is_none()).await?;
         if let Some(plan) = plan {
             let count = moves.values().map(|keys| keys.len() as u64).sum();
@@ -193,7 +199,8 @@ async fn work(
                 "rows are still misplaced after {MAX_ROUNDS} rounds of moving"
             )));
         }
-        move_rows(state, &mut client, job, &moves, batch_rows).await?;
+        let clusters = super::across::shard_clusters(&pending.from.layout, &pending.to.layout);
+        move_rows(state, &mut client, job, (&moves, &clusters), batch_rows).await?;
     }
     let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
         .await?
@@ -203,28 +210,42 @@ async fn work(
 }
 
 /// Moves `moves` in batches of `batch_rows`, in order of (from, to) shard
-/// names, then user_id; each batch is one statement (one transaction) that
-/// deletes the rows from the old shard, inserts them into the new one and
-/// adds them to the job's `moved`.
+/// names, then user_id. A batch within `c1` (the catalog's cluster) is one
+/// statement (one transaction) that deletes the rows from the old shard,
+/// inserts them into the new one and adds them to the job's `moved`; any
+/// other batch is one two-phase transaction (`between.rs`), counted in
+/// the job with its decision.
 async fn move_rows(
     state: &Service,
     client: &mut deadpool_postgres::Client,
     job: &mut store::StoredJob,
-    moves: &Moves,
+    (moves, clusters): (&Moves, &BTreeMap<String, String>),
     batch_rows: usize,
 ) -> Result<(), StepError> {
     let started = Instant::now();
     let base_ms = job.moving_ms;
+    let c1 = crate::cluster::DEFAULT_CLUSTER;
     for ((from, to), keys) in moves {
-        let statement = store::prepare_move(&*client, from, to).await?;
+        let route = between::Route {
+            from: (from, clusters.get(from).map_or(c1, String::as_str)),
+            to: (to, clusters.get(to).map_or(c1, String::as_str)),
+        };
+        let statement = match (route.from.1, route.to.1) {
+            (a, b) if a == c1 && b == c1 => Some(store::prepare_move(&*client, from, to).await?),
+            _ => None,
+        };
         for batch in keys.chunks(batch_rows) {
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
-            let Some(moved) =
-                store::move_batch(client, &statement, batch, job.id, moving_ms).await?
-            else {
-                return Err(StepError::Fatal(GONE.into()));
+            let moved = match &statement {
+                Some(statement) => {
+                    let moved = store::move_batch(client, statement, batch, job.id, moving_ms);
+                    Some(moved.await?.ok_or_else(|| StepError::Fatal(GONE.into()))?)
+                }
+                None => move_between(state, job, route, batch, moving_ms).await?,
             };
-            job.moved = moved;
+            if let Some(moved) = moved {
+                job.moved = moved;
+            }
             job.moving_ms = base_ms + started.elapsed().as_millis() as u64;
             let (moved, rows_per_sec) = (
                 job.moved,
@@ -237,6 +258,23 @@ async fn move_rows(
         }
     }
     Ok(())
+}
+
+/// One batch as a two-phase transaction: the job's `moved` after it
+/// (`None`: none of its rows was left to move).
+async fn move_between(
+    state: &Service,
+    job: &store::StoredJob,
+    route: between::Route<'_>,
+    batch: &[String],
+    moving_ms: u64,
+) -> Result<Option<u64>, StepError> {
+    let deadline = tokio::time::Instant::now() + BATCH_LIMIT;
+    match between::move_batch(state, job.id, route, batch, moving_ms, deadline).await {
+        Ok(moved) => Ok(moved),
+        Err(between::BatchError::JobGone) => Err(StepError::Fatal(GONE.into())),
+        Err(between::BatchError::Failed(error)) => Err(StepError::Retry(error.to_string())),
+    }
 }
 
 /// After the completing commit: routing by the new layout alone (standbys
@@ -252,7 +290,7 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
                 .swap(RoutingTable {
                     current,
                     previous: None,
-                    min_replay_lsn: [(crate::cluster::DEFAULT_CLUSTER.to_owned(), lsn)].into(),
+                    min_replay_lsn: super::across::positions(state, lsn).await,
                 })
                 .await;
             let kept: BTreeSet<&str> = pending
@@ -272,7 +310,9 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
                 .collect();
             if !gone.is_empty() {
                 if wait_unshared(old, DRAIN_LIMIT).await {
-                    drop_shards(state, &gone).await;
+                    let clusters =
+                        super::across::shard_clusters(&pending.from.layout, &pending.to.layout);
+                    drop_shards(state, &gone, &clusters).await;
                 } else {
                     tracing::warn!(
                         "requests under the old layout still run after {DRAIN_LIMIT:?}; \
@@ -292,22 +332,33 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
     state.rebalancer().update(job.id, |memory| *memory = view);
 }
 
-async fn drop_shards(state: &Service, names: &[&str]) {
-    let mut client = match state.cluster().primary().pool.get().await {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::warn!(
-                "dropping shards {names:?}: {}; the next start drops them",
-                crate::db::describe_pool(&error)
-            );
-            return;
+/// Drops the schemas of shards `names` (if empty), each on its cluster.
+async fn drop_shards(state: &Service, names: &[&str], clusters: &BTreeMap<String, String>) {
+    for cluster in state.clusters().all() {
+        let here: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| clusters.get(*name).map(String::as_str) == Some(cluster.name()))
+            .collect();
+        if here.is_empty() {
+            continue;
         }
-    };
-    for name in names {
-        match crate::db::schema::drop_shard_if_empty(&mut client, name).await {
-            Ok(true) => tracing::info!("dropped the schema of shard {name}"),
-            Ok(false) => tracing::warn!("shard {name} is not empty; its schema is kept"),
-            Err(error) => tracing::warn!("dropping shard {name}: {error}"),
+        let mut client = match cluster.primary().pool.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(
+                    "dropping shards {here:?}: {}; the next start drops them",
+                    crate::db::describe_pool(&error)
+                );
+                continue;
+            }
+        };
+        for name in here {
+            match crate::db::schema::drop_shard_if_empty(&mut client, name).await {
+                Ok(true) => tracing::info!("dropped the schema of shard {name}"),
+                Ok(false) => tracing::warn!("shard {name} is not empty; its schema is kept"),
+                Err(error) => tracing::warn!("dropping shard {name}: {error}"),
+            }
         }
     }
 }
@@ -326,21 +377,6 @@ async fn fail(state: &Service, id: u64, why: &str) {
         memory.state = JobState::Failed;
         memory.error = Some(why);
     });
-}
-
-/// Every user_id of every shard of `from` and `to`, by shard.
-pub(super) async fn scan(
-    client: &impl GenericClient,
-    from: &Layout,
-    to: &Layout,
-) -> Result<Keys, tokio_postgres::Error> {
-    let names: BTreeSet<&str> = from
-        .shards
-        .iter()
-        .chain(&to.shards)
-        .map(|shard| shard.name.as_str())
-        .collect();
-    store::shard_keys(client, names).await
 }
 
 /// Rows in a shard that is not their owner under `owner`, by (from, to),

@@ -75,11 +75,11 @@ pub fn LivePage(props: &LivePageProps) -> Html {
                         <span class="muted small">{ format!("replay lag, last 3 minutes · {} samples", live.ticks) }</span>
                     </div>
                     <div class="chart-row">
-                        { for live.standbys().map(|node| {
-                            let history = live.lag.get(&node.name).cloned().unwrap_or_default();
-                            html! { <LagChart name={node.name.clone()} points={history} key={node.name.clone()} /> }
+                        { for live.standby_keys().into_iter().map(|key| {
+                            let history = live.lag.get(&key).cloned().unwrap_or_default();
+                            html! { <LagChart name={key.clone()} points={history} key={key} /> }
                         }) }
-                        if live.standbys().next().is_none() {
+                        if live.standby_keys().is_empty() {
                             <p class="muted">{ "No standby reported yet." }</p>
                         }
                     </div>

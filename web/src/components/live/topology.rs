@@ -4,7 +4,7 @@
 //! stop, crash and start switches. A banner says what a primary that is down
 //! means for writes, and what the last failover did.
 
-use ecoshard_core::wire::{ClusterMode, FailoverView, NodeRole, NodeStatus};
+use ecoshard_core::wire::{ClusterMode, ClusterNodes, FailoverView, NodeRole, NodeStatus};
 use yew::platform::spawn_local;
 use yew::prelude::*;
 
@@ -22,32 +22,92 @@ pub(super) struct TopologyProps {
 pub(super) fn Topology(props: &TopologyProps) -> Html {
     let live = &props.live;
     let local = live.mode == Some(ClusterMode::Local);
-    let primary = live.primary();
-    let card = |node: &NodeStatus| {
+    let group = |cluster: Option<&ClusterNodes>| {
+        let (nodes, failover) = match cluster {
+            Some(cluster) => (&cluster.nodes, &cluster.failover),
+            None => (&live.nodes, &live.failover),
+        };
         html! {
-            <NodeCard
-                node={node.clone()}
-                reads={live.reads_by(&node.name)}
-                read_rate={live.read_rate(&node.name)}
-                tag={node_tag(&live.failover, node)}
-                lag={live.node_lag(node)}
-                {local}
-                request={live.node_requests.get(&node.name).copied()}
+            <ClusterGroup
+                live={live.clone()}
+                cluster={cluster.map(|cluster| AttrValue::from(cluster.name.clone()))}
+                nodes={nodes.clone()}
+                failover={failover.clone()}
                 dispatch={props.dispatch.clone()}
-                key={node.name.clone()}
             />
         }
     };
     html! {
         <div class="card topology" id="topology">
             <div class="card-head">
-                <h3>{ "Cluster" }</h3>
+                <h3>{ if live.clusters.is_empty() { "Cluster" } else { "Clusters" } }</h3>
                 <span class="muted small" id="cluster-settings">{ cluster_settings(live) }</span>
             </div>
+            if live.clusters.is_empty() {
+                { group(None) }
+            } else {
+                <div class="cluster-groups">
+                    { for live.clusters.iter().map(|cluster| group(Some(cluster))) }
+                </div>
+            }
+            if local {
+                <p class="muted small hint-line">
+                    { "Stop is a clean shutdown, Crash stops at once with no checkpoint (pg_ctl -m immediate). A stopped standby leaves the read rotation; reads go to the others. A stopped primary makes writes answer 503" }
+                    { if live.failover.auto { "; with auto-failover on, the most advanced standby takes over." } else { "; start it again to take writes (or run the bridge with --auto-failover)." } }
+                </p>
+            }
+        </div>
+    }
+}
+
+#[derive(PartialEq, Properties)]
+struct ClusterGroupProps {
+    live: Live,
+    /// The cluster's name; `None` with one cluster (then nothing names it).
+    cluster: Option<AttrValue>,
+    nodes: Vec<NodeStatus>,
+    failover: FailoverView,
+    dispatch: Callback<LiveAction>,
+}
+
+/// One cluster: its primary feeding its standbys, what a primary that is
+/// down means, its last failover; with several clusters, under its name
+/// and the shards it holds.
+#[function_component]
+fn ClusterGroup(props: &ClusterGroupProps) -> Html {
+    let live = &props.live;
+    let local = live.mode == Some(ClusterMode::Local);
+    let name = props.cluster.as_deref().unwrap_or_default();
+    // The first cluster keeps the ids the page had with one.
+    let first = live.node_key(name, "").is_empty();
+    let primary = props
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Primary);
+    let card = |node: &NodeStatus| {
+        let key = live.node_key(name, &node.name);
+        html! {
+            <NodeCard
+                node={node.clone()}
+                key_name={key.clone()}
+                reads={live.reads_by(&key)}
+                read_rate={live.read_rate(&key)}
+                tag={node_tag(&props.failover, node)}
+                lag={live.node_lag(node)}
+                {local}
+                request={live.node_requests.get(&key).copied()}
+                dispatch={props.dispatch.clone()}
+                key={key}
+            />
+        }
+    };
+    let body = html! {
+        <>
             <PrimaryBanner
                 primary={primary.cloned()}
-                failover={live.failover.clone()}
-                writes_refused={live.writes_refused}
+                failover={props.failover.clone()}
+                writes_refused={if first { live.writes_refused } else { 0 }}
+                {first}
             />
             <div class="nodes">
                 if let Some(primary) = primary {
@@ -58,24 +118,30 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
                     </div>
                 }
                 <div class="standbys">
-                    { for live.standbys().map(card) }
+                    { for props.nodes.iter().filter(|node| node.role == NodeRole::Standby).map(card) }
                 </div>
-                if live.nodes.is_empty() {
+                if props.nodes.is_empty() {
                     <p class="muted">{ "Waiting for the first report from the bridge…" }</p>
                 }
             </div>
-            if local {
-                <p class="muted small hint-line">
-                    { "Stop is a clean shutdown, Crash stops at once with no checkpoint (pg_ctl -m immediate). A stopped standby leaves the read rotation; reads go to the others. A stopped primary makes writes answer 503" }
-                    { if live.failover.auto { "; with auto-failover on, the most advanced standby takes over." } else { "; start it again to take writes (or run the bridge with --auto-failover)." } }
-                </p>
-            }
-            if let Some(event) = &live.failover.last {
-                <p class="failover-line" id="last-failover" data-to={event.to.clone()} data-from={event.from.clone()}>
+            if let Some(event) = &props.failover.last {
+                <p class="failover-line" id={first.then_some("last-failover")} data-to={event.to.clone()} data-from={event.from.clone()}>
                     { failover_sentence(event) }
                 </p>
             }
-        </div>
+        </>
+    };
+    match &props.cluster {
+        None => body,
+        Some(cluster) => html! {
+            <section class="cluster-group" data-cluster={cluster.clone()}>
+                <div class="cluster-head">
+                    <h4>{ cluster }</h4>
+                    <span class="muted small cluster-shards">{ live.cluster_shards(cluster) }</span>
+                </div>
+                { body }
+            </section>
+        },
     }
 }
 
@@ -86,7 +152,11 @@ fn cluster_settings(live: &Live) -> String {
     let layout = live.layout_header();
     let settings = match live.mode {
         Some(ClusterMode::Local) => format!(
-            " · local cluster · auto-failover {} · {} replication",
+            " · {} · auto-failover {} · {} replication",
+            match live.clusters.len() {
+                0 => "local cluster".to_string(),
+                count => format!("{count} local clusters"),
+            },
             if live.failover.auto { "on" } else { "off" },
             if live.failover.sync_replication {
                 "synchronous"
@@ -94,7 +164,10 @@ fn cluster_settings(live: &Live) -> String {
                 "asynchronous"
             }
         ),
-        Some(ClusterMode::External) => " · external cluster".to_string(),
+        Some(ClusterMode::External) => match live.clusters.len() {
+            0 => " · external cluster".to_string(),
+            count => format!(" · {count} external clusters"),
+        },
         None => String::new(),
     };
     format!("{layout}{settings}")
@@ -118,6 +191,8 @@ struct PrimaryBannerProps {
     primary: Option<NodeStatus>,
     failover: FailoverView,
     writes_refused: u64,
+    /// The first cluster's banner keeps the id it had with one cluster.
+    first: bool,
 }
 
 /// What a primary that is down (or being replaced) means, while it lasts.
@@ -156,7 +231,7 @@ fn PrimaryBanner(props: &PrimaryBannerProps) -> Html {
         )
     };
     html! {
-        <div class="banner bad" id="primary-banner" data-failover={props.failover.in_progress.to_string()}>
+        <div class="banner bad" id={props.first.then_some("primary-banner")} data-failover={props.failover.in_progress.to_string()}>
             <strong>{ title }</strong>
             <span>{ detail }</span>
             if props.writes_refused > 0 {
@@ -169,6 +244,9 @@ fn PrimaryBanner(props: &PrimaryBannerProps) -> Html {
 #[derive(PartialEq, Properties)]
 struct NodeCardProps {
     node: NodeStatus,
+    /// The node's name on this page ([`Live::node_key`]): what its stop and
+    /// start are asked for.
+    key_name: AttrValue,
     reads: u64,
     read_rate: f64,
     tag: Option<AttrValue>,
@@ -251,7 +329,7 @@ fn node_actions(props: &NodeCardProps) -> Html {
     let node = &props.node;
     let is_primary = node.role == NodeRole::Primary;
     let busy = props.request.is_some();
-    let ask = |request: NodeRequest| ask(&node.name, &props.dispatch, request);
+    let ask = |request: NodeRequest| ask(&props.key_name, &props.dispatch, request);
     html! {
         <div class="node-actions">
             { match props.request {
