@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
-use ecoshard_core::wire::{ClusterNodes, ClusterView, NodeRole, ReadResult, Tick};
+use ecoshard_core::wire::{ClusterNodes, ClusterView, NodeRole, ReadResult, Tick, UserSample};
 
 use common::{
     LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually, eventually_some, get,
@@ -486,4 +486,165 @@ async fn a_bridge_started_after_c2_failed_over_creates_its_database_on_c2_s_new_
         .expect("c2's standby-1 answers")
         .get(0);
     assert!(!in_recovery, "standby-1 is not c2's primary");
+}
+
+/// `count` users `<prefix>0` … inserted one by one (bulk inserts over
+/// several clusters are refused), 30 at a time: each id with its
+/// shard's cluster and shard, as the insert answered.
+async fn insert_each(state: &AppState, prefix: &str, count: u64) -> Vec<(String, String, String)> {
+    let ids: Vec<String> = (0..count).map(|index| format!("{prefix}{index}")).collect();
+    let mut placed = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(30) {
+        let answers = futures::future::join_all(chunk.iter().map(|id| {
+            let body = format!(r#"{{"user_id":"{id}"}}"#);
+            async move { post_json(state, "/api/users", &body).await }
+        }))
+        .await;
+        for (id, answer) in chunk.iter().zip(answers) {
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+            let json = answer.json();
+            let text = |field: &str| json[field].as_str().expect(field).to_string();
+            placed.push((id.clone(), text("cluster"), text("shard")));
+        }
+    }
+    placed
+}
+
+/// Rows per `cluster/shard` of `placed`.
+fn rows_per_shard(placed: &[(String, String, String)]) -> BTreeMap<String, u64> {
+    let mut rows = BTreeMap::new();
+    for (_, cluster, shard) in placed {
+        *rows.entry(format!("{cluster}/{shard}")).or_insert(0) += 1;
+    }
+    rows
+}
+
+/// The last tick's row estimates per `cluster/shard` (a shard without a
+/// cluster: `?/shard`).
+fn tick_rows(state: &AppState) -> BTreeMap<String, u64> {
+    let Some(json) = state.service().latest_tick() else {
+        return BTreeMap::new();
+    };
+    let tick: Tick = serde_json::from_str(&json).expect("tick JSON");
+    tick.stats
+        .rows
+        .iter()
+        .map(|load| {
+            let cluster = load.cluster.as_deref().unwrap_or("?");
+            (format!("{cluster}/{}", load.shard), load.keys)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sample_holds_ids_of_every_shard_c2_s_too() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_sample", false).await;
+    wait_healthy(&state).await;
+    let placed = insert_each(&state, "sampled", 90).await;
+    assert!(placed.iter().any(|(_, cluster, _)| cluster == "c2"));
+    let all: BTreeSet<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
+    // 90 rows, fewer than the count: every id, from both clusters.
+    let sample: UserSample = get(&state, "/api/sample?count=1000").await.parse();
+    let got: BTreeSet<String> = sample.ids.iter().cloned().collect();
+    assert_eq!(got, all, "{sample:?}");
+    assert_eq!(sample.ids.len(), 90, "each id once: {sample:?}");
+    let nodes: Vec<&str> = sample.served_by.split(", ").collect();
+    assert_eq!(nodes.len(), 2, "{sample:?}");
+    assert!(nodes[0].starts_with("c1/") && nodes[1].starts_with("c2/"));
+}
+
+#[tokio::test]
+async fn row_estimates_metrics_and_status_count_c2_s_shards_with_their_cluster() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_rows", false).await;
+    wait_healthy(&state).await;
+    let placed = insert_each(&state, "counted", 120).await;
+    let expected = rows_per_shard(&placed);
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        ["c1/s0", "c1/s2", "c2/s1"]
+    );
+    let counted = eventually(LIMIT, || async { tick_rows(&state) == expected }).await;
+    assert!(counted, "{:?} is not {expected:?}", tick_rows(&state));
+    let metrics = get(&state, "/metrics").await.text();
+    for (at, rows) in &expected {
+        let (cluster, shard) = at.split_once('/').unwrap();
+        let series =
+            format!("ecoshard_shard_rows{{cluster=\"{cluster}\",shard=\"{shard}\"}} {rows}");
+        assert!(metrics.contains(&series), "no {series} in {metrics}");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ecoshard_bridge::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let status =
+        tokio::task::spawn_blocking(move || common::blocking::ecoshard(&["status", "--url", &url]))
+            .await
+            .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.status.success(), "{table}");
+    for (at, rows) in &expected {
+        let (cluster, shard) = at.split_once('/').unwrap();
+        let line = table
+            .lines()
+            .find(|line| line.starts_with(&format!("{shard} ")));
+        let words: Vec<&str> = line.expect("a line per shard").split_whitespace().collect();
+        assert_eq!(words, [shard, cluster, "1", &rows.to_string()], "{table}");
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn with_c2_s_primary_down_c1_s_estimates_go_on_and_c2_s_keep_their_last() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_c2_down", false).await;
+    wait_healthy(&state).await;
+    let placed = insert_each(&state, "before", 60).await;
+    let mut expected = rows_per_shard(&placed);
+    let counted = eventually(LIMIT, || async { tick_rows(&state) == expected }).await;
+    assert!(counted, "{:?} is not {expected:?}", tick_rows(&state));
+    let primary = primary_of(&state, "c2").await;
+    let stop = format!("/api/clusters/c2/nodes/{primary}/stop");
+    assert_eq!(post(&state, &stop).await.status, StatusCode::OK);
+    let mut ids: Vec<String> = placed.iter().map(|(id, _, _)| id.clone()).collect();
+    for index in 0..60 {
+        let id = format!("after{index}");
+        let written = post_json(&state, "/api/users", &format!(r#"{{"user_id":"{id}"}}"#)).await;
+        if written.status == StatusCode::SERVICE_UNAVAILABLE {
+            continue; // its shard is on c2, whose primary is down
+        }
+        assert_eq!(written.status, StatusCode::CREATED, "{}", written.text());
+        let shard = written.json()["shard"].as_str().expect("shard").to_string();
+        *expected
+            .get_mut(&format!("c1/{shard}"))
+            .expect("a c1 shard") += 1;
+        ids.push(id);
+    }
+    assert!(ids.len() > 60, "no insert went to c1");
+    let counted = eventually(LIMIT, || async { tick_rows(&state) == expected }).await;
+    assert!(counted, "{:?} is not {expected:?}", tick_rows(&state));
+    let metrics = get(&state, "/metrics").await.text();
+    let c2 = format!(
+        "ecoshard_shard_rows{{cluster=\"c2\",shard=\"s1\"}} {}",
+        expected["c2/s1"]
+    );
+    assert!(metrics.contains(&c2), "no {c2} in {metrics}");
+    // c2's standby still serves its shard's ids.
+    let sample: UserSample = get(&state, "/api/sample?count=1000").await.parse();
+    let got: BTreeSet<String> = sample.ids.into_iter().collect();
+    assert_eq!(got, ids.into_iter().collect::<BTreeSet<_>>());
+    let standby = cluster(&view(&state).await.clusters, "c2")
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| format!("c2/{}", node.name))
+        .expect("c2's standby");
+    assert!(sample.served_by.ends_with(&standby), "{}", sample.served_by);
+    let start = format!("/api/clusters/c2/nodes/{primary}/start");
+    assert_eq!(post(&state, &start).await.status, StatusCode::OK);
+    wait_healthy(&state).await;
 }

@@ -1,6 +1,6 @@
 //! `POST /api/verify` and `ecoshard verify` on two real clusters (the
-//! layout places every shard on `c1`, `c2` none): clean after inserts and under concurrent
-//! inserts; rows and schemas planted by hand where they do not belong are
+//! layout spreads its shards: `s0`, `s2` on `c1`, `s1` on `c2`): clean
+//! after inserts and under concurrent inserts; rows and schemas planted by hand where they do not belong are
 //! differences; a standby whose replay is paused is not compared, never
 //! called different; the command's exit codes.
 
@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::StatusCode;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
-use ecoshard_core::Layout;
 use ecoshard_core::wire::VerifyReport;
 
 use common::{
@@ -21,8 +20,8 @@ use common::{
 /// This binary's two clusters of one standby each, on ports from 32600.
 static CLUSTERS: SharedClusters = SharedClusters::new("verify", 32600, 2, 1);
 
-/// A bridge over `c1` and `c2` on its own database, ring over 3 shards,
-/// each placed on `c1`.
+/// A bridge over `c1` and `c2` on its own database, ring over 3 shards
+/// spread round-robin (`s0`, `s2` on `c1`, `s1` on `c2`).
 async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) {
     let clusters = CLUSTERS.get();
     let c2 = ClusterSpec {
@@ -31,21 +30,12 @@ async fn bridge_over_both(database: &str) -> (AppState, Vec<Arc<LocalCluster>>) 
         control: control(&clusters[1]),
     };
     let state = bridge_with(&clusters[0], database, |config| {
-        config.initial_layout = on_c1(3);
+        config.initial_layout = ring(3);
         config.other_clusters = vec![c2];
     })
     .await;
     wait_streaming(&state).await;
     (state, clusters)
-}
-
-/// Ring over `count` shards, each naming `c1` as its cluster.
-fn on_c1(count: u64) -> Layout {
-    let mut layout = ring(count);
-    for shard in &mut layout.shards {
-        shard.cluster = Some("c1".to_string());
-    }
-    layout
 }
 
 /// `count` users `<prefix>0` … through the bridge, one insert each (the
@@ -79,6 +69,15 @@ async fn verify(state: &AppState) -> VerifyReport {
 fn home(id: &str) -> String {
     let router = ring(3).build().unwrap();
     router.shards()[router.locate(id.as_bytes())].name.clone()
+}
+
+/// The first of `<prefix>0`, `<prefix>1`, … whose shard is on `c1` (not
+/// `s1`, which is on `c2`).
+fn on_c1(prefix: &str) -> String {
+    (0..)
+        .map(|index| format!("{prefix}{index}"))
+        .find(|id| home(id) != "s1")
+        .expect("an id on c1")
 }
 
 /// Runs `sql` on `node` as the superuser (`postgres`, over the Unix
@@ -129,14 +128,25 @@ async fn clean_after_inserts_with_every_row_counted_and_the_standbys_agreeing() 
     assert_eq!(report.misplaced, 0);
     let names: Vec<&str> = report.clusters.iter().map(|c| c.cluster.as_str()).collect();
     assert_eq!(names, ["c1", "c2"]);
-    let rows: u64 = report.clusters[0]
-        .shards
+    let shards = |cluster: usize| {
+        let shards = &report.clusters[cluster].shards;
+        shards
+            .iter()
+            .map(|shard| shard.shard.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (shards(0), shards(1)),
+        (vec!["s0".into(), "s2".into()], vec!["s1".to_string()])
+    );
+    let rows: u64 = report
+        .clusters
         .iter()
+        .flat_map(|cluster| &cluster.shards)
         .map(|shard| shard.rows)
         .sum();
     assert_eq!(rows, 500, "{report:#?}");
-    assert_eq!(report.clusters[0].shards.len(), 3);
-    assert!(report.clusters[1].shards.is_empty(), "{report:#?}");
+    assert!(report.clusters[1].shards[0].rows > 0, "{report:#?}");
     assert_eq!(
         standbys(&report),
         ["c1/standby-1 agrees", "c2/standby-1 agrees"]
@@ -148,18 +158,13 @@ async fn a_row_planted_in_the_wrong_shard_is_reported_misplaced_with_its_id() {
     let _nodes = NODES.read().await;
     let (state, clusters) = bridge_over_both("verify_planted").await;
     insert(&state, "planted", 100).await;
-    let id = "stray-7";
-    let belongs = home(id);
-    let wrong = ["s0", "s1", "s2"]
-        .into_iter()
-        .find(|shard| *shard != belongs)
-        .unwrap();
-    let primary = connect(&clusters[0], "primary", "verify_planted").await;
+    // A row of a c1 shard planted in c2's s1.
+    let id = on_c1("stray-");
+    let belongs = home(&id);
+    let primary = connect(&clusters[1], "primary", "verify_planted").await;
     primary
         .execute(
-            &format!(
-                "INSERT INTO \"shard_{wrong}\".users (user_id, name, email) VALUES ($1, 'x', 'x')"
-            ),
+            "INSERT INTO shard_s1.users (user_id, name, email) VALUES ($1, 'x', 'x')",
             &[&id],
         )
         .await
@@ -174,13 +179,11 @@ async fn a_row_planted_in_the_wrong_shard_is_reported_misplaced_with_its_id() {
             example.found.clone(),
             example.belongs.clone()
         ),
-        (id, format!("c1/{wrong}"), format!("c1/{belongs}"))
+        (id.as_str(), "c2/s1".to_string(), format!("c1/{belongs}"))
     );
     assert_eq!(
         report.differences,
-        [format!(
-            "c1/{wrong} holds 1 rows whose ids belong elsewhere"
-        )]
+        ["c2/s1 holds 1 rows whose ids belong elsewhere"]
     );
 }
 
@@ -212,8 +215,12 @@ async fn a_shard_schema_on_c2_and_one_missing_on_c1_are_differences() {
         ],
         "{report:#?}"
     );
-    let on_c2 = &report.clusters[1].shards;
-    assert_eq!((on_c2.len(), on_c2[0].placed_here), (1, false));
+    let on_c2: Vec<(&str, bool)> = report.clusters[1]
+        .shards
+        .iter()
+        .map(|shard| (shard.shard.as_str(), shard.placed_here))
+        .collect();
+    assert_eq!(on_c2, [("s0", false), ("s1", true)], "{report:#?}");
 }
 
 #[tokio::test]
@@ -223,13 +230,14 @@ async fn a_standby_with_replay_paused_is_not_compared_and_agrees_once_resumed() 
     insert(&state, "paused", 200).await;
     as_superuser(&clusters[0], "standby-1", "SELECT pg_wal_replay_pause()");
     let primary = connect(&clusters[0], "primary", "verify_paused").await;
+    let id = on_c1("paused");
     let deleted = primary
         .execute(
             &format!(
-                "DELETE FROM \"shard_{}\".users WHERE user_id = 'paused1'",
-                home("paused1")
+                "DELETE FROM \"shard_{}\".users WHERE user_id = $1",
+                home(&id)
             ),
-            &[],
+            &[&id],
         )
         .await
         .expect("deleting a row");
@@ -256,9 +264,10 @@ async fn a_standby_with_replay_paused_is_not_compared_and_agrees_once_resumed() 
         "a paused standby is no difference: {report:#?}"
     );
     assert_eq!(standbys(&report)[0], "c1/standby-1 behind", "{report:#?}");
-    let rows: u64 = report.clusters[0]
-        .shards
+    let rows: u64 = report
+        .clusters
         .iter()
+        .flat_map(|cluster| &cluster.shards)
         .map(|shard| shard.rows)
         .sum();
     assert_eq!(rows, 199);
@@ -347,8 +356,8 @@ async fn the_command_exits_0_when_clean_1_on_a_difference_2_when_it_cannot_verif
         String::from_utf8_lossy(&clean.stderr)
     );
     assert!(stdout.ends_with("clean\n"), "{stdout}");
-    let c1 = connect(&clusters[0], "primary", "verify_cli").await;
-    c1.batch_execute("DROP SCHEMA shard_s1 CASCADE")
+    let c2 = connect(&clusters[1], "primary", "verify_cli").await;
+    c2.batch_execute("DROP SCHEMA shard_s1 CASCADE")
         .await
         .expect("dropping a shard");
     let differs = run(vec!["verify".into(), "--bridge".into(), url.clone()])
@@ -357,7 +366,7 @@ async fn the_command_exits_0_when_clean_1_on_a_difference_2_when_it_cannot_verif
     let stdout = String::from_utf8_lossy(&differs.stdout).to_string();
     assert_eq!(differs.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("difference: shard s1 belongs on c1"),
+        stdout.contains("difference: shard s1 belongs on c2"),
         "{stdout}"
     );
     let _ = stop.send(());

@@ -1,8 +1,9 @@
 //! `ecoshard status`: what a running bridge sees now, from a terminal — its
 //! nodes (role, up or down, replication lag in ms and bytes), the layout in
-//! force and its version, rows per shard, failover, and the running or last
-//! rebalance job (`GET /api/cluster`, `GET /api/stats`, a tick of
-//! `GET /api/events`), as a table or JSON.
+//! force and its version, rows per shard (with its cluster when there are
+//! several), failover, and the running or last rebalance job
+//! (`GET /api/cluster`, `GET /api/stats`, a tick of `GET /api/events`), as
+//! a table or JSON.
 
 use std::fmt::Write as _;
 
@@ -164,38 +165,52 @@ fn layout_and_rows(report: &StatusReport) -> String {
             .find(|load| load.shard == name)
             .map(|load| load.keys)
     };
-    let mut lines: Vec<(String, String, Option<u64>)> = layout
-        .shards
-        .iter()
-        .map(|shard| {
-            (
-                shard.name.clone(),
-                shard.weight.to_string(),
-                rows_of(&shard.name),
-            )
-        })
-        .collect();
+    // With several clusters, each shard's cluster (as the layout places it;
+    // a leaving shard's as its estimate names it).
+    let several = !report.cluster.clusters.is_empty();
+    let mut lines: Vec<[String; 3]> = Vec::new();
+    let mut counts: Vec<Option<u64>> = Vec::new();
+    for (index, shard) in layout.shards.iter().enumerate() {
+        let cluster = view.placement.get(index).cloned().unwrap_or_default();
+        lines.push([shard.name.clone(), cluster, shard.weight.to_string()]);
+        counts.push(rows_of(&shard.name));
+    }
     for load in rows {
         if !layout.shards.iter().any(|shard| shard.name == load.shard) {
-            lines.push((load.shard.clone(), "leaving".to_string(), Some(load.keys)));
+            let cluster = load.cluster.clone().unwrap_or_default();
+            lines.push([load.shard.clone(), cluster, "leaving".to_string()]);
+            counts.push(Some(load.keys));
         }
     }
     let width = lines
         .iter()
-        .map(|line| line.0.len())
+        .map(|line| line[0].len())
         .max()
         .unwrap_or(0)
         .max(5);
-    let _ = writeln!(out, "{:<width$} {:>7} {:>12}", "shard", "weight", "rows");
-    for (name, weight, count) in &lines {
+    let cluster_of = |cluster: &str| match several {
+        true => format!(" {cluster:<7}"),
+        false => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "{:<width$}{} {:>7} {:>12}",
+        "shard",
+        cluster_of("cluster"),
+        "weight",
+        "rows"
+    );
+    for ([name, cluster, weight], count) in lines.iter().zip(&counts) {
         let count = count.map_or_else(|| "-".to_string(), thousands);
-        let _ = writeln!(out, "{name:<width$} {weight:>7} {count:>12}");
+        let cluster = cluster_of(cluster);
+        let _ = writeln!(out, "{name:<width$}{cluster} {weight:>7} {count:>12}");
     }
     let total: u64 = rows.iter().map(|load| load.keys).sum();
     let _ = writeln!(
         out,
-        "{:<width$} {:>7} {:>12}",
+        "{:<width$}{} {:>7} {:>12}",
         "total",
+        cluster_of(""),
         "",
         thousands(total)
     );

@@ -22,7 +22,7 @@ pub(crate) use error::{
     ErrorKind, WriteError, describe, describe_pool, kind, pool_failure_is_node,
 };
 pub use error::{Stage, WriteFailure, write_failure};
-pub(crate) use health::{NodeCheck, analyze, check, replay_lsn, row_estimates};
+pub(crate) use health::{NodeCheck, RowEstimate, analyze, check, replay_lsn, row_estimates};
 
 pub(crate) use pool::{CheckoutError, checkout, discard, make_pool};
 pub(crate) use shard::{

@@ -2,9 +2,10 @@
 //! official client, `prometheus-client`): the HTTP requests this edge
 //! counted (by method, route template and status, with latency histograms),
 //! and what the service reports at the moment of the scrape (nodes, lag,
-//! reads, writes, failovers, the rebalance job). Each bridge has its own
-//! registry: there is no global recorder, so several bridges can run in one
-//! process (as the tests do) without mixing their counts.
+//! rows per shard, reads, writes, failovers, the rebalance job). Each
+//! bridge has its own registry: there is no global recorder, so several
+//! bridges can run in one process (as the tests do) without mixing their
+//! counts.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -135,6 +136,7 @@ fn render(http: &HttpMetrics, report: &Report) -> Result<String, std::fmt::Error
         http.latency.clone(),
     );
     register_nodes(&mut registry, report);
+    register_rows(&mut registry, report);
     register_counters(&mut registry, report);
     register_job(&mut registry, report);
     let mut text = String::new();
@@ -202,6 +204,27 @@ fn register_nodes(registry: &mut Registry, report: &Report) {
         "WAL the standby has yet to replay: pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)",
         Unit::Bytes,
         byte_lag,
+    );
+}
+
+/// Rows per shard as last estimated, labelled `shard`, and `cluster` first
+/// when there are several clusters (a shard whose cluster's primary has
+/// not answered yet has no series: unknown).
+fn register_rows(registry: &mut Registry, report: &Report) {
+    let rows = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for load in &report.stats.rows {
+        let mut labels = Vec::with_capacity(2);
+        if let Some(cluster) = &load.cluster {
+            labels.push(("cluster", cluster.clone()));
+        }
+        labels.push(("shard", load.shard.clone()));
+        rows.get_or_create(&labels)
+            .set(i64::try_from(load.keys).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "shard_rows",
+        "Rows in the shard: PostgreSQL's estimate on its cluster's primary, read every second",
+        rows,
     );
 }
 

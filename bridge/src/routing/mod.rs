@@ -288,6 +288,25 @@ impl RoutingTable {
         })
     }
 
+    /// Every shard that holds rows, with its cluster: the layout's, then
+    /// (during a rebalance) those only the old layout has.
+    pub(crate) fn held_shards(&self) -> Vec<(&str, &ShardSql)> {
+        let current = self.current.shards.iter().enumerate();
+        let mut held: Vec<(&str, &ShardSql)> = current
+            .map(|(position, shard)| (self.current.cluster_of(position), shard))
+            .collect();
+        if let Some(previous) = &self.previous {
+            for shard in self.leaving_shards() {
+                let position = previous
+                    .shards
+                    .iter()
+                    .position(|old| old.name == shard.name);
+                held.extend(position.map(|position| (previous.cluster_of(position), shard)));
+            }
+        }
+        held
+    }
+
     /// The layout in force, with its version.
     pub fn view(&self) -> LayoutView {
         LayoutView {
@@ -452,6 +471,44 @@ mod tests {
         check(3, 3, &[]);
         let alone = Routing::new(placement(StrategyKind::Ring, 3, 1)).table();
         assert_eq!(alone.leaving_shards().count(), 0);
+    }
+
+    #[test]
+    fn held_shards_name_their_cluster_and_add_the_leaving_ones() {
+        let spread = |count: u64, version: u64| {
+            let mut layout = Layout::with_count(StrategyKind::Ring, count).unwrap();
+            for (index, shard) in layout.shards.iter_mut().enumerate() {
+                shard.cluster = Some(format!("c{}", index % 2 + 1));
+            }
+            let view = LayoutView {
+                version,
+                layout,
+                placement: Vec::new(),
+            };
+            BuiltLayout::new(&view).unwrap()
+        };
+        let check = |table: &RoutingTable, expected: &[&str]| {
+            let held: Vec<String> = table
+                .held_shards()
+                .iter()
+                .map(|(cluster, shard)| format!("{cluster}/{}", shard.name))
+                .collect();
+            assert_eq!(held, expected);
+        };
+        let alone = RoutingTable {
+            current: spread(3, 1),
+            previous: None,
+            min_replay_lsn: BTreeMap::new(),
+        };
+        check(&alone, &["c1/s0", "c2/s1", "c1/s2"]);
+        let shrinking = RoutingTable {
+            current: spread(2, 2),
+            previous: Some(spread(4, 1)),
+            min_replay_lsn: BTreeMap::new(),
+        };
+        check(&shrinking, &["c1/s0", "c2/s1", "c1/s2", "c2/s3"]);
+        let unnamed = Routing::new(placement(StrategyKind::Ring, 2, 1)).table();
+        check(&unnamed, &["c1/s0", "c1/s1"]);
     }
 
     #[test]

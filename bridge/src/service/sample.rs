@@ -1,7 +1,8 @@
 //! A sample of the ids the database holds, for the page's explorer: drawn
 //! from every shard of the layout in force (and, during a rebalance, from
-//! the shards it empties), each shard in proportion to its rows, read from a
-//! standby (else the primary) within the read deadline.
+//! the shards it empties), each shard in proportion to its rows, read on
+//! the shard's cluster from a standby (else the primary) within the read
+//! deadline, every cluster at once.
 
 use ecoshard_core::ShardLoad;
 use ecoshard_core::wire::{Consistency, UserSample};
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 use super::{Error, Service, input};
 use crate::cluster::{Node, checkout, discard};
 use crate::db::{self, ShardDraw, ShardSql};
+use crate::routing::RoutingTable;
 
 /// How much more than its share a shard's sample asks of PostgreSQL, and
 /// how many rows more, so that a Bernoulli draw that comes out short of its
@@ -19,7 +21,11 @@ const OVERDRAW: f64 = 1.5;
 const OVERDRAW_ROWS: f64 = 20.0;
 
 /// Up to `count` ids (default [`UserSample::DEFAULT_COUNT`]) drawn from the
-/// shards that hold rows, with the layout version and the rows they held.
+/// shards that hold rows, with the layout version and the rows they held:
+/// each cluster's shards read on that cluster, every cluster at once. A
+/// cluster none of whose nodes answers fails the whole sample (with its
+/// primary named): a sample without its shards' ids would show the
+/// explorer a database where they hold nothing.
 pub(crate) async fn sample_users(
     service: &Service,
     count: Option<u64>,
@@ -27,37 +33,81 @@ pub(crate) async fn sample_users(
     let count = count.unwrap_or(UserSample::DEFAULT_COUNT);
     input::sample_count(count)?;
     let table = service.routing().table();
-    let shards: Vec<&ShardSql> = table
-        .current
-        .shards
-        .iter()
-        .chain(table.leaving_shards())
-        .collect();
+    let held_shards = table.held_shards();
     let estimates = service.rows();
-    let held: Vec<u64> = shards
+    let held: Vec<u64> = held_shards
         .iter()
-        .map(|shard| rows_of(&estimates, &shard.name))
+        .map(|(_, shard)| rows_of(&estimates, &shard.name))
         .collect();
-    let draws = draws(&held, count);
-    let cluster = service.cluster();
-    let candidates = cluster.read_candidates(Consistency::Eventual, 0);
+    let mut by_cluster: Vec<ClusterDraws<'_>> = Vec::new();
+    for (&(cluster, shard), draw) in held_shards.iter().zip(draws(&held, count)) {
+        let at = by_cluster.iter().position(|each| each.cluster == cluster);
+        let at = at.unwrap_or_else(|| {
+            by_cluster.push(ClusterDraws {
+                cluster,
+                shards: Vec::new(),
+                draws: Vec::new(),
+            });
+            by_cluster.len() - 1
+        });
+        by_cluster[at].shards.push(shard);
+        by_cluster[at].draws.push(draw);
+    }
+    let samples = by_cluster
+        .iter()
+        .map(|each| sample_cluster(service, &table, each));
+    let mut ids = Vec::new();
+    let mut served_by = Vec::new();
+    for sample in futures::future::join_all(samples).await {
+        let (node, drawn) = sample?;
+        ids.extend(drawn);
+        served_by.push(node);
+    }
+    ids.truncate(count as usize);
+    Ok(UserSample {
+        version: table.current.version,
+        rows: held.iter().sum::<u64>().max(ids.len() as u64),
+        ids,
+        served_by: served_by.join(", "),
+    })
+}
+
+/// One cluster's shards and their draws.
+struct ClusterDraws<'t> {
+    cluster: &'t str,
+    shards: Vec<&'t ShardSql>,
+    draws: Vec<ShardDraw>,
+}
+
+/// The ids drawn on `each`'s cluster, from a standby in the read rotation
+/// (that has replayed up to the table's bound), else the primary, each
+/// within the read deadline; with the node that answered (`c2/standby-1`
+/// with several clusters).
+async fn sample_cluster(
+    service: &Service,
+    table: &RoutingTable,
+    each: &ClusterDraws<'_>,
+) -> Result<(String, Vec<String>), Error> {
+    let cluster = service.cluster_named(each.cluster)?;
+    let named = |node: &Node| match service.clusters().several() {
+        true => format!("{}/{}", cluster.name(), node.name()),
+        false => node.name().to_string(),
+    };
+    let mut candidates = cluster.read_candidates(Consistency::Eventual, 0);
+    let bound = table.replay_bound(cluster.name());
+    candidates.ready.retain(|node| node.lsn() >= bound);
     let nodes = candidates
         .ready
         .into_iter()
         .chain(std::iter::once(candidates.primary));
     for node in nodes {
-        if let Some(mut ids) = sample_on(node, &shards, &draws, cluster.read_timeout).await {
-            ids.truncate(count as usize);
-            return Ok(UserSample {
-                version: table.current.version,
-                rows: held.iter().sum::<u64>().max(ids.len() as u64),
-                ids,
-                served_by: node.name().to_string(),
-            });
+        let sample = sample_on(node, &each.shards, &each.draws, cluster.read_timeout);
+        if let Some(ids) = sample.await {
+            return Ok((named(node), ids));
         }
     }
     Err(Error::SampleUnavailable {
-        primary: cluster.primary().name().to_string(),
+        primary: named(cluster.primary()),
     })
 }
 

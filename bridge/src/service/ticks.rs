@@ -2,9 +2,9 @@
 //! cluster's monitor), the failover policy looks at what the checks found,
 //! and a `Tick` (nodes, lag, counters and rates, the job, the failover) goes
 //! to the live stream. Once a second the row estimates of every shard are
-//! read from PostgreSQL's statistics.
+//! read from its cluster's primary's statistics, every cluster at once.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -80,19 +80,36 @@ const ANALYZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every second, the row estimates of every shard (during a rebalance also
 /// of the shards only the old layout has, which still hold rows until it
-/// is done), from the primary's statistics: one catalog query, however
-/// large the tables (see [`crate::db::row_estimates`]).
+/// is done), each from its cluster's primary's statistics: one catalog
+/// query per cluster, all clusters at once, however large the tables (see
+/// [`crate::db::row_estimates`]).
+///
+/// A cluster whose primary does not answer within [`ROW_COUNT_TIMEOUT`]
+/// keeps its shards' last estimates (nothing can be written there until a
+/// primary answers again); a shard no round has estimated yet is left out
+/// (unknown). The other clusters' estimates go on.
 ///
 /// A server's statistics start over when it crashes, and a promoted
-/// standby has none of the primary's: each time the primary's statistics
-/// began anew (another primary, or another `stats_reset`), and once when
-/// the bridge starts, the tables not analyzed or vacuumed since are
-/// analyzed, which gives them an estimate again.
+/// standby has none of the primary's: each time a cluster's primary's
+/// statistics began anew (another primary, or another `stats_reset`), and
+/// once when the bridge starts, the tables of that cluster not analyzed or
+/// vacuumed since are analyzed, which gives them an estimate again.
 #[derive(Debug, Default)]
 struct RowCounter {
-    /// The primary and the start of its statistics when tables were last
-    /// analyzed for them.
-    analyzed_for: Option<(String, Option<SystemTime>)>,
+    /// Per cluster: its primary and the start of its statistics when the
+    /// cluster's tables were last analyzed for them.
+    analyzed_for: BTreeMap<String, StatsEpoch>,
+}
+
+/// A primary's name and when its statistics began.
+type StatsEpoch = (String, Option<SystemTime>);
+
+/// What one cluster's primary estimated.
+struct Counted {
+    /// Rows per shard name.
+    rows: Vec<(String, u64)>,
+    /// The statistics its lost tables were analyzed for in this round.
+    analyzed_for: Option<StatsEpoch>,
 }
 
 impl RowCounter {
@@ -107,80 +124,126 @@ impl RowCounter {
 
     async fn round(&mut self, state: &Service) {
         let table = state.routing().table();
-        let shards: Vec<&ShardSql> = table
-            .current
-            .shards
+        let held = table.held_shards();
+        let mut by_cluster: Vec<(&str, Vec<&ShardSql>)> = Vec::new();
+        for &(cluster, shard) in &held {
+            match by_cluster.iter_mut().find(|(name, _)| *name == cluster) {
+                Some((_, shards)) => shards.push(shard),
+                None => by_cluster.push((cluster, vec![shard])),
+            }
+        }
+        let asked = by_cluster.iter().map(|(name, shards)| {
+            let analyzed_for = self.analyzed_for.get(*name);
+            async move {
+                let primary = state.clusters().get(name)?.primary();
+                estimate(primary, shards, analyzed_for).await
+            }
+        });
+        let answers = futures::future::join_all(asked).await;
+        let last = state.rows();
+        let mut counted: BTreeMap<&str, ShardLoad> = BTreeMap::new();
+        for ((cluster, shards), answer) in by_cluster.iter().zip(answers) {
+            let Some(answer) = answer else {
+                for shard in shards {
+                    let kept = last.iter().find(|load| load.shard == shard.name);
+                    if let Some(kept) = kept {
+                        counted.insert(&shard.name, kept.clone());
+                    }
+                }
+                continue;
+            };
+            if let Some(epoch) = answer.analyzed_for {
+                self.analyzed_for.insert(cluster.to_string(), epoch);
+            }
+            let named = state.clusters().several().then(|| cluster.to_string());
+            for (shard, (name, rows)) in shards.iter().zip(answer.rows) {
+                let load = ShardLoad {
+                    shard: name,
+                    keys: rows,
+                    cluster: named.clone(),
+                };
+                counted.insert(&shard.name, load);
+            }
+        }
+        let rows = held
             .iter()
-            .chain(table.leaving_shards())
+            .filter_map(|(_, shard)| counted.remove(shard.name.as_str()))
             .collect();
-        if let Some(rows) = self.estimate(state.cluster().primary(), &shards).await {
-            state.set_rows(rows);
-        }
+        state.set_rows(rows);
     }
+}
 
-    /// Rows per shard of `shards` as PostgreSQL estimates them on
-    /// `primary`; `None` when it did not answer in time.
-    async fn estimate(&mut self, primary: &Node, shards: &[&ShardSql]) -> Option<Vec<ShardLoad>> {
-        let deadline = tokio::time::Instant::now() + ROW_COUNT_TIMEOUT;
-        let client = crate::cluster::checkout(&primary.pool, deadline)
-            .await
-            .ok()?;
-        let schemas: Vec<String> = shards.iter().map(|shard| shard.schema.clone()).collect();
-        let estimates =
-            tokio::time::timeout_at(deadline, crate::db::row_estimates(&client, &schemas));
-        let (estimates, stats_began) = match estimates.await {
-            Ok(Ok(estimates)) => estimates,
-            Ok(Err(error)) => {
-                tracing::debug!("row estimates: {}", crate::db::describe(&error));
-                return None;
-            }
-            Err(_) => {
-                crate::cluster::discard(client);
-                return None;
-            }
-        };
-        let epoch = (primary.name().to_string(), stats_began);
-        if self.analyzed_for.as_ref() != Some(&epoch) {
-            for shard in shards {
-                let lost = estimates
-                    .iter()
-                    .any(|estimate| estimate.schema == shard.schema && estimate.needs_analyze);
-                if !lost {
-                    continue;
-                }
-                match tokio::time::timeout(ANALYZE_TIMEOUT, crate::db::analyze(&client, shard))
-                    .await
-                {
-                    Ok(Ok(())) => tracing::debug!("analyzed {}", shard.table),
-                    Ok(Err(error)) => {
-                        tracing::debug!(
-                            "analyzing {}: {}",
-                            shard.table,
-                            crate::db::describe(&error)
-                        )
-                    }
-                    Err(_) => {
-                        crate::cluster::discard(client);
-                        return None;
-                    }
-                }
-            }
-            self.analyzed_for = Some(epoch);
+/// Rows per shard of `shards` as PostgreSQL estimates them on `primary`,
+/// after analyzing the tables whose statistics were lost when they began
+/// anew since `analyzed_for`; `None` when it did not answer in time.
+async fn estimate(
+    primary: &Node,
+    shards: &[&ShardSql],
+    analyzed_for: Option<&StatsEpoch>,
+) -> Option<Counted> {
+    let deadline = tokio::time::Instant::now() + ROW_COUNT_TIMEOUT;
+    let client = crate::cluster::checkout(&primary.pool, deadline)
+        .await
+        .ok()?;
+    let schemas: Vec<String> = shards.iter().map(|shard| shard.schema.clone()).collect();
+    let estimates = tokio::time::timeout_at(deadline, crate::db::row_estimates(&client, &schemas));
+    let (estimates, stats_began) = match estimates.await {
+        Ok(Ok(estimates)) => estimates,
+        Ok(Err(error)) => {
+            tracing::debug!("row estimates: {}", crate::db::describe(&error));
+            return None;
         }
-        Some(
-            shards
-                .iter()
-                .map(|shard| ShardLoad {
-                    shard: shard.name.clone(),
-                    keys: estimates
-                        .iter()
-                        .find(|estimate| estimate.schema == shard.schema)
-                        .map_or(0, |estimate| estimate.rows),
-                    cluster: None,
-                })
-                .collect(),
-        )
+        Err(_) => {
+            crate::cluster::discard(client);
+            return None;
+        }
+    };
+    let epoch = (primary.name().to_string(), stats_began);
+    let mut analyzed = None;
+    if analyzed_for != Some(&epoch) {
+        if !analyze_lost(&client, shards, &estimates).await {
+            crate::cluster::discard(client);
+            return None;
+        }
+        analyzed = Some(epoch);
     }
+    let rows = shards
+        .iter()
+        .map(|shard| {
+            let estimate = estimates.iter().find(|each| each.schema == shard.schema);
+            (shard.name.clone(), estimate.map_or(0, |each| each.rows))
+        })
+        .collect();
+    Some(Counted {
+        rows,
+        analyzed_for: analyzed,
+    })
+}
+
+/// `ANALYZE` of each of `shards` whose statistics `estimates` says were
+/// lost; `false` when one ran past [`ANALYZE_TIMEOUT`] (the connection is
+/// then not to be reused).
+async fn analyze_lost(
+    client: &deadpool_postgres::Object,
+    shards: &[&ShardSql],
+    estimates: &[crate::db::RowEstimate],
+) -> bool {
+    for shard in shards {
+        let lost = estimates
+            .iter()
+            .any(|estimate| estimate.schema == shard.schema && estimate.needs_analyze);
+        if !lost {
+            continue;
+        }
+        match tokio::time::timeout(ANALYZE_TIMEOUT, crate::db::analyze(client, shard)).await {
+            Ok(Ok(())) => tracing::debug!("analyzed {}", shard.table),
+            Ok(Err(error)) => {
+                tracing::debug!("analyzing {}: {}", shard.table, crate::db::describe(&error))
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Writes and reads per second (in all and per node) over the last second.
