@@ -72,9 +72,6 @@ pub(crate) enum Error {
     /// A data set is being generated: one at a time, and no rebalance
     /// starts meanwhile.
     Generating,
-    /// A bulk insert or data set over several clusters: not available yet
-    /// (`what` names it).
-    SeveralClusters(&'static str),
     /// A data set is not generated while a rebalance job runs (or failed
     /// and waits for a restart): the job, when known.
     GenerateDuringRebalance(Option<Box<RebalanceJob>>),
@@ -299,7 +296,6 @@ impl fmt::Display for Error {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
             }
             Error::Generating => f.write_str(GENERATING),
-            Error::SeveralClusters(what) => write!(f, "{what}{SEVERAL_CLUSTERS}"),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
@@ -454,11 +450,6 @@ impl fmt::Display for LayoutRefusal {
         }
     }
 }
-
-/// Why bulk inserts and data sets are refused over several clusters, after
-/// what they are.
-const SEVERAL_CLUSTERS: &str = " over several clusters are not available yet (each cluster's \
-     rows would need a transaction of their own); insert users one by one meanwhile";
 
 /// Why the database takes no bounded-load layout.
 pub(crate) const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \

@@ -460,15 +460,6 @@ impl Service {
         })
     }
 
-    /// Refuses `what` (bulk inserts, data sets) when there are several
-    /// clusters: not available over several yet.
-    pub(crate) fn one_cluster(&self, what: &'static str) -> Result<(), Error> {
-        match self.clusters().several() {
-            true => Err(Error::SeveralClusters(what)),
-            false => Ok(()),
-        }
-    }
-
     /// `cluster`'s name for answers: `Some` when there are several clusters
     /// (with one, answers carry no cluster, as they always did).
     pub(crate) fn answer_cluster(&self, cluster: &Cluster) -> Option<String> {
