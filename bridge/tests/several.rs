@@ -485,3 +485,64 @@ async fn a_bridge_started_after_c2_failed_over_creates_its_database_on_c2_s_new_
         .get(0);
     assert!(!in_recovery, "standby-1 is not c2's primary");
 }
+
+#[tokio::test]
+async fn c2_s_standby_serves_reads_again_once_its_position_after_a_job_is_read_late() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_late", false).await;
+    wait_healthy(&state).await;
+    let mut on_c2 = None;
+    for index in 0..30 {
+        let body = format!(r#"{{"user_id":"late_{index}"}}"#);
+        let answer = post_json(&state, "/api/users", &body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        if answer.json()["cluster"] == "c2" {
+            on_c2 = Some(format!("late_{index}"));
+            break;
+        }
+    }
+    let user = on_c2.expect("a user on c2");
+    let primary = primary_of(&state, "c2").await;
+    let stopped = post(&state, &format!("/api/clusters/c2/nodes/{primary}/stop")).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+    // The routing after a job, with c2's position not readable then.
+    let table = state.service().routing().table();
+    let version = table.current.version;
+    let service = state.service();
+    let bounds =
+        ecoshard_bridge::service::rebalance::replay_bounds_after_job(service, version, 0).await;
+    assert_eq!(bounds.get("c2"), Some(&u64::MAX), "{bounds:?}");
+    let current = ecoshard_bridge::routing::BuiltLayout::new(&table.view()).expect("layout");
+    drop(table);
+    let routing = ecoshard_bridge::routing::RoutingTable {
+        current,
+        previous: None,
+        min_replay_lsn: bounds,
+    };
+    service.routing().swap(routing).await;
+    let refused = get(&state, &format!("/api/users/{user}")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "c2's standby serves no read before its bound is known: {}",
+        refused.text()
+    );
+    let started = post(&state, &format!("/api/clusters/c2/nodes/{primary}/start")).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let standby = cluster(&view(&state).await.clusters, "c2")
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| node.name.clone())
+        .expect("c2's standby");
+    let served = eventually_some(LIMIT, || async {
+        let read = get(&state, &format!("/api/users/{user}")).await;
+        let read: Option<ReadResult> = (read.status == StatusCode::OK).then(|| read.parse());
+        read.filter(|read| read.served_by == standby)
+    })
+    .await;
+    assert!(served.is_some(), "c2's standby never served a read again");
+    let bound = service.routing().table().min_replay_lsn["c2"];
+    assert_ne!(bound, u64::MAX, "c2's bound was settled");
+    wait_healthy(&state).await;
+}

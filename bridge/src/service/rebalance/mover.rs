@@ -285,12 +285,13 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
     let view = job.view();
     match build_placement(&pending.to).await {
         Ok(current) => {
+            let version = current.version;
             let old = state
                 .routing()
                 .swap(RoutingTable {
                     current,
                     previous: None,
-                    min_replay_lsn: super::across::positions(state, lsn).await,
+                    min_replay_lsn: super::across::positions(state, version, lsn).await,
                 })
                 .await;
             let kept: BTreeSet<&str> = pending
