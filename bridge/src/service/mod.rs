@@ -308,10 +308,6 @@ impl Service {
 
     /// [`Service::verify`] for rebalance job `job` itself, once its routing
     /// is by the new layout alone: its check before it drops a source.
-    #[expect(
-        dead_code,
-        reason = "the mover calls it before its clean-up in the next step"
-    )]
     pub(crate) async fn verify_before_cleanup(
         &self,
         job: u64,
