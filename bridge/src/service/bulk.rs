@@ -90,21 +90,7 @@ pub(crate) async fn bulk(
     let (served_by, lsn, lsns) = answer_tokens(service, &lsns);
     let result = BulkResult {
         inserted: written,
-        shards: table
-            .current
-            .shards
-            .iter()
-            .zip(&plan.rows)
-            .enumerate()
-            .map(|(position, (shard, rows))| ShardLoad {
-                shard: shard.name.clone(),
-                keys: rows.ids.len() as u64,
-                cluster: service
-                    .clusters()
-                    .several()
-                    .then(|| table.current.cluster_of(position).to_string()),
-            })
-            .collect(),
+        shards: loads(service, &table, &plan),
         prefix,
         served_by,
         lsn,
@@ -112,6 +98,20 @@ pub(crate) async fn bulk(
         elapsed_ms: started.elapsed().as_secs_f64() * 1_000.0,
     };
     Ok((result, wrote))
+}
+
+/// The users per shard (with its cluster when there are several).
+fn loads(service: &Service, table: &RoutingTable, plan: &BulkPlan) -> Vec<ShardLoad> {
+    let several = service.clusters().several();
+    let current = &table.current;
+    let shards = current.shards.iter().zip(&plan.rows).enumerate();
+    shards
+        .map(|(position, (shard, rows))| ShardLoad {
+            shard: shard.name.clone(),
+            keys: rows.ids.len() as u64,
+            cluster: several.then(|| current.cluster_of(position).to_string()),
+        })
+        .collect()
 }
 
 /// What a write's answer says of where it was written: the node (the first
