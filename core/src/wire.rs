@@ -5,6 +5,7 @@
 //! rename or remove them.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -236,10 +237,16 @@ pub struct BulkResult {
     pub prefix: String,
     /// The users per shard (where they went, or, for a repeat, where they are).
     pub shards: Vec<ShardLoad>,
-    /// Node that took the writes.
+    /// Node that took the writes (with several clusters: the first
+    /// cluster's primary that did).
     pub served_by: String,
-    /// WAL position after the last commit.
+    /// Read-your-writes token after the commit (with several clusters: the
+    /// first cluster's in `lsns`).
     pub lsn: String,
+    /// With several clusters: each cluster written's read-your-writes
+    /// token (`c2/0/3000148`), by cluster; absent with one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lsns: BTreeMap<String, String>,
     /// Time the inserts took, in ms.
     pub elapsed_ms: f64,
 }
@@ -275,10 +282,16 @@ pub struct GenerateResult {
     pub prefix: String,
     /// The users per shard (where they went, or, for a repeat, where they are).
     pub shards: Vec<ShardLoad>,
-    /// Node that took the writes.
+    /// Node that took the writes (with several clusters: the first
+    /// cluster's primary that did).
     pub served_by: String,
-    /// WAL position after the commit.
+    /// Read-your-writes token after the commit (with several clusters: the
+    /// first cluster's in `lsns`).
     pub lsn: String,
+    /// With several clusters: each cluster written's read-your-writes
+    /// token (`c2/0/3000148`), by cluster; absent with one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lsns: BTreeMap<String, String>,
     /// From taking the routing table to the WAL position read after the
     /// commit, in ms.
     pub elapsed_ms: f64,

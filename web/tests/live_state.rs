@@ -628,6 +628,7 @@ fn explorer_keys_answer(inserted: u64) -> BulkResult {
         shards: Vec::new(),
         served_by: "primary".to_string(),
         lsn: "0/3000148".to_string(),
+        lsns: Default::default(),
         elapsed_ms: 35.0,
     }
 }

@@ -107,7 +107,6 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::NotLocal { .. } => (S::CONFLICT, "not_local"),
         Error::NodeActionRefused(_) => (S::CONFLICT, "node_action_refused"),
         Error::Generating => (S::CONFLICT, "generate_running"),
-        Error::SeveralClusters(_) => (S::CONFLICT, "several_clusters"),
         Error::GenerateDuringRebalance(_) => (S::CONFLICT, "rebalance_running"),
         Error::ShardFenced(_) => (S::SERVICE_UNAVAILABLE, "shard_cutover"),
         Error::GenerateTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "generate_timed_out"),

@@ -317,6 +317,10 @@ impl RoutingTable {
     }
 }
 
+/// A replay bound no standby reaches: its cluster's WAL position after a
+/// job could not be read yet (see [`Routing::settle_replay_bound`]).
+pub(crate) const UNKNOWN_POSITION: u64 = u64::MAX;
+
 /// The shared, swappable routing table.
 #[derive(Debug)]
 pub struct Routing {
@@ -369,6 +373,27 @@ impl Routing {
         }
     }
 
+    /// [`Routing::write_table`] for a write that may touch any shard (a bulk
+    /// insert, a data set), once no shard is fenced; `None` when one still
+    /// is at `deadline` (nothing written).
+    pub(crate) async fn write_table_unfenced(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>)> {
+        loop {
+            let mut fence = self.fence.subscribe();
+            let (gate, table) = self.write_table().await;
+            if fence.borrow_and_update().is_none() {
+                return Some((gate, table));
+            }
+            drop((gate, table));
+            let lifted = fence.wait_for(Option::is_none);
+            if !matches!(tokio::time::timeout_at(deadline, lifted).await, Ok(Ok(_))) {
+                return None;
+            }
+        }
+    }
+
     /// Fences `shard`: from when this returns until [`Routing::lift_fence`],
     /// no write to it runs (see the module's doc).
     pub(crate) async fn fence(&self, shard: &str) {
@@ -399,6 +424,34 @@ impl Routing {
             Ok(mut slot) => std::mem::replace(&mut *slot, table),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), table),
         }
+    }
+
+    /// Sets `cluster`'s replay bound to `lsn` in the table in force, when
+    /// that is still layout `version` alone (no job began since) and the
+    /// bound is [`UNKNOWN_POSITION`]: for a cluster whose WAL position
+    /// after a job was read late. Whether it did.
+    pub(crate) async fn settle_replay_bound(&self, version: u64, cluster: &str, lsn: u64) -> bool {
+        let _gate = self.gate.write().await;
+        let table = self.table();
+        let still = table.current.version == version && table.previous.is_none();
+        if !still || table.replay_bound(cluster) != UNKNOWN_POSITION {
+            return false;
+        }
+        let Ok(current) = BuiltLayout::new(&table.view()) else {
+            return false;
+        };
+        let mut min_replay_lsn = table.min_replay_lsn.clone();
+        min_replay_lsn.insert(cluster.to_owned(), lsn);
+        let settled = Arc::new(RoutingTable {
+            current,
+            previous: None,
+            min_replay_lsn,
+        });
+        match self.table.write() {
+            Ok(mut slot) => *slot = settled,
+            Err(poisoned) => *poisoned.into_inner() = settled,
+        }
+        true
     }
 
     /// The table in force now; hold it for the whole request.
@@ -435,6 +488,23 @@ mod tests {
             placement: Vec::new(),
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replay_bound_not_known_after_a_job_is_settled_only_under_that_table() {
+        let check = |bound: u64, version: u64, expected: (bool, u64)| async move {
+            let routing = Routing::with_table(RoutingTable {
+                current: placement(StrategyKind::Ring, 3, 2),
+                previous: None,
+                min_replay_lsn: [("c2".to_owned(), bound)].into(),
+            });
+            let settled = routing.settle_replay_bound(version, "c2", 7).await;
+            let now = routing.table().replay_bound("c2");
+            assert_eq!((settled, now), expected, "bound {bound}, version {version}");
+        };
+        check(UNKNOWN_POSITION, 2, (true, 7)).await;
+        check(UNKNOWN_POSITION, 1, (false, UNKNOWN_POSITION)).await;
+        check(5, 2, (false, 5)).await;
     }
 
     #[test]

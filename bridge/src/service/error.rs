@@ -72,14 +72,12 @@ pub(crate) enum Error {
     /// A data set is being generated: one at a time, and no rebalance
     /// starts meanwhile.
     Generating,
-    /// A bulk insert or data set over several clusters: not available yet
-    /// (`what` names it).
-    SeveralClusters(&'static str),
     /// A data set is not generated while a rebalance job runs (or failed
     /// and waits for a restart): the job, when known.
     GenerateDuringRebalance(Option<Box<RebalanceJob>>),
-    /// The insert of this id waited for its shard's cutover to another
-    /// cluster past its deadline; nothing was written.
+    /// A write waited for its shard's cutover to another cluster past its
+    /// deadline (what: "the shard of \"id\"", "a shard of this bulk
+    /// insert"); nothing was written.
     ShardFenced(String),
     /// A generation did not finish within its deadline and was rolled back.
     GenerateTimedOut {
@@ -302,9 +300,8 @@ impl fmt::Display for Error {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
             }
             Error::Generating => f.write_str(GENERATING),
-            Error::SeveralClusters(what) => write!(f, "{what}{SEVERAL_CLUSTERS}"),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
-            Error::ShardFenced(id) => write!(f, "the shard of {id:?}{SHARD_FENCED}"),
+            Error::ShardFenced(what) => write!(f, "{what}{SHARD_FENCED}"),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -349,7 +346,7 @@ impl fmt::Display for Error {
 }
 
 const SHARD_FENCED: &str = " is being cut over to another cluster and its writes waited past \
-                            the write deadline; nothing was written: send the same insert again";
+                            the write deadline; nothing was written: send the same request again";
 
 impl fmt::Display for TwoPhaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -461,11 +458,6 @@ impl fmt::Display for LayoutRefusal {
         }
     }
 }
-
-/// Why bulk inserts and data sets are refused over several clusters, after
-/// what they are.
-const SEVERAL_CLUSTERS: &str = " over several clusters are not available yet (each cluster's \
-     rows would need a transaction of their own); insert users one by one meanwhile";
 
 /// Why the database takes no bounded-load layout.
 pub(crate) const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \

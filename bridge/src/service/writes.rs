@@ -45,7 +45,7 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     // Held until the commit: a rebalance swaps tables between writes only.
     let Some((_gate, table)) = service.routing().write_table_for(&user_id, deadline).await else {
-        return Err(Error::ShardFenced(user_id));
+        return Err(Error::ShardFenced(format!("the shard of {user_id:?}")));
     };
     let position = table.current.position(&user_id);
     let cluster = service.cluster_named(table.current.cluster_of(position))?;

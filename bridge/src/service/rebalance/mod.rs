@@ -37,6 +37,17 @@ use crate::routing::{BuiltLayout, RoutingTable};
 
 pub(crate) use store::StoredJob;
 
+/// The replay bound per cluster that the routing after a job of layout
+/// `version` takes (`c1_lsn`: `c1`'s position after it). Public for a test
+/// that stops a cluster's primary at that moment.
+pub async fn replay_bounds_after_job(
+    service: &Service,
+    version: u64,
+    c1_lsn: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    across::positions(service, version, c1_lsn).await
+}
+
 /// Rows moved per transaction unless told otherwise. Chosen with
 /// `benches/rebalance.rs` (BENCHMARKS.md, Rebalance): throughput peaks at
 /// 5,000–10,000 rows per transaction, and at 5,000 a transaction holds its
