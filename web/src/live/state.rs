@@ -18,6 +18,7 @@ use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
 use crate::live::{
     Applying, BridgeStatus, HeldRows, NameMap, NodeRequest, Prediction, StreamStatus,
+    shard_move_ended, shard_move_route,
 };
 
 /// How much lag history each chart keeps, in ms.
@@ -466,9 +467,12 @@ impl Live {
                     error.as_deref().unwrap_or("no reason given")
                 ),
                 _ => format!(
-                    "rebalance job {} done: {} rows moved, layout v{} in force",
+                    "rebalance job {} done: {}, layout v{} in force",
                     job.id,
-                    thousands(job.moved),
+                    job.shard_move.as_ref().map_or_else(
+                        || format!("{} rows moved", thousands(job.moved)),
+                        |progress| shard_move_ended(progress, job.moved)
+                    ),
                     job.to_version
                 ),
             };
@@ -622,7 +626,15 @@ impl Live {
 
     fn apply_started(&mut self, job: RebalanceJob, prediction: Option<Prediction>) {
         let target = self.sent_target();
-        let text = if job.plan.is_none() && job.state == JobState::Running {
+        let text = if let Some(progress) = &job.shard_move {
+            format!(
+                "applying {target}: job {} (v{} → v{}) moves {}",
+                job.id,
+                job.from_version,
+                job.to_version,
+                shard_move_route(progress)
+            )
+        } else if job.plan.is_none() && job.state == JobState::Running {
             format!(
                 "applying {target}: job {} (v{} → v{}) is planning which rows move",
                 job.id, job.from_version, job.to_version
