@@ -295,6 +295,39 @@ fn a_shard_move_is_logged_by_its_shard_and_clusters_not_as_planning_rows() {
 }
 
 #[test]
+fn a_late_answer_never_takes_a_shard_move_back_a_phase() {
+    // The stream's tick can come before the answer to the PUT that started
+    // the job; the rows moved stay 0 through a shard's phases.
+    let ticked = Live::default()
+        .apply(LiveAction::ApplySent {
+            target: "Ring over 3 shards".to_string(),
+        })
+        .apply(tick_with_job(
+            1_000,
+            shard_move(2, MovePhase::Copying, JobState::Running),
+        ));
+    let answered = ticked.apply(LiveAction::ApplyStarted {
+        job: Box::new(shard_move(2, MovePhase::SettingUp, JobState::Running)),
+        prediction: None,
+    });
+    let phase = |live: &Live| {
+        live.job
+            .as_ref()
+            .unwrap()
+            .shard_move
+            .as_ref()
+            .unwrap()
+            .phase
+    };
+    assert_eq!(phase(&answered), MovePhase::Copying);
+    let next = answered.apply(tick_with_job(
+        2_000,
+        shard_move(2, MovePhase::CatchingUp, JobState::Running),
+    ));
+    assert_eq!(phase(&next), MovePhase::CatchingUp);
+}
+
+#[test]
 fn the_layout_in_force_is_answered_without_a_job() {
     let in_force = LayoutView {
         version: 3,

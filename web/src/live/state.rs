@@ -16,6 +16,7 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
+use crate::live::words::phase_position;
 use crate::live::{
     Applying, BridgeStatus, HeldRows, NameMap, NodeRequest, Prediction, StreamStatus,
     shard_move_ended, shard_move_route,
@@ -441,7 +442,9 @@ impl Live {
             None => true,
             Some(current) if job.id != current.id => job.id > current.id,
             Some(current) => match (current.state, job.state) {
-                (Running, Running) => job.moved >= current.moved,
+                (Running, Running) => {
+                    job.moved >= current.moved && move_stage(&job) >= move_stage(current)
+                }
                 (Done, Running) => false,
                 _ => true,
             },
@@ -489,6 +492,15 @@ impl Live {
     pub(crate) fn push_log(&mut self, kind: LogKind, text: String) {
         self.log.push(kind, text);
     }
+}
+
+/// How far a placement change got (shards moved, then the phase of the one
+/// moving): a job's answers and ticks may arrive out of order, and a shard
+/// move's rows stay the same through its phases.
+fn move_stage(job: &RebalanceJob) -> (u64, usize) {
+    job.shard_move.as_ref().map_or((0, 0), |progress| {
+        (progress.shards_done, phase_position(progress.phase))
+    })
 }
 
 /// The cluster and the stream: what `/api/cluster` and each tick say.

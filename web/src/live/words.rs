@@ -236,7 +236,7 @@ pub fn phase_step(phase: MovePhase, current: MovePhase) -> &'static str {
 
 /// Where `phase` comes in a move: its place in [`MOVE_PHASES`], past them
 /// all once moved.
-fn phase_position(phase: MovePhase) -> usize {
+pub(crate) fn phase_position(phase: MovePhase) -> usize {
     MOVE_PHASES
         .iter()
         .position(|listed| *listed == phase)
