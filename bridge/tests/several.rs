@@ -413,7 +413,9 @@ async fn layout_changes_naming_an_unknown_cluster_or_crossing_clusters_are_refus
         "shards go on c1, c2",
     )
     .await;
-    check(r#"{"strategy":"ring","shards":[{"name":"s0"},{"name":"s1","cluster":"c1"},{"name":"s2"}]}"#, "cross_cluster_move", "put 1 shards it keeps on another cluster").await;
+    // Shards to other clusters and keys to other shards at once: two steps
+    // (a placement change alone moves the shards: tests/shard_move.rs).
+    check(r#"{"strategy":"ring","shards":[{"name":"s0"},{"name":"s1","cluster":"c1"},{"name":"s2"},{"name":"s3"}]}"#, "placement_and_keys", "do it in two steps").await;
     assert_eq!(
         get(&state, "/api/layout").await.text(),
         before,
@@ -486,8 +488,7 @@ async fn a_bridge_started_after_c2_failed_over_creates_its_database_on_c2_s_new_
     assert!(!in_recovery, "standby-1 is not c2's primary");
 }
 
-/// `count` users `<prefix>0` … inserted one by one (bulk inserts over
-/// several clusters are refused), 30 at a time: each id with its
+/// `count` users `<prefix>0` … inserted one by one, 30 at a time: each id with its
 /// shard's cluster and shard, as the insert answered.
 async fn insert_each(state: &AppState, prefix: &str, count: u64) -> Vec<(String, String, String)> {
     let ids: Vec<String> = (0..count).map(|index| format!("{prefix}{index}")).collect();
@@ -644,5 +645,66 @@ async fn with_c2_s_primary_down_c1_s_estimates_go_on_and_c2_s_keep_their_last() 
     assert!(sample.served_by.ends_with(&standby), "{}", sample.served_by);
     let start = format!("/api/clusters/c2/nodes/{primary}/start");
     assert_eq!(post(&state, &start).await.status, StatusCode::OK);
+    wait_healthy(&state).await;
+}
+
+#[tokio::test]
+async fn c2_s_standby_serves_reads_again_once_its_position_after_a_job_is_read_late() {
+    let _nodes = NODES.write().await;
+    let (state, _clusters) = bridge_over_both("several_late", false).await;
+    wait_healthy(&state).await;
+    let mut on_c2 = None;
+    for index in 0..30 {
+        let body = format!(r#"{{"user_id":"late_{index}"}}"#);
+        let answer = post_json(&state, "/api/users", &body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+        if answer.json()["cluster"] == "c2" {
+            on_c2 = Some(format!("late_{index}"));
+            break;
+        }
+    }
+    let user = on_c2.expect("a user on c2");
+    let primary = primary_of(&state, "c2").await;
+    let stopped = post(&state, &format!("/api/clusters/c2/nodes/{primary}/stop")).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text());
+    // The routing after a job, with c2's position not readable then.
+    let table = state.service().routing().table();
+    let version = table.current.version;
+    let service = state.service();
+    let bounds =
+        ecoshard_bridge::service::rebalance::replay_bounds_after_job(service, version, 0).await;
+    assert_eq!(bounds.get("c2"), Some(&u64::MAX), "{bounds:?}");
+    let current = ecoshard_bridge::routing::BuiltLayout::new(&table.view()).expect("layout");
+    drop(table);
+    let routing = ecoshard_bridge::routing::RoutingTable {
+        current,
+        previous: None,
+        min_replay_lsn: bounds,
+    };
+    service.routing().swap(routing).await;
+    let refused = get(&state, &format!("/api/users/{user}")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "c2's standby serves no read before its bound is known: {}",
+        refused.text()
+    );
+    let started = post(&state, &format!("/api/clusters/c2/nodes/{primary}/start")).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let standby = cluster(&view(&state).await.clusters, "c2")
+        .nodes
+        .iter()
+        .find(|node| node.role == NodeRole::Standby)
+        .map(|node| node.name.clone())
+        .expect("c2's standby");
+    let served = eventually_some(LIMIT, || async {
+        let read = get(&state, &format!("/api/users/{user}")).await;
+        let read: Option<ReadResult> = (read.status == StatusCode::OK).then(|| read.parse());
+        read.filter(|read| read.served_by == standby)
+    })
+    .await;
+    assert!(served.is_some(), "c2's standby never served a read again");
+    let bound = service.routing().table().min_replay_lsn["c2"];
+    assert_ne!(bound, u64::MAX, "c2's bound was settled");
     wait_healthy(&state).await;
 }

@@ -14,7 +14,8 @@ use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::VerifyReport;
 
 use common::{
-    NODES, SharedClusters, bridge_with, connect, control, post, post_json, ring, wait_streaming,
+    LIMIT, NODES, SharedClusters, bridge_with, connect, control, eventually_some, post, post_json,
+    ring, wait_streaming,
 };
 
 /// This binary's two clusters of one standby each, on ports from 32600.
@@ -377,4 +378,57 @@ async fn the_command_exits_0_when_clean_1_on_a_difference_2_when_it_cannot_verif
     let stderr = String::from_utf8_lossy(&gone.stderr).to_string();
     assert_eq!(gone.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_job_whose_verification_finds_a_difference_fails_and_keeps_its_source() {
+    use ecoshard_core::wire::{JobState, RebalanceJob};
+    let _nodes = NODES.read().await;
+    let database = "verify_cleanup";
+    let (state, clusters) = bridge_over_both(database).await;
+    insert(&state, "cleanup", 60).await;
+    // A stray schema on c2 the mover never scans: a difference to the
+    // verification, whatever the job moves.
+    let c2 = connect(&clusters[1], "primary", database).await;
+    c2.batch_execute(
+        "CREATE SCHEMA shard_s0;
+         CREATE TABLE shard_s0.users (user_id text PRIMARY KEY, name text NOT NULL,
+             email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .expect("planting a schema on c2");
+    // Ring over 2 shards, round-robin as before (s0 on c1, s1 on c2): s2,
+    // on c1, is emptied, its keys moving to s0 and across to s1.
+    let body = r#"{"strategy":"ring","shards":2}"#;
+    let request = axum::http::Request::put("/api/layout")
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let started = common::send(&state, request).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    let ended = eventually_some(LIMIT, || async {
+        let job: RebalanceJob = common::get(&state, &format!("/api/rebalance/{}", job.id))
+            .await
+            .parse();
+        (job.state != JobState::Running).then_some(job)
+    })
+    .await
+    .expect("the job ends");
+    assert_eq!(ended.state, JobState::Failed, "{ended:?}");
+    let error = ended.error.unwrap_or_default();
+    assert!(
+        error.contains("shard s0's schema is on c2"),
+        "the sentence names the difference: {error}"
+    );
+    let c1 = connect(&clusters[0], "primary", database).await;
+    let kept: i64 = c1
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'shard_s2'",
+            &[],
+        )
+        .await
+        .expect("schemas")
+        .get(0);
+    assert_eq!(kept, 1, "the emptied source s2 is not dropped");
 }

@@ -4,6 +4,8 @@
 //! Field names are a stable surface: scripts use them. Add fields; do not
 //! rename or remove them.
 
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -235,10 +237,16 @@ pub struct BulkResult {
     pub prefix: String,
     /// The users per shard (where they went, or, for a repeat, where they are).
     pub shards: Vec<ShardLoad>,
-    /// Node that took the writes.
+    /// Node that took the writes (with several clusters: the first
+    /// cluster's primary that did).
     pub served_by: String,
-    /// WAL position after the last commit.
+    /// Read-your-writes token after the commit (with several clusters: the
+    /// first cluster's in `lsns`).
     pub lsn: String,
+    /// With several clusters: each cluster written's read-your-writes
+    /// token (`c2/0/3000148`), by cluster; absent with one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lsns: BTreeMap<String, String>,
     /// Time the inserts took, in ms.
     pub elapsed_ms: f64,
 }
@@ -274,10 +282,16 @@ pub struct GenerateResult {
     pub prefix: String,
     /// The users per shard (where they went, or, for a repeat, where they are).
     pub shards: Vec<ShardLoad>,
-    /// Node that took the writes.
+    /// Node that took the writes (with several clusters: the first
+    /// cluster's primary that did).
     pub served_by: String,
-    /// WAL position after the commit.
+    /// Read-your-writes token after the commit (with several clusters: the
+    /// first cluster's in `lsns`).
     pub lsn: String,
+    /// With several clusters: each cluster written's read-your-writes
+    /// token (`c2/0/3000148`), by cluster; absent with one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lsns: BTreeMap<String, String>,
     /// From taking the routing table to the WAL position read after the
     /// commit, in ms.
     pub elapsed_ms: f64,
@@ -444,6 +458,67 @@ pub struct RebalanceJob {
     pub plan: Option<PlanSummary>,
     /// Why it failed.
     pub error: Option<String>,
+    /// For a placement change (whole shards moving between clusters by
+    /// logical replication): the shard moving now, its phase and progress.
+    /// Absent for a layout change that moves keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_move: Option<Box<ShardMoveProgress>>,
+}
+
+/// Phase of a whole-shard move between clusters, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MovePhase {
+    /// The shard's table on the target, a publication on the source, a
+    /// subscription on the target.
+    SettingUp,
+    /// The subscription's initial copy.
+    Copying,
+    /// Streaming the source's changes since the copy.
+    CatchingUp,
+    /// The shard's writes fenced until the target has applied the
+    /// source's last position; then its routing swaps to the target.
+    Cutover,
+    /// The source's rows checked against the target's (count, checksum).
+    Verifying,
+    /// Subscription (and its slot), publication and source schema dropped.
+    Cleanup,
+    /// Moved.
+    Done,
+}
+
+/// Progress of one shard's move (see [`RebalanceJob::shard_move`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardMoveProgress {
+    /// The shard moving now.
+    pub shard: String,
+    /// Its cluster before.
+    pub from_cluster: String,
+    /// Its cluster after.
+    pub to_cluster: String,
+    /// Where the move is.
+    pub phase: MovePhase,
+    /// Shards of the job moved so far.
+    pub shards_done: u64,
+    /// Shards the job moves.
+    pub shards_total: u64,
+    /// Rows of this shard on the target so far.
+    pub rows: u64,
+    /// Rows of this shard on the source when the move began.
+    pub rows_total: u64,
+    /// Bytes of the initial copy so far (PostgreSQL's
+    /// `pg_stat_progress_copy`; the table's size once the copy is done).
+    pub bytes: u64,
+    /// The source table's size when the move began.
+    pub bytes_total: u64,
+    /// Copying speed so far.
+    pub rows_per_sec: f64,
+    /// Estimated time left for the copy, ms (`None` until a rate is known).
+    pub eta_ms: Option<u64>,
+    /// How long this shard's writes waited at its cutover, ms (once cut over).
+    pub write_pause_ms: Option<u64>,
 }
 
 /// One `tick` of `GET /api/events` (Server-Sent Events, every ~250 ms).

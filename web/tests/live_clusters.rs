@@ -275,8 +275,8 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
         .screenshot("explorer-two-clusters-shard-added")
         .await;
 
-    // Applying it: the bridge moves keys between clusters but not whole
-    // shards yet (s2 and s3 would change cluster), and says so; the page
+    // Applying it: s2 and s3 would change cluster while s4 takes keys, and
+    // the bridge does the two in separate steps, and says so; the page
     // shows its sentence and the layout in force stays.
     browser.click("#tab-live").await;
     browser.wait_for_element("#apply-layout", 30).await;
@@ -292,12 +292,9 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
     let code = browser
         .eval("return document.querySelector('#apply-refusal').dataset.code")
         .await;
-    assert_eq!(code, "cross_cluster_move");
+    assert_eq!(code, "placement_and_keys");
     let text = refusal.text().await.unwrap();
-    assert!(
-        text.contains("whole shards do not move between clusters yet"),
-        "{text}"
-    );
+    assert!(text.contains("do it in two steps"), "{text}");
     let layout: serde_json::Value = serde_json::from_str(&bridge.get("/api/layout")).unwrap();
     assert_eq!(layout["version"], 1, "{layout}");
     browser.screenshot("live-two-clusters-apply-refused").await;

@@ -101,6 +101,7 @@ fn jobs_only_move_forward() {
             to_version: 2,
             plan: None,
             error: None,
+            shard_move: None,
         }))
     };
     let live = Live::default()
@@ -155,6 +156,7 @@ fn job(id: u64, moved: u64, state: JobState) -> RebalanceJob {
         to_version: id + 1,
         plan: None,
         error: None,
+        shard_move: None,
     }
 }
 
@@ -626,6 +628,7 @@ fn explorer_keys_answer(inserted: u64) -> BulkResult {
         shards: Vec::new(),
         served_by: "primary".to_string(),
         lsn: "0/3000148".to_string(),
+        lsns: Default::default(),
         elapsed_ms: 35.0,
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use clap::Args;
 use ecoshard_core::thousands;
-use ecoshard_core::wire::{ApiErrorBody, JobState, RebalanceJob};
+use ecoshard_core::wire::{ApiErrorBody, JobState, MovePhase, RebalanceJob, ShardMoveProgress};
 
 use super::client::{Bridge, json_text, parse, refused, write_stdout};
 use super::{Exit, Format};
@@ -215,6 +215,9 @@ fn progress_line(job: &RebalanceJob) -> String {
             job.id
         );
     }
+    if let Some(progress) = &job.shard_move {
+        return format!("{}  ", shard_move_words(progress));
+    }
     let fraction = if job.total == 0 {
         1.0
     } else {
@@ -234,7 +237,59 @@ fn progress_line(job: &RebalanceJob) -> String {
 
 /// A running job whose plan is not made yet (the PUT answered before it).
 fn is_planning(job: &RebalanceJob) -> bool {
-    job.state == JobState::Running && job.plan.is_none() && job.total == 0
+    job.state == JobState::Running
+        && job.plan.is_none()
+        && job.total == 0
+        && job.shard_move.is_none()
+}
+
+/// A placement change's shard: `shard s0 c1 → c2 (1 of 2): copying 412,000
+/// of 1,000,000 rows, 40 of 97 MiB, 205,000 rows/s, about 3 s left`.
+fn shard_move_words(progress: &ShardMoveProgress) -> String {
+    const MIB: u64 = 1024 * 1024;
+    let mut words = format!(
+        "shard {} {} → {} ({} of {}): {}",
+        progress.shard,
+        progress.from_cluster,
+        progress.to_cluster,
+        (progress.shards_done + 1).min(progress.shards_total),
+        progress.shards_total,
+        phase_name(progress.phase)
+    );
+    if progress.rows_total > 0 {
+        words.push_str(&format!(
+            " {} of {} rows, {} of {} MiB",
+            thousands(progress.rows),
+            thousands(progress.rows_total),
+            thousands(progress.bytes.div_ceil(MIB)),
+            thousands(progress.bytes_total.div_ceil(MIB))
+        ));
+    }
+    if progress.phase == MovePhase::Copying && progress.rows_per_sec > 0.0 {
+        words.push_str(&format!(
+            ", {} rows/s",
+            thousands(progress.rows_per_sec.round() as u64)
+        ));
+        if let Some(eta_ms) = progress.eta_ms {
+            words.push_str(&format!(", about {} s left", eta_ms.div_ceil(1_000)));
+        }
+    }
+    if let Some(pause) = progress.write_pause_ms {
+        words.push_str(&format!(", its writes paused {pause} ms at the cutover"));
+    }
+    words
+}
+
+fn phase_name(phase: MovePhase) -> &'static str {
+    match phase {
+        MovePhase::SettingUp => "setting up",
+        MovePhase::Copying => "copying",
+        MovePhase::CatchingUp => "catching up",
+        MovePhase::Cutover => "cutting over",
+        MovePhase::Verifying => "verifying",
+        MovePhase::Cleanup => "cleaning up",
+        MovePhase::Done => "moved",
+    }
 }
 
 fn state_name(state: JobState) -> &'static str {
@@ -267,6 +322,9 @@ fn job_table(job: &RebalanceJob) -> String {
             thousands(job.total),
             thousands(job.rows_per_sec.round() as u64)
         );
+    }
+    if let Some(progress) = &job.shard_move {
+        let _ = writeln!(out, "{}", shard_move_words(progress));
     }
     if let Some(plan) = &job.plan {
         let _ = writeln!(
@@ -308,7 +366,49 @@ mod tests {
             to_version: 3,
             plan: None,
             error: None,
+            shard_move: None,
         }
+    }
+
+    #[test]
+    fn a_shard_move_is_worded_by_its_phase_and_progress() {
+        let check = |phase: MovePhase, rows: u64, pause: Option<u64>, expected: &str| {
+            let progress = ShardMoveProgress {
+                shard: "s0".into(),
+                from_cluster: "c1".into(),
+                to_cluster: "c2".into(),
+                phase,
+                shards_done: 0,
+                shards_total: 2,
+                rows,
+                rows_total: 1_000_000,
+                bytes: rows * 100,
+                bytes_total: 100_000_000,
+                rows_per_sec: 200_000.0,
+                eta_ms: Some(2_900),
+                write_pause_ms: pause,
+            };
+            assert_eq!(shard_move_words(&progress), expected);
+            let job = RebalanceJob {
+                shard_move: Some(Box::new(progress)),
+                ..job(JobState::Running, 0, 0)
+            };
+            assert!(!is_planning(&job));
+        };
+        check(
+            MovePhase::Copying,
+            420_000,
+            None,
+            "shard s0 c1 → c2 (1 of 2): copying 420,000 of 1,000,000 rows, 41 of 96 MiB, \
+             200,000 rows/s, about 3 s left",
+        );
+        check(
+            MovePhase::Verifying,
+            1_000_000,
+            Some(42),
+            "shard s0 c1 → c2 (1 of 2): verifying 1,000,000 of 1,000,000 rows, 96 of 96 MiB, \
+             its writes paused 42 ms at the cutover",
+        );
     }
 
     #[test]

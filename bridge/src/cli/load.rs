@@ -121,6 +121,7 @@ mod tests {
             ],
             served_by: "primary".into(),
             lsn: "0/5A1C2B8".into(),
+            lsns: Default::default(),
             elapsed_ms: 6_512.4,
             rows_per_sec: if inserted == 0 { 0.0 } else { 153_553.2 },
         };

@@ -22,6 +22,39 @@ pub struct NodeSpec {
     pub addr: String,
     /// Connection settings.
     pub config: tokio_postgres::Config,
+    /// The passfile a server on this machine reads this node's passwords
+    /// from (a local cluster's), for another cluster's subscription to it;
+    /// `None`: the subscriber's own (`~/.pgpass` of its server).
+    pub passfile: Option<std::path::PathBuf>,
+}
+
+impl NodeSpec {
+    /// How another cluster's server connects to this node for a logical
+    /// subscription (libpq's `key=value` form): host, port, database and
+    /// user of the bridge's settings, and no password — the server reads
+    /// it from the passfile.
+    pub(crate) fn subscriber_conninfo(&self) -> String {
+        let (host, port) = self.addr.rsplit_once(':').unwrap_or((&self.addr, "5432"));
+        let mut conninfo = format!(
+            "host={} port={} dbname={} user={} application_name=ecoshard_move",
+            conninfo_value(host),
+            conninfo_value(port),
+            conninfo_value(self.config.get_dbname().unwrap_or("ecomarket")),
+            conninfo_value(self.config.get_user().unwrap_or("ecoshard")),
+        );
+        if let Some(passfile) = &self.passfile {
+            conninfo.push_str(&format!(
+                " passfile={} sslmode=disable",
+                conninfo_value(&passfile.display().to_string())
+            ));
+        }
+        conninfo
+    }
+}
+
+/// A value of libpq's `key=value` form, quoted.
+fn conninfo_value(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// Every node of the cluster, primary first.
@@ -47,6 +80,7 @@ impl Topology {
                 },
                 addr: format!("127.0.0.1:{}", node.port),
                 config: with_timeouts(local_socket_config(&cluster.endpoint(node), database)),
+                passfile: Some(cluster.passfile()),
             })
             .collect();
         Topology {
@@ -149,6 +183,7 @@ fn node_from_url(name: &str, role: NodeRole, url: &str) -> Result<NodeSpec, Stri
         role,
         addr: format!("{host}:{port}"),
         config: with_timeouts(config),
+        passfile: None,
     })
 }
 

@@ -10,11 +10,21 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::ShardSql;
 
+/// Where a `COPY` runs: a transaction of the bridge's, or a connection in
+/// a transaction opened by its statements (a two-phase transaction's part).
+#[derive(Clone, Copy)]
+pub(crate) enum CopyInto<'c, 't> {
+    /// A transaction.
+    Transaction(&'c tokio_postgres::Transaction<'t>),
+    /// A connection whose transaction is open.
+    Open(&'c tokio_postgres::Client),
+}
+
 /// Writes the users `ids[i]`, `names[i]`, `emails[i]` into `shard` with one
 /// binary `COPY` (inside the caller's transaction); how many it wrote. An id
 /// already stored fails the whole `COPY` with a unique violation.
 pub(crate) async fn copy_users(
-    client: &tokio_postgres::Transaction<'_>,
+    client: CopyInto<'_, '_>,
     shard: &ShardSql,
     ids: &[String],
     names: &[String],
@@ -24,7 +34,10 @@ pub(crate) async fn copy_users(
         "COPY {} (user_id, name, email) FROM STDIN (FORMAT binary)",
         shard.table
     );
-    let sink = client.copy_in(&statement).await?;
+    let sink = match client {
+        CopyInto::Transaction(transaction) => transaction.copy_in(&statement).await?,
+        CopyInto::Open(client) => client.copy_in(&statement).await?,
+    };
     let mut writer = pin!(BinaryCopyInWriter::new(
         sink,
         &[Type::TEXT, Type::TEXT, Type::TEXT]

@@ -47,6 +47,7 @@ impl StoredJob {
             to_version: self.to_version,
             plan: self.plan.clone(),
             error: self.error.clone(),
+            shard_move: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod copy;
 mod error;
 mod health;
 pub(crate) mod jobs;
+pub mod logical;
 pub(crate) mod moves;
 mod pool;
 pub mod schema;
@@ -16,7 +17,7 @@ pub(crate) mod twophase;
 mod users;
 pub(crate) mod verify;
 
-pub(crate) use copy::{copy_users, count_generated};
+pub(crate) use copy::{CopyInto, copy_users, count_generated};
 pub(crate) use error::{
     ErrorKind, WriteError, describe, describe_pool, kind, pool_failure_is_node,
 };
@@ -28,7 +29,7 @@ pub(crate) use shard::{
     BatchRow, BatchSql, CREATED_AT, ShardSql, Written, insert_batch, select_batch,
 };
 pub(crate) use users::{
-    CURRENT_LSN, Inserted, ShardDraw, StoredPart, count_stored_users, existing_users,
-    insert_returning, insert_user, insert_user_unless_in, insert_users, lsn_after_commit,
-    read_user, sample_user_ids, stored_user, then_lsn, user_at,
+    CURRENT_LSN, Inserted, ShardDraw, StoredPart, existing_users, insert_returning, insert_user,
+    insert_user_unless_in, insert_users, lsn_after_commit, read_user, sample_user_ids, stored_user,
+    stored_users, then_lsn, user_at,
 };

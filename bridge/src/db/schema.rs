@@ -60,6 +60,22 @@ const MIGRATIONS: &[&str] = &[
          to_cluster text NOT NULL,
          rows bigint NOT NULL
      );",
+    // 4: whole shards moving between clusters (see `db/logical.rs`): one row
+    // per shard a placement change moves, with the phase it has reached.
+    "CREATE TABLE ecoshard.shard_move (
+         job bigint NOT NULL REFERENCES ecoshard.rebalance (id),
+         shard text NOT NULL,
+         position integer NOT NULL,
+         source text NOT NULL,
+         target text NOT NULL,
+         phase text NOT NULL DEFAULT 'setting_up' CHECK (phase IN
+             ('setting_up', 'copying', 'catching_up', 'cutover', 'verifying', 'cleanup', 'done')),
+         rows_total bigint,
+         bytes_total bigint,
+         write_pause_ms bigint,
+         error text,
+         PRIMARY KEY (job, shard)
+     );",
 ];
 
 /// Error of a schema operation.

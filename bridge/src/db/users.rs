@@ -231,18 +231,20 @@ pub(crate) async fn insert_users(
     client.execute(&insert, &[&ids, &names, &emails]).await
 }
 
-/// One table's part of [`count_stored_users`]: the table and the rows a
+/// One table's part of [`stored_users`]: the table and the rows a
 /// bulk insert would write there (ids, names, e-mails).
 pub(crate) type StoredPart<'a> = (&'a ShardSql, &'a [String], &'a [String], &'a [String]);
 
-/// How many of the ids in `parts` are stored exactly so (same id, name
-/// and e-mail), over every part in one statement (one snapshot, so a row
-/// a rebalance moves between two parts counts once), and the WAL position
-/// right after. Not prepared: its text depends on the parts.
-pub(crate) async fn count_stored_users(
+/// The ids in `parts` stored exactly so (same id, name and e-mail), each
+/// once, over every part in one statement (one snapshot, so a row a
+/// rebalance moves between two parts counts once), and the WAL position
+/// right after. The ids, not a count: a bulk insert over several clusters
+/// joins what each cluster holds. Not prepared: its text depends on the
+/// parts.
+pub(crate) async fn stored_users(
     client: &ClientWrapper,
     parts: &[StoredPart<'_>],
-) -> Result<(u64, PgLsn), tokio_postgres::Error> {
+) -> Result<(Vec<String>, PgLsn), tokio_postgres::Error> {
     let mut selects = Vec::with_capacity(parts.len());
     let mut params: Vec<(&(dyn ToSql + Sync), Type)> = Vec::with_capacity(3 * parts.len());
     for (index, (shard, ids, names, emails)) in parts.iter().enumerate() {
@@ -265,15 +267,16 @@ pub(crate) async fn count_stored_users(
         selects.push("SELECT NULL::text WHERE false".to_owned());
     }
     let sql = format!(
-        "SELECT count(DISTINCT user_id) FROM ({}) AS stored(user_id)",
+        "SELECT DISTINCT user_id FROM ({}) AS stored(user_id)",
         selects.join(" UNION ALL ")
     );
     let lsn = client.prepare_cached(CURRENT_LSN).await?;
-    let (count, lsn) = futures::try_join!(
-        client.query_typed_one(&sql, &params),
+    let (stored, lsn) = futures::try_join!(
+        client.query_typed(&sql, &params),
         client.query_one(&lsn, &[])
     )?;
-    Ok((count.get::<_, i64>(0).max(0) as u64, lsn.get(0)))
+    let ids = stored.iter().map(|row| row.get(0)).collect();
+    Ok((ids, lsn.get(0)))
 }
 
 /// How many ids to draw from one shard, and each row's chance of being

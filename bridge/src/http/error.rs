@@ -94,8 +94,8 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::Layout(LayoutRefusal::BoundedLoad) => (S::BAD_REQUEST, "unsupported_strategy"),
         Error::Layout(LayoutRefusal::TooManyShards { .. }) => (S::BAD_REQUEST, "too_many_shards"),
         Error::Layout(LayoutRefusal::UnknownCluster { .. }) => (S::BAD_REQUEST, "unknown_cluster"),
-        Error::Layout(LayoutRefusal::CrossClusterMove { .. }) => {
-            (S::BAD_REQUEST, "cross_cluster_move")
+        Error::Layout(LayoutRefusal::PlacementAndKeys { .. }) => {
+            (S::BAD_REQUEST, "placement_and_keys")
         }
         Error::UserNotFound { .. } => (S::NOT_FOUND, "user_not_found"),
         Error::JobNotFound(_) => (S::NOT_FOUND, "job_not_found"),
@@ -107,8 +107,8 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::NotLocal { .. } => (S::CONFLICT, "not_local"),
         Error::NodeActionRefused(_) => (S::CONFLICT, "node_action_refused"),
         Error::Generating => (S::CONFLICT, "generate_running"),
-        Error::SeveralClusters(_) => (S::CONFLICT, "several_clusters"),
         Error::GenerateDuringRebalance(_) => (S::CONFLICT, "rebalance_running"),
+        Error::ShardFenced(_) => (S::SERVICE_UNAVAILABLE, "shard_cutover"),
         Error::GenerateTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "generate_timed_out"),
         Error::BulkBusy => (S::TOO_MANY_REQUESTS, "busy"),
         Error::PrimaryUnavailable(_) => (S::SERVICE_UNAVAILABLE, "primary_unavailable"),

@@ -11,6 +11,12 @@
 //! Writes hold the write gate (shared) from taking the table until their
 //! commit; a swap takes it exclusively, so no write under the old table is
 //! still running when the first write under the new one starts.
+//!
+//! A shard moving between clusters is *fenced* at its cutover: writes to
+//! it wait (within their deadline) until the fence lifts; other shards'
+//! writes go on. A write reads the fence with the gate held, and fencing
+//! takes the gate once exclusively after setting it, so when
+//! [`Routing::fence`] returns no write to that shard runs and none starts.
 
 pub(crate) mod batch;
 
@@ -311,12 +317,18 @@ impl RoutingTable {
     }
 }
 
+/// A replay bound no standby reaches: its cluster's WAL position after a
+/// job could not be read yet (see [`Routing::settle_replay_bound`]).
+pub(crate) const UNKNOWN_POSITION: u64 = u64::MAX;
+
 /// The shared, swappable routing table.
 #[derive(Debug)]
 pub struct Routing {
     table: RwLock<Arc<RoutingTable>>,
     /// Shared by writes, exclusive for a swap.
     gate: tokio::sync::RwLock<()>,
+    /// The shard whose writes wait (a shard move's cutover), if any.
+    fence: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Routing {
@@ -335,7 +347,63 @@ impl Routing {
         Routing {
             table: RwLock::new(Arc::new(table)),
             gate: tokio::sync::RwLock::new(()),
+            fence: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// [`Routing::write_table`] for a write of `key`, once `key`'s shard is
+    /// not fenced; `None` when it still is at `deadline` (nothing written).
+    pub(crate) async fn write_table_for(
+        &self,
+        key: &str,
+        deadline: tokio::time::Instant,
+    ) -> Option<(tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>)> {
+        loop {
+            let mut fence = self.fence.subscribe();
+            let (gate, table) = self.write_table().await;
+            let shard = table.current.locate(key).name.clone();
+            if fence.borrow_and_update().as_deref() != Some(shard.as_str()) {
+                return Some((gate, table));
+            }
+            drop((gate, table));
+            let lifted = fence.wait_for(|fenced| fenced.as_deref() != Some(shard.as_str()));
+            if !matches!(tokio::time::timeout_at(deadline, lifted).await, Ok(Ok(_))) {
+                return None;
+            }
+        }
+    }
+
+    /// [`Routing::write_table`] for a write that may touch any shard (a bulk
+    /// insert, a data set), once no shard is fenced; `None` when one still
+    /// is at `deadline` (nothing written).
+    pub(crate) async fn write_table_unfenced(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(tokio::sync::RwLockReadGuard<'_, ()>, Arc<RoutingTable>)> {
+        loop {
+            let mut fence = self.fence.subscribe();
+            let (gate, table) = self.write_table().await;
+            if fence.borrow_and_update().is_none() {
+                return Some((gate, table));
+            }
+            drop((gate, table));
+            let lifted = fence.wait_for(Option::is_none);
+            if !matches!(tokio::time::timeout_at(deadline, lifted).await, Ok(Ok(_))) {
+                return None;
+            }
+        }
+    }
+
+    /// Fences `shard`: from when this returns until [`Routing::lift_fence`],
+    /// no write to it runs (see the module's doc).
+    pub(crate) async fn fence(&self, shard: &str) {
+        self.fence.send_replace(Some(shard.to_owned()));
+        drop(self.gate.write().await);
+    }
+
+    /// Lifts the fence: the waiting writes go on.
+    pub(crate) fn lift_fence(&self) {
+        self.fence.send_replace(None);
     }
 
     /// The table for a write, with the gate held shared: keep both until the
@@ -356,6 +424,34 @@ impl Routing {
             Ok(mut slot) => std::mem::replace(&mut *slot, table),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), table),
         }
+    }
+
+    /// Sets `cluster`'s replay bound to `lsn` in the table in force, when
+    /// that is still layout `version` alone (no job began since) and the
+    /// bound is [`UNKNOWN_POSITION`]: for a cluster whose WAL position
+    /// after a job was read late. Whether it did.
+    pub(crate) async fn settle_replay_bound(&self, version: u64, cluster: &str, lsn: u64) -> bool {
+        let _gate = self.gate.write().await;
+        let table = self.table();
+        let still = table.current.version == version && table.previous.is_none();
+        if !still || table.replay_bound(cluster) != UNKNOWN_POSITION {
+            return false;
+        }
+        let Ok(current) = BuiltLayout::new(&table.view()) else {
+            return false;
+        };
+        let mut min_replay_lsn = table.min_replay_lsn.clone();
+        min_replay_lsn.insert(cluster.to_owned(), lsn);
+        let settled = Arc::new(RoutingTable {
+            current,
+            previous: None,
+            min_replay_lsn,
+        });
+        match self.table.write() {
+            Ok(mut slot) => *slot = settled,
+            Err(poisoned) => *poisoned.into_inner() = settled,
+        }
+        true
     }
 
     /// The table in force now; hold it for the whole request.
@@ -392,6 +488,23 @@ mod tests {
             placement: Vec::new(),
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replay_bound_not_known_after_a_job_is_settled_only_under_that_table() {
+        let check = |bound: u64, version: u64, expected: (bool, u64)| async move {
+            let routing = Routing::with_table(RoutingTable {
+                current: placement(StrategyKind::Ring, 3, 2),
+                previous: None,
+                min_replay_lsn: [("c2".to_owned(), bound)].into(),
+            });
+            let settled = routing.settle_replay_bound(version, "c2", 7).await;
+            let now = routing.table().replay_bound("c2");
+            assert_eq!((settled, now), expected, "bound {bound}, version {version}");
+        };
+        check(UNKNOWN_POSITION, 2, (true, 7)).await;
+        check(UNKNOWN_POSITION, 1, (false, UNKNOWN_POSITION)).await;
+        check(5, 2, (false, 5)).await;
     }
 
     #[test]

@@ -72,12 +72,13 @@ pub(crate) enum Error {
     /// A data set is being generated: one at a time, and no rebalance
     /// starts meanwhile.
     Generating,
-    /// A bulk insert or data set over several clusters: not available yet
-    /// (`what` names it).
-    SeveralClusters(&'static str),
     /// A data set is not generated while a rebalance job runs (or failed
     /// and waits for a restart): the job, when known.
     GenerateDuringRebalance(Option<Box<RebalanceJob>>),
+    /// A write waited for its shard's cutover to another cluster past its
+    /// deadline (what: "the shard of \"id\"", "a shard of this bulk
+    /// insert"); nothing was written.
+    ShardFenced(String),
     /// A generation did not finish within its deadline and was rolled back.
     GenerateTimedOut {
         /// Users asked for.
@@ -160,9 +161,9 @@ pub enum LayoutRefusal {
         /// Most the database takes.
         limit: usize,
     },
-    /// A layout change would put shards it keeps on another cluster: whole
-    /// shards do not move between clusters yet (keys do).
-    CrossClusterMove {
+    /// A change that moves shards between clusters and also changes where
+    /// keys go (strategy, shards, weights, parameters): two steps.
+    PlacementAndKeys {
         /// Shards that would change cluster.
         shards: usize,
     },
@@ -299,8 +300,8 @@ impl fmt::Display for Error {
                 write!(f, "{doing} {node} failed (details in the bridge's log)")
             }
             Error::Generating => f.write_str(GENERATING),
-            Error::SeveralClusters(what) => write!(f, "{what}{SEVERAL_CLUSTERS}"),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
+            Error::ShardFenced(what) => write!(f, "{what}{SHARD_FENCED}"),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -343,6 +344,9 @@ impl fmt::Display for Error {
         }
     }
 }
+
+const SHARD_FENCED: &str = " is being cut over to another cluster and its writes waited past \
+                            the write deadline; nothing was written: send the same request again";
 
 impl fmt::Display for TwoPhaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -445,20 +449,15 @@ impl fmt::Display for LayoutRefusal {
                  shards go on {} (leave \"cluster\" out to place shards round-robin over them)",
                 clusters.join(", ")
             ),
-            LayoutRefusal::CrossClusterMove { shards } => write!(
+            LayoutRefusal::PlacementAndKeys { shards } => write!(
                 f,
-                "this change would put {shards} shards it keeps on another cluster; whole \
-                 shards do not move between clusters yet: nothing was stored (keep every shard \
-                 on its cluster; keys may move to shards on other clusters)"
+                "this change moves {shards} shards to other clusters and also changes which \
+                 shard keys go to; do it in two steps: first the same shards on their new \
+                 clusters (a placement change), then the other change: nothing was stored"
             ),
         }
     }
 }
-
-/// Why bulk inserts and data sets are refused over several clusters, after
-/// what they are.
-const SEVERAL_CLUSTERS: &str = " over several clusters are not available yet (each cluster's \
-     rows would need a transaction of their own); insert users one by one meanwhile";
 
 /// Why the database takes no bounded-load layout.
 pub(crate) const BOUNDED_LOAD_REFUSAL: &str = "bounded-load is not applied to the database: where it puts a key depends on every other key, \

@@ -232,11 +232,6 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
     }
 }
 
-/// Writes refused before they are tried: a failover is running.
-pub(crate) fn write_refusal(state: &Service) -> Option<Error> {
-    write_refusal_on(state, state.cluster())
-}
-
 /// Writes to `cluster` refused before they are tried: a failover of it is
 /// running.
 pub(crate) fn write_refusal_on(state: &Service, cluster: &Cluster) -> Option<Error> {

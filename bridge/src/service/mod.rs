@@ -308,10 +308,6 @@ impl Service {
 
     /// [`Service::verify`] for rebalance job `job` itself, once its routing
     /// is by the new layout alone: its check before it drops a source.
-    #[expect(
-        dead_code,
-        reason = "the mover calls it before its clean-up in the next step"
-    )]
     pub(crate) async fn verify_before_cleanup(
         &self,
         job: u64,
@@ -458,15 +454,6 @@ impl Service {
                 format!("a shard is on {name}, which this bridge does not operate"),
             )
         })
-    }
-
-    /// Refuses `what` (bulk inserts, data sets) when there are several
-    /// clusters: not available over several yet.
-    pub(crate) fn one_cluster(&self, what: &'static str) -> Result<(), Error> {
-        match self.clusters().several() {
-            true => Err(Error::SeveralClusters(what)),
-            false => Ok(()),
-        }
     }
 
     /// `cluster`'s name for answers: `Some` when there are several clusters

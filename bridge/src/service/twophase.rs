@@ -174,6 +174,19 @@ impl TwoPhase {
         self.txid
     }
 
+    /// By when it must be decided.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Rolls back every part now (before the decision; after it, nothing):
+    /// for a caller that found its own statements failing.
+    pub(crate) async fn roll_back_now(&mut self) {
+        if self.phase == Phase::Open {
+            self.roll_back().await;
+        }
+    }
+
     /// Logs `batch` with the decision (the move log).
     pub(crate) fn log_move(&mut self, batch: sql::MovedBatch) {
         self.moved = Some(batch);

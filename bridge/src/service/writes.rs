@@ -40,15 +40,17 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
+    // Everything the insert does, the fence of a shard move and read-back too.
+    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     // Held until the commit: a rebalance swaps tables between writes only.
-    let (_gate, table) = service.routing().write_table().await;
+    let Some((_gate, table)) = service.routing().write_table_for(&user_id, deadline).await else {
+        return Err(Error::ShardFenced(format!("the shard of {user_id:?}")));
+    };
     let position = table.current.position(&user_id);
     let cluster = service.cluster_named(table.current.cluster_of(position))?;
     if let Some(refusal) = failover::write_refusal_on(service, cluster) {
         return Err(refusal);
     }
-    // Everything the insert does on the primary, its read-back included.
-    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     let shard = &table.current.shards[position];
     let primary = cluster.primary();
     let user = (user_id.as_str(), name.as_str(), email.as_str());

@@ -1,43 +1,22 @@
-//! Layout changes over several clusters: the one still refused (a shard
-//! that stays and changes cluster: whole-shard moves are another step),
-//! and what the mover needs of every cluster — its shards' schemas, its
-//! keys, its WAL position — each from that cluster's primary.
+//! Layout changes over several clusters: what the mover needs of every
+//! cluster — its shards' schemas, its keys, its WAL position — each from
+//! that cluster's primary.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ecoshard_core::Layout;
 
-use super::LayoutRefusal;
 use super::mover::Keys;
 use crate::cluster::Cluster;
-use crate::routing::{clusters_of, layout_on};
-use crate::service::{Error, Service};
+use crate::routing::{UNKNOWN_POSITION, clusters_of, layout_on};
+use crate::service::Service;
+use tokio::time::Instant;
 
-/// Refuses a change from `from` to `to` (both naming every shard's
-/// cluster) that keeps a shard and puts it on another cluster; keys moving
-/// between shards of different clusters are fine.
-pub(super) fn placement_refusal(from: &Layout, to: &Layout) -> Option<Error> {
-    let before: BTreeMap<&str, String> = from
-        .shards
-        .iter()
-        .map(|shard| shard.name.as_str())
-        .zip(clusters_of(from))
-        .collect();
-    let shards = to
-        .shards
-        .iter()
-        .zip(clusters_of(to))
-        .filter(|(shard, cluster)| {
-            before
-                .get(shard.name.as_str())
-                .is_some_and(|was| was != cluster)
-        })
-        .count();
-    (shards > 0).then(|| LayoutRefusal::CrossClusterMove { shards }.into())
-}
-
-/// Each shard's cluster under `from` or `to` (a shard keeps its cluster:
-/// see [`placement_refusal`]).
+/// Each shard's cluster under `from` or `to` (a shard keeps its cluster in
+/// a job that moves keys: a change moving a kept shard to another cluster
+/// is a placement change, `shard_move.rs`, or refused).
 pub(super) fn shard_clusters(from: &Layout, to: &Layout) -> BTreeMap<String, String> {
     let mut clusters = BTreeMap::new();
     for layout in [from, to] {
@@ -108,23 +87,88 @@ pub(super) async fn scan(
 }
 
 /// The WAL position now of every cluster's primary (`c1`'s is `c1_lsn`,
-/// taken after the job completed); `u64::MAX` for one that does not
-/// answer, so that its standbys serve no read by the new layout alone
-/// until the bridge routes again.
-pub(super) async fn positions(service: &Service, c1_lsn: u64) -> BTreeMap<String, u64> {
+/// taken after the job completed), for the routing table of layout
+/// `version` alone. A primary that does not answer within
+/// [`POSITION_WAIT`] gets [`UNKNOWN_POSITION`], so that its standbys serve
+/// no read by the new layout before they have the job's last moves; its
+/// position is then read again every [`POSITION_RETRY`] until it answers
+/// and the bound is set to it (or the table is replaced), so its standbys
+/// serve reads again once they have replayed that far. Any position read
+/// after the job completed is past its commits on that cluster.
+pub(super) async fn positions(
+    service: &Service,
+    version: u64,
+    c1_lsn: u64,
+) -> BTreeMap<String, u64> {
     let mut lsns = BTreeMap::new();
     for cluster in service.clusters().all() {
         let lsn = if cluster.name() == crate::cluster::DEFAULT_CLUSTER {
-            c1_lsn
+            Some(c1_lsn)
         } else {
-            match primary(cluster).await {
-                Ok(client) => crate::db::lsn_after_commit(&client)
-                    .await
-                    .map_or(u64::MAX, u64::from),
-                Err(_) => u64::MAX,
-            }
+            position_within(cluster, Instant::now() + POSITION_WAIT).await
         };
+        let lsn = lsn.unwrap_or_else(|| {
+            tracing::warn!(
+                "{}'s WAL position after a job is not known yet: its standbys serve no read \
+                 until it is",
+                cluster.name()
+            );
+            read_later(service, version, Arc::clone(cluster));
+            UNKNOWN_POSITION
+        });
         lsns.insert(cluster.name().to_owned(), lsn);
     }
     lsns
+}
+
+/// Longest the WAL position of a cluster after a job is tried for before
+/// the routing goes on without it.
+const POSITION_WAIT: Duration = Duration::from_secs(5);
+/// Time between two tries.
+const POSITION_RETRY: Duration = Duration::from_millis(500);
+
+/// `cluster`'s primary's WAL position, tried again until `deadline`.
+async fn position_within(cluster: &Cluster, deadline: Instant) -> Option<u64> {
+    loop {
+        let tried = tokio::time::timeout_at(deadline, async {
+            let client = primary(cluster).await.ok()?;
+            crate::db::lsn_after_commit(&client).await.ok()
+        })
+        .await;
+        match tried {
+            Ok(Some(lsn)) => return Some(u64::from(lsn)),
+            Ok(None) if Instant::now() + POSITION_RETRY < deadline => {
+                tokio::time::sleep(POSITION_RETRY).await;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Reads `cluster`'s position until it answers, then settles its bound in
+/// the table of layout `version`; stops when that table is replaced.
+fn read_later(service: &Service, version: u64, cluster: Arc<Cluster>) {
+    let service = service.clone();
+    tokio::spawn(async move {
+        loop {
+            let table = service.routing().table();
+            if table.current.version != version
+                || table.replay_bound(cluster.name()) != UNKNOWN_POSITION
+            {
+                return;
+            }
+            drop(table);
+            let deadline = Instant::now() + POSITION_WAIT;
+            if let Some(lsn) = position_within(&cluster, deadline).await {
+                let routing = service.routing();
+                if routing
+                    .settle_replay_bound(version, cluster.name(), lsn)
+                    .await
+                {
+                    tracing::info!("{}'s replay bound after a job: {lsn}", cluster.name());
+                }
+                return;
+            }
+        }
+    });
 }

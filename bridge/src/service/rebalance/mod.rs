@@ -21,6 +21,7 @@
 mod across;
 mod between;
 mod mover;
+mod shard_move;
 
 use crate::db::jobs as store;
 
@@ -35,6 +36,17 @@ use super::{Error, LayoutRefusal, Service, StartError};
 use crate::routing::{BuiltLayout, RoutingTable};
 
 pub(crate) use store::StoredJob;
+
+/// The replay bound per cluster that the routing after a job of layout
+/// `version` takes (`c1_lsn`: `c1`'s position after it). Public for a test
+/// that stops a cluster's primary at that moment.
+pub async fn replay_bounds_after_job(
+    service: &Service,
+    version: u64,
+    c1_lsn: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    across::positions(service, version, c1_lsn).await
+}
 
 /// Rows moved per transaction unless told otherwise. Chosen with
 /// `benches/rebalance.rs` (BENCHMARKS.md, Rebalance): throughput peaks at
@@ -115,6 +127,7 @@ impl Rebalancer {
         Some(RebalanceJob {
             plan: None,
             error: job.error.clone(),
+            shard_move: job.shard_move.clone(),
             ..*job
         })
     }
@@ -192,6 +205,9 @@ pub(crate) async fn startup(
             last_job,
         });
     };
+    if let Some(resumed) = shard_move::startup(client, active, &target).await? {
+        return Ok(resumed);
+    }
     let job = unfinished_job(client, &target).await?;
     // A job stored just before the bridge died may not have its shards yet
     // (here `c1`'s, which routing needs now; the mover creates the other
@@ -283,7 +299,11 @@ pub(crate) fn resume(state: &Service, pending: Pending) {
         return;
     };
     let state = state.clone();
-    tokio::spawn(mover::run(state, pending, slot, None));
+    if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
+        tokio::spawn(shard_move::run(state, pending, slot));
+    } else {
+        tokio::spawn(mover::run(state, pending, slot, None));
+    }
 }
 
 /// Whether the database takes `layout`: a valid layout that places each
@@ -383,8 +403,11 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     if layout == from.layout {
         return Ok(Applied::InForce(service.placed_view(from)));
     }
-    if let Some(refusal) = across::placement_refusal(&from.layout, &layout) {
-        return Err(refusal);
+    if let Some(refusal) = shard_move::mixed_refusal(&from.layout, &layout) {
+        return Err(refusal.into());
+    }
+    if let Some(moves) = shard_move::placement_only(&from.layout, &layout) {
+        return shard_move::start(service, from, &layout, moves, slot).await;
     }
     let begun = begin(service, &from, &layout).await?;
     tracing::info!(

@@ -285,12 +285,13 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
     let view = job.view();
     match build_placement(&pending.to).await {
         Ok(current) => {
+            let version = current.version;
             let old = state
                 .routing()
                 .swap(RoutingTable {
                     current,
                     previous: None,
-                    min_replay_lsn: super::across::positions(state, lsn).await,
+                    min_replay_lsn: super::across::positions(state, version, lsn).await,
                 })
                 .await;
             let kept: BTreeSet<&str> = pending
@@ -310,9 +311,17 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
                 .collect();
             if !gone.is_empty() {
                 if wait_unshared(old, DRAIN_LIMIT).await {
-                    let clusters =
-                        super::across::shard_clusters(&pending.from.layout, &pending.to.layout);
-                    drop_shards(state, &gone, &clusters).await;
+                    match verified(state, job.id).await {
+                        Some(true) => {
+                            let clusters = super::across::shard_clusters(
+                                &pending.from.layout,
+                                &pending.to.layout,
+                            );
+                            drop_shards(state, &gone, &clusters).await;
+                        }
+                        Some(false) => {}
+                        None => return,
+                    }
                 } else {
                     tracing::warn!(
                         "requests under the old layout still run after {DRAIN_LIMIT:?}; \
@@ -330,6 +339,40 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
         view.rows_per_sec
     );
     state.rebalancer().update(job.id, |memory| *memory = view);
+}
+
+/// Whether the database verifies clean under the new layout, so that job
+/// `id` may drop the shards it emptied. A difference fails the job with the
+/// report's first differences, and nothing is dropped; a verification that
+/// could not be made leaves the shards for the next start to drop.
+/// `Some(true)`: clean; `Some(false)`: not verified; `None`: the job failed.
+async fn verified(state: &Service, id: u64) -> Option<bool> {
+    match state.verify_before_cleanup(id).await {
+        Ok(report) if report.clean => Some(true),
+        Ok(report) => {
+            let first: Vec<&str> = report
+                .differences
+                .iter()
+                .take(3)
+                .map(String::as_str)
+                .collect();
+            let why = format!(
+                "the verification before dropping the emptied shards found {} difference(s), \
+                 so nothing was dropped: {}",
+                report.differences.len(),
+                first.join("; ")
+            );
+            fail(state, id, &why).await;
+            None
+        }
+        Err(error) => {
+            tracing::warn!(
+                "rebalance job {id}: no verification before dropping the emptied shards \
+                 ({error}); leaving them for the next start to drop"
+            );
+            Some(false)
+        }
+    }
 }
 
 /// Drops the schemas of shards `names` (if empty), each on its cluster.
