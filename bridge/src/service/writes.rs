@@ -40,8 +40,7 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
-    // Everything the insert does, a shard move's fence and its read-back
-    // included.
+    // Everything the insert does, the fence of a shard move and read-back too.
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
     // Held until the commit: a rebalance swaps tables between writes only.
     let Some((_gate, table)) = service.routing().write_table_for(&user_id, deadline).await else {
