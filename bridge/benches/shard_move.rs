@@ -11,8 +11,9 @@
 //! `ecoshard apply --layout-json`, s1 to `c1`, back to `c2`, and so on.
 //! The insert load: ECOSHARD_BENCH_CLIENTS threads (4) inserting keys of s1
 //! through the bridge at ECOSHARD_BENCH_RATE inserts/s in all (200), from
-//! before each apply until its job has ended. Stops its bridge and servers
-//! and deletes its directory at the end.
+//! before each apply until its job has ended. ECOSHARD_BENCH_WAL_WRITER_DELAY_MS
+//! (unset: the servers' 200 ms) sets `wal_writer_delay` on both primaries
+//! first. Stops its bridge and servers and deletes its directory at the end.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -55,6 +56,9 @@ fn main() {
             &data_dir,
         ],
     );
+    if let Ok(delay) = std::env::var("ECOSHARD_BENCH_WAL_WRITER_DELAY_MS") {
+        set_wal_writer_delay(&scratch, pg_port, &delay);
+    }
     let url = format!("http://{addr}");
     let loaded = Instant::now();
     let output = ecoshard(&["load", "--url", &url, "--count", &rows.to_string()]);
@@ -89,6 +93,45 @@ fn ecoshard(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `wal_writer_delay` set to `ms` on both clusters' primaries (`ALTER
+/// SYSTEM`, then a reload): how often a subscriber that commits
+/// asynchronously flushes what it applied.
+fn set_wal_writer_delay(scratch: &Scratch, pg_port: u16, ms: &str) {
+    let bindir = ecoshard_postgres::PgBinaries::find(None)
+        .expect("PostgreSQL binaries")
+        .bindir;
+    for (port, dir) in [
+        (pg_port, scratch.dir.clone()),
+        (pg_port + 10, scratch.dir.join("c2")),
+    ] {
+        let output = Command::new(bindir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "ecoshard",
+                "-d",
+                "ecomarket",
+                "-Atq",
+            ])
+            .args(["-p", &port.to_string()])
+            .args([
+                "-c",
+                &format!("ALTER SYSTEM SET wal_writer_delay = '{ms}ms'"),
+            ])
+            .args(["-c", "SELECT pg_reload_conf()"])
+            .env("PGPASSFILE", dir.join("pgpass"))
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    eprintln!("wal_writer_delay = {ms} ms on both primaries");
 }
 
 /// Modulo over s0 on `c1` and s1 on `target`.
