@@ -10,12 +10,17 @@
 //! environment: ECOSHARD_BENCH_SECS (per phase, 10), ECOSHARD_BENCH_CLIENTS
 //! (8), ECOSHARD_BENCH_LAG_RATE (inserts/s, 200), ECOSHARD_BENCH_LAG_SECS (10),
 //! ECOSHARD_BENCH_BIN (the `ecoshard` binary to measure: another build's, to
-//! compare builds in one sitting; default this build's).
-//! It starts `ecoshard serve` with its own local cluster in a temporary
+//! compare builds in one sitting; default this build's),
+//! ECOSHARD_BENCH_SHARDS (ring over this many shards, 3),
+//! ECOSHARD_BENCH_CLUSTERS (local clusters, 1; a list such as `1,2,1,2`
+//! runs the inserts and reads against each in turn, each with its own
+//! `ecoshard serve --clusters N` and direct baseline, and prints them side
+//! by side; the hung standby, pgbench and lag phases then do not run).
+//! It starts `ecoshard serve` with its own local clusters in a temporary
 //! directory and stops it at the end.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,37 +30,121 @@ use ecoshard_core::{Layout, Router, StrategyKind};
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 
 use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
 
-const SHARDS: u64 = 3;
-
 /// A request through the bridge with no answer by then counts as an error
 /// (a bridge without read deadlines can hang a read on a hung standby).
 const NO_ANSWER: Duration = Duration::from_secs(15);
 
 fn main() {
-    let secs = setting("ECOSHARD_BENCH_SECS", 10);
-    let clients = setting("ECOSHARD_BENCH_CLIENTS", 8) as usize;
-    let lag_rate = setting("ECOSHARD_BENCH_LAG_RATE", 200);
-    let lag_secs = setting("ECOSHARD_BENCH_LAG_SECS", 10);
-    let pg_port = free_ports(27400, 3);
-    let http_port = free_ports(28400, 1);
-    let data_dir = std::env::temp_dir().join(format!("ecoshard-bench-{}", std::process::id()));
-    let addr = format!("127.0.0.1:{http_port}");
-    let (pg_port_arg, shards, pool_size, data_dir_arg) = (
+    let settings = Settings {
+        secs: setting("ECOSHARD_BENCH_SECS", 10),
+        clients: setting("ECOSHARD_BENCH_CLIENTS", 8) as usize,
+        shards: setting("ECOSHARD_BENCH_SHARDS", 3),
+        lag_rate: setting("ECOSHARD_BENCH_LAG_RATE", 200),
+        lag_secs: setting("ECOSHARD_BENCH_LAG_SECS", 10),
+    };
+    let counts: Vec<u16> = std::env::var("ECOSHARD_BENCH_CLUSTERS")
+        .unwrap_or_else(|_| "1".into())
+        .split(',')
+        .filter_map(|count| count.trim().parse().ok())
+        .filter(|count| *count >= 1)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows = Vec::new();
+    for clusters in &counts {
+        let pg_port = free_ports(27400, 10 * (clusters - 1) + 3);
+        let http_port = free_ports(28400, 1);
+        let data_dir =
+            std::env::temp_dir().join(format!("ecoshard-bench-{}-{clusters}", std::process::id()));
+        let addr = format!("127.0.0.1:{http_port}");
+        let mut bridge = start_bridge(&addr, pg_port, &data_dir, *clusters, &settings);
+        bridge.data_dir = Some(data_dir.clone());
+        let deployment = Deployment {
+            addr,
+            pg_port,
+            data_dir,
+            clusters: *clusters,
+        };
+        let extras = counts.len() == 1;
+        rows.push(runtime.block_on(run(&deployment, &settings, extras)));
+        drop(bridge);
+    }
+    if counts.len() > 1 {
+        print_clusters_side_by_side(&rows);
+    }
+}
+
+/// What every phase of the run is given.
+struct Settings {
+    secs: u64,
+    clients: usize,
+    shards: u64,
+    lag_rate: u64,
+    lag_secs: u64,
+}
+
+/// One `ecoshard serve` and its local clusters: `c1` on ports `pg_port` …
+/// (primary, standby-1, standby-2), `c2` 10 ports on, and so on.
+struct Deployment {
+    addr: String,
+    pg_port: u16,
+    data_dir: PathBuf,
+    clusters: u16,
+}
+
+impl Deployment {
+    /// The names of its clusters, `c1` first.
+    fn cluster_names(&self) -> Vec<String> {
+        (1..=self.clusters).map(|n| format!("c{n}")).collect()
+    }
+
+    /// The first port of cluster `index` (0 for `c1`): its primary's.
+    fn port(&self, index: usize) -> u16 {
+        self.pg_port + 10 * index as u16
+    }
+
+    /// The `ecoshard` role's password on cluster `index`, from its passfile.
+    fn password(&self, index: usize) -> String {
+        let dir = match index {
+            0 => self.data_dir.clone(),
+            _ => self.data_dir.join(format!("c{}", index + 1)),
+        };
+        std::fs::read_to_string(dir.join("pgpass"))
+            .ok()
+            .and_then(|text| ecoshard_postgres::pgpass::lookup(&text, "ecoshard"))
+            .expect("the cluster's passfile")
+    }
+}
+
+/// `ecoshard serve` over `clusters` local clusters, ring over the shards
+/// (placed round-robin over the clusters).
+fn start_bridge(
+    addr: &str,
+    pg_port: u16,
+    data_dir: &Path,
+    clusters: u16,
+    settings: &Settings,
+) -> Serve {
+    let (pg_port, shards, pool_size, data_dir, clusters) = (
         pg_port.to_string(),
-        SHARDS.to_string(),
-        (clients * 2).to_string(),
+        settings.shards.to_string(),
+        (settings.clients * 2).to_string(),
         data_dir.display().to_string(),
+        clusters.to_string(),
     );
-    let args = [
+    let mut args = vec![
         "--pg-port",
-        &pg_port_arg,
+        &pg_port,
         "--strategy",
         "ring",
         "--shards",
@@ -63,52 +152,72 @@ fn main() {
         "--pool-size",
         &pool_size,
         "--data-dir",
-        &data_dir_arg,
+        &data_dir,
     ];
-    let mut bridge = Serve::start_with(&addr, &args, |command| {
+    // (only when several: a build from before clusters has no such option)
+    if clusters != "1" {
+        args.extend(["--clusters", &clusters]);
+    }
+    Serve::start_with(addr, &args, |command| {
         command.stderr(Stdio::inherit());
-    });
-    bridge.data_dir = Some(data_dir.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(
-        &addr, pg_port, &data_dir, secs, clients, lag_rate, lag_secs,
-    ));
-    drop(bridge);
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    addr: &str,
-    pg_port: u16,
-    data_dir: &Path,
-    secs: u64,
-    clients: usize,
-    lag_rate: u64,
-    lag_secs: u64,
-) {
+/// One deployment's throughput: bridge and direct, inserts and reads.
+struct Throughput {
+    clusters: u16,
+    bridge_insert: f64,
+    direct_insert: f64,
+    bridge_read: f64,
+    direct_read: f64,
+}
+
+/// With several cluster counts: each one's rates and ratios in one table.
+fn print_clusters_side_by_side(rows: &[Throughput]) {
+    println!();
+    println!(
+        "| clusters | inserts/s bridge | direct | bridge ÷ direct | reads/s bridge | direct | bridge ÷ direct |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} | {:.0} % |",
+            row.clusters,
+            row.bridge_insert,
+            row.direct_insert,
+            100.0 * row.bridge_insert / row.direct_insert,
+            row.bridge_read,
+            row.direct_read,
+            100.0 * row.bridge_read / row.direct_read
+        );
+    }
+}
+
+/// The phases against one deployment; `extras` adds the hung standby,
+/// pgbench and the replication lag (all on `c1`).
+async fn run(deployment: &Deployment, settings: &Settings, extras: bool) -> Throughput {
+    let addr = deployment.addr.as_str();
+    let clients = settings.clients;
     wait_ready(addr).await;
-    let password = std::fs::read_to_string(data_dir.join("pgpass"))
-        .ok()
-        .and_then(|text| ecoshard_postgres::pgpass::lookup(&text, "ecoshard"))
-        .expect("the cluster's passfile");
-    let router = Layout::with_count(StrategyKind::Ring, SHARDS)
+    let names = deployment.cluster_names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let router = Layout::with_count(StrategyKind::Ring, settings.shards)
+        .and_then(|layout| layout.placed(&names))
         .unwrap()
         .build()
         .unwrap();
-    let duration = Duration::from_secs(secs);
+    let duration = Duration::from_secs(settings.secs);
     println!(
-        "bridge benchmark: {clients} clients, {secs} s per phase, ring over {SHARDS} shards, loopback, {} cores",
+        "bridge benchmark: {clients} clients, {} s per phase, ring over {} shards on {} cluster(s), loopback, {} cores",
+        settings.secs,
+        settings.shards,
+        deployment.clusters,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
     let bridge_insert = bridge_phase(addr, clients, duration, Op::Insert, Vec::new()).await;
     let direct_insert = direct_phase(
-        pg_port,
-        &password,
+        deployment,
         &router,
         clients,
         duration,
@@ -122,8 +231,7 @@ async fn run(
     // database costs.
     let bridge_health = bridge_phase(addr, clients, duration, Op::Health, Vec::new()).await;
     let direct_read = direct_phase(
-        pg_port,
-        &password,
+        deployment,
         &router,
         clients,
         duration,
@@ -131,23 +239,61 @@ async fn run(
         ids.to_vec(),
     )
     .await;
+    print_phases(&[
+        &bridge_insert,
+        &direct_insert,
+        &bridge_read,
+        &direct_read,
+        &bridge_health,
+    ]);
+    if extras {
+        let (data_dir, pg_port) = (deployment.data_dir.as_path(), deployment.pg_port);
+        hung_standby_phase(addr, data_dir, clients, duration, &ids, &bridge_read).await;
+        pgbench(data_dir, pg_port, clients, settings.secs);
+        lag_phase(
+            pg_port,
+            &deployment.password(0),
+            &router,
+            settings.lag_rate,
+            Duration::from_secs(settings.lag_secs),
+        )
+        .await;
+    }
+    Throughput {
+        clusters: deployment.clusters,
+        bridge_insert: bridge_insert.ops_per_sec(),
+        direct_insert: direct_insert.ops_per_sec(),
+        bridge_read: bridge_read.ops_per_sec(),
+        direct_read: direct_read.ops_per_sec(),
+    }
+}
 
+/// The table of the main phases: bridge insert, direct insert, bridge
+/// read, direct read, the health check; and the ratios.
+fn print_phases(phases: &[&Outcome; 5]) {
+    let [
+        bridge_insert,
+        direct_insert,
+        bridge_read,
+        direct_read,
+        bridge_health,
+    ] = *phases;
     println!();
     println!("| operation | path | ops/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---:|---:|---:|---:|");
     for (name, path, result) in [
-        ("insert one", "bridge (HTTP)", &bridge_insert),
-        ("insert one", "direct tokio-postgres", &direct_insert),
-        ("read by id", "bridge (HTTP, eventual)", &bridge_read),
+        ("insert one", "bridge (HTTP)", bridge_insert),
+        ("insert one", "direct tokio-postgres", direct_insert),
+        ("read by id", "bridge (HTTP, eventual)", bridge_read),
         (
             "read by id",
             "direct tokio-postgres (standbys)",
-            &direct_read,
+            direct_read,
         ),
         (
             "GET /api/health",
             "bridge (HTTP alone, no database)",
-            &bridge_health,
+            bridge_health,
         ),
     ] {
         println!(
@@ -168,17 +314,6 @@ async fn run(
         "the HTTP hop alone answers {:.0} % of the direct read rate",
         100.0 * bridge_health.ops_per_sec() / direct_read.ops_per_sec()
     );
-
-    hung_standby_phase(addr, data_dir, clients, duration, &ids, &bridge_read).await;
-    pgbench(data_dir, pg_port, clients, secs);
-    lag_phase(
-        pg_port,
-        &password,
-        &router,
-        lag_rate,
-        Duration::from_secs(lag_secs),
-    )
-    .await;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -341,11 +476,11 @@ async fn connect(port: u16, password: &str) -> Client {
     client
 }
 
-/// The same operations without the bridge: the core picks the shard, the
-/// insert goes to the primary, reads alternate over the two standbys.
+/// The same operations without the bridge: the core picks the shard and
+/// its cluster, the insert goes to that cluster's primary, reads alternate
+/// over its two standbys; each client has a connection to every cluster.
 async fn direct_phase(
-    pg_port: u16,
-    password: &str,
+    deployment: &Deployment,
     router: &Router,
     clients: usize,
     duration: Duration,
@@ -360,28 +495,18 @@ async fn direct_phase(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let port = match op {
-            Op::Insert => pg_port,
-            Op::Read | Op::Health => pg_port + 1 + (worker % 2) as u16,
-        };
-        let client = connect(port, password).await;
+        let mut connections = Vec::new();
+        for index in 0..deployment.clusters as usize {
+            let port = match op {
+                Op::Insert => deployment.port(index),
+                Op::Read | Op::Health => deployment.port(index) + 1 + (worker % 2) as u16,
+            };
+            connections.push(connect(port, &deployment.password(index)).await);
+        }
         let router = router.clone();
         let ids = Arc::clone(&ids);
         tasks.push(tokio::spawn(async move {
-            let mut statements = Vec::new();
-            for shard in router.shards() {
-                let sql = match op {
-                    Op::Insert => format!(
-                        "INSERT INTO \"shard_{}\".users (user_id, name, email) VALUES ($1, $2, $3)",
-                        shard.name
-                    ),
-                    Op::Read | Op::Health => format!(
-                        "SELECT user_id, name, email, created_at::text FROM \"shard_{}\".users WHERE user_id = $1",
-                        shard.name
-                    ),
-                };
-                statements.push(client.prepare(&sql).await.expect("prepare"));
-            }
+            let statements = prepare_per_shard(&connections, &router, op).await;
             let mut outcome = Outcome::default();
             let mut n = 0usize;
             while started.elapsed() < duration {
@@ -390,17 +515,19 @@ async fn direct_phase(
                     Op::Insert => {
                         let id = format!("hd{worker}_{n}");
                         let email = format!("{id}@ecomarket.example");
-                        let statement = &statements[router.locate(id.as_bytes())];
+                        let (client, statement) = &statements[router.locate(id.as_bytes())];
                         client.execute(statement, &[&id, &id, &email]).await.is_ok()
                     }
                     Op::Read | Op::Health => {
                         let id = &ids[(worker * 7919 + n * 104_729) % ids.len()];
-                        let statement = &statements[router.locate(id.as_bytes())];
+                        let (client, statement) = &statements[router.locate(id.as_bytes())];
                         matches!(client.query_opt(statement, &[id]).await, Ok(Some(_)))
                     }
                 };
                 if ok {
-                    outcome.latencies_us.push(begin.elapsed().as_micros() as u64);
+                    outcome
+                        .latencies_us
+                        .push(begin.elapsed().as_micros() as u64);
                 } else {
                     outcome.errors += 1;
                 }
@@ -415,6 +542,36 @@ async fn direct_phase(
         total.merge(task.await.expect("worker"));
     }
     total
+}
+
+/// Each shard's statement for `op`, prepared on the connection to its
+/// cluster (`connections[k]` is `c{k+1}`'s), in the router's shard order.
+async fn prepare_per_shard<'c>(
+    connections: &'c [Client],
+    router: &Router,
+    op: Op,
+) -> Vec<(&'c Client, Statement)> {
+    let mut statements = Vec::new();
+    for shard in router.shards() {
+        let sql = match op {
+            Op::Insert => format!(
+                "INSERT INTO \"shard_{}\".users (user_id, name, email) VALUES ($1, $2, $3)",
+                shard.name
+            ),
+            Op::Read | Op::Health => format!(
+                "SELECT user_id, name, email, created_at::text FROM \"shard_{}\".users WHERE user_id = $1",
+                shard.name
+            ),
+        };
+        let cluster = shard
+            .cluster
+            .as_deref()
+            .and_then(|name| name.strip_prefix('c')?.parse::<usize>().ok())
+            .map_or(0, |number| number - 1);
+        let client = &connections[cluster];
+        statements.push((client, client.prepare(&sql).await.expect("prepare")));
+    }
+    statements
 }
 
 /// Reads through the bridge for `duration` while standby-1 is hung (every

@@ -300,3 +300,185 @@ async fn the_explorer_places_shards_on_two_clusters_as_the_core_plans_and_the_br
     browser.screenshot("live-two-clusters-apply-refused").await;
     browser.close().await;
 }
+
+/// `fetch` from the page, as JSON: `method` `path` with `body` (JSON
+/// text), answered as `[status, body]`.
+async fn fetch_json(
+    browser: &Browser,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u64, serde_json::Value) {
+    let answer = browser
+        .eval(&format!(
+            "return fetch('{path}', {{method: '{method}', headers: {{'content-type': 'application/json'}},
+                                      body: JSON.stringify({body})}})
+                 .then(async answer => [answer.status, await answer.json()])"
+        ))
+        .await;
+    (answer[0].as_u64().unwrap(), answer[1].clone())
+}
+
+/// The phases as the page lists them, in order.
+const PHASES: [&str; 6] = [
+    "setting up",
+    "copying",
+    "catching up",
+    "cutover",
+    "verifying",
+    "cleanup",
+];
+
+/// The marks the phase list carries at `phase`: the phases before it
+/// ticked, it marked, the rest to come; every one ticked once moved.
+fn marks_at(phase: &str) -> String {
+    let at = PHASES
+        .iter()
+        .position(|listed| *listed == phase)
+        .unwrap_or(PHASES.len());
+    (0..PHASES.len())
+        .map(|index| match index.cmp(&at) {
+            std::cmp::Ordering::Less => "done",
+            std::cmp::Ordering::Equal => "now",
+            std::cmp::Ordering::Greater => "next",
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+#[ignore = "needs `cargo xtask dist`, the ecoshard binary, PostgreSQL and chromium: run `cargo xtask test e2e`"]
+async fn a_placement_change_from_the_explorer_shows_its_phases_and_ends_with_the_shard_on_its_new_cluster()
+ {
+    let bridge = Bridge::start("phases", &["--clusters", "2", "--standbys", "1"]).await;
+    let browser = Browser::start(1440, 1800).await;
+    browser.goto(&bridge.url).await;
+    browser.wait_for_element("#load-database", 60).await;
+    // Some thousands of users over both clusters; s1 (on c2) holds a share.
+    let (status, bulk) = fetch_json(
+        &browser,
+        "POST",
+        "/api/users/bulk",
+        r#"{"count": 6000, "prefix": "ph"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{bulk}");
+    let on_s1 = bulk["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|shard| shard["shard"] == "s1")
+        .and_then(|shard| shard["keys"].as_u64())
+        .unwrap();
+    assert!(on_s1 > 0, "{bulk}");
+
+    // The explorer takes the database's layout (s0, s2 on c1; s1 on c2),
+    // then one cluster: s1 moves whole onto c1, no key changes shard.
+    browser.click("#load-database").await;
+    browser.wait_for_element("#loaded-database", 30).await;
+    browser.enter("#cluster-count", "1").await;
+    browser.click("#tab-live").await;
+    browser
+        .until(
+            "the apply button ready",
+            30,
+            "return !document.querySelector('#apply-layout')?.disabled",
+        )
+        .await;
+    // Every state of the move the page shows: its phase and its marks.
+    browser
+        .eval(
+            "window.movesSeen = [];
+             const record = () => {
+                 const shown = document.querySelector('#moving-shard');
+                 if (!shown) return;
+                 const marks = Array.from(shown.querySelectorAll('.phases li')).map(li => li.className).join(' ');
+                 const last = window.movesSeen[window.movesSeen.length - 1];
+                 if (!last || last[0] !== shown.dataset.phase || last[1] !== marks) {
+                     window.movesSeen.push([shown.dataset.phase, marks]);
+                 }
+             };
+             new MutationObserver(record).observe(document.body,
+                 {subtree: true, childList: true, attributes: true, characterData: true});
+             return true",
+        )
+        .await;
+    browser.click("#apply-layout").await;
+    browser
+        .until(
+            "the move under way",
+            30,
+            "return document.querySelector('#moving-shard')?.dataset.shard === 's1'",
+        )
+        .await;
+    assert_eq!(browser.text("#move-route").await, "s1: c2 → c1");
+    browser.screenshot("live-shard-move-running").await;
+    browser
+        .until(
+            "the job done",
+            120,
+            "return document.querySelector('#job')?.dataset.state === 'done'
+                 && document.querySelector('#moving-shard')?.dataset.phase === 'moved'",
+        )
+        .await;
+
+    // The phases advanced, never back, each shown with its marks, from
+    // setting up (the PUT's answer) to moved.
+    let seen: Vec<(String, String)> =
+        serde_json::from_value(browser.eval("return window.movesSeen").await).unwrap();
+    eprintln!("phases seen: {seen:?}");
+    assert_eq!(
+        seen.first().map(|(phase, _)| phase.as_str()),
+        Some("setting up")
+    );
+    assert_eq!(seen.last().map(|(phase, _)| phase.as_str()), Some("moved"));
+    let position = |phase: &str| {
+        PHASES
+            .iter()
+            .position(|listed| *listed == phase)
+            .unwrap_or(6)
+    };
+    for pair in seen.windows(2) {
+        assert!(position(&pair[0].0) <= position(&pair[1].0), "{seen:?}");
+    }
+    for (phase, marks) in &seen {
+        assert_eq!(*marks, marks_at(phase), "{seen:?}");
+    }
+    assert_eq!(
+        browser.text("#move-ended").await,
+        format!(
+            "✓ s1 moved from c2 to c1: {} rows",
+            ecoshard_core::thousands(on_s1)
+        )
+    );
+    let copied = browser.text("#move-copied").await;
+    assert!(
+        copied.starts_with(&format!("{0} / {0} rows", ecoshard_core::thousands(on_s1))),
+        "{copied}"
+    );
+    let pause = browser.text("#write-pause").await;
+    assert!(pause.starts_with("writes to s1 paused "), "{pause}");
+    // The groups list it on its new cluster, as the bridge has it.
+    browser
+        .until(
+            "c1 holding every shard",
+            30,
+            "return document.querySelector('.cluster-group[data-cluster=\"c1\"] .cluster-shards')?.textContent
+                 === 'holds s0, s1, s2 (3 of 3 shards)'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .text(".cluster-group[data-cluster=\"c2\"] .cluster-shards")
+            .await,
+        "holds no shards"
+    );
+    let layout: serde_json::Value = serde_json::from_str(&bridge.get("/api/layout")).unwrap();
+    assert_eq!(
+        layout["placement"],
+        serde_json::json!(["c1", "c1", "c1"]),
+        "{layout}"
+    );
+    browser.screenshot("live-shard-move-done").await;
+    browser.close().await;
+}

@@ -3,7 +3,8 @@
 
 use ecoshard_core::wire::{
     BulkResult, ClusterNodes, Consistency, FailoverEvent, FailoverView, JobState, LagSample,
-    LayoutView, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob, Stats, Tick, User,
+    LayoutView, MovePhase, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
+    ShardMoveProgress, Stats, Tick, User,
 };
 use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
@@ -236,6 +237,94 @@ fn a_jobs_plan_is_fetched_once_and_kept_while_ticks_carry_none() {
     let next = later.apply(tick_with_job(5_000, job(6, 0, JobState::Running)));
     assert_eq!(next.plan_wanted(), Some(6));
     assert_eq!(next.job.as_ref().unwrap().plan, None);
+}
+
+/// Job `id` moving shard `s1` from `c2` to `c1`, at `phase`.
+fn shard_move(id: u64, phase: MovePhase, state: JobState) -> RebalanceJob {
+    let done = u64::from(phase == MovePhase::Done);
+    RebalanceJob {
+        moved: 100 * done,
+        shard_move: Some(Box::new(ShardMoveProgress {
+            shard: "s1".to_string(),
+            from_cluster: "c2".to_string(),
+            to_cluster: "c1".to_string(),
+            phase,
+            shards_done: done,
+            shards_total: 1,
+            rows: 100 * done,
+            rows_total: 100,
+            bytes: 8_192 * done,
+            bytes_total: 8_192,
+            rows_per_sec: 0.0,
+            eta_ms: None,
+            write_pause_ms: (phase == MovePhase::Done).then_some(3),
+        })),
+        ..job(id, 0, state)
+    }
+}
+
+#[test]
+fn a_shard_move_is_logged_by_its_shard_and_clusters_not_as_planning_rows() {
+    let started = Live::default()
+        .apply(LiveAction::ApplySent {
+            target: "Ring over 3 shards".to_string(),
+        })
+        .apply(LiveAction::ApplyStarted {
+            job: Box::new(shard_move(2, MovePhase::SettingUp, JobState::Running)),
+            prediction: None,
+        });
+    assert_eq!(
+        started.log[0].text,
+        "applying Ring over 3 shards: job 2 (v2 → v3) moves s1: c2 → c1"
+    );
+    let done = started
+        .apply(tick_with_job(
+            1_000,
+            shard_move(2, MovePhase::Copying, JobState::Running),
+        ))
+        .apply(tick_with_job(
+            2_000,
+            shard_move(2, MovePhase::Done, JobState::Done),
+        ));
+    assert_eq!(
+        done.log[0].text,
+        "rebalance job 2 done: s1 moved from c2 to c1: 100 rows, layout v3 in force"
+    );
+    let shown = done.job.as_ref().unwrap().shard_move.as_ref().unwrap();
+    assert_eq!(shown.phase, MovePhase::Done);
+}
+
+#[test]
+fn a_late_answer_never_takes_a_shard_move_back_a_phase() {
+    // The stream's tick can come before the answer to the PUT that started
+    // the job; the rows moved stay 0 through a shard's phases.
+    let ticked = Live::default()
+        .apply(LiveAction::ApplySent {
+            target: "Ring over 3 shards".to_string(),
+        })
+        .apply(tick_with_job(
+            1_000,
+            shard_move(2, MovePhase::Copying, JobState::Running),
+        ));
+    let answered = ticked.apply(LiveAction::ApplyStarted {
+        job: Box::new(shard_move(2, MovePhase::SettingUp, JobState::Running)),
+        prediction: None,
+    });
+    let phase = |live: &Live| {
+        live.job
+            .as_ref()
+            .unwrap()
+            .shard_move
+            .as_ref()
+            .unwrap()
+            .phase
+    };
+    assert_eq!(phase(&answered), MovePhase::Copying);
+    let next = answered.apply(tick_with_job(
+        2_000,
+        shard_move(2, MovePhase::CatchingUp, JobState::Running),
+    ));
+    assert_eq!(phase(&next), MovePhase::CatchingUp);
 }
 
 #[test]

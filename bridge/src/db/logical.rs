@@ -252,7 +252,11 @@ pub(crate) async fn create_publication(
 /// On the target: the subscription to the source's publication `name`
 /// through `conninfo`, with a slot of the same name (initial copy, then
 /// streaming), unless it exists. Not in a transaction: PostgreSQL creates
-/// the slot on the source from here.
+/// the slot on the source from here. Its apply worker commits with
+/// `synchronous_commit = on`: with the default (`off`) the target flushes
+/// only every `wal_writer_delay` (200 ms), and the cutover, which waits for
+/// the slot's confirmed flush position, paused the shard's writes in 200 ms
+/// steps (BENCHMARKS.md, "A whole shard of 1M rows").
 pub(crate) async fn create_subscription(
     client: &impl GenericClient,
     name: &str,
@@ -266,7 +270,7 @@ pub(crate) async fn create_subscription(
         client
             .batch_execute(&format!(
                 "CREATE SUBSCRIPTION {name} CONNECTION {} PUBLICATION {name} \
-                 WITH (slot_name = {name}, copy_data = true)",
+                 WITH (slot_name = {name}, copy_data = true, synchronous_commit = on)",
                 quote_literal(conninfo)
             ))
             .await?;

@@ -16,8 +16,10 @@ use crate::api::ApiError;
 use crate::format::{millis, thousands};
 use crate::live::changes::{changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
+use crate::live::words::phase_position;
 use crate::live::{
     Applying, BridgeStatus, HeldRows, NameMap, NodeRequest, Prediction, StreamStatus,
+    shard_move_ended, shard_move_route,
 };
 
 /// How much lag history each chart keeps, in ms.
@@ -440,7 +442,9 @@ impl Live {
             None => true,
             Some(current) if job.id != current.id => job.id > current.id,
             Some(current) => match (current.state, job.state) {
-                (Running, Running) => job.moved >= current.moved,
+                (Running, Running) => {
+                    job.moved >= current.moved && move_stage(&job) >= move_stage(current)
+                }
                 (Done, Running) => false,
                 _ => true,
             },
@@ -466,9 +470,12 @@ impl Live {
                     error.as_deref().unwrap_or("no reason given")
                 ),
                 _ => format!(
-                    "rebalance job {} done: {} rows moved, layout v{} in force",
+                    "rebalance job {} done: {}, layout v{} in force",
                     job.id,
-                    thousands(job.moved),
+                    job.shard_move.as_ref().map_or_else(
+                        || format!("{} rows moved", thousands(job.moved)),
+                        |progress| shard_move_ended(progress, job.moved)
+                    ),
                     job.to_version
                 ),
             };
@@ -485,6 +492,15 @@ impl Live {
     pub(crate) fn push_log(&mut self, kind: LogKind, text: String) {
         self.log.push(kind, text);
     }
+}
+
+/// How far a placement change got (shards moved, then the phase of the one
+/// moving): a job's answers and ticks may arrive out of order, and a shard
+/// move's rows stay the same through its phases.
+fn move_stage(job: &RebalanceJob) -> (u64, usize) {
+    job.shard_move.as_ref().map_or((0, 0), |progress| {
+        (progress.shards_done, phase_position(progress.phase))
+    })
 }
 
 /// The cluster and the stream: what `/api/cluster` and each tick say.
@@ -622,7 +638,15 @@ impl Live {
 
     fn apply_started(&mut self, job: RebalanceJob, prediction: Option<Prediction>) {
         let target = self.sent_target();
-        let text = if job.plan.is_none() && job.state == JobState::Running {
+        let text = if let Some(progress) = &job.shard_move {
+            format!(
+                "applying {target}: job {} (v{} → v{}) moves {}",
+                job.id,
+                job.from_version,
+                job.to_version,
+                shard_move_route(progress)
+            )
+        } else if job.plan.is_none() && job.state == JobState::Running {
             format!(
                 "applying {target}: job {} (v{} → v{}) is planning which rows move",
                 job.id, job.from_version, job.to_version

@@ -2,12 +2,13 @@
 //! parts of the screen never tell the same fact two ways: a standby's lag
 //! (its card and its chart), a read's lag, the rows in the database (held
 //! while a job moves them), and which layout is in force (during a job, the
-//! rebalance panel alone states the versions).
+//! rebalance panel alone states the versions), and a whole-shard move's
+//! phases and progress.
 
 use ecoshard_core::Layout;
-use ecoshard_core::wire::{NodeRole, NodeStatus, ReadResult};
+use ecoshard_core::wire::{MovePhase, NodeRole, NodeStatus, ReadResult, ShardMoveProgress};
 
-use crate::format::{count, millis};
+use crate::format::{bytes, count, millis, thousands};
 use crate::live::Live;
 use crate::state::strategy_title;
 
@@ -196,5 +197,206 @@ impl Live {
             },
             _ => {}
         }
+    }
+}
+
+/// The phases of a whole-shard move, in order, as the rebalance panel
+/// lists them (a moved shard is past them all).
+pub const MOVE_PHASES: [MovePhase; 6] = [
+    MovePhase::SettingUp,
+    MovePhase::Copying,
+    MovePhase::CatchingUp,
+    MovePhase::Cutover,
+    MovePhase::Verifying,
+    MovePhase::Cleanup,
+];
+
+/// A move phase's name on the page.
+pub fn move_phase(phase: MovePhase) -> &'static str {
+    match phase {
+        MovePhase::SettingUp => "setting up",
+        MovePhase::Copying => "copying",
+        MovePhase::CatchingUp => "catching up",
+        MovePhase::Cutover => "cutover",
+        MovePhase::Verifying => "verifying",
+        MovePhase::Cleanup => "cleanup",
+        MovePhase::Done => "moved",
+    }
+}
+
+/// Where `phase` stands in a move that is at `current`: `"done"` (ticked),
+/// `"now"` (marked) or `"next"`; every phase is done once the shard moved.
+pub fn phase_step(phase: MovePhase, current: MovePhase) -> &'static str {
+    match phase_position(phase).cmp(&phase_position(current)) {
+        std::cmp::Ordering::Less => "done",
+        std::cmp::Ordering::Equal => "now",
+        std::cmp::Ordering::Greater => "next",
+    }
+}
+
+/// Where `phase` comes in a move: its place in [`MOVE_PHASES`], past them
+/// all once moved.
+pub(crate) fn phase_position(phase: MovePhase) -> usize {
+    MOVE_PHASES
+        .iter()
+        .position(|listed| *listed == phase)
+        .unwrap_or(MOVE_PHASES.len())
+}
+
+/// The moving shard and its clusters: "s1: c2 → c1 · shard 1 of 2".
+pub fn shard_move_route(progress: &ShardMoveProgress) -> String {
+    let route = format!(
+        "{}: {} → {}",
+        progress.shard, progress.from_cluster, progress.to_cluster
+    );
+    if progress.shards_total > 1 {
+        let position = (progress.shards_done + 1).min(progress.shards_total);
+        format!("{route} · shard {position} of {}", progress.shards_total)
+    } else {
+        route
+    }
+}
+
+/// Rows and bytes on the target against the source's, the copying rate
+/// and, while copying, the time left: "1,200 / 5,000 rows · 96.0 KiB /
+/// 400.0 KiB · 2,400 rows/s · about 1.6 s left".
+pub fn shard_move_copied(progress: &ShardMoveProgress) -> String {
+    let size = |value: u64| bytes(Some(i64::try_from(value).unwrap_or(i64::MAX)));
+    let mut text = format!(
+        "{} / {} rows · {} / {}",
+        thousands(progress.rows),
+        thousands(progress.rows_total),
+        size(progress.bytes),
+        size(progress.bytes_total)
+    );
+    if progress.rows_per_sec > 0.0 {
+        text += &format!(
+            " · {} rows/s",
+            thousands(progress.rows_per_sec.round() as u64)
+        );
+    }
+    if let (MovePhase::Copying, Some(eta)) = (progress.phase, progress.eta_ms) {
+        text += &format!(" · about {} left", millis(Some(eta as f64)));
+    }
+    text
+}
+
+/// How long the shard's writes waited at its cutover, once cut over.
+pub fn write_pause(progress: &ShardMoveProgress) -> Option<String> {
+    progress.write_pause_ms.map(|pause| {
+        format!(
+            "writes to {} paused {} at the cutover",
+            progress.shard,
+            millis(Some(pause as f64))
+        )
+    })
+}
+
+/// What a finished placement change moved (`moved`: the job's rows):
+/// "s1 moved from c2 to c1: 5,000 rows", or with several shards "3 shards
+/// moved between clusters: 9,000 rows; the last, s1, from c2 to c1".
+pub fn shard_move_ended(progress: &ShardMoveProgress, moved: u64) -> String {
+    let rows = count(moved, "row", "rows");
+    let (shard, from, to) = (
+        &progress.shard,
+        &progress.from_cluster,
+        &progress.to_cluster,
+    );
+    if progress.shards_total > 1 {
+        format!(
+            "{} shards moved between clusters: {rows}; the last, {shard}, from {from} to {to}",
+            progress.shards_total
+        )
+    } else {
+        format!("{shard} moved from {from} to {to}: {rows}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(phase: MovePhase, shards: (u64, u64), pause: Option<u64>) -> ShardMoveProgress {
+        ShardMoveProgress {
+            shard: "s1".to_string(),
+            from_cluster: "c2".to_string(),
+            to_cluster: "c1".to_string(),
+            phase,
+            shards_done: shards.0,
+            shards_total: shards.1,
+            rows: 1_200,
+            rows_total: 5_000,
+            bytes: 98_304,
+            bytes_total: 409_600,
+            rows_per_sec: 2_400.4,
+            eta_ms: Some(1_600),
+            write_pause_ms: pause,
+        }
+    }
+
+    #[test]
+    fn each_phase_is_done_now_or_next_against_the_current_one() {
+        fn check(phase: MovePhase, current: MovePhase, expected: &str) {
+            assert_eq!(
+                phase_step(phase, current),
+                expected,
+                "{phase:?} at {current:?}"
+            );
+        }
+        check(MovePhase::SettingUp, MovePhase::SettingUp, "now");
+        check(MovePhase::Copying, MovePhase::SettingUp, "next");
+        check(MovePhase::SettingUp, MovePhase::Copying, "done");
+        check(MovePhase::CatchingUp, MovePhase::Cutover, "done");
+        check(MovePhase::Verifying, MovePhase::Cutover, "next");
+        check(MovePhase::Cleanup, MovePhase::Cleanup, "now");
+        check(MovePhase::Cleanup, MovePhase::Done, "done");
+        check(MovePhase::SettingUp, MovePhase::Done, "done");
+    }
+
+    #[test]
+    fn a_shard_move_is_worded_by_its_route_progress_pause_and_end() {
+        fn check(text: String, expected: &str) {
+            assert_eq!(text, expected);
+        }
+        let copying = progress(MovePhase::Copying, (0, 1), None);
+        check(shard_move_route(&copying), "s1: c2 → c1");
+        check(
+            shard_move_route(&progress(MovePhase::Copying, (1, 3), None)),
+            "s1: c2 → c1 · shard 2 of 3",
+        );
+        check(
+            shard_move_route(&progress(MovePhase::Done, (3, 3), None)),
+            "s1: c2 → c1 · shard 3 of 3",
+        );
+        check(
+            shard_move_copied(&copying),
+            "1,200 / 5,000 rows · 96.0 KiB / 400.0 KiB · 2,400 rows/s · about 1.6 s left",
+        );
+        check(
+            shard_move_copied(&progress(MovePhase::CatchingUp, (0, 1), None)),
+            "1,200 / 5,000 rows · 96.0 KiB / 400.0 KiB · 2,400 rows/s",
+        );
+        let mut set_up = progress(MovePhase::SettingUp, (0, 1), None);
+        (
+            set_up.rows,
+            set_up.rows_total,
+            set_up.bytes,
+            set_up.bytes_total,
+        ) = (0, 0, 0, 0);
+        (set_up.rows_per_sec, set_up.eta_ms) = (0.0, None);
+        check(shard_move_copied(&set_up), "0 / 0 rows · 0 B / 0 B");
+        assert_eq!(write_pause(&copying), None);
+        check(
+            write_pause(&progress(MovePhase::Verifying, (0, 1), Some(12))).unwrap(),
+            "writes to s1 paused 12 ms at the cutover",
+        );
+        check(
+            shard_move_ended(&progress(MovePhase::Done, (1, 1), Some(12)), 5_000),
+            "s1 moved from c2 to c1: 5,000 rows",
+        );
+        check(
+            shard_move_ended(&progress(MovePhase::Done, (3, 3), Some(12)), 1),
+            "3 shards moved between clusters: 1 row; the last, s1, from c2 to c1",
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod lag_chart;
 mod load;
 mod rebalance;
+mod shard_move;
 mod topology;
 mod traffic;
 

@@ -363,13 +363,11 @@ fn JobView(props: &JobViewProps) -> Html {
                 </span>
                 <span class={classes!("pill", state)}>{ state }</span>
             </div>
-            <div class="progress" role="progressbar" aria-valuenow={format!("{share:.0}")} aria-valuemin="0" aria-valuemax="100">
-                <div class={classes!("progress-fill", state)} style={format!("width: {share:.1}%")} />
-            </div>
-            <div class="job-numbers">
-                <span id="job-progress">{ if planning { "planning which rows move…".to_string() } else { format!("{} / {} rows moved · {:.0} %", thousands(job.moved), thousands(job.total), share) } }</span>
-                <span id="job-rate">{ format!("{} rows/s", thousands(job.rows_per_sec.round() as u64)) }</span>
-            </div>
+            if let Some(progress) = &job.shard_move {
+                { super::shard_move::shard_move(job, progress) }
+            } else {
+                { rows_progress(job, state, share, planning) }
+            }
             if let Some(plan) = &job.plan {
                 <table class="counts">
                     <tbody>
@@ -407,6 +405,21 @@ fn JobView(props: &JobViewProps) -> Html {
                 <p class="error-text">{ error }</p>
             }
         </div>
+    }
+}
+
+/// A job moving rows between shards: its bar, rows moved and rate.
+fn rows_progress(job: &RebalanceJob, state: &'static str, share: f64, planning: bool) -> Html {
+    html! {
+        <>
+            <div class="progress" role="progressbar" aria-valuenow={format!("{share:.0}")} aria-valuemin="0" aria-valuemax="100">
+                <div class={classes!("progress-fill", state)} style={format!("width: {share:.1}%")} />
+            </div>
+            <div class="job-numbers">
+                <span id="job-progress">{ if planning { "planning which rows move…".to_string() } else { format!("{} / {} rows moved · {:.0} %", thousands(job.moved), thousands(job.total), share) } }</span>
+                <span id="job-rate">{ format!("{} rows/s", thousands(job.rows_per_sec.round() as u64)) }</span>
+            </div>
+        </>
     }
 }
 
