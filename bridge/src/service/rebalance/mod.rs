@@ -86,6 +86,27 @@ pub(crate) async fn off_workers<T: Send + 'static>(
         .map_err(|error| format!("a layout build or plan did not finish: {error}"))
 }
 
+/// Why a step of a job (the mover's or a shard move's) failed.
+#[derive(Debug)]
+pub(super) enum StepError {
+    /// A primary is unreachable or no longer the primary (a failover is
+    /// under way), or a target is still behind: try again, on whichever
+    /// node is primary then.
+    Retry(String),
+    /// Anything else: the job fails (and a restart resumes it).
+    Fatal(String),
+}
+
+impl From<tokio_postgres::Error> for StepError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if crate::db::kind(&error).node_cannot_serve() {
+            StepError::Retry(crate::db::describe(&error))
+        } else {
+            StepError::Fatal(crate::db::describe(&error))
+        }
+    }
+}
+
 /// Builds a stored layout's placement off the async workers.
 pub(crate) async fn build_placement(view: &LayoutView) -> Result<BuiltLayout, String> {
     let view = view.clone();

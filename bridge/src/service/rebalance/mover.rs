@@ -14,7 +14,7 @@ use ecoshard_core::wire::JobState;
 use ecoshard_core::{Layout, PlanSummary, Router, StrategyKind};
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{Pending, between, build_placement, off_workers, store};
+use super::{Pending, StepError, between, build_placement, off_workers, store};
 use crate::routing::{BuiltLayout, RoutingTable, wait_unshared};
 use crate::service::Service;
 
@@ -35,27 +35,6 @@ const GONE: &str = "the database no longer holds this job running with its targe
 pub(super) type Keys = BTreeMap<String, Vec<String>>;
 /// Rows to move, by (from, to) shard names, sorted by user_id.
 type Moves = BTreeMap<(String, String), Vec<String>>;
-
-/// Why a step failed.
-#[derive(Debug)]
-enum StepError {
-    /// The primary is unreachable or no longer the primary: try again.
-    Retry(String),
-    /// Anything else: the job fails.
-    Fatal(String),
-}
-
-impl From<tokio_postgres::Error> for StepError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        // A read-only node: the bridge's primary was demoted or a failover is
-        // under way; the next try goes to whichever node is primary then.
-        if crate::db::kind(&error).node_cannot_serve() {
-            StepError::Retry(crate::db::describe(&error))
-        } else {
-            StepError::Fatal(crate::db::describe(&error))
-        }
-    }
-}
 
 /// Runs a job to its end; `slot` is held until then, `planned` told once
 /// the plan is stored.

@@ -29,7 +29,7 @@ use ecoshard_core::Layout;
 use ecoshard_core::wire::{JobState, LayoutView, MovePhase, ShardMoveProgress};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Applied, Pending, Startup, StoredJob, build_placement, store};
+use super::{Applied, Pending, Startup, StepError, StoredJob, build_placement, store};
 use crate::cluster::Cluster;
 use crate::db::logical::{self as sql, StoredMove};
 use crate::routing::{RoutingTable, wait_unshared};
@@ -52,25 +52,6 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Ids compared per chunk when verifying.
 const VERIFY_CHUNK: i64 = 20_000;
-
-/// Why a step failed.
-#[derive(Debug)]
-enum StepError {
-    /// A primary is unreachable, or the target is still behind: try again.
-    Retry(String),
-    /// Anything else: the job fails (and a restart resumes it).
-    Fatal(String),
-}
-
-impl From<tokio_postgres::Error> for StepError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        if crate::db::kind(&error).node_cannot_serve() {
-            StepError::Retry(crate::db::describe(&error))
-        } else {
-            StepError::Fatal(crate::db::describe(&error))
-        }
-    }
-}
 
 /// `layout` with no shard naming a cluster: where keys go, and nothing else.
 fn keys_only(layout: &Layout) -> Layout {
