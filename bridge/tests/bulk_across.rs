@@ -9,13 +9,12 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use ecoshard_bridge::service::TwoPhaseError;
-use ecoshard_bridge::service::twophase::{RECOVERY_DEADLINE, Recovered, TwoPhase, recover};
+use ecoshard_bridge::service::twophase::TwoPhase;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::{BulkResult, GenerateResult};
 use tokio::time::Instant;
 
-use common::{LIMIT, SharedClusters, bridge_with, connect, eventually_some};
+use common::{LIMIT, SharedClusters, bridge_with, connect, prepared, recovery};
 
 /// This binary's two clusters, primaries alone, on ports from 33200.
 static CLUSTERS: SharedClusters = SharedClusters::new("bulk_across", 33200, 2, 0);
@@ -80,32 +79,6 @@ fn expected(state: &AppState, prefix: &str, count: u64) -> Vec<(String, String, 
         .collect();
     rows.sort();
     rows
-}
-
-/// This database's prepared transactions on both primaries.
-async fn prepared(clusters: &[Arc<LocalCluster>], database: &str) -> Vec<String> {
-    let mut gids = Vec::new();
-    for cluster in clusters {
-        let client = connect(cluster, "primary", database).await;
-        let sql = "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()";
-        let found = client.query(sql, &[]).await.expect(sql);
-        gids.extend(found.into_iter().map(|row| row.get::<_, String>(0)));
-    }
-    gids
-}
-
-/// A recovery pass, tried again while a stopped coordinator's lock is
-/// still held (the server ends its session a moment later).
-async fn recovery(state: &AppState) -> Recovered {
-    eventually_some(LIMIT, || async {
-        match recover(state.service(), Instant::now() + RECOVERY_DEADLINE).await {
-            Ok(recovered) => Some(recovered),
-            Err(TwoPhaseError::RecoveryBusy) => None,
-            Err(error) => panic!("recovery: {error}"),
-        }
-    })
-    .await
-    .expect("the lock is never free")
 }
 
 #[tokio::test]

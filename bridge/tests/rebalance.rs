@@ -14,8 +14,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{
-    Answer, LIMIT, NODES, SharedCluster, bridge, bridge_with, connect, control, eventually,
-    eventually_some, get, post_json, ring, send, start_cluster, wait_streaming,
+    LIMIT, NODES, SharedCluster, bridge, bridge_with, connect, control, eventually,
+    eventually_some, get, post_json, put_layout, ring, send, start_cluster, wait_streaming,
 };
 use ecoshard_bridge::AppState;
 use ecoshard_core::wire::{ApiErrorBody, JobState, LayoutView, RebalanceJob, Tick};
@@ -25,17 +25,6 @@ use rows::{assert_no_key_twice, snapshot};
 /// This binary's cluster, on ports from 29500 (others: 26400–26999,
 /// 27400+, 28400+, 29000–29499).
 static CLUSTER: SharedCluster = SharedCluster::new("rebalance", 29500, false);
-
-async fn put_layout(state: &AppState, json: &str) -> Answer {
-    send(
-        state,
-        Request::put("/api/layout")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json.to_string()))
-            .expect("request"),
-    )
-    .await
-}
 
 /// The longest a job may take here.
 const JOB_LIMIT: Duration = Duration::from_secs(300);

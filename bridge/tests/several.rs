@@ -392,11 +392,7 @@ async fn layout_changes_naming_an_unknown_cluster_or_crossing_clusters_are_refus
     let check = |json: &'static str, code: &'static str, words: &'static str| {
         let state = state.clone();
         async move {
-            let request = axum::http::Request::put("/api/layout")
-                .header(axum::http::header::CONTENT_TYPE, "application/json")
-                .body(axum::body::Body::from(json))
-                .expect("request");
-            let answer = common::send(&state, request).await;
+            let answer = common::put_layout(&state, json).await;
             assert_eq!(
                 answer.status,
                 StatusCode::BAD_REQUEST,

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::{JobState, MovePhase, RebalanceJob, VerifyReport};
 use ecoshard_core::{Layout, StrategyKind};
 
-use common::{Answer, ReadLoad, SharedClusters, bridge_with, connect, control, get, post, send};
+use common::{
+    Answer, ReadLoad, SharedClusters, bridge_with, connect, control, get, post, put_layout,
+};
 
 /// This binary's two clusters of one standby each, on ports from 33400.
 static CLUSTERS: SharedClusters = SharedClusters::new("shardmove", 33400, 2, 1);
@@ -48,17 +49,6 @@ fn placed(strategy: StrategyKind, count: u64, clusters: &[&str]) -> String {
         shard.cluster = Some((*cluster).to_string());
     }
     serde_json::to_string(&layout).unwrap()
-}
-
-async fn put_layout(state: &AppState, json: &str) -> Answer {
-    send(
-        state,
-        Request::put("/api/layout")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json.to_string()))
-            .expect("request"),
-    )
-    .await
 }
 
 async fn insert(state: &AppState, id: &str) -> Answer {

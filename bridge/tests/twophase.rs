@@ -14,7 +14,7 @@ use ecoshard_bridge::service::twophase::{
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use tokio::time::Instant;
 
-use common::{LIMIT, SharedClusters, bridge_with, connect, eventually_some};
+use common::{LIMIT, SharedClusters, bridge_with, connect, eventually_some, prepared, recovery};
 
 /// This binary's two clusters, primaries alone, on ports from 32000.
 static CLUSTERS: SharedClusters = SharedClusters::new("twophase", 32000, 2, 0);
@@ -62,18 +62,6 @@ async fn rows(clusters: &[Arc<LocalCluster>], database: &str, id: &str) -> Vec<i
     counts
 }
 
-/// This database's prepared transactions on every primary.
-async fn prepared(clusters: &[Arc<LocalCluster>], database: &str) -> Vec<String> {
-    let mut gids = Vec::new();
-    for cluster in clusters {
-        let client = connect(cluster, "primary", database).await;
-        let sql = "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()";
-        let found = client.query(sql, &[]).await.expect(sql);
-        gids.extend(found.into_iter().map(|row| row.get::<_, String>(0)));
-    }
-    gids
-}
-
 /// The decision on `txid` in the catalog: `None` when there is none, else
 /// whether it is done.
 async fn decision(clusters: &[Arc<LocalCluster>], database: &str, txid: i64) -> Option<bool> {
@@ -97,20 +85,6 @@ async fn insert_on_both(state: &AppState, id: &str) -> TwoPhase {
             .expect("insert");
     }
     transaction
-}
-
-/// A recovery pass, tried again while a coordinator's lock is still held
-/// (the server ends a dropped coordinator's session a moment later).
-async fn recovery(state: &AppState) -> Recovered {
-    eventually_some(LIMIT, || async {
-        match recover(state.service(), Instant::now() + RECOVERY_DEADLINE).await {
-            Ok(recovered) => Some(recovered),
-            Err(TwoPhaseError::RecoveryBusy) => None,
-            Err(error) => panic!("recovery: {error}"),
-        }
-    })
-    .await
-    .expect("the lock is never free")
 }
 
 #[tokio::test]
@@ -265,11 +239,7 @@ async fn keys_move_between_clusters_each_batch_in_one_two_phase_transaction() {
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
     }
     let reads = common::ReadLoad::start(&state, &ids, &["strong"], 4);
-    let request = axum::http::Request::put("/api/layout")
-        .header(axum::http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(r#"{"strategy":"ring","shards":4}"#))
-        .expect("request");
-    let started = common::send(&state, request).await;
+    let started = common::put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
     let job: RebalanceJob = started.parse();
     let done = eventually_some(LIMIT, || async {
@@ -345,11 +315,7 @@ async fn an_insert_during_a_move_between_clusters_finds_the_id_at_its_old_owner(
     let lock = holder.transaction().await.expect("begin");
     let sql = format!("SELECT 1 FROM \"shard_{old_shard}\".users FOR UPDATE");
     lock.execute(&sql, &[]).await.expect("lock");
-    let request = axum::http::Request::put("/api/layout")
-        .header(axum::http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(r#"{"strategy":"ring","shards":4}"#))
-        .expect("request");
-    let started = common::send(&state, request).await;
+    let started = common::put_layout(&state, r#"{"strategy":"ring","shards":4}"#).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
     let job: RebalanceJob = started.parse();
     let still = moving

@@ -400,11 +400,7 @@ async fn a_job_whose_verification_finds_a_difference_fails_and_keeps_its_source(
     // Ring over 2 shards, round-robin as before (s0 on c1, s1 on c2): s2,
     // on c1, is emptied, its keys moving to s0 and across to s1.
     let body = r#"{"strategy":"ring","shards":2}"#;
-    let request = axum::http::Request::put("/api/layout")
-        .header(axum::http::header::CONTENT_TYPE, "application/json")
-        .body(axum::body::Body::from(body))
-        .expect("request");
-    let started = common::send(&state, request).await;
+    let started = common::put_layout(&state, body).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
     let job: RebalanceJob = started.parse();
     let ended = eventually_some(LIMIT, || async {

@@ -236,6 +236,48 @@ pub async fn post_json(state: &AppState, uri: &str, json: &str) -> Answer {
     .await
 }
 
+/// `PUT /api/layout` with `json`, as a program sends it.
+pub async fn put_layout(state: &AppState, json: &str) -> Answer {
+    send(
+        state,
+        Request::put("/api/layout")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json.to_string()))
+            .expect("request"),
+    )
+    .await
+}
+
+/// `database`'s prepared transactions on every primary of `clusters`.
+pub async fn prepared(clusters: &[Arc<LocalCluster>], database: &str) -> Vec<String> {
+    let mut gids = Vec::new();
+    for cluster in clusters {
+        let client = connect(cluster, "primary", database).await;
+        let sql = "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()";
+        let found = client.query(sql, &[]).await.expect(sql);
+        gids.extend(found.into_iter().map(|row| row.get::<_, String>(0)));
+    }
+    gids
+}
+
+/// A recovery pass of transactions across clusters, tried again while a
+/// stopped coordinator's lock is still held (the server ends its session a
+/// moment later).
+pub async fn recovery(state: &AppState) -> ecoshard_bridge::service::twophase::Recovered {
+    use ecoshard_bridge::service::TwoPhaseError;
+    use ecoshard_bridge::service::twophase::{RECOVERY_DEADLINE, recover};
+    eventually_some(LIMIT, || async {
+        let deadline = tokio::time::Instant::now() + RECOVERY_DEADLINE;
+        match recover(state.service(), deadline).await {
+            Ok(recovered) => Some(recovered),
+            Err(TwoPhaseError::RecoveryBusy) => None,
+            Err(error) => panic!("recovery: {error}"),
+        }
+    })
+    .await
+    .expect("the lock is never free")
+}
+
 /// A POST without a body, as a program sends it (`Content-Type:
 /// application/json`, no `Origin`): node actions.
 pub async fn post(state: &AppState, uri: &str) -> Answer {
