@@ -233,11 +233,14 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
 }
 
 /// Writes to `cluster` refused before they are tried: a failover of it is
-/// running.
+/// running, or this bridge's registration may have lapsed (it is fenced).
 pub(crate) fn write_refusal_on(state: &Service, cluster: &Cluster) -> Option<Error> {
-    failover_of(state, cluster)
-        .in_progress()
-        .then(|| primary_unavailable_on(state, cluster))
+    let fenced = super::coordination::write_refusal(state);
+    fenced.or_else(|| {
+        failover_of(state, cluster)
+            .in_progress()
+            .then(|| primary_unavailable_on(state, cluster))
+    })
 }
 
 /// Writes are refused: the primary is not answering (or is being

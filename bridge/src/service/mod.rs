@@ -6,6 +6,7 @@
 //! the ticks.
 
 pub(crate) mod bulk;
+pub(crate) mod coordination;
 pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod generate;
@@ -20,6 +21,7 @@ pub mod twophase;
 pub(crate) mod verify;
 pub(crate) mod writes;
 
+pub use coordination::Identity;
 pub use error::TwoPhaseError;
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 pub use generate::deadline_for as generate_deadline;
@@ -66,6 +68,8 @@ pub struct ServiceConfig {
     /// The clusters beside `c1` (the one `topology` and `control` give):
     /// monitored, failed over and controlled like it; no shard is on them.
     pub other_clusters: Vec<ClusterSpec>,
+    /// This bridge's name and address among the bridges of the catalog.
+    pub identity: Identity,
 }
 
 /// A cluster beside the default one: its name, nodes and node control.
@@ -125,6 +129,8 @@ struct Inner {
     verify_permit: Semaphore,
     /// One per cluster, in the order of [`Clusters::all`].
     failovers: Vec<Failover>,
+    /// This bridge among the others of the catalog.
+    coordination: coordination::Coordination,
 }
 
 /// Counters since start.
@@ -237,11 +243,13 @@ impl Service {
                 generate_permit: Semaphore::new(1),
                 verify_permit: Semaphore::new(1),
                 failovers,
+                coordination: coordination::Coordination::new(config.identity.clone()),
             }),
         };
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         twophase::start(&state).await;
+        coordination::start(&state).await;
         if let Some(pending) = startup.pending {
             crate::service::rebalance::resume(&state, pending);
         }
@@ -262,6 +270,11 @@ impl Service {
     /// [`Clusters::all`].
     pub(crate) fn failover_of(&self, index: usize) -> &Failover {
         &self.inner.failovers[index]
+    }
+
+    /// This bridge among the others of the catalog.
+    pub(crate) fn coordination(&self) -> &coordination::Coordination {
+        &self.inner.coordination
     }
 
     /// The routing table holder.
@@ -359,6 +372,7 @@ impl Service {
             layout: self.layout_view(),
             failover: self.failover().view(),
             clusters: self.clusters_nodes(),
+            bridges: self.coordination().views(),
         }
     }
 
