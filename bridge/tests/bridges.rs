@@ -13,16 +13,21 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{
-    LIMIT, SharedCluster, bridge, bridge_with, connect, eventually, eventually_some, get,
-    post_json, put_layout, ring,
+    LIMIT, SharedCluster, SharedClusters, bridge, bridge_with, connect, eventually,
+    eventually_some, get, post_json, put_layout, ring,
 };
-use ecoshard_bridge::{AppState, Topology};
+use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
+use ecoshard_core::Layout;
 use ecoshard_core::plan_numbered;
 use ecoshard_core::wire::{BridgeView, ClusterView, JobState, LayoutView, RebalanceJob};
+use ecoshard_postgres::Endpoint;
 use rows::{assert_no_key_twice, snapshot};
 
 /// This binary's cluster, on ports from 34600.
 static CLUSTER: SharedCluster = SharedCluster::new("bridges", 34600, false);
+
+/// Two clusters without standbys, for a bridge cut off from `c1` alone.
+static TWO: SharedClusters = SharedClusters::new("bridges-two", 34800, 2, 0);
 
 /// The longest a job may take here.
 const JOB_LIMIT: Duration = Duration::from_secs(300);
@@ -276,36 +281,64 @@ impl Proxy {
     }
 }
 
+/// A key whose shard is on `c2` under `layout` placed over `c1`, `c2`.
+fn key_on_c2(layout: &Layout, prefix: &str) -> String {
+    let placed = layout.placed(&["c1", "c2"]).unwrap();
+    let router = placed.build().unwrap();
+    (0..)
+        .map(|index| format!("{prefix}{index}"))
+        .find(|key| router.locate_shard(key.as_bytes()).cluster.as_deref() == Some("c2"))
+        .unwrap()
+}
+
+/// A bridge over `c1` and `c2` of `clusters` on `database`, reaching
+/// `c1`'s primary (the catalog) through `catalog_port`, else directly.
+async fn bridge_over_two(
+    clusters: &[Arc<LocalCluster>],
+    database: &str,
+    catalog_port: Option<u16>,
+) -> AppState {
+    let (c1, c2) = (&clusters[0], &clusters[1]);
+    let mut topology = Topology::local(c1, database);
+    if let Some(port) = catalog_port {
+        let primary = c1.nodes()[0].clone();
+        let endpoint = Endpoint {
+            port,
+            ..c1.endpoint(&primary)
+        };
+        topology.nodes[0].config = ecoshard_bridge::local_config(&endpoint, database);
+    }
+    let other = ClusterSpec {
+        name: "c2".to_owned(),
+        topology: Topology::local(c2, database),
+        control: None,
+    };
+    bridge_with(c1, database, |config| {
+        config.topology = topology;
+        config.other_clusters = vec![other];
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let cluster = CLUSTER.get();
-    let a = bridge(&cluster, "fenced", ring(3)).await;
-    let primary = cluster
-        .nodes()
-        .into_iter()
-        .find(|node| node.role == ecoshard_postgres::Role::Primary)
-        .unwrap();
-    let proxy = Proxy::start(primary.port).await;
-    let b = bridge_with(&cluster, "fenced", |config| {
-        let mut topology = Topology::local(&cluster, "fenced");
-        let endpoint = ecoshard_postgres::Endpoint {
-            port: proxy.port,
-            ..cluster.endpoint(&primary)
-        };
-        for node in &mut topology.nodes {
-            if node.name == primary.name {
-                node.config = ecoshard_bridge::local_config(&endpoint, "fenced");
-            }
-        }
-        config.topology = topology;
-    })
-    .await;
+    let clusters = TWO.get();
+    let a = bridge_over_two(&clusters, "fenced", None).await;
+    let proxy = Proxy::start(clusters[0].nodes()[0].port).await;
+    let b = bridge_over_two(&clusters, "fenced", Some(proxy.port)).await;
     wait_listed(&a, 2).await;
-    assert!(insert(&b, "before_cut").await);
+    let (before, during) = (
+        key_on_c2(&ring(3), "before_"),
+        key_on_c2(&ring(3), "during_"),
+    );
+    assert!(insert(&b, &before).await);
     proxy.cut();
+    // Its writes to c2, which it still reaches, are refused once fenced
+    // (taken before: the lease has not lapsed).
+    let body = format!(r#"{{"user_id": "{during}"}}"#);
     let fenced = eventually(LIMIT, || async {
-        let answer = post_json(&b, "/api/users", r#"{"user_id": "during_cut"}"#).await;
+        let answer = post_json(&b, "/api/users", &body).await;
         answer.status == StatusCode::SERVICE_UNAVAILABLE && answer.error_code() == "bridge_fenced"
     })
     .await;
@@ -322,23 +355,40 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
     let job: RebalanceJob = started.parse();
     wait_done(&a, job.id).await;
-    let refused = post_json(&b, "/api/users", r#"{"user_id": "still_cut"}"#).await;
+    let still = key_on_c2(&ring(3), "still_");
+    let body = format!(r#"{{"user_id": "{still}"}}"#);
+    let refused = post_json(&b, "/api/users", &body).await;
     assert_eq!(refused.error_code(), "bridge_fenced", "{}", refused.text());
     proxy.restore();
-    let writes = eventually(LIMIT, || insert(&b, "after_cut")).await;
+    let after = key_on_c2(&ring(3), "after_");
+    let writes = eventually(LIMIT, || insert(&b, &after)).await;
     assert!(writes, "b never took writes again");
     assert_eq!(
         b.service().routing().table().current.version,
         job.to_version
     );
-    let client = connect(&cluster, "primary", "fenced").await;
-    let rows = snapshot(&client, "").await;
-    let new = ring(4).build().unwrap();
-    for key in ["before_cut", "after_cut"] {
-        let owner = &new.shards()[new.locate(key.as_bytes())].name;
-        assert_eq!(rows.shards_of.get(key), Some(&vec![owner.clone()]), "{key}");
+    let new = ring(4).placed(&["c1", "c2"]).unwrap().build().unwrap();
+    let mut found = Vec::new();
+    for (name, cluster) in [("c1", &clusters[0]), ("c2", &clusters[1])] {
+        let rows = snapshot(&connect(cluster, "primary", "fenced").await, "").await;
+        found.push((name, rows));
     }
-    assert!(!rows.shards_of.contains_key("during_cut"));
-    assert!(!rows.shards_of.contains_key("still_cut"));
+    for (key, written) in [
+        (&before, true),
+        (&during, true),
+        (&still, false),
+        (&after, true),
+    ] {
+        let held: Vec<(&str, &String)> = found
+            .iter()
+            .flat_map(|(name, rows)| {
+                let shards = rows.shards_of.get(key.as_str()).into_iter().flatten();
+                shards.map(move |shard| (*name, shard))
+            })
+            .collect();
+        let owner = new.locate_shard(key.as_bytes());
+        let expected = (owner.cluster.as_deref().unwrap(), &owner.name);
+        assert_eq!(held, if written { vec![expected] } else { vec![] }, "{key}");
+    }
     wait_listed(&a, 2).await;
 }

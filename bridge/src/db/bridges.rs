@@ -147,6 +147,21 @@ pub(crate) async fn lagging(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Records `name` as the bridge running job `id` (it resumed it).
+pub(crate) async fn take_job(
+    client: &impl GenericClient,
+    id: u64,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE ecoshard.rebalance SET runner = $2 WHERE id = $1",
+            &[&(id as i64), &name],
+        )
+        .await?;
+    Ok(())
+}
+
 /// A connection of its own to the catalog, listening on [`CHANNEL`]:
 /// `on_news` is called at each notification. The task ends when the
 /// connection does; drop the client to end it.

@@ -233,14 +233,16 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
 }
 
 /// Writes to `cluster` refused before they are tried: a failover of it is
-/// running, or this bridge's registration may have lapsed (it is fenced).
+/// running, or this bridge's registration may have lapsed (it is fenced;
+/// when `cluster`'s primary is down too, as when it holds the catalog, the
+/// answer says that, as it did before there were several bridges).
 pub(crate) fn write_refusal_on(state: &Service, cluster: &Cluster) -> Option<Error> {
+    let failing_over = failover_of(state, cluster).in_progress();
     let fenced = super::coordination::write_refusal(state);
-    fenced.or_else(|| {
-        failover_of(state, cluster)
-            .in_progress()
-            .then(|| primary_unavailable_on(state, cluster))
-    })
+    if failing_over || (fenced.is_some() && !cluster.primary().is_up()) {
+        return Some(primary_unavailable_on(state, cluster));
+    }
+    fenced
 }
 
 /// Writes are refused: the primary is not answering (or is being

@@ -249,10 +249,11 @@ impl Service {
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         twophase::start(&state).await;
-        coordination::start(&state).await;
-        if let Some(pending) = startup.pending {
-            crate::service::rebalance::resume(&state, pending);
-        }
+        let resumed = startup
+            .pending
+            .and_then(|pending| rebalance::resume(&state, pending));
+        // Once a resumed job holds its slot: its routing is this bridge's.
+        coordination::start(&state, resumed).await;
         Ok(state)
     }
 

@@ -310,14 +310,15 @@ async fn unfinished_job(
     Ok(job)
 }
 
-/// Resumes a job found at start-up.
-pub(crate) fn resume(state: &Service, pending: Pending) {
+/// Resumes a job found at start-up; its id, when it was resumed.
+pub(crate) fn resume(state: &Service, pending: Pending) -> Option<u64> {
+    let id = pending.job.id;
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
             pending.job.id
         );
-        return;
+        return None;
     };
     let state = state.clone();
     if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
@@ -325,6 +326,7 @@ pub(crate) fn resume(state: &Service, pending: Pending) {
     } else {
         tokio::spawn(mover::run(state, pending, slot, None));
     }
+    Some(id)
 }
 
 /// Creates the schemas of `layout`'s shards missing on their clusters (as
