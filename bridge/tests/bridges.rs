@@ -121,16 +121,8 @@ async fn a_layout_applied_on_one_bridge_is_followed_by_the_other_without_a_resta
     let b = bridge(&cluster, "follow", ring(3)).await;
     wait_listed(&a, 2).await;
     let before = layout_of(&b).await.version;
-    let asked = Instant::now();
-    let started = put_layout(&a, &serde_json::to_string(&ring(5)).unwrap()).await;
-    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
-    let job: RebalanceJob = started.parse();
-    let followed = eventually(LIMIT, || async {
-        b.service().routing().table().current.version == job.to_version
-    })
-    .await;
-    assert!(followed, "b never routed by layout {}", job.to_version);
-    eprintln!("b followed the job's routing after {:?}", asked.elapsed());
+    let (job, after) = apply_timed(&a, &b, &ring(5)).await;
+    eprintln!("b followed the job's routing {after:?} after the PUT was sent (NOTIFY)");
     wait_done(&a, job.id).await;
     let seen = eventually(LIMIT, || async {
         let view = layout_of(&b).await;
@@ -150,6 +142,49 @@ async fn a_layout_applied_on_one_bridge_is_followed_by_the_other_without_a_resta
         let found: i64 = client.query_one(&sql, &[&key]).await.unwrap().get(0);
         assert_eq!(found, 1, "{key} in {shard}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_layout_change_whose_notification_is_lost_is_followed_by_polling() {
+    let cluster = CLUSTER.get();
+    let a = bridge(&cluster, "polled", ring(3)).await;
+    let b = bridge(&cluster, "polled", ring(3)).await;
+    wait_listed(&a, 2).await;
+    let catalog = connect(&cluster, "primary", "polled").await;
+    let quiet = "ALTER TABLE ecoshard.layout DISABLE TRIGGER layout_changed;
+                 ALTER TABLE ecoshard.rebalance DISABLE TRIGGER job_changed;";
+    catalog.batch_execute(quiet).await.unwrap();
+    let (job, after) = apply_timed(&a, &b, &ring(4)).await;
+    eprintln!("b followed the job's routing {after:?} after the PUT was sent (polling)");
+    wait_done(&a, job.id).await;
+    let alone = eventually(LIMIT, || async {
+        b.service().routing().table().previous.is_none()
+    })
+    .await;
+    assert!(alone, "b never routed by layout {} alone", job.to_version);
+}
+
+/// Applies `layout` on `a`: the job, and how long after sending the PUT
+/// `b` routed by its target (looked at every millisecond).
+async fn apply_timed(a: &AppState, b: &AppState, layout: &Layout) -> (RebalanceJob, Duration) {
+    let before = b.service().routing().table().current.version;
+    let (state, json) = (a.clone(), serde_json::to_string(layout).unwrap());
+    let sent = Instant::now();
+    let put = tokio::spawn(async move { put_layout(&state, &json).await });
+    let limit = sent + LIMIT;
+    while b.service().routing().table().current.version == before {
+        assert!(Instant::now() < limit, "b never followed the layout");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let after = sent.elapsed();
+    let started = put.await.unwrap();
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    assert_eq!(
+        b.service().routing().table().current.version,
+        job.to_version
+    );
+    (job, after)
 }
 
 /// Inserts `prefix0`, `prefix1`, … through `state` until `stop`; the ids

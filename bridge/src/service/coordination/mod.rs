@@ -90,10 +90,14 @@ impl Coordination {
         until.is_some_and(|until| Instant::now() < until)
     }
 
-    /// The bridges as last listed, their ages as of now.
+    /// The bridges as last listed, their ages as of now; none when this
+    /// one is alone (answers are then what they were before several).
     pub(crate) fn views(&self) -> Vec<BridgeView> {
         let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
         let (rows, at) = &*guard;
+        if rows.iter().all(|row| row.name == self.identity.name) {
+            return Vec::new();
+        }
         let since = at.map_or(0, |at| at.elapsed().as_millis() as u64);
         rows.iter()
             .map(|row| {
