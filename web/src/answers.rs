@@ -5,10 +5,10 @@
 //! type is refused exactly where serde refuses it (BENCHMARKS.md, Web, Size).
 
 use ecoshard_core::wire::{
-    ApiErrorBody, ApiErrorDetail, BulkResult, ClusterMode, ClusterNodes, ClusterView, Consistency,
-    FailoverEvent, FailoverView, GenerateResult, Health, InsertResult, JobState, LagSample,
-    LayoutView, MovePhase, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
-    ShardMoveProgress, Stats, Tick, User, UserSample,
+    ApiErrorBody, ApiErrorDetail, BulkResult, ClusterMode, ClusterNodes, ClusterReads, ClusterView,
+    Consistency, FailoverEvent, FailoverView, GenerateResult, Health, InsertResult, JobState,
+    LagSample, LayoutView, MovePhase, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult,
+    RebalanceJob, ShardMoveProgress, Stats, Tick, User, UserSample,
 };
 use ecoshard_core::{ClusterTransfer, Layout, PlanSummary, ShardLoad, ShardMove, TransferSummary};
 
@@ -127,6 +127,11 @@ read_struct!(Stats {
     reads_per_sec: field,
     failed_reads: field,
     rows: field,
+    clusters: field_or_default,
+});
+read_struct!(ClusterReads {
+    cluster: field,
+    reads: field
 });
 read_struct!(RebalanceJob {
     id: field,
@@ -371,7 +376,9 @@ mod tests {
     const STATS: &str = r#"{"reads": [{"node": "primary", "count": 0, "per_sec": 0.0},
         {"node": "standby-1", "count": 1, "per_sec": 1.5}],
         "writes": 1001, "writes_per_sec": 0.0, "reads_per_sec": 2.25, "failed_reads": 3,
-        "rows": [{"shard": "s0", "keys": 352}, {"shard": "s1", "keys": 0, "cluster": "c2"}]}"#;
+        "rows": [{"shard": "s0", "keys": 352}, {"shard": "s1", "keys": 0, "cluster": "c2"}],
+        "clusters": [{"cluster": "c1", "reads": [{"node": "standby-1", "count": 1, "per_sec": 1.5}]},
+                     {"cluster": "c2", "reads": [{"node": "standby-1", "count": 7, "per_sec": 0.25}]}]}"#;
 
     const PLAN: &str = r#"{"total": 100000, "moved": 74763, "moved_within_cluster": 70000,
         "moved_across_clusters": 4763,

@@ -394,8 +394,18 @@ impl Live {
         self.node_reads(node).map_or(0, |count| count.count)
     }
 
+    /// `node`'s reads by its [`Live::node_key`]: another cluster's
+    /// (`c2/standby-1`) from that cluster's counts, the first cluster's
+    /// from `reads` (all of them with one cluster).
     fn node_reads(&self, node: &str) -> Option<&NodeCount> {
-        self.stats.reads.iter().find(|count| count.node == node)
+        let (reads, name) = match node.split_once('/') {
+            Some((cluster, name)) => {
+                let of_cluster = self.stats.clusters.iter().find(|c| c.cluster == cluster)?;
+                (&of_cluster.reads, name)
+            }
+            None => (&self.stats.reads, node),
+        };
+        reads.iter().find(|count| count.node == name)
     }
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {
