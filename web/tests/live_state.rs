@@ -971,4 +971,17 @@ fn another_clusters_reads_land_on_its_own_nodes_card() {
     );
     assert_eq!(live.reads_by(&live.node_key("c2", "primary")), 0);
     assert_eq!(live.reads_by("c3/standby-1"), 0);
+    let listed: Vec<(String, u64)> = live
+        .read_counts()
+        .into_iter()
+        .map(|count| (count.node, count.count))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("standby-1".to_string(), 3),
+            ("c2/primary".to_string(), 0),
+            ("c2/standby-1".to_string(), 7)
+        ]
+    );
 }

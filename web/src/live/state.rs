@@ -389,6 +389,24 @@ impl Live {
             .collect()
     }
 
+    /// Every node's reads, by [`Live::node_key`]: each cluster's with
+    /// several (`standby-1`, …, `c2/standby-1`, …), else the one cluster's.
+    pub fn read_counts(&self) -> Vec<NodeCount> {
+        if self.stats.clusters.is_empty() {
+            return self.stats.reads.clone();
+        }
+        self.stats
+            .clusters
+            .iter()
+            .flat_map(|cluster| {
+                cluster.reads.iter().map(|count| NodeCount {
+                    node: self.node_key(&cluster.cluster, &count.node),
+                    ..count.clone()
+                })
+            })
+            .collect()
+    }
+
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
         self.node_reads(node).map_or(0, |count| count.count)
