@@ -57,6 +57,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
+        name: Some(args.listen.to_string()),
         ..BridgeConfig::new(topology)
     };
     let options = ServerOptions {
@@ -80,7 +81,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if !local.is_empty() {
+    if local.iter().any(|cluster| !cluster.joined()) {
         // Stopped here even if a task still holds a cluster.
         for cluster in local.drain(..) {
             cluster.stop_servers();
@@ -187,6 +188,13 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         .into_iter()
         .map(Arc::new)
         .collect();
+    if clusters.iter().all(|cluster| cluster.joined()) {
+        tracing::info!(
+            "joined the cluster(s) running in {} (started by another bridge or `ecoshard \
+             cluster up`): this bridge stops none of their servers",
+            args.local.data_dir.display()
+        );
+    }
     if clusters.len() > 1 {
         for cluster in &clusters {
             let nodes: Vec<String> = cluster
