@@ -57,7 +57,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
-        name: Some(args.listen.to_string()),
+        name: Some(bridge_name(args.listen)),
         ..BridgeConfig::new(topology)
     };
     let options = ServerOptions {
@@ -211,6 +211,19 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         );
     }
     Ok(clusters)
+}
+
+/// The name answers carry in `X-Ecoshard-Bridge`: the address listened
+/// on, or the machine's name and the port when that is every address
+/// (bridges in containers all listen on `0.0.0.0:8080`).
+fn bridge_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    match host.trim() {
+        host if listen.ip().is_unspecified() && !host.is_empty() => {
+            format!("{host}:{}", listen.port())
+        }
+        _ => listen.to_string(),
+    }
 }
 
 /// The token changes need, and whether it was generated: the one given; a
