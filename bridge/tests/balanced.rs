@@ -483,3 +483,40 @@ fn one(lb: &str, method: &str, path: &str, body: Option<&str>, inserted: Option<
         inserted,
     }
 }
+
+/// Two processes over one cluster (here two handles in this one: the one
+/// that started it and one that joined it) each ask for a failover once the
+/// primary is gone, as two bridges with `--auto-failover` do: one standby is
+/// promoted, and the second answer names that same promotion.
+#[test]
+fn a_failover_asked_by_two_processes_promotes_one_standby() {
+    let first = common::start_cluster("balanced-failover", 34200, false);
+    let port = first.nodes()[0].port;
+    let joined = LocalCluster::start(&ClusterOptions::new(first.data_dir(), port))
+        .expect("joining the cluster");
+    assert!(joined.joined() && !first.joined());
+    assert!(first.kill_node("primary").expect("killing the primary"));
+    let promoted = first.fail_over().expect("the first failover");
+    let again = joined.fail_over().expect("the second failover");
+    assert_eq!(
+        (again.from.as_str(), again.to.as_str()),
+        ("primary", promoted.to.as_str())
+    );
+    assert_eq!(joined.primary_name(), promoted.to);
+    let primaries = runtime().block_on(async {
+        let mut primaries = Vec::new();
+        for node in first
+            .nodes()
+            .into_iter()
+            .filter(|node| node.name != "primary")
+        {
+            let client = connect(&first, &node.name, "postgres").await;
+            let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await;
+            if !row.expect("pg_is_in_recovery").get::<_, bool>(0) {
+                primaries.push(node.name);
+            }
+        }
+        primaries
+    });
+    assert_eq!(primaries, [promoted.to]);
+}
