@@ -417,11 +417,11 @@ impl LocalCluster {
     }
 
     /// Stops the servers this process started (standbys first); what
-    /// dropping the cluster does, for owners that cannot drop it.
-    pub fn stop_servers(&self) {
-        if self.stop_on_exit {
-            self.stop_started();
-        }
+    /// dropping the cluster does, for owners that cannot drop it. Whether
+    /// it stopped any (not when another process uses them: its watchdog
+    /// then stops them after the last one).
+    pub fn stop_servers(&self) -> bool {
+        self.stop_on_exit && self.stop_started()
     }
 
     fn node(&self, name: &str) -> Result<&LocalNode, ClusterError> {
@@ -867,13 +867,13 @@ impl LocalCluster {
     /// Stops the servers this process started, standbys first, unless
     /// another process uses them: then its watchdog stops them once the
     /// last one has ended.
-    fn stop_started(&self) {
+    fn stop_started(&self) -> bool {
         let started = match self.started.lock() {
             Ok(mut started) => std::mem::take(&mut *started),
-            Err(_) => return,
+            Err(_) => return false,
         };
         if started.is_empty() {
-            return;
+            return false;
         }
         if !self.users.as_ref().is_none_or(sharing::alone) {
             tracing::info!(
@@ -881,7 +881,7 @@ impl LocalCluster {
                  what this one started after the last of them)",
                 self.layout.root.display()
             );
-            return;
+            return false;
         }
         for node in self.nodes.iter().rev() {
             if started.contains(&node.name)
@@ -896,6 +896,7 @@ impl LocalCluster {
                 tracing::warn!("stopping {}: {error}", node.name);
             }
         }
+        true
     }
 }
 

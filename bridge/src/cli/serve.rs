@@ -81,11 +81,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if local.iter().any(|cluster| !cluster.joined()) {
-        // Stopped here even if a task still holds a cluster.
-        for cluster in local.drain(..) {
-            cluster.stop_servers();
-        }
+    // Stopped here even if a task still holds a cluster.
+    let mut stopped = false;
+    for cluster in local.drain(..) {
+        stopped |= cluster.stop_servers();
+    }
+    if stopped {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
