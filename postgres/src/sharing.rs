@@ -23,6 +23,8 @@ use super::{ClusterError, RunAs};
 
 /// Longest wait for another process starting the cluster.
 const START_WAIT: Duration = Duration::from_secs(300);
+/// Longest wait for the watchdog of a bridge that died to stop its servers.
+const WATCHDOG_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for a watchdog (or a bridge) stopping the servers.
 const STOPPING_WAIT: Duration = Duration::from_secs(90);
 
@@ -39,7 +41,10 @@ pub(crate) fn lock_start(paths: &Paths, run_as: &RunAs) -> Result<File, ClusterE
 }
 
 /// The users lock, held shared until dropped: no server stops meanwhile.
+/// A watchdog whose bridge died and that no process uses stops its servers
+/// first (a start right after a kill never takes servers about to stop).
 pub(crate) fn lock_use(paths: &Paths, run_as: &RunAs) -> Result<File, ClusterError> {
+    wait_for_orphaned_watchdog(paths, run_as)?;
     loop {
         let path = paths.users_lock();
         let file = open(&path, run_as)?;
@@ -55,6 +60,32 @@ pub(crate) fn lock_use(paths: &Paths, run_as: &RunAs) -> Result<File, ClusterErr
             return Ok(file);
         }
     }
+}
+
+/// Waits (at most [`WATCHDOG_WAIT`]) until a watchdog that runs while no
+/// process uses the cluster (its bridge died) has stopped its servers and
+/// ended. With users, it waits for them, so the servers stay: nothing to
+/// wait for.
+fn wait_for_orphaned_watchdog(paths: &Paths, run_as: &RunAs) -> Result<(), ClusterError> {
+    let users = open(&paths.users_lock(), run_as)?;
+    if users.try_lock().is_err() {
+        return Ok(());
+    }
+    let watchdog = open(&paths.lock_file(), run_as)?;
+    let running = watchdog.try_lock().is_err();
+    drop(watchdog);
+    // Released, so the watchdog can take it.
+    drop(users);
+    if running {
+        let watchdog = open(&paths.lock_file(), run_as)?;
+        wait_for(
+            &paths.root,
+            WATCHDOG_WAIT,
+            "the watchdog of a bridge that died to stop its servers",
+            || watchdog.try_lock(),
+        )?;
+    }
+    Ok(())
 }
 
 /// The operations lock, held exclusively until dropped (waits as long as
