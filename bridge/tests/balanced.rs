@@ -520,3 +520,106 @@ fn a_failover_asked_by_two_processes_promotes_one_standby() {
     });
     assert_eq!(primaries, [promoted.to]);
 }
+
+/// What NGINX sends to another bridge once the first took a request and
+/// died before answering (`nginx/proxy.conf`): only what is the same done
+/// twice. Behind it, two stand-ins for bridges: one reads each request whole
+/// and closes the connection unanswered, the other answers 200. A fresh
+/// NGINX for each case sends its first request to the first of them.
+#[test]
+fn the_load_balancer_repeats_on_another_bridge_only_what_is_safe_to_repeat() {
+    let dying = StandIn::start(false);
+    let answering = StandIn::start(true);
+    let lb = format!("127.0.0.1:{}", free_ports(19100, 1));
+    let check = |method: &str, path: &str, status: u16, repeated: bool| {
+        let balancer = Balancer::start(&lb, &[dying.addr.clone(), answering.addr.clone()]);
+        let before = answering.seen().len();
+        let reply = call(&lb, method, path, Some("{}")).expect("an answer");
+        drop(balancer);
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        let line = format!("{method} {path} HTTP/1.1");
+        assert_eq!(
+            dying.seen().last(),
+            Some(&line),
+            "{method} {path} went first to the dying bridge"
+        );
+        let again = answering.seen()[before..].contains(&line);
+        assert_eq!(again, repeated, "{method} {path} sent again: {again}");
+        if status == 503 {
+            assert!(
+                reply.body.contains(r#""code":"no_bridge""#),
+                "{}",
+                reply.body
+            );
+        }
+    };
+    check("GET", "/api/layout", 200, true);
+    check("GET", "/api/users/ana", 200, true);
+    check("POST", "/api/users", 200, true);
+    check("PUT", "/api/layout", 503, false);
+    check("POST", "/api/users/bulk", 503, false);
+    check("POST", "/api/users/generate", 503, false);
+    check("POST", "/api/nodes/standby-1/stop", 503, false);
+}
+
+/// A stand-in for a bridge: it reads each request whole, notes its request
+/// line, then answers 200 or closes the connection unanswered.
+struct StandIn {
+    addr: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl StandIn {
+    fn start(answers: bool) -> StandIn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let noted = Arc::clone(&seen);
+        // Ends with the test binary.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let Some(line) = read_request(&mut stream) else {
+                    continue;
+                };
+                noted.lock().unwrap().push(line);
+                if answers {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+            }
+        });
+        StandIn { addr, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Reads one request (head and `Content-Length` body): its request line.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let read = stream.read(&mut buffer).ok().filter(|read| *read > 0)?;
+        data.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + 4 + length {
+        let read = stream.read(&mut buffer).ok().filter(|read| *read > 0)?;
+        data.extend_from_slice(&buffer[..read]);
+    }
+    head.lines().next().map(str::to_string)
+}
