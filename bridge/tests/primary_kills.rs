@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::blocking::{Scratch, Serve, all_streaming, eventually, eventually_some, http};
 use common::free_ports;
+use ecoshard_bridge::service::twophase::TwoPhase;
+use ecoshard_bridge::{AppState, ClusterOptions, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::{
     ClusterView, JobState, LayoutView, MovePhase, RebalanceJob, VerifyReport,
 };
@@ -502,4 +504,114 @@ fn a_shard_move_whose_source_or_target_fails_over_no_longer_hangs_in_copying() {
     );
     converged(&addr, &scratch, &initial, &inserted);
     drop(bridge);
+}
+
+/// Rows `id` of table `moved` on each cluster's primary now, `c1` first.
+async fn moved_rows(clusters: &[Arc<LocalCluster>], database: &str, id: &str) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for cluster in clusters {
+        let client = common::connect(cluster, &cluster.primary_name(), database).await;
+        let sql = "SELECT count(*) FROM moved WHERE id = $1";
+        counts.push(client.query_one(sql, &[&id]).await.expect(sql).get(0));
+    }
+    counts
+}
+
+/// The prepared transactions of `database` on each cluster's primary now.
+async fn prepared_now(clusters: &[Arc<LocalCluster>], database: &str) -> Vec<String> {
+    let mut gids = Vec::new();
+    for cluster in clusters {
+        let client = common::connect(cluster, &cluster.primary_name(), database).await;
+        let sql = "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()";
+        let found = client.query(sql, &[]).await.expect(sql);
+        gids.extend(found.into_iter().map(|row| row.get::<_, String>(0)));
+    }
+    gids
+}
+
+/// A transaction inserting `id` into `moved` on c1 and c2, each part
+/// prepared; its coordinator alive (its shared lock keeps the recovery
+/// pass off).
+async fn prepared_on_both(state: &AppState, id: &str) -> TwoPhase {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut transaction = TwoPhase::begin(state.service(), "test", deadline)
+        .await
+        .expect("begin");
+    for cluster in ["c1", "c2"] {
+        let client = transaction.join(cluster).await.expect("join");
+        let sql = "INSERT INTO moved VALUES ($1)";
+        client.execute(sql, &[&id]).await.expect(sql);
+        transaction.prepare(cluster).await.expect("prepare");
+    }
+    transaction
+}
+
+#[test]
+fn prepared_parts_survive_a_promotion_and_the_recovery_pass_settles_them_there() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let clusters: Vec<Arc<LocalCluster>> = {
+        let dir = std::env::temp_dir().join(format!(
+            "ecoshard-test-primary-kills-prepared-{}",
+            std::process::id()
+        ));
+        let mut options = ClusterOptions::new(&dir, free_ports(35000, 13));
+        options.remove_on_exit = true;
+        options.sync_replication = true;
+        let started = ecoshard_postgres::LocalClusters::start(&options, 2).expect("clusters");
+        started.into_clusters().into_iter().map(Arc::new).collect()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let database = "failover_prepared";
+        let state = common::bridge_with(&clusters[0], database, |config| {
+            config.control = common::control(&clusters[0]);
+            config.auto_failover = true;
+            config.other_clusters = vec![ClusterSpec {
+                name: "c2".to_string(),
+                topology: Topology::local(&clusters[1], database),
+                control: common::control(&clusters[1]),
+            }];
+        })
+        .await;
+        for cluster in &clusters {
+            common::connect(cluster, "primary", database)
+                .await
+                .batch_execute("CREATE TABLE moved (id text PRIMARY KEY)")
+                .await
+                .expect("create the table");
+        }
+        let mut decided = prepared_on_both(&state, "decided").await;
+        let undecided = prepared_on_both(&state, "undecided").await;
+        assert_eq!(prepared_now(&clusters, database).await.len(), 4);
+        let killer = Arc::clone(&clusters[1]);
+        let killed = tokio::task::spawn_blocking(move || killer.kill_node("primary"))
+            .await
+            .unwrap()
+            .expect("kill -9 c2's primary");
+        assert!(killed);
+        let promoted = common::eventually(LIMIT, || async {
+            clusters[1].primary_name() != "primary"
+                && moved_rows(&clusters[1..], database, "x").await == [0]
+        })
+        .await;
+        assert!(promoted, "c2 never failed over");
+        assert_eq!(
+            prepared_now(&clusters, database).await.len(),
+            4,
+            "the promoted standby has c2's prepared parts"
+        );
+        decided.decide(&["c2"]).await.expect("decide");
+        let _ = decided.commit_next().await; // c2's session died with its primary
+        drop(decided);
+        drop(undecided);
+        common::recovery(&state).await;
+        assert_eq!(moved_rows(&clusters, database, "decided").await, [1, 1]);
+        assert_eq!(moved_rows(&clusters, database, "undecided").await, [0, 0]);
+        assert_eq!(
+            prepared_now(&clusters, database).await,
+            Vec::<String>::new()
+        );
+    });
 }
