@@ -57,6 +57,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
+        name: Some(bridge_name(args.listen)),
         ..BridgeConfig::new(topology)
     };
     let options = ServerOptions {
@@ -80,11 +81,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if !local.is_empty() {
-        // Stopped here even if a task still holds a cluster.
-        for cluster in local.drain(..) {
-            cluster.stop_servers();
-        }
+    // Stopped here even if a task still holds a cluster.
+    let mut stopped = false;
+    for cluster in local.drain(..) {
+        stopped |= cluster.stop_servers();
+    }
+    if stopped {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
@@ -187,6 +189,13 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         .into_iter()
         .map(Arc::new)
         .collect();
+    if clusters.iter().all(|cluster| cluster.joined()) {
+        tracing::info!(
+            "joined the cluster(s) running in {} (started by another bridge or `ecoshard \
+             cluster up`): this bridge stops none of their servers",
+            args.local.data_dir.display()
+        );
+    }
     if clusters.len() > 1 {
         for cluster in &clusters {
             let nodes: Vec<String> = cluster
@@ -203,6 +212,19 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         );
     }
     Ok(clusters)
+}
+
+/// The name answers carry in `X-Ecoshard-Bridge`: the address listened
+/// on, or the machine's name and the port when that is every address
+/// (bridges in containers all listen on `0.0.0.0:8080`).
+fn bridge_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    match host.trim() {
+        host if listen.ip().is_unspecified() && !host.is_empty() => {
+            format!("{host}:{}", listen.port())
+        }
+        _ => listen.to_string(),
+    }
 }
 
 /// The token changes need, and whether it was generated: the one given; a

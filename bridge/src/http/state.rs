@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use ecoshard_core::Layout;
 use tokio::sync::{Semaphore, watch};
 
@@ -50,6 +51,9 @@ pub struct BridgeConfig {
     /// The clusters beside `c1` (`topology`, `control`): monitored, failed
     /// over and controlled like it; no shard is on them yet.
     pub other_clusters: Vec<ClusterSpec>,
+    /// The bridge's name, sent on every answer as `X-Ecoshard-Bridge` (so a
+    /// client behind a load balancer sees which bridge answered), if any.
+    pub name: Option<String>,
 }
 
 impl BridgeConfig {
@@ -73,6 +77,7 @@ impl BridgeConfig {
             token: None,
             read_timeout: crate::service::DEFAULT_READ_TIMEOUT,
             other_clusters: Vec::new(),
+            name: None,
         }
     }
 
@@ -110,6 +115,8 @@ struct Edge {
     closing: watch::Sender<bool>,
     /// Requests counted for `GET /metrics`.
     metrics: HttpMetrics,
+    /// `X-Ecoshard-Bridge`'s value: the bridge's name.
+    name: Option<HeaderValue>,
 }
 
 impl AppState {
@@ -125,6 +132,7 @@ impl AppState {
                 web_dir: config.web_dir,
                 closing: watch::Sender::new(false),
                 metrics: HttpMetrics::default(),
+                name: config.name.as_deref().and_then(header_value),
             }),
         })
     }
@@ -154,6 +162,11 @@ impl AppState {
         self.edge.web_dir.as_ref()
     }
 
+    /// The bridge's name as `X-Ecoshard-Bridge` carries it, if it has one.
+    pub(crate) fn name_header(&self) -> Option<&HeaderValue> {
+        self.edge.name.as_ref()
+    }
+
     /// The requests counted for `GET /metrics`.
     pub(crate) fn http_metrics(&self) -> &HttpMetrics {
         &self.edge.metrics
@@ -172,4 +185,13 @@ impl AppState {
             let _ = closing.wait_for(|closing| *closing).await;
         }
     }
+}
+
+/// `name` as a header value; `None`, with a warning, when it cannot be one.
+fn header_value(name: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(name)
+        .inspect_err(|_| {
+            tracing::warn!("the bridge's name {name:?} cannot be sent as X-Ecoshard-Bridge")
+        })
+        .ok()
 }
