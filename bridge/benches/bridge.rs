@@ -15,7 +15,11 @@
 //! ECOSHARD_BENCH_CLUSTERS (local clusters, 1; a list such as `1,2,1,2`
 //! runs the inserts and reads against each in turn, each with its own
 //! `ecoshard serve --clusters N` and direct baseline, and prints them side
-//! by side; the hung standby, pgbench and lag phases then do not run).
+//! by side; the hung standby, pgbench and lag phases then do not run),
+//! ECOSHARD_BENCH_BRIDGES (a list such as `1,2`: inserts and reads through
+//! NGINX in front of that many bridges over one local cluster, the first
+//! starting it and the others joining it, beside the first bridge alone and
+//! the direct baseline, side by side; only those phases run).
 //! It starts `ecoshard serve` with its own local clusters in a temporary
 //! directory and stops it at the end.
 
@@ -34,6 +38,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
+
+#[path = "../tests/common/balancer.rs"]
+mod balancer;
 
 use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
 
@@ -60,6 +67,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Ok(bridges) = std::env::var("ECOSHARD_BENCH_BRIDGES") {
+        let bridges: Vec<usize> = bridges
+            .split(',')
+            .filter_map(|count| count.trim().parse().ok())
+            .filter(|count| *count >= 1)
+            .collect();
+        return balanced(&bridges, &settings, &runtime);
+    }
     let mut rows = Vec::new();
     for clusters in &counts {
         let pg_port = free_ports(27400, 10 * (clusters - 1) + 3);
@@ -191,6 +206,94 @@ fn print_clusters_side_by_side(rows: &[Throughput]) {
             100.0 * row.bridge_read / row.direct_read
         );
     }
+}
+
+/// Inserts and reads through NGINX in front of each count of `bridges`
+/// over one local cluster (the first bridge starts it, the others join),
+/// beside the first bridge alone and sent directly; printed side by side.
+fn balanced(bridges: &[usize], settings: &Settings, runtime: &tokio::runtime::Runtime) {
+    let most = bridges.iter().copied().max().unwrap_or(1);
+    let pg_port = free_ports(27400, 3);
+    let http_port = free_ports(28400, most as u16 + 1);
+    let data_dir = std::env::temp_dir().join(format!("ecoshard-bench-lb-{}", std::process::id()));
+    let addrs: Vec<String> = (1..=most)
+        .map(|n| format!("127.0.0.1:{}", http_port + n as u16))
+        .collect();
+    let mut serves: Vec<Serve> = addrs
+        .iter()
+        .map(|addr| start_bridge(addr, pg_port, &data_dir, 1, settings))
+        .collect();
+    serves[0].data_dir = Some(data_dir.clone());
+    let deployment = Deployment {
+        addr: addrs[0].clone(),
+        pg_port,
+        data_dir,
+        clusters: 1,
+    };
+    let lb = format!("127.0.0.1:{http_port}");
+    let rows = runtime.block_on(balanced_rows(&deployment, &addrs, &lb, bridges, settings));
+    // The bridges that joined first: the first one's servers stop after them.
+    while let Some(serve) = serves.pop() {
+        drop(serve);
+    }
+    println!(
+        "\n{} clients, {} s per phase, ring over {} shards, 1 cluster, {} cores",
+        settings.clients,
+        settings.secs,
+        settings.shards,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| through | inserts/s | reads/s |\n|---|---:|---:|");
+    for (through, insert, read) in rows {
+        println!("| {through} | {insert:.0} | {read:.0} |");
+    }
+}
+
+/// The rows of [`balanced`]: what the requests went through, inserts and
+/// reads per second.
+async fn balanced_rows(
+    deployment: &Deployment,
+    addrs: &[String],
+    lb: &str,
+    bridges: &[usize],
+    settings: &Settings,
+) -> Vec<(String, f64, f64)> {
+    let (clients, duration) = (settings.clients, Duration::from_secs(settings.secs));
+    let router = Layout::with_count(StrategyKind::Ring, settings.shards)
+        .unwrap()
+        .build()
+        .unwrap();
+    for addr in addrs {
+        wait_ready(addr).await;
+    }
+    // The direct reads read the rows the bridge inserted.
+    let insert = bridge_phase(&addrs[0], clients, duration, Op::Insert, Vec::new()).await;
+    let read = bridge_phase(&addrs[0], clients, duration, Op::Read, insert.ids.clone()).await;
+    let bridge = (insert.ops_per_sec(), read.ops_per_sec());
+    let direct = direct_phase(deployment, &router, clients, duration, Op::Insert, vec![]).await;
+    let read = direct_phase(deployment, &router, clients, duration, Op::Read, insert.ids).await;
+    let mut rows = vec![
+        (
+            "direct (tokio-postgres)".to_string(),
+            direct.ops_per_sec(),
+            read.ops_per_sec(),
+        ),
+        ("1 bridge, no NGINX".to_string(), bridge.0, bridge.1),
+    ];
+    for count in bridges {
+        let balancer = balancer::Balancer::start(lb, &addrs[..*count]);
+        let (insert, read) = insert_then_read(lb, clients, duration).await;
+        rows.push((format!("NGINX + {count} bridge(s)"), insert, read));
+        drop(balancer);
+    }
+    rows
+}
+
+/// Inserts, then reads of the rows inserted, through `addr`: their rates.
+async fn insert_then_read(addr: &str, clients: usize, duration: Duration) -> (f64, f64) {
+    let insert = bridge_phase(addr, clients, duration, Op::Insert, Vec::new()).await;
+    let read = bridge_phase(addr, clients, duration, Op::Read, insert.ids.clone()).await;
+    (insert.ops_per_sec(), read.ops_per_sec())
 }
 
 /// The phases against one deployment; `extras` adds the hung standby,
@@ -410,6 +513,10 @@ async fn bridge_phase(
     op: Op,
     ids: Vec<String>,
 ) -> Outcome {
+    // Each phase inserts ids of its own, so phases can follow one another
+    // over one database.
+    static PHASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let phase = PHASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ids = Arc::new(ids);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -424,7 +531,7 @@ async fn bridge_phase(
                 let begin = Instant::now();
                 let (path, method, body, id) = match op {
                     Op::Insert => {
-                        let id = format!("hb{worker}_{n}");
+                        let id = format!("hb{phase}_{worker}_{n}");
                         let body = format!(r#"{{"user_id":"{id}"}}"#);
                         ("/api/users".to_owned(), "POST", Some(body), Some(id))
                     }
@@ -438,8 +545,10 @@ async fn bridge_phase(
                 let answer =
                     tokio::time::timeout(NO_ANSWER, http(&mut sender, method, &path, body)).await;
                 let ok = matches!(answer, Ok(Ok((status, _))) if status == expected);
-                if answer.is_err() {
-                    // No answer in time: the connection's state is unknown.
+                if !matches!(answer, Ok(Ok(_))) {
+                    // No answer in time (the connection's state is unknown),
+                    // or the connection ended (NGINX closes a client's
+                    // connection after 1,000 requests): a new one.
                     sender = http_connect(&addr).await.expect("connect to the bridge");
                 }
                 if ok {

@@ -1,6 +1,7 @@
 //! The Docker set-up: `docker-compose-replicacion.yml` is valid (checked by
-//! `docker-compose config`, which needs no Docker daemon), publishes ports on
-//! loopback only, and mounts files that exist in `postgres/`.
+//! `docker-compose config`, which needs no Docker daemon), runs two bridges
+//! behind NGINX, publishes ports on loopback only, and mounts files that
+//! exist in `postgres/` and `nginx/`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +35,7 @@ fn the_compose_file_is_valid() {
 }
 
 #[test]
-fn the_compose_set_up_has_a_primary_two_standbys_and_the_bridge_on_loopback() {
+fn the_compose_set_up_has_a_primary_two_standbys_two_bridges_behind_nginx_on_loopback() {
     let output = compose(&["config", "--services"]);
     assert!(output.status.success());
     let mut services: Vec<String> = String::from_utf8_lossy(&output.stdout)
@@ -42,7 +43,27 @@ fn the_compose_set_up_has_a_primary_two_standbys_and_the_bridge_on_loopback() {
         .map(str::to_string)
         .collect();
     services.sort();
-    assert_eq!(services, ["bridge", "primary", "standby-1", "standby-2"]);
+    assert_eq!(
+        services,
+        [
+            "bridge-1",
+            "bridge-2",
+            "nginx",
+            "primary",
+            "standby-1",
+            "standby-2",
+            "token"
+        ]
+    );
+    // NGINX sends requests to exactly the bridges there are.
+    let nginx = std::fs::read_to_string(workspace().join("nginx/ecoshard.conf")).unwrap();
+    let upstreams: Vec<&str> = nginx
+        .lines()
+        .filter(|line| line.trim_end().ends_with(';'))
+        .filter_map(|line| line.trim().strip_prefix("server "))
+        .filter_map(|server| server.split(':').next())
+        .collect();
+    assert_eq!(upstreams, ["bridge-1", "bridge-2"]);
 
     let text = std::fs::read_to_string(workspace().join("docker-compose-replicacion.yml")).unwrap();
     let published: Vec<&str> = text

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ecoshard_bridge::service::TwoPhaseError;
 use ecoshard_bridge::service::twophase::{
-    Committed, RECOVERY_DEADLINE, Recovered, TwoPhase, recover,
+    Committed, KEEP_DONE, RECOVERY_DEADLINE, Recovered, TwoPhase, recover,
 };
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use tokio::time::Instant;
@@ -100,6 +100,28 @@ async fn a_transaction_across_both_clusters_commits_on_both() {
         Some(true)
     );
     assert_eq!(prepared(&clusters, database).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn recovery_prunes_decisions_done_long_ago_and_keeps_the_rest() {
+    let database = "twophase_prunes";
+    let (state, clusters) = bridge_over_both(database).await;
+    let mut txids = Vec::new();
+    for id in ["old", "recent"] {
+        let transaction = insert_on_both(&state, id).await;
+        txids.push(transaction.commit(&["c2"]).await.expect("commit").txid);
+    }
+    let client = connect(&clusters[0], "primary", database).await;
+    let aged = format!(
+        "UPDATE ecoshard.decisions SET done_at = now() - interval '{} seconds' WHERE txid = $1",
+        KEEP_DONE.as_secs() + 60
+    );
+    client.execute(&aged, &[&txids[0]]).await.expect("age");
+    let recovered = recovery(&state).await;
+    assert_eq!(recovered.pruned, 1, "{recovered:?}");
+    assert_eq!(decision(&clusters, database, txids[0]).await, None);
+    assert_eq!(decision(&clusters, database, txids[1]).await, Some(true));
+    assert_eq!(rows(&clusters, database, "old").await, [1, 1]);
 }
 
 #[tokio::test]

@@ -426,13 +426,14 @@ pub struct NodeCount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
-    /// Reads served per node since start.
+    /// Reads served per node since start (with several clusters, `c1`'s
+    /// nodes; every cluster's are in `clusters`).
     pub reads: Vec<NodeCount>,
     /// Rows written since start.
     pub writes: u64,
     /// Writes per second over the last second.
     pub writes_per_sec: f64,
-    /// Reads per second over the last second.
+    /// Reads per second over the last second, every cluster's.
     pub reads_per_sec: f64,
     /// Reads that failed since start.
     pub failed_reads: u64,
@@ -442,6 +443,22 @@ pub struct Stats {
     /// are flushed a second to about ten seconds after them); a `VACUUM` or
     /// `ANALYZE` running beside inserts may leave it off until the next one.
     pub rows: Vec<ShardLoad>,
+    /// With several clusters, each cluster's reads per node, `c1` first
+    /// (node names repeat across clusters: `standby-1` in each); absent
+    /// with one, and from older bridges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterReads>,
+}
+
+/// One cluster's reads per node, in [`Stats::clusters`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterReads {
+    /// `c1`, `c2`, …
+    pub cluster: String,
+    /// Reads served per node of this cluster since start, named within it,
+    /// with their rates over the last second.
+    pub reads: Vec<NodeCount>,
 }
 
 /// State of a rebalance job.

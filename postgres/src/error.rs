@@ -56,11 +56,6 @@ pub enum ClusterError {
         /// What was awaited.
         what: String,
     },
-    /// Another bridge (or its watchdog, still stopping servers) uses the data directory.
-    Busy {
-        /// The data directory.
-        path: PathBuf,
-    },
     /// No node of that name.
     UnknownNode {
         /// The name.
@@ -123,12 +118,6 @@ impl fmt::Display for ClusterError {
             ClusterError::Command { what, detail } => write!(f, "{what} failed: {detail}"),
             ClusterError::Io { what, source } => write!(f, "{what}: {source}"),
             ClusterError::Timeout { what } => write!(f, "timed out waiting for {what}"),
-            ClusterError::Busy { path } => write!(
-                f,
-                "another ecoshard bridge is using {} (or still stopping its servers): stop it, \
-                 or choose another --data-dir",
-                path.display()
-            ),
             ClusterError::UnknownNode { name } => write!(f, "no node named {name:?}"),
             ClusterError::Refused { what, reason } => write!(f, "{what}: {reason}"),
         }

@@ -51,9 +51,23 @@ impl LocalCluster {
     /// other running standbys at it (a slot on it, `primary_conninfo` and a
     /// reload) and, in synchronous mode, waits a while for one of them to
     /// stream so that commits have a standby to wait for.
+    ///
+    /// When another process using the cluster has promoted a standby since
+    /// this one last looked (`cluster.json` names a running primary other
+    /// than the one it knew), that promotion is the answer: one failure,
+    /// one promotion.
     pub fn fail_over(&self) -> Result<Promotion, ClusterError> {
+        let known = self.primary_name();
         let _operation = self.operation();
         let old = self.primary();
+        if old.name != known && self.is_running(&old) {
+            return Ok(Promotion {
+                from: known,
+                to: old.name,
+                promote_time: Duration::ZERO,
+                repointed: Vec::new(),
+            });
+        }
         if self.is_running(&old) {
             return Err(ClusterError::Refused {
                 what: "failing over".into(),

@@ -19,6 +19,12 @@
 //! Several clusters side by side ([`LocalClusters`]: `c1` in `DIR` as above,
 //! `c2` in `DIR/c2`, …, each on its own block of ports) are each such a
 //! cluster, with a watchdog of its own.
+//!
+//! Several processes may use one cluster (`sharing.rs`): a process started
+//! while its primary runs (under a bridge, or `ecoshard cluster up`) joins
+//! it: it starts nothing, so it stops nothing; the servers a process started
+//! stop when it ends only once no other process uses them (else its
+//! watchdog stops them when the last one has ended).
 
 mod binaries;
 mod clusters;
@@ -28,6 +34,7 @@ mod failover;
 mod paths;
 pub mod pgpass;
 mod process;
+mod sharing;
 mod watchdog;
 
 use std::os::unix::process::CommandExt as _;
@@ -52,7 +59,7 @@ pub use process::slot_name;
 use process::{
     check_output, has_data_dir, is_running, log_tail, port_is_free, remove_dir, stop_server,
 };
-use watchdog::{Watchdog, wait_for_lock};
+use watchdog::Watchdog;
 
 /// Default port of the primary; standby `i` listens on the port plus `i`.
 pub const DEFAULT_PG_PORT: u16 = 55432;
@@ -173,6 +180,11 @@ pub struct LocalCluster {
     /// Names of the servers this process started, to stop on drop.
     started: Mutex<Vec<String>>,
     stop_on_exit: bool,
+    /// Whether it found the cluster running and joined it (started nothing).
+    joined: bool,
+    /// The users lock, held shared (exclusively once this process stops
+    /// its servers): see `sharing.rs`.
+    users: Option<std::fs::File>,
     _watchdog: Option<Watchdog>,
 }
 
@@ -191,8 +203,11 @@ impl LocalCluster {
         let run_as = RunAs::detect(options.pg_user.as_deref())?;
         let layout = Paths::new(&options.data_dir);
         layout.prepare(&run_as)?;
-        // A bridge that died has a watchdog stopping its servers: let it finish.
-        wait_for_lock(&run_as, &layout.lock_file(), 30, &layout.root)?;
+        // One process at a time decides and starts; none stops servers
+        // while this holds the users lock (a watchdog still stopping them
+        // is waited for).
+        let _starting = sharing::lock_start(&layout, &run_as)?;
+        let users = sharing::lock_use(&layout, &run_as)?;
         let nodes = layout.nodes(options.pg_port, options.standbys);
         let mut cluster = LocalCluster {
             name: member.name.clone(),
@@ -211,15 +226,21 @@ impl LocalCluster {
             operations: Mutex::new(()),
             started: Mutex::new(Vec::new()),
             stop_on_exit: options.stop_on_exit,
+            joined: false,
+            users: Some(users),
             _watchdog: None,
         };
-        cluster.bring_up(options)?;
-        if options.stop_on_exit || options.remove_on_exit {
-            let started = cluster
-                .started
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default();
+        if options.stop_on_exit && cluster.primary_runs() {
+            cluster.join(options)?;
+        } else {
+            cluster.bring_up(options)?;
+        }
+        let started = cluster
+            .started
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if (options.stop_on_exit && !started.is_empty()) || options.remove_on_exit {
             let data_dirs: Vec<PathBuf> = cluster
                 .nodes
                 .iter()
@@ -229,6 +250,7 @@ impl LocalCluster {
             cluster._watchdog = Some(Watchdog::spawn(
                 &cluster.run_as,
                 &cluster.layout.lock_file(),
+                &cluster.layout.users_lock(),
                 &cluster.bins.tool("pg_ctl"),
                 &data_dirs,
                 options
@@ -296,6 +318,13 @@ impl LocalCluster {
                 ..node.clone()
             })
             .collect()
+    }
+
+    /// Whether this process found the cluster running (under a bridge, or
+    /// `ecoshard cluster up`) and joined it: it started none of its servers,
+    /// so it stops none when it ends.
+    pub fn joined(&self) -> bool {
+        self.joined
     }
 
     /// The cluster's name: `c1`, `c2`, … (`c1` when it is the only one).
@@ -388,11 +417,11 @@ impl LocalCluster {
     }
 
     /// Stops the servers this process started (standbys first); what
-    /// dropping the cluster does, for owners that cannot drop it.
-    pub fn stop_servers(&self) {
-        if self.stop_on_exit {
-            self.stop_started();
-        }
+    /// dropping the cluster does, for owners that cannot drop it. Whether
+    /// it stopped any (not when another process uses them: its watchdog
+    /// then stops them after the last one).
+    pub fn stop_servers(&self) -> bool {
+        self.stop_on_exit && self.stop_started()
     }
 
     fn node(&self, name: &str) -> Result<&LocalNode, ClusterError> {
@@ -417,10 +446,64 @@ impl LocalCluster {
         }
     }
 
-    fn operation(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.operations
+    /// One node operation at a time in this process and across the
+    /// processes using the cluster; the primary as `cluster.json` records it
+    /// now (another process may have failed over).
+    fn operation(&self) -> Operation<'_> {
+        let guard = self
+            .operations
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let file = sharing::lock_operations(&self.layout, &self.run_as)
+            .inspect_err(|error| tracing::warn!("{error}: going on without it"))
+            .ok();
+        let state = ClusterState::load(&self.layout.state_file());
+        let recorded = recorded_primary(&self.nodes, state.as_ref());
+        *self
+            .primary
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = recorded;
+        Operation {
+            _guard: guard,
+            _file: file,
+        }
+    }
+
+    /// Whether the primary `cluster.json` names runs, with the passwords
+    /// there: the cluster is up, under another process.
+    fn primary_runs(&self) -> bool {
+        let state = ClusterState::load(&self.layout.state_file());
+        let index = recorded_primary(&self.nodes, state.as_ref());
+        state.is_some()
+            && Passwords::read_passfile(&self.layout.passfile()).is_some()
+            && self.is_running(&self.nodes[index])
+    }
+
+    /// Uses the running cluster as it is: its passwords, nodes and primary
+    /// as recorded; starts, repairs and records nothing.
+    fn join(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
+        let state = ClusterState::load(&self.layout.state_file());
+        let passwords = Passwords::read_passfile(&self.layout.passfile());
+        let (Some(state), Some(passwords)) = (state, passwords) else {
+            return Err(ClusterError::Command {
+                what: "joining the running cluster".into(),
+                detail: "its cluster.json or pgpass is missing".into(),
+            });
+        };
+        if state.pg_port != options.pg_port {
+            return Err(ClusterError::RunningElsewhere {
+                pg_port: state.pg_port,
+            });
+        }
+        self.nodes = self.layout.nodes(state.pg_port, state.standbys);
+        *self.primary.get_mut().unwrap_or_else(|p| p.into_inner()) =
+            recorded_primary(&self.nodes, Some(&state));
+        self.passwords = passwords;
+        // Its primary was configured so by the process that started it.
+        self.sync_active
+            .store(self.sync_replication, Ordering::SeqCst);
+        self.joined = true;
+        Ok(())
     }
 
     fn bring_up(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
@@ -781,12 +864,25 @@ impl LocalCluster {
         )
     }
 
-    /// Stops the servers this process started, standbys first.
-    fn stop_started(&self) {
+    /// Stops the servers this process started, standbys first, unless
+    /// another process uses them: then its watchdog stops them once the
+    /// last one has ended.
+    fn stop_started(&self) -> bool {
         let started = match self.started.lock() {
             Ok(mut started) => std::mem::take(&mut *started),
-            Err(_) => return,
+            Err(_) => return false,
         };
+        if started.is_empty() {
+            return false;
+        }
+        if !self.users.as_ref().is_none_or(sharing::alone) {
+            tracing::info!(
+                "{}: left running for the other processes using it (its watchdog stops \
+                 what this one started after the last of them)",
+                self.layout.root.display()
+            );
+            return false;
+        }
         for node in self.nodes.iter().rev() {
             if started.contains(&node.name)
                 && let Err(error) = stop_server(
@@ -800,7 +896,15 @@ impl LocalCluster {
                 tracing::warn!("stopping {}: {error}", node.name);
             }
         }
+        true
     }
+}
+
+/// Held during a node operation: the process's mutex and the data
+/// directory's operations lock.
+struct Operation<'a> {
+    _guard: std::sync::MutexGuard<'a, ()>,
+    _file: Option<std::fs::File>,
 }
 
 /// The nodes of the cluster in `data_dir` with their roles as `cluster.json` records them.

@@ -32,6 +32,21 @@ impl Paths {
         self.root.join("bridge.lock")
     }
 
+    /// Held by a process deciding to start servers or join them (`sharing`).
+    pub(super) fn start_lock(&self) -> PathBuf {
+        self.root.join("start.lock")
+    }
+
+    /// Held shared by every process using the cluster (`sharing`).
+    pub(super) fn users_lock(&self) -> PathBuf {
+        self.root.join("users.lock")
+    }
+
+    /// Held around each node operation of any process (`sharing`).
+    pub(super) fn operations_lock(&self) -> PathBuf {
+        self.root.join("operations.lock")
+    }
+
     pub(super) fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }

@@ -16,15 +16,18 @@ pub struct Watchdog {
     _child: Child,
 }
 
-/// Holds the data directory's lock for its whole life (so a new start waits
-/// until the servers are down), waits for EOF, stops each data directory's
-/// server, and, when `$ECOSHARD_REMOVE` is set, waits for the other locks
-/// it is given (other clusters' watchdogs, whose data lies inside it,
-/// stopping their servers) and removes it.
-const SCRIPT: &str = r#"lock="$1"; pg_ctl="$2"; servers="$3"; shift 3
+/// Holds the data directory's lock for its whole life, waits for EOF, then
+/// until no other process uses the cluster (the users lock, taken
+/// exclusively: other bridges joined to it keep its servers running), stops
+/// each data directory's server, and, when `$ECOSHARD_REMOVE` is set, waits
+/// for the other locks it is given (other clusters' watchdogs, whose data
+/// lies inside it, stopping their servers) and removes it.
+const SCRIPT: &str = r#"lock="$1"; users="$2"; pg_ctl="$3"; servers="$4"; shift 4
 exec 9>>"$lock"
 flock 9 2>/dev/null || true
 cat >/dev/null
+exec 7<"$users"
+flock 7 2>/dev/null || true
 while [ "$servers" -gt 0 ]; do
     "$pg_ctl" stop -D "$1" -m fast -w -t 60 -s >/dev/null 2>&1
     servers=$((servers - 1)); shift
@@ -36,12 +39,14 @@ fi
 "#;
 
 impl Watchdog {
-    /// Starts a watchdog for the servers of `data_dirs`; when it is to
-    /// `remove` a directory, it first waits until no one holds the locks
-    /// `awaited`.
+    /// Starts a watchdog for the servers of `data_dirs`, which it stops
+    /// once no one holds the users lock `users`; when it is to `remove` a
+    /// directory, it first waits until no one holds the locks `awaited`.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         run_as: &RunAs,
         lock: &Path,
+        users: &Path,
         pg_ctl: &Path,
         data_dirs: &[PathBuf],
         remove: Option<&Path>,
@@ -55,6 +60,7 @@ impl Watchdog {
             .arg(SCRIPT)
             .arg("ecoshard-watchdog")
             .arg(lock)
+            .arg(users)
             .arg(pg_ctl)
             .arg(data_dirs.len().to_string())
             .args(data_dirs)
@@ -84,32 +90,5 @@ impl Watchdog {
             _stdin: stdin,
             _child: child,
         })
-    }
-}
-
-/// Waits (at most `seconds`) until no watchdog holds the lock of the data
-/// directory, i.e. until the servers of a bridge that died are stopped.
-/// Without the `flock` tool there is nothing to wait for.
-pub fn wait_for_lock(
-    run_as: &RunAs,
-    lock: &Path,
-    seconds: u32,
-    cwd: &Path,
-) -> Result<(), ClusterError> {
-    let status = run_as
-        .command("flock", cwd)
-        .args(["-w", &seconds.to_string()])
-        .arg(lock)
-        .arg("true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        Ok(_) => Err(ClusterError::Busy {
-            path: lock.parent().map(Path::to_path_buf).unwrap_or_default(),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(ClusterError::io("running flock", error)),
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `cargo xtask demo`  — build the page, start the local cluster and the bridge, print the URL
+//!   (`--bridges N`: N bridges behind NGINX)
 //! - `cargo xtask test`  — install what the tests need, then run every check and test
 //! - `cargo xtask dist`  — build the page into `target/dist` (`--dev` for a debug build)
 //! - `cargo xtask bench` — run the benchmarks (`core`, `bridge`, `web`; all by default)
@@ -9,6 +10,7 @@
 mod bench;
 mod demo;
 mod dist;
+mod nginx;
 mod rules;
 mod setup;
 mod test;
@@ -47,6 +49,7 @@ const HELP: &str = "usage: cargo xtask <task>
 
 tasks:
   demo    build the page, start the local PostgreSQL cluster and the bridge, print the URL
+          (--bridges N: N bridges behind NGINX, a load balancer)
   test    install what the tests need, then run every check and test
   dist    build the page into target/dist (--dev for a debug build)
   bench   run the benchmarks: core, bridge, web (all by default)

@@ -1,6 +1,6 @@
 //! Installs what the build and the tests need, skipping what is already there:
 //! the wasm32 target, Debian packages (Chromium, ChromeDriver, PostgreSQL,
-//! docker-compose, Node.js, npm), the wasm-bindgen CLI at the version in
+//! NGINX, docker-compose, Node.js, npm), the wasm-bindgen CLI at the version in
 //! Cargo.lock, and binaryen's `wasm-opt` from the npm registry at
 //! [`BINARYEN_VERSION`] (it runs under Node.js; Debian's binaryen is too old
 //! to read what rustc emits).
@@ -24,6 +24,9 @@ pub(crate) struct Needs {
     pub(crate) browser: bool,
     /// PostgreSQL server binaries.
     pub(crate) postgres: bool,
+    /// NGINX, the load balancer in front of several bridges (run
+    /// unprivileged from a config under `target/`, never as a service).
+    pub(crate) nginx: bool,
     /// `docker-compose`, to validate the compose file.
     pub(crate) compose: bool,
     /// Node.js, to run wasm tests.
@@ -38,6 +41,7 @@ impl Needs {
             wasm_bindgen: true,
             browser: true,
             postgres: true,
+            nginx: true,
             compose: true,
             node: true,
             wasm_opt: true,
@@ -50,6 +54,7 @@ impl Needs {
             wasm_bindgen: true,
             browser: false,
             postgres: true,
+            nginx: false,
             compose: false,
             node: false,
             wasm_opt: true,
@@ -101,6 +106,9 @@ fn debian_packages(needs: Needs) -> anyhow::Result<()> {
     if needs.postgres && !has_postgres() {
         missing.push("postgresql");
     }
+    if needs.nginx && !Path::new(NGINX).exists() {
+        missing.push("nginx");
+    }
     if needs.compose && output(Command::new("docker-compose").arg("version")).is_none() {
         missing.push("docker-compose");
     }
@@ -133,6 +141,9 @@ fn debian_packages(needs: Needs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("installing {}", missing.join(", ")))
 }
+
+/// Debian's NGINX binary (package `nginx`).
+pub(crate) const NGINX: &str = "/usr/sbin/nginx";
 
 /// Whether PostgreSQL's server binaries are installed where the bridge looks.
 fn has_postgres() -> bool {

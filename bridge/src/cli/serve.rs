@@ -85,11 +85,12 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
     });
     // Background tasks end with the runtime; then the servers stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    if !local.is_empty() {
-        // Stopped here even if a task still holds a cluster.
-        for cluster in local.drain(..) {
-            cluster.stop_servers();
-        }
+    // Stopped here even if a task still holds a cluster.
+    let mut stopped = false;
+    for cluster in local.drain(..) {
+        stopped |= cluster.stop_servers();
+    }
+    if stopped {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
@@ -204,6 +205,13 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         .into_iter()
         .map(Arc::new)
         .collect();
+    if clusters.iter().all(|cluster| cluster.joined()) {
+        tracing::info!(
+            "joined the cluster(s) running in {} (started by another bridge or `ecoshard \
+             cluster up`): this bridge stops none of their servers",
+            args.local.data_dir.display()
+        );
+    }
     if clusters.len() > 1 {
         for cluster in &clusters {
             let nodes: Vec<String> = cluster

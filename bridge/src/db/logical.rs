@@ -278,6 +278,91 @@ pub(crate) async fn create_subscription(
     Ok(())
 }
 
+/// This node's timeline now (the first 8 hex digits of the WAL file being
+/// written): a promotion starts a new one, so a subscription stamped with
+/// its target's timeline ([`stamp_subscription`]) tells whether the
+/// target's primary changed since it was set up.
+pub(crate) async fn timeline(client: &impl GenericClient) -> Result<String, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+}
+
+/// On the target: stamps subscription `name` with `timeline` (its comment,
+/// which is replicated with it to the target's standbys).
+pub(crate) async fn stamp_subscription(
+    client: &impl GenericClient,
+    name: &str,
+    timeline: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "COMMENT ON SUBSCRIPTION {name} IS {}",
+            quote_literal(timeline)
+        ))
+        .await
+}
+
+/// On the target: subscription `name`'s stamp (`Some(None)` when it has
+/// none yet), `None` when there is no such subscription.
+pub(crate) async fn subscription_stamp(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Option<String>>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT obj_description(oid, 'pg_subscription') FROM pg_subscription \
+              WHERE subname = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// On the target: the shard's table emptied, for a copy that starts over.
+pub(crate) async fn empty_shard(
+    client: &impl GenericClient,
+    shard: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let table = format!("{}.users", shard_schema(shard));
+    let exists = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get::<_, bool>(0);
+    if exists {
+        client
+            .batch_execute(&format!("TRUNCATE TABLE {table}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// On the source: slot `name` dropped if it is left and not in use;
+/// whether it is gone.
+pub(crate) async fn drop_slot(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+              WHERE slot_name = $1 AND NOT active",
+            &[&name],
+        )
+        .await?;
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
+        .await?
+        .is_none())
+}
+
 /// On the target: whether every table of subscription `name` is ready
 /// (`pg_subscription_rel.srsubstate = 'r'`: copied and streaming); `None`
 /// when there is no such subscription.
@@ -416,21 +501,7 @@ pub(crate) async fn drop_source(
     name: &str,
     shard: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-              WHERE slot_name = $1 AND NOT active",
-            &[&name],
-        )
-        .await?;
-    let in_use = client
-        .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )
-        .await?
-        .is_some();
-    if in_use {
+    if !drop_slot(client, name).await? {
         return Ok(false);
     }
     client

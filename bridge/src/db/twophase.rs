@@ -246,6 +246,28 @@ pub(crate) async fn mark_done(
         .map(drop)
 }
 
+/// Deletes at most `limit` decisions done more than `age_secs` ago that
+/// no move log row names (a rebalance's batches stay as its history).
+/// Safe: a done decision's parts are all committed, so no prepared part
+/// can ever look it up again, and txids come from a sequence, never
+/// reused. Answers how many went.
+pub(crate) async fn prune_done(
+    client: &impl GenericClient,
+    age_secs: f64,
+    limit: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM ecoshard.decisions WHERE txid IN ( \
+                 SELECT d.txid FROM ecoshard.decisions d \
+                 WHERE d.done_at < now() - make_interval(secs => $1) \
+                   AND NOT EXISTS (SELECT 1 FROM ecoshard.moves m WHERE m.txid = d.txid) \
+                 ORDER BY d.txid LIMIT $2)",
+            &[&age_secs, &limit],
+        )
+        .await
+}
+
 /// One batch of a rebalance moved between clusters, for the move log.
 #[derive(Clone, Debug)]
 pub(crate) struct MovedBatch {

@@ -78,7 +78,26 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            name_the_bridge,
+        ))
         .with_state(state)
+}
+
+/// The header naming the bridge that answered (behind a load balancer,
+/// which of them).
+pub const BRIDGE_HEADER: &str = "x-ecoshard-bridge";
+
+/// Adds [`BRIDGE_HEADER`] to every answer when the bridge has a name.
+async fn name_the_bridge(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if let Some(name) = state.name_header() {
+        response.headers_mut().insert(BRIDGE_HEADER, name.clone());
+    }
+    response
 }
 
 /// The routes under `/api`, one line each: `routes!` takes a handler's

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use ecoshard_core::Layout;
 use tokio::sync::{Semaphore, watch};
 
@@ -138,6 +139,8 @@ struct Edge {
     closing: watch::Sender<bool>,
     /// Requests counted for `GET /metrics`.
     metrics: HttpMetrics,
+    /// `X-Ecoshard-Bridge`'s value: the bridge's name.
+    name: Option<HeaderValue>,
 }
 
 impl AppState {
@@ -153,6 +156,7 @@ impl AppState {
                 web_dir: config.web_dir,
                 closing: watch::Sender::new(false),
                 metrics: HttpMetrics::default(),
+                name: header_value(&config.identity.name),
             }),
         })
     }
@@ -182,6 +186,11 @@ impl AppState {
         self.edge.web_dir.as_ref()
     }
 
+    /// The bridge's name as `X-Ecoshard-Bridge` carries it, if it has one.
+    pub(crate) fn name_header(&self) -> Option<&HeaderValue> {
+        self.edge.name.as_ref()
+    }
+
     /// The requests counted for `GET /metrics`.
     pub(crate) fn http_metrics(&self) -> &HttpMetrics {
         &self.edge.metrics
@@ -200,4 +209,13 @@ impl AppState {
             let _ = closing.wait_for(|closing| *closing).await;
         }
     }
+}
+
+/// `name` as a header value; `None`, with a warning, when it cannot be one.
+fn header_value(name: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(name)
+        .inspect_err(|_| {
+            tracing::warn!("the bridge's name {name:?} cannot be sent as X-Ecoshard-Bridge")
+        })
+        .ok()
 }

@@ -35,7 +35,9 @@ use std::sync::{Arc, RwLock};
 
 use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{ClusterMode, ClusterNodes, ClusterView, LayoutView, NodeCount, Stats};
+use ecoshard_core::wire::{
+    ClusterMode, ClusterNodes, ClusterReads, ClusterView, LayoutView, NodeCount, Stats,
+};
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::cluster::{Cluster, Clusters, DEFAULT_CLUSTER, Node};
@@ -417,21 +419,30 @@ impl Service {
             .map(|stats| stats.clone())
             .unwrap_or_default();
         stats.reads = self.reads_per_node();
+        stats.clusters = self.reads_per_cluster();
         stats.writes = self.inner.counters.writes.load(Ordering::Relaxed);
         stats.failed_reads = self.inner.counters.failed_reads.load(Ordering::Relaxed);
         stats.rows = self.rows();
         stats
     }
 
-    /// Reads served per node.
+    /// Reads served per node of the first cluster.
     pub(crate) fn reads_per_node(&self) -> Vec<NodeCount> {
-        self.cluster()
-            .nodes
+        reads_of(self.cluster())
+    }
+
+    /// With several clusters, each cluster's reads per node (empty with
+    /// one: `reads_per_node` is then every read).
+    pub(crate) fn reads_per_cluster(&self) -> Vec<ClusterReads> {
+        if !self.clusters().several() {
+            return Vec::new();
+        }
+        self.clusters()
+            .all()
             .iter()
-            .map(|node| NodeCount {
-                node: node.name().to_string(),
-                count: node.reads.load(Ordering::Relaxed),
-                per_sec: 0.0,
+            .map(|cluster| ClusterReads {
+                cluster: cluster.name().to_string(),
+                reads: reads_of(cluster),
             })
             .collect()
     }
@@ -533,4 +544,18 @@ async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
         Ok(false) => Ok(()),
         Err(why) => Err(StartError::Primary(why)),
     }
+}
+
+/// Reads served per node of `cluster`, named within it (rates are the
+/// ticks' to fill in).
+pub(crate) fn reads_of(cluster: &Cluster) -> Vec<NodeCount> {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| NodeCount {
+            node: node.name().to_string(),
+            count: node.reads.load(Ordering::Relaxed),
+            per_sec: 0.0,
+        })
+        .collect()
 }

@@ -46,6 +46,11 @@ pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(10);
 const RECOVERY_LOCK_WAIT: Duration = Duration::from_secs(3);
 /// Time between two periodic passes.
 const RECOVERY_EVERY: Duration = Duration::from_secs(10);
+/// How long a done decision stays in the log before a recovery pass
+/// deletes it (a rebalance's batches, named by the move log, stay).
+pub const KEEP_DONE: Duration = Duration::from_secs(3600);
+/// Most decisions one pass deletes, so a pass stays short.
+const PRUNE_LIMIT: i64 = 10_000;
 /// Longest rolling back a transaction that failed may take.
 const ABORT_LIMIT: Duration = Duration::from_secs(2);
 /// The step of a rebalance batch's decision that finds its job not running.
@@ -125,6 +130,8 @@ pub struct Recovered {
     /// Parts left for a later pass (their cluster did not answer, or a
     /// coordinator was finishing them).
     pub left: u64,
+    /// Done decisions older than [`KEEP_DONE`] deleted from the log.
+    pub pruned: u64,
 }
 
 impl TwoPhase {
@@ -699,10 +706,11 @@ async fn recover_locked(
         .map(|listing| (listing.cluster.as_str(), listing.gids.as_deref()))
         .collect();
     let plan = plan_recovery(&prefix, &listed, &decisions);
-    let (recovered, done) = resolve(&plan, &mut listings, deadline).await;
-    within(deadline, async {
+    let (mut recovered, done) = resolve(&plan, &mut listings, deadline).await;
+    recovered.pruned = within(deadline, async {
         sql::mark_done(catalog, &done).await?;
-        sql::commit(catalog).await
+        let pruned = sql::prune_done(catalog, KEEP_DONE.as_secs_f64(), PRUNE_LIMIT).await?;
+        sql::commit(catalog).await.map(|()| pruned)
     })
     .await
     .map_err(|failed| catalog_error(failed.to_string()))?;

@@ -21,6 +21,7 @@ use ecoshard_core::{Layout, StrategyKind};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
+pub mod balancer;
 pub mod blocking;
 
 pub use blocking::{ANSWER_WITHIN, free_ports};

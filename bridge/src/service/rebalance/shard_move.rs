@@ -35,6 +35,9 @@ use crate::db::logical::{self as sql, StoredMove};
 use crate::routing::{RoutingTable, wait_unshared};
 use crate::service::failover::{self, WRITE_TIMEOUT};
 use crate::service::{Error, LayoutRefusal, Service, StartError};
+use restart::{before_decision, moved_on, routed_to_target, setup_stands, start_over};
+
+mod restart;
 
 /// Pause between two looks at a copy's progress or a catch-up.
 const POLL: Duration = Duration::from_millis(200);
@@ -319,15 +322,21 @@ async fn move_shard(run: &Run, stored: &StoredMove, shards: (u64, u64)) -> Resul
     let mut progress = Progress::new(stored, shards);
     let mut old_table = None;
     let mut phase = stored.phase;
+    if matches!(phase, MovePhase::Verifying | MovePhase::Cleanup) {
+        old_table = routed_to_target(run, &stored.shard, target).await?;
+    }
     while phase != MovePhase::Done {
+        if before_decision(phase) && !setup_stands(source, target, &name, phase).await? {
+            phase = start_over(run, source, target, &name, &stored.shard).await?;
+        }
         progress.phase = phase;
         show(run, &progress);
         let next = match phase {
             MovePhase::SettingUp => set_up(run, source, target, &name, &mut progress).await?,
-            MovePhase::Copying => copy(target, &name, &mut progress, run).await?,
-            MovePhase::CatchingUp => catch_up(source, &name).await?,
+            MovePhase::Copying => copy(source, target, &name, &mut progress, run).await?,
+            MovePhase::CatchingUp => catch_up(source, target, &name).await?,
             MovePhase::Cutover => {
-                catch_up(source, &name).await?;
+                catch_up(source, target, &name).await?;
                 old_table = Some(cutover(run, source, target, &name, &mut progress).await?);
                 MovePhase::Verifying
             }
@@ -403,7 +412,10 @@ async fn set_up(
     progress.view.bytes_total = bytes_total;
     sql::create_publication(&on_source, name, &shard).await?;
     let conninfo = source.primary().spec.subscriber_conninfo();
-    sql::create_subscription(&on_target, name, &conninfo).await?;
+    if sql::subscription_stamp(&on_target, name).await?.is_none() {
+        sql::create_subscription(&on_target, name, &conninfo).await?;
+        sql::stamp_subscription(&on_target, name, &sql::timeline(&on_target).await?).await?;
+    }
     Ok(MovePhase::Copying)
 }
 
@@ -417,6 +429,7 @@ fn layout_of_shard(layout: &Layout, name: &str) -> Layout {
 /// Copying: until every table of the subscription is ready, showing the
 /// rows and bytes copied so far.
 async fn copy(
+    source: &Cluster,
     target: &Cluster,
     name: &str,
     progress: &mut Progress,
@@ -425,13 +438,14 @@ async fn copy(
     let started = Instant::now();
     let shard = progress.view.shard.clone();
     loop {
+        moved_on(source, target, name).await?;
         let client = primary(target).await?;
         match sql::subscription_ready(&client, name).await? {
             Some(true) => break,
             Some(false) => {}
             None => {
-                return Err(StepError::Fatal(format!(
-                    "the subscription {name} on {} is gone; its copy cannot go on",
+                return Err(StepError::Retry(format!(
+                    "the subscription {name} on {} is gone: the move sets up again",
                     target.name()
                 )));
             }
@@ -453,13 +467,14 @@ async fn copy(
 
 /// Catching up: until the target has confirmed the source's WAL but for
 /// [`CATCH_UP_BYTES`].
-async fn catch_up(source: &Cluster, name: &str) -> Result<MovePhase, StepError> {
+async fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Result<MovePhase, StepError> {
     loop {
+        moved_on(source, target, name).await?;
         let client = primary(source).await?;
         let now = sql::current_lsn(&client).await?;
         let Some(confirmed) = sql::confirmed_flush(&client, name).await? else {
-            return Err(StepError::Fatal(format!(
-                "the replication slot {name} on {} is gone; the target cannot catch up",
+            return Err(StepError::Retry(format!(
+                "the replication slot {name} on {} is gone: the move sets up again",
                 source.name()
             )));
         };
