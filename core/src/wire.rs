@@ -142,6 +142,30 @@ pub struct ClusterView {
     /// failover are also `nodes` and `failover` above); absent with one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterNodes>,
+    /// The bridges registered in the catalog with a recent heartbeat (this
+    /// one among them); absent from older bridges' answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<BridgeView>,
+}
+
+/// One bridge serving the same database, as its row in the catalog says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BridgeView {
+    /// Its name (`--name`, by default `<hostname>:<port>`).
+    pub name: String,
+    /// Where it is reached (`--advertise`, by default its listen address).
+    pub address: String,
+    /// The layout version its routing follows (writes go by it).
+    pub layout_version: u64,
+    /// How long ago its last heartbeat was, by the catalog server's clock.
+    pub heartbeat_age_ms: u64,
+    /// Whether its heartbeat is within the lease: others count it as live.
+    pub live: bool,
+    /// Whether it runs the rebalance job under way.
+    pub runs_job: bool,
+    /// Whether it is the bridge that answered.
+    pub this: bool,
 }
 
 /// One cluster of several: its name, its nodes and its failover.
@@ -560,6 +584,10 @@ pub struct Tick {
     /// in `GET /api/cluster`; absent with one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterNodes>,
+    /// The bridges serving the database, as in `GET /api/cluster` (absent
+    /// from ticks of older bridges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<BridgeView>,
 }
 
 /// `POST /api/nodes/{name}/stop` and `…/start` answer.

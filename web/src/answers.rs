@@ -5,10 +5,10 @@
 //! type is refused exactly where serde refuses it (BENCHMARKS.md, Web, Size).
 
 use ecoshard_core::wire::{
-    ApiErrorBody, ApiErrorDetail, BulkResult, ClusterMode, ClusterNodes, ClusterReads, ClusterView,
-    Consistency, FailoverEvent, FailoverView, GenerateResult, Health, InsertResult, JobState,
-    LagSample, LayoutView, MovePhase, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult,
-    RebalanceJob, ShardMoveProgress, Stats, Tick, User, UserSample,
+    ApiErrorBody, ApiErrorDetail, BridgeView, BulkResult, ClusterMode, ClusterNodes, ClusterReads,
+    ClusterView, Consistency, FailoverEvent, FailoverView, GenerateResult, Health, InsertResult,
+    JobState, LagSample, LayoutView, MovePhase, NodeAction, NodeCount, NodeRole, NodeStatus,
+    ReadResult, RebalanceJob, ShardMoveProgress, Stats, Tick, User, UserSample,
 };
 use ecoshard_core::{ClusterTransfer, Layout, PlanSummary, ShardLoad, ShardMove, TransferSummary};
 
@@ -63,6 +63,16 @@ read_struct!(ClusterView {
     layout: field,
     failover: field_or_default,
     clusters: field_or_default,
+    bridges: field_or_default,
+});
+read_struct!(BridgeView {
+    name: field,
+    address: field,
+    layout_version: field,
+    heartbeat_age_ms: field,
+    live: field,
+    runs_job: field,
+    this: field,
 });
 read_struct!(ClusterNodes {
     name: field,
@@ -168,6 +178,7 @@ read_struct!(Tick {
     layout_version: field,
     failover: field_or_default,
     clusters: field_or_default,
+    bridges: field_or_default,
 });
 read_struct!(NodeAction {
     node: field,
@@ -373,6 +384,11 @@ mod tests {
                  "detect_ms": 250.4, "promote_ms": 41.9, "total_ms": 372.0,
                  "repointed": ["standby-2"]}}"#;
 
+    const BRIDGES: &str = r#"[{"name": "db-1:8081", "address": "10.0.0.5:8081",
+        "layout_version": 3, "heartbeat_age_ms": 420, "live": true, "runs_job": true, "this": true},
+        {"name": "db-2:8082", "address": "10.0.0.6:8082", "layout_version": 2,
+         "heartbeat_age_ms": 12000, "live": false, "runs_job": false, "this": false}]"#;
+
     const STATS: &str = r#"{"reads": [{"node": "primary", "count": 0, "per_sec": 0.0},
         {"node": "standby-1", "count": 1, "per_sec": 1.5}],
         "writes": 1001, "writes_per_sec": 0.0, "reads_per_sec": 2.25, "failed_reads": 3,
@@ -506,7 +522,7 @@ mod tests {
         assert_eq!(count, 12);
         let tick = format!(
             r#"{{"at_ms": 5, "nodes": {NODES}, "stats": {STATS}, "rebalance": {},
-                "layout_version": 2, "failover": {FAILOVER}, "clusters": {}}}"#,
+                "layout_version": 2, "failover": {FAILOVER}, "clusters": {}, "bridges": {BRIDGES}}}"#,
             job(),
             clusters()
         );
@@ -515,7 +531,8 @@ mod tests {
         round_trip::<LayoutView>(LAYOUT);
         round_trip::<LayoutView>(r#"{"version": 1, "layout": {"strategy": "jump", "shards": 4}}"#);
         round_trip::<ClusterView>(&format!(
-            r#"{{"mode": "external", "nodes": {NODES}, "layout": {LAYOUT}, "clusters": {}}}"#,
+            r#"{{"mode": "external", "nodes": {NODES}, "layout": {LAYOUT}, "clusters": {},
+                "bridges": {BRIDGES}}}"#,
             clusters()
         ));
         round_trip::<ReadResult>(&format!(

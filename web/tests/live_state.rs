@@ -56,6 +56,7 @@ fn tick(at_ms: u64, standby_up: bool) -> LiveAction {
         layout_version: 1,
         failover: FailoverView::default(),
         clusters: Vec::new(),
+        bridges: Vec::new(),
     }))
 }
 

@@ -6,6 +6,7 @@
 //! the ticks.
 
 pub(crate) mod bulk;
+pub(crate) mod coordination;
 pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod generate;
@@ -20,6 +21,7 @@ pub mod twophase;
 pub(crate) mod verify;
 pub(crate) mod writes;
 
+pub use coordination::Identity;
 pub use error::TwoPhaseError;
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 pub use generate::deadline_for as generate_deadline;
@@ -68,6 +70,8 @@ pub struct ServiceConfig {
     /// The clusters beside `c1` (the one `topology` and `control` give):
     /// monitored, failed over and controlled like it; no shard is on them.
     pub other_clusters: Vec<ClusterSpec>,
+    /// This bridge's name and address among the bridges of the catalog.
+    pub identity: Identity,
 }
 
 /// A cluster beside the default one: its name, nodes and node control.
@@ -127,6 +131,8 @@ struct Inner {
     verify_permit: Semaphore,
     /// One per cluster, in the order of [`Clusters::all`].
     failovers: Vec<Failover>,
+    /// This bridge among the others of the catalog.
+    coordination: coordination::Coordination,
 }
 
 /// Counters since start.
@@ -239,14 +245,17 @@ impl Service {
                 generate_permit: Semaphore::new(1),
                 verify_permit: Semaphore::new(1),
                 failovers,
+                coordination: coordination::Coordination::new(config.identity.clone()),
             }),
         };
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         twophase::start(&state).await;
-        if let Some(pending) = startup.pending {
-            crate::service::rebalance::resume(&state, pending);
-        }
+        let resumed = startup
+            .pending
+            .and_then(|pending| rebalance::resume(&state, pending));
+        // Once a resumed job holds its slot: its routing is this bridge's.
+        coordination::start(&state, resumed).await;
         Ok(state)
     }
 
@@ -264,6 +273,11 @@ impl Service {
     /// [`Clusters::all`].
     pub(crate) fn failover_of(&self, index: usize) -> &Failover {
         &self.inner.failovers[index]
+    }
+
+    /// This bridge among the others of the catalog.
+    pub(crate) fn coordination(&self) -> &coordination::Coordination {
+        &self.inner.coordination
     }
 
     /// The routing table holder.
@@ -361,6 +375,7 @@ impl Service {
             layout: self.layout_view(),
             failover: self.failover().view(),
             clusters: self.clusters_nodes(),
+            bridges: self.coordination().views(),
         }
     }
 

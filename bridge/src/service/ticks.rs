@@ -50,6 +50,7 @@ async fn run_ticks(state: Service) {
             layout_version: state.routing().table().current.version,
             failover: state.failover().view(),
             clusters: state.clusters_nodes(),
+            bridges: state.coordination().views(),
         };
         match serde_json::to_string(&tick) {
             Ok(json) => state.publish_tick(Arc::from(json), stats),
