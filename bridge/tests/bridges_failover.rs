@@ -64,6 +64,27 @@ fn a_bridge_without_auto_failover_follows_a_promotion_another_bridge_made() {
     bridges.restart_old_primary();
 }
 
+/// A process that promoted a standby and died before recording it in
+/// `cluster.json` (the promotion by hand here, the primary killed first):
+/// the next failover takes that standby and records it, promoting no other
+/// (before, it promoted the first standby with as much WAL: two primaries).
+#[test]
+fn a_failover_after_a_promotion_left_unrecorded_promotes_no_second_standby() {
+    let cluster = common::start_cluster("unrecorded-promotion", 36800, false);
+    let last = cluster.nodes().last().expect("a standby").name.clone();
+    assert!(cluster.kill_node("primary").expect("killing the primary"));
+    runtime().block_on(async {
+        let client = connect(&cluster, &last, "postgres").await;
+        let promoted = client.query_one("SELECT pg_promote(true)", &[]).await;
+        assert!(promoted.expect("pg_promote").get::<_, bool>(0));
+    });
+    assert_eq!(cluster.recorded_primary_name().as_deref(), Some("primary"));
+    let promotion = cluster.fail_over().expect("the failover");
+    assert_eq!(promotion.to, last);
+    assert_eq!(cluster.recorded_primary_name(), Some(last.clone()));
+    assert_eq!(out_of_recovery(&cluster), [last]);
+}
+
 /// Two `ecoshard serve` over one cluster, which this process joins too (to
 /// kill nodes and read PostgreSQL directly).
 struct Bridges {
@@ -244,20 +265,7 @@ impl Bridges {
 
     /// The running nodes that are not in recovery.
     fn out_of_recovery(&self) -> Vec<String> {
-        runtime().block_on(async {
-            let mut primaries = Vec::new();
-            for node in self.cluster.nodes() {
-                if !self.cluster.is_node_running(&node.name).unwrap_or(false) {
-                    continue;
-                }
-                let client = connect(&self.cluster, &node.name, "postgres").await;
-                let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await;
-                if !row.expect("pg_is_in_recovery").get::<_, bool>(0) {
-                    primaries.push(node.name);
-                }
-            }
-            primaries
-        })
+        out_of_recovery(&self.cluster)
     }
 
     /// The timeline a primary writes on.
@@ -269,6 +277,24 @@ impl Bridges {
             u32::from_str_radix(row.get::<_, &str>(0), 16).expect("a hexadecimal timeline")
         })
     }
+}
+
+/// The running nodes of `cluster` that are not in recovery.
+fn out_of_recovery(cluster: &LocalCluster) -> Vec<String> {
+    runtime().block_on(async {
+        let mut primaries = Vec::new();
+        for node in cluster.nodes() {
+            if !cluster.is_node_running(&node.name).unwrap_or(false) {
+                continue;
+            }
+            let client = connect(cluster, &node.name, "postgres").await;
+            let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await;
+            if !row.expect("pg_is_in_recovery").get::<_, bool>(0) {
+                primaries.push(node.name);
+            }
+        }
+        primaries
+    })
 }
 
 /// Inserts new ids through `addr`, each read back (`strong`), until `stop`:
