@@ -1,6 +1,7 @@
 //! Failover in the bridge: watching the primary's health checks, promoting a
 //! standby (through the cluster's node control) when the primary's server is
-//! gone (`--auto-failover`), and saying why a write or a strong read is
+//! gone (`--auto-failover`), following a promotion another process using the
+//! cluster made (`cluster.json`), and saying why a write or a strong read is
 //! refused meanwhile, or why its outcome is unknown. Writes are bounded in
 //! time: none waits on a dead or silent primary for more than
 //! [`WRITE_TIMEOUT`] (reads: [`crate::cluster::Cluster::read_timeout`]).
@@ -34,7 +35,8 @@ pub(crate) struct Failover {
     down_since: Mutex<Option<Instant>>,
     retry_at: Mutex<Option<Instant>>,
     last: RwLock<Option<FailoverEvent>>,
-    /// Failovers made since the bridge started.
+    /// Failovers made or followed (another process promoted) since the
+    /// bridge started: the primary changes it went through.
     pub(crate) done: AtomicU64,
 }
 
