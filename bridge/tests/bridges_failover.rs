@@ -186,7 +186,7 @@ impl Bridges {
             self.writes_land_on(index, &promoted);
             assert_eq!(self.failovers(index), failovers, "bridge {index}");
         }
-        assert_eq!(self.out_of_recovery(), [promoted.clone()]);
+        assert_eq!(self.out_of_recovery(), std::slice::from_ref(&promoted));
         assert_eq!(self.timeline(&promoted), old_timeline + 1);
         assert_eq!(self.recorded_primary(), promoted);
     }
