@@ -45,8 +45,15 @@ impl Balanced {
         let port = pg_port.to_string();
         let mut all = vec!["--data-dir", &dir, "--pg-port", &port, "--pool-size", "4"];
         all.extend(args);
-        let first = Serve::start(&addrs[0], &all);
-        let joined = Serve::start(&addrs[1], &all);
+        // Each bridge named by its address: the name X-Ecoshard-Bridge carries.
+        let first = Serve::start(
+            &addrs[0],
+            &[all.as_slice(), &["--name", &addrs[0]]].concat(),
+        );
+        let joined = Serve::start(
+            &addrs[1],
+            &[all.as_slice(), &["--name", &addrs[1]]].concat(),
+        );
         assert!(joined.log().contains("joined"), "{}", joined.log());
         assert!(!first.log().contains("joined"), "{}", first.log());
         let cluster = Arc::new(

@@ -316,6 +316,76 @@ async fn inserts_and_reads_go_to_their_shard_s_cluster_only() {
     assert_eq!(served.shard, "s1");
 }
 
+/// The last tick's reads per node of each cluster, by `cluster/node`
+/// (count, per second), and its `stats.reads` (the first cluster's).
+fn tick_reads(state: &AppState) -> (BTreeMap<String, (u64, f64)>, BTreeMap<String, u64>) {
+    let Some(json) = state.service().latest_tick() else {
+        return (BTreeMap::new(), BTreeMap::new());
+    };
+    let tick: Tick = serde_json::from_str(&json).expect("tick JSON");
+    let each = tick
+        .stats
+        .clusters
+        .iter()
+        .flat_map(|cluster| {
+            cluster.reads.iter().map(|count| {
+                let key = format!("{}/{}", cluster.cluster, count.node);
+                (key, (count.count, count.per_sec))
+            })
+        })
+        .collect();
+    let first = tick
+        .stats
+        .reads
+        .iter()
+        .map(|count| (count.node.clone(), count.count))
+        .collect();
+    (each, first)
+}
+
+#[tokio::test]
+async fn reads_of_keys_on_c2_count_on_c2_s_standby_in_the_tick_and_not_on_c1_s() {
+    let _nodes = NODES.read().await;
+    let (state, _clusters) = bridge_over_both("several_reads", false).await;
+    wait_healthy(&state).await;
+    let on_c2: Vec<String> = insert_each(&state, "reads_", 30)
+        .await
+        .into_iter()
+        .filter(|(_, cluster, _)| cluster == "c2")
+        .map(|(id, _, _)| id)
+        .collect();
+    assert!(!on_c2.is_empty(), "no key of the 30 lives on c2");
+    let ok = eventually(LIMIT, || async { !tick_reads(&state).0.is_empty() }).await;
+    assert!(ok, "no tick with reads per cluster");
+    let (before, c1_before) = tick_reads(&state);
+    let names: Vec<&str> = before.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["c1/primary", "c1/standby-1", "c2/primary", "c2/standby-1"]
+    );
+    // Read c2's keys until a tick shows c2's standby counting them at a rate.
+    let seen = eventually_some(LIMIT, || async {
+        for id in &on_c2 {
+            let read = get(&state, &format!("/api/users/{id}")).await;
+            assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+        }
+        let (now, first) = tick_reads(&state);
+        let (count, per_sec) = now["c2/standby-1"];
+        (count > before["c2/standby-1"].0 && per_sec > 0.0).then_some((now, first))
+    })
+    .await;
+    let (after, c1_after) = seen.expect("c2's standby never counted a read of c2's keys");
+    for node in ["c1/primary", "c1/standby-1"] {
+        assert_eq!(after[node].0, before[node].0, "{node} counted c2's reads");
+    }
+    assert_eq!(c1_after, c1_before, "stats.reads is c1's and unchanged");
+    assert_eq!(
+        c1_after.get("standby-1").copied(),
+        Some(after["c1/standby-1"].0),
+        "c1's counts are the same in both places"
+    );
+}
+
 #[tokio::test]
 async fn read_your_writes_tokens_name_their_cluster() {
     let _nodes = NODES.write().await;

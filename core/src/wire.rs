@@ -142,6 +142,30 @@ pub struct ClusterView {
     /// failover are also `nodes` and `failover` above); absent with one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterNodes>,
+    /// The bridges registered in the catalog with a recent heartbeat (this
+    /// one among them); absent from older bridges' answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<BridgeView>,
+}
+
+/// One bridge serving the same database, as its row in the catalog says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BridgeView {
+    /// Its name (`--name`, by default `<hostname>:<port>`).
+    pub name: String,
+    /// Where it is reached (`--advertise`, by default its listen address).
+    pub address: String,
+    /// The layout version its routing follows (writes go by it).
+    pub layout_version: u64,
+    /// How long ago its last heartbeat was, by the catalog server's clock.
+    pub heartbeat_age_ms: u64,
+    /// Whether its heartbeat is within the lease: others count it as live.
+    pub live: bool,
+    /// Whether it runs the rebalance job under way.
+    pub runs_job: bool,
+    /// Whether it is the bridge that answered.
+    pub this: bool,
 }
 
 /// One cluster of several: its name, its nodes and its failover.
@@ -402,13 +426,14 @@ pub struct NodeCount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
-    /// Reads served per node since start.
+    /// Reads served per node since start (with several clusters, `c1`'s
+    /// nodes; every cluster's are in `clusters`).
     pub reads: Vec<NodeCount>,
     /// Rows written since start.
     pub writes: u64,
     /// Writes per second over the last second.
     pub writes_per_sec: f64,
-    /// Reads per second over the last second.
+    /// Reads per second over the last second, every cluster's.
     pub reads_per_sec: f64,
     /// Reads that failed since start.
     pub failed_reads: u64,
@@ -418,6 +443,22 @@ pub struct Stats {
     /// are flushed a second to about ten seconds after them); a `VACUUM` or
     /// `ANALYZE` running beside inserts may leave it off until the next one.
     pub rows: Vec<ShardLoad>,
+    /// With several clusters, each cluster's reads per node, `c1` first
+    /// (node names repeat across clusters: `standby-1` in each); absent
+    /// with one, and from older bridges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterReads>,
+}
+
+/// One cluster's reads per node, in [`Stats::clusters`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterReads {
+    /// `c1`, `c2`, …
+    pub cluster: String,
+    /// Reads served per node of this cluster since start, named within it,
+    /// with their rates over the last second.
+    pub reads: Vec<NodeCount>,
 }
 
 /// State of a rebalance job.
@@ -543,6 +584,10 @@ pub struct Tick {
     /// in `GET /api/cluster`; absent with one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterNodes>,
+    /// The bridges serving the database, as in `GET /api/cluster` (absent
+    /// from ticks of older bridges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bridges: Vec<BridgeView>,
 }
 
 /// `POST /api/nodes/{name}/stop` and `…/start` answer.

@@ -4,13 +4,13 @@
 //! and the bridge's token: taken once from the URL the bridge printed
 //! (`#token=…`), kept for the tab, sent with every change.
 
+use crate::json::Read;
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
     ApiErrorBody, BulkInsert, BulkResult, ClusterView, Consistency, GenerateResult, GenerateUsers,
     Health, InsertResult, LayoutView, NewUser, NodeAction, ReadResult, RebalanceJob, UserSample,
 };
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::live::NodeRequest;
 
@@ -170,7 +170,7 @@ impl Applied {
     /// Reads a 2xx answer to `PUT /api/layout` by its status.
     pub fn from_answer(status: u16, body: &str) -> Result<Applied, ApiError> {
         let bad =
-            |error: serde_json::Error| ApiError::bad_answer("the new layout", &error.to_string());
+            |error: crate::json::Error| ApiError::bad_answer("the new layout", &error.to_string());
         if status == 200 {
             crate::json::from_str(body)
                 .map(Applied::InForce)
@@ -264,7 +264,6 @@ pub fn split_token(hash: &str) -> (String, Option<String>) {
 /// At start: a `#token=…` in the address bar goes to session storage and
 /// out of the address bar (and so out of bookmarks and shared links).
 pub fn keep_token_from_url() {
-    use gloo::storage::Storage as _;
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -272,7 +271,9 @@ pub fn keep_token_from_url() {
     let (rest, Some(token)) = split_token(&location.hash().unwrap_or_default()) else {
         return;
     };
-    let _ = gloo::storage::SessionStorage::set(TOKEN_KEY, token);
+    if let Ok(Some(storage)) = window.session_storage() {
+        let _ = storage.set_item(TOKEN_KEY, &token);
+    }
     let url = format!(
         "{}{}{rest}",
         location.pathname().unwrap_or_default(),
@@ -283,21 +284,31 @@ pub fn keep_token_from_url() {
     }
 }
 
-/// The token kept by [`keep_token_from_url`], if any.
+/// The token kept by [`keep_token_from_url`], if any. It is kept as it is
+/// (not as JSON, so no JSON reader is compiled in for it); one kept as a
+/// JSON string by an older page in this tab is read without its quotes.
 fn kept_token() -> Option<String> {
-    use gloo::storage::Storage as _;
-    gloo::storage::SessionStorage::get(TOKEN_KEY).ok()
+    let storage = web_sys::window()?.session_storage().ok()??;
+    let kept = storage.get_item(TOKEN_KEY).ok()??;
+    Some(unquoted(&kept).to_string())
+}
+
+/// A token without the quotes of its JSON form (a token holds no quotes).
+fn unquoted(kept: &str) -> &str {
+    kept.strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(kept)
 }
 
 // Only the encoding and decoding below are generic: the request itself is
 // one async function for every endpoint, so the page holds one copy of it
 // rather than one per body and answer type (BENCHMARKS.md, Web, Size).
 
-async fn get<T: DeserializeOwned>(path: &str, what: &str) -> Result<T, ApiError> {
+async fn get<T: Read>(path: &str, what: &str) -> Result<T, ApiError> {
     decode(&send_raw("GET", path, None).await?.1, what)
 }
 
-async fn send<B: Serialize, T: DeserializeOwned>(
+async fn send<B: Serialize, T: Read>(
     method: &str,
     path: &str,
     body: Option<&B>,
@@ -313,7 +324,7 @@ fn encode<B: Serialize>(body: &B) -> Result<String, ApiError> {
 }
 
 /// A 2xx answer's body as `T`, or what could not be read in words.
-fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
+fn decode<T: Read>(text: &str, what: &str) -> Result<T, ApiError> {
     crate::json::from_str(text).map_err(|error| ApiError::bad_answer(what, &error.to_string()))
 }
 
@@ -483,6 +494,15 @@ mod tests {
         check("#token=", "", None);
         check("#token=a<b", "", None);
         check("#token=a%20b&explore", "#explore", None);
+    }
+
+    #[test]
+    fn a_token_kept_by_an_older_page_as_json_reads_without_its_quotes() {
+        let check = |kept: &str, token: &str| assert_eq!(unquoted(kept), token, "{kept}");
+        check("ab12", "ab12");
+        check("\"ab12\"", "ab12");
+        check("\"", "\"");
+        check("", "");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the key sprites' pixel work, the live view's reducer, error wording) lives in
 //! plain modules tested natively; `components/` and `hooks/` are the Yew side.
 
+mod answers;
 pub mod api;
 pub mod bench;
 pub mod components;

@@ -1,8 +1,9 @@
 //! The live view over several clusters, against a real `ecoshard serve
 //! --clusters 2 --standbys 1`: each cluster shown as a group with its nodes
 //! and the shards it holds, each standby's lag chart under its cluster's
-//! name, and a standby of `c2` stopped and started from the page, down under
-//! `c2` alone while `c1` is unaffected.
+//! name, each cluster's reads on its own nodes' cards, and a standby of
+//! `c2` stopped and started from the page, down under `c2` alone while `c1`
+//! is unaffected.
 //!
 //! Needs what `live.rs` needs; `cargo xtask test e2e` runs it.
 
@@ -98,7 +99,32 @@ async fn two_clusters_show_apart_and_a_standby_stopped_in_c2_leaves_c1_alone() {
                  && Number(document.querySelector('.lag-chart[data-node=\"standby-1\"]')?.dataset.samples) > 1",
         )
         .await;
+    // Steady traffic reads each key back on its shard's cluster: each
+    // group's cards count their own cluster's reads (c2's standby-1 is
+    // not c1's), with a rate while it runs.
+    browser.click("#steady-toggle").await;
+    browser
+        .until(
+            "reads served and at a rate on each cluster's cards",
+            60,
+            "const group = c => Array.from(document.querySelectorAll(`.cluster-group[data-cluster=\"${c}\"] .node`));
+             const served = n => Number(n.querySelector('.node-reads .muted').textContent.replace(/[^0-9]/g, ''));
+             const rate = n => Number(n.querySelector('.reads-rate').dataset.rate);
+             return ['c1', 'c2'].every(c => group(c).some(n => served(n) > 0 && rate(n) > 0));",
+        )
+        .await;
+    let listed = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('#read-counters .bar-row')).map(r => r.dataset.node);",
+        )
+        .await;
+    assert_eq!(
+        listed,
+        serde_json::json!(["primary", "standby-1", "c2/primary", "c2/standby-1"]),
+        "the traffic card lists every cluster's nodes"
+    );
     browser.screenshot("live-two-clusters").await;
+    browser.click("#steady-toggle").await;
 
     // Stop c2's standby from the page: down under c2, c1 untouched.
     browser

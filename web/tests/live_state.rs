@@ -2,8 +2,8 @@
 //! gets becomes the state it shows (lag history, roles, jobs, the log).
 
 use ecoshard_core::wire::{
-    BulkResult, ClusterNodes, Consistency, FailoverEvent, FailoverView, JobState, LagSample,
-    LayoutView, MovePhase, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
+    BulkResult, ClusterNodes, ClusterReads, Consistency, FailoverEvent, FailoverView, JobState,
+    LagSample, LayoutView, MovePhase, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
     ShardMoveProgress, Stats, Tick, User,
 };
 use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
@@ -56,6 +56,7 @@ fn tick(at_ms: u64, standby_up: bool) -> LiveAction {
         layout_version: 1,
         failover: FailoverView::default(),
         clusters: Vec::new(),
+        bridges: Vec::new(),
     }))
 }
 
@@ -937,23 +938,51 @@ fn the_layout_in_force_is_judged_by_placement_not_by_its_json() {
     check_in_force(false, NAMED, NAMED, false);
 }
 
-/// The bridge's ticks count reads for `c1`'s nodes only (named without a
-/// cluster), so another cluster's cards read 0 for now; a count it sends
-/// under the name the page gives that node (`c2/standby-1`) lands on that
-/// node's card and on no other.
+/// Each cluster's reads come in the tick under its name (`stats.clusters`,
+/// nodes named within their cluster, so `standby-1` in each): another
+/// cluster's land on its own node's card, and the first cluster's cards
+/// read `stats.reads`, as with one cluster.
 #[test]
 fn another_clusters_reads_land_on_its_own_nodes_card() {
     let LiveAction::Tick(mut tick) = two_cluster_tick(1_000_000, true) else {
         unreachable!()
     };
-    tick.stats.reads.push(NodeCount {
-        node: "c2/standby-1".to_string(),
-        count: 7,
-        per_sec: 2.0,
-    });
+    let count = |node: &str, count, per_sec| NodeCount {
+        node: node.to_string(),
+        count,
+        per_sec,
+    };
+    tick.stats.reads = vec![count("standby-1", 3, 1.0)];
+    tick.stats.clusters = vec![
+        ClusterReads {
+            cluster: "c1".to_string(),
+            reads: vec![count("standby-1", 3, 1.0)],
+        },
+        ClusterReads {
+            cluster: "c2".to_string(),
+            reads: vec![count("primary", 0, 0.0), count("standby-1", 7, 2.0)],
+        },
+    ];
     let live = Live::default().apply(LiveAction::Tick(tick));
     let key = live.node_key("c2", "standby-1");
     assert_eq!((live.reads_by(&key), live.read_rate(&key)), (7, 2.0));
-    assert_eq!(live.reads_by("standby-1"), 0);
+    assert_eq!(
+        (live.reads_by("standby-1"), live.read_rate("standby-1")),
+        (3, 1.0)
+    );
     assert_eq!(live.reads_by(&live.node_key("c2", "primary")), 0);
+    assert_eq!(live.reads_by("c3/standby-1"), 0);
+    let listed: Vec<(String, u64)> = live
+        .read_counts()
+        .into_iter()
+        .map(|count| (count.node, count.count))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("standby-1".to_string(), 3),
+            ("c2/primary".to_string(), 0),
+            ("c2/standby-1".to_string(), 7)
+        ]
+    );
 }

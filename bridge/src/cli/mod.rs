@@ -143,6 +143,14 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (loopback unless told otherwise).
     #[arg(long, env = "ECOSHARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
+    /// This bridge's name among the bridges of one database (default
+    /// `<hostname>:<port>`).
+    #[arg(long, env = "ECOSHARD_NAME")]
+    pub(crate) name: Option<String>,
+    /// The address other bridges and clients reach this one at (default
+    /// the listen address).
+    #[arg(long, env = "ECOSHARD_ADVERTISE")]
+    pub(crate) advertise: Option<String>,
     /// Primary of an existing cluster (postgres://user@host:port/db); without
     /// it the bridge starts a local cluster.
     #[arg(long, env = "ECOSHARD_PRIMARY")]

@@ -57,7 +57,6 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         auto_failover: args.auto_failover,
         allowed_hosts: args.allowed_hosts.clone(),
         token: token.clone(),
-        name: Some(bridge_name(args.listen)),
         ..BridgeConfig::new(topology)
     };
     let options = ServerOptions {
@@ -69,11 +68,16 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         .build()
         .map_err(|error| Exit::runtime(format!("starting the runtime: {error}")))?;
     let outcome = runtime.block_on(async {
-        let state = AppState::start(config).await.map_err(Exit::runtime)?;
+        // Bound first: the port is part of the bridge's default name.
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|error| Exit::runtime(format!("cannot listen on {}: {error}", args.listen)))?;
         let addr = listener.local_addr().unwrap_or(args.listen);
+        let config = BridgeConfig {
+            identity: identity(args, addr),
+            ..config
+        };
+        let state = AppState::start(config).await.map_err(Exit::runtime)?;
         announce(addr, token.as_ref(), generated);
         ecoshard_bridge::serve_with(listener, state, options, ecoshard_bridge::shutdown_signal())
             .await
@@ -90,6 +94,18 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Exit> {
         tracing::info!("stopped the local cluster's servers this bridge started");
     }
     outcome
+}
+
+/// This bridge's name (`--name`, else `<hostname>:<port>`) and address
+/// (`--advertise`, else the address it listens on).
+fn identity(args: &ServeArgs, addr: std::net::SocketAddr) -> ecoshard_bridge::Identity {
+    ecoshard_bridge::Identity {
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", ecoshard_bridge::hostname(), addr.port())),
+        address: args.advertise.clone().unwrap_or_else(|| addr.to_string()),
+    }
 }
 
 /// What the bridge serves.
@@ -212,19 +228,6 @@ fn start_local(args: &ServeArgs) -> Result<Vec<Arc<LocalCluster>>, Exit> {
         );
     }
     Ok(clusters)
-}
-
-/// The name answers carry in `X-Ecoshard-Bridge`: the address listened
-/// on, or the machine's name and the port when that is every address
-/// (bridges in containers all listen on `0.0.0.0:8080`).
-fn bridge_name(listen: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    match host.trim() {
-        host if listen.ip().is_unspecified() && !host.is_empty() => {
-            format!("{host}:{}", listen.port())
-        }
-        _ => listen.to_string(),
-    }
 }
 
 /// The token changes need, and whether it was generated: the one given; a

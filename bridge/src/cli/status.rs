@@ -88,7 +88,7 @@ fn status_table(report: &StatusReport) -> String {
     out.push_str(&layout_and_rows(report));
     let _ = writeln!(out);
     let stats = &report.stats;
-    let reads: u64 = stats.reads.iter().map(|node| node.count).sum();
+    let reads = reads_served(stats);
     let _ = writeln!(
         out,
         "since the bridge started: {} rows written, {} reads ({} failed)",
@@ -232,4 +232,58 @@ fn failover_line(what: &str, failover: &FailoverView) -> String {
         on_off(failover.auto),
         on_off(failover.sync_replication)
     )
+}
+
+/// Reads served since start on every node of every cluster (`reads` holds
+/// `c1`'s nodes alone when `clusters` has each cluster's).
+fn reads_served(stats: &Stats) -> u64 {
+    let count = |nodes: &[ecoshard_core::wire::NodeCount]| -> u64 {
+        nodes.iter().map(|node| node.count).sum()
+    };
+    match stats.clusters.is_empty() {
+        true => count(&stats.reads),
+        false => stats.clusters.iter().map(|each| count(&each.reads)).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecoshard_core::wire::{ClusterReads, NodeCount, Stats};
+
+    use super::reads_served;
+
+    fn nodes(counts: &[u64]) -> Vec<NodeCount> {
+        counts
+            .iter()
+            .map(|&count| NodeCount {
+                node: "standby-1".into(),
+                count,
+                per_sec: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_served_count_every_clusters_nodes_once() {
+        let one = Stats {
+            reads: nodes(&[3, 4]),
+            ..Stats::default()
+        };
+        assert_eq!(reads_served(&one), 7);
+        let several = Stats {
+            reads: nodes(&[3, 4]),
+            clusters: vec![
+                ClusterReads {
+                    cluster: "c1".into(),
+                    reads: nodes(&[3, 4]),
+                },
+                ClusterReads {
+                    cluster: "c2".into(),
+                    reads: nodes(&[10]),
+                },
+            ],
+            ..Stats::default()
+        };
+        assert_eq!(reads_served(&several), 17);
+    }
 }

@@ -32,6 +32,8 @@ pub(crate) struct StoredJob {
     pub(crate) plan: Option<PlanSummary>,
     /// Why it failed.
     pub(crate) error: Option<String>,
+    /// The bridge that started it (by its name), if recorded.
+    pub(crate) runner: Option<String>,
 }
 
 impl StoredJob {
@@ -101,6 +103,7 @@ pub(crate) async fn begin(
     client: &mut deadpool_postgres::Client,
     from_version: u64,
     layout: &Layout,
+    runner: &str,
 ) -> Result<Begun, BeginError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -137,9 +140,9 @@ pub(crate) async fn begin(
     .await?;
     let id: i64 = tx
         .query_one(
-            "INSERT INTO ecoshard.rebalance (from_version, to_version, state) \
-             VALUES ($1, $2, 'running') RETURNING id",
-            &[&(from_version as i64), &to_version],
+            "INSERT INTO ecoshard.rebalance (from_version, to_version, state, runner) \
+             VALUES ($1, $2, 'running', $3) RETURNING id",
+            &[&(from_version as i64), &to_version, &runner],
         )
         .await?
         .get(0);
@@ -155,6 +158,7 @@ pub(crate) async fn begin(
             moving_ms: 0,
             plan: None,
             error: None,
+            runner: Some(runner.to_owned()),
         },
         target: LayoutView {
             version: to_version as u64,
@@ -328,7 +332,7 @@ pub(crate) async fn fail(
 }
 
 const COLUMNS: &str =
-    "id, state, from_version, to_version, moved, total, moving_ms, plan::text, error";
+    "id, state, from_version, to_version, moved, total, moving_ms, plan::text, error, runner";
 
 fn from_row(row: &tokio_postgres::Row) -> StoredJob {
     let state: String = row.get(1);
@@ -349,6 +353,7 @@ fn from_row(row: &tokio_postgres::Row) -> StoredJob {
         moving_ms: row.get::<_, i64>(6).max(0) as u64,
         plan: plan.and_then(|json| serde_json::from_str(&json).ok()),
         error: row.get(8),
+        runner: row.get(9),
     }
 }
 

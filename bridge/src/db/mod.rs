@@ -4,6 +4,7 @@
 //! Values are always bound parameters; only validated shard names and
 //! checked database names are spliced in.
 
+pub(crate) mod bridges;
 mod copy;
 mod error;
 mod health;

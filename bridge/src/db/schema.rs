@@ -76,6 +76,29 @@ const MIGRATIONS: &[&str] = &[
          error text,
          PRIMARY KEY (job, shard)
      );",
+    // 5: several bridges over one catalog (see `db/bridges.rs`): each
+    // bridge's row with its heartbeat (the catalog's clock) and the
+    // routing it follows; which bridge runs a job; and a NOTIFY on
+    // `ecoshard_catalog`, in the changing transaction, whenever a layout
+    // or a job's state changes.
+    "CREATE TABLE ecoshard.bridges (
+         name text PRIMARY KEY,
+         address text NOT NULL,
+         pid integer NOT NULL,
+         started_at timestamptz NOT NULL DEFAULT now(),
+         heartbeat timestamptz NOT NULL DEFAULT now(),
+         version bigint NOT NULL DEFAULT 0,
+         previous bigint
+     );
+     ALTER TABLE ecoshard.rebalance ADD COLUMN runner text;
+     CREATE FUNCTION ecoshard.notify_catalog() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN PERFORM pg_notify('ecoshard_catalog', TG_TABLE_NAME); RETURN NULL; END $$;
+     CREATE TRIGGER layout_changed AFTER INSERT OR UPDATE OR DELETE ON ecoshard.layout
+         FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();
+     CREATE TRIGGER job_changed AFTER INSERT OR UPDATE OF state ON ecoshard.rebalance
+         FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();
+     CREATE TRIGGER shard_move_changed AFTER INSERT OR UPDATE OF phase ON ecoshard.shard_move
+         FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();",
 ];
 
 /// Error of a schema operation.

@@ -18,7 +18,7 @@ mod verify;
 
 pub use events::EventClients;
 pub use guard::Token;
-pub use state::{AppState, BridgeConfig};
+pub use state::{AppState, BridgeConfig, hostname};
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};

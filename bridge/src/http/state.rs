@@ -13,7 +13,9 @@ use tokio::sync::{Semaphore, watch};
 use super::events::EventClients;
 use super::guard::{EdgeRules, Token};
 use super::metrics::HttpMetrics;
-use crate::service::{ClusterSpec, Control, Service, ServiceConfig, StartError, Topology};
+use crate::service::{
+    ClusterSpec, Control, Identity, Service, ServiceConfig, StartError, Topology,
+};
 
 /// How to run the bridge: its service and its HTTP edge.
 #[derive(Clone, Debug)]
@@ -51,9 +53,9 @@ pub struct BridgeConfig {
     /// The clusters beside `c1` (`topology`, `control`): monitored, failed
     /// over and controlled like it; no shard is on them yet.
     pub other_clusters: Vec<ClusterSpec>,
-    /// The bridge's name, sent on every answer as `X-Ecoshard-Bridge` (so a
-    /// client behind a load balancer sees which bridge answered), if any.
-    pub name: Option<String>,
+    /// This bridge's name and address among the bridges of the catalog
+    /// (`--name`, `--advertise`).
+    pub identity: Identity,
 }
 
 impl BridgeConfig {
@@ -77,7 +79,7 @@ impl BridgeConfig {
             token: None,
             read_timeout: crate::service::DEFAULT_READ_TIMEOUT,
             other_clusters: Vec::new(),
-            name: None,
+            identity: default_identity(),
         }
     }
 
@@ -94,8 +96,30 @@ impl BridgeConfig {
             auto_failover: self.auto_failover,
             read_timeout: self.read_timeout,
             other_clusters: self.other_clusters.clone(),
+            identity: self.identity.clone(),
         }
     }
+}
+
+/// A name no other bridge of this process or machine has:
+/// `<hostname>:<pid>-<n>`, its address unknown until it listens.
+fn default_identity() -> Identity {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{}:{}-{made}", hostname(), std::process::id());
+    Identity {
+        address: name.clone(),
+        name,
+    }
+}
+
+/// This machine's host name (`localhost` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The bridge's state, as every handler gets it: cheap to clone.
@@ -132,7 +156,7 @@ impl AppState {
                 web_dir: config.web_dir,
                 closing: watch::Sender::new(false),
                 metrics: HttpMetrics::default(),
-                name: config.name.as_deref().and_then(header_value),
+                name: header_value(&config.identity.name),
             }),
         })
     }

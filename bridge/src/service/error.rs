@@ -53,6 +53,14 @@ pub(crate) enum Error {
     /// A rebalance job runs (or failed and waits for a restart), or one is
     /// starting (`None`).
     RebalanceBusy(Option<Box<RebalanceJob>>),
+    /// A rebalance job runs, started by another bridge (named).
+    RebalanceElsewhere(Box<RebalanceJob>, String),
+    /// A placement change while other bridges (named) are live: their
+    /// writes would not wait at its cutover's fence.
+    PlacementBesideBridges(Vec<String>),
+    /// This bridge's heartbeat may have lapsed in the catalog: it takes no
+    /// write until it has heartbeated and reloaded the routing.
+    BridgeFenced,
     /// The database's layout is not the one this bridge routes by.
     LayoutChanged,
     /// Node actions need servers this bridge started.
@@ -291,9 +299,7 @@ impl fmt::Display for Error {
                 count.saturating_sub(1)
             ),
             Error::RebalanceBusy(job) => busy(f, job.as_deref()),
-            Error::LayoutChanged => f.write_str(
-                "the layout in the database is not the one this bridge routes by; restart the bridge",
-            ),
+            Error::LayoutChanged => f.write_str(LAYOUT_CHANGED),
             Error::NotLocal { external } => f.write_str(not_local(*external)),
             Error::NodeActionRefused(why) => f.write_str(why),
             Error::NodeActionFailed { doing, node } => {
@@ -302,6 +308,8 @@ impl fmt::Display for Error {
             Error::Generating => f.write_str(GENERATING),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
             Error::ShardFenced(what) => write!(f, "{what}{SHARD_FENCED}"),
+            Error::RebalanceElsewhere(..) | Error::PlacementBesideBridges(_) => between(f, self),
+            Error::BridgeFenced => f.write_str(BRIDGE_FENCED),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -487,6 +495,38 @@ fn busy(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
         None => f.write_str("a rebalance job is starting; retry in a moment"),
     }
 }
+
+/// A job refused because of another bridge: its job, or its being live.
+fn between(f: &mut fmt::Formatter<'_>, error: &Error) -> fmt::Result {
+    match error {
+        Error::RebalanceElsewhere(job, bridge) => write!(
+            f,
+            "rebalance job {} runs on bridge {bridge} (layout {} → {}); wait until GET \
+             /api/rebalance/{} says done",
+            job.id, job.from_version, job.to_version, job.id
+        ),
+        Error::PlacementBesideBridges(others) => {
+            write!(f, "bridges {}{PLACEMENT_BESIDE}", others.join(", "))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why a placement change waits for the other bridges to stop.
+const PLACEMENT_BESIDE: &str = " are live beside this bridge, and a placement change fences a \
+                                shard's writes on this bridge only: apply it with this bridge \
+                                alone";
+
+/// Why a layout is refused while this bridge catches up with another's.
+const LAYOUT_CHANGED: &str = "the layout in the database is not the one this bridge routes by \
+                              (another bridge applied one); this bridge follows it within a \
+                              second or so: retry then";
+
+/// Why a fenced bridge takes no write.
+const BRIDGE_FENCED: &str = "this bridge has not heartbeated in the catalog recently, so other \
+                             bridges may count it as gone; nothing was written: it takes writes \
+                             again once it has heartbeated and reloaded the routing, retry in a \
+                             moment or use another bridge";
 
 /// Why a generation, or a layout, waits for the generation running.
 const GENERATING: &str = "a data set is being generated (one at a time, and no rebalance starts \

@@ -290,11 +290,19 @@ async fn follow(state: &Service, index: usize, promoted: &str) {
 }
 
 /// Writes to `cluster` refused before they are tried: a failover of it is
-/// running.
+/// running, or this bridge's registration may have lapsed (it is fenced;
+/// when `cluster`'s primary is down too, or `cluster` holds the catalog —
+/// whose primary then did not answer the heartbeats, before the monitor
+/// may have seen it — the answer says the primary is unavailable, as it did
+/// before there were several bridges).
 pub(crate) fn write_refusal_on(state: &Service, cluster: &Cluster) -> Option<Error> {
-    failover_of(state, cluster)
-        .in_progress()
-        .then(|| primary_unavailable_on(state, cluster))
+    let failing_over = failover_of(state, cluster).in_progress();
+    let fenced = super::coordination::write_refusal(state);
+    let catalogs = cluster.name() == crate::cluster::DEFAULT_CLUSTER;
+    if failing_over || (fenced.is_some() && (catalogs || !cluster.primary().is_up())) {
+        return Some(primary_unavailable_on(state, cluster));
+    }
+    fenced
 }
 
 /// Writes are refused: the primary is not answering (or is being

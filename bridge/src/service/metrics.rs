@@ -49,15 +49,7 @@ impl Service {
             .map(|(index, cluster)| ClusterReport {
                 name: several.then(|| cluster.name().to_string()),
                 nodes: cluster.nodes.iter().map(Node::status).collect(),
-                reads: cluster
-                    .nodes
-                    .iter()
-                    .map(|node| NodeCount {
-                        node: node.name().to_string(),
-                        count: node.reads.load(Ordering::Relaxed),
-                        per_sec: 0.0,
-                    })
-                    .collect(),
+                reads: super::reads_of(cluster),
                 failovers: self.failover_of(index).done.load(Ordering::Relaxed),
             })
             .collect();

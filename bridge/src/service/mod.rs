@@ -6,6 +6,7 @@
 //! the ticks.
 
 pub(crate) mod bulk;
+pub(crate) mod coordination;
 pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod generate;
@@ -20,6 +21,7 @@ pub mod twophase;
 pub(crate) mod verify;
 pub(crate) mod writes;
 
+pub use coordination::Identity;
 pub use error::TwoPhaseError;
 pub(crate) use error::{Error, LayoutRefusal, PrimaryDown};
 pub use generate::deadline_for as generate_deadline;
@@ -33,7 +35,9 @@ use std::sync::{Arc, RwLock};
 
 use ecoshard_core::Layout;
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{ClusterMode, ClusterNodes, ClusterView, LayoutView, NodeCount, Stats};
+use ecoshard_core::wire::{
+    ClusterMode, ClusterNodes, ClusterReads, ClusterView, LayoutView, NodeCount, Stats,
+};
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::cluster::{Cluster, Clusters, DEFAULT_CLUSTER, Node};
@@ -66,6 +70,8 @@ pub struct ServiceConfig {
     /// The clusters beside `c1` (the one `topology` and `control` give):
     /// monitored, failed over and controlled like it; no shard is on them.
     pub other_clusters: Vec<ClusterSpec>,
+    /// This bridge's name and address among the bridges of the catalog.
+    pub identity: Identity,
 }
 
 /// A cluster beside the default one: its name, nodes and node control.
@@ -125,6 +131,8 @@ struct Inner {
     verify_permit: Semaphore,
     /// One per cluster, in the order of [`Clusters::all`].
     failovers: Vec<Failover>,
+    /// This bridge among the others of the catalog.
+    coordination: coordination::Coordination,
 }
 
 /// Counters since start.
@@ -237,14 +245,17 @@ impl Service {
                 generate_permit: Semaphore::new(1),
                 verify_permit: Semaphore::new(1),
                 failovers,
+                coordination: coordination::Coordination::new(config.identity.clone()),
             }),
         };
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         twophase::start(&state).await;
-        if let Some(pending) = startup.pending {
-            crate::service::rebalance::resume(&state, pending);
-        }
+        let resumed = startup
+            .pending
+            .and_then(|pending| rebalance::resume(&state, pending));
+        // Once a resumed job holds its slot: its routing is this bridge's.
+        coordination::start(&state, resumed).await;
         Ok(state)
     }
 
@@ -262,6 +273,11 @@ impl Service {
     /// [`Clusters::all`].
     pub(crate) fn failover_of(&self, index: usize) -> &Failover {
         &self.inner.failovers[index]
+    }
+
+    /// This bridge among the others of the catalog.
+    pub(crate) fn coordination(&self) -> &coordination::Coordination {
+        &self.inner.coordination
     }
 
     /// The routing table holder.
@@ -359,6 +375,7 @@ impl Service {
             layout: self.layout_view(),
             failover: self.failover().view(),
             clusters: self.clusters_nodes(),
+            bridges: self.coordination().views(),
         }
     }
 
@@ -402,21 +419,30 @@ impl Service {
             .map(|stats| stats.clone())
             .unwrap_or_default();
         stats.reads = self.reads_per_node();
+        stats.clusters = self.reads_per_cluster();
         stats.writes = self.inner.counters.writes.load(Ordering::Relaxed);
         stats.failed_reads = self.inner.counters.failed_reads.load(Ordering::Relaxed);
         stats.rows = self.rows();
         stats
     }
 
-    /// Reads served per node.
+    /// Reads served per node of the first cluster.
     pub(crate) fn reads_per_node(&self) -> Vec<NodeCount> {
-        self.cluster()
-            .nodes
+        reads_of(self.cluster())
+    }
+
+    /// With several clusters, each cluster's reads per node (empty with
+    /// one: `reads_per_node` is then every read).
+    pub(crate) fn reads_per_cluster(&self) -> Vec<ClusterReads> {
+        if !self.clusters().several() {
+            return Vec::new();
+        }
+        self.clusters()
+            .all()
             .iter()
-            .map(|node| NodeCount {
-                node: node.name().to_string(),
-                count: node.reads.load(Ordering::Relaxed),
-                per_sec: 0.0,
+            .map(|cluster| ClusterReads {
+                cluster: cluster.name().to_string(),
+                reads: reads_of(cluster),
             })
             .collect()
     }
@@ -518,4 +544,18 @@ async fn ensure_database(topology: &Topology) -> Result<(), StartError> {
         Ok(false) => Ok(()),
         Err(why) => Err(StartError::Primary(why)),
     }
+}
+
+/// Reads served per node of `cluster`, named within it (rates are the
+/// ticks' to fill in).
+pub(crate) fn reads_of(cluster: &Cluster) -> Vec<NodeCount> {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| NodeCount {
+            node: node.name().to_string(),
+            count: node.reads.load(Ordering::Relaxed),
+            per_sec: 0.0,
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ecoshard_core::ShardLoad;
-use ecoshard_core::wire::{Stats, Tick};
+use ecoshard_core::wire::{NodeCount, Stats, Tick};
 
 use super::Service;
 use crate::cluster::Node;
@@ -50,6 +50,7 @@ async fn run_ticks(state: Service) {
             layout_version: state.routing().table().current.version,
             failover: state.failover().view(),
             clusters: state.clusters_nodes(),
+            bridges: state.coordination().views(),
         };
         match serde_json::to_string(&tick) {
             Ok(json) => state.publish_tick(Arc::from(json), stats),
@@ -256,9 +257,9 @@ struct Rates {
 impl Rates {
     fn update(&mut self, service: &Service) -> Stats {
         let mut stats = service.stats();
-        let reads: Vec<u64> = stats.reads.iter().map(|count| count.count).collect();
+        let reads: Vec<u64> = node_counts(&mut stats).map(|count| count.count).collect();
         let now = Instant::now();
-        self.samples.push_back((now, stats.writes, reads.clone()));
+        self.samples.push_back((now, stats.writes, reads));
         while self.samples.len() > 2
             && now.duration_since(self.samples[0].0) > Duration::from_millis(1_050)
         {
@@ -269,14 +270,40 @@ impl Rates {
             if seconds > 0.0 {
                 let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / seconds;
                 stats.writes_per_sec = rate(stats.writes, *writes);
-                for (count, then) in stats.reads.iter_mut().zip(reads_then) {
+                for (count, then) in node_counts(&mut stats).zip(reads_then) {
                     count.per_sec = rate(count.count, *then);
                 }
-                stats.reads_per_sec = stats.reads.iter().map(|count| count.per_sec).sum();
+                stats.reads_per_sec = every_read(&stats).map(|count| count.per_sec).sum();
             }
         }
         stats.failed_reads = service.counters().failed_reads.load(Ordering::Relaxed);
         stats
+    }
+}
+
+/// Every read count of `stats`, in a fixed order: the first cluster's
+/// nodes (`reads`), then each cluster's when there are several.
+fn node_counts(stats: &mut Stats) -> impl Iterator<Item = &mut NodeCount> {
+    stats.reads.iter_mut().chain(
+        stats
+            .clusters
+            .iter_mut()
+            .flat_map(|cluster| cluster.reads.iter_mut()),
+    )
+}
+
+/// Each node's count once: every cluster's nodes when there are several,
+/// else the one cluster's.
+fn every_read(stats: &Stats) -> Box<dyn Iterator<Item = &NodeCount> + '_> {
+    if stats.clusters.is_empty() {
+        Box::new(stats.reads.iter())
+    } else {
+        Box::new(
+            stats
+                .clusters
+                .iter()
+                .flat_map(|cluster| cluster.reads.iter()),
+        )
     }
 }
 

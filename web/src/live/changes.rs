@@ -128,6 +128,7 @@ mod tests {
             layout_version: 1,
             failover,
             clusters: Vec::new(),
+            bridges: Vec::new(),
         }
     }
 

@@ -389,13 +389,41 @@ impl Live {
             .collect()
     }
 
+    /// Every node's reads, by [`Live::node_key`]: each cluster's with
+    /// several (`standby-1`, …, `c2/standby-1`, …), else the one cluster's.
+    pub fn read_counts(&self) -> Vec<NodeCount> {
+        if self.stats.clusters.is_empty() {
+            return self.stats.reads.clone();
+        }
+        self.stats
+            .clusters
+            .iter()
+            .flat_map(|cluster| {
+                cluster.reads.iter().map(|count| NodeCount {
+                    node: self.node_key(&cluster.cluster, &count.node),
+                    ..count.clone()
+                })
+            })
+            .collect()
+    }
+
     /// Reads served by `node` since the bridge started.
     pub fn reads_by(&self, node: &str) -> u64 {
         self.node_reads(node).map_or(0, |count| count.count)
     }
 
+    /// `node`'s reads by its [`Live::node_key`]: another cluster's
+    /// (`c2/standby-1`) from that cluster's counts, the first cluster's
+    /// from `reads` (all of them with one cluster).
     fn node_reads(&self, node: &str) -> Option<&NodeCount> {
-        self.stats.reads.iter().find(|count| count.node == node)
+        let (reads, name) = match node.split_once('/') {
+            Some((cluster, name)) => {
+                let of_cluster = self.stats.clusters.iter().find(|c| c.cluster == cluster)?;
+                (&of_cluster.reads, name)
+            }
+            None => (&self.stats.reads, node),
+        };
+        reads.iter().find(|count| count.node == name)
     }
 
     fn record_nodes(&mut self, nodes: &[NodeStatus], at_ms: Option<u64>) {

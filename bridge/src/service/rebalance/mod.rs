@@ -159,7 +159,7 @@ impl Rebalancer {
         Arc::clone(&self.slot).try_lock_owned().ok()
     }
 
-    fn set_job(&self, job: RebalanceJob) {
+    pub(crate) fn set_job(&self, job: RebalanceJob) {
         if let Ok(mut slot) = self.job.write() {
             *slot = Some(job);
         }
@@ -310,14 +310,15 @@ async fn unfinished_job(
     Ok(job)
 }
 
-/// Resumes a job found at start-up.
-pub(crate) fn resume(state: &Service, pending: Pending) {
+/// Resumes a job found at start-up; its id, when it was resumed.
+pub(crate) fn resume(state: &Service, pending: Pending) -> Option<u64> {
+    let id = pending.job.id;
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
             pending.job.id
         );
-        return;
+        return None;
     };
     let state = state.clone();
     if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
@@ -325,6 +326,23 @@ pub(crate) fn resume(state: &Service, pending: Pending) {
     } else {
         tokio::spawn(mover::run(state, pending, slot, None));
     }
+    Some(id)
+}
+
+/// Creates the schemas of `layout`'s shards missing on their clusters (as
+/// a job's first step does; a bridge following the job makes sure of them
+/// too); each cluster's WAL position after.
+pub(crate) async fn create_shards(
+    service: &Service,
+    layout: &Layout,
+) -> Result<std::collections::BTreeMap<String, u64>, crate::db::schema::SchemaError> {
+    across::create_shards(service, layout).await
+}
+
+/// Whether going from `from` to `to` moves whole shards between clusters
+/// (a placement change) rather than keys.
+pub(crate) fn is_placement_change(from: &Layout, to: &Layout) -> bool {
+    shard_move::placement_only(from, to).is_some()
 }
 
 /// Whether the database takes `layout`: a valid layout that places each
@@ -420,14 +438,21 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
         return Err(Error::RebalanceBusy(Some(Box::new(job))));
     }
-    let from = service.routing().table().view();
-    if layout == from.layout {
+    let table = service.routing().table();
+    let from = table.view();
+    // A bridge following another's job routes by its target, in force for
+    // writes but not yet the database's layout.
+    if layout == from.layout && table.previous.is_none() {
         return Ok(Applied::InForce(service.placed_view(from)));
     }
     if let Some(refusal) = shard_move::mixed_refusal(&from.layout, &layout) {
         return Err(refusal.into());
     }
     if let Some(moves) = shard_move::placement_only(&from.layout, &layout) {
+        let others = service.coordination().others_live();
+        if !others.is_empty() {
+            return Err(Error::PlacementBesideBridges(others));
+        }
         return shard_move::start(service, from, &layout, moves, slot).await;
     }
     let begun = begin(service, &from, &layout).await?;
@@ -473,12 +498,16 @@ async fn begin(
             tracing::warn!("applying a layout: {error}");
             failover::primary_unavailable(service)
         })?;
-    let begun = tokio::time::timeout_at(deadline, store::begin(&mut client, from.version, layout));
-    match begun.await {
+    let runner = service.coordination().name();
+    let begun = store::begin(&mut client, from.version, layout, runner);
+    match tokio::time::timeout_at(deadline, begun).await {
         Ok(Ok(begun)) => Ok(begun),
-        Ok(Err(store::BeginError::Busy(job))) => {
-            Err(Error::RebalanceBusy(Some(Box::new(job.view()))))
-        }
+        Ok(Err(store::BeginError::Busy(job))) => match job.runner.as_deref() {
+            Some(other) if other != runner && job.state == JobState::Running => Err(
+                Error::RebalanceElsewhere(Box::new(job.view()), other.to_owned()),
+            ),
+            _ => Err(Error::RebalanceBusy(Some(Box::new(job.view())))),
+        },
         Ok(Err(store::BeginError::Moved)) => Err(Error::LayoutChanged),
         Ok(Err(store::BeginError::Db(crate::db::schema::SchemaError::Db(error)))) => {
             Err(db_failure(service, "starting a rebalance", &error))

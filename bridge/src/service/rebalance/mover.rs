@@ -61,6 +61,9 @@ pub(super) async fn run(
     if !pending.just_begun && create_shards(&state, &pending).await.is_none() {
         return;
     }
+    // Every other live bridge routes by both layouts too before a row moves.
+    let routing = (pending.to.version, Some(pending.from.version));
+    crate::service::coordination::wait_followers(&state, id, routing).await;
     let mut job = pending.job.clone();
     let completed_at_lsn = loop {
         match work(&state, &pending, &mut job, &mut planned).await {
@@ -289,6 +292,9 @@ async fn finish(state: &Service, pending: &Pending, job: &store::StoredJob, lsn:
                 .filter(|name| !kept.contains(name))
                 .collect();
             if !gone.is_empty() {
+                // Nobody reads under the old layout when its shards go.
+                let routing = (version, None);
+                crate::service::coordination::wait_followers(state, job.id, routing).await;
                 if wait_unshared(old, DRAIN_LIMIT).await {
                     match verified(state, job.id).await {
                         Some(true) => {

@@ -142,7 +142,7 @@ pub(super) fn Traffic(props: &TrafficProps) -> Html {
                 dispatch={props.dispatch.clone()}
             />
             <ReadForm {last_inserted} last_read={live.last_read.clone()} dispatch={props.dispatch.clone()} />
-            { read_counters(&stats.reads) }
+            { read_counters(&live.read_counts()) }
         </div>
     }
 }

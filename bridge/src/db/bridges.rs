@@ -1,0 +1,184 @@
+//! The bridges serving one catalog (`ecoshard.bridges`, migration 5): each
+//! bridge's row, its heartbeat by the catalog server's clock and the
+//! routing it follows; and the channel on which the catalog announces, in
+//! the changing transaction, that a layout or a job changed.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// The channel the catalog's triggers notify (migration 5).
+pub(crate) const CHANNEL: &str = "ecoshard_catalog";
+
+/// What a bridge says of itself in a heartbeat.
+#[derive(Clone, Debug)]
+pub(crate) struct Beat<'a> {
+    /// Its name.
+    pub(crate) name: &'a str,
+    /// Where it is reached.
+    pub(crate) address: &'a str,
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// The layout version its writes go by.
+    pub(crate) version: u64,
+    /// The layout version its reads also look under (a job's old one).
+    pub(crate) previous: Option<u64>,
+}
+
+/// The catalog's state as a heartbeat read it: a change in it is news (a
+/// layout stored, activated or retired, a job begun or ended, a shard
+/// move's phase).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CatalogMark {
+    active: Option<i64>,
+    target: Option<i64>,
+    job: Option<(i64, String)>,
+    phases: Option<String>,
+}
+
+/// One bridge's row as others see it.
+#[derive(Clone, Debug)]
+pub(crate) struct BridgeRow {
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) version: u64,
+    /// Since its last heartbeat, by the catalog's clock.
+    pub(crate) age_ms: u64,
+    /// Whether it started the job running now.
+    pub(crate) runs_job: bool,
+}
+
+/// Records `beat` (the heartbeat is the catalog's `now()`; a new process
+/// under a known name starts its row over) and answers the catalog's
+/// state, in one statement.
+pub(crate) async fn heartbeat(
+    client: &impl GenericClient,
+    beat: &Beat<'_>,
+) -> Result<CatalogMark, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "WITH beat AS (
+                 INSERT INTO ecoshard.bridges (name, address, pid, version, previous)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address,
+                     pid = EXCLUDED.pid, heartbeat = now(), version = EXCLUDED.version,
+                     previous = EXCLUDED.previous,
+                     started_at = CASE WHEN bridges.pid = EXCLUDED.pid
+                                       THEN bridges.started_at ELSE now() END
+                 RETURNING 1)
+             SELECT (SELECT count(*) FROM beat),
+                 (SELECT version FROM ecoshard.layout WHERE state = 'active'),
+                 (SELECT version FROM ecoshard.layout WHERE state = 'target'),
+                 job.id, job.state,
+                 (SELECT string_agg(shard || ':' || phase, ',' ORDER BY shard)
+                    FROM ecoshard.shard_move WHERE shard_move.job = job.id)
+             FROM (SELECT 1) one
+             LEFT JOIN LATERAL (SELECT id, state FROM ecoshard.rebalance
+                                ORDER BY id DESC LIMIT 1) job ON true",
+            &[
+                &beat.name,
+                &beat.address,
+                &(beat.pid as i32),
+                &(beat.version as i64),
+                &beat.previous.map(|version| version as i64),
+            ],
+        )
+        .await?;
+    let job: Option<i64> = row.get(3);
+    Ok(CatalogMark {
+        active: row.get(1),
+        target: row.get(2),
+        job: job.map(|id| (id, row.get(4))),
+        phases: row.get(5),
+    })
+}
+
+/// The bridges that heartbeated within the last minute, by name.
+pub(crate) async fn list(
+    client: &impl GenericClient,
+) -> Result<Vec<BridgeRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT name, address, version,
+                 (extract(epoch FROM now() - heartbeat) * 1000)::bigint,
+                 name IS NOT DISTINCT FROM (SELECT runner FROM ecoshard.rebalance
+                                            WHERE state = 'running' ORDER BY id DESC LIMIT 1)
+             FROM ecoshard.bridges WHERE heartbeat > now() - interval '60 seconds'
+             ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| BridgeRow {
+            name: row.get(0),
+            address: row.get(1),
+            version: row.get::<_, i64>(2).max(0) as u64,
+            age_ms: row.get::<_, i64>(3).max(0) as u64,
+            runs_job: row.get(4),
+        })
+        .collect())
+}
+
+/// The live bridges other than `name` (heartbeat within `lease`, by the
+/// catalog's clock) that do not follow `version` with `previous`.
+pub(crate) async fn lagging(
+    client: &impl GenericClient,
+    name: &str,
+    lease: Duration,
+    (version, previous): (u64, Option<u64>),
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT name FROM ecoshard.bridges
+             WHERE name <> $1
+               AND heartbeat > now() - make_interval(secs => $2::float8)
+               AND (version < $3 OR previous IS DISTINCT FROM $4)
+             ORDER BY name",
+            &[
+                &name,
+                &lease.as_secs_f64(),
+                &(version as i64),
+                &previous.map(|version| version as i64),
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Records `name` as the bridge running job `id` (it resumed it).
+pub(crate) async fn take_job(
+    client: &impl GenericClient,
+    id: u64,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE ecoshard.rebalance SET runner = $2 WHERE id = $1",
+            &[&(id as i64), &name],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A connection of its own to the catalog, listening on [`CHANNEL`]:
+/// `on_news` is called at each notification. The task ends when the
+/// connection does; drop the client to end it.
+pub(crate) async fn listen(
+    config: &tokio_postgres::Config,
+    on_news: impl Fn() + Send + 'static,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let task = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => on_news(),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, task))
+}

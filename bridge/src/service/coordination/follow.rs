@@ -1,0 +1,160 @@
+//! A bridge that does not run the job routes as the one that does: the
+//! layout in force alone, or during a job moving keys the target for
+//! writes and both layouts for reads, exactly as the mover's swap does;
+//! reloaded from the catalog, never from memory.
+
+use std::time::Duration;
+
+use ecoshard_core::wire::{JobState, LayoutView};
+
+use crate::db::jobs as store;
+use crate::db::schema::{active_layout, target_layout};
+use crate::routing::{RoutingTable, wait_unshared};
+use crate::service::Service;
+use crate::service::rebalance::{self, build_placement};
+
+/// Longest the routing waits for requests under the table it replaced.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Longest the catalog may take to answer the reload.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What a reload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Adopted {
+    /// Nothing: this bridge holds the job's slot (a local apply or a
+    /// generation), so the reload waits for the next round.
+    Busy,
+    /// The routing in force is the catalog's.
+    Unchanged,
+    /// The routing was swapped for the catalog's.
+    Swapped,
+}
+
+/// What the catalog holds: the layout in force, and the job with its target.
+struct Catalog {
+    active: LayoutView,
+    target: Option<LayoutView>,
+    unfinished: Option<store::StoredJob>,
+    latest: Option<store::StoredJob>,
+    c1_lsn: u64,
+}
+
+/// Reloads the layout and job from the catalog and swaps the routing when
+/// it differs from the one in force (waiting for the requests under the
+/// old one). Nothing while this bridge runs a job or
+/// generates a data set (its routing is the job's; a generation holds
+/// back another bridge's job, which waits for this one to follow). A
+/// placement change run by another bridge is an error: its cutover is not
+/// followed here, so this bridge stays fenced until it is done.
+pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
+    if service.rebalancer().try_hold().is_none() {
+        return Ok(Adopted::Busy);
+    }
+    let catalog = tokio::time::timeout(RELOAD_DEADLINE, read(service))
+        .await
+        .map_err(|_| "the catalog did not answer the reload within 3 s".to_owned())??;
+    let own = service.coordination().name();
+    let running = catalog
+        .unfinished
+        .as_ref()
+        .filter(|job| job.state == JobState::Running);
+    if running.is_some_and(|job| job.runner.as_deref() == Some(own)) {
+        return Ok(Adopted::Unchanged);
+    }
+    if let Some(job) = &catalog.latest {
+        service.rebalancer().set_job(job.view());
+    }
+    let clusters = service.clusters().name_refs();
+    let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
+        let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
+        Ok(LayoutView {
+            layout,
+            ..view.clone()
+        })
+    };
+    let active = in_force(&catalog.active)?;
+    let moving = match (&catalog.target, &catalog.unfinished) {
+        (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
+        _ => None,
+    };
+    let (current, previous) = match moving {
+        Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
+            return Err(format!(
+                "bridge {} moves shards between clusters (job {}); this bridge takes no write \
+                 until it is done",
+                job.runner.as_deref().unwrap_or("?"),
+                job.id
+            ));
+        }
+        Some((target, _)) => (target, Some(active)),
+        None => (active, None),
+    };
+    let following = service.routing().table();
+    let same = following.current.version == current.version
+        && following.previous.as_ref().map(|old| old.version)
+            == previous.as_ref().map(|view| view.version);
+    // Not held past here: the swap waits until nobody holds the old table.
+    drop(following);
+    if same {
+        return Ok(Adopted::Unchanged);
+    }
+    let version = current.version;
+    let table = RoutingTable {
+        current: build_placement(&current).await?,
+        previous: match &previous {
+            Some(previous) => Some(build_placement(previous).await?),
+            None => None,
+        },
+        min_replay_lsn: match &previous {
+            // The job's first step may not have made them yet.
+            Some(_) => rebalance::create_shards(service, &current.layout)
+                .await
+                .map_err(|error| format!("creating the target's shards: {error}"))?,
+            None => rebalance::replay_bounds_after_job(service, version, catalog.c1_lsn).await,
+        },
+    };
+    tracing::info!(
+        "following layout {version}{} from the catalog",
+        previous
+            .as_ref()
+            .map(|old| format!(" (reads also under {})", old.version))
+            .unwrap_or_default()
+    );
+    let old = service.routing().swap(table).await;
+    if !wait_unshared(old, DRAIN_LIMIT).await {
+        tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
+    }
+    Ok(Adopted::Swapped)
+}
+
+/// The catalog's layouts and jobs, and `c1`'s WAL position after them.
+async fn read(service: &Service) -> Result<Catalog, String> {
+    let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
+    let client = service
+        .cluster()
+        .primary_client(deadline)
+        .await
+        .map_err(|error| error.to_string())?;
+    let db = |error: tokio_postgres::Error| crate::db::describe(&error);
+    let active = active_layout(&client)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or("the catalog holds no layout in force")?;
+    let target = target_layout(&client)
+        .await
+        .map_err(|error| error.to_string())?;
+    let unfinished = store::unfinished(&client).await.map_err(db)?;
+    let latest = store::latest(&client).await.map_err(db)?;
+    let lsn: tokio_postgres::types::PgLsn = client
+        .query_one(crate::db::CURRENT_LSN, &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    Ok(Catalog {
+        active,
+        target,
+        unfinished,
+        latest,
+        c1_lsn: u64::from(lsn),
+    })
+}

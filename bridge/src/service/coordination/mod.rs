@@ -1,0 +1,327 @@
+//! Several bridges over one catalog, coordinated through it: each bridge's
+//! row and heartbeat (`db/bridges.rs`), the news of a layout or job change
+//! (the catalog's NOTIFY on a connection of its own, and a poll with each
+//! heartbeat as the fallback), the routing adopted on news (`follow.rs`),
+//! and the self-fence: a bridge whose last heartbeat is too old refuses
+//! writes until it has heartbeated again and reloaded the routing.
+//!
+//! *Why no bridge writes by an old routing once others count it as dead:*
+//! others count a bridge live while the catalog's `now() - heartbeat <
+//! LEASE`. A heartbeat's `now()` is taken after this bridge sent it, so
+//! from the moment it sent its last successful heartbeat at least `LEASE`
+//! passes (on any clock running at the rate of the real one) before anyone
+//! counts it as dead. It takes a write only until `LEASE - MARGIN` after
+//! sending, measured on its own monotonic clock, and a write has
+//! [`WRITE_TIMEOUT`] to finish, which `MARGIN` exceeds: every write it took
+//! ended before anyone counts it as dead.
+
+mod follow;
+
+use follow::Adopted;
+
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ecoshard_core::wire::BridgeView;
+use tokio::sync::Notify;
+
+use super::failover::WRITE_TIMEOUT;
+use super::{Error, Service};
+use crate::db::bridges::{self as sql, Beat, BridgeRow, CatalogMark};
+
+/// Between two heartbeats.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Longest one heartbeat may take.
+const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(1);
+/// Others count a bridge live while its heartbeat is younger than this, by
+/// the catalog's clock.
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
+/// A bridge takes writes until `LEASE - MARGIN` after sending its last
+/// successful heartbeat: a write's deadline and a second of clock slack.
+const MARGIN: Duration = Duration::from_secs(WRITE_TIMEOUT.as_secs() + 1);
+/// Between two looks at the other bridges while a job waits for them.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// Who this bridge is, for the others.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Unique among the bridges of one catalog.
+    pub name: String,
+    /// Where it is reached.
+    pub address: String,
+}
+
+/// This bridge's side of the coordination.
+#[derive(Debug)]
+pub(crate) struct Coordination {
+    identity: Identity,
+    /// Writes are taken until then (none before the first heartbeat).
+    writable_until: Mutex<Option<Instant>>,
+    /// The catalog's state the routing was last reloaded for.
+    followed: Mutex<Option<CatalogMark>>,
+    /// Told on each notification from the catalog.
+    news: Notify,
+    /// The bridges as last listed, and when.
+    bridges: RwLock<(Vec<BridgeRow>, Option<Instant>)>,
+}
+
+impl Coordination {
+    pub(crate) fn new(identity: Identity) -> Self {
+        Coordination {
+            identity,
+            writable_until: Mutex::new(None),
+            followed: Mutex::new(None),
+            news: Notify::new(),
+            bridges: RwLock::new((Vec::new(), None)),
+        }
+    }
+
+    /// This bridge's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    /// Whether this bridge may take a write now.
+    fn writable(&self) -> bool {
+        let until = *self
+            .writable_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The bridges as last listed, their ages as of now; none when this
+    /// one is alone (answers are then what they were before several).
+    pub(crate) fn views(&self) -> Vec<BridgeView> {
+        let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
+        let (rows, at) = &*guard;
+        if rows.iter().all(|row| row.name == self.identity.name) {
+            return Vec::new();
+        }
+        let since = at.map_or(0, |at| at.elapsed().as_millis() as u64);
+        rows.iter()
+            .map(|row| {
+                let age = row.age_ms + since;
+                BridgeView {
+                    name: row.name.clone(),
+                    address: row.address.clone(),
+                    layout_version: row.version,
+                    heartbeat_age_ms: age,
+                    live: age < LEASE.as_millis() as u64,
+                    runs_job: row.runs_job,
+                    this: row.name == self.identity.name,
+                }
+            })
+            .collect()
+    }
+
+    /// The other bridges live as last listed.
+    pub(crate) fn others_live(&self) -> Vec<String> {
+        self.views()
+            .into_iter()
+            .filter(|view| view.live && !view.this)
+            .map(|view| view.name)
+            .collect()
+    }
+}
+
+/// Writes refused: this bridge's registration may have lapsed.
+pub(crate) fn write_refusal(service: &Service) -> Option<Error> {
+    (!service.coordination().writable()).then_some(Error::BridgeFenced)
+}
+
+/// Registers this bridge (one heartbeat round, so it starts writable when
+/// the catalog answers) as the runner of job `resumed`, if it resumed one,
+/// then heartbeats every [`HEARTBEAT`] and listens for the catalog's news.
+pub(crate) async fn start(service: &Service, resumed: Option<u64>) {
+    if let Some(job) = resumed {
+        let taken = async {
+            let client = catalog(service).await?;
+            let name = service.coordination().name();
+            let taking = sql::take_job(&client, job, name);
+            match tokio::time::timeout(HEARTBEAT_DEADLINE, taking).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(crate::db::describe(&error)),
+                Err(_) => Err("the catalog did not answer in time".to_owned()),
+            }
+        };
+        if let Err(why) = taken.await {
+            tracing::warn!("recording this bridge as job {job}'s: {why}");
+        }
+    }
+    if let Err(why) = round(service).await {
+        tracing::warn!("registering this bridge in the catalog: {why}; writes wait for it");
+    }
+    let beating = service.clone();
+    tokio::spawn(async move { heartbeats(beating).await });
+    let listening = service.clone();
+    tokio::spawn(async move { listen(listening).await });
+}
+
+async fn heartbeats(service: Service) {
+    loop {
+        let news = service.coordination().news.notified();
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = news => {}
+        }
+        if let Err(why) = round(&service).await {
+            tracing::warn!("heartbeat: {why}");
+        }
+    }
+}
+
+/// One heartbeat; on news (or after a lapse) the routing reloaded from the
+/// catalog and the heartbeat repeated with it; the bridges listed.
+async fn round(service: &Service) -> Result<(), String> {
+    let coordination = service.coordination();
+    let sent = Instant::now();
+    let lapsed = !coordination.writable();
+    let mark = beat(service).await?;
+    let followed = lock(&coordination.followed).clone();
+    if lapsed || followed.as_ref() != Some(&mark) {
+        let adopted = follow::adopt(service).await?;
+        if adopted == Adopted::Swapped {
+            beat(service).await?;
+        }
+        // A reload put off is tried again at the next round.
+        if adopted != Adopted::Busy {
+            *lock(&coordination.followed) = Some(mark);
+        }
+    }
+    *lock(&coordination.writable_until) = Some(sent + LEASE - MARGIN);
+    let client = catalog(service).await?;
+    let listed = tokio::time::timeout(HEARTBEAT_DEADLINE, sql::list(&client)).await;
+    if let Ok(Ok(rows)) = listed {
+        let mut bridges = coordination
+            .bridges
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *bridges = (rows, Some(Instant::now()));
+    }
+    Ok(())
+}
+
+/// The value behind `mutex`, even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// This bridge's heartbeat with the routing it follows now, within the
+/// heartbeat's deadline; the catalog's state.
+async fn beat(service: &Service) -> Result<CatalogMark, String> {
+    let table = service.routing().table();
+    let identity = &service.coordination().identity;
+    let beat = Beat {
+        name: &identity.name,
+        address: &identity.address,
+        pid: std::process::id(),
+        version: table.current.version,
+        previous: table.previous.as_ref().map(|previous| previous.version),
+    };
+    let client = catalog(service).await?;
+    match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::heartbeat(&client, &beat)).await {
+        Ok(Ok(mark)) => Ok(mark),
+        Ok(Err(error)) => Err(crate::db::describe(&error)),
+        Err(_) => {
+            crate::cluster::discard(client);
+            Err("the catalog did not answer within the heartbeat's deadline".into())
+        }
+    }
+}
+
+/// A connection to the catalog (`c1`'s primary) within the heartbeat's
+/// deadline.
+async fn catalog(service: &Service) -> Result<deadpool_postgres::Client, String> {
+    let deadline = tokio::time::Instant::now() + HEARTBEAT_DEADLINE;
+    service
+        .cluster()
+        .primary_client(deadline)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Listens for the catalog's news on a connection of its own to `c1`'s
+/// primary, connecting again after it ends or when the primary changes.
+async fn listen(service: Service) {
+    loop {
+        let primary = service.cluster().primary();
+        let (name, config) = (primary.name().to_owned(), primary.spec.config.clone());
+        let waker = service.clone();
+        let connected = tokio::time::timeout(
+            HEARTBEAT_DEADLINE * 2,
+            sql::listen(&config, move || waker.coordination().news.notify_one()),
+        )
+        .await;
+        if let Ok(Ok((client, mut task))) = connected {
+            loop {
+                tokio::select! {
+                    _ = &mut task => break,
+                    () = tokio::time::sleep(HEARTBEAT) => {}
+                }
+                if service.cluster().primary().name() != name {
+                    break;
+                }
+            }
+            drop(client);
+            task.abort();
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Waits until every live bridge but this one follows `version` (writes)
+/// with `previous` (reads also under it), or its lease has lapsed, so that
+/// a job's next step assumes every writer routes as this bridge does.
+pub(crate) async fn wait_followers(service: &Service, job: u64, routing: (u64, Option<u64>)) {
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        match lagging(service, routing).await {
+            Ok(lagging) if lagging.is_empty() => {
+                if started.elapsed() > HEARTBEAT {
+                    tracing::info!(
+                        "job {job}: every live bridge follows layout {} after {:?}",
+                        routing.0,
+                        started.elapsed()
+                    );
+                }
+                return;
+            }
+            Ok(lagging) if said.elapsed() > Duration::from_secs(5) => {
+                tracing::warn!(
+                    "job {job}: waiting for bridges {lagging:?} to follow layout {}",
+                    routing.0
+                );
+                said = Instant::now();
+            }
+            Err(why) if said.elapsed() > Duration::from_secs(5) => {
+                tracing::warn!("job {job}: asking which bridges follow it: {why}");
+                said = Instant::now();
+            }
+            _ => {}
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// The live bridges but this one not following `routing`.
+async fn lagging(service: &Service, routing: (u64, Option<u64>)) -> Result<Vec<String>, String> {
+    let client = catalog(service).await?;
+    let name = service.coordination().name();
+    match tokio::time::timeout(
+        HEARTBEAT_DEADLINE,
+        sql::lagging(&client, name, LEASE, routing),
+    )
+    .await
+    {
+        Ok(Ok(lagging)) => Ok(lagging),
+        Ok(Err(error)) => Err(crate::db::describe(&error)),
+        Err(_) => {
+            crate::cluster::discard(client);
+            Err("the catalog did not answer within the deadline".into())
+        }
+    }
+}
