@@ -46,10 +46,14 @@ impl ClusterState {
         serde_json::from_str(&text).ok()
     }
 
-    /// Writes `cluster.json`.
+    /// Writes `cluster.json` whole or not at all (a file beside it, renamed
+    /// over it): a process reading it without the operations lock (a bridge
+    /// learning of a promotion) never reads half of it.
     pub fn save(&self, path: &Path) -> Result<(), ClusterError> {
         let json = serde_json::to_string_pretty(self).unwrap_or_default();
-        std::fs::write(path, json + "\n")
+        let next = path.with_extension("json.next");
+        std::fs::write(&next, json + "\n")
+            .and_then(|()| std::fs::rename(&next, path))
             .map_err(|error| ClusterError::io(format!("writing {}", path.display()), error))
     }
 }

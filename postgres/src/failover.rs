@@ -55,7 +55,9 @@ impl LocalCluster {
     /// When another process using the cluster has promoted a standby since
     /// this one last looked (`cluster.json` names a running primary other
     /// than the one it knew), that promotion is the answer: one failure,
-    /// one promotion.
+    /// one promotion. So is a running standby already out of recovery that
+    /// the record does not name (its promoter died before recording it): it
+    /// is recorded and the others pointed at it; no other is promoted.
     pub fn fail_over(&self) -> Result<Promotion, ClusterError> {
         let known = self.primary_name();
         let _operation = self.operation();
@@ -77,6 +79,64 @@ impl LocalCluster {
                 ),
             });
         }
+        // A standby out of recovery that the record does not name was
+        // promoted by a process that died before recording it: that is the
+        // promotion of this failure.
+        let (target, promote_time) = match self.unrecorded_promotion(&old) {
+            Some(promoted) => {
+                tracing::warn!(
+                    "{} was promoted but not recorded: recording it",
+                    promoted.name
+                );
+                (promoted, Duration::ZERO)
+            }
+            None => self.promote_most_advanced(&old)?,
+        };
+        self.set_primary(&target.name)?;
+        // Its settings as primary (synchronous standbys, if any), no upstream.
+        self.write_config(&target)?;
+        self.reload(&target)?;
+        let mut repointed = Vec::new();
+        for node in self.nodes() {
+            if node.name == old.name || node.name == target.name || !self.is_running(&node) {
+                continue;
+            }
+            match self.repoint(&node) {
+                Ok(()) => repointed.push(node.name.clone()),
+                Err(error) => tracing::warn!("pointing {} at {}: {error}", node.name, target.name),
+            }
+        }
+        if self.sync_active.load(Ordering::SeqCst) && !self.wait_any_streaming(SYNC_STANDBY_WAIT)? {
+            tracing::warn!(
+                "no standby streams from {} yet: commits wait until one does (synchronous replication)",
+                target.name
+            );
+        }
+        Ok(Promotion {
+            from: old.name,
+            to: target.name,
+            promote_time,
+            repointed,
+        })
+    }
+
+    /// A running node other than `old` that is out of recovery (a primary).
+    fn unrecorded_promotion(&self, old: &LocalNode) -> Option<LocalNode> {
+        self.nodes().into_iter().find(|node| {
+            node.name != old.name
+                && self.is_running(node)
+                && self
+                    .psql(node, "SELECT pg_is_in_recovery()")
+                    .is_ok_and(|answer| answer == "f")
+        })
+    }
+
+    /// Promotes the running standby (not `old`) that has received the most
+    /// WAL: it and how long `pg_promote` took.
+    fn promote_most_advanced(
+        &self,
+        old: &LocalNode,
+    ) -> Result<(LocalNode, Duration), ClusterError> {
         let mut best: Option<(u64, LocalNode)> = None;
         for node in self.nodes() {
             if node.name == old.name || !self.is_running(&node) {
@@ -107,32 +167,7 @@ impl LocalCluster {
                 detail: format!("pg_promote answered {promoted:?}"),
             });
         }
-        self.set_primary(&target.name)?;
-        // Its settings as primary (synchronous standbys, if any), no upstream.
-        self.write_config(&target)?;
-        self.reload(&target)?;
-        let mut repointed = Vec::new();
-        for node in self.nodes() {
-            if node.name == old.name || node.name == target.name || !self.is_running(&node) {
-                continue;
-            }
-            match self.repoint(&node) {
-                Ok(()) => repointed.push(node.name.clone()),
-                Err(error) => tracing::warn!("pointing {} at {}: {error}", node.name, target.name),
-            }
-        }
-        if self.sync_active.load(Ordering::SeqCst) && !self.wait_any_streaming(SYNC_STANDBY_WAIT)? {
-            tracing::warn!(
-                "no standby streams from {} yet: commits wait until one does (synchronous replication)",
-                target.name
-            );
-        }
-        Ok(Promotion {
-            from: old.name,
-            to: target.name,
-            promote_time,
-            repointed,
-        })
+        Ok((target, promote_time))
     }
 
     /// A `CHECKPOINT` on the primary. After a promotion it puts the new

@@ -338,6 +338,18 @@ impl LocalCluster {
         self.primary().name
     }
 
+    /// The primary `cluster.json` names now, read without waiting for the
+    /// operations lock: a promotion another process made is recorded there
+    /// once the promoted server takes writes. `None` when it cannot be read.
+    pub fn recorded_primary_name(&self) -> Option<String> {
+        let state = ClusterState::load(&self.layout.state_file())?;
+        Some(
+            self.nodes[recorded_primary(&self.nodes, Some(&state))]
+                .name
+                .clone(),
+        )
+    }
+
     /// Whether commits wait for a standby (`--sync-replication`).
     pub fn sync_replication(&self) -> bool {
         self.sync_replication

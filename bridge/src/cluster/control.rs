@@ -21,6 +21,10 @@ pub trait NodeControl: Send + Sync + std::fmt::Debug {
     fn start(&self, node: &str) -> Result<Option<String>, ControlError>;
     /// Promotes the most advanced standby and points the others at it.
     fn fail_over(&self) -> Result<Promotion, ControlError>;
+    /// The node the cluster's record names primary now (`cluster.json`, which
+    /// every process using the cluster shares): how a bridge learns of a
+    /// promotion another process made. `None` when it cannot be read.
+    fn recorded_primary(&self) -> Option<String>;
     /// A checkpoint on the primary now.
     fn checkpoint(&self) -> Result<(), ControlError>;
     /// Whether commits wait for a synchronous standby.

@@ -29,6 +29,10 @@ impl NodeControl for LocalCluster {
         })
     }
 
+    fn recorded_primary(&self) -> Option<String> {
+        self.recorded_primary_name()
+    }
+
     fn checkpoint(&self) -> Result<(), ControlError> {
         LocalCluster::checkpoint(self).map_err(control_error)
     }

@@ -115,6 +115,17 @@ impl Cluster {
             .collect()
     }
 
+    /// A node other than the primary that answered its last check as a
+    /// primary (out of recovery): promoted by another process, or a second
+    /// primary. The monitor says what it saw; who is primary is decided
+    /// elsewhere.
+    pub(crate) fn other_primary(&self) -> Option<&Node> {
+        let primary = self.primary.load(Ordering::SeqCst);
+        self.nodes.iter().enumerate().find_map(|(index, node)| {
+            (index != primary && node.answers_as_primary.load(Ordering::SeqCst)).then_some(node)
+        })
+    }
+
     /// A node by name.
     pub(crate) fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|node| node.name() == name)
@@ -130,6 +141,7 @@ impl Cluster {
         for (other, node) in self.nodes.iter().enumerate() {
             node.primary.store(other == index, Ordering::SeqCst);
             node.eligible.store(false, Ordering::SeqCst);
+            node.answers_as_primary.store(false, Ordering::SeqCst);
             if other == index
                 && let Ok(mut lag) = node.lag.write()
             {

@@ -3,6 +3,7 @@
 //! service calls it on its own schedule and reads what it recorded; the
 //! monitor reaches into nothing above the cluster.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ecoshard_core::wire::LagSample;
@@ -46,13 +47,16 @@ pub(crate) async fn check_nodes(cluster: &Cluster, at_ms: u64) {
         if index == primary_index {
             continue;
         }
-        if check.as_ref().is_some_and(|check| !check.in_recovery) {
-            tracing::error!(
+        let answers_as_primary = check.as_ref().is_some_and(|check| !check.in_recovery);
+        if answers_as_primary && !node.answers_as_primary.load(Ordering::SeqCst) {
+            tracing::warn!(
                 "{} answers as a primary but is not the bridge's primary ({}): kept out of the read rotation",
                 node.name(),
                 primary.name()
             );
         }
+        node.answers_as_primary
+            .store(answers_as_primary, Ordering::SeqCst);
         let up = check.is_some();
         let row = primary_check.and_then(|primary| {
             primary

@@ -27,6 +27,9 @@ pub struct Node {
     pub(super) primary: AtomicBool,
     /// In the read rotation: up, a standby, streaming, and within the lag bound.
     pub(super) eligible: AtomicBool,
+    /// Not the primary, yet its last check found it out of recovery (a
+    /// promotion another process made, until this bridge follows it).
+    pub(super) answers_as_primary: AtomicBool,
     /// Last replay LSN seen (standbys) or WAL write LSN (primary).
     lsn: AtomicU64,
     pub(super) lag: RwLock<Option<LagSample>>,
@@ -50,6 +53,7 @@ impl Node {
             spec,
             up: AtomicBool::new(false),
             eligible: AtomicBool::new(false),
+            answers_as_primary: AtomicBool::new(false),
             lsn: AtomicU64::new(0),
             lag: RwLock::new(None),
             reads: AtomicU64::new(0),

@@ -254,7 +254,7 @@ fn register_counters(registry: &mut Registry, report: &Report) {
 /// Failovers: one counter with one cluster, one per cluster (`cluster`
 /// label) with several.
 fn register_failovers(registry: &mut Registry, report: &Report) {
-    const HELP: &str = "Standbys promoted by this bridge";
+    const HELP: &str = "Failovers this bridge made or followed (primary changes it went through)";
     if let [only] = report.clusters.as_slice()
         && only.name.is_none()
     {

@@ -1,6 +1,7 @@
 //! Failover in the bridge: watching the primary's health checks, promoting a
 //! standby (through the cluster's node control) when the primary's server is
-//! gone (`--auto-failover`), and saying why a write or a strong read is
+//! gone (`--auto-failover`), following a promotion another process using the
+//! cluster made (`cluster.json`), and saying why a write or a strong read is
 //! refused meanwhile, or why its outcome is unknown. Writes are bounded in
 //! time: none waits on a dead or silent primary for more than
 //! [`WRITE_TIMEOUT`] (reads: [`crate::cluster::Cluster::read_timeout`]).
@@ -34,7 +35,8 @@ pub(crate) struct Failover {
     down_since: Mutex<Option<Instant>>,
     retry_at: Mutex<Option<Instant>>,
     last: RwLock<Option<FailoverEvent>>,
-    /// Failovers made since the bridge started.
+    /// Failovers made or followed (another process promoted) since the
+    /// bridge started: the primary changes it went through.
     pub(crate) done: AtomicU64,
 }
 
@@ -118,7 +120,21 @@ pub(crate) fn after_check(state: &Service) {
 /// [`after_check`] for the `index`-th cluster.
 fn after_check_of(state: &Service, index: usize) {
     let failover = state.failover_of(index);
-    if state.clusters().all()[index].primary().is_up() {
+    let cluster = &state.clusters().all()[index];
+    if let Some(promoted) = cluster.other_primary()
+        && failover.control.is_some()
+        && !failover.in_progress.swap(true, Ordering::SeqCst)
+    {
+        let promoted = promoted.name().to_string();
+        let state = state.clone();
+        tokio::spawn(async move {
+            follow(&state, index, &promoted).await;
+            let failover = state.failover_of(index);
+            failover.in_progress.store(false, Ordering::SeqCst);
+        });
+        return;
+    }
+    if cluster.primary().is_up() {
         failover.down_checks.store(0, Ordering::SeqCst);
         set(&failover.down_since, None);
         return;
@@ -230,6 +246,47 @@ async fn run(state: &Service, index: usize, down_since: Instant) {
         }
         Err(error) => tracing::error!("failover: {error}"),
     }
+}
+
+/// Follows a promotion another process using the cluster made (another
+/// bridge's failover, `POST …/fail-over` on it): `promoted` answers as a
+/// primary, and only when the cluster's record (`cluster.json`, written by
+/// the promoting process once the server takes writes) names it too do
+/// writes go to it — a node out of recovery that the record does not name is
+/// never taken for the primary. With or without `--auto-failover`.
+async fn follow(state: &Service, index: usize, promoted: &str) {
+    let failover = state.failover_of(index);
+    let cluster = &state.clusters().all()[index];
+    let Some(local) = failover.control.clone() else {
+        return;
+    };
+    let _operation = failover.lock().await;
+    let old = cluster.primary().name().to_string();
+    let recorded = tokio::task::spawn_blocking(move || local.recorded_primary()).await;
+    if recorded.ok().flatten().as_deref() != Some(promoted) || old == promoted {
+        return;
+    }
+    let down_since = get(&failover.down_since).unwrap_or_else(Instant::now);
+    cluster.set_primary(promoted);
+    let event = FailoverEvent {
+        from: old,
+        to: promoted.to_string(),
+        at_ms: super::ticks::now_ms(),
+        detect_ms: millis(down_since.elapsed()),
+        promote_ms: 0.0,
+        total_ms: millis(down_since.elapsed()),
+        repointed: Vec::new(),
+    };
+    tracing::warn!(
+        "failover{}: {} is the primary in place of {}, promoted by another process using the cluster",
+        of_cluster(state, cluster),
+        event.to,
+        event.from
+    );
+    failover.record(event);
+    super::twophase::recover_soon(state);
+    failover.down_checks.store(0, Ordering::SeqCst);
+    set(&failover.down_since, None);
 }
 
 /// Writes to `cluster` refused before they are tried: a failover of it is

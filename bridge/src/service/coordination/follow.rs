@@ -61,8 +61,13 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if running.is_some_and(|job| job.runner.as_deref() == Some(own)) {
         return Ok(Adopted::Unchanged);
     }
-    if let Some(job) = &catalog.latest {
-        service.rebalancer().set_job(job.view());
+    if let Some(job) = catalog.latest.as_ref().map(store::StoredJob::view) {
+        // This bridge's own copy of the same job, in the same state, is the
+        // richer one (a shard move's phases and progress are not stored).
+        let held = service.rebalancer().job();
+        if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
+            service.rebalancer().set_job(job);
+        }
     }
     let clusters = service.clusters().name_refs();
     let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
