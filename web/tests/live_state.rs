@@ -2,15 +2,15 @@
 //! gets becomes the state it shows (lag history, roles, jobs, the log).
 
 use ecoshard_core::wire::{
-    BulkResult, ClusterNodes, ClusterReads, Consistency, FailoverEvent, FailoverView, JobState,
-    LagSample, LayoutView, MovePhase, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
-    ShardMoveProgress, Stats, Tick, User,
+    BridgeView, BulkResult, ClusterNodes, ClusterReads, Consistency, FailoverEvent, FailoverView,
+    JobState, LagSample, LayoutView, MovePhase, NodeCount, NodeRole, NodeStatus, ReadResult,
+    RebalanceJob, ShardMoveProgress, Stats, Tick, User,
 };
 use ecoshard_core::{Layout, ShardLoad, StrategyKind, plan_numbered};
 use ecoshard_web::api::ApiError;
 use ecoshard_web::live::{
     Applying, LAG_WINDOW_MS, LOG_LENGTH, Live, LiveAction, LogKind, Prediction, ROWS_SETTLE_MS,
-    StreamStatus,
+    StreamStatus, bridge_heartbeat,
 };
 
 fn node(name: &str, role: NodeRole, up: bool, lag_ms: Option<f64>, at_ms: u64) -> NodeStatus {
@@ -985,4 +985,165 @@ fn another_clusters_reads_land_on_its_own_nodes_card() {
             ("c2/standby-1".to_string(), 7)
         ]
     );
+}
+
+/// A bridge as the tick lists it: `bridge-N` on `127.0.0.1:808N`.
+fn bridge(n: u8, version: u64, age_ms: u64, runs_job: bool, this: bool) -> BridgeView {
+    BridgeView {
+        name: format!("bridge-{n}"),
+        address: format!("127.0.0.1:808{n}"),
+        layout_version: version,
+        heartbeat_age_ms: age_ms,
+        live: age_ms < 10_000,
+        runs_job,
+        this,
+    }
+}
+
+/// [`tick`] at `at_ms`, at layout `version`, with `bridges` listed.
+fn bridges_tick(at_ms: u64, version: u64, bridges: Vec<BridgeView>) -> LiveAction {
+    let LiveAction::Tick(mut tick) = tick(at_ms, true) else {
+        unreachable!()
+    };
+    tick.layout_version = version;
+    tick.bridges = bridges;
+    LiveAction::Tick(tick)
+}
+
+/// The log's lines, newest first.
+fn log_lines(live: &Live) -> Vec<(LogKind, String)> {
+    live.log
+        .iter()
+        .map(|entry| (entry.kind, entry.text.clone()))
+        .collect()
+}
+
+#[test]
+fn one_bridge_lists_none_and_logs_nothing_about_bridges() {
+    let live = Live::default()
+        .apply(bridges_tick(1_000, 1, Vec::new()))
+        .apply(bridges_tick(2_000, 1, Vec::new()));
+    assert!(live.bridges.is_empty());
+    assert!(live.log.is_empty());
+}
+
+#[test]
+fn a_tick_with_two_bridges_shows_both_and_logs_the_one_that_joined() {
+    let two = vec![
+        bridge(1, 2, 400, false, true),
+        bridge(2, 2, 900, false, false),
+    ];
+    let live = Live::default()
+        .apply(bridges_tick(1_000, 2, Vec::new()))
+        .apply(bridges_tick(2_000, 2, two.clone()));
+    assert_eq!(live.bridges, two);
+    let names: Vec<&str> = live.bridges.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["bridge-1", "bridge-2"]);
+    assert_eq!(
+        log_lines(&live),
+        [(
+            LogKind::Ok,
+            "bridge bridge-2 joined (127.0.0.1:8082)".to_string()
+        )]
+    );
+    // The same bridges again: nothing new to say.
+    let again = live.apply(bridges_tick(3_000, 2, two));
+    assert_eq!(again.log.len(), 1);
+}
+
+#[test]
+fn a_lapsed_bridge_shows_as_such_and_is_logged_once() {
+    let live = Live::default().apply(bridges_tick(
+        1_000,
+        1,
+        vec![
+            bridge(1, 1, 300, false, true),
+            bridge(2, 1, 800, false, false),
+        ],
+    ));
+    let lapsed = vec![
+        bridge(1, 1, 300, false, true),
+        bridge(2, 1, 12_400, false, false),
+    ];
+    let live = live
+        .apply(bridges_tick(2_000, 1, lapsed.clone()))
+        .apply(bridges_tick(3_000, 1, lapsed));
+    assert!(!live.bridges[1].live);
+    assert!(live.bridges[0].live);
+    assert_eq!(
+        log_lines(&live),
+        [(
+            LogKind::Error,
+            "bridge bridge-2 lapsed: no heartbeat within the 10 s lease, so it refuses writes"
+                .to_string()
+        )]
+    );
+}
+
+#[test]
+fn the_jobs_runner_is_marked_and_a_bridge_behind_says_which_version_is_in_force() {
+    let live = Live::default().apply(bridges_tick(
+        1_000,
+        3,
+        vec![
+            bridge(1, 3, 300, false, true),
+            bridge(2, 2, 800, true, false),
+        ],
+    ));
+    let runners: Vec<&str> = live
+        .bridges
+        .iter()
+        .filter(|b| b.runs_job)
+        .map(|b| b.name.as_str())
+        .collect();
+    assert_eq!(runners, ["bridge-2"]);
+    let this: Vec<&str> = live
+        .bridges
+        .iter()
+        .filter(|b| b.this)
+        .map(|b| b.name.as_str())
+        .collect();
+    assert_eq!(this, ["bridge-1"]);
+    fn check(live: &Live, bridge: &BridgeView, expected: &str) {
+        assert_eq!(live.bridge_layout(bridge), expected);
+    }
+    check(&live, &live.bridges[0], "routes by v3 (in force)");
+    check(&live, &live.bridges[1], "routes by v2, v3 in force");
+}
+
+#[test]
+fn a_bridges_heartbeat_is_worded_in_seconds() {
+    fn check(age_ms: u64, expected: &str) {
+        assert_eq!(
+            bridge_heartbeat(&bridge(1, 1, age_ms, false, true)),
+            expected
+        );
+    }
+    check(0, "heartbeat 0.0 s ago");
+    check(412, "heartbeat 0.4 s ago");
+    check(12_400, "heartbeat 12.4 s ago");
+}
+
+#[test]
+fn the_clusters_answer_lists_the_bridges_before_the_first_tick() {
+    let LiveAction::Tick(first) = tick(1_000, true) else {
+        unreachable!()
+    };
+    let view = ecoshard_core::wire::ClusterView {
+        mode: ecoshard_core::wire::ClusterMode::Local,
+        nodes: first.nodes.clone(),
+        layout: LayoutView {
+            version: 1,
+            layout: Layout::with_count(StrategyKind::Ring, 3).unwrap(),
+            placement: Vec::new(),
+        },
+        failover: FailoverView::default(),
+        clusters: Vec::new(),
+        bridges: vec![
+            bridge(1, 1, 300, false, true),
+            bridge(2, 1, 800, false, false),
+        ],
+    };
+    let live = Live::default().apply(LiveAction::Cluster(view));
+    assert_eq!(live.bridges.len(), 2);
 }

@@ -63,6 +63,8 @@ pub(crate) fn run_steps(steps: &[&str]) -> anyhow::Result<()> {
                             "live_load",
                             "--test",
                             "live_clusters",
+                            "--test",
+                            "live_bridges",
                         ])
                         .args(["--", "--ignored", "--test-threads=1"])
                         .env("ECOSHARD_DIST", dist)

@@ -1,7 +1,8 @@
 //! What changed between two ticks, in words for the activity log: nodes
-//! going down or coming back, a new primary, a failover starting and done.
+//! going down or coming back, a new primary, a failover starting and done,
+//! bridges joining, lapsing and gone.
 
-use ecoshard_core::wire::{FailoverEvent, FailoverView, NodeRole, NodeStatus, Tick};
+use ecoshard_core::wire::{BridgeView, FailoverEvent, FailoverView, NodeRole, NodeStatus, Tick};
 
 use crate::format::millis;
 use crate::live::LogKind;
@@ -58,6 +59,24 @@ pub fn node_changes(
     });
     if let Some(event) = new_event {
         lines.push((LogKind::Ok, failover_sentence(event)));
+    }
+    lines
+}
+
+/// The lines for the bridges `now` lists against those listed `before`
+/// (none listed: one bridge, the page's own): another bridge that joined,
+/// or lapsed.
+pub fn bridge_changes(before: &[BridgeView], now: &[BridgeView]) -> Vec<(LogKind, String)> {
+    let mut lines = Vec::new();
+    for bridge in now.iter().filter(|bridge| !bridge.this) {
+        let (kind, what) = match before.iter().find(|old| old.name == bridge.name) {
+            None => (LogKind::Ok, format!("joined ({})", bridge.address)),
+            Some(old) if old.live && !bridge.live => {
+                (LogKind::Error, format!("lapsed: {}", super::words::LAPSED))
+            }
+            Some(_) => continue,
+        };
+        lines.push((kind, format!("bridge {} {what}", bridge.name)));
     }
     lines
 }

@@ -20,6 +20,6 @@ pub use predict::{Prediction, compare_with_plan};
 pub use state::{LAG_WINDOW_MS, LagPoint, Live, LiveAction};
 pub use status::{Applying, BridgeStatus, NodeRequest, StopMode, StreamStatus};
 pub use words::{
-    HeldRows, MOVE_PHASES, ROWS_SETTLE_MS, describe_layout, move_phase, phase_step,
-    shard_move_copied, shard_move_ended, shard_move_route, standby_lag, write_pause,
+    HeldRows, MOVE_PHASES, ROWS_SETTLE_MS, bridge_heartbeat, describe_layout, move_phase,
+    phase_step, shard_move_copied, shard_move_ended, shard_move_route, standby_lag, write_pause,
 };

@@ -6,15 +6,15 @@ use std::rc::Rc;
 
 use ecoshard_core::Layout;
 use ecoshard_core::wire::{
-    BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health, InsertResult,
-    JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult, RebalanceJob,
-    Stats, Tick,
+    BridgeView, BulkResult, ClusterMode, ClusterNodes, ClusterView, FailoverView, Health,
+    InsertResult, JobState, LayoutView, NodeAction, NodeCount, NodeRole, NodeStatus, ReadResult,
+    RebalanceJob, Stats, Tick,
 };
 use yew::Reducible;
 
 use crate::api::ApiError;
 use crate::format::{millis, thousands};
-use crate::live::changes::{changes, node_changes};
+use crate::live::changes::{bridge_changes, changes, node_changes};
 use crate::live::log::{ActivityLog, LogKind};
 use crate::live::words::phase_position;
 use crate::live::{
@@ -63,6 +63,9 @@ pub struct Live {
     /// last tick, the first one's also in `nodes` and `failover`; empty
     /// with one.
     pub clusters: Vec<ClusterNodes>,
+    /// With several bridges over the database, each as of the last tick
+    /// (the one streaming to this page marked `this`); empty with one.
+    pub bridges: Vec<BridgeView>,
     /// Recent lag per standby, oldest first, by [`Live::node_key`].
     pub lag: NameMap<VecDeque<LagPoint>>,
     /// Counters as of the last tick.
@@ -110,6 +113,7 @@ impl Default for Live {
             mode: None,
             nodes: Vec::new(),
             clusters: Vec::new(),
+            bridges: Vec::new(),
             lag: NameMap::default(),
             stats: Stats::default(),
             rows_held: None,
@@ -540,6 +544,7 @@ impl Live {
         self.failover = view.failover;
         self.record_nodes(&view.nodes, None);
         self.clusters = view.clusters;
+        self.bridges = view.bridges;
     }
 
     /// A tick: what it changed goes to the log (from the second tick on),
@@ -557,6 +562,7 @@ impl Live {
             self.record_lag(&format!("{}/", cluster.name), &cluster.nodes, tick.at_ms);
         }
         self.clusters = tick.clusters.clone();
+        self.bridges = tick.bridges.clone();
         // The total before this tick (this tick's, on the first one).
         let before = if self.stats.rows.is_empty() {
             tick.stats.rows.iter().map(|shard| shard.keys).sum()
@@ -573,14 +579,16 @@ impl Live {
     }
 }
 
-/// What a tick changed, in words: as one cluster's (no names), or, with
-/// several, each cluster's lines after its name.
+/// What a tick changed, in words: the bridges joining, lapsing or gone,
+/// then as one cluster's (no names), or, with several, each cluster's lines
+/// after its name.
 impl Live {
     fn tick_changes(&self, tick: &Tick) -> Vec<(LogKind, String)> {
+        let mut lines = bridge_changes(&self.bridges, &tick.bridges);
         if tick.clusters.is_empty() {
-            return changes(&self.nodes, &self.failover, tick);
+            lines.extend(changes(&self.nodes, &self.failover, tick));
+            return lines;
         }
-        let mut lines = Vec::new();
         for cluster in &tick.clusters {
             let Some(old) = self.clusters.iter().find(|old| old.name == cluster.name) else {
                 continue;

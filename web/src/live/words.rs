@@ -2,11 +2,14 @@
 //! parts of the screen never tell the same fact two ways: a standby's lag
 //! (its card and its chart), a read's lag, the rows in the database (held
 //! while a job moves them), and which layout is in force (during a job, the
-//! rebalance panel alone states the versions), and a whole-shard move's
-//! phases and progress.
+//! rebalance panel alone states the versions), a whole-shard move's
+//! phases and progress, and each bridge of several: the layout it routes
+//! by, its heartbeat, lapsed or not.
 
 use ecoshard_core::Layout;
-use ecoshard_core::wire::{MovePhase, NodeRole, NodeStatus, ReadResult, ShardMoveProgress};
+use ecoshard_core::wire::{
+    BridgeView, MovePhase, NodeRole, NodeStatus, ReadResult, ShardMoveProgress,
+};
 
 use crate::format::{bytes, count, millis, thousands};
 use crate::live::Live;
@@ -196,6 +199,30 @@ impl Live {
                 Some(_) => {}
             },
             _ => {}
+        }
+    }
+}
+
+/// What a lapsed bridge means, on its card and in the log.
+pub const LAPSED: &str = "no heartbeat within the 10 s lease, so it refuses writes";
+
+/// A bridge's heartbeat: "heartbeat 0.4 s ago" (its card's pill says
+/// whether that is within the lease).
+pub fn bridge_heartbeat(bridge: &BridgeView) -> String {
+    format!(
+        "heartbeat {:.1} s ago",
+        bridge.heartbeat_age_ms as f64 / 1_000.0
+    )
+}
+
+impl Live {
+    /// The layout a bridge routes by, against the one writes go by: "routes
+    /// by v3 (in force)", or "routes by v2, v3 in force" until it follows.
+    pub fn bridge_layout(&self, bridge: &BridgeView) -> String {
+        let version = bridge.layout_version;
+        match self.layout_version {
+            Some(now) if now != version => format!("routes by v{version}, v{now} in force"),
+            _ => format!("routes by v{version} (in force)"),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `ecoshard serve` with a local cluster of its own, for the live-view
 //! browser tests (`live.rs`, `live_nodes.rs` include this file): started on
 //! free ports in this suite's ranges ([`free_ports`]), stopped (and its
-//! PostgreSQL servers with it) when dropped, passed or panicked; and
-//! PostgreSQL queried directly, to check what the page shows.
+//! PostgreSQL servers with it) when dropped, passed or panicked; a second
+//! bridge joining its cluster ([`Bridge::join`]); and PostgreSQL queried
+//! directly, to check what the page shows.
 
 #![allow(dead_code)]
 
@@ -23,6 +24,9 @@ pub struct Bridge {
     pg_port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// Whether dropping it removes the cluster directory (not a joined
+    /// bridge's: the first one's).
+    owns_dir: bool,
 }
 
 impl Bridge {
@@ -51,9 +55,44 @@ impl Bridge {
             pg_port,
             dir,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            owns_dir: true,
         };
         bridge.spawn().await;
         bridge
+    }
+
+    /// A second `ecoshard serve` over this one's cluster, on a port of its
+    /// own, with this one's arguments but its `--name`, then `extra_args`
+    /// (its own `--name`…): it joins the running cluster and starts
+    /// nothing. Drop it before this one.
+    pub async fn join(&self, extra_args: &[&str]) -> Bridge {
+        let mut inherited = Vec::new();
+        let mut args = self.extra_args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "--name" {
+                args.next();
+            } else {
+                inherited.push(arg.clone());
+            }
+        }
+        let http_port = free_ports(18_500, 1);
+        let mut joined = Bridge {
+            child: None,
+            binary: self.binary.clone(),
+            http_port,
+            url: format!("http://127.0.0.1:{http_port}/"),
+            pg_port: self.pg_port,
+            dir: self.dir.clone(),
+            extra_args: [inherited, to_strings(extra_args)].concat(),
+            owns_dir: false,
+        };
+        joined.spawn().await;
+        joined
+    }
+
+    /// Where it listens: `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
     }
 
     /// Starts `ecoshard serve` (reusing the cluster directory) and waits
@@ -111,6 +150,15 @@ impl Bridge {
         }
     }
 
+    /// Kills the bridge at once (SIGKILL), as a crash would: it stops
+    /// nothing and says goodbye to no one.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn healthy(&self) -> bool {
         use std::io::{Read, Write};
         let port = self.url.trim_end_matches('/').rsplit(':').next().unwrap();
@@ -158,6 +206,10 @@ impl Bridge {
     }
 }
 
+fn to_strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| arg.to_string()).collect()
+}
+
 fn psql_binary() -> PathBuf {
     let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
     versions
@@ -170,7 +222,9 @@ fn psql_binary() -> PathBuf {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! routing, and applying the explorer's layout. Without a bridge it says so
 //! and points at the explorer, which works on its own.
 
+mod bridges;
 mod lag_chart;
 mod load;
 mod rebalance;

@@ -2,7 +2,8 @@
 //! as the bridge reports it (after a failover the node named `primary` may be
 //! a standby), up/down, current lag, reads per second, and (local cluster)
 //! stop, crash and start switches. A banner says what a primary that is down
-//! means for writes, and what the last failover did.
+//! means for writes, and what the last failover did. With several bridges,
+//! they come first (`bridges.rs`).
 
 use ecoshard_core::wire::{ClusterMode, ClusterNodes, FailoverView, NodeRole, NodeStatus};
 use yew::platform::spawn_local;
@@ -43,6 +44,7 @@ pub(super) fn Topology(props: &TopologyProps) -> Html {
                 <h3>{ if live.clusters.is_empty() { "Cluster" } else { "Clusters" } }</h3>
                 <span class="muted small" id="cluster-settings">{ cluster_settings(live) }</span>
             </div>
+            { super::bridges::bridges(live) }
             if live.clusters.is_empty() {
                 { group(None) }
             } else {
