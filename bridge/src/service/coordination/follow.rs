@@ -61,13 +61,8 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if running.is_some_and(|job| job.runner.as_deref() == Some(own)) {
         return Ok(Adopted::Unchanged);
     }
-    if let Some(job) = catalog.latest.as_ref().map(store::StoredJob::view) {
-        // This bridge's own copy of the same job, in the same state, is the
-        // richer one (a shard move's phases and progress are not stored).
-        let held = service.rebalancer().job();
-        if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
-            service.rebalancer().set_job(job);
-        }
+    if let Some(job) = &catalog.latest {
+        show_job(service, job);
     }
     let clusters = service.clusters().name_refs();
     let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
@@ -130,6 +125,17 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
         tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
     }
     Ok(Adopted::Swapped)
+}
+
+/// Shows the catalog's latest job, unless this bridge holds its own copy of
+/// that job in the same state: the richer one (a shard move's phases and
+/// progress are not stored).
+fn show_job(service: &Service, job: &store::StoredJob) {
+    let job = job.view();
+    let held = service.rebalancer().job();
+    if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
+        service.rebalancer().set_job(job);
+    }
 }
 
 /// The catalog's layouts and jobs, and `c1`'s WAL position after them.
