@@ -11,14 +11,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::blocking::{Scratch, Serve, all_streaming, eventually, eventually_some, http};
-use common::free_ports;
+use common::{connect_node_in, connect_primary_in, free_ports, primary_in};
 use ecoshard_bridge::service::twophase::TwoPhase;
 use ecoshard_bridge::{AppState, ClusterOptions, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::wire::{
@@ -151,13 +151,6 @@ fn cluster_dir(scratch: &Scratch, name: &str) -> PathBuf {
     }
 }
 
-/// The node that is primary in the cluster in `dir`, by its `cluster.json`.
-fn primary_in(dir: &Path) -> String {
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
-    state["primary"].as_str().unwrap_or("primary").to_owned()
-}
-
 /// The failovers the bridge made in cluster `name` (`/metrics`).
 fn failovers(addr: &str, name: &str) -> u64 {
     let (status, body) = http(addr, "GET", "/metrics", None).expect("GET /metrics");
@@ -213,35 +206,6 @@ fn failed_over_once(addr: &str, name: &str, killed: &str, before: (u64, u64), ot
     assert_eq!(failovers(addr, other), before.1, "promotions in {other}");
 }
 
-/// The primary now of the local cluster in `dir`.
-async fn connect(dir: &Path) -> tokio_postgres::Client {
-    let offset = match primary_in(dir).strip_prefix("standby-") {
-        Some(index) => index.parse::<u16>().unwrap(),
-        None => 0,
-    };
-    connect_node(dir, offset).await
-}
-
-/// The node `offset` ports from the first of the local cluster in `dir`
-/// (`primary` 0, `standby-1` 1, …).
-async fn connect_node(dir: &Path, offset: u16) -> tokio_postgres::Client {
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
-    let port = state["pg_port"].as_u64().unwrap() as u16;
-    let passfile = std::fs::read_to_string(dir.join("pgpass")).unwrap();
-    let password = ecoshard_postgres::pgpass::lookup(&passfile, "ecoshard").unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port + offset)
-        .user("ecoshard")
-        .password(&password)
-        .dbname("ecomarket");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 /// On both clusters' primaries now: every (user_id, shard) of `layout`'s
 /// shards, the prepared transactions, and what shard moves left.
 fn stored(scratch: &Scratch, layout: &Layout) -> (Vec<(String, String)>, i64, Vec<String>) {
@@ -252,7 +216,7 @@ fn stored(scratch: &Scratch, layout: &Layout) -> (Vec<(String, String)>, i64, Ve
     runtime.block_on(async {
         let (mut rows, mut prepared, mut left) = (Vec::new(), 0, Vec::new());
         for name in ["c1", "c2"] {
-            let client = connect(&cluster_dir(scratch, name)).await;
+            let client = connect_primary_in(&cluster_dir(scratch, name)).await;
             for shard in &layout.shards {
                 let sql = format!("SELECT user_id FROM \"shard_{}\".users", shard.name);
                 if let Ok(found) = client.query(&sql, &[]).await {
@@ -268,7 +232,7 @@ fn stored(scratch: &Scratch, layout: &Layout) -> (Vec<(String, String)>, i64, Ve
             // A subscription's table copies have slots of their own, and
             // an old primary back as a standby could keep its slots.
             for offset in 0..3 {
-                let node = connect_node(&cluster_dir(scratch, name), offset).await;
+                let node = connect_node_in(&cluster_dir(scratch, name), offset).await;
                 let sql = "SELECT slot_name::text FROM pg_replication_slots \
                             WHERE slot_type = 'logical'";
                 for row in node.query(sql, &[]).await.unwrap() {
@@ -486,7 +450,7 @@ fn a_shard_move_whose_source_or_target_fails_over_no_longer_hangs_in_copying() {
             .build()
             .unwrap();
         for name in ["c1", "c2"] {
-            let client = runtime.block_on(connect(&cluster_dir(&scratch, name)));
+            let client = runtime.block_on(connect_primary_in(&cluster_dir(&scratch, name)));
             let has_s0: bool = runtime
                 .block_on(client.query_one("SELECT to_regnamespace('shard_s0') IS NOT NULL", &[]))
                 .unwrap()

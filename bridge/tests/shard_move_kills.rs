@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::blocking::{Scratch, Serve, eventually_some, http};
-use common::free_ports;
+use common::{connect_primary_in, free_ports};
 use ecoshard_core::wire::{JobState, MovePhase, RebalanceJob, VerifyReport};
 use ecoshard_core::{Layout, StrategyKind};
 
@@ -167,7 +167,7 @@ fn converged(addr: &str, scratch: &Scratch, s0_on: &str, acknowledged: &[String]
         .unwrap();
     runtime.block_on(async {
         for (cluster, dir) in [("c1", scratch.dir.clone()), ("c2", scratch.dir.join("c2"))] {
-            let client = connect(&dir).await;
+            let client = connect_primary_in(&dir).await;
             let left = ecoshard_bridge::db::logical::leftovers(&client, "ecomarket")
                 .await
                 .unwrap();
@@ -180,29 +180,4 @@ fn converged(addr: &str, scratch: &Scratch, s0_on: &str, acknowledged: &[String]
             assert_eq!(has_s0, cluster == s0_on, "shard_s0 on {cluster}");
         }
     });
-}
-
-/// The primary of the local cluster in `dir` (its `cluster.json` names the
-/// port, its passfile the password).
-async fn connect(dir: &std::path::Path) -> tokio_postgres::Client {
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
-    let port = state["pg_port"].as_u64().unwrap() as u16;
-    let primary = state["primary"].as_str().unwrap_or("primary");
-    let offset = match primary.strip_prefix("standby-") {
-        Some(index) => index.parse::<u16>().unwrap(),
-        None => 0,
-    };
-    let passfile = std::fs::read_to_string(dir.join("pgpass")).unwrap();
-    let password = ecoshard_postgres::pgpass::lookup(&passfile, "ecoshard").unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port + offset)
-        .user("ecoshard")
-        .password(&password)
-        .dbname("ecomarket");
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
 }

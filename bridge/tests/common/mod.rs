@@ -329,6 +329,44 @@ pub async fn connect(cluster: &LocalCluster, node: &str, database: &str) -> toki
     }
 }
 
+/// The node `offset` ports from the first of the local cluster in `dir`
+/// (`primary` 0, `standby-1` 1, …), found from its files alone (its
+/// `cluster.json` names the first port, its passfile the password), as a
+/// test of `ecoshard serve` reaches the servers the binary started.
+pub async fn connect_node_in(dir: &std::path::Path, offset: u16) -> tokio_postgres::Client {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
+    let port = state["pg_port"].as_u64().unwrap() as u16;
+    let passfile = std::fs::read_to_string(dir.join("pgpass")).unwrap();
+    let password = ecoshard_postgres::pgpass::lookup(&passfile, "ecoshard").unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port + offset)
+        .user("ecoshard")
+        .password(&password)
+        .dbname("ecomarket");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The node `cluster.json` in `dir` names primary now.
+pub fn primary_in(dir: &std::path::Path) -> String {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
+    state["primary"].as_str().unwrap_or("primary").to_owned()
+}
+
+/// The primary now of the local cluster in `dir` ([`connect_node_in`]).
+pub async fn connect_primary_in(dir: &std::path::Path) -> tokio_postgres::Client {
+    let offset = match primary_in(dir).strip_prefix("standby-") {
+        Some(index) => index.parse::<u16>().unwrap(),
+        None => 0,
+    };
+    connect_node_in(dir, offset).await
+}
+
 /// The data directory of the node `node`.
 pub fn data_dir(cluster: &LocalCluster, node: &str) -> PathBuf {
     cluster
