@@ -95,7 +95,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn the_original_six_checks_pass_through_the_load_balancer_on_both_bridges() {
-    let service = Balanced::start("balanced", 33800, 18900, &[]);
+    let service = Balanced::start("balanced", 22200, 18900, &[]);
     let rt = runtime();
     requests_reach_both_bridges(&service);
     write_on_primary_is_visible_on_both_standbys(&service, &rt);
@@ -299,7 +299,7 @@ fn now_ms() -> u64 {
 
 #[test]
 fn a_bridge_killed_under_load_fails_at_most_its_requests_in_flight_and_loses_no_insert() {
-    let mut service = Balanced::start("balanced-kill", 34000, 19000, &["--strategy", "modulo"]);
+    let mut service = Balanced::start("balanced-kill", 22400, 19000, &["--strategy", "modulo"]);
     let rt = runtime();
     users_are_placed_as_the_core_says(&service, &rt, StrategyKind::Modulo, "mod_");
     let load = Load::inserts_and_reads(service.lb(), 4);
@@ -497,7 +497,7 @@ fn one(lb: &str, method: &str, path: &str, body: Option<&str>, inserted: Option<
 /// promoted, and the second answer names that same promotion.
 #[test]
 fn a_failover_asked_by_two_processes_promotes_one_standby() {
-    let first = common::start_cluster("balanced-failover", 34200, false);
+    let first = common::start_cluster("balanced-failover", 22600, false);
     let port = first.nodes()[0].port;
     let joined = LocalCluster::start(&ClusterOptions::new(first.data_dir(), port))
         .expect("joining the cluster");

@@ -23,11 +23,11 @@ use ecoshard_core::wire::{BridgeView, ClusterView, JobState, LayoutView, Rebalan
 use ecoshard_postgres::Endpoint;
 use rows::{assert_no_key_twice, snapshot};
 
-/// This binary's cluster, on ports from 34600.
-static CLUSTER: SharedCluster = SharedCluster::new("bridges", 34600, false);
+/// This binary's cluster, on ports from 23400.
+static CLUSTER: SharedCluster = SharedCluster::new("bridges", 23400, false);
 
 /// Two clusters without standbys, for a bridge cut off from `c1` alone.
-static TWO: SharedClusters = SharedClusters::new("bridges-two", 34800, 2, 0);
+static TWO: SharedClusters = SharedClusters::new("bridges-two", 23600, 2, 0);
 
 /// The longest a job may take here.
 const JOB_LIMIT: Duration = Duration::from_secs(300);

@@ -31,7 +31,7 @@ const WITHIN: Duration = Duration::from_secs(90);
 /// bridge SIGKILLed, the next primary killed: the second alone fails over.
 #[test]
 fn a_primary_killed_under_two_bridges_is_promoted_once_and_both_write_there() {
-    let mut bridges = Bridges::start("bridges-failover", 36000, 19400, &[]);
+    let mut bridges = Bridges::start("bridges-failover", 23800, 19400, &[]);
     bridges.kill_primary_under_load();
     bridges.restart_old_primary();
 
@@ -47,7 +47,7 @@ fn a_primary_killed_under_two_bridges_is_promoted_once_and_both_write_there() {
 #[test]
 fn a_bridge_without_auto_failover_follows_a_promotion_another_bridge_made() {
     let sync = ["--sync-replication"];
-    let mut bridges = Bridges::start("bridges-failover-sync", 36400, 19500, &sync);
+    let mut bridges = Bridges::start("bridges-failover-sync", 24000, 19500, &sync);
     bridges.kill_primary_under_load();
     bridges.restart_old_primary();
 
@@ -70,7 +70,7 @@ fn a_bridge_without_auto_failover_follows_a_promotion_another_bridge_made() {
 /// (before, it promoted the first standby with as much WAL: two primaries).
 #[test]
 fn a_failover_after_a_promotion_left_unrecorded_promotes_no_second_standby() {
-    let cluster = common::start_cluster("unrecorded-promotion", 36800, false);
+    let cluster = common::start_cluster("unrecorded-promotion", 24200, false);
     let last = cluster.nodes().last().expect("a standby").name.clone();
     assert!(cluster.kill_node("primary").expect("killing the primary"));
     runtime().block_on(async {

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use common::{LIMIT, SharedClusters, bridge_with, connect, prepared, recovery};
 
-/// This binary's two clusters, primaries alone, on ports from 33200.
-static CLUSTERS: SharedClusters = SharedClusters::new("bulk_across", 33200, 2, 0);
+/// This binary's two clusters, primaries alone, on ports from 22000.
+static CLUSTERS: SharedClusters = SharedClusters::new("bulk_across", 22000, 2, 0);
 
 /// A bridge over `c1` and `c2` on its own database (a ring of 3 shards:
 /// s0, s2 on c1, s1 on c2).

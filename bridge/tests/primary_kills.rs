@@ -313,7 +313,7 @@ fn a_primary_killed_anywhere_in_moves_between_clusters_converges() {
         "--rebalance-batch",
         "40",
     ];
-    let (bridge, addr) = serve(&scratch, 34400, &extra);
+    let (bridge, addr) = serve(&scratch, 21000, &extra);
     let initial = load(&addr, "u", 600);
     let stop = Arc::new(AtomicBool::new(false));
     let inserts = inserter(addr.clone(), "w", Arc::clone(&stop));
@@ -414,7 +414,7 @@ fn a_shard_move_whose_source_or_target_fails_over_no_longer_hangs_in_copying() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let scratch = Scratch::new("primary-kills-shards");
-    let (bridge, addr) = serve(&scratch, 34700, &["--strategy", "ring", "--shards", "3"]);
+    let (bridge, addr) = serve(&scratch, 21300, &["--strategy", "ring", "--shards", "3"]);
     let (status, body) = http(&addr, "PUT", "/api/layout", Some(&placement("c1"))).unwrap();
     assert!(status == 202 || status == 200, "{body}");
     let initial = load(&addr, "before_", 5_000);
@@ -520,7 +520,7 @@ fn prepared_parts_survive_a_promotion_and_the_recovery_pass_settles_them_there()
             "ecoshard-test-primary-kills-prepared-{}",
             std::process::id()
         ));
-        let mut options = ClusterOptions::new(&dir, free_ports(35000, 13));
+        let mut options = ClusterOptions::new(&dir, free_ports(21600, 13));
         options.remove_on_exit = true;
         options.sync_replication = true;
         let started = ecoshard_postgres::LocalClusters::start(&options, 2).expect("clusters");

@@ -19,8 +19,8 @@ use common::{
     Answer, ReadLoad, SharedClusters, bridge_with, connect, control, get, post, put_layout,
 };
 
-/// This binary's two clusters of one standby each, on ports from 33400.
-static CLUSTERS: SharedClusters = SharedClusters::new("shardmove", 33400, 2, 1);
+/// This binary's two clusters of one standby each, on ports from 23200.
+static CLUSTERS: SharedClusters = SharedClusters::new("shardmove", 23200, 2, 1);
 
 /// The longest a move may take here.
 const JOB_LIMIT: Duration = Duration::from_secs(300);

@@ -92,8 +92,8 @@ fn kill_in(bridge: &mut Serve, addr: &str, id: u64, phase: MovePhase) -> String 
 #[test]
 fn a_bridge_killed_in_every_phase_of_a_shard_move_resumes_it_and_converges() {
     let scratch = Scratch::new("shard-move-kills");
-    let port = free_ports(33800, 12).to_string();
-    let addr = format!("127.0.0.1:{}", free_ports(33900, 1));
+    let port = free_ports(23000, 12).to_string();
+    let addr = format!("127.0.0.1:{}", free_ports(23100, 1));
     let data_dir = scratch.dir.display().to_string();
     let args = [
         "--pg-port",

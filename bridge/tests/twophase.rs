@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use common::{LIMIT, SharedClusters, bridge_with, connect, eventually_some, prepared, recovery};
 
-/// This binary's two clusters, primaries alone, on ports from 32000.
-static CLUSTERS: SharedClusters = SharedClusters::new("twophase", 32000, 2, 0);
+/// This binary's two clusters, primaries alone, on ports from 24800.
+static CLUSTERS: SharedClusters = SharedClusters::new("twophase", 24800, 2, 0);
 
 /// A bridge over `c1` and `c2` on its own database, with a table `moved`
 /// on both primaries.

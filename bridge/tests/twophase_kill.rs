@@ -159,8 +159,8 @@ fn a_bridge_killed_anywhere_in_moves_between_clusters_converges() {
     eprintln!("ECOSHARD_KILL_SEED={seed}");
     let mut random = Random(seed);
     let scratch = Scratch::new("twophase-kill");
-    let port = free_ports(32400, 11);
-    let addr = format!("127.0.0.1:{}", free_ports(32600, 1));
+    let port = free_ports(24400, 11);
+    let addr = format!("127.0.0.1:{}", free_ports(24600, 1));
     let (port_arg, data_dir) = (port.to_string(), scratch.dir.display().to_string());
     let args = [
         "--pg-port",

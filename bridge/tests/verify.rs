@@ -18,8 +18,8 @@ use common::{
     ring, wait_streaming,
 };
 
-/// This binary's two clusters of one standby each, on ports from 32600.
-static CLUSTERS: SharedClusters = SharedClusters::new("verify", 32600, 2, 1);
+/// This binary's two clusters of one standby each, on ports from 22800.
+static CLUSTERS: SharedClusters = SharedClusters::new("verify", 22800, 2, 1);
 
 /// A bridge over `c1` and `c2` on its own database, ring over 3 shards
 /// spread round-robin (`s0`, `s2` on `c1`, `s1` on `c2`).

@@ -62,8 +62,14 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<
 /// The first of `base`, `base + 10`, … (200 tries) where `count` loopback
 /// ports in a row are free. `ECOSHARD_TEST_PORT_OFFSET` (0–9) shifts every
 /// search, so test runs of two checkouts at once never pick the same ports
-/// while one of them is still starting its servers.
+/// while one of them is still starting its servers. Every base stays below
+/// 32768, where Linux's ephemeral range starts, so no outgoing connection
+/// takes a port between the pick and a server's bind seconds later.
 pub fn free_ports(base: u16, count: u16) -> u16 {
+    assert!(
+        base < 32_000,
+        "test ports from {base}: inside the ephemeral range"
+    );
     let base = base + port_offset();
     (0..200)
         .map(|step| base + step * 10)
