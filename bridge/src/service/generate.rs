@@ -57,6 +57,7 @@ pub(crate) async fn generate(
     // A shard move's cutover holds the data set back (within the write
     // deadline), as it does a single insert of that shard.
     let fence_deadline = tokio::time::Instant::now() + super::failover::WRITE_TIMEOUT;
+    super::coordination::renew(service, fence_deadline).await;
     let Some((_gate, table)) = service.routing().write_table_unfenced(fence_deadline).await else {
         return Err(Error::ShardFenced("a shard of this data set".into()));
     };

@@ -8,8 +8,8 @@ use ecoshard_core::wire::{InsertResult, NewUser, User};
 use tokio_postgres::types::PgLsn;
 
 use super::failover::{self, WRITE_TIMEOUT};
-use super::input;
 use super::{Error, Service};
+use super::{coordination, input};
 use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db::{self, ShardSql, WriteFailure};
 use crate::routing::RoutingTable;
@@ -25,9 +25,8 @@ pub(crate) struct Inserted {
     pub(crate) created: bool,
 }
 
-/// Inserts `new_user` (its name and e-mail derived from its id when not
-/// given).
-pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inserted, Error> {
+/// A new user's id, name and email, checked, with the defaults filled in.
+fn fields(new_user: NewUser) -> Result<(String, String, String), Error> {
     input::user_id(&new_user.user_id)?;
     if let Some(name) = &new_user.name {
         input::name(name)?;
@@ -40,8 +39,16 @@ pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inser
     let email = new_user
         .email
         .unwrap_or_else(|| format!("{user_id}@ecomarket.example"));
+    Ok((user_id, name, email))
+}
+
+/// Inserts `new_user` (its name and e-mail derived from its id when not
+/// given).
+pub(crate) async fn insert(service: &Service, new_user: NewUser) -> Result<Inserted, Error> {
+    let (user_id, name, email) = fields(new_user)?;
     // Everything the insert does, the fence of a shard move and read-back too.
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+    coordination::renew(service, deadline).await;
     // Held until the commit: a rebalance swaps tables between writes only.
     let Some((_gate, table)) = service.routing().write_table_for(&user_id, deadline).await else {
         return Err(Error::ShardFenced(format!("the shard of {user_id:?}")));

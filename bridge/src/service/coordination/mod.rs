@@ -3,7 +3,10 @@
 //! (the catalog's NOTIFY on a connection of its own, and a poll with each
 //! heartbeat as the fallback), the routing adopted on news (`follow.rs`),
 //! and the self-fence: a bridge whose last heartbeat is too old refuses
-//! writes until it has heartbeated again and reloaded the routing.
+//! writes until it has heartbeated again and reloaded the routing. A write
+//! that finds the bridge fenced while the catalog's primary answers asks
+//! for that heartbeat at once and waits for it (within its deadline), so
+//! writes resume as soon as the catalog is back, not a round later.
 //!
 //! *Why no bridge writes by an old routing once others count it as dead:*
 //! others count a bridge live while the catalog's `now() - heartbeat <
@@ -41,6 +44,10 @@ pub(crate) const LEASE: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_secs(WRITE_TIMEOUT.as_secs() + 1);
 /// Between two looks at the other bridges while a job waits for them.
 const WAIT_POLL: Duration = Duration::from_millis(50);
+/// Longest a write waits for a fenced bridge's heartbeat.
+const RENEW_WAIT: Duration = Duration::from_secs(2);
+/// Between two heartbeats asked for by a write, when one failed.
+const RENEW_RETRY: Duration = Duration::from_millis(100);
 
 /// Who this bridge is, for the others.
 #[derive(Clone, Debug)]
@@ -59,8 +66,11 @@ pub(crate) struct Coordination {
     writable_until: Mutex<Option<Instant>>,
     /// The catalog's state the routing was last reloaded for.
     followed: Mutex<Option<CatalogMark>>,
-    /// Told on each notification from the catalog.
+    /// Told on each notification from the catalog, and by a write that
+    /// wants a heartbeat now.
     news: Notify,
+    /// Told after each heartbeat round, whatever it did.
+    rounds: Notify,
     /// The bridges as last listed, and when.
     bridges: RwLock<(Vec<BridgeRow>, Option<Instant>)>,
 }
@@ -72,6 +82,7 @@ impl Coordination {
             writable_until: Mutex::new(None),
             followed: Mutex::new(None),
             news: Notify::new(),
+            rounds: Notify::new(),
             bridges: RwLock::new((Vec::new(), None)),
         }
     }
@@ -130,6 +141,38 @@ pub(crate) fn write_refusal(service: &Service) -> Option<Error> {
     (!service.coordination().writable()).then_some(Error::BridgeFenced)
 }
 
+/// When this bridge is fenced and the catalog's primary answers its health
+/// checks: asks for a heartbeat round now and waits for one that makes it
+/// writable again, at most [`RENEW_WAIT`] and never past `deadline`. The
+/// caller then checks [`write_refusal`] as usual. A write taken after this
+/// is as safe as one taken after a regular round: the lease counts from
+/// the heartbeat's sending, and the write's deadline was set before it.
+pub(crate) async fn renew(service: &Service, deadline: tokio::time::Instant) {
+    let coordination = service.coordination();
+    if coordination.writable() || !service.cluster().primary().is_up() {
+        return;
+    }
+    let until = deadline.min(tokio::time::Instant::now() + RENEW_WAIT);
+    let renewing = async {
+        loop {
+            let round = coordination.rounds.notified();
+            tokio::pin!(round);
+            round.as_mut().enable();
+            if coordination.writable() {
+                return;
+            }
+            coordination.news.notify_one();
+            round.await;
+            if coordination.writable() {
+                return;
+            }
+            tokio::time::sleep(RENEW_RETRY).await;
+        }
+    };
+    // Past `until` the write is refused as fenced, as before asking.
+    let _ = tokio::time::timeout_at(until, renewing).await;
+}
+
 /// Registers this bridge (one heartbeat round, so it starts writable when
 /// the catalog answers) as the runner of job `resumed`, if it resumed one,
 /// then heartbeats every [`HEARTBEAT`] and listens for the catalog's news.
@@ -168,6 +211,7 @@ async fn heartbeats(service: Service) {
         if let Err(why) = round(&service).await {
             tracing::warn!("heartbeat: {why}");
         }
+        service.coordination().rounds.notify_waiters();
     }
 }
 
