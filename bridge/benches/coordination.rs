@@ -20,7 +20,10 @@
 //! 3. **What coordination costs a write.** Inserts sent directly to A with
 //!    A alone, with B registered and live, and sent directly with
 //!    tokio-postgres, side by side in rounds (every other round B's phase
-//!    before A's alone; B started for its phase and stopped after it).
+//!    before A's alone; B started for its phase and stopped after it); and
+//!    the CPU time A's process takes per insert and B's process takes
+//!    beside it, from `/proc`, which the machine's other load moves less
+//!    than throughput.
 //!
 //! `cargo bench -p ecoshard-bridge --bench coordination`; settings from the
 //! environment: ECOSHARD_BENCH_CHANGES (layout changes per mode, 100; 0
@@ -612,6 +615,7 @@ fn writes(run: &Run, runtime: &tokio::runtime::Runtime) {
     );
     let layout = runtime.block_on(layout_in_force(&run.a));
     let password = run.password();
+    let a = serve_pid("bench-a").expect("bridge A's process");
     let mut rounds = Vec::new();
     for round in 0..run.settings.rounds {
         let load = load_average();
@@ -622,48 +626,111 @@ fn writes(run: &Run, runtime: &tokio::runtime::Runtime) {
             clients,
             duration,
         ));
+        let inserts = || bridge_inserts(&run.a, clients, duration);
         // Every other round B's phase first, so a drift over the round
         // does not favour one side.
-        let alone_first = round % 2 == 0;
         let mut alone = None;
-        if alone_first {
-            alone = Some(runtime.block_on(bridge_inserts(&run.a, clients, duration)));
+        if round % 2 == 0 {
+            alone = Some(on_cpu(&[a], || runtime.block_on(inserts())));
         }
         let b = run.start("bench-b", &run.b);
         runtime.block_on(wait_live(&run.a, 2));
-        let beside = runtime.block_on(bridge_inserts(&run.a, clients, duration));
+        let b_pid = serve_pid("bench-b").expect("bridge B's process");
+        let beside = on_cpu(&[a, b_pid], || runtime.block_on(inserts()));
         drop(b);
         runtime.block_on(wait_live(&run.a, 1));
-        let alone = match alone {
-            Some(alone) => alone,
-            None => runtime.block_on(bridge_inserts(&run.a, clients, duration)),
-        };
-        rounds.push((round + 1, load, direct, alone, beside));
+        let alone = alone.unwrap_or_else(|| on_cpu(&[a], || runtime.block_on(inserts())));
+        rounds.push(Round {
+            load,
+            direct,
+            alone,
+            beside,
+        });
     }
     print_writes(&rounds);
 }
 
+/// One round of part 3: the load average at its start, the direct
+/// inserts, A's alone and A's with B live, each with the CPU time of the
+/// bridges' processes over it (A's; A's and B's).
+struct Round {
+    load: String,
+    direct: Outcome,
+    alone: (Outcome, Vec<Duration>),
+    beside: (Outcome, Vec<Duration>),
+}
+
 /// Part 3's table, one line per round.
-fn print_writes(rounds: &[(usize, String, Outcome, Outcome, Outcome)]) {
+fn print_writes(rounds: &[Round]) {
     println!(
-        "\n| round | load average | direct ins/s | A alone ins/s | A, B live ins/s | alone ÷ direct | B live ÷ alone | p50 alone / B live ms | p99 alone / B live ms | errors |"
+        "\n| round | load average | direct ins/s | A alone ins/s | A, B live ins/s | alone ÷ direct | B live ÷ alone | p50 alone / B live ms | A's CPU µs per insert, alone / B live | B's CPU, % of a core | errors |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (round, load, direct, alone, beside) in rounds {
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (index, round) in rounds.iter().enumerate() {
+        let ((alone, alone_cpu), (beside, beside_cpu)) = (&round.alone, &round.beside);
+        let per_insert = |outcome: &Outcome, cpu: Duration| {
+            cpu.as_secs_f64() * 1e6 / outcome.latencies_us.len().max(1) as f64
+        };
         println!(
-            "| {round} | {load} | {:.0} | {:.0} | {:.0} | {:.0} % | {:.1} % | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
-            direct.per_sec(),
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} % | {:.1} % | {:.2} / {:.2} | {:.0} / {:.0} | {:.1} % | {} |",
+            index + 1,
+            round.load,
+            round.direct.per_sec(),
             alone.per_sec(),
             beside.per_sec(),
-            100.0 * alone.per_sec() / direct.per_sec(),
+            100.0 * alone.per_sec() / round.direct.per_sec(),
             100.0 * beside.per_sec() / alone.per_sec(),
             alone.percentile(50.0),
             beside.percentile(50.0),
-            alone.percentile(99.0),
-            beside.percentile(99.0),
-            direct.errors + alone.errors + beside.errors
+            per_insert(alone, alone_cpu[0]),
+            per_insert(beside, beside_cpu[0]),
+            100.0 * beside_cpu[1].as_secs_f64() / beside.elapsed.as_secs_f64(),
+            round.direct.errors + alone.errors + beside.errors
         );
     }
+}
+
+/// `phase`'s outcome and the CPU time (user and system) each of `pids`
+/// took over it.
+fn on_cpu(pids: &[u32], phase: impl FnOnce() -> Outcome) -> (Outcome, Vec<Duration>) {
+    let before: Vec<Duration> = pids.iter().map(|pid| cpu_time(*pid)).collect();
+    let outcome = phase();
+    let used = pids
+        .iter()
+        .zip(before)
+        .map(|(pid, before)| cpu_time(*pid).saturating_sub(before))
+        .collect();
+    (outcome, used)
+}
+
+/// The CPU time process `pid` has used, from `/proc` (clock ticks of 10 ms:
+/// Linux's `USER_HZ`).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) state …`: utime and stime are the 12th and 13th fields
+    // after the command's closing parenthesis.
+    let after = stat.rfind(')').map_or("", |at| &stat[at + 1..]);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The process of `ecoshard serve --name NAME`, from `/proc`.
+fn serve_pid(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+        let serving = args.iter().any(|arg| *arg == b"serve");
+        let named = args
+            .windows(2)
+            .any(|pair| pair[0] == b"--name" && pair[1] == name.as_bytes());
+        (serving && named).then_some(pid)
+    })
 }
 
 /// The layout A routes by now.
