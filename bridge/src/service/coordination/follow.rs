@@ -1,13 +1,17 @@
 //! A bridge that does not run the job routes as the one that does: the
-//! layout in force alone, or during a job moving keys the target for
-//! writes and both layouts for reads, exactly as the mover's swap does;
-//! reloaded from the catalog, never from memory.
+//! layout in force alone, during a job moving keys the target for writes
+//! and both layouts for reads, during a placement change each shard on
+//! its target once its cutover is decided, with the fence of a cutover
+//! under way held (`fence.rs`), exactly as the mover's swaps do; reloaded
+//! from the catalog, never from memory.
 
 use std::time::Duration;
 
 use ecoshard_core::wire::{JobState, LayoutView};
 
+use super::fence::Held;
 use crate::db::jobs as store;
+use crate::db::logical::{StoredMove, moves};
 use crate::db::schema::{active_layout, target_layout};
 use crate::routing::{RoutingTable, wait_unshared};
 use crate::service::Service;
@@ -26,7 +30,8 @@ pub(super) enum Adopted {
     Busy,
     /// The routing in force is the catalog's.
     Unchanged,
-    /// The routing was swapped for the catalog's.
+    /// The routing was swapped for the catalog's, or the fence it holds
+    /// changed.
     Swapped,
 }
 
@@ -36,16 +41,17 @@ struct Catalog {
     target: Option<LayoutView>,
     unfinished: Option<store::StoredJob>,
     latest: Option<store::StoredJob>,
+    /// The unfinished job's shard moves (a placement change's).
+    moves: Vec<StoredMove>,
     c1_lsn: u64,
 }
 
 /// Reloads the layout and job from the catalog and swaps the routing when
 /// it differs from the one in force (waiting for the requests under the
-/// old one). Nothing while this bridge runs a job or
+/// old one), then holds the fence of a placement change's cutover under
+/// way (lets it go once decided). Nothing while this bridge runs a job or
 /// generates a data set (its routing is the job's; a generation holds
-/// back another bridge's job, which waits for this one to follow). A
-/// placement change run by another bridge is an error: its cutover is not
-/// followed here, so this bridge stays fenced until it is done.
+/// back another bridge's job, which waits for this one to follow).
 pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if service.rebalancer().try_hold().is_none() {
         return Ok(Adopted::Busy);
@@ -64,39 +70,22 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if let Some(job) = &catalog.latest {
         show_job(service, job);
     }
-    let clusters = service.clusters().name_refs();
-    let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
-        let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
-        Ok(LayoutView {
-            layout,
-            ..view.clone()
-        })
-    };
-    let active = in_force(&catalog.active)?;
-    let moving = match (&catalog.target, &catalog.unfinished) {
-        (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
-        _ => None,
-    };
-    let (current, previous) = match moving {
-        Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
-            return Err(format!(
-                "bridge {} moves shards between clusters (job {}); this bridge takes no write \
-                 until it is done",
-                job.runner.as_deref().unwrap_or("?"),
-                job.id
-            ));
-        }
-        Some((target, _)) => (target, Some(active)),
-        None => (active, None),
-    };
+    let (current, previous, fence) = wanted(service, &catalog)?;
     let following = service.routing().table();
     let same = following.current.version == current.version
+        && following.current.layout() == &current.layout
         && following.previous.as_ref().map(|old| old.version)
             == previous.as_ref().map(|view| view.version);
     // Not held past here: the swap waits until nobody holds the old table.
     drop(following);
     if same {
-        return Ok(Adopted::Unchanged);
+        let held = super::fence::hold(service, fence.fence).await;
+        let cut_over = super::fence::cut_over(service, fence.cut_over);
+        return Ok(if held || cut_over {
+            Adopted::Swapped
+        } else {
+            Adopted::Unchanged
+        });
     }
     let version = current.version;
     let table = RoutingTable {
@@ -121,10 +110,44 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
             .unwrap_or_default()
     );
     let old = service.routing().swap(table).await;
+    // A decided shard's writes go to its target from here.
+    super::fence::hold(service, fence.fence).await;
     if !wait_unshared(old, DRAIN_LIMIT).await {
         tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
     }
+    super::fence::cut_over(service, fence.cut_over);
     Ok(Adopted::Swapped)
+}
+
+/// What the catalog says to route by: the layout writes go by, the one
+/// reads also look under (a key move's old one), and the fence to hold (a
+/// placement change's).
+fn wanted(
+    service: &Service,
+    catalog: &Catalog,
+) -> Result<(LayoutView, Option<LayoutView>, Held), String> {
+    let clusters = service.clusters().name_refs();
+    let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
+        let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
+        Ok(LayoutView {
+            layout,
+            ..view.clone()
+        })
+    };
+    let active = in_force(&catalog.active)?;
+    let moving = match (&catalog.target, &catalog.unfinished) {
+        (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
+        _ => None,
+    };
+    Ok(match moving {
+        Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
+            let running = job.state == JobState::Running;
+            let now = rebalance::placed_now(&active, &target, &catalog.moves);
+            (now, None, Held::of(running, &catalog.moves))
+        }
+        Some((target, _)) => (target, Some(active), Held::default()),
+        None => (active, None, Held::default()),
+    })
 }
 
 /// Shows the catalog's latest job, unless this bridge holds its own copy of
@@ -156,6 +179,10 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         .map_err(|error| error.to_string())?;
     let unfinished = store::unfinished(&client).await.map_err(db)?;
     let latest = store::latest(&client).await.map_err(db)?;
+    let moves = match &unfinished {
+        Some(job) => moves(&client, job.id).await.map_err(db)?,
+        None => Vec::new(),
+    };
     let lsn: tokio_postgres::types::PgLsn = client
         .query_one(crate::db::CURRENT_LSN, &[])
         .await
@@ -166,6 +193,7 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         target,
         unfinished,
         latest,
+        moves,
         c1_lsn: u64::from(lsn),
     })
 }
