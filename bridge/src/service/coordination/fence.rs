@@ -82,6 +82,13 @@ pub(super) async fn hold(service: &Service, wanted: Option<(String, u64)>) -> bo
     true
 }
 
+/// A bridge that starts running a job (resumed, or taken over from
+/// another) lets go of the fence it held as a follower: from here its
+/// routing and fences are the job's.
+pub(crate) async fn let_go(service: &Service) {
+    hold(service, None).await;
+}
+
 /// A follower, once no request runs under a routing that sends a shard
 /// decided by `cut_over` to its source: records it. Whether it was new.
 pub(super) fn cut_over(service: &Service, cut_over: Option<u64>) -> bool {

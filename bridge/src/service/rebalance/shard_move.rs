@@ -262,6 +262,7 @@ struct Run {
 
 /// Runs a placement change to its end; `slot` is held until then.
 pub(super) async fn run(service: Service, pending: Pending, slot: OwnedMutexGuard<()>) {
+    coordination::let_go(&service).await;
     let run = Run {
         service,
         job: pending.job.id,
