@@ -622,3 +622,69 @@ async fn a_shard_moved_under_inserts_through_both_bridges_is_never_written_to_it
         .get(0);
     assert!(!schema, "the source schema of s0 is left on c1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bridge_cut_off_from_the_catalog_during_a_shard_move_lets_it_finish_and_follows_its_cutover()
+ {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let clusters = TWO.get();
+    let database = "fence_lapsed";
+    let a = bridge_over_two(&clusters, database, None).await;
+    let proxy = Proxy::start(clusters[0].nodes()[0].port).await;
+    let b = bridge_over_two(&clusters, database, Some(proxy.port)).await;
+    wait_listed(&a, 2).await;
+    let seeds: Vec<String> = keys_of("s0", "seed_").take(200).collect();
+    for key in &seeds {
+        assert!(insert(&b, key).await, "{key}");
+    }
+    // b holds no fence and records no cutover: the mover goes on only once
+    // b's lease has lapsed.
+    proxy.cut();
+    let mut moved = ring(3);
+    for (shard, cluster) in moved.shards.iter_mut().zip(["c2", "c2", "c1"]) {
+        shard.cluster = Some(cluster.to_owned());
+    }
+    let started = put_layout(&a, &serde_json::to_string(&moved).unwrap()).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    wait_done(&a, job.id).await;
+    let lapsed = bridges_of(&a)
+        .await
+        .iter()
+        .any(|bridge| !bridge.this && !bridge.live);
+    assert!(lapsed, "b is still live after the move");
+    proxy.restore();
+    let after = keys_of("s0", "after_").next().unwrap();
+    let body = format!(r#"{{"user_id": "{after}"}}"#);
+    let written = eventually_some(LIMIT, || async {
+        let answer = post_json(&b, "/api/users", &body).await;
+        answer.status.is_success().then(|| answer.json())
+    })
+    .await
+    .expect("b never took writes again");
+    assert_eq!(written["cluster"], "c2", "{written}");
+    assert_eq!(
+        b.service().routing().table().current.version,
+        job.to_version
+    );
+    let catalog = connect(&clusters[0], "primary", database).await;
+    let decided: Option<i64> = catalog
+        .query_one(
+            "SELECT fence FROM ecoshard.shard_move WHERE job = $1",
+            &[&(job.id as i64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(decided.is_some(), "decided under a fence");
+    let report: VerifyReport = post(&a, "/api/verify").await.parse();
+    assert!(report.clean, "{report:?}");
+    let on_c2 = snapshot(&connect(&clusters[1], "primary", database).await, "").await;
+    for key in seeds.iter().chain([&after]) {
+        assert_eq!(
+            on_c2.shards_of.get(key),
+            Some(&vec!["s0".to_owned()]),
+            "{key} on c2"
+        );
+    }
+}
