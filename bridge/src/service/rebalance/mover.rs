@@ -218,9 +218,10 @@ async fn move_rows(
         };
         for batch in keys.chunks(batch_rows) {
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
+            let runner = (job.id, state.coordination().name());
             let moved = match &statement {
                 Some(statement) => {
-                    let moved = store::move_batch(client, statement, batch, job.id, moving_ms);
+                    let moved = store::move_batch(client, statement, batch, runner, moving_ms);
                     Some(moved.await?.ok_or_else(|| StepError::Fatal(GONE.into()))?)
                 }
                 None => move_between(state, job, route, batch, moving_ms).await?,
