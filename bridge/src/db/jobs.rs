@@ -229,14 +229,16 @@ pub(crate) async fn latest(
     Ok(row.as_ref().map(from_row))
 }
 
-/// Marks a failed job running again (a restart resumes it).
+/// Marks a failed job running again (a restart resumes it), with no
+/// runner: no bridge runs it until one takes its lock.
 pub(crate) async fn mark_running(
     client: &impl GenericClient,
     id: u64,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE ecoshard.rebalance SET state = 'running', error = NULL WHERE id = $1",
+            "UPDATE ecoshard.rebalance SET state = 'running', error = NULL, runner = NULL \
+             WHERE id = $1",
             &[&(id as i64)],
         )
         .await?;
