@@ -6,6 +6,8 @@
 //! session is gone, and finishes it. And a runner that is only paused
 //! (SIGSTOP) past its lease keeps its job: its session holds the job's
 //! lock, so nobody takes over, and it finishes the job once it goes on.
+//! And the catalog's primary killed mid-job: the lock goes with it, and the
+//! runner takes it again on the promoted standby and finishes the job.
 
 mod common;
 mod rows;
@@ -17,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::blocking::{BIN, Serve, eventually, eventually_some, http};
-use common::{SharedClusters, connect, free_ports};
+use common::{SharedClusters, connect, free_ports, primary_in, start_cluster};
 use ecoshard_bridge::LocalCluster;
 use ecoshard_core::wire::{ClusterView, JobState, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
@@ -63,17 +65,23 @@ impl Random {
     }
 }
 
-/// `ecoshard serve` named `name` on `addr`, joining `cluster`, on `database`.
-fn serve(cluster: &LocalCluster, database: &str, name: &str, addr: &str) -> Serve {
+/// `ecoshard serve` named `name` on `addr`, joining `cluster`, on
+/// `database`, with `extra` arguments.
+fn serve_with(
+    cluster: &LocalCluster,
+    (database, name, addr): (&str, &str, &str),
+    extra: &[&str],
+) -> Serve {
     let dir = cluster.data_dir().display().to_string();
     let port = cluster.nodes()[0].port.to_string();
+    let standbys = (cluster.nodes().len() - 1).to_string();
     let args = [
         "--data-dir",
         &dir,
         "--pg-port",
         &port,
         "--standbys",
-        "0",
+        &standbys,
         "--database",
         database,
         "--name",
@@ -87,9 +95,14 @@ fn serve(cluster: &LocalCluster, database: &str, name: &str, addr: &str) -> Serv
         "--rebalance-batch",
         BATCH,
     ];
-    let bridge = Serve::start(addr, &args);
+    let bridge = Serve::start(addr, &[&args[..], extra].concat());
     assert!(bridge.log().contains("joined"), "{}", bridge.log());
     bridge
+}
+
+/// [`serve_with`] without extra arguments.
+fn serve(cluster: &LocalCluster, database: &str, name: &str, addr: &str) -> Serve {
+    serve_with(cluster, (database, name, addr), &[])
 }
 
 fn get<T: serde::de::DeserializeOwned>(addr: &str, path: &str) -> Option<T> {
@@ -215,7 +228,7 @@ struct Stored {
 
 fn stored(runtime: &tokio::runtime::Runtime, cluster: &LocalCluster, db: &str, id: u64) -> Stored {
     runtime.block_on(async {
-        let client = connect(cluster, "primary", db).await;
+        let client = connect(cluster, &primary_in(cluster.data_dir()), db).await;
         let sql = "SELECT runner FROM ecoshard.rebalance WHERE id = $1";
         let runner = client.query_one(sql, &[&(id as i64)]).await.expect(sql);
         let sql = "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()";
@@ -406,4 +419,56 @@ fn signal(name: &str, pid: u32) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid}");
+}
+
+#[test]
+fn a_failover_of_the_catalogs_primary_mid_job_the_runner_takes_its_lock_again_and_finishes() {
+    // Synchronous replication: the promoted standby has every acknowledged
+    // write, the catalog's rows among them.
+    let cluster = start_cluster("takeover-failover", 27900, true);
+    let db = "failover";
+    let http_port = free_ports(28000, 2);
+    let (addr_a, addr_b) = (
+        format!("127.0.0.1:{http_port}"),
+        format!("127.0.0.1:{}", http_port + 1),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let extra = ["--auto-failover", "--sync-replication"];
+    let a = serve_with(&cluster, (db, "a", &addr_a), &extra);
+    let b = serve_with(&cluster, (db, "b", &addr_b), &extra);
+    wait_live(&addr_b, "a", true);
+    let ids = seed(&addr_a);
+    let before: BTreeSet<String> = ids.iter().cloned().collect();
+    let job = start_job(&addr_a, 4);
+    wait_routing(&addr_b, job.to_version);
+    let inserts = Inserter::start(&addr_b, "fo_".to_owned());
+    let total = planned(&addr_a, job.id).total;
+    let reached = eventually(LIMIT, || {
+        job_on(&addr_a, job.id).is_some_and(|job| job.moved >= total / 4)
+    });
+    assert!(reached, "the job never moved {} rows", total / 4);
+    assert!(cluster.kill_node("primary").expect("kill -9 the primary"));
+    let done = ended(&addr_a, job.id);
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    assert!(
+        inserts.goes_on(20),
+        "b's inserts stopped after the failover"
+    );
+    let acknowledged = inserts.finish();
+    assert_ne!(primary_in(cluster.data_dir()), "primary", "no promotion");
+    // The runner's session ended with the old primary: it took the lock
+    // again on the promoted one, as the job's runner, and finished.
+    assert!(
+        a.log()
+            .contains("is this bridge; this bridge takes it over"),
+        "{}",
+        a.log()
+    );
+    let expected = planned_moves(&ring(3), &ring(4), &before);
+    assert_eq!((done.moved, done.total), (expected, expected));
+    let now = stored(&runtime, &cluster, db, job.id);
+    assert_eq!(now.runner.as_deref(), Some("a"), "the job's runner");
+    check_rows(&now, &ring(4), &[ids, acknowledged].concat());
+    assert!(!b.log().contains("takes it over"), "{}", b.log());
+    verify_clean(&addr_b);
 }
