@@ -175,8 +175,8 @@ pub(crate) async fn renew(service: &Service, deadline: tokio::time::Instant) {
 
 /// Registers this bridge (one heartbeat round, so it starts writable when
 /// the catalog answers), then heartbeats every [`HEARTBEAT`] and listens
-/// for the catalog's news. After each successful round it looks for a job
-/// whose runner has lapsed, to take it over (`rebalance::consider_takeover`).
+/// for the catalog's news. After each round it looks for a job whose runner
+/// has lapsed, to take it over (`rebalance::consider_takeover`).
 pub(crate) async fn start(service: &Service) {
     if let Err(why) = round(service).await {
         tracing::warn!("registering this bridge in the catalog: {why}; writes wait for it");
@@ -194,10 +194,12 @@ async fn heartbeats(service: Service) {
             () = tokio::time::sleep(HEARTBEAT) => {}
             () = news => {}
         }
-        match round(&service).await {
-            Ok(()) => super::rebalance::consider_takeover(&service),
-            Err(why) => tracing::warn!("heartbeat: {why}"),
+        if let Err(why) = round(&service).await {
+            tracing::warn!("heartbeat: {why}");
         }
+        // Also after a round that failed: a bridge following a placement
+        // change fails each round (it is fenced) yet must take it over.
+        super::rebalance::consider_takeover(&service);
         service.coordination().rounds.notify_waiters();
     }
 }

@@ -263,7 +263,9 @@ fn say_held(service: &Service, id: u64, runner: Option<&str>) {
     );
 }
 
-/// After each heartbeat round: when a job runs whose runner's lease has
+/// After each heartbeat round (one that failed too: a bridge following a
+/// placement change is fenced, and its rounds fail, until the job ends):
+/// when a job runs whose runner's lease has
 /// lapsed (or that is this bridge's and not run here), tries its lock and,
 /// with it, takes the job over. One look at a time, in the background.
 pub(crate) fn consider(service: &Service) {
@@ -285,9 +287,10 @@ pub(crate) fn consider(service: &Service) {
 }
 
 /// One look: the job taken over when this bridge may try it, runs no job,
-/// and gets its lock.
+/// and gets its lock. A catalog that does not answer the look is the
+/// heartbeat's to report.
 async fn try_take_over(service: &Service) -> Result<(), String> {
-    let Some(job) = look(service).await? else {
+    let Ok(Some(job)) = look(service).await else {
         return Ok(());
     };
     if !may_try(own(service), job.runner.as_deref(), job.lapsed) {
