@@ -7,7 +7,9 @@
 //! (SIGSTOP) past its lease keeps its job: its session holds the job's
 //! lock, so nobody takes over, and it finishes the job once it goes on.
 //! And the catalog's primary killed mid-job: the lock goes with it, and the
-//! runner takes it again on the promoted standby and finishes the job.
+//! runner takes it again on the promoted standby and finishes the job. And
+//! a placement change (a shard moved between clusters) taken over from its
+//! stored phase.
 
 mod common;
 mod rows;
@@ -26,6 +28,9 @@ use ecoshard_core::{Layout, StrategyKind};
 
 /// This binary's cluster: a primary alone, on ports from 27600.
 static CLUSTER: SharedClusters = SharedClusters::new("takeover", 27600, 1, 0);
+
+/// Two clusters, a primary each, for a placement change.
+static TWO: SharedClusters = SharedClusters::new("takeover-two", 28100, 2, 0);
 
 /// Kills of the job's bridge, one per layout change.
 const RUNS: usize = 5;
@@ -470,5 +475,81 @@ fn a_failover_of_the_catalogs_primary_mid_job_the_runner_takes_its_lock_again_an
     assert_eq!(now.runner.as_deref(), Some("a"), "the job's runner");
     check_rows(&now, &ring(4), &[ids, acknowledged].concat());
     assert!(!b.log().contains("takes it over"), "{}", b.log());
+    verify_clean(&addr_b);
+}
+
+#[test]
+fn a_placement_changes_bridge_killed_the_other_takes_it_over_from_its_stored_phase() {
+    let clusters = TWO.get();
+    let db = "placed";
+    let http_port = free_ports(28200, 2);
+    let (addr_a, addr_b) = (
+        format!("127.0.0.1:{http_port}"),
+        format!("127.0.0.1:{}", http_port + 1),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let two = ["--clusters", "2"];
+    let mut a = serve_with(&clusters[0], (db, "a", &addr_a), &two);
+    let ids = seed(&addr_a);
+    // s2 moves from c1 to c2; nothing else changes. Placement changes are
+    // refused beside other live bridges, so b starts once it has begun,
+    // while a is paused (it moves nothing meanwhile), and follows it.
+    let body = r#"{"strategy":"ring","shards":[{"name":"s0","cluster":"c1"},
+        {"name":"s1","cluster":"c2"},{"name":"s2","cluster":"c2"}]}"#;
+    let (status, answer) = http(&addr_a, "PUT", "/api/layout", Some(body)).expect("an answer");
+    assert_eq!(status, 202, "{answer}");
+    let job: RebalanceJob = serde_json::from_str(&answer).unwrap();
+    signal("STOP", a.pid());
+    let b = serve_with(&clusters[0], (db, "b", &addr_b), &two);
+    assert!(b.log().contains("runs on bridge a"), "{}", b.log());
+    a.kill();
+    let done = ended(&addr_b, job.id);
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    assert!(b.log().contains("this bridge takes it over"), "{}", b.log());
+    let placed: Layout = serde_json::from_str(body).unwrap();
+    let router = placed.placed(&["c1", "c2"]).unwrap().build().unwrap();
+    let (runner, left, found) = runtime.block_on(async {
+        let (c1, c2) = (
+            connect(&clusters[0], "primary", db).await,
+            connect(&clusters[1], "primary", db).await,
+        );
+        let sql = "SELECT runner FROM ecoshard.rebalance WHERE id = $1";
+        let runner: Option<String> = c1.query_one(sql, &[&(job.id as i64)]).await.unwrap().get(0);
+        // What a shard move leaves, and logical slots (a table copy has
+        // slots of its own).
+        let mut left = Vec::new();
+        for client in [&c1, &c2] {
+            left.extend(
+                ecoshard_bridge::db::logical::leftovers(client, db)
+                    .await
+                    .unwrap(),
+            );
+            let sql =
+                "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'logical'";
+            for row in client.query(sql, &[]).await.unwrap() {
+                left.push(format!("logical slot {}", row.get::<_, String>(0)));
+            }
+        }
+        let mut found = Vec::new();
+        for (name, client) in [("c1", &c1), ("c2", &c2)] {
+            for (id, shards) in rows::snapshot(client, "").await.shards_of {
+                found.extend(shards.into_iter().map(|shard| (id.clone(), name, shard)));
+            }
+        }
+        (runner, left, found)
+    });
+    assert_eq!(runner.as_deref(), Some("b"), "the job's runner");
+    assert_eq!(left, Vec::<String>::new(), "left by the shard move");
+    assert_eq!(found.len(), ids.len(), "a row lost or stored twice");
+    let stored: BTreeSet<&String> = found.iter().map(|(id, ..)| id).collect();
+    assert_eq!(stored, ids.iter().collect(), "the rows stored");
+    for (id, cluster, shard) in &found {
+        let owner = router.locate_shard(id.as_bytes());
+        assert_eq!(
+            (owner.cluster.as_deref(), &owner.name),
+            (Some(*cluster), shard),
+            "{id}"
+        );
+    }
     verify_clean(&addr_b);
 }
