@@ -1,11 +1,11 @@
 //! The mover: for a job just begun, creates the new shards' schemas and
 //! swaps the routing (reads under both layouts first, writes by the target
-//! once every live bridge reads under both); then plans from the real keys, moves each misplaced
-//! row with one statement per batch (delete from the old shard, insert into
-//! the new one, count it in the job row: one transaction), checks that
-//! nothing is left, completes the job, and drops the schemas of shards the
-//! new layout no longer has. Layout builds and plans run off the async
-//! workers (`off_workers`).
+//! once every live bridge reads under both); then plans from the real
+//! keys, moves each misplaced row with one statement per batch (delete from
+//! the old shard, insert into the new one, count it in the job row: one
+//! transaction), checks that nothing is left, completes the job, and drops
+//! the schemas of shards the new layout no longer has. Layout builds and
+//! plans run off the async workers (`off_workers`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
