@@ -316,6 +316,26 @@ async fn listen(service: Service) {
     }
 }
 
+/// Records the routing this bridge follows now and tells the other bridges
+/// to look at the catalog, so that they follow a job's bridge that has
+/// begun writing by the target without waiting for their next round. When
+/// it fails, their next round sees it (the runner's version is part of
+/// the catalog's state a heartbeat reads).
+pub(crate) async fn announce(service: &Service) {
+    let announced = async {
+        beat(service).await?;
+        let client = catalog(service).await?;
+        match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::notify(&client)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::db::describe(&error)),
+            Err(_) => Err("the catalog did not answer in time".to_owned()),
+        }
+    };
+    if let Err(why) = announced.await {
+        tracing::warn!("announcing this bridge's routing: {why}; the next heartbeat does");
+    }
+}
+
 /// Waits until every live bridge but this one follows `version` (writes)
 /// with `previous` (reads also under it), or its lease has lapsed, so that
 /// a job's next step assumes every writer routes as this bridge does.
