@@ -378,6 +378,25 @@ fn key_on_c2(layout: &Layout, prefix: &str) -> String {
         .unwrap()
 }
 
+/// The first key `<prefix>N` on `c2` under `from` whose shard `to` changes.
+fn key_moving(from: &Layout, to: &Layout, prefix: &str) -> String {
+    let clusters = ["c1", "c2"];
+    let (old, new) = (
+        from.placed(&clusters).unwrap().build().unwrap(),
+        to.placed(&clusters).unwrap().build().unwrap(),
+    );
+    (0..)
+        .map(|index| format!("{prefix}{index}"))
+        .find(|key| {
+            let (was, is) = (
+                old.locate_shard(key.as_bytes()),
+                new.locate_shard(key.as_bytes()),
+            );
+            was.cluster.as_deref() == Some("c2") && was.name != is.name
+        })
+        .unwrap()
+}
+
 /// A bridge over `c1` and `c2` of `clusters` on `database`, reaching
 /// `c1`'s primary (the catalog) through `catalog_port`, else directly.
 async fn bridge_over_two(
@@ -408,7 +427,8 @@ async fn bridge_over_two(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up() {
+async fn a_bridge_cut_off_from_the_catalog_refuses_writes_and_stale_not_founds_until_it_has_caught_up()
+ {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let clusters = TWO.get();
     let a = bridge_over_two(&clusters, "fenced", None).await;
@@ -420,6 +440,8 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
         key_on_c2(&ring(3), "during_"),
     );
     assert!(insert(&b, &before).await);
+    let moving = key_moving(&ring(3), &ring(4), "moving_");
+    assert!(insert(&a, &moving).await);
     proxy.cut();
     // Its writes to c2, which it still reaches, are refused once fenced
     // (taken before: the lease has not lapsed).
@@ -446,10 +468,16 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
     let body = format!(r#"{{"user_id": "{still}"}}"#);
     let refused = post_json(&b, "/api/users", &body).await;
     assert_eq!(refused.error_code(), "bridge_fenced", "{}", refused.text());
+    // A row the job moved: b's old routing looks where it was. Not a stale
+    // "not found" (it was, before reads knew of the fence).
+    let read = get(&b, &format!("/api/users/{moving}?consistency=strong")).await;
+    assert_eq!(read.error_code(), "bridge_fenced", "{}", read.text());
     proxy.restore();
     let after = key_on_c2(&ring(3), "after_");
     let writes = eventually(LIMIT, || insert(&b, &after)).await;
     assert!(writes, "b never took writes again");
+    let read = get(&b, &format!("/api/users/{moving}?consistency=strong")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
     assert_eq!(
         b.service().routing().table().current.version,
         job.to_version
@@ -465,6 +493,7 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
         (&during, true),
         (&still, false),
         (&after, true),
+        (&moving, true),
     ] {
         let held: Vec<(&str, &String)> = found
             .iter()
