@@ -35,6 +35,9 @@ pub(crate) struct CatalogMark {
     target: Option<i64>,
     job: Option<(i64, String)>,
     phases: Option<String>,
+    /// The layout version the latest job's bridge writes by (it changes
+    /// once, when every bridge reads under both layouts of a key move).
+    runner_version: Option<i64>,
 }
 
 /// One bridge's row as others see it.
@@ -72,9 +75,10 @@ pub(crate) async fn heartbeat(
                  (SELECT version FROM ecoshard.layout WHERE state = 'target'),
                  job.id, job.state,
                  (SELECT string_agg(shard || ':' || phase, ',' ORDER BY shard)
-                    FROM ecoshard.shard_move WHERE shard_move.job = job.id)
+                    FROM ecoshard.shard_move WHERE shard_move.job = job.id),
+                 (SELECT version FROM ecoshard.bridges WHERE name = job.runner)
              FROM (SELECT 1) one
-             LEFT JOIN LATERAL (SELECT id, state FROM ecoshard.rebalance
+             LEFT JOIN LATERAL (SELECT id, state, runner FROM ecoshard.rebalance
                                 ORDER BY id DESC LIMIT 1) job ON true",
             &[
                 &beat.name,
@@ -91,7 +95,32 @@ pub(crate) async fn heartbeat(
         target: row.get(2),
         job: job.map(|id| (id, row.get(4))),
         phases: row.get(5),
+        runner_version: row.get(6),
     })
+}
+
+/// The layout version bridge `name` last said its writes go by, if it has
+/// a row.
+pub(crate) async fn version_of(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<u64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT version FROM ecoshard.bridges WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|row| row.get::<_, i64>(0).max(0) as u64))
+}
+
+/// Tells every bridge listening on [`CHANNEL`] to look at the catalog now
+/// (a job's bridge changed the routing it writes by).
+pub(crate) async fn notify(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .await?;
+    Ok(())
 }
 
 /// The bridges that heartbeated within the last minute, by name.

@@ -1,7 +1,8 @@
 //! A bridge that does not run the job routes as the one that does: the
-//! layout in force alone, or during a job moving keys the target for
-//! writes and both layouts for reads, exactly as the mover's swap does;
-//! reloaded from the catalog, never from memory.
+//! layout in force alone, or during a job moving keys both layouts for
+//! reads and, for writes, the layout the job's bridge writes by (the old
+//! one until every bridge reads under both, then the target), exactly as
+//! the mover's swaps do; reloaded from the catalog, never from memory.
 
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ struct Catalog {
     target: Option<LayoutView>,
     unfinished: Option<store::StoredJob>,
     latest: Option<store::StoredJob>,
+    /// The layout version the unfinished job's bridge writes by.
+    runner_version: Option<u64>,
     c1_lsn: u64,
 }
 
@@ -64,31 +67,7 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if let Some(job) = &catalog.latest {
         show_job(service, job);
     }
-    let clusters = service.clusters().name_refs();
-    let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
-        let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
-        Ok(LayoutView {
-            layout,
-            ..view.clone()
-        })
-    };
-    let active = in_force(&catalog.active)?;
-    let moving = match (&catalog.target, &catalog.unfinished) {
-        (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
-        _ => None,
-    };
-    let (current, previous) = match moving {
-        Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
-            return Err(format!(
-                "bridge {} moves shards between clusters (job {}); this bridge takes no write \
-                 until it is done",
-                job.runner.as_deref().unwrap_or("?"),
-                job.id
-            ));
-        }
-        Some((target, _)) => (target, Some(active)),
-        None => (active, None),
-    };
+    let (current, previous) = routing(service, &catalog)?;
     let following = service.routing().table();
     let same = following.current.version == current.version
         && following.previous.as_ref().map(|old| old.version)
@@ -106,10 +85,14 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
             None => None,
         },
         min_replay_lsn: match &previous {
-            // The job's first step may not have made them yet.
-            Some(_) => rebalance::create_shards(service, &current.layout)
-                .await
-                .map_err(|error| format!("creating the target's shards: {error}"))?,
+            // The job's first step may not have made the target's yet.
+            Some(previous) => {
+                let target = [previous, &current].into_iter().max_by_key(|v| v.version);
+                let target = &target.unwrap_or(&current).layout;
+                rebalance::create_shards(service, target)
+                    .await
+                    .map_err(|error| format!("creating the target's shards: {error}"))?
+            }
             None => rebalance::replay_bounds_after_job(service, version, catalog.c1_lsn).await,
         },
     };
@@ -125,6 +108,46 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
         tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
     }
     Ok(Adopted::Swapped)
+}
+
+/// The layouts the catalog says to route by: writes by the first, reads
+/// also under the second. During a job moving keys, both layouts, writes
+/// by the one the job's bridge writes by: the old one until every live
+/// bridge reads under both (no bridge writes a row where another looks
+/// under the old layout alone), then the target. A placement change run by
+/// another bridge is an error (see [`adopt`]).
+fn routing(
+    service: &Service,
+    catalog: &Catalog,
+) -> Result<(LayoutView, Option<LayoutView>), String> {
+    let clusters = service.clusters().name_refs();
+    let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
+        let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
+        Ok(LayoutView {
+            layout,
+            ..view.clone()
+        })
+    };
+    let active = in_force(&catalog.active)?;
+    let moving = match (&catalog.target, &catalog.unfinished) {
+        (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
+        _ => None,
+    };
+    Ok(match moving {
+        Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
+            return Err(format!(
+                "bridge {} moves shards between clusters (job {}); this bridge takes no write \
+                 until it is done",
+                job.runner.as_deref().unwrap_or("?"),
+                job.id
+            ));
+        }
+        Some((target, _)) if catalog.runner_version.is_some_and(|v| v < target.version) => {
+            (active, Some(target))
+        }
+        Some((target, _)) => (target, Some(active)),
+        None => (active, None),
+    })
 }
 
 /// Shows the catalog's latest job, unless this bridge holds its own copy of
@@ -156,6 +179,13 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         .map_err(|error| error.to_string())?;
     let unfinished = store::unfinished(&client).await.map_err(db)?;
     let latest = store::latest(&client).await.map_err(db)?;
+    let runner = unfinished.as_ref().and_then(|job| job.runner.as_deref());
+    let runner_version = match runner {
+        Some(name) => crate::db::bridges::version_of(&client, name)
+            .await
+            .map_err(db)?,
+        None => None,
+    };
     let lsn: tokio_postgres::types::PgLsn = client
         .query_one(crate::db::CURRENT_LSN, &[])
         .await
@@ -166,6 +196,7 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         target,
         unfinished,
         latest,
+        runner_version,
         c1_lsn: u64::from(lsn),
     })
 }

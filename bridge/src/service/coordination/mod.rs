@@ -126,6 +126,12 @@ impl Coordination {
             .collect()
     }
 
+    /// Whether no other bridge was in the catalog when last listed.
+    fn alone(&self) -> bool {
+        let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
+        guard.0.iter().all(|row| row.name == self.identity.name)
+    }
+
     /// The other bridges live as last listed.
     pub(crate) fn others_live(&self) -> Vec<String> {
         self.views()
@@ -139,6 +145,17 @@ impl Coordination {
 /// Writes refused: this bridge's registration may have lapsed.
 pub(crate) fn write_refusal(service: &Service) -> Option<Error> {
     (!service.coordination().writable()).then_some(Error::BridgeFenced)
+}
+
+/// Whether a read that found nothing may be answered so: this bridge is
+/// not fenced, or it was alone in the catalog when last listed. Else
+/// another bridge may have run a job since and moved the row where this
+/// bridge's routing does not look. (A bridge alone keeps answering "not
+/// found" while the catalog is away, as one bridge always did; a bridge
+/// registering only while this one cannot reach the catalog is not seen.)
+pub(crate) fn not_found_is_sure(service: &Service) -> bool {
+    let coordination = service.coordination();
+    coordination.writable() || coordination.alone()
 }
 
 /// When this bridge is fenced and the catalog's primary answers its health
@@ -302,6 +319,26 @@ async fn listen(service: Service) {
             task.abort();
         }
         tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Records the routing this bridge follows now and tells the other bridges
+/// to look at the catalog, so that they follow a job's bridge that has
+/// begun writing by the target without waiting for their next round. When
+/// it fails, their next round sees it (the runner's version is part of
+/// the catalog's state a heartbeat reads).
+pub(crate) async fn announce(service: &Service) {
+    let announced = async {
+        beat(service).await?;
+        let client = catalog(service).await?;
+        match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::notify(&client)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::db::describe(&error)),
+            Err(_) => Err("the catalog did not answer in time".to_owned()),
+        }
+    };
+    if let Err(why) = announced.await {
+        tracing::warn!("announcing this bridge's routing: {why}; the next heartbeat does");
     }
 }
 
