@@ -151,12 +151,14 @@ fn routing(
 }
 
 /// Shows the catalog's latest job, unless this bridge holds its own copy of
-/// that job in the same state: the richer one (a shard move's phases and
-/// progress are not stored).
+/// that job in the same state (the richer one: a shard move's phases and
+/// progress are not stored) or a newer job: one this bridge began while
+/// the catalog was read (a `PUT /api/layout` racing a reload answered 500
+/// "the job vanished from memory" when the older job replaced it).
 fn show_job(service: &Service, job: &store::StoredJob) {
     let job = job.view();
     let held = service.rebalancer().job();
-    if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
+    if held.is_none_or(|held| held.id < job.id || (held.id == job.id && held.state != job.state)) {
         service.rebalancer().set_job(job);
     }
 }

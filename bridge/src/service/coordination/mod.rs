@@ -191,24 +191,10 @@ pub(crate) async fn renew(service: &Service, deadline: tokio::time::Instant) {
 }
 
 /// Registers this bridge (one heartbeat round, so it starts writable when
-/// the catalog answers) as the runner of job `resumed`, if it resumed one,
-/// then heartbeats every [`HEARTBEAT`] and listens for the catalog's news.
-pub(crate) async fn start(service: &Service, resumed: Option<u64>) {
-    if let Some(job) = resumed {
-        let taken = async {
-            let client = catalog(service).await?;
-            let name = service.coordination().name();
-            let taking = sql::take_job(&client, job, name);
-            match tokio::time::timeout(HEARTBEAT_DEADLINE, taking).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(crate::db::describe(&error)),
-                Err(_) => Err("the catalog did not answer in time".to_owned()),
-            }
-        };
-        if let Err(why) = taken.await {
-            tracing::warn!("recording this bridge as job {job}'s: {why}");
-        }
-    }
+/// the catalog answers), then heartbeats every [`HEARTBEAT`] and listens
+/// for the catalog's news. After each round it looks for a job whose runner
+/// has lapsed, to take it over (`rebalance::consider_takeover`).
+pub(crate) async fn start(service: &Service) {
     if let Err(why) = round(service).await {
         tracing::warn!("registering this bridge in the catalog: {why}; writes wait for it");
     }
@@ -228,6 +214,9 @@ async fn heartbeats(service: Service) {
         if let Err(why) = round(&service).await {
             tracing::warn!("heartbeat: {why}");
         }
+        // Also after a round that failed: a bridge following a placement
+        // change fails each round (it is fenced) yet must take it over.
+        super::rebalance::consider_takeover(&service);
         service.coordination().rounds.notify_waiters();
     }
 }

@@ -68,6 +68,10 @@ pub(super) async fn run(
                 fail(&state, id, &why).await;
                 return;
             }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; this bridge stops it");
+                return;
+            }
         }
     };
     finish(&state, &pending, &job, completed_at_lsn).await;
@@ -137,16 +141,19 @@ async fn swap_both(
 /// Creates the new shards' schemas on their clusters, retrying while a
 /// primary is away (a resumed job too: one killed before may not have them
 /// on every cluster); the WAL position after, per cluster. `None` when the
-/// job failed.
+/// job failed, or this bridge lost its lock.
 async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<String, u64>> {
     let id = pending.job.id;
     loop {
-        let created = super::across::create_shards(state, &pending.to.layout)
-            .await
-            .map_err(|error| match error {
-                crate::db::schema::SchemaError::Db(error) => StepError::from(error),
-                other => StepError::Retry(other.to_string()),
-            });
+        let created = match super::takeover::still_runs(state, id) {
+            Ok(()) => super::across::create_shards(state, &pending.to.layout)
+                .await
+                .map_err(|error| match error {
+                    crate::db::schema::SchemaError::Db(error) => StepError::from(error),
+                    other => StepError::Retry(other.to_string()),
+                }),
+            Err(stopped) => Err(stopped),
+        };
         match created {
             Ok(lsns) => return Some(lsns),
             Err(StepError::Retry(why)) => {
@@ -155,6 +162,10 @@ async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<St
             }
             Err(StepError::Fatal(why)) => {
                 fail(state, id, &format!("creating the new shards: {why}")).await;
+                return None;
+            }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; this bridge stops it");
                 return None;
             }
         }
@@ -216,9 +227,10 @@ async fn work(
         let clusters = super::across::shard_clusters(&pending.from.layout, &pending.to.layout);
         move_rows(state, &mut client, job, (&moves, &clusters), batch_rows).await?;
     }
+    super::takeover::still_runs(state, job.id)?;
     let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
         .await?
-        .ok_or_else(|| StepError::Fatal(GONE.into()))?;
+        .ok_or_else(|| gone(state, job.id))?;
     job.state = JobState::Done;
     Ok(lsn)
 }
@@ -249,11 +261,13 @@ async fn move_rows(
             _ => None,
         };
         for batch in keys.chunks(batch_rows) {
+            super::takeover::still_runs(state, job.id)?;
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
+            let runner = (job.id, state.coordination().name());
             let moved = match &statement {
                 Some(statement) => {
-                    let moved = store::move_batch(client, statement, batch, job.id, moving_ms);
-                    Some(moved.await?.ok_or_else(|| StepError::Fatal(GONE.into()))?)
+                    let moved = store::move_batch(client, statement, batch, runner, moving_ms);
+                    Some(moved.await?.ok_or_else(|| gone(state, job.id))?)
                 }
                 None => move_between(state, job, route, batch, moving_ms).await?,
             };
@@ -286,8 +300,17 @@ async fn move_between(
     let deadline = tokio::time::Instant::now() + BATCH_LIMIT;
     match between::move_batch(state, job.id, route, batch, moving_ms, deadline).await {
         Ok(moved) => Ok(moved),
-        Err(between::BatchError::JobGone) => Err(StepError::Fatal(GONE.into())),
+        Err(between::BatchError::JobGone) => Err(gone(state, job.id)),
         Err(between::BatchError::Failed(error)) => Err(StepError::Retry(error.to_string())),
+    }
+}
+
+/// Why the catalog no longer holds job `id` running under this bridge:
+/// another took it over (this one lost its lock), or it is gone.
+fn gone(state: &Service, id: u64) -> StepError {
+    match super::takeover::still_runs(state, id) {
+        Err(stopped) => stopped,
+        Ok(()) => StepError::Fatal(GONE.into()),
     }
 }
 
