@@ -58,6 +58,9 @@ pub(crate) enum Error {
     /// This bridge's heartbeat may have lapsed in the catalog: it takes no
     /// write until it has heartbeated and reloaded the routing.
     BridgeFenced,
+    /// A read found nothing on a bridge in that state, beside other
+    /// bridges: a job they ran since may have moved the row.
+    BridgeFencedRead,
     /// The database's layout is not the one this bridge routes by.
     LayoutChanged,
     /// Node actions need servers this bridge started.
@@ -307,6 +310,7 @@ impl fmt::Display for Error {
             Error::ShardFenced(what) => write!(f, "{what}{SHARD_FENCED}"),
             Error::RebalanceElsewhere(job, bridge) => elsewhere(f, job, bridge),
             Error::BridgeFenced => f.write_str(BRIDGE_FENCED),
+            Error::BridgeFencedRead => f.write_str(BRIDGE_FENCED_READ),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -509,6 +513,9 @@ const LAYOUT_CHANGED: &str = "the layout in the database is not the one this bri
                               second or so: retry then";
 
 /// Why a fenced bridge takes no write.
+const BRIDGE_FENCED_READ: &str = "this bridge found no such user, but it has not heartbeated in the \
+                                  catalog recently: another bridge may have moved the user since, so \
+                                  the answer may be stale; retry in a moment or use another bridge";
 const BRIDGE_FENCED: &str = "this bridge has not heartbeated in the catalog recently, so other \
                              bridges may count it as gone; nothing was written: it takes writes \
                              again once it has heartbeated and reloaded the routing, retry in a \

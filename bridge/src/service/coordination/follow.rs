@@ -1,9 +1,10 @@
 //! A bridge that does not run the job routes as the one that does: the
-//! layout in force alone, during a job moving keys the target for writes
-//! and both layouts for reads, during a placement change each shard on
-//! its target once its cutover is decided, with the fence of a cutover
-//! under way held (`fence.rs`), exactly as the mover's swaps do; reloaded
-//! from the catalog, never from memory.
+//! layout in force alone; during a job moving keys both layouts for reads
+//! and, for writes, the layout the job's bridge writes by (the old one
+//! until every bridge reads under both, then the target); during a
+//! placement change each shard on its target once its cutover is decided,
+//! with the fence of a cutover under way held (`fence.rs`); exactly as the
+//! mover's swaps do, reloaded from the catalog, never from memory.
 
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ struct Catalog {
     latest: Option<store::StoredJob>,
     /// The unfinished job's shard moves (a placement change's).
     moves: Vec<StoredMove>,
+    /// The layout version the unfinished job's bridge writes by.
+    runner_version: Option<u64>,
     c1_lsn: u64,
 }
 
@@ -95,10 +98,14 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
             None => None,
         },
         min_replay_lsn: match &previous {
-            // The job's first step may not have made them yet.
-            Some(_) => rebalance::create_shards(service, &current.layout)
-                .await
-                .map_err(|error| format!("creating the target's shards: {error}"))?,
+            // The job's first step may not have made the target's yet.
+            Some(previous) => {
+                let target = [previous, &current].into_iter().max_by_key(|v| v.version);
+                let target = &target.unwrap_or(&current).layout;
+                rebalance::create_shards(service, target)
+                    .await
+                    .map_err(|error| format!("creating the target's shards: {error}"))?
+            }
             None => rebalance::replay_bounds_after_job(service, version, catalog.c1_lsn).await,
         },
     };
@@ -120,8 +127,11 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
 }
 
 /// What the catalog says to route by: the layout writes go by, the one
-/// reads also look under (a key move's old one), and the fence to hold (a
-/// placement change's).
+/// reads also look under, and the fence to hold (a placement change's).
+/// During a job moving keys, both layouts, writes by the one the job's
+/// bridge writes by: the old one until every live bridge reads under both
+/// (no bridge writes a row where another looks under the old layout
+/// alone), then the target.
 fn wanted(
     service: &Service,
     catalog: &Catalog,
@@ -145,18 +155,23 @@ fn wanted(
             let now = rebalance::placed_now(&active, &target, &catalog.moves);
             (now, None, Held::of(running, &catalog.moves))
         }
+        Some((target, _)) if catalog.runner_version.is_some_and(|v| v < target.version) => {
+            (active, Some(target), Held::default())
+        }
         Some((target, _)) => (target, Some(active), Held::default()),
         None => (active, None, Held::default()),
     })
 }
 
 /// Shows the catalog's latest job, unless this bridge holds its own copy of
-/// that job in the same state: the richer one (a shard move's phases and
-/// progress are not stored).
+/// that job in the same state (the richer one: a shard move's phases and
+/// progress are not stored) or a newer job: one this bridge began while
+/// the catalog was read (a `PUT /api/layout` racing a reload answered 500
+/// "the job vanished from memory" when the older job replaced it).
 fn show_job(service: &Service, job: &store::StoredJob) {
     let job = job.view();
     let held = service.rebalancer().job();
-    if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
+    if held.is_none_or(|held| held.id < job.id || (held.id == job.id && held.state != job.state)) {
         service.rebalancer().set_job(job);
     }
 }
@@ -183,6 +198,13 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         Some(job) => moves(&client, job.id).await.map_err(db)?,
         None => Vec::new(),
     };
+    let runner = unfinished.as_ref().and_then(|job| job.runner.as_deref());
+    let runner_version = match runner {
+        Some(name) => crate::db::bridges::version_of(&client, name)
+            .await
+            .map_err(db)?,
+        None => None,
+    };
     let lsn: tokio_postgres::types::PgLsn = client
         .query_one(crate::db::CURRENT_LSN, &[])
         .await
@@ -194,6 +216,7 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         unfinished,
         latest,
         moves,
+        runner_version,
         c1_lsn: u64::from(lsn),
     })
 }

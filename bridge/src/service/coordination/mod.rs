@@ -131,11 +131,28 @@ impl Coordination {
             })
             .collect()
     }
+
+    /// Whether no other bridge was in the catalog when last listed.
+    fn alone(&self) -> bool {
+        let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
+        guard.0.iter().all(|row| row.name == self.identity.name)
+    }
 }
 
 /// Writes refused: this bridge's registration may have lapsed.
 pub(crate) fn write_refusal(service: &Service) -> Option<Error> {
     (!service.coordination().writable()).then_some(Error::BridgeFenced)
+}
+
+/// Whether a read that found nothing may be answered so: this bridge is
+/// not fenced, or it was alone in the catalog when last listed. Else
+/// another bridge may have run a job since and moved the row where this
+/// bridge's routing does not look. (A bridge alone keeps answering "not
+/// found" while the catalog is away, as one bridge always did; a bridge
+/// registering only while this one cannot reach the catalog is not seen.)
+pub(crate) fn not_found_is_sure(service: &Service) -> bool {
+    let coordination = service.coordination();
+    coordination.writable() || coordination.alone()
 }
 
 /// When this bridge is fenced and the catalog's primary answers its health
@@ -171,24 +188,10 @@ pub(crate) async fn renew(service: &Service, deadline: tokio::time::Instant) {
 }
 
 /// Registers this bridge (one heartbeat round, so it starts writable when
-/// the catalog answers) as the runner of job `resumed`, if it resumed one,
-/// then heartbeats every [`HEARTBEAT`] and listens for the catalog's news.
-pub(crate) async fn start(service: &Service, resumed: Option<u64>) {
-    if let Some(job) = resumed {
-        let taken = async {
-            let client = catalog(service).await?;
-            let name = service.coordination().name();
-            let taking = sql::take_job(&client, job, name);
-            match tokio::time::timeout(HEARTBEAT_DEADLINE, taking).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(crate::db::describe(&error)),
-                Err(_) => Err("the catalog did not answer in time".to_owned()),
-            }
-        };
-        if let Err(why) = taken.await {
-            tracing::warn!("recording this bridge as job {job}'s: {why}");
-        }
-    }
+/// the catalog answers), then heartbeats every [`HEARTBEAT`] and listens
+/// for the catalog's news. After each round it looks for a job whose runner
+/// has lapsed, to take it over (`rebalance::consider_takeover`).
+pub(crate) async fn start(service: &Service) {
     if let Err(why) = round(service).await {
         tracing::warn!("registering this bridge in the catalog: {why}; writes wait for it");
     }
@@ -208,6 +211,9 @@ async fn heartbeats(service: Service) {
         if let Err(why) = round(&service).await {
             tracing::warn!("heartbeat: {why}");
         }
+        // Also after a round that failed: a bridge following a placement
+        // change fails each round (it is fenced) yet must take it over.
+        super::rebalance::consider_takeover(&service);
         service.coordination().rounds.notify_waiters();
     }
 }
@@ -313,6 +319,26 @@ async fn listen(service: Service) {
             task.abort();
         }
         tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Records the routing this bridge follows now and tells the other bridges
+/// to look at the catalog, so that they follow a job's bridge that has
+/// begun writing by the target without waiting for their next round. When
+/// it fails, their next round sees it (the runner's version is part of
+/// the catalog's state a heartbeat reads).
+pub(crate) async fn announce(service: &Service) {
+    let announced = async {
+        beat(service).await?;
+        let client = catalog(service).await?;
+        match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::notify(&client)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::db::describe(&error)),
+            Err(_) => Err("the catalog did not answer in time".to_owned()),
+        }
+    };
+    if let Err(why) = announced.await {
+        tracing::warn!("announcing this bridge's routing: {why}; the next heartbeat does");
     }
 }
 

@@ -16,12 +16,16 @@
 //!
 //! A bridge that finds a job running at start-up resumes it: the rows left
 //! to move are the rows found in a shard that is not their owner under the
-//! target layout.
+//! target layout. Whichever bridge runs a job holds its lock, and another
+//! takes the job over when its runner dies (`takeover.rs`).
 
 mod across;
 mod between;
 mod mover;
 mod shard_move;
+mod takeover;
+
+pub(crate) use takeover::consider as consider_takeover;
 
 use crate::db::jobs as store;
 
@@ -95,6 +99,9 @@ pub(super) enum StepError {
     Retry(String),
     /// Anything else: the job fails (and a restart resumes it).
     Fatal(String),
+    /// This bridge no longer holds the job's lock: its run stops, the job
+    /// stays running for whoever takes the lock.
+    Stopped(String),
 }
 
 impl From<tokio_postgres::Error> for StepError {
@@ -122,6 +129,8 @@ pub struct Rebalancer {
     batch_rows: usize,
     slot: Arc<tokio::sync::Mutex<()>>,
     job: RwLock<Option<RebalanceJob>>,
+    /// The lock of the job this bridge runs, and looks at others' jobs.
+    runs: takeover::Runs,
 }
 
 impl Rebalancer {
@@ -131,6 +140,7 @@ impl Rebalancer {
             batch_rows: batch_rows.clamp(1, MAX_BATCH_ROWS),
             slot: Arc::new(tokio::sync::Mutex::new(())),
             job: RwLock::new(last_job),
+            runs: takeover::Runs::default(),
         }
     }
 
@@ -296,6 +306,7 @@ async fn unfinished_job(
             .map_err(db_error)?;
         job.state = JobState::Running;
         job.error = None;
+        job.runner = None;
     } else {
         tracing::info!(
             "resuming rebalance job {}: layout {} → {}, {} of {} rows moved",
@@ -310,23 +321,17 @@ async fn unfinished_job(
     Ok(job)
 }
 
-/// Resumes a job found at start-up; its id, when it was resumed.
-pub(crate) fn resume(state: &Service, pending: Pending) -> Option<u64> {
-    let id = pending.job.id;
+/// Resumes a job found at start-up when this bridge gets its lock (see
+/// `takeover.rs`); else it is followed as another bridge's.
+pub(crate) async fn resume(state: &Service, pending: Pending) {
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
             pending.job.id
         );
-        return None;
+        return;
     };
-    let state = state.clone();
-    if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
-        tokio::spawn(shard_move::run(state, pending, slot));
-    } else {
-        tokio::spawn(mover::run(state, pending, slot, None));
-    }
-    Some(id)
+    takeover::resume(state, pending, slot).await;
 }
 
 /// Creates the schemas of `layout`'s shards missing on their clusters (as
@@ -471,7 +476,8 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
         to: begun.target,
         just_begun: true,
     };
-    tokio::spawn(mover::run(service.clone(), pending, slot, Some(planned_tx)));
+    let run = takeover::run_locked(service.clone(), pending, slot, Some(planned_tx), None);
+    tokio::spawn(run);
     let _ = tokio::time::timeout(PLAN_WAIT, planned_rx).await;
     rebalancer
         .job()

@@ -164,7 +164,13 @@ pub(super) async fn start(
         to: begun.target,
         just_begun: true,
     };
-    tokio::spawn(run(service.clone(), pending, slot));
+    tokio::spawn(super::takeover::run_locked(
+        service.clone(),
+        pending,
+        slot,
+        None,
+        None,
+    ));
     Ok(Applied::Started(view))
 }
 
@@ -284,6 +290,10 @@ pub(super) async fn run(service: Service, pending: Pending, slot: OwnedMutexGuar
                 fail(&run, &why).await;
                 return;
             }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {}: {why}; this bridge stops it", run.job);
+                return;
+            }
         }
     }
     drop(slot);
@@ -301,6 +311,7 @@ async fn every_shard(run: &Run, job: &mut StoredJob) -> Result<(), StepError> {
             move_shard(run, shard, (done as u64, stored.len() as u64)).await?;
         }
     }
+    super::takeover::still_runs(&run.service, run.job)?;
     complete(run, job, &stored).await
 }
 
@@ -332,6 +343,7 @@ async fn move_shard(run: &Run, stored: &StoredMove, shards: (u64, u64)) -> Resul
         old_table = routed_to_target(run, &stored.shard, target).await?;
     }
     while phase != MovePhase::Done {
+        super::takeover::still_runs(&run.service, run.job)?;
         if before_decision(phase) && !setup_stands(source, target, &name, phase).await? {
             phase = start_over(run, source, target, &name, &stored.shard).await?;
         }
