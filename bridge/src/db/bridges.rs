@@ -24,11 +24,15 @@ pub(crate) struct Beat<'a> {
     pub(crate) version: u64,
     /// The layout version its reads also look under (a job's old one).
     pub(crate) previous: Option<u64>,
+    /// The shard move's fence it holds (`db/fence.rs`).
+    pub(crate) fence: Option<u64>,
+    /// The fence of the latest decided cutover it routes by.
+    pub(crate) cut_over: Option<u64>,
 }
 
 /// The catalog's state as a heartbeat read it: a change in it is news (a
 /// layout stored, activated or retired, a job begun or ended, a shard
-/// move's phase).
+/// move's phase or fence).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct CatalogMark {
     active: Option<i64>,
@@ -62,11 +66,13 @@ pub(crate) async fn heartbeat(
     let row = client
         .query_one(
             "WITH beat AS (
-                 INSERT INTO ecoshard.bridges (name, address, pid, version, previous)
-                 VALUES ($1, $2, $3, $4, $5)
+                 INSERT INTO ecoshard.bridges (name, address, pid, version, previous, fence,
+                     cut_over)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address,
                      pid = EXCLUDED.pid, heartbeat = now(), version = EXCLUDED.version,
-                     previous = EXCLUDED.previous,
+                     previous = EXCLUDED.previous, fence = EXCLUDED.fence,
+                     cut_over = EXCLUDED.cut_over,
                      started_at = CASE WHEN bridges.pid = EXCLUDED.pid
                                        THEN bridges.started_at ELSE now() END
                  RETURNING 1)
@@ -74,7 +80,8 @@ pub(crate) async fn heartbeat(
                  (SELECT version FROM ecoshard.layout WHERE state = 'active'),
                  (SELECT version FROM ecoshard.layout WHERE state = 'target'),
                  job.id, job.state,
-                 (SELECT string_agg(shard || ':' || phase, ',' ORDER BY shard)
+                 (SELECT string_agg(shard || ':' || phase || coalesce(':' || fence, ''), ','
+                                    ORDER BY shard)
                     FROM ecoshard.shard_move WHERE shard_move.job = job.id),
                  (SELECT version FROM ecoshard.bridges WHERE name = job.runner)
              FROM (SELECT 1) one
@@ -86,6 +93,8 @@ pub(crate) async fn heartbeat(
                 &(beat.pid as i32),
                 &(beat.version as i64),
                 &beat.previous.map(|version| version as i64),
+                &beat.fence.map(|fence| fence as i64),
+                &beat.cut_over.map(|fence| fence as i64),
             ],
         )
         .await?;

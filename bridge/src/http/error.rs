@@ -110,7 +110,6 @@ fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::GenerateDuringRebalance(_) => (S::CONFLICT, "rebalance_running"),
         Error::ShardFenced(_) => (S::SERVICE_UNAVAILABLE, "shard_cutover"),
         Error::RebalanceElsewhere(..) => (S::CONFLICT, "rebalance_running"),
-        Error::PlacementBesideBridges(_) => (S::CONFLICT, "other_bridges_live"),
         Error::BridgeFenced | Error::BridgeFencedRead => (S::SERVICE_UNAVAILABLE, "bridge_fenced"),
         Error::GenerateTimedOut { .. } => (S::SERVICE_UNAVAILABLE, "generate_timed_out"),
         Error::BulkBusy => (S::TOO_MANY_REQUESTS, "busy"),

@@ -2,7 +2,8 @@
 //! row and heartbeat (`db/bridges.rs`), the news of a layout or job change
 //! (the catalog's NOTIFY on a connection of its own, and a poll with each
 //! heartbeat as the fallback), the routing adopted on news (`follow.rs`),
-//! and the self-fence: a bridge whose last heartbeat is too old refuses
+//! a shard move's write fence held by every bridge (`fence.rs`), and the
+//! self-fence: a bridge whose last heartbeat is too old refuses
 //! writes until it has heartbeated again and reloaded the routing. A write
 //! that finds the bridge fenced while the catalog's primary answers asks
 //! for that heartbeat at once and waits for it (within its deadline), so
@@ -18,6 +19,7 @@
 //! [`WRITE_TIMEOUT`] to finish, which `MARGIN` exceeds: every write it took
 //! ended before anyone counts it as dead.
 
+pub(crate) mod fence;
 mod follow;
 
 use follow::Adopted;
@@ -73,6 +75,9 @@ pub(crate) struct Coordination {
     rounds: Notify,
     /// The bridges as last listed, and when.
     bridges: RwLock<(Vec<BridgeRow>, Option<Instant>)>,
+    /// The shard move's fence this bridge holds as a follower, and the
+    /// latest cutover it routes by (`fence.rs`).
+    fence: Mutex<fence::Held>,
 }
 
 impl Coordination {
@@ -84,6 +89,7 @@ impl Coordination {
             news: Notify::new(),
             rounds: Notify::new(),
             bridges: RwLock::new((Vec::new(), None)),
+            fence: Mutex::new(fence::Held::default()),
         }
     }
 
@@ -130,15 +136,6 @@ impl Coordination {
     fn alone(&self) -> bool {
         let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
         guard.0.iter().all(|row| row.name == self.identity.name)
-    }
-
-    /// The other bridges live as last listed.
-    pub(crate) fn others_live(&self) -> Vec<String> {
-        self.views()
-            .into_iter()
-            .filter(|view| view.live && !view.this)
-            .map(|view| view.name)
-            .collect()
     }
 }
 
@@ -264,12 +261,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn beat(service: &Service) -> Result<CatalogMark, String> {
     let table = service.routing().table();
     let identity = &service.coordination().identity;
+    let (fence, cut_over) = fence::recorded(service);
     let beat = Beat {
         name: &identity.name,
         address: &identity.address,
         pid: std::process::id(),
         version: table.current.version,
         previous: table.previous.as_ref().map(|previous| previous.version),
+        fence,
+        cut_over,
     };
     let client = catalog(service).await?;
     match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::heartbeat(&client, &beat)).await {
