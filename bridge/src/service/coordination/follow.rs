@@ -56,9 +56,12 @@ struct Catalog {
 /// generates a data set (its routing is the job's; a generation holds
 /// back another bridge's job, which waits for this one to follow).
 pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
-    if service.rebalancer().try_hold().is_none() {
+    // Held through the read and the swap: a job this bridge began meanwhile
+    // would otherwise see its routing swapped back to what the catalog
+    // said before it (and its job replaced by the older one).
+    let Some(slot) = service.rebalancer().try_hold() else {
         return Ok(Adopted::Busy);
-    }
+    };
     let catalog = tokio::time::timeout(RELOAD_DEADLINE, read(service))
         .await
         .map_err(|_| "the catalog did not answer the reload within 3 s".to_owned())??;
@@ -119,6 +122,7 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     let old = service.routing().swap(table).await;
     // A decided shard's writes go to its target from here.
     super::fence::hold(service, fence.fence).await;
+    drop(slot);
     if !wait_unshared(old, DRAIN_LIMIT).await {
         tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
     }

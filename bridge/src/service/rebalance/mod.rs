@@ -68,6 +68,9 @@ pub(crate) const MAX_DATABASE_SHARDS: usize = 256;
 /// Longest `PUT /api/layout` waits for the plan before answering without it
 /// (`plan` null, `total` 0: `GET /api/rebalance/{id}` has it later).
 pub(crate) const PLAN_WAIT: Duration = Duration::from_millis(500);
+/// Longest a new job waits for a reload of the catalog to let go of the
+/// rebalance slot (a reload has 3 s to read, then swaps).
+const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// What `PUT /api/layout` did.
 #[derive(Debug)]
@@ -428,6 +431,33 @@ pub(crate) async fn apply_json(
     apply(service, layout).await
 }
 
+/// The rebalance slot for a new job. Held by a job or a data set: refused.
+/// Held a moment by a reload of the catalog or a look for a job to take
+/// over (no job runs then): waited for, within [`SLOT_WAIT`].
+async fn take_slot(service: &Service) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
+    let rebalancer = service.rebalancer();
+    let busy = || {
+        if service.generating() {
+            Error::Generating
+        } else {
+            Error::RebalanceBusy(rebalancer.job().map(Box::new))
+        }
+    };
+    if let Some(slot) = rebalancer.try_hold() {
+        return Ok(slot);
+    }
+    let running = rebalancer
+        .job()
+        .is_some_and(|job| job.state == JobState::Running);
+    if running || service.generating() {
+        return Err(busy());
+    }
+    let waiting = Arc::clone(&rebalancer.slot).lock_owned();
+    tokio::time::timeout(SLOT_WAIT, waiting)
+        .await
+        .map_err(|_| busy())
+}
+
 /// Applies `layout` to the database: nothing for the layout in force; else
 /// starts a job moving to it and answers the job, with its plan when that
 /// is ready within `PLAN_WAIT`.
@@ -435,13 +465,7 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     check_database_layout(&layout)?;
     let layout = stored_form(&layout, &service.clusters().name_refs())?;
     let rebalancer = service.rebalancer();
-    let slot = Arc::clone(&rebalancer.slot).try_lock_owned().map_err(|_| {
-        if service.generating() {
-            Error::Generating
-        } else {
-            Error::RebalanceBusy(rebalancer.job().map(Box::new))
-        }
-    })?;
+    let slot = take_slot(service).await?;
     if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
         return Err(Error::RebalanceBusy(Some(Box::new(job))));
     }
