@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::{
     LIMIT, SharedCluster, SharedClusters, bridge, bridge_with, connect, eventually,
-    eventually_some, get, post_json, put_layout, ring,
+    eventually_some, get, post, post_json, put_layout, ring,
 };
 use ecoshard_bridge::{AppState, ClusterSpec, LocalCluster, Topology};
 use ecoshard_core::Layout;
 use ecoshard_core::plan_numbered;
-use ecoshard_core::wire::{BridgeView, ClusterView, JobState, LayoutView, RebalanceJob};
+use ecoshard_core::wire::{
+    BridgeView, ClusterView, JobState, LayoutView, RebalanceJob, VerifyReport,
+};
 use ecoshard_postgres::Endpoint;
 use rows::{assert_no_key_twice, snapshot};
 
@@ -162,6 +164,58 @@ async fn a_layout_change_whose_notification_is_lost_is_followed_by_polling() {
     })
     .await;
     assert!(alone, "b never routed by layout {} alone", job.to_version);
+}
+
+/// The layout versions `state` routes by: writes, and reads also under.
+fn routing_of(state: &AppState) -> (u64, Option<u64>) {
+    let table = state.service().routing().table();
+    (
+        table.current.version,
+        table.previous.as_ref().map(|previous| previous.version),
+    )
+}
+
+/// A row written by the target on one bridge while another still read the
+/// old layout alone was not found there (the load balancer's test saw a
+/// 404 for an id just acknowledged, at a job's start). Both bridges'
+/// routing is looked at in turn, the job's bridge before and after the
+/// other, so that each pair compared holds at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_bridge_writes_by_a_new_layout_while_another_reads_the_old_one_alone() {
+    let cluster = CLUSTER.get();
+    let a = bridge(&cluster, "phases", ring(3)).await;
+    let b = bridge(&cluster, "phases", ring(3)).await;
+    wait_listed(&a, 2).await;
+    let old = (routing_of(&a).0, None);
+    let (state, json) = (a.clone(), serde_json::to_string(&ring(5)).unwrap());
+    let put = tokio::spawn(async move { put_layout(&state, &json).await });
+    let writes_new = |routing: (u64, Option<u64>)| routing.0 > old.0;
+    let mut seen = Vec::new();
+    let limit = Instant::now() + LIMIT;
+    loop {
+        let (a_before, on_b, a_after) = (routing_of(&a), routing_of(&b), routing_of(&a));
+        if seen.last() != Some(&(a_before, on_b)) {
+            seen.push((a_before, on_b));
+        }
+        let a_new_b_old = writes_new(a_before) && on_b == old;
+        let b_new_a_old = writes_new(on_b) && a_after == old;
+        assert!(
+            !a_new_b_old && !b_new_a_old,
+            "a writes by {a_before:?}/{a_after:?}, b by {on_b:?}: {seen:?}"
+        );
+        if [a_after, on_b]
+            .iter()
+            .all(|r| writes_new(*r) && r.1.is_some())
+        {
+            break;
+        }
+        assert!(Instant::now() < limit, "never both by the target: {seen:?}");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    eprintln!("(a, b) routed by {seen:?}");
+    let started = put.await.unwrap();
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    wait_done(&a, started.parse::<RebalanceJob>().id).await;
 }
 
 /// Applies `layout` on `a`: the job, and how long after sending the PUT
@@ -326,6 +380,25 @@ fn key_on_c2(layout: &Layout, prefix: &str) -> String {
         .unwrap()
 }
 
+/// The first key `<prefix>N` on `c2` under `from` whose shard `to` changes.
+fn key_moving(from: &Layout, to: &Layout, prefix: &str) -> String {
+    let clusters = ["c1", "c2"];
+    let (old, new) = (
+        from.placed(&clusters).unwrap().build().unwrap(),
+        to.placed(&clusters).unwrap().build().unwrap(),
+    );
+    (0..)
+        .map(|index| format!("{prefix}{index}"))
+        .find(|key| {
+            let (was, is) = (
+                old.locate_shard(key.as_bytes()),
+                new.locate_shard(key.as_bytes()),
+            );
+            was.cluster.as_deref() == Some("c2") && was.name != is.name
+        })
+        .unwrap()
+}
+
 /// A bridge over `c1` and `c2` of `clusters` on `database`, reaching
 /// `c1`'s primary (the catalog) through `catalog_port`, else directly.
 async fn bridge_over_two(
@@ -356,7 +429,8 @@ async fn bridge_over_two(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up() {
+async fn a_bridge_cut_off_from_the_catalog_refuses_writes_and_stale_not_founds_until_it_has_caught_up()
+ {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let clusters = TWO.get();
     let a = bridge_over_two(&clusters, "fenced", None).await;
@@ -368,6 +442,8 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
         key_on_c2(&ring(3), "during_"),
     );
     assert!(insert(&b, &before).await);
+    let moving = key_moving(&ring(3), &ring(4), "moving_");
+    assert!(insert(&a, &moving).await);
     proxy.cut();
     // Its writes to c2, which it still reaches, are refused once fenced
     // (taken before: the lease has not lapsed).
@@ -394,10 +470,16 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
     let body = format!(r#"{{"user_id": "{still}"}}"#);
     let refused = post_json(&b, "/api/users", &body).await;
     assert_eq!(refused.error_code(), "bridge_fenced", "{}", refused.text());
+    // A row the job moved: b's old routing looks where it was. Not a stale
+    // "not found" (it was, before reads knew of the fence).
+    let read = get(&b, &format!("/api/users/{moving}?consistency=strong")).await;
+    assert_eq!(read.error_code(), "bridge_fenced", "{}", read.text());
     proxy.restore();
     let after = key_on_c2(&ring(3), "after_");
     let writes = eventually(LIMIT, || insert(&b, &after)).await;
     assert!(writes, "b never took writes again");
+    let read = get(&b, &format!("/api/users/{moving}?consistency=strong")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
     assert_eq!(
         b.service().routing().table().current.version,
         job.to_version
@@ -413,6 +495,7 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
         (&during, true),
         (&still, false),
         (&after, true),
+        (&moving, true),
     ] {
         let held: Vec<(&str, &String)> = found
             .iter()
@@ -426,4 +509,263 @@ async fn a_bridge_cut_off_from_the_catalog_refuses_writes_until_it_has_caught_up
         assert_eq!(held, if written { vec![expected] } else { vec![] }, "{key}");
     }
     wait_listed(&a, 2).await;
+}
+
+/// One insert of a load: its key, whether it was acknowledged, the cluster
+/// and WAL position its answer names, and how long it waited.
+#[derive(Debug)]
+struct Taken {
+    key: String,
+    acknowledged: bool,
+    /// The cluster and position of a write (201), not of a repeat.
+    written_at: Option<(String, u64)>,
+    waited: Duration,
+}
+
+/// A token `c1/0/3000148` as its cluster and position.
+fn position(token: &str) -> (String, u64) {
+    let mut parts = token.splitn(3, '/');
+    let (cluster, high, low) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let half = |hex: &str| u64::from_str_radix(hex, 16).unwrap();
+    (cluster.to_owned(), (half(high) << 32) | half(low))
+}
+
+/// The keys `prefix0`, `prefix1`, … of shard `shard` under ring over 3
+/// shards placed over `c1`, `c2`.
+fn keys_of(shard: &'static str, prefix: &'static str) -> impl Iterator<Item = String> {
+    let router = ring(3).placed(&["c1", "c2"]).unwrap().build().unwrap();
+    (0..)
+        .map(move |index| format!("{prefix}{index}"))
+        .filter(move |key| router.locate_shard(key.as_bytes()).name == shard)
+}
+
+/// Inserts keys of shard `s0` through `state` until `stop`: what each got.
+fn load_s0(
+    state: &AppState,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Taken>> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut taken = Vec::new();
+        for key in keys_of("s0", prefix) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let sent = Instant::now();
+            let body = format!(r#"{{"user_id": "{key}"}}"#);
+            let answer = post_json(&state, "/api/users", &body).await;
+            let written_at = (answer.status == StatusCode::CREATED)
+                .then(|| position(answer.json()["lsn"].as_str().unwrap()));
+            if !answer.status.is_success() {
+                eprintln!("{key}: {}", answer.text());
+            }
+            taken.push(Taken {
+                key,
+                acknowledged: answer.status.is_success(),
+                written_at,
+                waited: sent.elapsed(),
+            });
+        }
+        taken
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_moved_under_inserts_through_both_bridges_is_never_written_to_its_source_after_the_cutover()
+ {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let clusters = TWO.get();
+    let database = "fence_shared";
+    let a = bridge_over_two(&clusters, database, None).await;
+    let b = bridge_over_two(&clusters, database, None).await;
+    wait_listed(&a, 2).await;
+    let seeds: Vec<String> = keys_of("s0", "seed_").take(400).collect();
+    for key in &seeds {
+        assert!(insert(&a, key).await, "{key}");
+    }
+    let reads = [&a, &b].map(|state| common::ReadLoad::start(state, &seeds, &["strong"], 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_a = load_s0(&a, "a_", Arc::clone(&stop));
+    let on_b = load_s0(&b, "b_", Arc::clone(&stop));
+    let mut moved = ring(3);
+    for (shard, cluster) in moved.shards.iter_mut().zip(["c2", "c2", "c1"]) {
+        shard.cluster = Some(cluster.to_owned());
+    }
+    let started = put_layout(&a, &serde_json::to_string(&moved).unwrap()).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    wait_done(&a, job.id).await;
+    // The load ran across the cutover: b writes the shard to c2, then stops.
+    let b_on_c2 = eventually(LIMIT, || async {
+        let key = keys_of("s0", "after_").next().unwrap();
+        let answer = post_json(&b, "/api/users", &format!(r#"{{"user_id": "{key}"}}"#)).await;
+        answer.status.is_success() && answer.json()["cluster"] == "c2"
+    })
+    .await;
+    assert!(b_on_c2, "b never wrote shard s0 to c2");
+    for load in &reads {
+        assert!(load.goes_on(20).await, "reads stopped");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (through_a, through_b) = (on_a.await.unwrap(), on_b.await.unwrap());
+    let [read_a, read_b] = reads;
+    // A read may find its primary too slow on a loaded machine (503), never
+    // the row missing or its shard gone (404, 500).
+    for (bridge, load) in [("a", read_a), ("b", read_b)] {
+        let (ok, failed) = load.finish().await;
+        eprintln!(
+            "reads through {bridge}: {ok} answered, {} not",
+            failed.len()
+        );
+        let wrong: Vec<&String> = failed
+            .iter()
+            .filter(|read| !read.contains(": 503 "))
+            .collect();
+        assert_eq!(wrong, Vec::<&String>::new(), "reads through {bridge}");
+    }
+
+    let catalog = connect(&clusters[0], "primary", database).await;
+    let row = catalog
+        .query_one(
+            "SELECT source_lsn, fence, write_pause_ms FROM ecoshard.shard_move WHERE shard = 's0'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let cutover_at = row
+        .get::<_, Option<i64>>(0)
+        .expect("the cutover's position") as u64;
+    assert!(
+        row.get::<_, Option<i64>>(1).is_some(),
+        "decided under a fence"
+    );
+    let waited = |taken: &[Taken]| taken.iter().map(|t| t.waited).max().unwrap_or_default();
+    eprintln!(
+        "cutover: a's writes of s0 paused {:?} ms; longest insert of s0 through a {:?}, \
+         through b {:?} ({} and {} inserts)",
+        row.get::<_, Option<i64>>(2),
+        waited(&through_a),
+        waited(&through_b),
+        through_a.len(),
+        through_b.len()
+    );
+    // No write of the shard landed on its source after the cutover's position.
+    for taken in through_a.iter().chain(&through_b) {
+        if let Some((cluster, lsn)) = &taken.written_at
+            && cluster == "c1"
+        {
+            assert!(
+                *lsn <= cutover_at,
+                "{} written on c1 at {lsn} after the cutover ({cutover_at})",
+                taken.key
+            );
+        }
+    }
+    let through_b_on_c2 = through_b
+        .iter()
+        .filter(|taken| {
+            taken
+                .written_at
+                .as_ref()
+                .is_some_and(|(cluster, _)| cluster == "c2")
+        })
+        .count();
+    assert!(
+        through_b_on_c2 > 0,
+        "b took no write of s0 on its target during the load"
+    );
+    let report: VerifyReport = post(&a, "/api/verify").await.parse();
+    assert!(report.clean, "{report:?}");
+    let on_c1 = snapshot(&connect(&clusters[0], "primary", database).await, "").await;
+    let on_c2 = snapshot(&connect(&clusters[1], "primary", database).await, "").await;
+    assert_no_key_twice(&on_c2);
+    let acknowledged = through_a
+        .iter()
+        .chain(&through_b)
+        .filter(|t| t.acknowledged);
+    for key in seeds.iter().chain(acknowledged.map(|taken| &taken.key)) {
+        assert_eq!(
+            on_c2.shards_of.get(key),
+            Some(&vec!["s0".to_owned()]),
+            "{key} on c2"
+        );
+        assert_eq!(on_c1.shards_of.get(key), None, "{key} left on c1");
+    }
+    let schema: bool = catalog
+        .query_one("SELECT to_regnamespace('shard_s0') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!schema, "the source schema of s0 is left on c1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bridge_cut_off_from_the_catalog_during_a_shard_move_lets_it_finish_and_follows_its_cutover()
+ {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let clusters = TWO.get();
+    let database = "fence_lapsed";
+    let a = bridge_over_two(&clusters, database, None).await;
+    let proxy = Proxy::start(clusters[0].nodes()[0].port).await;
+    let b = bridge_over_two(&clusters, database, Some(proxy.port)).await;
+    wait_listed(&a, 2).await;
+    let seeds: Vec<String> = keys_of("s0", "seed_").take(200).collect();
+    for key in &seeds {
+        assert!(insert(&b, key).await, "{key}");
+    }
+    // b holds no fence and records no cutover: the mover goes on only once
+    // b's lease has lapsed.
+    proxy.cut();
+    let mut moved = ring(3);
+    for (shard, cluster) in moved.shards.iter_mut().zip(["c2", "c2", "c1"]) {
+        shard.cluster = Some(cluster.to_owned());
+    }
+    let started = put_layout(&a, &serde_json::to_string(&moved).unwrap()).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let job: RebalanceJob = started.parse();
+    wait_done(&a, job.id).await;
+    let lapsed = bridges_of(&a)
+        .await
+        .iter()
+        .any(|bridge| !bridge.this && !bridge.live);
+    assert!(lapsed, "b is still live after the move");
+    proxy.restore();
+    let after = keys_of("s0", "after_").next().unwrap();
+    let body = format!(r#"{{"user_id": "{after}"}}"#);
+    let written = eventually_some(LIMIT, || async {
+        let answer = post_json(&b, "/api/users", &body).await;
+        answer.status.is_success().then(|| answer.json())
+    })
+    .await
+    .expect("b never took writes again");
+    assert_eq!(written["cluster"], "c2", "{written}");
+    assert_eq!(
+        b.service().routing().table().current.version,
+        job.to_version
+    );
+    let catalog = connect(&clusters[0], "primary", database).await;
+    let decided: Option<i64> = catalog
+        .query_one(
+            "SELECT fence FROM ecoshard.shard_move WHERE job = $1",
+            &[&(job.id as i64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(decided.is_some(), "decided under a fence");
+    let report: VerifyReport = post(&a, "/api/verify").await.parse();
+    assert!(report.clean, "{report:?}");
+    let on_c2 = snapshot(&connect(&clusters[1], "primary", database).await, "").await;
+    for key in seeds.iter().chain([&after]) {
+        assert_eq!(
+            on_c2.shards_of.get(key),
+            Some(&vec!["s0".to_owned()]),
+            "{key} on c2"
+        );
+    }
 }

@@ -229,14 +229,16 @@ pub(crate) async fn latest(
     Ok(row.as_ref().map(from_row))
 }
 
-/// Marks a failed job running again (a restart resumes it).
+/// Marks a failed job running again (a restart resumes it), with no
+/// runner: no bridge runs it until one takes its lock.
 pub(crate) async fn mark_running(
     client: &impl GenericClient,
     id: u64,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "UPDATE ecoshard.rebalance SET state = 'running', error = NULL WHERE id = $1",
+            "UPDATE ecoshard.rebalance SET state = 'running', error = NULL, runner = NULL \
+             WHERE id = $1",
             &[&(id as i64)],
         )
         .await?;
@@ -358,8 +360,10 @@ fn from_row(row: &tokio_postgres::Row) -> StoredJob {
 }
 
 /// One batch from shard `from` to shard `to`: `$1` the user_ids, `$2` the
-/// job id, `$3` the time spent moving so far (ms). Answers the job's `moved`,
-/// or no row when the job is not running (the caller then rolls back).
+/// job id, `$3` the time spent moving so far (ms), `$4` the bridge running
+/// it. Answers the job's `moved`, or no row when the job is not running, or
+/// runs under another bridge (it was taken over): the caller then rolls
+/// back.
 pub(crate) fn move_sql(from: &str, to: &str) -> String {
     format!(
         "WITH moved AS (
@@ -371,7 +375,7 @@ pub(crate) fn move_sql(from: &str, to: &str) -> String {
              RETURNING 1)
          UPDATE ecoshard.rebalance
             SET moved = moved + (SELECT count(*) FROM inserted), moving_ms = $3
-          WHERE id = $2 AND state = 'running'
+          WHERE id = $2 AND state = 'running' AND runner = $4
          RETURNING moved",
         from = shard_schema(from),
         to = shard_schema(to),
@@ -390,17 +394,21 @@ pub(crate) async fn prepare_move(
 /// Moves `ids` with `statement` (from [`prepare_move`]) in a transaction of
 /// its own and counts them in job `id`'s `moved` (with `moving_ms`, the time
 /// spent moving so far); answers the job's `moved`. `None`, and nothing
-/// moved (rolled back), when the database does not hold the job running.
+/// moved (rolled back), when the database does not hold the job running
+/// with `runner` as its bridge.
 pub(crate) async fn move_batch(
     client: &mut deadpool_postgres::Client,
     statement: &tokio_postgres::Statement,
     ids: &[String],
-    id: u64,
+    (id, runner): (u64, &str),
     moving_ms: u64,
 ) -> Result<Option<u64>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let Some(row) = tx
-        .query_opt(statement, &[&ids, &(id as i64), &(moving_ms as i64)])
+        .query_opt(
+            statement,
+            &[&ids, &(id as i64), &(moving_ms as i64), &runner],
+        )
         .await?
     else {
         tx.rollback().await?;
@@ -440,6 +448,6 @@ mod tests {
         let sql = move_sql("s0", "s3");
         assert!(sql.contains("DELETE FROM \"shard_s0\".users WHERE user_id = ANY($1)"));
         assert!(sql.contains("INSERT INTO \"shard_s3\".users"));
-        assert!(sql.contains("WHERE id = $2"));
+        assert!(sql.contains("WHERE id = $2 AND state = 'running' AND runner = $4"));
     }
 }

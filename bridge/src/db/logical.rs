@@ -31,6 +31,9 @@ pub(crate) struct StoredMove {
     pub(crate) bytes_total: Option<u64>,
     /// The write pause of its cutover.
     pub(crate) write_pause_ms: Option<u64>,
+    /// The write fence of its cutover, raised (before the decision) or
+    /// decided under (after it): see `db/fence.rs`.
+    pub(crate) fence: Option<u64>,
 }
 
 /// The name of the publication, subscription and slot of job `job`'s move
@@ -101,7 +104,8 @@ pub(crate) async fn moves(
 ) -> Result<Vec<StoredMove>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT shard, position, source, target, phase, rows_total, bytes_total, write_pause_ms \
+            "SELECT shard, position, source, target, phase, rows_total, bytes_total, write_pause_ms, \
+                    fence \
                FROM ecoshard.shard_move WHERE job = $1 ORDER BY position",
             &[&(job as i64)],
         )
@@ -118,12 +122,14 @@ pub(crate) async fn moves(
             rows_total: count(row.get(5)),
             bytes_total: count(row.get(6)),
             write_pause_ms: count(row.get(7)),
+            fence: count(row.get(8)),
         })
         .collect())
 }
 
 /// Stores the phase job `job`'s move of `shard` has reached (with the
-/// write pause, once known).
+/// write pause, once known). A phase before the decision lifts any fence
+/// left raised (by a cutover whose lifting did not reach the catalog).
 pub(crate) async fn set_phase(
     client: &impl GenericClient,
     job: u64,
@@ -134,7 +140,8 @@ pub(crate) async fn set_phase(
     client
         .execute(
             "UPDATE ecoshard.shard_move SET phase = $3, \
-                    write_pause_ms = coalesce($4, write_pause_ms) \
+                    write_pause_ms = coalesce($4, write_pause_ms), \
+                    fence = CASE WHEN $3 IN ('verifying', 'cleanup', 'done') THEN fence END \
               WHERE job = $1 AND shard = $2",
             &[
                 &(job as i64),

@@ -7,6 +7,7 @@
 pub(crate) mod bridges;
 mod copy;
 mod error;
+pub(crate) mod fence;
 mod health;
 pub(crate) mod jobs;
 pub mod logical;

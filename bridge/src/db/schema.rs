@@ -99,6 +99,17 @@ const MIGRATIONS: &[&str] = &[
          FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();
      CREATE TRIGGER shard_move_changed AFTER INSERT OR UPDATE OF phase ON ecoshard.shard_move
          FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();",
+    // 6: a shard move's write fence held by every bridge (see
+    // `service/coordination/fence.rs`): the fence raised for a cutover (a
+    // number from `fences`, kept once decided) and the source's position
+    // the cutover waited for; each bridge's row the fence it holds and the
+    // latest decided cutover it routes by; a fence raised or lifted notifies.
+    "ALTER TABLE ecoshard.shard_move ADD COLUMN fence bigint, ADD COLUMN source_lsn bigint;
+     ALTER TABLE ecoshard.bridges ADD COLUMN fence bigint, ADD COLUMN cut_over bigint;
+     CREATE SEQUENCE ecoshard.fences;
+     DROP TRIGGER shard_move_changed ON ecoshard.shard_move;
+     CREATE TRIGGER shard_move_changed AFTER INSERT OR UPDATE OF phase, fence
+         ON ecoshard.shard_move FOR EACH STATEMENT EXECUTE FUNCTION ecoshard.notify_catalog();",
 ];
 
 /// Error of a schema operation.

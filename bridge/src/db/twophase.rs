@@ -281,12 +281,14 @@ pub(crate) struct MovedBatch {
     pub(crate) rows: i64,
     /// The job's time spent moving so far, with this batch (ms).
     pub(crate) moving_ms: i64,
+    /// The bridge running the job: the batch counts only while it does.
+    pub(crate) runner: String,
 }
 
 /// Logs `batch` as moved by transaction `txid` and counts it in its job,
 /// inside the coordinator's open catalog transaction (so with its
 /// decision); the job's `moved`, or `None` when the job is not running
-/// (the decision must not be committed then).
+/// under `batch.runner` (the decision must not be committed then).
 pub(crate) async fn record_move(
     client: &impl GenericClient,
     txid: i64,
@@ -300,7 +302,7 @@ pub(crate) async fn record_move(
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rows) \
              UPDATE ecoshard.rebalance \
                 SET moved = moved + (SELECT rows FROM logged), moving_ms = $8 \
-              WHERE id = $2 AND state = 'running' \
+              WHERE id = $2 AND state = 'running' AND runner = $9 \
              RETURNING moved",
             &[
                 &txid,
@@ -311,6 +313,7 @@ pub(crate) async fn record_move(
                 &batch.to.1,
                 &batch.rows,
                 &batch.moving_ms,
+                &batch.runner,
             ],
         )
         .await?;

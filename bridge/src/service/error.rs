@@ -55,12 +55,12 @@ pub(crate) enum Error {
     RebalanceBusy(Option<Box<RebalanceJob>>),
     /// A rebalance job runs, started by another bridge (named).
     RebalanceElsewhere(Box<RebalanceJob>, String),
-    /// A placement change while other bridges (named) are live: their
-    /// writes would not wait at its cutover's fence.
-    PlacementBesideBridges(Vec<String>),
     /// This bridge's heartbeat may have lapsed in the catalog: it takes no
     /// write until it has heartbeated and reloaded the routing.
     BridgeFenced,
+    /// A read found nothing on a bridge in that state, beside other
+    /// bridges: a job they ran since may have moved the row.
+    BridgeFencedRead,
     /// The database's layout is not the one this bridge routes by.
     LayoutChanged,
     /// Node actions need servers this bridge started.
@@ -308,8 +308,9 @@ impl fmt::Display for Error {
             Error::Generating => f.write_str(GENERATING),
             Error::GenerateDuringRebalance(job) => generate_refused(f, job.as_deref()),
             Error::ShardFenced(what) => write!(f, "{what}{SHARD_FENCED}"),
-            Error::RebalanceElsewhere(..) | Error::PlacementBesideBridges(_) => between(f, self),
+            Error::RebalanceElsewhere(job, bridge) => elsewhere(f, job, bridge),
             Error::BridgeFenced => f.write_str(BRIDGE_FENCED),
+            Error::BridgeFencedRead => f.write_str(BRIDGE_FENCED_READ),
             Error::GenerateTimedOut { count, limit_secs } => write!(
                 f,
                 "the primary did not take the {} users within {limit_secs} s: the transaction \
@@ -496,26 +497,15 @@ fn busy(f: &mut fmt::Formatter<'_>, job: Option<&RebalanceJob>) -> fmt::Result {
     }
 }
 
-/// A job refused because of another bridge: its job, or its being live.
-fn between(f: &mut fmt::Formatter<'_>, error: &Error) -> fmt::Result {
-    match error {
-        Error::RebalanceElsewhere(job, bridge) => write!(
-            f,
-            "rebalance job {} runs on bridge {bridge} (layout {} → {}); wait until GET \
-             /api/rebalance/{} says done",
-            job.id, job.from_version, job.to_version, job.id
-        ),
-        Error::PlacementBesideBridges(others) => {
-            write!(f, "bridges {}{PLACEMENT_BESIDE}", others.join(", "))
-        }
-        _ => Ok(()),
-    }
+/// A job refused because another bridge runs `job`.
+fn elsewhere(f: &mut fmt::Formatter<'_>, job: &RebalanceJob, bridge: &str) -> fmt::Result {
+    write!(
+        f,
+        "rebalance job {} runs on bridge {bridge} (layout {} → {}); wait until GET \
+         /api/rebalance/{} says done",
+        job.id, job.from_version, job.to_version, job.id
+    )
 }
-
-/// Why a placement change waits for the other bridges to stop.
-const PLACEMENT_BESIDE: &str = " are live beside this bridge, and a placement change fences a \
-                                shard's writes on this bridge only: apply it with this bridge \
-                                alone";
 
 /// Why a layout is refused while this bridge catches up with another's.
 const LAYOUT_CHANGED: &str = "the layout in the database is not the one this bridge routes by \
@@ -523,6 +513,9 @@ const LAYOUT_CHANGED: &str = "the layout in the database is not the one this bri
                               second or so: retry then";
 
 /// Why a fenced bridge takes no write.
+const BRIDGE_FENCED_READ: &str = "this bridge found no such user, but it has not heartbeated in the \
+                                  catalog recently: another bridge may have moved the user since, so \
+                                  the answer may be stale; retry in a moment or use another bridge";
 const BRIDGE_FENCED: &str = "this bridge has not heartbeated in the catalog recently, so other \
                              bridges may count it as gone; nothing was written: it takes writes \
                              again once it has heartbeated and reloaded the routing, retry in a \

@@ -251,11 +251,11 @@ impl Service {
         ticks::check_every_cluster(&state).await;
         ticks::start(&state).await;
         twophase::start(&state).await;
-        let resumed = startup
-            .pending
-            .and_then(|pending| rebalance::resume(&state, pending));
+        if let Some(pending) = startup.pending {
+            rebalance::resume(&state, pending).await;
+        }
         // Once a resumed job holds its slot: its routing is this bridge's.
-        coordination::start(&state, resumed).await;
+        coordination::start(&state).await;
         Ok(state)
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use ecoshard_core::wire::{Consistency, ReadResult, User};
 use tokio::time::Instant;
 
-use super::{Error, Service, failover, input};
+use super::{Error, Service, coordination, failover, input};
 use crate::cluster::{Cluster, Node, checkout, discard};
 use crate::db;
 use crate::db::BatchSql;
@@ -217,6 +217,11 @@ fn failed_checkout(node: &Node, error: &crate::cluster::CheckoutError) -> Attemp
 /// first node of the key's shard's cluster that can serve it, and says
 /// which node did. During a rebalance moving the key to another cluster,
 /// the new shard's cluster is read first, then the old one's.
+///
+/// A bridge that finds nothing while it is fenced beside other bridges
+/// (see [`coordination::not_found_is_sure`]) heartbeats and reloads the
+/// routing first if it can, and reads again by it; else it says the answer
+/// may be stale (503) rather than "not found".
 pub(crate) async fn read_user(
     service: &Service,
     user_id: &str,
@@ -225,6 +230,26 @@ pub(crate) async fn read_user(
 ) -> Result<ReadResult, Error> {
     input::user_id(user_id)?;
     let (consistency, after) = input::read_level(consistency, lsn)?;
+    let read = read_by_routing(service, user_id, consistency, after.as_ref()).await;
+    if !matches!(read, Err(Error::UserNotFound { .. })) || coordination::not_found_is_sure(service)
+    {
+        return read;
+    }
+    let deadline = tokio::time::Instant::now() + service.cluster().read_timeout;
+    coordination::renew(service, deadline).await;
+    if !coordination::not_found_is_sure(service) {
+        return Err(Error::BridgeFencedRead);
+    }
+    read_by_routing(service, user_id, consistency, after.as_ref()).await
+}
+
+/// [`read_user`] by the routing this bridge follows now.
+async fn read_by_routing(
+    service: &Service,
+    user_id: &str,
+    consistency: Consistency,
+    after: Option<&input::ReadAfter>,
+) -> Result<ReadResult, Error> {
     if let Some(named) = after.as_ref().and_then(|after| after.cluster.as_deref())
         && service.clusters().get(named).is_none()
     {
@@ -239,7 +264,7 @@ pub(crate) async fn read_user(
     let mut not_found = None;
     for on in &plan {
         let cluster = service.cluster_named(on.cluster)?;
-        let (level, after_lsn) = read_level_on(cluster, consistency, after.as_ref());
+        let (level, after_lsn) = read_level_on(cluster, consistency, after);
         // One shard to look in on this cluster: the read can join the
         // node's batch (of the layout the shard is of).
         let built = if on.previous {

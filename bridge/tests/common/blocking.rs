@@ -215,6 +215,11 @@ impl Serve {
         serve
     }
 
+    /// Its process id (to signal it: SIGSTOP, SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it wrote on stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,13 +1,18 @@
 //! A bridge that does not run the job routes as the one that does: the
-//! layout in force alone, or during a job moving keys the target for
-//! writes and both layouts for reads, exactly as the mover's swap does;
-//! reloaded from the catalog, never from memory.
+//! layout in force alone; during a job moving keys both layouts for reads
+//! and, for writes, the layout the job's bridge writes by (the old one
+//! until every bridge reads under both, then the target); during a
+//! placement change each shard on its target once its cutover is decided,
+//! with the fence of a cutover under way held (`fence.rs`); exactly as the
+//! mover's swaps do, reloaded from the catalog, never from memory.
 
 use std::time::Duration;
 
 use ecoshard_core::wire::{JobState, LayoutView};
 
+use super::fence::Held;
 use crate::db::jobs as store;
+use crate::db::logical::{StoredMove, moves};
 use crate::db::schema::{active_layout, target_layout};
 use crate::routing::{RoutingTable, wait_unshared};
 use crate::service::Service;
@@ -26,7 +31,8 @@ pub(super) enum Adopted {
     Busy,
     /// The routing in force is the catalog's.
     Unchanged,
-    /// The routing was swapped for the catalog's.
+    /// The routing was swapped for the catalog's, or the fence it holds
+    /// changed.
     Swapped,
 }
 
@@ -36,20 +42,26 @@ struct Catalog {
     target: Option<LayoutView>,
     unfinished: Option<store::StoredJob>,
     latest: Option<store::StoredJob>,
+    /// The unfinished job's shard moves (a placement change's).
+    moves: Vec<StoredMove>,
+    /// The layout version the unfinished job's bridge writes by.
+    runner_version: Option<u64>,
     c1_lsn: u64,
 }
 
 /// Reloads the layout and job from the catalog and swaps the routing when
 /// it differs from the one in force (waiting for the requests under the
-/// old one). Nothing while this bridge runs a job or
+/// old one), then holds the fence of a placement change's cutover under
+/// way (lets it go once decided). Nothing while this bridge runs a job or
 /// generates a data set (its routing is the job's; a generation holds
-/// back another bridge's job, which waits for this one to follow). A
-/// placement change run by another bridge is an error: its cutover is not
-/// followed here, so this bridge stays fenced until it is done.
+/// back another bridge's job, which waits for this one to follow).
 pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
-    if service.rebalancer().try_hold().is_none() {
+    // Held through the read and the swap: a job this bridge began meanwhile
+    // would otherwise see its routing swapped back to what the catalog
+    // said before it (and its job replaced by the older one).
+    let Some(slot) = service.rebalancer().try_hold() else {
         return Ok(Adopted::Busy);
-    }
+    };
     let catalog = tokio::time::timeout(RELOAD_DEADLINE, read(service))
         .await
         .map_err(|_| "the catalog did not answer the reload within 3 s".to_owned())??;
@@ -64,6 +76,70 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
     if let Some(job) = &catalog.latest {
         show_job(service, job);
     }
+    let (current, previous, fence) = wanted(service, &catalog)?;
+    let following = service.routing().table();
+    let same = following.current.version == current.version
+        && following.current.layout() == &current.layout
+        && following.previous.as_ref().map(|old| old.version)
+            == previous.as_ref().map(|view| view.version);
+    // Not held past here: the swap waits until nobody holds the old table.
+    drop(following);
+    if same {
+        let held = super::fence::hold(service, fence.fence).await;
+        let cut_over = super::fence::cut_over(service, fence.cut_over);
+        return Ok(if held || cut_over {
+            Adopted::Swapped
+        } else {
+            Adopted::Unchanged
+        });
+    }
+    let version = current.version;
+    let table = RoutingTable {
+        current: build_placement(&current).await?,
+        previous: match &previous {
+            Some(previous) => Some(build_placement(previous).await?),
+            None => None,
+        },
+        min_replay_lsn: match &previous {
+            // The job's first step may not have made the target's yet.
+            Some(previous) => {
+                let target = [previous, &current].into_iter().max_by_key(|v| v.version);
+                let target = &target.unwrap_or(&current).layout;
+                rebalance::create_shards(service, target)
+                    .await
+                    .map_err(|error| format!("creating the target's shards: {error}"))?
+            }
+            None => rebalance::replay_bounds_after_job(service, version, catalog.c1_lsn).await,
+        },
+    };
+    tracing::info!(
+        "following layout {version}{} from the catalog",
+        previous
+            .as_ref()
+            .map(|old| format!(" (reads also under {})", old.version))
+            .unwrap_or_default()
+    );
+    let old = service.routing().swap(table).await;
+    // A decided shard's writes go to its target from here.
+    super::fence::hold(service, fence.fence).await;
+    drop(slot);
+    if !wait_unshared(old, DRAIN_LIMIT).await {
+        tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
+    }
+    super::fence::cut_over(service, fence.cut_over);
+    Ok(Adopted::Swapped)
+}
+
+/// What the catalog says to route by: the layout writes go by, the one
+/// reads also look under, and the fence to hold (a placement change's).
+/// During a job moving keys, both layouts, writes by the one the job's
+/// bridge writes by: the old one until every live bridge reads under both
+/// (no bridge writes a row where another looks under the old layout
+/// alone), then the target.
+fn wanted(
+    service: &Service,
+    catalog: &Catalog,
+) -> Result<(LayoutView, Option<LayoutView>, Held), String> {
     let clusters = service.clusters().name_refs();
     let in_force = |view: &LayoutView| -> Result<LayoutView, String> {
         let layout = rebalance::in_force(&view.layout, &clusters).map_err(|e| e.to_string())?;
@@ -77,63 +153,29 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
         (Some(target), Some(job)) if job.state != JobState::Done => Some((in_force(target)?, job)),
         _ => None,
     };
-    let (current, previous) = match moving {
+    Ok(match moving {
         Some((target, job)) if rebalance::is_placement_change(&active.layout, &target.layout) => {
-            return Err(format!(
-                "bridge {} moves shards between clusters (job {}); this bridge takes no write \
-                 until it is done",
-                job.runner.as_deref().unwrap_or("?"),
-                job.id
-            ));
+            let running = job.state == JobState::Running;
+            let now = rebalance::placed_now(&active, &target, &catalog.moves);
+            (now, None, Held::of(running, &catalog.moves))
         }
-        Some((target, _)) => (target, Some(active)),
-        None => (active, None),
-    };
-    let following = service.routing().table();
-    let same = following.current.version == current.version
-        && following.previous.as_ref().map(|old| old.version)
-            == previous.as_ref().map(|view| view.version);
-    // Not held past here: the swap waits until nobody holds the old table.
-    drop(following);
-    if same {
-        return Ok(Adopted::Unchanged);
-    }
-    let version = current.version;
-    let table = RoutingTable {
-        current: build_placement(&current).await?,
-        previous: match &previous {
-            Some(previous) => Some(build_placement(previous).await?),
-            None => None,
-        },
-        min_replay_lsn: match &previous {
-            // The job's first step may not have made them yet.
-            Some(_) => rebalance::create_shards(service, &current.layout)
-                .await
-                .map_err(|error| format!("creating the target's shards: {error}"))?,
-            None => rebalance::replay_bounds_after_job(service, version, catalog.c1_lsn).await,
-        },
-    };
-    tracing::info!(
-        "following layout {version}{} from the catalog",
-        previous
-            .as_ref()
-            .map(|old| format!(" (reads also under {})", old.version))
-            .unwrap_or_default()
-    );
-    let old = service.routing().swap(table).await;
-    if !wait_unshared(old, DRAIN_LIMIT).await {
-        tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
-    }
-    Ok(Adopted::Swapped)
+        Some((target, _)) if catalog.runner_version.is_some_and(|v| v < target.version) => {
+            (active, Some(target), Held::default())
+        }
+        Some((target, _)) => (target, Some(active), Held::default()),
+        None => (active, None, Held::default()),
+    })
 }
 
 /// Shows the catalog's latest job, unless this bridge holds its own copy of
-/// that job in the same state: the richer one (a shard move's phases and
-/// progress are not stored).
+/// that job in the same state (the richer one: a shard move's phases and
+/// progress are not stored) or a newer job: one this bridge began while
+/// the catalog was read (a `PUT /api/layout` racing a reload answered 500
+/// "the job vanished from memory" when the older job replaced it).
 fn show_job(service: &Service, job: &store::StoredJob) {
     let job = job.view();
     let held = service.rebalancer().job();
-    if held.is_none_or(|held| held.id != job.id || held.state != job.state) {
+    if held.is_none_or(|held| held.id < job.id || (held.id == job.id && held.state != job.state)) {
         service.rebalancer().set_job(job);
     }
 }
@@ -156,6 +198,17 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         .map_err(|error| error.to_string())?;
     let unfinished = store::unfinished(&client).await.map_err(db)?;
     let latest = store::latest(&client).await.map_err(db)?;
+    let moves = match &unfinished {
+        Some(job) => moves(&client, job.id).await.map_err(db)?,
+        None => Vec::new(),
+    };
+    let runner = unfinished.as_ref().and_then(|job| job.runner.as_deref());
+    let runner_version = match runner {
+        Some(name) => crate::db::bridges::version_of(&client, name)
+            .await
+            .map_err(db)?,
+        None => None,
+    };
     let lsn: tokio_postgres::types::PgLsn = client
         .query_one(crate::db::CURRENT_LSN, &[])
         .await
@@ -166,6 +219,8 @@ async fn read(service: &Service) -> Result<Catalog, String> {
         target,
         unfinished,
         latest,
+        moves,
+        runner_version,
         c1_lsn: u64::from(lsn),
     })
 }

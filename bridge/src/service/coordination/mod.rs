@@ -2,7 +2,8 @@
 //! row and heartbeat (`db/bridges.rs`), the news of a layout or job change
 //! (the catalog's NOTIFY on a connection of its own, and a poll with each
 //! heartbeat as the fallback), the routing adopted on news (`follow.rs`),
-//! and the self-fence: a bridge whose last heartbeat is too old refuses
+//! a shard move's write fence held by every bridge (`fence.rs`), and the
+//! self-fence: a bridge whose last heartbeat is too old refuses
 //! writes until it has heartbeated again and reloaded the routing. A write
 //! that finds the bridge fenced while the catalog's primary answers asks
 //! for that heartbeat at once and waits for it (within its deadline), so
@@ -18,6 +19,7 @@
 //! [`WRITE_TIMEOUT`] to finish, which `MARGIN` exceeds: every write it took
 //! ended before anyone counts it as dead.
 
+pub(crate) mod fence;
 mod follow;
 
 use follow::Adopted;
@@ -73,6 +75,9 @@ pub(crate) struct Coordination {
     rounds: Notify,
     /// The bridges as last listed, and when.
     bridges: RwLock<(Vec<BridgeRow>, Option<Instant>)>,
+    /// The shard move's fence this bridge holds as a follower, and the
+    /// latest cutover it routes by (`fence.rs`).
+    fence: Mutex<fence::Held>,
 }
 
 impl Coordination {
@@ -84,6 +89,7 @@ impl Coordination {
             news: Notify::new(),
             rounds: Notify::new(),
             bridges: RwLock::new((Vec::new(), None)),
+            fence: Mutex::new(fence::Held::default()),
         }
     }
 
@@ -126,19 +132,27 @@ impl Coordination {
             .collect()
     }
 
-    /// The other bridges live as last listed.
-    pub(crate) fn others_live(&self) -> Vec<String> {
-        self.views()
-            .into_iter()
-            .filter(|view| view.live && !view.this)
-            .map(|view| view.name)
-            .collect()
+    /// Whether no other bridge was in the catalog when last listed.
+    fn alone(&self) -> bool {
+        let guard = self.bridges.read().unwrap_or_else(|e| e.into_inner());
+        guard.0.iter().all(|row| row.name == self.identity.name)
     }
 }
 
 /// Writes refused: this bridge's registration may have lapsed.
 pub(crate) fn write_refusal(service: &Service) -> Option<Error> {
     (!service.coordination().writable()).then_some(Error::BridgeFenced)
+}
+
+/// Whether a read that found nothing may be answered so: this bridge is
+/// not fenced, or it was alone in the catalog when last listed. Else
+/// another bridge may have run a job since and moved the row where this
+/// bridge's routing does not look. (A bridge alone keeps answering "not
+/// found" while the catalog is away, as one bridge always did; a bridge
+/// registering only while this one cannot reach the catalog is not seen.)
+pub(crate) fn not_found_is_sure(service: &Service) -> bool {
+    let coordination = service.coordination();
+    coordination.writable() || coordination.alone()
 }
 
 /// When this bridge is fenced and the catalog's primary answers its health
@@ -174,24 +188,10 @@ pub(crate) async fn renew(service: &Service, deadline: tokio::time::Instant) {
 }
 
 /// Registers this bridge (one heartbeat round, so it starts writable when
-/// the catalog answers) as the runner of job `resumed`, if it resumed one,
-/// then heartbeats every [`HEARTBEAT`] and listens for the catalog's news.
-pub(crate) async fn start(service: &Service, resumed: Option<u64>) {
-    if let Some(job) = resumed {
-        let taken = async {
-            let client = catalog(service).await?;
-            let name = service.coordination().name();
-            let taking = sql::take_job(&client, job, name);
-            match tokio::time::timeout(HEARTBEAT_DEADLINE, taking).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(crate::db::describe(&error)),
-                Err(_) => Err("the catalog did not answer in time".to_owned()),
-            }
-        };
-        if let Err(why) = taken.await {
-            tracing::warn!("recording this bridge as job {job}'s: {why}");
-        }
-    }
+/// the catalog answers), then heartbeats every [`HEARTBEAT`] and listens
+/// for the catalog's news. After each round it looks for a job whose runner
+/// has lapsed, to take it over (`rebalance::consider_takeover`).
+pub(crate) async fn start(service: &Service) {
     if let Err(why) = round(service).await {
         tracing::warn!("registering this bridge in the catalog: {why}; writes wait for it");
     }
@@ -211,6 +211,9 @@ async fn heartbeats(service: Service) {
         if let Err(why) = round(&service).await {
             tracing::warn!("heartbeat: {why}");
         }
+        // Also after a round that failed: a bridge following a placement
+        // change fails each round (it is fenced) yet must take it over.
+        super::rebalance::consider_takeover(&service);
         service.coordination().rounds.notify_waiters();
     }
 }
@@ -258,12 +261,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn beat(service: &Service) -> Result<CatalogMark, String> {
     let table = service.routing().table();
     let identity = &service.coordination().identity;
+    let (fence, cut_over) = fence::recorded(service);
     let beat = Beat {
         name: &identity.name,
         address: &identity.address,
         pid: std::process::id(),
         version: table.current.version,
         previous: table.previous.as_ref().map(|previous| previous.version),
+        fence,
+        cut_over,
     };
     let client = catalog(service).await?;
     match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::heartbeat(&client, &beat)).await {
@@ -313,6 +319,26 @@ async fn listen(service: Service) {
             task.abort();
         }
         tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Records the routing this bridge follows now and tells the other bridges
+/// to look at the catalog, so that they follow a job's bridge that has
+/// begun writing by the target without waiting for their next round. When
+/// it fails, their next round sees it (the runner's version is part of
+/// the catalog's state a heartbeat reads).
+pub(crate) async fn announce(service: &Service) {
+    let announced = async {
+        beat(service).await?;
+        let client = catalog(service).await?;
+        match tokio::time::timeout(HEARTBEAT_DEADLINE, sql::notify(&client)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::db::describe(&error)),
+            Err(_) => Err("the catalog did not answer in time".to_owned()),
+        }
+    };
+    if let Err(why) = announced.await {
+        tracing::warn!("announcing this bridge's routing: {why}; the next heartbeat does");
     }
 }
 

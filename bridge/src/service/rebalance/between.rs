@@ -23,7 +23,8 @@ pub(super) struct Route<'a> {
 /// Why a batch did not move.
 #[derive(Debug)]
 pub(super) enum BatchError {
-    /// The job is no longer running in the database.
+    /// The job is no longer running in the database, or no longer under
+    /// this bridge.
     JobGone,
     /// Anything else: nothing of the batch committed, or it did and the
     /// recovery pass finishes it; a later round moves what is misplaced.
@@ -75,6 +76,7 @@ pub(super) async fn move_batch(
         to: (to_shard.to_owned(), to_cluster.to_owned()),
         rows: rows.len() as i64,
         moving_ms: moving_ms as i64,
+        runner: service.coordination().name().to_owned(),
     });
     match transaction.commit(&[to_cluster]).await {
         Ok(committed) => Ok(committed.job_moved),

@@ -16,12 +16,16 @@
 //!
 //! A bridge that finds a job running at start-up resumes it: the rows left
 //! to move are the rows found in a shard that is not their owner under the
-//! target layout.
+//! target layout. Whichever bridge runs a job holds its lock, and another
+//! takes the job over when its runner dies (`takeover.rs`).
 
 mod across;
 mod between;
 mod mover;
 mod shard_move;
+mod takeover;
+
+pub(crate) use takeover::consider as consider_takeover;
 
 use crate::db::jobs as store;
 
@@ -64,6 +68,9 @@ pub(crate) const MAX_DATABASE_SHARDS: usize = 256;
 /// Longest `PUT /api/layout` waits for the plan before answering without it
 /// (`plan` null, `total` 0: `GET /api/rebalance/{id}` has it later).
 pub(crate) const PLAN_WAIT: Duration = Duration::from_millis(500);
+/// Longest a new job waits for a reload of the catalog to let go of the
+/// rebalance slot (a reload has 3 s to read, then swaps).
+const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// What `PUT /api/layout` did.
 #[derive(Debug)]
@@ -95,6 +102,9 @@ pub(super) enum StepError {
     Retry(String),
     /// Anything else: the job fails (and a restart resumes it).
     Fatal(String),
+    /// This bridge no longer holds the job's lock: its run stops, the job
+    /// stays running for whoever takes the lock.
+    Stopped(String),
 }
 
 impl From<tokio_postgres::Error> for StepError {
@@ -122,6 +132,8 @@ pub struct Rebalancer {
     batch_rows: usize,
     slot: Arc<tokio::sync::Mutex<()>>,
     job: RwLock<Option<RebalanceJob>>,
+    /// The lock of the job this bridge runs, and looks at others' jobs.
+    runs: takeover::Runs,
 }
 
 impl Rebalancer {
@@ -131,6 +143,7 @@ impl Rebalancer {
             batch_rows: batch_rows.clamp(1, MAX_BATCH_ROWS),
             slot: Arc::new(tokio::sync::Mutex::new(())),
             job: RwLock::new(last_job),
+            runs: takeover::Runs::default(),
         }
     }
 
@@ -296,6 +309,7 @@ async fn unfinished_job(
             .map_err(db_error)?;
         job.state = JobState::Running;
         job.error = None;
+        job.runner = None;
     } else {
         tracing::info!(
             "resuming rebalance job {}: layout {} → {}, {} of {} rows moved",
@@ -310,23 +324,17 @@ async fn unfinished_job(
     Ok(job)
 }
 
-/// Resumes a job found at start-up; its id, when it was resumed.
-pub(crate) fn resume(state: &Service, pending: Pending) -> Option<u64> {
-    let id = pending.job.id;
+/// Resumes a job found at start-up when this bridge gets its lock (see
+/// `takeover.rs`); else it is followed as another bridge's.
+pub(crate) async fn resume(state: &Service, pending: Pending) {
     let Ok(slot) = Arc::clone(&state.rebalancer().slot).try_lock_owned() else {
         tracing::error!(
             "a rebalance job runs already; not resuming job {}",
             pending.job.id
         );
-        return None;
+        return;
     };
-    let state = state.clone();
-    if shard_move::placement_only(&pending.from.layout, &pending.to.layout).is_some() {
-        tokio::spawn(shard_move::run(state, pending, slot));
-    } else {
-        tokio::spawn(mover::run(state, pending, slot, None));
-    }
-    Some(id)
+    takeover::resume(state, pending, slot).await;
 }
 
 /// Creates the schemas of `layout`'s shards missing on their clusters (as
@@ -338,6 +346,8 @@ pub(crate) async fn create_shards(
 ) -> Result<std::collections::BTreeMap<String, u64>, crate::db::schema::SchemaError> {
     across::create_shards(service, layout).await
 }
+
+pub(crate) use shard_move::placed_now;
 
 /// Whether going from `from` to `to` moves whole shards between clusters
 /// (a placement change) rather than keys.
@@ -421,6 +431,33 @@ pub(crate) async fn apply_json(
     apply(service, layout).await
 }
 
+/// The rebalance slot for a new job. Held by a job or a data set: refused.
+/// Held a moment by a reload of the catalog or a look for a job to take
+/// over (no job runs then): waited for, within [`SLOT_WAIT`].
+async fn take_slot(service: &Service) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
+    let rebalancer = service.rebalancer();
+    let busy = || {
+        if service.generating() {
+            Error::Generating
+        } else {
+            Error::RebalanceBusy(rebalancer.job().map(Box::new))
+        }
+    };
+    if let Some(slot) = rebalancer.try_hold() {
+        return Ok(slot);
+    }
+    let running = rebalancer
+        .job()
+        .is_some_and(|job| job.state == JobState::Running);
+    if running || service.generating() {
+        return Err(busy());
+    }
+    let waiting = Arc::clone(&rebalancer.slot).lock_owned();
+    tokio::time::timeout(SLOT_WAIT, waiting)
+        .await
+        .map_err(|_| busy())
+}
+
 /// Applies `layout` to the database: nothing for the layout in force; else
 /// starts a job moving to it and answers the job, with its plan when that
 /// is ready within `PLAN_WAIT`.
@@ -428,13 +465,7 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     check_database_layout(&layout)?;
     let layout = stored_form(&layout, &service.clusters().name_refs())?;
     let rebalancer = service.rebalancer();
-    let slot = Arc::clone(&rebalancer.slot).try_lock_owned().map_err(|_| {
-        if service.generating() {
-            Error::Generating
-        } else {
-            Error::RebalanceBusy(rebalancer.job().map(Box::new))
-        }
-    })?;
+    let slot = take_slot(service).await?;
     if let Some(job) = rebalancer.job().filter(|job| job.state == JobState::Failed) {
         return Err(Error::RebalanceBusy(Some(Box::new(job))));
     }
@@ -449,10 +480,6 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
         return Err(refusal.into());
     }
     if let Some(moves) = shard_move::placement_only(&from.layout, &layout) {
-        let others = service.coordination().others_live();
-        if !others.is_empty() {
-            return Err(Error::PlacementBesideBridges(others));
-        }
         return shard_move::start(service, from, &layout, moves, slot).await;
     }
     let begun = begin(service, &from, &layout).await?;
@@ -473,7 +500,8 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
         to: begun.target,
         just_begun: true,
     };
-    tokio::spawn(mover::run(service.clone(), pending, slot, Some(planned_tx)));
+    let run = takeover::run_locked(service.clone(), pending, slot, Some(planned_tx), None);
+    tokio::spawn(run);
     let _ = tokio::time::timeout(PLAN_WAIT, planned_rx).await;
     rebalancer
         .job()

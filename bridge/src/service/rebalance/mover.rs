@@ -1,10 +1,11 @@
 //! The mover: for a job just begun, creates the new shards' schemas and
-//! swaps the routing; then plans from the real keys, moves each misplaced
-//! row with one statement per batch (delete from the old shard, insert into
-//! the new one, count it in the job row: one transaction), checks that
-//! nothing is left, completes the job, and drops the schemas of shards the
-//! new layout no longer has. Layout builds and plans run off the async
-//! workers (`off_workers`).
+//! swaps the routing (reads under both layouts first, writes by the target
+//! once every live bridge reads under both); then plans from the real
+//! keys, moves each misplaced row with one statement per batch (delete from
+//! the old shard, insert into the new one, count it in the job row: one
+//! transaction), checks that nothing is left, completes the job, and drops
+//! the schemas of shards the new layout no longer has. Layout builds and
+//! plans run off the async workers (`off_workers`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,18 +46,8 @@ pub(super) async fn run(
     mut planned: Option<oneshot::Sender<()>>,
 ) {
     let id = pending.job.id;
-    if pending.just_begun {
-        let Some(table) = new_table(&state, &pending).await else {
-            return;
-        };
-        let old = state.routing().swap(table).await;
-        // Reads under the old table look only at old owners: none may run
-        // once rows move.
-        if !wait_unshared(old, DRAIN_LIMIT).await {
-            tracing::warn!(
-                "requests under the old layout still run after {DRAIN_LIMIT:?}; moving anyway"
-            );
-        }
+    if pending.just_begun && !begin_routing(&state, &pending).await {
+        return;
     }
     if !pending.just_begun && create_shards(&state, &pending).await.is_none() {
         return;
@@ -77,44 +68,92 @@ pub(super) async fn run(
                 fail(&state, id, &why).await;
                 return;
             }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; this bridge stops it");
+                return;
+            }
         }
     };
     finish(&state, &pending, &job, completed_at_lsn).await;
     drop(slot);
 }
 
-/// For a job just begun: creates the new shards' schemas (retrying while the
-/// primary is away) and builds the routing by both layouts, which standbys
-/// serve once they have replayed the schemas. `None` when the job failed.
-async fn new_table(state: &Service, pending: &Pending) -> Option<RoutingTable> {
-    let id = pending.job.id;
-    let lsns = create_shards(state, pending).await?;
-    match build_both(pending).await {
-        Ok((current, previous)) => Some(RoutingTable {
-            current,
-            previous: Some(previous),
-            min_replay_lsn: lsns,
-        }),
-        Err(error) => {
-            fail(state, id, &format!("building the layouts: {error}")).await;
-            None
-        }
+/// For a job just begun: creates the new shards' schemas (retrying while
+/// the primary is away), then routes reads under both layouts with writes
+/// still by the old one, until every other live bridge does too; only then
+/// writes by the target, and tells the others. A row written by the target
+/// is then never looked for where a bridge reads the old layout alone
+/// (issue 12's load test saw a 404 for an id just acknowledged through the
+/// other bridge). Standbys serve both once they have replayed the schemas.
+/// Whether the job goes on (else it failed).
+async fn begin_routing(state: &Service, pending: &Pending) -> bool {
+    let Some(lsns) = create_shards(state, pending).await else {
+        return false;
+    };
+    if !swap_both(state, pending, &lsns, false).await {
+        return false;
     }
+    let reading_both = (pending.from.version, Some(pending.to.version));
+    crate::service::coordination::wait_followers(state, pending.job.id, reading_both).await;
+    if !swap_both(state, pending, &lsns, true).await {
+        return false;
+    }
+    crate::service::coordination::announce(state).await;
+    true
+}
+
+/// Routes by both layouts, writes by the target when `by_target` (else by
+/// the old one), and waits for the requests under the table it replaced:
+/// reads under the old layout alone look only at old owners, and writes by
+/// it must have ended before the keys are scanned. Whether it did (else
+/// the job failed).
+async fn swap_both(
+    state: &Service,
+    pending: &Pending,
+    lsns: &BTreeMap<String, u64>,
+    by_target: bool,
+) -> bool {
+    let (to, from) = match build_both(pending).await {
+        Ok(built) => built,
+        Err(error) => {
+            let why = format!("building the layouts: {error}");
+            fail(state, pending.job.id, &why).await;
+            return false;
+        }
+    };
+    let (current, previous) = if by_target { (to, from) } else { (from, to) };
+    let table = RoutingTable {
+        current,
+        previous: Some(previous),
+        min_replay_lsn: lsns.clone(),
+    };
+    let old = state.routing().swap(table).await;
+    if !wait_unshared(old, DRAIN_LIMIT).await {
+        tracing::warn!(
+            "requests under the routing before layout {} still run after {DRAIN_LIMIT:?}; \
+             going on anyway",
+            pending.to.version
+        );
+    }
+    true
 }
 
 /// Creates the new shards' schemas on their clusters, retrying while a
 /// primary is away (a resumed job too: one killed before may not have them
 /// on every cluster); the WAL position after, per cluster. `None` when the
-/// job failed.
+/// job failed, or this bridge lost its lock.
 async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<String, u64>> {
     let id = pending.job.id;
     loop {
-        let created = super::across::create_shards(state, &pending.to.layout)
-            .await
-            .map_err(|error| match error {
-                crate::db::schema::SchemaError::Db(error) => StepError::from(error),
-                other => StepError::Retry(other.to_string()),
-            });
+        let created = match super::takeover::still_runs(state, id) {
+            Ok(()) => super::across::create_shards(state, &pending.to.layout)
+                .await
+                .map_err(|error| match error {
+                    crate::db::schema::SchemaError::Db(error) => StepError::from(error),
+                    other => StepError::Retry(other.to_string()),
+                }),
+            Err(stopped) => Err(stopped),
+        };
         match created {
             Ok(lsns) => return Some(lsns),
             Err(StepError::Retry(why)) => {
@@ -123,6 +162,10 @@ async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<St
             }
             Err(StepError::Fatal(why)) => {
                 fail(state, id, &format!("creating the new shards: {why}")).await;
+                return None;
+            }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {id}: {why}; this bridge stops it");
                 return None;
             }
         }
@@ -184,9 +227,10 @@ async fn work(
         let clusters = super::across::shard_clusters(&pending.from.layout, &pending.to.layout);
         move_rows(state, &mut client, job, (&moves, &clusters), batch_rows).await?;
     }
+    super::takeover::still_runs(state, job.id)?;
     let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
         .await?
-        .ok_or_else(|| StepError::Fatal(GONE.into()))?;
+        .ok_or_else(|| gone(state, job.id))?;
     job.state = JobState::Done;
     Ok(lsn)
 }
@@ -217,11 +261,13 @@ async fn move_rows(
             _ => None,
         };
         for batch in keys.chunks(batch_rows) {
+            super::takeover::still_runs(state, job.id)?;
             let moving_ms = base_ms + started.elapsed().as_millis() as u64;
+            let runner = (job.id, state.coordination().name());
             let moved = match &statement {
                 Some(statement) => {
-                    let moved = store::move_batch(client, statement, batch, job.id, moving_ms);
-                    Some(moved.await?.ok_or_else(|| StepError::Fatal(GONE.into()))?)
+                    let moved = store::move_batch(client, statement, batch, runner, moving_ms);
+                    Some(moved.await?.ok_or_else(|| gone(state, job.id))?)
                 }
                 None => move_between(state, job, route, batch, moving_ms).await?,
             };
@@ -254,8 +300,17 @@ async fn move_between(
     let deadline = tokio::time::Instant::now() + BATCH_LIMIT;
     match between::move_batch(state, job.id, route, batch, moving_ms, deadline).await {
         Ok(moved) => Ok(moved),
-        Err(between::BatchError::JobGone) => Err(StepError::Fatal(GONE.into())),
+        Err(between::BatchError::JobGone) => Err(gone(state, job.id)),
         Err(between::BatchError::Failed(error)) => Err(StepError::Retry(error.to_string())),
+    }
+}
+
+/// Why the catalog no longer holds job `id` running under this bridge:
+/// another took it over (this one lost its lock), or it is gone.
+fn gone(state: &Service, id: u64) -> StepError {
+    match super::takeover::still_runs(state, id) {
+        Err(stopped) => stopped,
+        Ok(()) => StepError::Fatal(GONE.into()),
     }
 }
 

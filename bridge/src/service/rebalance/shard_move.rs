@@ -10,10 +10,12 @@
 //! 2. *copying*: the subscription's initial copy;
 //! 3. *catching up*: until the target has confirmed the source's WAL
 //!    position, but for a little;
-//! 4. *cutover*: the shard's writes fenced (other shards' go on), the
-//!    source's position taken, waited for on the target, the decision
-//!    stored (the shard lives on the target from here), the routing
-//!    swapped, the fence lifted;
+//! 4. *cutover*: the shard's writes fenced on every live bridge (other
+//!    shards' go on; `coordination/fence.rs`), the source's position
+//!    taken, waited for on the target, the decision stored under the fence
+//!    (the shard lives on the target from here), the routing swapped, the
+//!    fence lifted here; every live bridge routes the shard to the target
+//!    before the next phase;
 //! 5. *verifying*: every source row present and equal on the target
 //!    (counts and checksums, in chunks of ids); a difference stops the job
 //!    and keeps the source;
@@ -31,8 +33,10 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::{Applied, Pending, Startup, StepError, StoredJob, build_placement, store};
 use crate::cluster::Cluster;
+use crate::db::fence::{self as fences, Ack};
 use crate::db::logical::{self as sql, StoredMove};
 use crate::routing::{RoutingTable, wait_unshared};
+use crate::service::coordination::fence as coordination;
 use crate::service::failover::{self, WRITE_TIMEOUT};
 use crate::service::{Error, LayoutRefusal, Service, StartError};
 use restart::{before_decision, moved_on, routed_to_target, setup_stands, start_over};
@@ -160,7 +164,13 @@ pub(super) async fn start(
         to: begun.target,
         just_begun: true,
     };
-    tokio::spawn(run(service.clone(), pending, slot));
+    tokio::spawn(super::takeover::run_locked(
+        service.clone(),
+        pending,
+        slot,
+        None,
+        None,
+    ));
     Ok(Applied::Started(view))
 }
 
@@ -229,7 +239,7 @@ pub(super) async fn startup(
 
 /// The layout routed by during the job: `from`, with each shard cut over
 /// (stored past its cutover) on its target cluster.
-fn placed_now(from: &LayoutView, to: &LayoutView, stored: &[StoredMove]) -> LayoutView {
+pub(crate) fn placed_now(from: &LayoutView, to: &LayoutView, stored: &[StoredMove]) -> LayoutView {
     let mut now = from.clone();
     for (shard, target) in now.layout.shards.iter_mut().zip(&to.layout.shards) {
         let cut_over = stored.iter().any(|stored| {
@@ -258,6 +268,7 @@ struct Run {
 
 /// Runs a placement change to its end; `slot` is held until then.
 pub(super) async fn run(service: Service, pending: Pending, slot: OwnedMutexGuard<()>) {
+    coordination::let_go(&service).await;
     let run = Run {
         service,
         job: pending.job.id,
@@ -279,6 +290,10 @@ pub(super) async fn run(service: Service, pending: Pending, slot: OwnedMutexGuar
                 fail(&run, &why).await;
                 return;
             }
+            Err(StepError::Stopped(why)) => {
+                tracing::warn!("rebalance job {}: {why}; this bridge stops it", run.job);
+                return;
+            }
         }
     }
     drop(slot);
@@ -296,6 +311,7 @@ async fn every_shard(run: &Run, job: &mut StoredJob) -> Result<(), StepError> {
             move_shard(run, shard, (done as u64, stored.len() as u64)).await?;
         }
     }
+    super::takeover::still_runs(&run.service, run.job)?;
     complete(run, job, &stored).await
 }
 
@@ -321,11 +337,13 @@ async fn move_shard(run: &Run, stored: &StoredMove, shards: (u64, u64)) -> Resul
     let name = sql::replication_name(&database(source), run.job, stored.position);
     let mut progress = Progress::new(stored, shards);
     let mut old_table = None;
+    let mut fence = stored.fence;
     let mut phase = stored.phase;
     if matches!(phase, MovePhase::Verifying | MovePhase::Cleanup) {
         old_table = routed_to_target(run, &stored.shard, target).await?;
     }
     while phase != MovePhase::Done {
+        super::takeover::still_runs(&run.service, run.job)?;
         if before_decision(phase) && !setup_stands(source, target, &name, phase).await? {
             phase = start_over(run, source, target, &name, &stored.shard).await?;
         }
@@ -336,12 +354,19 @@ async fn move_shard(run: &Run, stored: &StoredMove, shards: (u64, u64)) -> Resul
             MovePhase::Copying => copy(source, target, &name, &mut progress, run).await?,
             MovePhase::CatchingUp => catch_up(source, target, &name).await?,
             MovePhase::Cutover => {
+                // A fence left by a cutover that ended without lifting it.
+                fences::lift(&catalog(run).await?, run.job, &stored.shard, None).await?;
                 catch_up(source, target, &name).await?;
-                old_table = Some(cutover(run, source, target, &name, &mut progress).await?);
+                let (old, decided) = cutover(run, source, target, &name, &mut progress).await?;
+                (old_table, fence) = (Some(old), Some(decided));
                 MovePhase::Verifying
             }
-            MovePhase::Verifying => verify(source, target, &stored.shard).await?,
+            MovePhase::Verifying => {
+                everyone_cut_over(run, fence).await;
+                verify(source, target, &stored.shard).await?
+            }
             MovePhase::Cleanup => {
+                everyone_cut_over(run, fence).await;
                 if let Some(old) = old_table.take() {
                     wait_unshared(old, DRAIN_LIMIT).await;
                 }
@@ -486,24 +511,32 @@ async fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Result<Move
     }
 }
 
-/// The cutover (see the module's doc); answers the routing table it
+/// The cutover (see the module's doc), its fence held by every live
+/// bridge (`coordination/fence.rs`); answers the routing table it
 /// replaced (requests may still hold it: the source is dropped once they
-/// are done). The fence is lifted whatever happens.
+/// are done) and the fence it was decided under. This bridge's fence is
+/// lifted whatever happens, the catalog's when nothing was decided.
 async fn cutover(
     run: &Run,
     source: &Cluster,
     target: &Cluster,
     name: &str,
     progress: &mut Progress,
-) -> Result<Arc<RoutingTable>, StepError> {
+) -> Result<(Arc<RoutingTable>, u64), StepError> {
     let shard = progress.view.shard.clone();
     let on_source = primary(source).await?;
     let on_target = primary(target).await?;
     let catalog = catalog(run).await?;
     let routing = run.service.routing();
     let fenced = Instant::now();
+    let Some(fence) = fences::raise(&catalog, run.job, &shard).await? else {
+        return Err(StepError::Retry(format!(
+            "shard {shard}'s move is no longer in its cutover"
+        )));
+    };
     routing.fence(&shard).await;
     let swapped = async {
+        everyone_fenced(run, &shard, fence, fenced).await?;
         let lsn = sql::current_lsn(&on_source).await?;
         while sql::confirmed_flush(&on_source, name).await?.unwrap_or(0) < lsn {
             if fenced.elapsed() > CUTOVER_LIMIT {
@@ -518,7 +551,12 @@ async fn cutover(
         }
         let target_lsn = sql::current_lsn(&on_target).await?;
         let pause = fenced.elapsed().as_millis() as u64;
-        sql::set_phase(&catalog, run.job, &shard, MovePhase::Verifying, Some(pause)).await?;
+        if !fences::decide(&catalog, run.job, &shard, fence, (lsn, pause)).await? {
+            return Err(StepError::Retry(format!(
+                "shard {shard}'s fence {fence} was lifted before the decision; the cutover is \
+                 tried again"
+            )));
+        }
         let stored = sql::moves(&catalog, run.job).await?;
         let current = build_placement(&placed_now(&run.from, &run.to, &stored))
             .await
@@ -536,12 +574,48 @@ async fn cutover(
     let pause = fenced.elapsed();
     if swapped.is_ok() {
         tracing::info!(
-            "shard {shard} cut over to {}: its writes waited {pause:?}",
+            "shard {shard} cut over to {}: its writes waited {pause:?} here",
             target.name()
         );
         progress.view.write_pause_ms = Some(pause.as_millis() as u64);
+    } else if let Err(error) = fences::lift(&catalog, run.job, &shard, Some(fence)).await {
+        // Lifted when the cutover is tried again, or by the next phase.
+        tracing::warn!(
+            "lifting shard {shard}'s fence: {}",
+            crate::db::describe(&error)
+        );
     }
-    swapped
+    swapped.map(|old| (old, fence))
+}
+
+/// Waits until every live bridge but this one holds `fence` (or its
+/// lease lapsed) until [`CUTOVER_LIMIT`] after `fenced`.
+async fn everyone_fenced(
+    run: &Run,
+    shard: &str,
+    fence: u64,
+    fenced: Instant,
+) -> Result<(), StepError> {
+    let until = Some(fenced + CUTOVER_LIMIT);
+    coordination::wait_acknowledged(&run.service, run.job, fence, Ack::Held, until)
+        .await
+        .map_err(|lagging| {
+            StepError::Retry(format!(
+                "bridges {lagging:?} did not fence shard {shard} within {CUTOVER_LIMIT:?}; its \
+                 writes go on, and the cutover is tried again"
+            ))
+        })
+}
+
+/// After the decision under `fence`: waits until every live bridge but
+/// this one routes the shard to its target (or its lease lapsed), so that
+/// none writes it to the source and none reads a source about to go.
+async fn everyone_cut_over(run: &Run, fence: Option<u64>) {
+    if let Some(fence) = fence {
+        // Without a limit, it cannot fail.
+        let _ =
+            coordination::wait_acknowledged(&run.service, run.job, fence, Ack::CutOver, None).await;
+    }
 }
 
 /// Verifying: every row of the source's shard is on the target, equal
