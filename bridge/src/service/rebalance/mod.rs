@@ -476,6 +476,10 @@ pub(crate) async fn apply(service: &Service, layout: Layout) -> Result<Applied, 
     if layout == from.layout && table.previous.is_none() {
         return Ok(Applied::InForce(service.placed_view(from)));
     }
+    // Not held past here: the job's first swap waits until nobody holds
+    // the table it replaces (held to the answer, it held every job back
+    // for the plan's wait, 500 ms, and the plan with it).
+    drop(table);
     if let Some(refusal) = shard_move::mixed_refusal(&from.layout, &layout) {
         return Err(refusal.into());
     }
