@@ -29,20 +29,20 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use ecoshard_core::{Layout, Router, StrategyKind};
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Statement};
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
+#[path = "support/http.rs"]
+mod client;
 
 #[path = "../tests/common/balancer.rs"]
 mod balancer;
 
 use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
+use client::{http, http_connect};
 
 /// A request through the bridge with no answer by then counts as an error
 /// (a bridge without read deadlines can hang a read on a hung standby).
@@ -472,38 +472,6 @@ async fn wait_ready(addr: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the bridge did not become ready");
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn http_connect(addr: &str) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-async fn http(
-    sender: &mut Sender,
-    method: &str,
-    path: &str,
-    body: Option<String>,
-) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
-    sender.ready().await?;
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }
 
 async fn bridge_phase(

@@ -38,17 +38,20 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
 use ecoshard_core::wire::{ClusterView, LayoutView, RebalanceJob};
 use ecoshard_core::{Layout, StrategyKind};
-use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
+#[path = "support/http.rs"]
+mod client;
+#[path = "../tests/common/random.rs"]
+mod random;
 
 use blocking::{BIN, Scratch, Serve, all_streaming, free_ports, setting};
+use client::{http, http_connect};
+use random::Random;
 
 /// Longest one layout change may take, end to end.
 const CHANGE_LIMIT: Duration = Duration::from_secs(120);
@@ -469,26 +472,6 @@ fn print_propagation(samples: &[Vec<Sample>; 2]) {
 fn rank(sorted: &[f64], p: f64) -> f64 {
     let index = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[index.clamp(1, sorted.len()) - 1]
-}
-
-/// A small xorshift generator for the pauses between changes.
-struct Random(u64);
-
-impl Random {
-    fn seeded() -> Random {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |since| since.subsec_nanos() as u64);
-        Random(nanos | 1)
-    }
-
-    /// A number in `0..bound`.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
 }
 
 /// Part 2: the catalog's statements over an idle window with A and B
@@ -931,37 +914,4 @@ async fn connect(port: u16, password: &str) -> Client {
         .expect("direct connection");
     tokio::spawn(connection);
     client
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn http_connect(addr: &str) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// One request on `sender`, a JSON body if given: status and body.
-async fn http(
-    sender: &mut Sender,
-    method: &str,
-    path: &str,
-    body: Option<String>,
-) -> Result<(u16, Bytes), Box<dyn std::error::Error + Send + Sync>> {
-    sender.ready().await?;
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }

@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::blocking::{Scratch, Serve, all_streaming, eventually, eventually_some, http};
+use common::random::Random;
 use common::{connect_node_in, connect_primary_in, free_ports, primary_in};
 use ecoshard_bridge::service::twophase::TwoPhase;
 use ecoshard_bridge::{AppState, ClusterOptions, ClusterSpec, LocalCluster, Topology};
@@ -31,34 +32,6 @@ const LIMIT: Duration = Duration::from_secs(180);
 
 /// One test at a time: each runs six servers and a bridge.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A small xorshift generator: the seed is printed, so a failing run can
-/// be repeated with ECOSHARD_KILL_SEED.
-struct Random(u64);
-
-impl Random {
-    fn seeded() -> Self {
-        let seed = std::env::var("ECOSHARD_KILL_SEED")
-            .ok()
-            .and_then(|seed| seed.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("ECOSHARD_KILL_SEED={seed}");
-        Random(seed)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
-    }
-}
 
 /// `ecoshard serve` over two clusters of two standbys each, with
 /// synchronous replication and automatic failover, in `scratch`.

@@ -18,9 +18,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::blocking::{BIN, Serve, eventually, eventually_some, http};
+use common::random::Random;
 use common::{SharedClusters, connect, free_ports, primary_in, start_cluster};
 use ecoshard_bridge::LocalCluster;
 use ecoshard_core::wire::{ClusterView, JobState, LayoutView, RebalanceJob};
@@ -41,34 +42,6 @@ const BATCH: &str = "1";
 const SEEDS: usize = 2000;
 /// Longest a job may take, a takeover's wait for the lease included.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A small xorshift generator: the seed is printed, so a failing run can
-/// be repeated with ECOSHARD_KILL_SEED.
-struct Random(u64);
-
-impl Random {
-    fn seeded() -> Self {
-        let seed = std::env::var("ECOSHARD_KILL_SEED")
-            .ok()
-            .and_then(|seed| seed.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("ECOSHARD_KILL_SEED={seed}");
-        Random(seed)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
-    }
-}
 
 /// `ecoshard serve` named `name` on `addr`, joining `cluster`, on
 /// `database`, with `extra` arguments.

@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::blocking::{Scratch, Serve, eventually, eventually_some, http};
 use common::free_ports;
+use common::random::Random;
 use ecoshard_core::wire::{JobState, LayoutView, RebalanceJob};
 
 /// Kills, one per layout change.
@@ -22,19 +23,6 @@ const RUNS: usize = 20;
 /// Rows per moving transaction: a change moves some ten batches.
 const BATCH: &str = "40";
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A small xorshift generator: the seed is printed, so a failing run can
-/// be repeated with ECOSHARD_KILL_SEED.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
-    }
-}
 
 /// What the inserter saw: the ids answered 201, every id sent, and the
 /// answers 500 (a bug, never a fault's consequence).
@@ -146,18 +134,7 @@ fn stored(
 
 #[test]
 fn a_bridge_killed_anywhere_in_moves_between_clusters_converges() {
-    let seed = std::env::var("ECOSHARD_KILL_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("ECOSHARD_KILL_SEED={seed}");
-    let mut random = Random(seed);
+    let mut random = Random::seeded();
     let scratch = Scratch::new("twophase-kill");
     let port = free_ports(24400, 11);
     let addr = format!("127.0.0.1:{}", free_ports(24600, 1));
