@@ -16,11 +16,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         match suite {
             "core" => core()?,
             // Each starts its own local cluster: bridge vs direct tokio-postgres vs
-            // pgbench; rows moved per second by a rebalance; time to promote a standby.
+            // pgbench; rows moved per second by a rebalance; a whole shard moved
+            // between clusters; time to promote a standby; how soon another
+            // bridge follows a layout and what that costs.
             "bridge" => {
-                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "bridge"]))?;
-                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "rebalance"]))?;
-                exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", "failover"]))?;
+                for bench in [
+                    "bridge",
+                    "rebalance",
+                    "shard_move",
+                    "failover",
+                    "coordination",
+                ] {
+                    exec(cargo().args(["bench", "-p", "ecoshard-bridge", "--bench", bench]))?;
+                }
             }
             "web" => {
                 crate::setup::run(crate::setup::Needs::all())?;
