@@ -278,13 +278,15 @@ pub(crate) async fn set_plan(
 /// Ends the job in one transaction: the old layout retired, the target
 /// active, the job done. Answers the WAL position after the commit, or
 /// `None` (and changes nothing) when the database does not hold the job
-/// running and its target (e.g. lost to a failover under asynchronous
-/// replication).
+/// running with `runner` as its runner and its target (e.g. lost to a
+/// failover under asynchronous replication, or taken over by another
+/// bridge).
 pub(crate) async fn complete(
     client: &mut deadpool_postgres::Client,
     id: u64,
     to_version: u64,
     moving_ms: u64,
+    runner: &str,
 ) -> Result<Option<u64>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -292,8 +294,8 @@ pub(crate) async fn complete(
     let finished = tx
         .execute(
             "UPDATE ecoshard.rebalance SET state = 'done', finished_at = now(), moving_ms = $2 \
-             WHERE id = $1 AND state = 'running'",
-            &[&(id as i64), &(moving_ms as i64)],
+             WHERE id = $1 AND state = 'running' AND runner = $3",
+            &[&(id as i64), &(moving_ms as i64), &runner],
         )
         .await?;
     let retired = tx
@@ -317,20 +319,22 @@ pub(crate) async fn complete(
     Ok(Some(u64::from(lsn)))
 }
 
-/// Marks the job failed with `why`.
+/// Marks the job failed with `why`, while `runner` runs it (a bridge the
+/// job was taken from changes nothing: whether it did, is the answer).
 pub(crate) async fn fail(
     client: &impl GenericClient,
     id: u64,
     why: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client
+    runner: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let failed = client
         .execute(
             "UPDATE ecoshard.rebalance SET state = 'failed', error = $2, finished_at = now() \
-             WHERE id = $1",
-            &[&(id as i64), &why],
+             WHERE id = $1 AND runner = $3",
+            &[&(id as i64), &why, &runner],
         )
         .await?;
-    Ok(())
+    Ok(failed == 1)
 }
 
 const COLUMNS: &str =

@@ -228,9 +228,16 @@ async fn work(
         move_rows(state, &mut client, job, (&moves, &clusters), batch_rows).await?;
     }
     super::takeover::still_runs(state, job.id)?;
-    let lsn = store::complete(&mut client, job.id, pending.to.version, job.moving_ms)
-        .await?
-        .ok_or_else(|| gone(state, job.id))?;
+    let runner = state.coordination().name();
+    let lsn = store::complete(
+        &mut client,
+        job.id,
+        pending.to.version,
+        job.moving_ms,
+        runner,
+    )
+    .await?
+    .ok_or_else(|| gone(state, job.id))?;
     job.state = JobState::Done;
     Ok(lsn)
 }
@@ -446,14 +453,23 @@ async fn drop_shards(state: &Service, names: &[&str], clusters: &BTreeMap<String
     }
 }
 
-async fn fail(state: &Service, id: u64, why: &str) {
-    if let Ok(client) = state.cluster().primary().pool.get().await
-        && let Err(error) = store::fail(&client, id, why).await
-    {
-        tracing::error!(
-            "recording that job {id} failed: {}",
-            crate::db::describe(&error)
-        );
+/// Records that job `id` failed with `why`: in the catalog while this
+/// bridge is the job's runner, and in memory. A job another bridge has
+/// taken over is left to it, as it is in the catalog.
+pub(super) async fn fail(state: &Service, id: u64, why: &str) {
+    let runner = state.coordination().name();
+    if let Ok(client) = state.cluster().primary().pool.get().await {
+        match store::fail(&client, id, why, runner).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("job {id} runs on another bridge now: not marked failed ({why})");
+                return;
+            }
+            Err(error) => tracing::error!(
+                "recording that job {id} failed: {}",
+                crate::db::describe(&error)
+            ),
+        }
     }
     let why = why.to_string();
     state.rebalancer().update(id, |memory| {

@@ -683,8 +683,16 @@ async fn complete(run: &Run, job: &mut StoredJob, stored: &[StoredMove]) -> Resu
         }
     }
     let mut catalog = catalog(run).await?;
-    let Some(_) = store::complete(&mut catalog, run.job, run.to.version, elapsed_ms(run)).await?
-    else {
+    let runner = run.service.coordination().name();
+    let completed = store::complete(
+        &mut catalog,
+        run.job,
+        run.to.version,
+        elapsed_ms(run),
+        runner,
+    );
+    let Some(_) = completed.await? else {
+        super::takeover::still_runs(&run.service, run.job)?;
         return Err(StepError::Fatal(
             "the database no longer holds this job running with its target layout".into(),
         ));
@@ -717,20 +725,7 @@ async fn complete(run: &Run, job: &mut StoredJob, stored: &[StoredMove]) -> Resu
 }
 
 async fn fail(run: &Run, why: &str) {
-    if let Ok(client) = run.service.cluster().primary().pool.get().await
-        && let Err(error) = store::fail(&client, run.job, why).await
-    {
-        tracing::error!(
-            "recording that job {} failed: {}",
-            run.job,
-            crate::db::describe(&error)
-        );
-    }
-    let why = why.to_string();
-    run.service.rebalancer().update(run.job, |memory| {
-        memory.state = JobState::Failed;
-        memory.error = Some(why);
-    });
+    super::mover::fail(&run.service, run.job, why).await;
 }
 
 /// A shard's progress as the job shows it.
