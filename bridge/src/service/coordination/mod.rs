@@ -231,7 +231,14 @@ async fn round(service: &Service) -> Result<(), String> {
         if adopted == Adopted::Swapped {
             beat(service).await?;
         }
-        // A reload put off is tried again at the next round.
+        // A reload put off is tried again at the next round; a bridge
+        // whose lease lapsed stays fenced until then (jobs may have moved
+        // rows meanwhile), unless the slot is its own job's, whose routing
+        // it has.
+        if adopted == Adopted::Busy && lapsed && !service.rebalancer().runs_a_job() {
+            return Err("the routing is busy (a data set or a job's start holds it):                         reloading it, and taking writes, wait for the next round"
+                .to_owned());
+        }
         if adopted != Adopted::Busy {
             *lock(&coordination.followed) = Some(mark);
         }

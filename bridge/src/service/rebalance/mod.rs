@@ -147,6 +147,11 @@ impl Rebalancer {
         }
     }
 
+    /// Whether this bridge runs a job now (it holds a job's lock).
+    pub(crate) fn runs_a_job(&self) -> bool {
+        self.job().is_some_and(|job| self.runs.holds(job.id))
+    }
+
     /// The running or last job.
     pub fn job(&self) -> Option<RebalanceJob> {
         self.job.read().ok().and_then(|job| job.clone())
@@ -431,9 +436,10 @@ pub(crate) async fn apply_json(
     apply(service, layout).await
 }
 
-/// The rebalance slot for a new job. Held by a job or a data set: refused.
-/// Held a moment by a reload of the catalog or a look for a job to take
-/// over (no job runs then): waited for, within [`SLOT_WAIT`].
+/// The rebalance slot for a new job. Held by this bridge's job or a data
+/// set: refused. Held a moment by a reload of the catalog or a look for a
+/// job to take over: waited for, within [`SLOT_WAIT`] (then a job another
+/// bridge runs is refused by the catalog, naming that bridge).
 async fn take_slot(service: &Service) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
     let rebalancer = service.rebalancer();
     let busy = || {
@@ -446,10 +452,7 @@ async fn take_slot(service: &Service) -> Result<tokio::sync::OwnedMutexGuard<()>
     if let Some(slot) = rebalancer.try_hold() {
         return Ok(slot);
     }
-    let running = rebalancer
-        .job()
-        .is_some_and(|job| job.state == JobState::Running);
-    if running || service.generating() {
+    if rebalancer.runs_a_job() || service.generating() {
         return Err(busy());
     }
     let waiting = Arc::clone(&rebalancer.slot).lock_owned();
