@@ -287,10 +287,12 @@ pub(crate) fn consider(service: &Service) {
 }
 
 /// One look: the job taken over when this bridge may try it, runs no job,
-/// and gets its lock. A catalog that does not answer the look is the
-/// heartbeat's to report.
+/// and gets its lock.
 async fn try_take_over(service: &Service) -> Result<(), String> {
-    let Ok(Some(job)) = look(service).await else {
+    // A look the catalog did not answer is logged (by `consider`), not
+    // passed over in silence: a bridge that never tries a lapsed runner's
+    // lock says why.
+    let Some(job) = look(service).await? else {
         return Ok(());
     };
     if !may_try(own(service), job.runner.as_deref(), job.lapsed) {
