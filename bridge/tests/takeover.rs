@@ -200,6 +200,8 @@ fn ring(shards: u64) -> Layout {
 /// from the primary.
 struct Stored {
     runner: Option<String>,
+    /// The job's state: `running`, `done` or `failed`.
+    state: String,
     shards_of: std::collections::BTreeMap<String, Vec<String>>,
     prepared: i64,
 }
@@ -207,12 +209,13 @@ struct Stored {
 fn stored(runtime: &tokio::runtime::Runtime, cluster: &LocalCluster, db: &str, id: u64) -> Stored {
     runtime.block_on(async {
         let client = connect(cluster, &primary_in(cluster.data_dir()), db).await;
-        let sql = "SELECT runner FROM ecoshard.rebalance WHERE id = $1";
-        let runner = client.query_one(sql, &[&(id as i64)]).await.expect(sql);
+        let sql = "SELECT runner, state FROM ecoshard.rebalance WHERE id = $1";
+        let job = client.query_one(sql, &[&(id as i64)]).await.expect(sql);
         let sql = "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()";
         let prepared = client.query_one(sql, &[]).await.expect(sql);
         Stored {
-            runner: runner.get(0),
+            runner: job.get(0),
+            state: job.get(1),
             shards_of: rows::snapshot(&client, "").await.shards_of,
             prepared: prepared.get(0),
         }
@@ -346,7 +349,6 @@ fn the_jobs_bridge_killed_mid_job_the_other_takes_it_over_and_finishes_it() {
 }
 
 #[test]
-#[ignore = "flaky: the job can end before b starts (b logs no \"runs on bridge a\"), and once in a fresh-clone run b never tried the paused runner's lock within 120 s; to be made deterministic"]
 fn a_paused_runner_keeps_its_job_and_a_bridge_started_mid_job_follows_it() {
     let cluster = &CLUSTER.get()[0];
     let db = "paused";
@@ -361,15 +363,25 @@ fn a_paused_runner_keeps_its_job_and_a_bridge_started_mid_job_follows_it() {
     let before: BTreeSet<String> = ids.iter().cloned().collect();
     let job = start_job(&addr_a, 4);
     let total = planned(&addr_a, job.id).total;
-    // Started during a's job, b follows it and does not run it too.
-    let b = serve(cluster, db, "b", &addr_b);
-    wait_routing(&addr_b, job.to_version);
-    assert!(b.log().contains("runs on bridge a"), "{}", b.log());
     let moved = eventually(LIMIT, || {
         job_on(&addr_a, job.id).is_some_and(|job| job.moved > 0)
     });
     assert!(moved, "the job never moved a row");
+    // Paused mid-job (it writes by the target once it moves rows): the job
+    // cannot end before b has started, followed it and tried its lock.
     signal("STOP", a.pid());
+    let paused = stored(&runtime, cluster, db, job.id);
+    assert_eq!(paused.state, "running", "the job ended before a was paused");
+    let b = serve(cluster, db, "b", &addr_b);
+    wait_routing(&addr_b, job.to_version);
+    // b follows the job: as a's (when a's lease had not lapsed yet at b's
+    // start) or as a job whose lapsed runner still holds its lock.
+    let following = ["runs on bridge a", "still holds the job's lock"];
+    assert!(
+        following.iter().any(|said| b.log().contains(said)),
+        "{}",
+        b.log()
+    );
     wait_live(&addr_b, "a", false);
     // b has tried the lock since a's lease lapsed, and was refused.
     let refused = eventually(LIMIT, || b.log().contains("still holds the job's lock"));
