@@ -119,6 +119,8 @@ pub enum SchemaError {
     Db(tokio_postgres::Error),
     /// The stored layout is not a valid one.
     BadStoredLayout(String),
+    /// A primary did not answer (no connection, or not within a deadline).
+    Unanswered(String),
 }
 
 impl std::fmt::Display for SchemaError {
@@ -126,6 +128,7 @@ impl std::fmt::Display for SchemaError {
         match self {
             SchemaError::Db(error) => write!(f, "{}", crate::db::describe(error)),
             SchemaError::BadStoredLayout(why) => write!(f, "the stored layout is invalid: {why}"),
+            SchemaError::Unanswered(why) => write!(f, "{why}"),
         }
     }
 }

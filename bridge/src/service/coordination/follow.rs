@@ -105,7 +105,11 @@ pub(super) async fn adopt(service: &Service) -> Result<Adopted, String> {
             Some(previous) => {
                 let target = [previous, &current].into_iter().max_by_key(|v| v.version);
                 let target = &target.unwrap_or(&current).layout;
-                rebalance::create_shards(service, target)
+                // Within a deadline: a runner paused inside its job's first
+                // step holds the schema lock, and the heartbeats wait for
+                // this round.
+                let until = tokio::time::Instant::now() + RELOAD_DEADLINE;
+                rebalance::create_shards(service, target, until)
                     .await
                     .map_err(|error| format!("creating the target's shards: {error}"))?
             }

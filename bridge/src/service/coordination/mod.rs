@@ -48,6 +48,8 @@ const MARGIN: Duration = Duration::from_secs(WRITE_TIMEOUT.as_secs() + 1);
 const WAIT_POLL: Duration = Duration::from_millis(50);
 /// Longest a write waits for a fenced bridge's heartbeat.
 const RENEW_WAIT: Duration = Duration::from_secs(2);
+/// A heartbeat round taking longer is logged: it holds back the next one.
+const SLOW_ROUND: Duration = Duration::from_secs(3);
 /// Between two heartbeats asked for by a write, when one failed.
 const RENEW_RETRY: Duration = Duration::from_millis(100);
 
@@ -208,8 +210,16 @@ async fn heartbeats(service: Service) {
             () = tokio::time::sleep(HEARTBEAT) => {}
             () = news => {}
         }
+        let started = Instant::now();
         if let Err(why) = round(&service).await {
             tracing::warn!("heartbeat: {why}");
+        }
+        let took = started.elapsed();
+        if took > SLOW_ROUND {
+            tracing::warn!(
+                "a heartbeat round took {took:?} (without one for {:?}, writes are refused)",
+                LEASE - MARGIN
+            );
         }
         // Also after a round that failed: a bridge following a placement
         // change fails each round (it is fenced) yet must take it over.

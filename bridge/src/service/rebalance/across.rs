@@ -41,21 +41,37 @@ async fn primary(cluster: &Cluster) -> Result<deadpool_postgres::Object, Unanswe
 }
 
 /// Creates the schemas of `layout`'s shards on each cluster holding some;
-/// the WAL position after, per cluster.
+/// the WAL position after, per cluster. With `until`, each cluster's
+/// creation ends there, its connection discarded (it may still wait for
+/// the schema lock).
 pub(super) async fn create_shards(
     service: &Service,
     layout: &Layout,
+    until: Option<Instant>,
 ) -> Result<BTreeMap<String, u64>, crate::db::schema::SchemaError> {
+    use crate::db::schema::SchemaError;
     let mut lsns = BTreeMap::new();
     for cluster in service.clusters().all() {
         let on = layout_on(layout, cluster.name());
         if on.shards.is_empty() {
             continue;
         }
-        let mut client = primary(cluster)
-            .await
-            .map_err(crate::db::schema::SchemaError::BadStoredLayout)?;
-        let lsn = crate::db::jobs::create_shards(&mut client, &on).await?;
+        let mut client = primary(cluster).await.map_err(SchemaError::Unanswered)?;
+        let creating = crate::db::jobs::create_shards(&mut client, &on);
+        let lsn = match until {
+            None => creating.await?,
+            Some(until) => match tokio::time::timeout_at(until, creating).await {
+                Ok(created) => created?,
+                Err(_) => {
+                    crate::cluster::discard(client);
+                    return Err(SchemaError::Unanswered(format!(
+                        "{}'s primary did not create the shards in time (a job's first step \
+                         may hold the schema lock)",
+                        cluster.name()
+                    )));
+                }
+            },
+        };
         lsns.insert(cluster.name().to_owned(), lsn);
     }
     Ok(lsns)

@@ -344,12 +344,13 @@ pub(crate) async fn resume(state: &Service, pending: Pending) {
 
 /// Creates the schemas of `layout`'s shards missing on their clusters (as
 /// a job's first step does; a bridge following the job makes sure of them
-/// too); each cluster's WAL position after.
+/// too), each cluster's by `until`; each cluster's WAL position after.
 pub(crate) async fn create_shards(
     service: &Service,
     layout: &Layout,
+    until: tokio::time::Instant,
 ) -> Result<std::collections::BTreeMap<String, u64>, crate::db::schema::SchemaError> {
-    across::create_shards(service, layout).await
+    across::create_shards(service, layout, Some(until)).await
 }
 
 pub(crate) use shard_move::placed_now;

@@ -146,7 +146,7 @@ async fn create_shards(state: &Service, pending: &Pending) -> Option<BTreeMap<St
     let id = pending.job.id;
     loop {
         let created = match super::takeover::still_runs(state, id) {
-            Ok(()) => super::across::create_shards(state, &pending.to.layout)
+            Ok(()) => super::across::create_shards(state, &pending.to.layout, None)
                 .await
                 .map_err(|error| match error {
                     crate::db::schema::SchemaError::Db(error) => StepError::from(error),

@@ -339,16 +339,14 @@ async fn reload(service: &Service, id: u64) -> Result<Option<Pending>, String> {
         .primary_client(deadline)
         .await
         .map_err(|error| error.to_string())?;
-    let stored = crate::db::schema::active_layout(&client)
-        .await
-        .map_err(|error| error.to_string())?
-        .ok_or("the catalog holds no layout in force")?;
-    let clusters = service.clusters().name_refs();
-    let layout = in_force(&stored.layout, &clusters).map_err(|error| error.to_string())?;
-    let active = ecoshard_core::wire::LayoutView { layout, ..stored };
-    let found = startup(&mut client, &active)
-        .await
-        .map_err(|error| error.to_string())?;
+    let found = match tokio::time::timeout_at(deadline, read_job(service, &mut client)).await {
+        Ok(found) => found?,
+        Err(_) => {
+            // It may still wait for the schema lock: not for the next user.
+            crate::cluster::discard(client);
+            return Err("the catalog did not answer the job's reload in time".to_owned());
+        }
+    };
     drop(client);
     let Some(pending) = found.pending.filter(|pending| pending.job.id == id) else {
         return Ok(None);
@@ -361,6 +359,23 @@ async fn reload(service: &Service, id: u64) -> Result<Option<Pending>, String> {
         tracing::warn!("requests under the old routing still run after {DRAIN_LIMIT:?}");
     }
     Ok(Some(pending))
+}
+
+/// The layout in force and the unfinished job, read as start-up reads them.
+async fn read_job(
+    service: &Service,
+    client: &mut deadpool_postgres::Client,
+) -> Result<super::Startup, String> {
+    let stored = crate::db::schema::active_layout(&*client)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or("the catalog holds no layout in force")?;
+    let clusters = service.clusters().name_refs();
+    let layout = in_force(&stored.layout, &clusters).map_err(|error| error.to_string())?;
+    let active = ecoshard_core::wire::LayoutView { layout, ..stored };
+    startup(client, &active)
+        .await
+        .map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
