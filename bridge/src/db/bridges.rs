@@ -167,21 +167,36 @@ pub(crate) async fn lagging(
     lease: Duration,
     (version, previous): (u64, Option<u64>),
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT name FROM ecoshard.bridges
-             WHERE name <> $1
-               AND heartbeat > now() - make_interval(secs => $2::float8)
-               AND (version < $3 OR previous IS DISTINCT FROM $4)
-             ORDER BY name",
-            &[
-                &name,
-                &lease.as_secs_f64(),
-                &(version as i64),
-                &previous.map(|version| version as i64),
-            ],
-        )
-        .await?;
+    let previous = previous.map(|version| version as i64);
+    live_others_where(
+        client,
+        (name, lease),
+        "version < $3 OR previous IS DISTINCT FROM $4",
+        &[&(version as i64), &previous],
+    )
+    .await
+}
+
+/// The names of the live bridges other than `name` (heartbeat within
+/// `lease`, by the catalog's clock) for which `condition` holds, in name
+/// order; `condition`'s parameters are `$3` on, given in `parameters`.
+pub(crate) async fn live_others_where(
+    client: &impl GenericClient,
+    (name, lease): (&str, Duration),
+    condition: &str,
+    parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT name FROM ecoshard.bridges
+          WHERE name <> $1
+            AND heartbeat > now() - make_interval(secs => $2::float8)
+            AND ({condition})
+          ORDER BY name"
+    );
+    let seconds = lease.as_secs_f64();
+    let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&name, &seconds];
+    all.extend_from_slice(parameters);
+    let rows = client.query(&sql, &all).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 

@@ -91,21 +91,11 @@ pub(crate) async fn lagging(
     fence: u64,
     ack: Ack,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT name FROM ecoshard.bridges
-              WHERE name <> $1
-                AND heartbeat > now() - make_interval(secs => $2::float8)
-                AND coalesce(cut_over, 0) < $3
-                AND ($4 OR fence IS DISTINCT FROM $3)
-              ORDER BY name",
-            &[
-                &name,
-                &lease.as_secs_f64(),
-                &(fence as i64),
-                &(ack == Ack::CutOver),
-            ],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    super::bridges::live_others_where(
+        client,
+        (name, lease),
+        "coalesce(cut_over, 0) < $3 AND ($4 OR fence IS DISTINCT FROM $3)",
+        &[&(fence as i64), &(ack == Ack::CutOver)],
+    )
+    .await
 }

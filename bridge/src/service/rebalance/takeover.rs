@@ -198,6 +198,11 @@ pub(crate) async fn resume(service: &Service, pending: Pending, slot: OwnedMutex
         return;
     }
     tracing::info!("resuming rebalance job {id} under its lock");
+    run_taken(service, pending, slot, taken);
+}
+
+/// Runs `pending` in the background under its lock, `taken` already.
+fn run_taken(service: &Service, pending: Pending, slot: OwnedMutexGuard<()>, taken: JobLock) {
     tokio::spawn(run_locked(
         service.clone(),
         pending,
@@ -320,13 +325,7 @@ async fn try_take_over(service: &Service) -> Result<(), String> {
     let Some(pending) = reload(service, job.id).await? else {
         return Ok(());
     };
-    tokio::spawn(run_locked(
-        service.clone(),
-        pending,
-        slot,
-        None,
-        Some(taken),
-    ));
+    run_taken(service, pending, slot, taken);
     Ok(())
 }
 
