@@ -391,6 +391,61 @@ pub(crate) async fn subscription_ready(
     }))
 }
 
+/// On the target: what a subscription's workers have met, for a wait that
+/// goes on long — its tables and those ready, and the errors its table
+/// synchronisation and its apply workers have had
+/// (`pg_stat_subscription_stats`), with the last error the server logged
+/// for neither (PostgreSQL keeps those only in its log).
+pub(crate) async fn subscription_state(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<SubscriptionState>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid),
+                    (SELECT count(*) FROM pg_subscription_rel r
+                      WHERE r.srsubid = s.oid AND r.srsubstate = 'r'),
+                    coalesce(st.sync_error_count, 0), coalesce(st.apply_error_count, 0),
+                    s.subenabled
+               FROM pg_subscription s
+               LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
+              WHERE s.subname = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|row| SubscriptionState {
+        tables: row.get(0),
+        ready: row.get(1),
+        sync_errors: row.get(2),
+        apply_errors: row.get(3),
+        enabled: row.get(4),
+    }))
+}
+
+/// A subscription as [`subscription_state`] reads it.
+#[derive(Debug)]
+pub(crate) struct SubscriptionState {
+    pub(crate) tables: i64,
+    pub(crate) ready: i64,
+    pub(crate) sync_errors: i64,
+    pub(crate) apply_errors: i64,
+    pub(crate) enabled: bool,
+}
+
+impl std::fmt::Display for SubscriptionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} tables ready, {} table-sync and {} apply errors{}",
+            self.ready,
+            self.tables,
+            self.sync_errors,
+            self.apply_errors,
+            if self.enabled { "" } else { ", disabled" }
+        )
+    }
+}
+
 /// On the target: the initial copy's progress into the shard's table
 /// (`pg_stat_progress_copy`: rows, bytes), `None` when no copy runs.
 pub(crate) async fn copy_progress(

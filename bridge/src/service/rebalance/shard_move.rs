@@ -45,6 +45,8 @@ mod restart;
 
 /// Pause between two looks at a copy's progress or a catch-up.
 const POLL: Duration = Duration::from_millis(200);
+/// Between two log lines saying that a copy or a catch-up still waits.
+const SAY_EVERY: Duration = Duration::from_secs(30);
 /// Pause between two looks at the target's position during a cutover.
 const CUTOVER_POLL: Duration = Duration::from_millis(2);
 /// Longest the shard's writes stay fenced waiting for the target; past it
@@ -352,11 +354,11 @@ async fn move_shard(run: &Run, stored: &StoredMove, shards: (u64, u64)) -> Resul
         let next = match phase {
             MovePhase::SettingUp => set_up(run, source, target, &name, &mut progress).await?,
             MovePhase::Copying => copy(source, target, &name, &mut progress, run).await?,
-            MovePhase::CatchingUp => catch_up(source, target, &name).await?,
+            MovePhase::CatchingUp => catch_up(run, (source, target), &name).await?,
             MovePhase::Cutover => {
                 // A fence left by a cutover that ended without lifting it.
                 fences::lift(&catalog(run).await?, run.job, &stored.shard, None).await?;
-                catch_up(source, target, &name).await?;
+                catch_up(run, (source, target), &name).await?;
                 let (old, decided) = cutover(run, source, target, &name, &mut progress).await?;
                 (old_table, fence) = (Some(old), Some(decided));
                 MovePhase::Verifying
@@ -462,9 +464,24 @@ async fn copy(
 ) -> Result<MovePhase, StepError> {
     let started = Instant::now();
     let shard = progress.view.shard.clone();
+    let mut said = Instant::now();
     loop {
         moved_on(source, target, name).await?;
         let client = primary(target).await?;
+        if said.elapsed() > SAY_EVERY {
+            say_waiting(
+                run,
+                &format!("shard {shard}'s copy to {}", target.name()),
+                started,
+            );
+            if let Some(state) = sql::subscription_state(&client, name).await? {
+                tracing::warn!(
+                    "rebalance job {}: the subscription {name}: {state}",
+                    run.job
+                );
+            }
+            said = Instant::now();
+        }
         match sql::subscription_ready(&client, name).await? {
             Some(true) => break,
             Some(false) => {}
@@ -492,7 +509,12 @@ async fn copy(
 
 /// Catching up: until the target has confirmed the source's WAL but for
 /// [`CATCH_UP_BYTES`].
-async fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Result<MovePhase, StepError> {
+async fn catch_up(
+    run: &Run,
+    (source, target): (&Cluster, &Cluster),
+    name: &str,
+) -> Result<MovePhase, StepError> {
+    let (started, mut said) = (Instant::now(), Instant::now());
     loop {
         moved_on(source, target, name).await?;
         let client = primary(source).await?;
@@ -506,9 +528,24 @@ async fn catch_up(source: &Cluster, target: &Cluster, name: &str) -> Result<Move
         if now.saturating_sub(confirmed) <= CATCH_UP_BYTES {
             return Ok(MovePhase::Cutover);
         }
+        if said.elapsed() > SAY_EVERY {
+            let behind = now.saturating_sub(confirmed);
+            let what = format!("{}'s catching up ({behind} bytes behind)", target.name());
+            say_waiting(run, &what, started);
+            said = Instant::now();
+        }
         drop(client);
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Says that `what` (a copy, a catch-up) still goes on since `started`.
+fn say_waiting(run: &Run, what: &str, started: Instant) {
+    tracing::warn!(
+        "rebalance job {}: {what} still goes on after {:?}",
+        run.job,
+        started.elapsed()
+    );
 }
 
 /// The cutover (see the module's doc), its fence held by every live
