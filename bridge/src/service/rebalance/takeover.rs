@@ -31,6 +31,10 @@ use crate::service::coordination::LEASE;
 const LOCK_DEADLINE: Duration = Duration::from_secs(2);
 /// Longest the catalog may take to answer a look at the running job.
 const LOOK_DEADLINE: Duration = Duration::from_secs(1);
+/// Longest the reload of a job taken over may take: it runs in the
+/// background (no heartbeat or request waits for it), and just after a
+/// failover of the catalog's primary it meets a cold server.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest a taken-over job's routing waits for requests under the old one.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// Between two log lines saying that a lapsed runner still holds its lock.
@@ -332,7 +336,7 @@ async fn try_take_over(service: &Service) -> Result<(), String> {
 /// Job `id` as start-up finds it in the catalog, its routing swapped in:
 /// `None` when it is no longer the unfinished job.
 async fn reload(service: &Service, id: u64) -> Result<Option<Pending>, String> {
-    let deadline = tokio::time::Instant::now() + LOCK_DEADLINE;
+    let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
     let mut client = service
         .cluster()
         .primary_client(deadline)
