@@ -181,6 +181,54 @@ async fn a_shard_moved_under_inserts_and_reads_lands_once_on_its_new_cluster_and
     );
 }
 
+/// The table-synchronisation slot on `cluster`'s primary of a move in
+/// `database`, dropped once it exists and is not in use (while the table's
+/// copy runs): its name.
+async fn drop_sync_slot(cluster: &LocalCluster, database: &str) -> Option<String> {
+    let client = connect(cluster, "primary", database).await;
+    common::eventually_some(JOB_LIMIT, || async {
+        let row = client
+            .query_opt(
+                "SELECT slot_name::text FROM pg_replication_slots
+                  WHERE database = current_database() AND slot_name LIKE 'pg\\_%\\_sync\\_%'
+                    AND NOT active",
+                &[],
+            )
+            .await
+            .unwrap()?;
+        let name: String = row.get(0);
+        let sql = "SELECT pg_drop_replication_slot($1)";
+        client.execute(sql, &[&name]).await.ok().map(|_| name)
+    })
+    .await
+}
+
+/// PostgreSQL's table synchronisation fails for ever when the source has
+/// lost its slot once the table's copy is done (seen after both primaries
+/// were stopped just after a copy, their bridge killed): the move sees it,
+/// starts over from setting up, and ends with every row on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copy_whose_synchronisation_slot_the_source_lost_starts_over_and_ends() {
+    let _nodes = common::NODES.read().await;
+    let database = "lost_sync_slot";
+    let (state, clusters) = bridge_over_both(database).await;
+    // Rows enough for the copy to last while the slot is dropped.
+    let body = r#"{"count": 300000, "prefix": "g_"}"#;
+    let answer = common::post_json(&state, "/api/users/generate", body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let answer = put_layout(&state, &placed(StrategyKind::Ring, 3, &["c2", "c2", "c1"])).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    let started: RebalanceJob = answer.parse();
+    let dropped = drop_sync_slot(&clusters[0], database).await;
+    assert!(dropped.is_some(), "the copy's slot never showed");
+    let job = finished(&state, started.id).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    let report: VerifyReport = post(&state, "/api/verify").await.parse();
+    assert!(report.clean, "{report:?}");
+    assert!(!has_schema(&clusters[0], database, "s0").await);
+    assert_eq!(leftovers(&clusters, database).await, Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_shards_and_changing_keys_at_once_is_refused_with_two_steps() {
     let _nodes = common::NODES.read().await;

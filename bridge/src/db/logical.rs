@@ -370,6 +370,41 @@ pub(crate) async fn drop_slot(
         .is_none())
 }
 
+/// On the target: the table-synchronisation slots subscription `name`'s
+/// tables need on the source now — those whose copy has finished and whose
+/// catching up has not (`pg_subscription_rel.srsubstate = 'f'`), named as
+/// PostgreSQL names them (`pg_<subscription>_sync_<table>_<system id>`).
+pub(crate) async fn sync_slots_needed(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT format('pg_%s_sync_%s_%s', s.oid, r.srrelid,
+                           (SELECT system_identifier FROM pg_control_system()))
+               FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid
+              WHERE s.subname = $1 AND r.srsubstate = 'f'",
+            &[&name],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// On the source: those of `slots` it does not have.
+pub(crate) async fn missing_slots(
+    client: &impl GenericClient,
+    slots: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT wanted FROM unnest($1::text[]) wanted
+              WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = wanted)",
+            &[&slots],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// On the target: whether every table of subscription `name` is ready
 /// (`pg_subscription_rel.srsubstate = 'r'`: copied and streaming); `None`
 /// when there is no such subscription.

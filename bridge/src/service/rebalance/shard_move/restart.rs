@@ -4,7 +4,9 @@
 //! standby, the subscription names the old source primary, and a promoted
 //! target's copy of the subscription may be behind its slot); after it,
 //! the routing is made sure to send the shard to the target and the move
-//! goes on. ARCHITECTURE.md says why each case is safe.
+//! goes on. ARCHITECTURE.md says why each case is safe. A table
+//! synchronisation whose slot the source lost (seen after both primaries
+//! were stopped just after the table's copy) starts the move over too.
 
 use std::sync::Arc;
 
@@ -30,7 +32,9 @@ pub(super) fn before_decision(phase: MovePhase) -> bool {
 /// with that primary's timeline (a promoted target standby carries the
 /// subscription, but its progress may be behind the slot's), and the slot
 /// on the source's primary (a promoted source standby has none, and the
-/// subscription names the old primary). Setting up not yet done holds.
+/// subscription names the old primary) — and whether its table's
+/// synchronisation can still end (see [`sync_slot_lost`]). Setting up not
+/// yet done holds.
 pub(super) async fn setup_stands(
     source: &Cluster,
     target: &Cluster,
@@ -45,13 +49,45 @@ pub(super) async fn setup_stands(
     if stamp != Some(sql::timeline(&on_target).await?) {
         return Ok(false);
     }
+    let needed = sql::sync_slots_needed(&on_target, name).await?;
     drop(on_target);
     let on_source = primary(source).await?;
-    Ok(sql::confirmed_flush(&on_source, name).await?.is_some())
+    if sql::confirmed_flush(&on_source, name).await?.is_none() {
+        return Ok(false);
+    }
+    drop(on_source);
+    Ok(needed.is_empty() || !sync_slot_lost(source, target, name, &needed).await?)
+}
+
+/// Between two looks at a table synchronisation's missing slot.
+const SYNC_SLOT_LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a table whose copy has finished waits for a synchronisation
+/// slot the source no longer has: PostgreSQL's worker then fails for ever
+/// ("replication slot … does not exist") and the copy never ends. Seen
+/// once both primaries were stopped just after the table's copy (the
+/// bridge that started them killed); the move starts over. Looked at twice
+/// a second apart, the table's state read again: the worker itself drops
+/// that slot a moment before it records the table as synchronised.
+async fn sync_slot_lost(
+    source: &Cluster,
+    target: &Cluster,
+    name: &str,
+    needed: &[String],
+) -> Result<bool, StepError> {
+    let missing = sql::missing_slots(&primary(source).await?, needed).await?;
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    tokio::time::sleep(SYNC_SLOT_LOOK_AGAIN).await;
+    let needed = sql::sync_slots_needed(&primary(target).await?, name).await?;
+    let still = sql::missing_slots(&primary(source).await?, &needed).await?;
+    Ok(still.iter().any(|slot| missing.contains(slot)))
 }
 
 /// A retry when [`setup_stands`] no longer: a copy or a catch-up would
-/// wait for ever on a subscription whose source primary is gone.
+/// wait for ever on a subscription whose source primary is gone or whose
+/// table synchronisation lost its slot.
 pub(super) async fn moved_on(
     source: &Cluster,
     target: &Cluster,
@@ -61,7 +97,8 @@ pub(super) async fn moved_on(
         return Ok(());
     }
     Err(StepError::Retry(format!(
-        "the primary of {} or {} changed under the subscription {name}",
+        "the subscription {name} from {} to {} no longer stands (a primary changed, or a \
+         table's synchronisation lost its slot)",
         source.name(),
         target.name()
     )))
@@ -80,8 +117,9 @@ pub(super) async fn start_over(
     shard: &str,
 ) -> Result<MovePhase, StepError> {
     tracing::warn!(
-        "rebalance job {}: the primary of {} or {} changed while shard {shard} was being \
-         copied: its move starts over from setting up",
+        "rebalance job {}: what setting up made for shard {shard} no longer stands (the \
+         primary of {} or {} changed, or a table's synchronisation lost its slot): its move \
+         starts over from setting up",
         run.job,
         source.name(),
         target.name()
