@@ -373,7 +373,8 @@ pub(crate) async fn drop_slot(
 /// On the target: the table-synchronisation slots subscription `name`'s
 /// tables need on the source now — those whose copy has finished and whose
 /// catching up has not (`pg_subscription_rel.srsubstate = 'f'`), named as
-/// PostgreSQL names them (`pg_<subscription>_sync_<table>_<system id>`).
+/// PostgreSQL names them (`pg_<subscription>_sync_<table>_<system id>`,
+/// the system identifier unsigned where `pg_control_system` shows it signed).
 pub(crate) async fn sync_slots_needed(
     client: &impl GenericClient,
     name: &str,
@@ -381,7 +382,10 @@ pub(crate) async fn sync_slots_needed(
     let rows = client
         .query(
             "SELECT format('pg_%s_sync_%s_%s', s.oid, r.srrelid,
-                           (SELECT system_identifier FROM pg_control_system()))
+                           (SELECT system_identifier::numeric
+                                   + CASE WHEN system_identifier < 0
+                                          THEN 18446744073709551616 ELSE 0 END
+                              FROM pg_control_system()))
                FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid
               WHERE s.subname = $1 AND r.srsubstate = 'f'",
             &[&name],
@@ -426,11 +430,11 @@ pub(crate) async fn subscription_ready(
     }))
 }
 
-/// On the target: what a subscription's workers have met, for a wait that
-/// goes on long — its tables and those ready, and the errors its table
-/// synchronisation and its apply workers have had
-/// (`pg_stat_subscription_stats`), with the last error the server logged
-/// for neither (PostgreSQL keeps those only in its log).
+/// On the target: how a subscription stands, for a wait that goes on long
+/// — its tables and those ready, and the errors its table synchronisation
+/// and apply workers have counted (`pg_stat_subscription_stats`; a worker
+/// that cannot start streaming is not counted there, only in the server's
+/// log).
 pub(crate) async fn subscription_state(
     client: &impl GenericClient,
     name: &str,
