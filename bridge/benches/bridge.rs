@@ -31,18 +31,21 @@ use std::time::{Duration, Instant};
 
 use ecoshard_core::{Layout, Router, StrategyKind};
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 #[path = "../tests/common/blocking.rs"]
 mod blocking;
 #[path = "support/http.rs"]
 mod client;
+#[path = "support/postgres.rs"]
+mod direct;
 
 #[path = "../tests/common/balancer.rs"]
 mod balancer;
 
 use blocking::{Frozen, Serve, all_streaming, free_ports, setting};
 use client::{http, http_connect};
+use direct::connect;
 
 /// A request through the bridge with no answer by then counts as an error
 /// (a bridge without read deadlines can hang a read on a hung standby).
@@ -538,19 +541,6 @@ async fn bridge_phase(
         total.merge(task.await.expect("worker"));
     }
     total
-}
-
-async fn connect(port: u16, password: &str) -> Client {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user("ecoshard")
-        .password(password)
-        .dbname("ecomarket");
-    let (client, connection) = config.connect(NoTls).await.expect("direct connection");
-    tokio::spawn(connection);
-    client
 }
 
 /// The same operations without the bridge: the core picks the shard and

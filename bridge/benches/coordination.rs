@@ -46,11 +46,14 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 mod blocking;
 #[path = "support/http.rs"]
 mod client;
+#[path = "support/postgres.rs"]
+mod direct;
 #[path = "../tests/common/random.rs"]
 mod random;
 
 use blocking::{BIN, Scratch, Serve, all_streaming, free_ports, setting};
 use client::{http, http_connect};
+use direct::{config, connect};
 use random::Random;
 
 /// Longest one layout change may take, end to end.
@@ -893,25 +896,4 @@ async fn cluster_view(addr: &str) -> Option<ClusterView> {
     let mut sender = http_connect(addr).await.ok()?;
     let (status, body) = http(&mut sender, "GET", "/api/cluster", None).await.ok()?;
     (status == 200).then(|| serde_json::from_slice(&body).ok())?
-}
-
-/// The `ecoshard` role on the primary's port of the run's cluster.
-fn config(port: u16, password: &str) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user("ecoshard")
-        .password(password)
-        .dbname("ecomarket");
-    config
-}
-
-async fn connect(port: u16, password: &str) -> Client {
-    let (client, connection) = config(port, password)
-        .connect(NoTls)
-        .await
-        .expect("direct connection");
-    tokio::spawn(connection);
-    client
 }
