@@ -37,7 +37,7 @@ use tokio_postgres::{Client, Statement};
 mod blocking;
 #[path = "support/http.rs"]
 mod client;
-#[path = "support/postgres.rs"]
+#[path = "../tests/common/direct.rs"]
 mod direct;
 
 #[path = "../tests/common/balancer.rs"]

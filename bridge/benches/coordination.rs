@@ -46,7 +46,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls};
 mod blocking;
 #[path = "support/http.rs"]
 mod client;
-#[path = "support/postgres.rs"]
+#[path = "../tests/common/direct.rs"]
 mod direct;
 #[path = "../tests/common/random.rs"]
 mod random;

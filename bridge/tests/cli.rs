@@ -225,18 +225,7 @@ fn sql(port: u16, passfile: &Path, sql: &str) -> String {
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(port)
-            .user("ecoshard")
-            .password(password)
-            .dbname("ecomarket");
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let client = common::direct::connect(port, &password).await;
         let messages = client.simple_query(sql).await.expect(sql);
         messages
             .iter()

@@ -23,6 +23,7 @@ use tower::ServiceExt as _;
 
 pub mod balancer;
 pub mod blocking;
+pub mod direct;
 pub mod random;
 
 pub use blocking::{ANSWER_WITHIN, free_ports};

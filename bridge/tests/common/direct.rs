@@ -1,6 +1,6 @@
-//! The benches' direct connections: the `ecoshard` role on a local
-//! cluster's node, as the bridge connects, for the baselines measured
-//! beside it.
+//! Direct connections to a local cluster's node as the `ecoshard` role,
+//! as the bridge connects: the benches' baselines, and tests that look
+//! at a node through its port alone.
 
 use tokio_postgres::{Client, Config, NoTls};
 
